@@ -1,0 +1,127 @@
+//! Command-line interface: argument definitions (clap) and dispatch to `commands`.
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+use crate::commands;
+use crate::error::{Error, Exit};
+use crate::graph::GraphFormat;
+
+/// Catalog sync as code: YAML pipelines from a PIM (Sales Layer) to a store (Shopify).
+#[derive(Debug, Parser)]
+#[command(name = "catsync", version, about, long_about = None, propagate_version = true)]
+pub struct Cli {
+    /// Environment of the pipeline to use (its `environments:` overrides).
+    #[arg(long = "env", global = true, value_name = "NAME")]
+    pub environment: Option<String>,
+    /// Print less (errors only).
+    #[arg(short, long, global = true, conflicts_with = "verbose")]
+    pub quiet: bool,
+    /// Print more (repeat for debug logs).
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+    /// Log line format.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+    /// When to use colours (`NO_COLOR` is honoured with `auto`).
+    #[arg(long, global = true, value_enum, default_value_t = ColorChoice::Auto)]
+    pub color: ColorChoice,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ColorChoice {
+    Auto,
+    Always,
+    Never,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Check pipeline files: schema and semantic checks, every error with its position.
+    Validate {
+        /// Pipeline files (default: `pipelines/*.yaml`).
+        files: Vec<PathBuf>,
+    },
+    /// Print the stage DAG of a pipeline.
+    Graph {
+        file: PathBuf,
+        #[arg(long, value_enum, default_value_t = GraphFormat::Dot)]
+        format: GraphFormat,
+    },
+    /// Write a commented starter pipeline (deletions disabled).
+    Init {
+        /// Template to start from.
+        #[arg(long, value_enum, default_value_t = commands::init::Starter::SaleslayerShopify)]
+        from: commands::init::Starter,
+        /// Where to write it.
+        #[arg(long, default_value = "pipelines/saleslayer-shopify.yaml")]
+        out: PathBuf,
+        /// Overwrite an existing file.
+        #[arg(long)]
+        force: bool,
+    },
+}
+
+/// Global settings every command can use.
+pub struct Globals {
+    pub environment: Option<String>,
+    pub quiet: bool,
+    /// Whether stderr gets ANSI colours.
+    pub color: bool,
+}
+
+/// Parses arguments, runs the command, prints its error, and returns the exit code.
+pub fn main() -> i32 {
+    let cli = Cli::parse();
+    init_logging(&cli);
+    let color = match cli.color {
+        ColorChoice::Always => true,
+        ColorChoice::Never => false,
+        ColorChoice::Auto => std::env::var_os("NO_COLOR").is_none() && std::io::stderr().is_terminal(),
+    };
+    let globals = Globals { environment: cli.environment.clone(), quiet: cli.quiet, color };
+    match run(cli.command, &globals) {
+        Ok(exit) => exit.code(),
+        Err(e) => {
+            match &e {
+                Error::InvalidConfig { rendered } => eprint!("{rendered}"),
+                other => eprintln!("{}: {other}", if color { "\x1b[1;31merror\x1b[0m" } else { "error" }),
+            }
+            e.exit().code()
+        }
+    }
+}
+
+fn run(command: Command, g: &Globals) -> Result<Exit, Error> {
+    match command {
+        Command::Validate { files } => commands::validate::exec(&files, g),
+        Command::Graph { file, format } => commands::graph::exec(&file, format, g),
+        Command::Init { from, out, force } => commands::init::exec(from, &out, force, g),
+    }
+}
+
+fn init_logging(cli: &Cli) {
+    let level = match (cli.quiet, cli.verbose) {
+        (true, _) => "error",
+        (false, 0) => "warn",
+        (false, 1) => "info",
+        (false, _) => "debug",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_env("CATSYNC_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false);
+    let _ = match cli.log_format {
+        LogFormat::Json => builder.json().try_init(),
+        LogFormat::Text => builder.without_time().try_init(),
+    };
+}

@@ -1,0 +1,77 @@
+//! `catsync validate [FILES…]`: schema and semantic checks of pipeline files, every error at once.
+
+use std::path::{Path, PathBuf};
+
+use crate::cli::Globals;
+use crate::config::secret::ProcessEnv;
+use crate::config::{self, LoadOptions};
+use crate::diagnostics::Severity;
+use crate::error::{Error, Exit};
+
+pub fn exec(files: &[PathBuf], g: &Globals) -> Result<Exit, Error> {
+    let files = if files.is_empty() { default_files()? } else { files.to_vec() };
+    let mut n_invalid = 0;
+    let (mut n_errors, mut n_warnings) = (0, 0);
+    for file in &files {
+        let report = config::load(file, &LoadOptions { environment: g.environment.as_deref(), env: &ProcessEnv });
+        let errors = report.diagnostics.count(Severity::Error);
+        let warnings = report.diagnostics.count(Severity::Warning);
+        if errors > 0 || (!g.quiet && warnings > 0) {
+            eprint!("{}", report.render(g.color));
+        }
+        n_errors += errors;
+        n_warnings += warnings;
+        match &report.pipeline {
+            Some(p) if !g.quiet => {
+                let n_exports = p.exports().count();
+                let env = p.environment.as_deref().map(|e| format!(", environment `{e}`")).unwrap_or_default();
+                println!(
+                    "{}: ok (pipeline `{}`, {} stage{}, {n_exports} export{}{env})",
+                    file.display(),
+                    p.name,
+                    p.stages.len(),
+                    plural(p.stages.len()),
+                    plural(n_exports)
+                );
+            }
+            Some(_) => {}
+            None => n_invalid += 1,
+        }
+    }
+    if n_invalid > 0 {
+        let summary = format!(
+            "{n_invalid} of {} file{} invalid: {n_errors} error{}, {n_warnings} warning{}\n",
+            files.len(),
+            plural(files.len()),
+            plural(n_errors),
+            plural(n_warnings)
+        );
+        return Err(Error::InvalidConfig { rendered: summary });
+    }
+    Ok(Exit::Success)
+}
+
+fn plural(n: usize) -> &'static str {
+    if n == 1 {
+        ""
+    } else {
+        "s"
+    }
+}
+
+/// `pipelines/*.yaml` and `pipelines/*.yml`, sorted.
+fn default_files() -> Result<Vec<PathBuf>, Error> {
+    let dir = Path::new("pipelines");
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map_err(|e| {
+            Error::failed(format!("no files given and cannot list `pipelines/`: {e}; name the pipeline files to check"))
+        })?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| matches!(p.extension().and_then(|x| x.to_str()), Some("yaml" | "yml")))
+        .collect();
+    files.sort();
+    if files.is_empty() {
+        return Err(Error::failed("no pipeline files in `pipelines/`; name the files to check, or run `catsync init`"));
+    }
+    Ok(files)
+}

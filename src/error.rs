@@ -1,0 +1,63 @@
+//! Exit codes and the top-level error type of commands.
+
+use std::fmt;
+
+/// The documented exit statuses of `catsync` (README, SPEC §7).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Exit {
+    /// Success (and, with `--detailed-exitcode`, a plan without changes).
+    Success = 0,
+    /// An error: unreadable input, I/O failure, a refused operation.
+    Error = 1,
+    /// With `--detailed-exitcode`: the plan has changes.
+    Changes = 2,
+    /// The pipeline configuration is invalid.
+    InvalidConfig = 3,
+    /// A run is already in progress for this pipeline.
+    InProgress = 4,
+    /// The pipeline is deactivated.
+    Deactivated = 5,
+    /// The run finished, but some items failed.
+    ItemErrors = 6,
+}
+
+impl Exit {
+    pub fn code(self) -> i32 {
+        self as i32
+    }
+}
+
+/// An error that ends a command: what to print and which exit status to use.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// Configuration problems, already rendered (with positions and hints).
+    #[error("{rendered}")]
+    InvalidConfig { rendered: String },
+    /// Anything else, as a lowercase phrase saying what failed and how to fix it.
+    #[error("{message}")]
+    Failed { message: String },
+    #[error("cannot {action} `{path}`: {source}")]
+    Io {
+        action: &'static str,
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+impl Error {
+    pub fn failed(message: impl fmt::Display) -> Self {
+        Error::Failed { message: message.to_string() }
+    }
+
+    pub fn io(action: &'static str, path: &std::path::Path, source: std::io::Error) -> Self {
+        Error::Io { action, path: path.display().to_string(), source }
+    }
+
+    pub fn exit(&self) -> Exit {
+        match self {
+            Error::InvalidConfig { .. } => Exit::InvalidConfig,
+            Error::Failed { .. } | Error::Io { .. } => Exit::Error,
+        }
+    }
+}

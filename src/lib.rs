@@ -1,0 +1,11 @@
+//! catsync: product-catalog synchronization as code — YAML pipelines from a PIM (Sales Layer) to a
+//! store (Shopify), validated, planned and applied incrementally. See `ARCHITECTURE.md`.
+
+pub mod cli;
+pub mod commands;
+pub mod config;
+pub mod diagnostics;
+pub mod error;
+pub mod graph;
+pub mod stages;
+pub mod template;

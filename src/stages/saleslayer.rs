@@ -1,0 +1,296 @@
+//! `type: saleslayer` — the Sales Layer Connector API source: its configuration, and at compile
+//! time the files it will read and the fields their `data_schema` declares.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+use super::{FieldSchema, ItemKind, Output, StageCx};
+use crate::config::secret::Secret;
+
+/// The stage as written in YAML.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct SalesLayerConfig {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub files: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api: Option<ApiConfig>,
+    #[serde(default)]
+    pub tables: PerKind<Tables>,
+    #[serde(default)]
+    pub status_fields: PerKind<StatusFields>,
+    #[serde(default)]
+    pub tag_fields: PerKind<TagFields>,
+    #[serde(default = "default_family_field")]
+    pub family_field: String,
+}
+
+fn default_family_field() -> String {
+    "product_family".to_string()
+}
+
+/// Connector API settings.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ApiConfig {
+    pub code: String,
+    pub secret: String,
+    #[serde(default = "default_api_url")]
+    pub url: String,
+    #[serde(default = "default_pagination")]
+    pub pagination: u32,
+}
+
+fn default_api_url() -> String {
+    "https://api.saleslayer.com/".to_string()
+}
+fn default_pagination() -> u32 {
+    1000
+}
+
+/// A setting per item kind, with defaults chosen by the marker type `D`.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct PerKind<D: KindDefaults> {
+    #[serde(default = "D::categories")]
+    pub categories: String,
+    #[serde(default = "D::products")]
+    pub products: String,
+    #[serde(default = "D::variants")]
+    pub variants: String,
+    #[serde(skip)]
+    _marker: std::marker::PhantomData<D>,
+}
+
+impl<D: KindDefaults> Default for PerKind<D> {
+    fn default() -> Self {
+        PerKind {
+            categories: D::categories(),
+            products: D::products(),
+            variants: D::variants(),
+            _marker: Default::default(),
+        }
+    }
+}
+
+impl<D: KindDefaults> PerKind<D> {
+    pub fn get(&self, kind: ItemKind) -> &str {
+        match kind {
+            ItemKind::Category => &self.categories,
+            ItemKind::Product => &self.products,
+            ItemKind::Variant => &self.variants,
+        }
+    }
+}
+
+/// Default names of a per-kind setting.
+pub trait KindDefaults {
+    fn categories() -> String;
+    fn products() -> String;
+    fn variants() -> String;
+}
+
+macro_rules! kind_defaults {
+    ($name:ident, $c:literal, $p:literal, $v:literal) => {
+        #[derive(Debug, Clone, PartialEq)]
+        pub struct $name;
+        impl KindDefaults for $name {
+            fn categories() -> String {
+                $c.to_string()
+            }
+            fn products() -> String {
+                $p.to_string()
+            }
+            fn variants() -> String {
+                $v.to_string()
+            }
+        }
+    };
+}
+
+kind_defaults!(Tables, "catalogue", "products", "product_formats");
+kind_defaults!(StatusFields, "section_status", "product_status", "format_status");
+kind_defaults!(TagFields, "section_tags", "product_tags", "format_tags");
+
+/// Where the export comes from.
+#[derive(Debug, Clone)]
+pub enum Origin {
+    /// Saved pages, applied in this order.
+    Files(Vec<PathBuf>),
+    /// The Connector API.
+    Api { code: String, secret: Secret, url: String, pagination: u32 },
+}
+
+/// The compiled source.
+#[derive(Debug, Clone)]
+pub struct SalesLayerSource {
+    pub origin: Origin,
+    pub tables: PerKind<Tables>,
+    pub status_fields: PerKind<StatusFields>,
+    pub tag_fields: PerKind<TagFields>,
+    pub family_field: String,
+    /// Languages declared by the first page (`schema.languages`), default first; empty if unknown.
+    pub languages: Vec<String>,
+}
+
+/// The header of an export page: enough to know its tables, columns and languages.
+#[derive(Debug, Deserialize)]
+struct PageHeader {
+    #[serde(default)]
+    schema: Option<SchemaInfo>,
+    #[serde(default)]
+    data_schema: Option<BTreeMap<String, Vec<Column>>>,
+    #[serde(default)]
+    data_schema_info: Option<HashMap<String, HashMap<String, FieldInfo>>>,
+}
+
+#[derive(Debug, Deserialize)]
+struct SchemaInfo {
+    #[serde(default)]
+    default_language: Option<String>,
+    #[serde(default)]
+    languages: Vec<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum Column {
+    Plain(String),
+    Media(BTreeMap<String, serde_json::Value>),
+}
+
+#[derive(Debug, Deserialize)]
+struct FieldInfo {
+    #[serde(default)]
+    basename: Option<String>,
+}
+
+/// Compiles the stage: resolves files or API settings and learns the fields from the first page.
+pub fn compile(cfg: &SalesLayerConfig, cx: &mut StageCx) -> (Option<SalesLayerSource>, Output) {
+    let unknown = Output::Catalog(FieldSchema::default());
+    let mut fields = FieldSchema::default();
+    let mut languages = Vec::new();
+    let origin = match (&cfg.files, &cfg.api) {
+        (Some(_), Some(_)) => {
+            cx.error_at_key(
+                "api",
+                "give either `files` or `api`, not both",
+                Some("`files` reads saved export pages; `api` calls the Connector API".to_string()),
+            );
+            return (None, unknown);
+        }
+        (None, None) => {
+            cx.error_at_key("", "a `saleslayer` source needs `files` or `api`", Some("for example `files: [\"exports/*.json\"]`, or `api: {code: ${SALESLAYER_CODE}, secret: ${SALESLAYER_SECRET}}`".to_string()));
+            return (None, unknown);
+        }
+        (Some(patterns), None) => {
+            let mut paths = Vec::new();
+            for (i, pattern) in patterns.iter().enumerate() {
+                let rel = format!("files/{i}");
+                let Some(full) = cx.path(&rel, pattern) else { continue };
+                let matched = expand(&full);
+                if matched.is_empty() {
+                    cx.error(
+                        &rel,
+                        format!("no file matches `{pattern}`"),
+                        Some("paths are relative to the pipeline file".to_string()),
+                    );
+                }
+                paths.extend(matched);
+            }
+            if let Some(first) = paths.first() {
+                match read_header(first) {
+                    Ok(header) => (fields, languages) = learn_fields(&header, cfg),
+                    Err(e) => cx.error("files/0", format!("cannot read the export `{}`: {e}", first.display()), None),
+                }
+            }
+            Origin::Files(paths)
+        }
+        (None, Some(api)) => {
+            let code = cx.interpolate("api/code", &api.code);
+            let secret = cx.secret("api/secret", &api.secret);
+            let url = cx.interpolate("api/url", &api.url);
+            match (code, secret, url) {
+                (Some(code), Some(secret), Some(url)) => Origin::Api { code, secret, url, pagination: api.pagination },
+                _ => return (None, unknown),
+            }
+        }
+    };
+    let source = SalesLayerSource {
+        origin,
+        tables: cfg.tables.clone(),
+        status_fields: cfg.status_fields.clone(),
+        tag_fields: cfg.tag_fields.clone(),
+        family_field: cfg.family_field.clone(),
+        languages,
+    };
+    (Some(source), Output::Catalog(fields))
+}
+
+/// Expands a glob (sorted); a path without glob characters is returned if it exists.
+fn expand(path: &std::path::Path) -> Vec<PathBuf> {
+    let text = path.to_string_lossy();
+    match glob::glob(&text) {
+        Ok(paths) => {
+            let mut v: Vec<PathBuf> = paths.filter_map(Result::ok).filter(|p| p.is_file()).collect();
+            v.sort();
+            v
+        }
+        Err(_) => Vec::new(),
+    }
+}
+
+fn read_header(path: &std::path::Path) -> Result<PageHeader, String> {
+    let file = std::fs::File::open(path).map_err(|e| e.to_string())?;
+    serde_json::from_reader(std::io::BufReader::new(file)).map_err(|e| e.to_string())
+}
+
+/// Field names per kind (columns, and basenames of multi-language columns) and the languages.
+fn learn_fields(header: &PageHeader, cfg: &SalesLayerConfig) -> (FieldSchema, Vec<String>) {
+    let mut languages = Vec::new();
+    if let Some(schema) = &header.schema {
+        if let Some(default) = &schema.default_language {
+            languages.push(default.clone());
+        }
+        for l in &schema.languages {
+            if !languages.contains(l) {
+                languages.push(l.clone());
+            }
+        }
+    }
+    let mut fields = FieldSchema::default();
+    let Some(data_schema) = &header.data_schema else { return (fields, languages) };
+    for kind in ItemKind::ALL {
+        let table = cfg.tables.get(kind);
+        let Some(columns) = data_schema.get(table) else {
+            *fields.of_mut(kind) = Some(BTreeSet::new());
+            continue;
+        };
+        let info = header.data_schema_info.as_ref().and_then(|i| i.get(table));
+        let mut names = BTreeSet::new();
+        for col in columns {
+            let name = match col {
+                Column::Plain(n) => n.clone(),
+                Column::Media(m) => match m.keys().next() {
+                    Some(n) => n.clone(),
+                    None => continue,
+                },
+            };
+            if name == "STATUS" {
+                continue;
+            }
+            let basename = info
+                .and_then(|i| i.get(&name))
+                .and_then(|f| f.basename.clone())
+                .or_else(|| languages.iter().find_map(|l| name.strip_suffix(&format!("_{l}")).map(str::to_string)));
+            if let Some(b) = basename {
+                names.insert(b);
+            }
+            names.insert(name);
+        }
+        *fields.of_mut(kind) = Some(names);
+    }
+    (fields, languages)
+}

@@ -1,0 +1,114 @@
+//! `type: shopify` — the Shopify Admin GraphQL export: its settings and their checks.
+
+use std::collections::BTreeSet;
+
+use serde::{Deserialize, Serialize};
+
+use super::{Output, StageCx};
+use crate::config::secret::Secret;
+
+/// Default Admin API version.
+pub const DEFAULT_API_VERSION: &str = "2026-07";
+
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ShopifyConfig {
+    pub inputs: Vec<String>,
+    pub url: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token: Option<String>,
+    #[serde(default = "default_api_version")]
+    pub api_version: String,
+}
+
+fn default_api_version() -> String {
+    DEFAULT_API_VERSION.to_string()
+}
+
+/// Where the export sends its documents.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Store {
+    /// A real (or locally served) store over HTTP(S).
+    Http { url: String },
+    /// The built-in sandbox, run in-process with its data in the state directory.
+    Sandbox { name: String },
+}
+
+/// The compiled export.
+#[derive(Debug, Clone)]
+pub struct ShopifyExport {
+    pub store: Store,
+    pub token: Option<Secret>,
+    pub api_version: String,
+}
+
+pub fn compile(cfg: &ShopifyConfig, inputs: &[(&str, &Output)], cx: &mut StageCx) -> (Option<ShopifyExport>, Output) {
+    let statuses = documents_input("shopify", inputs, cx);
+    let url = cx.interpolate("url", &cfg.url);
+    let token = cfg.token.as_ref().and_then(|t| cx.secret("token", t));
+    let Some(url) = url else { return (None, Output::Nothing) };
+    let store = if let Some(name) = url.strip_prefix("sandbox://") {
+        if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
+            cx.error(
+                "url",
+                format!("`{url}` is not a valid sandbox name"),
+                Some("use `sandbox://NAME` with letters, digits, `-` and `_`".to_string()),
+            );
+            return (None, Output::Nothing);
+        }
+        Store::Sandbox { name: name.to_string() }
+    } else if url.starts_with("https://") || url.starts_with("http://") {
+        if cfg.token.is_none() {
+            cx.error_at_key(
+                "url",
+                format!("`{url}` needs an access token"),
+                Some(
+                    "add `token: ${SHOPIFY_TOKEN}` (an Admin API access token), or use `url: sandbox://NAME`"
+                        .to_string(),
+                ),
+            );
+        }
+        Store::Http { url: url.trim_end_matches('/').to_string() }
+    } else {
+        cx.error(
+            "url",
+            format!("`{url}` is not a store URL"),
+            Some(
+                "use `https://SHOP.myshopify.com`, `http://127.0.0.1:PORT` (a `catsync sandbox`), or `sandbox://NAME`"
+                    .to_string(),
+            ),
+        );
+        return (None, Output::Nothing);
+    };
+    if statuses.contains("UNLISTED") && cfg.api_version.as_str() < "2025-10" {
+        cx.error(
+            "api_version",
+            format!("the status mapping produces `UNLISTED`, which API version {} does not have", cfg.api_version),
+            Some("use `api_version: 2025-10` or later, or map to another status".to_string()),
+        );
+    }
+    (Some(ShopifyExport { store, token, api_version: cfg.api_version.clone() }), Output::Nothing)
+}
+
+/// Checks that an export reads exactly one `map` stage; returns the statuses it can produce.
+pub fn documents_input(what: &str, inputs: &[(&str, &Output)], cx: &mut StageCx) -> BTreeSet<String> {
+    if inputs.len() > 1 {
+        cx.error(
+            "inputs",
+            format!("a `{what}` export reads exactly one `map` stage"),
+            Some("declare one export per map stage".to_string()),
+        );
+    }
+    match inputs.first() {
+        Some((_, Output::Documents { statuses })) => statuses.clone(),
+        Some((name, other)) => {
+            cx.error(
+                "inputs/0",
+                format!("a `{what}` export sends target documents, but `{name}` produces {}", other.describe()),
+                Some("read from a `map` stage, which turns catalog items into target documents".to_string()),
+            );
+            BTreeSet::new()
+        }
+        None => BTreeSet::new(),
+    }
+}

@@ -1,0 +1,165 @@
+//! The minijinja environment of field mappings: strict undefined, catsync's filters, and every
+//! template of a pipeline compiled once under a stable name.
+
+use std::collections::BTreeSet;
+
+use minijinja::value::Value;
+use minijinja::{Environment, Error, ErrorKind, State, UndefinedBehavior};
+
+/// All compiled templates of one pipeline.
+pub struct TemplateSet {
+    env: Environment<'static>,
+}
+
+impl std::fmt::Debug for TemplateSet {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TemplateSet").finish_non_exhaustive()
+    }
+}
+
+impl Default for TemplateSet {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Names that templates may use without them being source fields.
+pub const GLOBALS: &[&str] = &["lang", "t", "range", "dict", "namespace", "loop", "true", "false", "none", "debug"];
+
+impl TemplateSet {
+    pub fn new() -> Self {
+        let mut env = Environment::new();
+        env.set_undefined_behavior(UndefinedBehavior::Strict);
+        env.add_filter("slug", slug);
+        env.add_filter("money", money);
+        env.add_filter("html", html);
+        env.add_function("t", translated);
+        TemplateSet { env }
+    }
+
+    /// Compiles `source` under `name`; returns the variables it reads (dotted for attribute access,
+    /// e.g. `category.section_name`).
+    pub fn add(&mut self, name: &str, source: &str) -> Result<BTreeSet<String>, Error> {
+        self.env.add_template_owned(name.to_string(), source.to_string())?;
+        let tmpl = self.env.get_template(name)?;
+        Ok(tmpl.undeclared_variables(true).into_iter().collect())
+    }
+
+    /// Checks a filter expression; returns the variables it reads.
+    pub fn check_expression(&self, source: &str) -> Result<BTreeSet<String>, Error> {
+        let expr = self.env.compile_expression(source)?;
+        Ok(expr.undeclared_variables(true).into_iter().collect())
+    }
+
+    /// Renders template `name` with `ctx`.
+    pub fn render(&self, name: &str, ctx: Value) -> Result<String, Error> {
+        self.env.get_template(name)?.render(ctx)
+    }
+
+    pub fn environment(&self) -> &Environment<'static> {
+        &self.env
+    }
+}
+
+/// Whether a template source uses template syntax at all (otherwise it is a constant).
+pub fn is_template(source: &str) -> bool {
+    source.contains("{{") || source.contains("{%") || source.contains("{#")
+}
+
+/// `{{ name | slug }}`: a Shopify-style handle — ASCII, lowercase, words joined by `-`.
+pub fn slug(value: &str) -> String {
+    let ascii = deunicode::deunicode(value).to_lowercase();
+    let mut out = String::with_capacity(ascii.len());
+    for c in ascii.chars() {
+        if c.is_ascii_alphanumeric() {
+            out.push(c);
+        } else if !out.is_empty() && !out.ends_with('-') {
+            out.push('-');
+        }
+    }
+    while out.ends_with('-') {
+        out.pop();
+    }
+    out
+}
+
+/// `{{ price | money }}`: a decimal amount with two decimals (`19.9` → `19.90`). Empty stays empty.
+fn money(value: Value) -> Result<String, Error> {
+    let text = value.to_string();
+    let text = text.trim();
+    if text.is_empty() || value.is_none() || value.is_undefined() {
+        return Ok(String::new());
+    }
+    let normalized = text.replace(',', ".");
+    let amount: f64 = normalized
+        .parse()
+        .map_err(|_| Error::new(ErrorKind::InvalidOperation, format!("`{text}` is not an amount of money")))?;
+    if !amount.is_finite() || amount < 0.0 {
+        return Err(Error::new(ErrorKind::InvalidOperation, format!("`{text}` is not an amount of money")));
+    }
+    Ok(format!("{amount:.2}"))
+}
+
+/// `{{ text | html }}`: plain text as HTML paragraphs (escaped); text that already starts with a
+/// tag is kept as is.
+fn html(value: &str) -> String {
+    let trimmed = value.trim();
+    if trimmed.starts_with('<') || trimmed.is_empty() {
+        return trimmed.to_string();
+    }
+    trimmed
+        .split("\n\n")
+        .map(|p| {
+            let escaped =
+                p.trim().replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('\n', "<br>");
+            format!("<p>{escaped}</p>")
+        })
+        .collect()
+}
+
+/// `{{ t('product_name', 'es') }}`: a multi-language field in a given language, whatever language
+/// is being rendered.
+fn translated(state: &State, basename: &str, lang: &str) -> Result<Value, Error> {
+    let column = format!("{basename}_{lang}");
+    state.lookup(&column).ok_or_else(|| {
+        Error::new(ErrorKind::UndefinedError, format!("no field `{column}` (`{basename}` in language `{lang}`)"))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn slug_makes_shopify_handles() {
+        assert_eq!(slug("Camiseta Básica  (Blanca)"), "camiseta-basica-blanca");
+        assert_eq!(slug("--T-Shirts & Tops--"), "t-shirts-tops");
+        assert_eq!(slug("Ñandú 100%"), "nandu-100");
+    }
+
+    #[test]
+    fn money_formats_two_decimals_and_rejects_text() {
+        assert_eq!(money(Value::from("19.9")).unwrap(), "19.90");
+        assert_eq!(money(Value::from(5)).unwrap(), "5.00");
+        assert_eq!(money(Value::from("12,5")).unwrap(), "12.50");
+        assert!(money(Value::from("free")).is_err());
+    }
+
+    #[test]
+    fn strict_undefined_and_variables() {
+        let mut set = TemplateSet::new();
+        let vars = set.add("t1", "{{ product_name }} {{ category.section_name | slug }}").unwrap();
+        assert!(vars.contains("product_name"));
+        assert!(vars.contains("category.section_name"));
+        let err = set.render("t1", minijinja::context! { product_name => "x" }).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::UndefinedError);
+    }
+
+    #[test]
+    fn t_selects_a_language() {
+        let mut set = TemplateSet::new();
+        set.add("t2", "{{ t('product_name', 'es') }}").unwrap();
+        let out = set.render("t2", minijinja::context! { product_name_es => "Camiseta" }).unwrap();
+        assert_eq!(out, "Camiseta");
+    }
+}

@@ -1,0 +1,160 @@
+//! A builder for CLI tests: a temp dir with files, a cleared environment, the `catsync` binary,
+//! and whole-output assertions with readable diffs.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// Root of the repository (for fixtures and shipped pipelines).
+pub fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// Removes the common indentation and the first newline, so expectations can be indented in code.
+pub fn unindent(text: &str) -> String {
+    let text = text.strip_prefix('\n').unwrap_or(text);
+    let indent =
+        text.lines().filter(|l| !l.trim().is_empty()).map(|l| l.len() - l.trim_start().len()).min().unwrap_or(0);
+    let mut out: String = text
+        .lines()
+        .map(|l| if l.len() >= indent { &l[indent..] } else { l.trim_start() })
+        .collect::<Vec<_>>()
+        .join("\n");
+    if text.ends_with('\n') {
+        out.push('\n');
+    }
+    // A trailing line of only spaces (the closing quote's indentation) is not content.
+    while out.ends_with(' ') {
+        out.pop();
+    }
+    out
+}
+
+/// A minimal Sales Layer export page, so field names are known to the checks.
+pub const MINI_EXPORT: &str = r#"{"version":"1.18","time":1,"action":"refresh",
+ "schema":{"default_language":"en","languages":["en","es"]},
+ "data_schema_info":{"products":{"product_name_en":{"type":"string","basename":"product_name","language_code":"en"},
+                                 "product_name_es":{"type":"string","basename":"product_name","language_code":"es"}}},
+ "data_schema":{"catalogue":["STATUS","ID","ID_PARENT","section_name"],
+                "products":["STATUS","ID","ID_catalogue","product_name_en","product_name_es","product_reference","product_status",{"product_image":["STATUS","ID","ORG"]}],
+                "product_formats":["STATUS","ID","ID_products","format_sku","format_price","color"]},
+ "data":{"catalogue":[],"products":[],"product_formats":[]}}"#;
+
+/// A valid pipeline over [`MINI_EXPORT`]; bad cases are small edits of it.
+pub const GOOD_PIPELINE: &str = r#"version: 1
+name: shop
+parameters:
+  export_status: visible
+  deletions: disabled
+stages:
+  pim:
+    type: saleslayer
+    files: [export.json]
+  docs:
+    type: map
+    inputs: [pim]
+    products:
+      title: "{{ product_name }}"
+      handle: "{{ product_reference | slug }}"
+      status: { from: product_status, map: { V: ACTIVE, D: DRAFT, I: ARCHIVED } }
+    variants:
+      sku: "{{ format_sku }}"
+      price: "{{ format_price | money }}"
+      options: { Color: "{{ color }}" }
+  store:
+    type: shopify
+    inputs: [docs]
+    url: sandbox://shop
+"#;
+
+pub struct Test {
+    dir: tempfile::TempDir,
+    args: Vec<String>,
+    env: Vec<(String, String)>,
+}
+
+/// What a finished command printed and returned.
+#[derive(Debug)]
+pub struct Output {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Test {
+    pub fn new() -> Self {
+        Test { dir: tempfile::tempdir().expect("temp dir"), args: Vec::new(), env: Vec::new() }
+    }
+
+    /// A test dir holding `export.json` (the mini export) and `p.yaml` with `pipeline`.
+    pub fn pipeline(pipeline: &str) -> Self {
+        Test::new().file("export.json", MINI_EXPORT).file("p.yaml", pipeline)
+    }
+
+    /// [`Test::pipeline`] with [`GOOD_PIPELINE`] edited: each `(from, to)` replaces one exact
+    /// piece of text, which must occur (so a changed base pipeline cannot silently void a case).
+    pub fn edited(edits: &[(&str, &str)]) -> Self {
+        let mut text = GOOD_PIPELINE.to_string();
+        for (from, to) in edits {
+            assert!(text.contains(from), "the base pipeline has no `{from}`");
+            text = text.replacen(from, to, 1);
+        }
+        Test::pipeline(&text)
+    }
+
+    pub fn file(self, rel: &str, contents: &str) -> Self {
+        let path = self.dir.path().join(rel);
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent).expect("create dirs");
+        }
+        std::fs::write(path, contents).expect("write file");
+        self
+    }
+
+    pub fn env(mut self, key: &str, value: &str) -> Self {
+        self.env.push((key.to_string(), value.to_string()));
+        self
+    }
+
+    pub fn args<I: IntoIterator<Item = S>, S: AsRef<str>>(mut self, args: I) -> Self {
+        self.args.extend(args.into_iter().map(|a| a.as_ref().to_string()));
+        self
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn run(&self) -> Output {
+        let out = Command::new(env!("CARGO_BIN_EXE_catsync"))
+            .args(&self.args)
+            .current_dir(self.dir.path())
+            .env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
+            .output()
+            .expect("run catsync");
+        Output {
+            code: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    }
+}
+
+impl Output {
+    /// Asserts the exit code and the whole stderr (unindented); stdout must be empty.
+    #[track_caller]
+    pub fn fails(&self, code: i32, stderr: &str) -> &Self {
+        similar_asserts::assert_eq!(self.stderr, unindent(stderr), "stderr");
+        assert_eq!(self.code, code, "exit code; stdout:\n{}", self.stdout);
+        self
+    }
+
+    /// Asserts exit code 0 and the whole stdout (unindented).
+    #[track_caller]
+    pub fn succeeds(&self, stdout: &str) -> &Self {
+        assert_eq!(self.code, 0, "exit code; stderr:\n{}", self.stderr);
+        similar_asserts::assert_eq!(self.stdout, unindent(stdout), "stdout");
+        self
+    }
+}

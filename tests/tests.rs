@@ -1,0 +1,9 @@
+//! The integration-test binary: one module per feature, all driving the real `catsync` binary
+//! or the library, hermetically (temp dirs, cleared environment).
+
+mod support;
+
+mod commands;
+mod pipelines;
+mod schema_agreement;
+mod validate;
