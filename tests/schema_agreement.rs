@@ -131,3 +131,44 @@ fn the_reference_documents_every_key() {
         assert!(doc.contains(&format!("`type: {t}`")), "stage type `{t}` is not documented");
     }
 }
+
+/// Damaged pipelines (each line removed, the text cut at many points, a line re-indented) never
+/// panic the loader, and every error they produce is positioned inside the file.
+#[test]
+fn damaged_pipelines_give_positioned_errors_not_panics() {
+    let (path, text) = full_pipeline();
+    let lines: Vec<&str> = text.lines().collect();
+    let mut variants: Vec<String> = Vec::new();
+    for i in 0..lines.len() {
+        let mut v = lines.clone();
+        v.remove(i);
+        variants.push(v.join("\n"));
+        let mut v: Vec<String> = lines.iter().map(|l| l.to_string()).collect();
+        v[i] = format!(" {}", v[i]);
+        variants.push(v.join("\n"));
+    }
+    let mut cut = 0;
+    while cut < text.len() {
+        if text.is_char_boundary(cut) {
+            variants.push(text[..cut].to_string());
+        }
+        cut += 13;
+    }
+    let mut n_invalid = 0;
+    for damaged in &variants {
+        let mut diags = catsync::diagnostics::Diagnostics::default();
+        let opts = LoadOptions { environment: None, env: &TestEnv };
+        let compiled = catsync::config::load_str(&path, damaged, &opts, &mut diags);
+        let n_lines = damaged.lines().count().max(1);
+        for d in diags.iter() {
+            if let Some(pos) = d.pos {
+                assert!(pos.line >= 1 && pos.line <= n_lines + 1, "{d:?} outside the file:\n{damaged}");
+            }
+        }
+        if compiled.is_none() {
+            n_invalid += 1;
+            assert!(diags.has_errors(), "rejected without an error:\n{damaged}");
+        }
+    }
+    assert!(n_invalid > variants.len() / 2, "most damaged variants should be invalid ({n_invalid}/{})", variants.len());
+}

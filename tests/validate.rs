@@ -553,3 +553,338 @@ stages:
             "#,
         );
 }
+
+#[test]
+fn join_needs_a_key_field() {
+    Test::pipeline(
+        r#"version: 1
+name: shop
+stages:
+  pim:
+    type: saleslayer
+    files: [export.json]
+  prices:
+    type: csv
+    path: prices.csv
+    key: sku
+  priced:
+    type: join
+    inputs: [pim, prices]
+  docs:
+    type: map
+    inputs: [priced]
+    products:
+      title: "{{ product_name }}"
+      handle: "{{ product_reference | slug }}"
+    variants:
+      sku: "{{ format_sku }}"
+      price: "{{ price | money }}"
+      options: { Color: "{{ color }}" }
+  store:
+    type: shopify
+    inputs: [docs]
+    url: sandbox://shop
+"#,
+    )
+    .file(
+        "prices.csv",
+        r#"sku,price,stock
+A-1,10.00,3
+"#,
+    )
+    .args(["validate", "p.yaml"])
+    .run()
+    .fails(
+        3,
+        r#"
+            p.yaml:11:3: error: stage `priced`: a `join` needs exactly one of `variants_by` and `products_by`
+               |
+            11 |   priced:
+               |   ^^^^^^
+               = hint: for example `variants_by: format_sku` to add ERP columns to each variant with that SKU
+            1 of 1 file invalid: 1 error, 0 warnings
+            "#,
+    );
+}
+
+#[test]
+fn csv_key_column_must_exist() {
+    Test::pipeline(
+        r#"version: 1
+name: shop
+stages:
+  pim:
+    type: saleslayer
+    files: [export.json]
+  prices:
+    type: csv
+    path: prices.csv
+    key: skux
+  priced:
+    type: join
+    inputs: [pim, prices]
+    variants_by: format_sku
+  docs:
+    type: map
+    inputs: [priced]
+    products:
+      title: "{{ product_name }}"
+      handle: "{{ product_reference | slug }}"
+    variants:
+      sku: "{{ format_sku }}"
+      price: "{{ price | money }}"
+      options: { Color: "{{ color }}" }
+  store:
+    type: shopify
+    inputs: [docs]
+    url: sandbox://shop
+"#,
+    )
+    .file(
+        "prices.csv",
+        r#"sku,price,stock
+A-1,10.00,3
+"#,
+    )
+    .args(["validate", "p.yaml"])
+    .run()
+    .fails(
+        3,
+        r#"
+            p.yaml:10:10: error: stage `prices`: key column `skux` is not in `prices.csv`
+               |
+            10 |     key: skux
+               |          ^^^^
+               = hint: did you mean `sku`?
+            1 of 1 file invalid: 1 error, 0 warnings
+            "#,
+    );
+}
+
+#[test]
+fn join_field_must_exist() {
+    Test::pipeline(
+        r#"version: 1
+name: shop
+stages:
+  pim:
+    type: saleslayer
+    files: [export.json]
+  prices:
+    type: csv
+    path: prices.csv
+    key: sku
+  priced:
+    type: join
+    inputs: [pim, prices]
+    variants_by: format_skuu
+  docs:
+    type: map
+    inputs: [priced]
+    products:
+      title: "{{ product_name }}"
+      handle: "{{ product_reference | slug }}"
+    variants:
+      sku: "{{ format_sku }}"
+      price: "{{ price | money }}"
+      options: { Color: "{{ color }}" }
+  store:
+    type: shopify
+    inputs: [docs]
+    url: sandbox://shop
+"#,
+    )
+    .file(
+        "prices.csv",
+        r#"sku,price,stock
+A-1,10.00,3
+"#,
+    )
+    .args(["validate", "p.yaml"])
+    .run()
+    .fails(
+        3,
+        r#"
+            p.yaml:14:18: error: stage `priced`: `format_skuu` is not a variant field of the source
+               |
+            14 |     variants_by: format_skuu
+               |                  ^^^^^^^^^^^
+               = hint: did you mean `format_sku`?
+            1 of 1 file invalid: 1 error, 0 warnings
+            "#,
+    );
+}
+
+#[test]
+fn filter_reads_a_catalog() {
+    Test::pipeline(
+        r#"version: 1
+name: shop
+stages:
+  pim:
+    type: saleslayer
+    files: [export.json]
+  prices:
+    type: csv
+    path: prices.csv
+    key: sku
+  priced:
+    type: join
+    inputs: [pim, prices]
+    variants_by: format_sku
+  cheap:
+    type: filter
+    inputs: [prices]
+    where: "price < 5"
+  docs:
+    type: map
+    inputs: [priced]
+    products:
+      title: "{{ product_name }}"
+      handle: "{{ product_reference | slug }}"
+    variants:
+      sku: "{{ format_sku }}"
+      price: "{{ price | money }}"
+      options: { Color: "{{ color }}" }
+  store:
+    type: shopify
+    inputs: [docs]
+    url: sandbox://shop
+"#,
+    )
+    .file(
+        "prices.csv",
+        r#"sku,price,stock
+A-1,10.00,3
+"#,
+    )
+    .args(["validate", "p.yaml"])
+    .run()
+    .fails(
+        3,
+        r#"
+            p.yaml:17:14: error: stage `cheap`: a `filter` stage reads a catalog, but `prices` produces a table
+               |
+            17 |     inputs: [prices]
+               |              ^^^^^^
+               = hint: read from a `saleslayer` source or a `join`/`filter` of it
+            1 of 1 file invalid: 1 error, 0 warnings
+            "#,
+    );
+}
+
+#[test]
+fn three_stage_cycle() {
+    Test::pipeline(
+        r#"version: 1
+name: shop
+stages:
+  pim:
+    type: saleslayer
+    files: [export.json]
+  prices:
+    type: csv
+    path: prices.csv
+    key: sku
+  priced:
+    type: join
+    inputs: [docs, prices]
+    variants_by: format_sku
+  in_stock:
+    type: filter
+    inputs: [priced]
+    where: "stock > 0"
+  docs:
+    type: map
+    inputs: [in_stock]
+    products:
+      title: "{{ product_name }}"
+      handle: "{{ product_reference | slug }}"
+    variants:
+      sku: "{{ format_sku }}"
+      price: "{{ price | money }}"
+      options: { Color: "{{ color }}" }
+  store:
+    type: shopify
+    inputs: [docs]
+    url: sandbox://shop
+"#,
+    )
+    .file(
+        "prices.csv",
+        r#"sku,price,stock
+A-1,10.00,3
+"#,
+    )
+    .args(["validate", "p.yaml"])
+    .run()
+    .fails(
+        3,
+        r#"
+            p.yaml:13:5: error: stage `priced`: stages form a cycle: priced -> in_stock -> docs -> priced
+               |
+            13 |     inputs: [docs, prices]
+               |     ^^^^^^
+               = hint: a pipeline is a DAG: remove one of these inputs
+            1 of 1 file invalid: 1 error, 0 warnings
+            "#,
+    );
+}
+
+#[test]
+fn filter_expression_unknown_field() {
+    Test::pipeline(
+        r#"version: 1
+name: shop
+stages:
+  pim:
+    type: saleslayer
+    files: [export.json]
+  prices:
+    type: csv
+    path: prices.csv
+    key: sku
+  priced:
+    type: join
+    inputs: [pim, prices]
+    variants_by: format_sku
+  in_stock:
+    type: filter
+    inputs: [priced]
+    where: "stok > 0"
+  docs:
+    type: map
+    inputs: [in_stock]
+    products:
+      title: "{{ product_name }}"
+      handle: "{{ product_reference | slug }}"
+    variants:
+      sku: "{{ format_sku }}"
+      price: "{{ price | money }}"
+      options: { Color: "{{ color }}" }
+  store:
+    type: shopify
+    inputs: [docs]
+    url: sandbox://shop
+"#,
+    )
+    .file(
+        "prices.csv",
+        r#"sku,price,stock
+A-1,10.00,3
+"#,
+    )
+    .args(["validate", "p.yaml"])
+    .run()
+    .fails(
+        3,
+        r#"
+            p.yaml:18:12: error: stage `in_stock`: expression uses unknown field `stok`
+               |
+            18 |     where: "stok > 0"
+               |            ^^^^^^^^^^
+               = hint: did you mean `stock`?
+            1 of 1 file invalid: 1 error, 0 warnings
+            "#,
+    );
+}

@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{template_error, FieldSchema, ItemKind, Output, StageCx, Vocabulary};
+use super::{template_error, Expects, FieldSchema, ItemKind, Output, StageCx, Vocabulary};
 
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
@@ -63,23 +63,15 @@ pub fn compile(cfg: &FilterConfig, inputs: &[(&str, &Output)], cx: &mut StageCx)
 
 /// Checks that a stage reads exactly one catalog and returns its fields.
 pub fn catalog_input(what: &str, inputs: &[(&str, &Output)], cx: &mut StageCx) -> FieldSchema {
-    if inputs.len() > 1 {
-        cx.error(
-            "inputs",
-            format!("a `{what}` stage reads exactly one input"),
-            Some("combine sources with a `join` stage first".to_string()),
-        );
-    }
-    match inputs.first() {
-        Some((_, Output::Catalog(f))) => f.clone(),
-        Some((name, other)) => {
-            cx.error(
-                "inputs/0",
-                format!("a `{what}` stage reads a catalog, but `{name}` produces {}", other.describe()),
-                Some("read from a `saleslayer` source or a `join`/`filter` of it".to_string()),
-            );
-            FieldSchema::default()
-        }
-        None => FieldSchema::default(),
-    }
+    let expects = Expects {
+        one: format!("a `{what}` stage reads exactly one input"),
+        one_hint: "combine sources with a `join` stage first",
+        reads: format!("a `{what}` stage reads a catalog"),
+        reads_hint: "read from a `saleslayer` source or a `join`/`filter` of it",
+    };
+    let pick = |o: &Output| match o {
+        Output::Catalog(f) => Some(f.clone()),
+        _ => None,
+    };
+    cx.single_input(inputs, &expects, pick).unwrap_or_default()
 }

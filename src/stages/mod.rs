@@ -205,6 +205,26 @@ impl StageCx<'_> {
         }
     }
 
+    /// The input of a stage that reads exactly one, when `pick` accepts what it produces;
+    /// otherwise reports what the stage expected (`expects`).
+    pub fn single_input<T>(
+        &mut self,
+        inputs: &[(&str, &Output)],
+        expects: &Expects,
+        pick: impl Fn(&Output) -> Option<T>,
+    ) -> Option<T> {
+        if inputs.len() > 1 {
+            self.error("inputs", expects.one.clone(), Some(expects.one_hint.to_string()));
+        }
+        let (name, output) = inputs.first()?;
+        let picked = pick(output);
+        if picked.is_none() {
+            let message = format!("{}, but `{name}` produces {}", expects.reads, output.describe());
+            self.error("inputs/0", message, Some(expects.reads_hint.to_string()));
+        }
+        picked
+    }
+
     /// Compiles a template at `rel` under a name unique to this stage and checks the variables
     /// it reads against `known` (the names valid in its context; `None` = unknown, not checked).
     pub fn template(&mut self, rel: &str, source: &str, known: Option<&Vocabulary>) -> Option<String> {
@@ -226,6 +246,16 @@ impl StageCx<'_> {
             }
         }
     }
+}
+
+/// What a single-input stage expects, in words for its error messages.
+pub struct Expects {
+    /// "a `filter` stage reads exactly one input"
+    pub one: String,
+    pub one_hint: &'static str,
+    /// "a `filter` stage reads a catalog"
+    pub reads: String,
+    pub reads_hint: &'static str,
 }
 
 /// minijinja's error text without its "(in template:line)" suffix, which points into our names.

@@ -4,7 +4,7 @@ use std::collections::BTreeSet;
 
 use serde::{Deserialize, Serialize};
 
-use super::{Output, StageCx};
+use super::{Expects, Output, StageCx};
 use crate::config::secret::Secret;
 
 /// Default Admin API version.
@@ -92,23 +92,15 @@ pub fn compile(cfg: &ShopifyConfig, inputs: &[(&str, &Output)], cx: &mut StageCx
 
 /// Checks that an export reads exactly one `map` stage; returns the statuses it can produce.
 pub fn documents_input(what: &str, inputs: &[(&str, &Output)], cx: &mut StageCx) -> BTreeSet<String> {
-    if inputs.len() > 1 {
-        cx.error(
-            "inputs",
-            format!("a `{what}` export reads exactly one `map` stage"),
-            Some("declare one export per map stage".to_string()),
-        );
-    }
-    match inputs.first() {
-        Some((_, Output::Documents { statuses })) => statuses.clone(),
-        Some((name, other)) => {
-            cx.error(
-                "inputs/0",
-                format!("a `{what}` export sends target documents, but `{name}` produces {}", other.describe()),
-                Some("read from a `map` stage, which turns catalog items into target documents".to_string()),
-            );
-            BTreeSet::new()
-        }
-        None => BTreeSet::new(),
-    }
+    let expects = Expects {
+        one: format!("a `{what}` export reads exactly one `map` stage"),
+        one_hint: "declare one export per map stage",
+        reads: format!("a `{what}` export sends target documents"),
+        reads_hint: "read from a `map` stage, which turns catalog items into target documents",
+    };
+    let pick = |o: &Output| match o {
+        Output::Documents { statuses } => Some(statuses.clone()),
+        _ => None,
+    };
+    cx.single_input(inputs, &expects, pick).unwrap_or_default()
 }
