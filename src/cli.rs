@@ -16,6 +16,9 @@ pub struct Cli {
     /// Environment of the pipeline to use (its `environments:` overrides).
     #[arg(long = "env", global = true, value_name = "NAME")]
     pub environment: Option<String>,
+    /// State directory (one sled database; keys are namespaced by pipeline and environment).
+    #[arg(long = "state", global = true, env = "CATSYNC_STATE", default_value = ".catsync", value_name = "DIR")]
+    pub state: PathBuf,
     /// Print less (errors only).
     #[arg(short, long, global = true, conflicts_with = "verbose")]
     pub quiet: bool,
@@ -58,6 +61,12 @@ pub enum Command {
         #[arg(long, value_enum, default_value_t = GraphFormat::Dot)]
         format: GraphFormat,
     },
+    /// Show what a run would change and why; changes nothing (exit 2 with --detailed-exitcode when there are changes).
+    Plan(commands::plan::PlanArgs),
+    /// Synchronize: plan, export in batches, record what the targets confirmed.
+    Run(commands::run::RunArgs),
+    /// Explain why an item is (not) in the plan: scope, hashes, changed fields.
+    Explain(commands::explain::ExplainArgs),
     /// Write a commented starter pipeline (deletions disabled).
     Init {
         /// Template to start from.
@@ -75,6 +84,7 @@ pub enum Command {
 /// Global settings every command can use.
 pub struct Globals {
     pub environment: Option<String>,
+    pub state: PathBuf,
     pub quiet: bool,
     /// Whether stderr gets ANSI colours.
     pub color: bool,
@@ -89,7 +99,7 @@ pub fn main() -> i32 {
         ColorChoice::Never => false,
         ColorChoice::Auto => std::env::var_os("NO_COLOR").is_none() && std::io::stderr().is_terminal(),
     };
-    let globals = Globals { environment: cli.environment.clone(), quiet: cli.quiet, color };
+    let globals = Globals { environment: cli.environment.clone(), state: cli.state.clone(), quiet: cli.quiet, color };
     match run(cli.command, &globals) {
         Ok(exit) => exit.code(),
         Err(e) => {
@@ -107,6 +117,9 @@ fn run(command: Command, g: &Globals) -> Result<Exit, Error> {
         Command::Validate { files } => commands::validate::exec(&files, g),
         Command::Graph { file, format } => commands::graph::exec(&file, format, g),
         Command::Init { from, out, force } => commands::init::exec(from, &out, force, g),
+        Command::Plan(args) => commands::plan::exec(&args, g),
+        Command::Run(args) => commands::run::exec(&args, g),
+        Command::Explain(args) => commands::explain::exec(&args, g),
     }
 }
 

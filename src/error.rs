@@ -36,6 +36,9 @@ pub enum Error {
     /// Anything else, as a lowercase phrase saying what failed and how to fix it.
     #[error("{message}")]
     Failed { message: String },
+    /// A refusal with its own exit status (a run in progress, a deactivated pipeline).
+    #[error("{message}")]
+    Refused { message: String, exit: Exit },
     #[error("cannot {action} `{path}`: {source}")]
     Io {
         action: &'static str,
@@ -54,10 +57,33 @@ impl Error {
         Error::Io { action, path: path.display().to_string(), source }
     }
 
+    pub fn refused(exit: Exit, message: impl fmt::Display) -> Self {
+        Error::Refused { message: message.to_string(), exit }
+    }
+
     pub fn exit(&self) -> Exit {
         match self {
             Error::InvalidConfig { .. } => Exit::InvalidConfig,
+            Error::Refused { exit, .. } => *exit,
             Error::Failed { .. } | Error::Io { .. } => Exit::Error,
+        }
+    }
+}
+
+impl From<crate::state::StateError> for Error {
+    fn from(e: crate::state::StateError) -> Self {
+        match e {
+            crate::state::StateError::Locked { .. } => Error::refused(Exit::InProgress, e),
+            other => Error::failed(other),
+        }
+    }
+}
+
+impl From<crate::plan::PlanError> for Error {
+    fn from(e: crate::plan::PlanError) -> Self {
+        match e {
+            crate::plan::PlanError::State(s) => s.into(),
+            other => Error::failed(other),
         }
     }
 }

@@ -1,11 +1,17 @@
 //! catsync: product-catalog synchronization as code — YAML pipelines from a PIM (Sales Layer) to a
 //! store (Shopify), validated, planned and applied incrementally. See `ARCHITECTURE.md`.
 
+pub mod catalog;
 pub mod cli;
 pub mod commands;
 pub mod config;
 pub mod diagnostics;
+pub mod document;
+pub mod engine;
 pub mod error;
 pub mod graph;
+pub mod plan;
+pub mod run;
 pub mod stages;
+pub mod state;
 pub mod template;

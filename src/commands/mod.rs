@@ -1,7 +1,10 @@
 //! One module per command: small functions over the library, called by `cli`.
 
+pub mod explain;
 pub mod graph;
 pub mod init;
+pub mod plan;
+pub mod run;
 pub mod validate;
 
 use std::path::Path;

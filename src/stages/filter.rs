@@ -75,3 +75,55 @@ pub fn catalog_input(what: &str, inputs: &[(&str, &Output)], cx: &mut StageCx) -
     };
     cx.single_input(inputs, &expects, pick).unwrap_or_default()
 }
+
+impl FilterItems {
+    /// Marks the items for which the expression is false as filtered out by `stage`. An item
+    /// whose evaluation fails is an item error (and filtered out).
+    pub fn apply(
+        &self,
+        stage: &str,
+        data: &mut crate::catalog::view::CatalogData,
+        templates: &crate::template::TemplateSet,
+    ) -> Result<Vec<crate::catalog::ItemError>, String> {
+        use std::sync::Arc;
+
+        use crate::catalog::view::ItemObject;
+        let expr = templates
+            .environment()
+            .compile_expression(&self.expression)
+            .map_err(|e| format!("stage `{stage}`: {}", template_error(&e)))?;
+        let snapshot = Arc::new(data.clone());
+        let mut errors = Vec::new();
+        for &kind in &self.kinds {
+            for id in snapshot.ids(kind) {
+                let ctx = minijinja::value::Value::from_object(ItemObject {
+                    data: snapshot.clone(),
+                    scope: None,
+                    kind,
+                    id: id.clone(),
+                    lang: None,
+                });
+                let keep = match expr.eval(ctx) {
+                    Ok(v) => v.is_true(),
+                    Err(e) => {
+                        errors.push(crate::catalog::ItemError {
+                            kind,
+                            source_id: id.to_string(),
+                            message: format!("filter `{stage}` failed: {}", template_error(&e)),
+                            hint: Some(
+                                "guard optional fields, e.g. `kind != 'variant' or (stock | default(0)) > 0`"
+                                    .to_string(),
+                            ),
+                        });
+                        data.errored.insert((kind, id.clone()));
+                        true
+                    }
+                };
+                if !keep {
+                    data.filtered.insert((kind, id), stage.to_string());
+                }
+            }
+        }
+        Ok(errors)
+    }
+}

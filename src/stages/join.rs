@@ -86,3 +86,23 @@ pub fn compile(cfg: &JoinConfig, inputs: &[(&str, &Output)], cx: &mut StageCx) -
     }
     (Some(JoinTables { kind, by }), Output::Catalog(fields))
 }
+
+impl JoinTables {
+    /// Adds the columns of each table's matching row to the items of `self.kind`, and records the
+    /// join so joined rows count as dependencies of the items (R01).
+    pub fn apply(&self, data: &mut crate::catalog::view::CatalogData, tables: &[(&str, &crate::catalog::Table)]) {
+        use crate::catalog::view::JoinInfo;
+        let ids = data.ids(self.kind);
+        for (table_stage, table) in tables {
+            data.joins.push(JoinInfo { kind: self.kind, by: self.by.clone(), table: table_stage.to_string() });
+            for id in &ids {
+                let key = data.text(self.kind, id, &self.by);
+                let Some(row) = table.rows.get(key.as_str()) else { continue };
+                let fields = data.joined.entry(self.kind).or_default().entry(id.clone()).or_default();
+                for (col, cell) in table.columns.iter().zip(row.iter()) {
+                    fields.insert(col.name.clone(), cell.clone());
+                }
+            }
+        }
+    }
+}

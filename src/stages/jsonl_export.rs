@@ -27,3 +27,30 @@ pub fn compile(cfg: &JsonlExportConfig, inputs: &[(&str, &Output)], cx: &mut Sta
     let path = cx.path("path", &cfg.path);
     (path.map(|path| JsonlExport { path }), Output::Nothing)
 }
+
+impl JsonlExport {
+    /// Appends one line per change: action, item, hash and the document sent. The file is
+    /// flushed and synced before returning, so a recorded change is on disk.
+    pub fn write(&self, changes: &[&crate::plan::Change]) -> std::io::Result<()> {
+        use std::io::Write;
+        if let Some(dir) = self.path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir)?;
+        }
+        let file = std::fs::OpenOptions::new().create(true).append(true).open(&self.path)?;
+        let mut w = std::io::BufWriter::new(file);
+        for c in changes {
+            let line = serde_json::json!({
+                "action": c.action,
+                "kind": c.kind,
+                "source_id": c.source_id,
+                "handle": c.handle,
+                "hash": c.hash_after,
+                "document": c.document,
+            });
+            serde_json::to_writer(&mut w, &line)?;
+            w.write_all(b"\n")?;
+        }
+        let file = w.into_inner().map_err(|e| e.into_error())?;
+        file.sync_data()
+    }
+}

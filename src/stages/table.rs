@@ -111,3 +111,78 @@ fn read_columns(path: &Path, format: TableFormat) -> Result<BTreeSet<String>, St
         }
     }
 }
+
+/// Why a table could not be read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("cannot read `{path}`: {problem}")]
+pub struct TableError {
+    pub path: String,
+    pub problem: String,
+}
+
+impl TableSource {
+    /// Reads the whole table, keyed by the key column. Every row must have a unique, non-empty key.
+    pub fn read(&self) -> Result<crate::catalog::Table, TableError> {
+        use crate::stages::saleslayer::page::{Cell, Column};
+        let err = |problem: String| TableError { path: self.path.display().to_string(), problem };
+        let mut columns: Vec<String> = Vec::new();
+        let mut rows: Vec<(usize, Vec<Cell>)> = Vec::new();
+        match self.format {
+            TableFormat::Csv { delimiter } => {
+                let mut reader = csv::ReaderBuilder::new()
+                    .delimiter(delimiter)
+                    .trim(csv::Trim::All)
+                    .from_path(&self.path)
+                    .map_err(|e| err(e.to_string()))?;
+                columns = reader.headers().map_err(|e| err(e.to_string()))?.iter().map(str::to_string).collect();
+                for (i, record) in reader.records().enumerate() {
+                    let record = record.map_err(|e| err(format!("line {}: {e}", i + 2)))?;
+                    rows.push((i + 2, record.iter().map(|v| Cell::Str(v.into())).collect()));
+                }
+            }
+            TableFormat::Jsonl => {
+                let text = std::fs::read_to_string(&self.path).map_err(|e| err(e.to_string()))?;
+                for (i, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
+                    let obj: serde_json::Map<String, serde_json::Value> =
+                        serde_json::from_str(line).map_err(|e| err(format!("line {}: {e}", i + 1)))?;
+                    let mut cells = vec![Cell::Null; columns.len()];
+                    for (k, v) in obj {
+                        let pos = match columns.iter().position(|c| *c == k) {
+                            Some(p) => p,
+                            None => {
+                                columns.push(k);
+                                cells.push(Cell::Null);
+                                columns.len() - 1
+                            }
+                        };
+                        cells[pos] = match v {
+                            serde_json::Value::Null => Cell::Null,
+                            serde_json::Value::String(s) => Cell::Str(s.into()),
+                            other => Cell::Str(other.to_string().into()),
+                        };
+                    }
+                    rows.push((i + 1, cells));
+                }
+            }
+        }
+        let key =
+            columns.iter().position(|c| *c == self.key).ok_or_else(|| err(format!("no key column `{}`", self.key)))?;
+        let mut table = crate::catalog::Table::new(
+            columns
+                .iter()
+                .map(|name| Column { name: name.clone(), basename: None, language: None, media_labels: None })
+                .collect(),
+        );
+        for (line, mut cells) in rows {
+            cells.resize(columns.len(), Cell::Null);
+            let id = cells[key].text().into_owned();
+            if id.is_empty() {
+                return Err(err(format!("line {line}: the key `{}` is empty", self.key)));
+            }
+            if table.rows.insert(id.as_str().into(), std::sync::Arc::new(cells)).is_some() {
+                return Err(err(format!("line {line}: key `{id}` appears twice")));
+            }
+        }
+        Ok(table)
+    }
+}

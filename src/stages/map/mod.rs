@@ -2,6 +2,8 @@
 //! like Shopify's `ProductSetInput` (products with their variants) and `CollectionInput`
 //! (categories). Values are templates, field references or lookup tables.
 
+pub mod render;
+
 use std::collections::BTreeSet;
 
 use indexmap::IndexMap;

@@ -1,6 +1,8 @@
 //! `type: saleslayer` — the Sales Layer Connector API source: its configuration, and at compile
 //! time the files it will read and the fields their `data_schema` declares.
 
+pub mod page;
+
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::PathBuf;
 
@@ -293,4 +295,64 @@ fn learn_fields(header: &PageHeader, cfg: &SalesLayerConfig) -> (FieldSchema, Ve
         *fields.of_mut(kind) = Some(names);
     }
     (fields, languages)
+}
+
+/// Why the source could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum SourceError {
+    #[error("cannot read the export `{path}`: {problem}")]
+    File { path: String, problem: String },
+    #[error("the export `{path}` is invalid: {error}")]
+    Page { path: String, error: page::PageError },
+    #[error("{0}")]
+    Api(String),
+}
+
+/// One source export: the pages that share a `time`, in order.
+#[derive(Debug, Clone)]
+pub struct Export {
+    pub time: i64,
+    pub action: page::Action,
+    pub pages: Vec<page::Page>,
+    /// Where it came from (file names or the API), for messages.
+    pub origin: Vec<String>,
+}
+
+impl SalesLayerSource {
+    /// The exports newer than `cursor`, oldest first.
+    pub fn read_since(&self, cursor: Option<i64>) -> Result<Vec<Export>, SourceError> {
+        match &self.origin {
+            Origin::Files(paths) => read_files(paths, cursor),
+            Origin::Api { .. } => Err(SourceError::Api(
+                "reading the Connector API over HTTP is not available in this build; save the export pages and use `files:`"
+                    .to_string(),
+            )),
+        }
+    }
+}
+
+fn read_files(paths: &[PathBuf], cursor: Option<i64>) -> Result<Vec<Export>, SourceError> {
+    let mut layouts = page::Layouts::new();
+    let mut exports: Vec<Export> = Vec::new();
+    for path in paths {
+        let shown = path.display().to_string();
+        let bytes =
+            std::fs::read(path).map_err(|e| SourceError::File { path: shown.clone(), problem: e.to_string() })?;
+        let page =
+            page::decode(&bytes, &mut layouts).map_err(|error| SourceError::Page { path: shown.clone(), error })?;
+        if cursor.is_some_and(|c| page.time <= c) {
+            continue;
+        }
+        match exports.iter_mut().find(|e| e.time == page.time) {
+            Some(export) => {
+                export.pages.push(page);
+                export.origin.push(shown);
+            }
+            None => {
+                exports.push(Export { time: page.time, action: page.action, pages: vec![page], origin: vec![shown] })
+            }
+        }
+    }
+    exports.sort_by_key(|e| e.time);
+    Ok(exports)
 }

@@ -1,0 +1,212 @@
+//! The catalog as stages see it at run time: the mirror of a source, its relations, fields joined
+//! in from tables, items filtered out, and the row changes since the last run; plus the template
+//! context object that exposes one item (and its relations) to minijinja.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use minijinja::value::{Enumerator, Object, Value};
+
+use super::mirror::{Mirror, RowChange, Table};
+use super::scope::Scope;
+use super::Relations;
+use crate::stages::saleslayer::page::{Cell, Column};
+use crate::stages::saleslayer::SalesLayerSource;
+use crate::stages::ItemKind;
+
+/// A join of table rows into items of one kind, matched by `by` against the table key.
+#[derive(Debug, Clone)]
+pub struct JoinInfo {
+    pub kind: ItemKind,
+    pub by: String,
+    /// The table source stage.
+    pub table: String,
+}
+
+/// One catalog flowing through the DAG.
+#[derive(Debug, Clone)]
+pub struct CatalogData {
+    /// The `saleslayer` stage it comes from.
+    pub source_stage: String,
+    pub mirror: Arc<Mirror>,
+    pub source: Arc<SalesLayerSource>,
+    pub relations: Arc<Relations>,
+    /// Fields joined in from tables, per kind and item.
+    pub joined: HashMap<ItemKind, HashMap<Arc<str>, BTreeMap<String, Cell>>>,
+    pub joins: Vec<JoinInfo>,
+    /// Items a `filter` stage removed, with the stage's name.
+    pub filtered: HashMap<(ItemKind, Arc<str>), String>,
+    /// Items a stage could not evaluate (an item error was reported): left untouched in targets.
+    pub errored: std::collections::HashSet<(ItemKind, Arc<str>)>,
+    /// Row changes since the last run, of the source and of joined tables (table = stage name).
+    pub changes: Arc<Vec<RowChange>>,
+}
+
+impl CatalogData {
+    pub fn table(&self, kind: ItemKind) -> Option<&Table> {
+        self.mirror.tables.get(self.source.tables.get(kind))
+    }
+
+    pub fn table_name(&self, kind: ItemKind) -> &str {
+        self.source.tables.get(kind)
+    }
+
+    pub fn row(&self, kind: ItemKind, id: &str) -> Option<&Arc<Vec<Cell>>> {
+        self.table(kind)?.rows.get(id)
+    }
+
+    pub fn ids(&self, kind: ItemKind) -> Vec<Arc<str>> {
+        self.table(kind).map(|t| t.rows.keys().cloned().collect()).unwrap_or_default()
+    }
+
+    /// The source's default language.
+    pub fn default_language(&self) -> Option<&str> {
+        self.mirror.languages.first().map(String::as_str)
+    }
+
+    /// A field of an item: joined fields first, then the exact column, then the basename of a
+    /// multi-language column in `lang` (falling back to the default language).
+    pub fn cell(&self, kind: ItemKind, id: &str, name: &str, lang: Option<&str>) -> Option<Cell> {
+        if let Some(cell) = self.joined.get(&kind).and_then(|m| m.get(id)).and_then(|f| f.get(name)) {
+            return Some(cell.clone());
+        }
+        let table = self.table(kind)?;
+        let row = table.rows.get(id)?;
+        if let Some(i) = table.column_index(name) {
+            return Some(row[i].clone());
+        }
+        let by_lang = |l: &str| {
+            table
+                .columns
+                .iter()
+                .position(|c: &Column| c.basename.as_deref() == Some(name) && c.language.as_deref() == Some(l))
+        };
+        let idx = lang.and_then(by_lang).or_else(|| self.default_language().and_then(by_lang))?;
+        Some(row[idx].clone())
+    }
+
+    /// [`CatalogData::cell`] as text (empty when absent).
+    pub fn text(&self, kind: ItemKind, id: &str, name: &str) -> String {
+        self.cell(kind, id, name, None).map(|c| c.text().into_owned()).unwrap_or_default()
+    }
+
+    /// Whether `name` is a field of `kind` in this catalog (for messages).
+    pub fn has_field(&self, kind: ItemKind, name: &str) -> bool {
+        self.table(kind).is_some_and(|t| {
+            t.column_index(name).is_some() || t.columns.iter().any(|c| c.basename.as_deref() == Some(name))
+        }) || self.joins.iter().any(|j| j.kind == kind)
+    }
+}
+
+/// Converts a cell to a template value.
+pub fn cell_value(cell: &Cell, column: Option<&Column>) -> Value {
+    match cell {
+        Cell::Null | Cell::Unchanged => Value::from(()),
+        Cell::Str(s) => Value::from(&**s),
+        Cell::List(items) => Value::from(items.iter().map(|s| Value::from(&**s)).collect::<Vec<_>>()),
+        Cell::Media(entries) => {
+            let labels = column.and_then(|c| c.media_labels.clone()).unwrap_or_default();
+            Value::from(
+                entries
+                    .iter()
+                    .map(|e| {
+                        let map: BTreeMap<String, Value> = e
+                            .iter()
+                            .enumerate()
+                            .map(|(i, v)| (labels.get(i).cloned().unwrap_or_else(|| i.to_string()), Value::from(&**v)))
+                            .collect();
+                        Value::from(map)
+                    })
+                    .collect::<Vec<_>>(),
+            )
+        }
+    }
+}
+
+/// One item as a template context: its fields (in the language being rendered) and relations.
+#[derive(Debug)]
+pub struct ItemObject {
+    pub data: Arc<CatalogData>,
+    /// Scope decisions, so a product's `variants` lists only in-scope variants; `None` in filters.
+    pub scope: Option<Arc<Scope>>,
+    pub kind: ItemKind,
+    pub id: Arc<str>,
+    pub lang: Option<Arc<str>>,
+}
+
+impl ItemObject {
+    fn related(&self, kind: ItemKind, id: &Arc<str>) -> Value {
+        Value::from_object(ItemObject {
+            data: self.data.clone(),
+            scope: self.scope.clone(),
+            kind,
+            id: id.clone(),
+            lang: self.lang.clone(),
+        })
+    }
+
+    fn first_category(&self, product: &str) -> Value {
+        match self.data.relations.product_categories.get(product).and_then(|c| c.first()) {
+            Some(c) => self.related(ItemKind::Category, c),
+            None => Value::from(()),
+        }
+    }
+}
+
+impl Object for ItemObject {
+    fn get_value(self: &Arc<Self>, key: &Value) -> Option<Value> {
+        let key = key.as_str()?;
+        let rel = &self.data.relations;
+        let related = match (self.kind, key) {
+            (_, "kind") => Some(Value::from(self.kind.singular())),
+            (_, "lang") => Some(self.lang.as_deref().map(Value::from).unwrap_or(Value::from(()))),
+            (ItemKind::Category, "parent") => Some(match rel.parent.get(&self.id) {
+                Some(p) => self.related(ItemKind::Category, p),
+                None => Value::from(()),
+            }),
+            (ItemKind::Product, "category") => Some(self.first_category(&self.id)),
+            (ItemKind::Product, "categories") => Some(Value::from(
+                rel.product_categories
+                    .get(&self.id)
+                    .map(|cs| cs.iter().map(|c| self.related(ItemKind::Category, c)).collect::<Vec<_>>())
+                    .unwrap_or_default(),
+            )),
+            (ItemKind::Product, "variants") => Some(Value::from(
+                rel.product_variants
+                    .get(&self.id)
+                    .map(|vs| {
+                        vs.iter()
+                            .filter(|v| self.scope.as_ref().is_none_or(|s| s.is_in(ItemKind::Variant, v)))
+                            .map(|v| self.related(ItemKind::Variant, v))
+                            .collect::<Vec<_>>()
+                    })
+                    .unwrap_or_default(),
+            )),
+            (ItemKind::Variant, "product") => Some(match rel.variant_product.get(&self.id) {
+                Some(p) => self.related(ItemKind::Product, p),
+                None => Value::from(()),
+            }),
+            (ItemKind::Variant, "category") => Some(match rel.variant_product.get(&self.id) {
+                Some(p) => self.first_category(p),
+                None => Value::from(()),
+            }),
+            _ => None,
+        };
+        if related.is_some() {
+            return related;
+        }
+        let cell = self.data.cell(self.kind, &self.id, key, self.lang.as_deref())?;
+        let column = self.data.table(self.kind).and_then(|t| t.column_index(key).map(|i| &t.columns[i]));
+        Some(cell_value(&cell, column))
+    }
+
+    fn enumerate(self: &Arc<Self>) -> Enumerator {
+        let mut keys: Vec<Value> = Vec::new();
+        if let Some(t) = self.data.table(self.kind) {
+            for c in &t.columns {
+                keys.push(Value::from(c.name.clone()));
+            }
+        }
+        Enumerator::Values(keys)
+    }
+}

@@ -1,0 +1,130 @@
+//! `catsync explain FILE KIND:ID`: why an item is, or is not, in the plan — its scope decision,
+//! its hash before and after, and which document fields changed.
+
+use std::fmt::Write as _;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use super::load_pipeline;
+use super::plan::parse_item;
+use crate::catalog::scope::Decision;
+use crate::cli::Globals;
+use crate::engine::evaluate;
+use crate::error::{Error, Exit};
+use crate::plan::diff::{Difference, FieldDiff, Fingerprint, SnapshotDiff};
+use crate::plan::{plan, PlanOptions};
+use crate::stages::ItemKind;
+use crate::state::State;
+
+#[derive(Debug, clap::Args)]
+pub struct ExplainArgs {
+    pub file: PathBuf,
+    /// The item: `product:2001`, `category:1001` or `variant:3001`.
+    #[arg(value_parser = parse_item, value_name = "KIND:ID")]
+    pub item: (ItemKind, String),
+}
+
+pub fn exec(args: &ExplainArgs, g: &Globals) -> Result<Exit, Error> {
+    let pipeline = load_pipeline(&args.file, g)?;
+    let state = State::open_or_empty(&g.state)?;
+    let (kind, id) = &args.item;
+    let planned = plan(&pipeline, &state, &PlanOptions::default())?;
+    let ns = state.namespace(&pipeline.name, pipeline.environment.as_deref());
+    let evaluation = &planned.evaluation;
+    let _ = evaluate; // the plan carries its evaluation
+    let mut out = String::new();
+    let _ = writeln!(out, "{} {id}", kind.singular());
+    let mut found = false;
+    for (idx, stage) in pipeline.stages.iter().enumerate().filter(|(_, s)| s.compiled.is_export()) {
+        let Some(docs) = evaluation.documents_for(&pipeline, idx) else { continue };
+        let (kind, id) = match kind {
+            ItemKind::Variant => match docs.data.relations.variant_product.get(id.as_str()) {
+                Some(p) => {
+                    if !found {
+                        let _ = writeln!(out, "  belongs to product {p}; variants are exported inside their product");
+                    }
+                    (ItemKind::Product, p.to_string())
+                }
+                None => (ItemKind::Variant, id.clone()),
+            },
+            k => (*k, id.clone()),
+        };
+        if docs.data.row(kind, &id).is_none() && kind != ItemKind::Variant {
+            let _ = writeln!(out, "  export `{}`: not in the source", stage.name);
+        } else {
+            found = true;
+        }
+        let _ = writeln!(out, "\n  export `{}`:", stage.name);
+        let scope = match docs.scope.decision(kind, &id) {
+            Some(Decision::In) => "in scope".to_string(),
+            Some(Decision::Out(why)) => format!("out of scope: {why}"),
+            Some(Decision::Broken) => "left out: the source has an integrity error for it".to_string(),
+            None => "unknown to the source".to_string(),
+        };
+        let _ = writeln!(out, "    scope: {scope}");
+        for e in planned.plan.errors.iter().filter(|e| e.kind == kind && e.source_id == id) {
+            let _ = writeln!(out, "    error: {}", e.message);
+        }
+        let records = ns.records(&stage.name)?;
+        let record = records.get(&(kind, id.clone()));
+        let _ = writeln!(
+            out,
+            "    last export: {}",
+            match record {
+                Some(r) => format!(
+                    "hash {} (handle `{}`{})",
+                    &r.hash[..16],
+                    r.handle,
+                    if r.archived { ", archived" } else { "" }
+                ),
+                None => "never exported".to_string(),
+            }
+        );
+        let doc = docs.rendered.docs.get(&(kind, Arc::from(id.as_str())));
+        match doc {
+            Some(doc) => {
+                let fp = Fingerprint::of(doc);
+                let _ = writeln!(out, "    document now: hash {}", &fp.hash[..16]);
+                if let Some(r) = record {
+                    match FieldDiff.diff(r, &fp) {
+                        Difference::Unchanged => {
+                            let _ = writeln!(out, "    unchanged since the last export: nothing to send (R06)");
+                        }
+                        Difference::Changed(fields) => {
+                            let value = serde_json::to_value(doc).unwrap_or_default();
+                            let _ = writeln!(out, "    changed fields:");
+                            for f in fields {
+                                let shown = value
+                                    .get(&f)
+                                    .map(|v| short(&v.to_string()))
+                                    .unwrap_or_else(|| "(removed)".to_string());
+                                let _ = writeln!(out, "      ~ {f}: {shown}");
+                            }
+                        }
+                    }
+                }
+            }
+            None => {
+                let _ = writeln!(out, "    document now: none (not exported in this state)");
+            }
+        }
+        for c in planned.plan.changes.iter().filter(|c| c.export == stage.name && c.kind == kind && c.source_id == id) {
+            let skipped = c.skipped.as_ref().map(|s| format!(" (skipped: {s})")).unwrap_or_default();
+            let _ = writeln!(out, "    planned: {}{skipped}", c.action.name());
+            for r in &c.reasons {
+                let _ = writeln!(out, "      because {r}");
+            }
+        }
+    }
+    print!("{out}");
+    Ok(Exit::Success)
+}
+
+fn short(text: &str) -> String {
+    let max = 100;
+    if text.chars().count() <= max {
+        text.to_string()
+    } else {
+        format!("{}…", text.chars().take(max).collect::<String>())
+    }
+}

@@ -1,0 +1,230 @@
+//! Target documents: what an export sends for an item, shaped like Shopify's `ProductSetInput`
+//! (a product with its options, complete variant list, collections, files, metafields, SEO) and
+//! `CollectionInput` (a category), plus per-language values for translations. The item hash
+//! (R06) is computed over exactly this.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+/// A target document.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Document {
+    Collection(CollectionDoc),
+    Product(ProductDoc),
+}
+
+impl Document {
+    pub fn handle(&self) -> &str {
+        match self {
+            Document::Collection(c) => &c.handle,
+            Document::Product(p) => &p.handle,
+        }
+    }
+}
+
+/// Translations: language → Shopify translation key (`title`, `body_html`, …) → value.
+pub type Translations = BTreeMap<String, BTreeMap<String, String>>;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CollectionDoc {
+    pub handle: String,
+    pub title: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description_html: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image: Option<ImageDoc>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seo: Option<Seo>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub translations: Translations,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ProductDoc {
+    pub handle: String,
+    pub title: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description_html: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vendor: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub product_type: Option<String>,
+    pub tags: Vec<String>,
+    /// `ACTIVE`, `DRAFT`, `ARCHIVED` or `UNLISTED`.
+    pub status: String,
+    pub product_options: Vec<ProductOption>,
+    /// The complete list: Shopify deletes variants a `productSet` omits.
+    pub variants: Vec<VariantDoc>,
+    /// Handles of the collections (categories) the product belongs to; the export resolves ids.
+    pub collections: Vec<String>,
+    pub files: Vec<ImageDoc>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub metafields: Vec<Metafield>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seo: Option<Seo>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub translations: Translations,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ProductOption {
+    pub name: String,
+    pub values: Vec<OptionValue>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OptionValue {
+    pub name: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct VariantDoc {
+    /// The source id of the variant (not sent to Shopify; ties results back to items).
+    #[serde(rename = "sourceId")]
+    pub source_id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sku: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub price: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub compare_at_price: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub barcode: Option<String>,
+    pub option_values: Vec<VariantOptionValue>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub file: Option<ImageDoc>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub metafields: Vec<Metafield>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct VariantOptionValue {
+    pub option_name: String,
+    pub name: String,
+}
+
+/// An image by URL (`FileSetInput.originalSource`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ImageDoc {
+    pub original_source: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub alt: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Metafield {
+    pub namespace: String,
+    pub key: String,
+    #[serde(rename = "type")]
+    pub type_: String,
+    pub value: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct Seo {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub title: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+}
+
+/// Shopify's limits, checked at plan time so violations are item errors, not runtime surprises.
+pub mod limits {
+    pub const MAX_VARIANTS: usize = 2048;
+    pub const MAX_OPTIONS: usize = 3;
+    pub const MAX_TITLE: usize = 255;
+    pub const MAX_HANDLE: usize = 255;
+    pub const MAX_TAGS: usize = 250;
+}
+
+/// Item hashes: blake3 over the RFC 8785 canonical JSON of a document (sorted keys, no
+/// insignificant whitespace, normalised numbers), so a dependency enabling serde_json's
+/// `preserve_order` or a different float format cannot change a hash.
+pub mod hash {
+    use std::collections::BTreeMap;
+
+    use serde::Serialize;
+
+    const CONTEXT: &str = "catsync item v1";
+
+    /// The item hash of `doc`, as 64 hex characters.
+    pub fn item_hash<T: Serialize>(doc: &T) -> String {
+        let bytes = serde_jcs::to_vec(doc).expect("documents serialize to JSON");
+        blake3::Hasher::new_derive_key(CONTEXT).update(&bytes).finalize().to_hex().to_string()
+    }
+
+    /// Per top-level field, a short hash (16 hex characters): enough to tell which fields changed.
+    pub fn field_hashes<T: Serialize>(doc: &T) -> BTreeMap<String, String> {
+        let value = serde_json::to_value(doc).expect("documents serialize to JSON");
+        let mut out = BTreeMap::new();
+        if let serde_json::Value::Object(map) = value {
+            for (k, v) in map {
+                let bytes = serde_jcs::to_vec(&v).expect("JSON values serialize");
+                let h = blake3::Hasher::new_derive_key(CONTEXT).update(&bytes).finalize();
+                out.insert(k, h.to_hex()[..16].to_string());
+            }
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> Document {
+        Document::Product(ProductDoc {
+            handle: "acme-ts-001".into(),
+            title: "Basic Tee".into(),
+            description_html: Some("<p>Soft.</p>".into()),
+            vendor: Some("ACME".into()),
+            product_type: Some("T-shirts".into()),
+            tags: vec!["summer".into()],
+            status: "ACTIVE".into(),
+            product_options: vec![ProductOption {
+                name: "Size".into(),
+                values: vec![OptionValue { name: "M".into() }],
+            }],
+            variants: vec![VariantDoc {
+                source_id: "3001".into(),
+                sku: Some("ACME-TS-001-M".into()),
+                price: Some("19.90".into()),
+                compare_at_price: None,
+                barcode: None,
+                option_values: vec![VariantOptionValue { option_name: "Size".into(), name: "M".into() }],
+                file: None,
+                metafields: vec![],
+            }],
+            collections: vec!["t-shirts".into()],
+            files: vec![],
+            metafields: vec![],
+            seo: None,
+            translations: Translations::new(),
+        })
+    }
+
+    /// A golden hash: if this changes, every exported item would be re-sent. Change it only with
+    /// a state migration that rewrites stored hashes. Cross-checked independently with Python:
+    /// `blake3(json.dumps(doc, sort_keys=True, separators=(',', ':')), derive_key_context="catsync item v1")`.
+    #[test]
+    fn golden_item_hash() {
+        assert_eq!(hash::item_hash(&sample()), "e1b262b8e153bd78aed0502d9c5d2b62557dea1a18a9c797b13444c38ff80a47");
+    }
+
+    #[test]
+    fn hash_ignores_key_order_and_whitespace() {
+        let doc = sample();
+        let json = serde_json::to_string_pretty(&doc).unwrap();
+        let reparsed: serde_json::Value = serde_json::from_str(&json).unwrap();
+        assert_eq!(hash::item_hash(&doc), hash::item_hash(&reparsed));
+        let fields = hash::field_hashes(&doc);
+        assert!(fields.contains_key("variants") && fields.contains_key("title"));
+    }
+}

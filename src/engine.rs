@@ -1,0 +1,224 @@
+//! Evaluates a compiled pipeline's DAG in topological order: sources read what is new since their
+//! cursor and apply it to their mirror (in memory), joins and filters shape the catalog, `map`
+//! stages decide scope and render documents. Nothing here writes to state or to a target: the
+//! result says what a run would persist.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use crate::catalog::mirror::{Mirror, RowChange};
+use crate::catalog::scope::{decide, Scope};
+use crate::catalog::view::CatalogData;
+use crate::catalog::{reference_columns, CatalogTables, ItemError, Relations, Table};
+use crate::config::CompiledPipeline;
+use crate::stages::map::render::{Rendered, Renderer};
+use crate::stages::saleslayer::page::Action;
+use crate::stages::CompiledStage;
+use crate::state::{Namespace, StateError};
+
+/// What flows along an edge at run time.
+#[derive(Debug, Clone)]
+pub enum Data {
+    Catalog(Arc<CatalogData>),
+    Table(Arc<Table>),
+    Documents(Arc<DocSet>),
+    Nothing,
+}
+
+/// The documents of one `map` stage, with the catalog and scope they were rendered from.
+#[derive(Debug)]
+pub struct DocSet {
+    pub map_stage: String,
+    pub data: Arc<CatalogData>,
+    pub scope: Arc<Scope>,
+    pub rendered: Rendered,
+}
+
+/// What a source stage would persist if a run applied this evaluation.
+#[derive(Debug, Clone)]
+pub struct SourceUpdate {
+    pub stage: String,
+    pub mirror: Arc<Mirror>,
+    pub changes: Vec<RowChange>,
+    /// The cursor after the exports read (unchanged if none).
+    pub cursor: Option<i64>,
+    /// `(time, action, origin)` of each export read.
+    pub exports: Vec<(i64, Action, Vec<String>)>,
+}
+
+/// The outcome of evaluating every stage.
+#[derive(Debug)]
+pub struct Evaluation {
+    pub outputs: Vec<Data>,
+    pub updates: Vec<SourceUpdate>,
+    /// Item errors from integrity checks, filters and rendering.
+    pub errors: Vec<ItemError>,
+}
+
+impl Evaluation {
+    /// The documents an export stage reads.
+    pub fn documents_for(&self, pipeline: &CompiledPipeline, export: usize) -> Option<&Arc<DocSet>> {
+        let input = pipeline.inputs_of(export).first().copied()?;
+        let idx = pipeline.stages.iter().position(|s| s.name == input)?;
+        match &self.outputs[idx] {
+            Data::Documents(d) => Some(d),
+            _ => None,
+        }
+    }
+}
+
+/// Errors that stop an evaluation (unlike item errors, which are reported per item).
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error("stage `{stage}`: {message}")]
+    Stage { stage: String, message: String },
+    #[error(transparent)]
+    State(#[from] StateError),
+}
+
+/// Evaluates every stage of `pipeline` against the state in `ns`. `refresh` ignores the cursors
+/// and rebuilds the mirrors from every export the sources have.
+pub fn evaluate(pipeline: &CompiledPipeline, ns: &Namespace, refresh_sources: bool) -> Result<Evaluation, EngineError> {
+    let mut outputs: Vec<Data> = vec![Data::Nothing; pipeline.stages.len()];
+    let mut updates = Vec::new();
+    let mut errors = Vec::new();
+    for &idx in &pipeline.order {
+        let stage = &pipeline.stages[idx];
+        let fail = |message: String| EngineError::Stage { stage: stage.name.clone(), message };
+        let inputs: Vec<(&str, &Data)> = pipeline
+            .inputs_of(idx)
+            .into_iter()
+            .filter_map(|n| pipeline.stages.iter().position(|s| s.name == n).map(|i| (n, &outputs[i])))
+            .collect();
+        let out = match &stage.compiled {
+            CompiledStage::SalesLayer(src) => {
+                let cursor = if refresh_sources { None } else { ns.cursor(&stage.name)? };
+                let mut mirror = if refresh_sources { Mirror::default() } else { ns.mirror(&stage.name)? };
+                let exports = src.read_since(cursor).map_err(|e| fail(e.to_string()))?;
+                let mut changes = Vec::new();
+                for export in &exports {
+                    changes.extend(mirror.apply_export(&export.pages));
+                }
+                let changes = net_changes(changes);
+                let cats = src.tables.get(crate::stages::ItemKind::Category);
+                let prods = src.tables.get(crate::stages::ItemKind::Product);
+                let (product_category_column, variant_product_column) = reference_columns(cats, prods);
+                let relations = Relations::build(&CatalogTables {
+                    categories: mirror.tables.get(cats),
+                    products: mirror.tables.get(prods),
+                    variants: mirror.tables.get(src.tables.get(crate::stages::ItemKind::Variant)),
+                    parent_column: "ID_PARENT",
+                    product_category_column,
+                    variant_product_column,
+                });
+                errors.extend(relations.errors.iter().cloned());
+                let mirror = Arc::new(mirror);
+                updates.push(SourceUpdate {
+                    stage: stage.name.clone(),
+                    mirror: mirror.clone(),
+                    changes: changes.clone(),
+                    cursor: exports.last().map(|e| e.time).or(cursor),
+                    exports: exports.iter().map(|e| (e.time, e.action, e.origin.clone())).collect(),
+                });
+                Data::Catalog(Arc::new(CatalogData {
+                    source_stage: stage.name.clone(),
+                    mirror,
+                    source: Arc::new(src.clone()),
+                    relations: Arc::new(relations),
+                    joined: Default::default(),
+                    joins: Vec::new(),
+                    filtered: Default::default(),
+                    errored: Default::default(),
+                    changes: Arc::new(changes),
+                }))
+            }
+            CompiledStage::Table(t) => {
+                let table = t.read().map_err(|e| fail(e.to_string()))?;
+                // A table's mirror holds its previous version, so changed rows become reasons.
+                let previous = if refresh_sources { Mirror::default() } else { ns.mirror(&stage.name)? };
+                let mut mirror = previous.clone();
+                let changes = mirror.replace_table(&stage.name, table.clone());
+                let mirror = Arc::new(mirror);
+                updates.push(SourceUpdate {
+                    stage: stage.name.clone(),
+                    mirror,
+                    changes,
+                    cursor: None,
+                    exports: Vec::new(),
+                });
+                Data::Table(Arc::new(table))
+            }
+            CompiledStage::Join(j) => {
+                let mut data = catalog_of(&inputs).ok_or_else(|| fail("the first input is not a catalog".into()))?;
+                let tables: Vec<(&str, &Table)> = inputs
+                    .iter()
+                    .skip(1)
+                    .filter_map(|(n, d)| match d {
+                        Data::Table(t) => Some((*n, t.as_ref())),
+                        _ => None,
+                    })
+                    .collect();
+                j.apply(&mut data, &tables);
+                let mut changes = (*data.changes).clone();
+                for (name, _) in &tables {
+                    if let Some(u) = updates.iter().find(|u| u.stage == *name) {
+                        changes.extend(u.changes.iter().cloned());
+                    }
+                }
+                data.changes = Arc::new(changes);
+                Data::Catalog(Arc::new(data))
+            }
+            CompiledStage::Filter(f) => {
+                let mut data = catalog_of(&inputs).ok_or_else(|| fail("the input is not a catalog".into()))?;
+                errors.extend(f.apply(&stage.name, &mut data, &pipeline.templates).map_err(fail)?);
+                Data::Catalog(Arc::new(data))
+            }
+            CompiledStage::Map(m) => {
+                let data = Arc::new(catalog_of(&inputs).ok_or_else(|| fail("the input is not a catalog".into()))?);
+                let scope = Arc::new(decide(&data, &pipeline.params));
+                let rendered = Renderer::new(m, &data, &scope, &pipeline.templates, &pipeline.params).render_all();
+                errors.extend(rendered.errors.iter().cloned());
+                Data::Documents(Arc::new(DocSet { map_stage: stage.name.clone(), data, scope, rendered }))
+            }
+            CompiledStage::Shopify(_) | CompiledStage::JsonlExport(_) => Data::Nothing,
+        };
+        outputs[idx] = out;
+    }
+    errors.sort();
+    errors.dedup();
+    Ok(Evaluation { outputs, updates, errors })
+}
+
+fn catalog_of(inputs: &[(&str, &Data)]) -> Option<CatalogData> {
+    match inputs.first() {
+        Some((_, Data::Catalog(c))) => Some((**c).clone()),
+        _ => None,
+    }
+}
+
+/// Several exports applied in a row: keep one change per row (first creation or last state).
+fn net_changes(changes: Vec<RowChange>) -> Vec<RowChange> {
+    use crate::catalog::mirror::ChangeKind;
+    let mut by_row: BTreeMap<(String, Arc<str>), RowChange> = BTreeMap::new();
+    for c in changes {
+        let key = (c.table.clone(), c.id.clone());
+        match by_row.get_mut(&key) {
+            None => {
+                by_row.insert(key, c);
+            }
+            Some(prev) => {
+                prev.kind = match (prev.kind, c.kind) {
+                    (ChangeKind::Created, ChangeKind::Deleted) => {
+                        by_row.remove(&key);
+                        continue;
+                    }
+                    (ChangeKind::Created, _) => ChangeKind::Created,
+                    (ChangeKind::Deleted, ChangeKind::Created) => ChangeKind::Modified,
+                    (_, k) => k,
+                };
+                prev.fields.extend(c.fields);
+            }
+        }
+    }
+    by_row.into_values().collect()
+}

@@ -1,0 +1,621 @@
+//! The plan: every change an apply would make to each export — create, update, archive, delete —
+//! with the reasons (which source items and fields caused it) and the changed fields. Planning
+//! reads state and sources; it never writes to state or to a target (R03).
+
+pub mod diff;
+pub mod format;
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+
+use crate::catalog::mirror::{ChangeKind, RowChange};
+use crate::catalog::scope::Decision;
+use crate::catalog::ItemError;
+use crate::config::raw::Deletions;
+use crate::config::CompiledPipeline;
+use crate::document::Document;
+use crate::engine::{evaluate, DocSet, EngineError, Evaluation};
+use crate::stages::map::render::Renderer;
+use crate::stages::{CompiledStage, ItemKind};
+use crate::state::{ExportRecord, State, StateError};
+use diff::{Difference, FieldDiff, Fingerprint, SnapshotDiff};
+
+/// Version of the plan JSON format.
+pub const FORMAT_VERSION: u32 = 1;
+
+/// What a change does to the target.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Action {
+    Delete,
+    Archive,
+    Create,
+    Update,
+}
+
+impl Action {
+    pub fn name(self) -> &'static str {
+        match self {
+            Action::Delete => "delete",
+            Action::Archive => "archive",
+            Action::Create => "create",
+            Action::Update => "update",
+        }
+    }
+}
+
+/// One planned change of one item in one export.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Change {
+    pub export: String,
+    pub kind: ItemKind,
+    pub source_id: String,
+    pub handle: String,
+    pub action: Action,
+    /// Set when the change is planned but will not be exported (`deletions disabled`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub skipped: Option<String>,
+    pub reasons: Vec<String>,
+    pub fields_changed: Vec<String>,
+    pub hash_before: Option<String>,
+    pub hash_after: Option<String>,
+    /// The document to send (saved in plan files; omitted from `--format json`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub document: Option<Document>,
+}
+
+/// How the plan was made.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Mode {
+    Incremental,
+    Refresh,
+}
+
+/// What a source contributed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SourceSummary {
+    pub stage: String,
+    pub cursor_before: Option<i64>,
+    pub cursor_after: Option<i64>,
+    /// Exports read: `time`, `action` and where from.
+    pub exports: Vec<SourceExport>,
+    pub rows_changed: usize,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SourceExport {
+    pub time: i64,
+    pub action: String,
+    pub origin: Vec<String>,
+}
+
+/// Counts per action.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Counts {
+    pub create: usize,
+    pub update: usize,
+    pub archive: usize,
+    pub delete: usize,
+    pub skipped: usize,
+    pub unchanged: usize,
+}
+
+impl Counts {
+    pub fn add(&mut self, change: &Change) {
+        if change.skipped.is_some() {
+            self.skipped += 1;
+            return;
+        }
+        match change.action {
+            Action::Create => self.create += 1,
+            Action::Update => self.update += 1,
+            Action::Archive => self.archive += 1,
+            Action::Delete => self.delete += 1,
+        }
+    }
+
+    /// Changes that would be exported.
+    pub fn actionable(&self) -> usize {
+        self.create + self.update + self.archive + self.delete
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Summary {
+    #[serde(flatten)]
+    pub total: Counts,
+    pub errors: usize,
+    pub by_export: BTreeMap<String, Counts>,
+}
+
+/// A plan, as shown and as saved by `--out` (with documents, for `apply`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Plan {
+    pub format_version: u32,
+    pub pipeline: String,
+    pub environment: Option<String>,
+    pub mode: Mode,
+    /// Digest of the pipeline configuration (secrets by digest).
+    pub config_digest: String,
+    /// Whether the configuration differs from the one the last run used (R03).
+    pub config_changed: bool,
+    /// Digest of the export records and cursors this plan was made against (`apply` refuses a
+    /// plan whose state moved on).
+    pub state_fingerprint: String,
+    pub sources: Vec<SourceSummary>,
+    pub changes: Vec<Change>,
+    pub errors: Vec<ItemError>,
+    pub summary: Summary,
+    pub warnings: Vec<String>,
+}
+
+impl Plan {
+    pub fn has_changes(&self) -> bool {
+        self.summary.total.actionable() > 0
+    }
+
+    /// The plan without documents (for `--format json`).
+    pub fn without_documents(&self) -> Plan {
+        let mut p = self.clone();
+        p.changes.iter_mut().for_each(|c| c.document = None);
+        p
+    }
+}
+
+/// Options of a plan (`--refresh`, `--only`, `--limit`).
+#[derive(Debug, Clone, Default)]
+pub struct PlanOptions {
+    pub refresh: bool,
+    /// `(kind, id)` filters; a variant selects its product.
+    pub only: Vec<(ItemKind, String)>,
+    pub limit: Option<usize>,
+    /// Allow a plan above `max_delete_fraction` without a warning (`--allow-mass-delete`).
+    pub allow_mass_delete: bool,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum PlanError {
+    #[error(transparent)]
+    Engine(#[from] EngineError),
+    #[error(transparent)]
+    State(#[from] StateError),
+}
+
+/// A plan and the evaluation it came from (what a run would persist).
+pub struct Planned {
+    pub plan: Plan,
+    pub evaluation: Evaluation,
+}
+
+/// Digest of the configuration: the raw pipeline with the environment applied; secrets are
+/// references in it, plus their digests so a rotated secret shows as a change.
+pub fn config_digest(p: &CompiledPipeline) -> String {
+    let mut secrets: Vec<String> = Vec::new();
+    for s in &p.stages {
+        match &s.compiled {
+            CompiledStage::Shopify(e) => secrets.extend(e.token.as_ref().map(|t| t.digest().to_string())),
+            CompiledStage::SalesLayer(src) => {
+                if let crate::stages::saleslayer::Origin::Api { secret, .. } = &src.origin {
+                    secrets.push(secret.digest().to_string());
+                }
+            }
+            _ => {}
+        }
+    }
+    let value = serde_json::json!({ "pipeline": p.raw, "secrets": secrets });
+    let bytes = serde_jcs::to_vec(&value).expect("the configuration serializes");
+    blake3::Hasher::new_derive_key("catsync config v1").update(&bytes).finalize().to_hex()[..32].to_string()
+}
+
+/// Makes the plan of `pipeline` against `state`.
+pub fn plan(pipeline: &CompiledPipeline, state: &State, opts: &PlanOptions) -> Result<Planned, PlanError> {
+    let ns = state.namespace(&pipeline.name, pipeline.environment.as_deref());
+    let evaluation = evaluate(pipeline, &ns, false)?;
+    let digest = config_digest(pipeline);
+    let last_digest: Option<String> = ns.meta("config_digest")?;
+    let config_changed = last_digest.as_ref().is_some_and(|d| *d != digest);
+
+    let mut changes = Vec::new();
+    let mut summary = Summary { errors: evaluation.errors.len(), ..Summary::default() };
+    let mut warnings = Vec::new();
+    let mut fingerprint = blake3::Hasher::new_derive_key("catsync state fingerprint v1");
+    for (idx, stage) in pipeline.stages.iter().enumerate() {
+        if !stage.compiled.is_export() {
+            continue;
+        }
+        let Some(docs) = evaluation.documents_for(pipeline, idx) else { continue };
+        let records = ns.records(&stage.name)?;
+        for ((kind, id), r) in &records {
+            fingerprint.update(format!("{}\0{kind:?}\0{id}\0{}\0{}\n", stage.name, r.hash, r.archived).as_bytes());
+        }
+        let mut export_changes = ExportPlanner {
+            pipeline,
+            export: &stage.name,
+            docs,
+            records: &records,
+            refresh: opts.refresh,
+            config_changed,
+            errored: evaluation.errors.iter().map(|e| (e.kind, e.source_id.clone())).collect(),
+            diff: &FieldDiff,
+        }
+        .changes();
+        if !opts.only.is_empty() {
+            let wanted: HashSet<(ItemKind, String)> = resolve_only(&opts.only, &evaluation);
+            export_changes.retain(|c| wanted.contains(&(c.kind, c.source_id.clone())));
+        }
+        export_changes.sort_by(|a, b| order_key(a).cmp(&order_key(b)));
+        if let Some(limit) = opts.limit {
+            export_changes.truncate(limit);
+        }
+        let mut counts = Counts {
+            unchanged: docs.rendered.docs.len()
+                - export_changes.iter().filter(|c| matches!(c.action, Action::Create | Action::Update)).count(),
+            ..Counts::default()
+        };
+        for c in &export_changes {
+            counts.add(c);
+        }
+        let removing = counts.archive + counts.delete;
+        if !opts.allow_mass_delete
+            && !records.is_empty()
+            && removing as f64 > pipeline.params.max_delete_fraction * records.len() as f64
+        {
+            warnings.push(format!(
+                "export `{}`: this plan deletes or archives {removing} of {} exported items ({:.0}%), more than `max_delete_fraction` ({:.0}%); `run` refuses it without `--allow-mass-delete` (is the source export complete?)",
+                stage.name,
+                records.len(),
+                100.0 * removing as f64 / records.len() as f64,
+                100.0 * pipeline.params.max_delete_fraction
+            ));
+        }
+        summary.by_export.insert(stage.name.clone(), counts);
+        changes.append(&mut export_changes);
+    }
+    for u in &evaluation.updates {
+        let c = ns.cursor(&u.stage)?;
+        fingerprint.update(format!("cursor\0{}\0{c:?}\n", u.stage).as_bytes());
+    }
+
+    summary.total = summary.by_export.values().fold(Counts::default(), |mut t, c| {
+        t.create += c.create;
+        t.update += c.update;
+        t.archive += c.archive;
+        t.delete += c.delete;
+        t.skipped += c.skipped;
+        t.unchanged += c.unchanged;
+        t
+    });
+    if config_changed {
+        warnings.insert(
+            0,
+            "the pipeline configuration changed since the last run; the changes below include its effects".to_string(),
+        );
+    }
+    let sources = evaluation
+        .updates
+        .iter()
+        .filter(|u| u.cursor.is_some() || !u.exports.is_empty())
+        .map(|u| SourceSummary {
+            stage: u.stage.clone(),
+            cursor_before: ns.cursor(&u.stage).ok().flatten(),
+            cursor_after: u.cursor,
+            exports: u
+                .exports
+                .iter()
+                .map(|(time, action, origin)| SourceExport {
+                    time: *time,
+                    action: format!("{action:?}").to_lowercase(),
+                    origin: origin.clone(),
+                })
+                .collect(),
+            rows_changed: u.changes.len(),
+        })
+        .collect();
+    let plan = Plan {
+        format_version: FORMAT_VERSION,
+        pipeline: pipeline.name.clone(),
+        environment: pipeline.environment.clone(),
+        mode: if opts.refresh { Mode::Refresh } else { Mode::Incremental },
+        config_digest: digest,
+        config_changed,
+        state_fingerprint: fingerprint.finalize().to_hex()[..32].to_string(),
+        sources,
+        changes,
+        errors: evaluation.errors.clone(),
+        summary,
+        warnings,
+    };
+    Ok(Planned { plan, evaluation })
+}
+
+/// `--only variant:ID` selects the variant's product.
+fn resolve_only(only: &[(ItemKind, String)], evaluation: &Evaluation) -> HashSet<(ItemKind, String)> {
+    let mut out = HashSet::new();
+    for (kind, id) in only {
+        if *kind == ItemKind::Variant {
+            for data in evaluation.outputs.iter().filter_map(|d| match d {
+                crate::engine::Data::Catalog(c) => Some(c),
+                _ => None,
+            }) {
+                if let Some(p) = data.relations.variant_product.get(id.as_str()) {
+                    out.insert((ItemKind::Product, p.to_string()));
+                }
+            }
+        } else {
+            out.insert((*kind, id.clone()));
+        }
+    }
+    out
+}
+
+/// Within an export: deletes and archives first, then collections before products; numeric ids
+/// in numeric order.
+fn order_key(c: &Change) -> (u8, ItemKind, usize, &str) {
+    let group = match c.action {
+        Action::Delete | Action::Archive => 0,
+        _ => 1,
+    };
+    (group, c.kind, c.source_id.len(), &c.source_id)
+}
+
+/// Plans one export stage.
+struct ExportPlanner<'a> {
+    pipeline: &'a CompiledPipeline,
+    export: &'a str,
+    docs: &'a Arc<DocSet>,
+    records: &'a BTreeMap<(ItemKind, String), ExportRecord>,
+    refresh: bool,
+    config_changed: bool,
+    errored: HashSet<(ItemKind, String)>,
+    diff: &'a dyn SnapshotDiff,
+}
+
+impl ExportPlanner<'_> {
+    fn changes(&self) -> Vec<Change> {
+        let mut out = Vec::new();
+        let index = ChangeIndex::new(&self.docs.data.changes);
+        for ((kind, id), doc) in &self.docs.rendered.docs {
+            let fp = Fingerprint::of(doc);
+            let record = self.records.get(&(*kind, id.to_string()));
+            let (action, fields_changed, reasons) = match record {
+                None => (Action::Create, Vec::new(), self.create_reasons(*kind, id, &index)),
+                Some(r) => match (self.refresh, self.diff.diff(r, &fp)) {
+                    (true, d) => {
+                        let fields = match d {
+                            Difference::Changed(f) => f,
+                            Difference::Unchanged => Vec::new(),
+                        };
+                        (Action::Update, fields, vec!["force refresh".to_string()])
+                    }
+                    (false, Difference::Unchanged) => continue,
+                    (false, Difference::Changed(fields)) => {
+                        (Action::Update, fields, self.update_reasons(*kind, id, &index, r))
+                    }
+                },
+            };
+            out.push(Change {
+                export: self.export.to_string(),
+                kind: *kind,
+                source_id: id.to_string(),
+                handle: doc.handle().to_string(),
+                action,
+                skipped: None,
+                reasons,
+                fields_changed,
+                hash_before: record.map(|r| r.hash.clone()),
+                hash_after: Some(fp.hash),
+                document: Some(doc.clone()),
+            });
+        }
+        if self.refresh {
+            // A force refresh exports no deletions, archivals or deactivations (R05, BP2).
+            return out;
+        }
+        for ((kind, id), record) in self.records {
+            let key = (*kind, Arc::<str>::from(id.as_str()));
+            if self.docs.rendered.docs.contains_key(&key) || self.errored.contains(&(*kind, id.clone())) {
+                continue;
+            }
+            let decision = self.docs.scope.decision(*kind, id);
+            if matches!(decision, Some(Decision::Broken)) {
+                continue;
+            }
+            let exists = self.docs.data.row(*kind, id).is_some();
+            let deletions_disabled = self.pipeline.params.deletions == Deletions::Disabled;
+            let skipped = deletions_disabled.then(|| "deletions disabled".to_string());
+            if exists && *kind == ItemKind::Product {
+                let why = match decision {
+                    Some(Decision::Out(why)) => why.clone(),
+                    _ => "it is no longer in scope".to_string(),
+                };
+                let renderer = Renderer::new(
+                    match self.map() {
+                        Some(m) => m,
+                        None => continue,
+                    },
+                    &self.docs.data,
+                    &self.docs.scope,
+                    &self.pipeline.templates,
+                    &self.pipeline.params,
+                );
+                let Ok(doc) = renderer.render_product(&key.1, true) else { continue };
+                let doc = Document::Product(doc);
+                let fp = Fingerprint::of(&doc);
+                if record.archived && record.hash == fp.hash {
+                    continue;
+                }
+                out.push(Change {
+                    export: self.export.to_string(),
+                    kind: *kind,
+                    source_id: id.clone(),
+                    handle: record.handle.clone(),
+                    action: Action::Archive,
+                    skipped,
+                    reasons: vec![format!("product {id} left scope: {why}")],
+                    fields_changed: match self.diff.diff(record, &fp) {
+                        Difference::Changed(f) => f,
+                        Difference::Unchanged => Vec::new(),
+                    },
+                    hash_before: Some(record.hash.clone()),
+                    hash_after: Some(fp.hash),
+                    document: Some(doc),
+                });
+            } else if !(record.archived && exists) {
+                let reason = if exists {
+                    let why = match decision {
+                        Some(Decision::Out(why)) => why.clone(),
+                        _ => "it is no longer in scope".to_string(),
+                    };
+                    format!("{} {id} left scope: {why}", kind.singular())
+                } else {
+                    format!("{} {id} was deleted in the source", kind.singular())
+                };
+                out.push(Change {
+                    export: self.export.to_string(),
+                    kind: *kind,
+                    source_id: id.clone(),
+                    handle: record.handle.clone(),
+                    action: Action::Delete,
+                    skipped,
+                    reasons: vec![reason],
+                    fields_changed: Vec::new(),
+                    hash_before: Some(record.hash.clone()),
+                    hash_after: None,
+                    document: None,
+                });
+            }
+        }
+        out
+    }
+
+    fn map(&self) -> Option<&crate::stages::map::MapFields> {
+        match &self.pipeline.stage(&self.docs.map_stage)?.compiled {
+            CompiledStage::Map(m) => Some(m),
+            _ => None,
+        }
+    }
+
+    fn create_reasons(&self, kind: ItemKind, id: &str, index: &ChangeIndex) -> Vec<String> {
+        let table = self.docs.data.table_name(kind);
+        match index.get(table, id) {
+            Some(c) if c.kind == ChangeKind::Created => vec![format!("new {} {id} in the source", kind.singular())],
+            _ => vec![format!("{} {id} is not in the target yet", kind.singular())],
+        }
+    }
+
+    /// Which source rows feeding this document changed, and how (R01).
+    fn update_reasons(&self, kind: ItemKind, id: &str, index: &ChangeIndex, record: &ExportRecord) -> Vec<String> {
+        let data = &self.docs.data;
+        let mut deps: Vec<(ItemKind, Option<String>, String)> = vec![(kind, None, id.to_string())];
+        match kind {
+            ItemKind::Category => {
+                if let Some(p) = data.relations.parent.get(id) {
+                    deps.push((ItemKind::Category, None, p.to_string()));
+                }
+            }
+            ItemKind::Product => {
+                for c in data.relations.product_categories.get(id).into_iter().flatten() {
+                    deps.push((ItemKind::Category, None, c.to_string()));
+                }
+                let variants: Vec<String> =
+                    data.relations.product_variants.get(id).into_iter().flatten().map(|v| v.to_string()).collect();
+                for v in &variants {
+                    deps.push((ItemKind::Variant, None, v.clone()));
+                }
+                // Variants deleted from the source belonged to this product if their last row said so.
+                let variant_table = data.table_name(ItemKind::Variant);
+                let (_, product_column) = crate::catalog::reference_columns(
+                    data.table_name(ItemKind::Category),
+                    data.table_name(ItemKind::Product),
+                );
+                let column = data.table(ItemKind::Variant).and_then(|t| t.column_index(&product_column));
+                for c in index.deleted(variant_table) {
+                    let was_ours = match (column, &c.previous) {
+                        (Some(col), Some(prev)) => prev.get(col).is_some_and(|cell| cell.text() == id),
+                        _ => false,
+                    };
+                    if was_ours {
+                        deps.push((ItemKind::Variant, None, c.id.to_string()));
+                    }
+                }
+                for join in &data.joins {
+                    let holders: Vec<String> = match join.kind {
+                        ItemKind::Variant => variants.clone(),
+                        _ => vec![id.to_string()],
+                    };
+                    for h in holders {
+                        let key = data.text(join.kind, &h, &join.by);
+                        if !key.is_empty() {
+                            deps.push((join.kind, Some(join.table.clone()), key));
+                        }
+                    }
+                }
+            }
+            ItemKind::Variant => {}
+        }
+        let mut reasons = Vec::new();
+        let mut seen = BTreeSet::new();
+        for (dep_kind, table, dep_id) in deps {
+            let table_name = table.clone().unwrap_or_else(|| data.table_name(dep_kind).to_string());
+            let Some(change) = index.get(&table_name, &dep_id) else { continue };
+            if !seen.insert((table_name.clone(), dep_id.clone())) {
+                continue;
+            }
+            let subject = match &table {
+                Some(t) => format!("{t} row `{dep_id}`"),
+                None => format!("{} {dep_id}", dep_kind.singular()),
+            };
+            let columns = data.table(dep_kind).map(|t| &t.columns);
+            reasons.push(match change.kind {
+                ChangeKind::Created => format!("{subject} added"),
+                ChangeKind::Deleted => format!("{subject} removed"),
+                ChangeKind::Modified => {
+                    let fields: BTreeSet<String> = change
+                        .fields
+                        .iter()
+                        .map(|f| {
+                            columns
+                                .and_then(|cols| cols.iter().find(|c| c.name == *f))
+                                .and_then(|c| c.basename.clone())
+                                .unwrap_or_else(|| f.clone())
+                        })
+                        .collect();
+                    format!("{subject} changed: {}", fields.into_iter().collect::<Vec<_>>().join(", "))
+                }
+            });
+        }
+        if reasons.is_empty() {
+            reasons.push(if self.config_changed {
+                "the pipeline configuration changed".to_string()
+            } else if record.archived {
+                format!("{} {id} is back in scope", kind.singular())
+            } else {
+                "the target document differs from the last export".to_string()
+            });
+        }
+        reasons
+    }
+}
+
+/// Row changes by table and id.
+struct ChangeIndex<'a> {
+    by_row: HashMap<(&'a str, &'a str), &'a RowChange>,
+    all: &'a [RowChange],
+}
+
+impl<'a> ChangeIndex<'a> {
+    fn new(changes: &'a [RowChange]) -> Self {
+        ChangeIndex { by_row: changes.iter().map(|c| ((c.table.as_str(), &*c.id), c)).collect(), all: changes }
+    }
+
+    fn get(&self, table: &str, id: &str) -> Option<&'a RowChange> {
+        self.by_row.get(&(table, id)).copied()
+    }
+
+    fn deleted(&self, table: &'a str) -> impl Iterator<Item = &'a RowChange> + '_ {
+        self.all.iter().filter(move |c| c.table == table && c.kind == ChangeKind::Deleted)
+    }
+}

@@ -1,0 +1,517 @@
+//! The `map` stage at run time: renders catalog items into target documents (collections and
+//! products with their variants), per language, and checks Shopify's limits per item.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use minijinja::value::Value;
+
+use super::{MapFields, Mapped, MappedImage, MappedMetafield, PRODUCT_STATUSES};
+use crate::catalog::scope::{status_in_scope, Scope};
+use crate::catalog::view::{CatalogData, ItemObject};
+use crate::catalog::ItemError;
+use crate::config::Params;
+use crate::document::{
+    limits, CollectionDoc, Document, ImageDoc, Metafield, OptionValue, ProductDoc, ProductOption, Seo, Translations,
+    VariantDoc, VariantOptionValue,
+};
+use crate::stages::saleslayer::page::Cell;
+use crate::stages::{template_error, ItemKind};
+use crate::template::{slug, TemplateSet};
+
+/// Every in-scope item's document, and the items that could not be rendered.
+#[derive(Debug, Default)]
+pub struct Rendered {
+    pub docs: BTreeMap<(ItemKind, Arc<str>), Document>,
+    pub errors: Vec<ItemError>,
+}
+
+/// Renders documents of one `map` stage over one catalog.
+pub struct Renderer<'a> {
+    pub map: &'a MapFields,
+    pub data: &'a Arc<CatalogData>,
+    pub scope: &'a Arc<Scope>,
+    pub templates: &'a TemplateSet,
+    pub params: &'a Params,
+    /// Export languages, the store's default first.
+    pub languages: Vec<String>,
+}
+
+type Result<T> = std::result::Result<T, String>;
+
+impl<'a> Renderer<'a> {
+    pub fn new(
+        map: &'a MapFields,
+        data: &'a Arc<CatalogData>,
+        scope: &'a Arc<Scope>,
+        templates: &'a TemplateSet,
+        params: &'a Params,
+    ) -> Self {
+        let languages = if params.languages.is_empty() {
+            data.default_language().map(|l| vec![l.to_string()]).unwrap_or_default()
+        } else {
+            params.languages.clone()
+        };
+        Renderer { map, data, scope, templates, params, languages }
+    }
+
+    fn default_lang(&self) -> Option<&str> {
+        self.languages.first().map(String::as_str)
+    }
+
+    /// Renders every in-scope category and product and checks cross-item rules (unique handles
+    /// and SKUs).
+    pub fn render_all(&self) -> Rendered {
+        let mut out = Rendered::default();
+        if self.map.categories.is_some() {
+            for id in self.scope.in_scope(ItemKind::Category) {
+                match self.render_category(id) {
+                    Ok(doc) => {
+                        out.docs.insert((ItemKind::Category, id.clone()), Document::Collection(doc));
+                    }
+                    Err(e) => out.errors.push(item_error(ItemKind::Category, id, e)),
+                }
+            }
+        }
+        for id in self.scope.in_scope(ItemKind::Product) {
+            match self.render_product(id, false) {
+                Ok(doc) => {
+                    out.docs.insert((ItemKind::Product, id.clone()), Document::Product(doc));
+                }
+                Err(e) => out.errors.push(item_error(ItemKind::Product, id, e)),
+            }
+        }
+        self.check_unique(&mut out);
+        out
+    }
+
+    /// Two items with one handle (or two variants with one SKU) would overwrite each other in
+    /// the store: both are errors, reported with both ids.
+    fn check_unique(&self, out: &mut Rendered) {
+        let mut clashes: Vec<(ItemKind, Arc<str>, String)> = Vec::new();
+        for kind in [ItemKind::Category, ItemKind::Product] {
+            let mut seen: HashMap<&str, &Arc<str>> = HashMap::new();
+            for ((k, id), doc) in &out.docs {
+                if *k != kind {
+                    continue;
+                }
+                if let Some(first) = seen.insert(doc.handle(), id) {
+                    let what = if kind == ItemKind::Category { "category" } else { "product" };
+                    clashes.push((
+                        kind,
+                        id.clone(),
+                        format!("its handle `{}` is also the handle of {what} `{first}`", doc.handle()),
+                    ));
+                    clashes.push((
+                        kind,
+                        first.clone(),
+                        format!("its handle `{}` is also the handle of {what} `{id}`", doc.handle()),
+                    ));
+                }
+            }
+        }
+        let mut skus: HashMap<&str, (&Arc<str>, &str)> = HashMap::new();
+        for ((kind, id), doc) in &out.docs {
+            let Document::Product(p) = doc else { continue };
+            debug_assert_eq!(*kind, ItemKind::Product);
+            for v in &p.variants {
+                let Some(sku) = v.sku.as_deref() else { continue };
+                if let Some((other_product, other_variant)) = skus.insert(sku, (id, &v.source_id)) {
+                    let msg = |mine: &str, theirs: &str| {
+                        format!("duplicate SKU `{sku}`: variants `{mine}` and `{theirs}` would overwrite each other in Shopify")
+                    };
+                    clashes.push((ItemKind::Product, id.clone(), msg(&v.source_id, other_variant)));
+                    if other_product != id {
+                        clashes.push((ItemKind::Product, other_product.clone(), msg(other_variant, &v.source_id)));
+                    }
+                }
+            }
+        }
+        for (kind, id, message) in clashes {
+            out.docs.remove(&(kind, id.clone()));
+            out.errors.push(ItemError {
+                kind,
+                source_id: id.to_string(),
+                message,
+                hint: Some("make them unique in the PIM or in the mapping".to_string()),
+            });
+        }
+        out.errors.sort();
+        out.errors.dedup();
+    }
+
+    fn object(&self, kind: ItemKind, id: &Arc<str>, lang: Option<&str>) -> Value {
+        Value::from_object(ItemObject {
+            data: self.data.clone(),
+            scope: Some(self.scope.clone()),
+            kind,
+            id: id.clone(),
+            lang: lang.map(Arc::from),
+        })
+    }
+
+    /// One mapped value of an item in a language.
+    fn value(&self, kind: ItemKind, id: &Arc<str>, mapped: &Mapped, lang: Option<&str>, what: &str) -> Result<String> {
+        match mapped {
+            Mapped::Constant(c) => Ok(c.clone()),
+            Mapped::Template(name) => self
+                .templates
+                .render(name, self.object(kind, id, lang))
+                .map(|s| s.trim().to_string())
+                .map_err(|e| format!("`{what}`: {}", template_error(&e))),
+            Mapped::Field(field) => {
+                Ok(self.data.cell(kind, id, field, lang).map(|c| c.text().trim().to_string()).unwrap_or_default())
+            }
+            Mapped::Lookup { from, map, default } => {
+                let key = self.data.cell(kind, id, from, lang).map(|c| c.text().into_owned()).unwrap_or_default();
+                match (map.get(&key), default) {
+                    (Some(v), _) => Ok(v.clone()),
+                    (None, Some(d)) => Ok(d.clone()),
+                    (None, None) => Err(format!(
+                        "`{what}`: `{from}` is `{key}`, which the lookup table does not map (add `{key}: ...` or a `default`)"
+                    )),
+                }
+            }
+        }
+    }
+
+    fn optional(
+        &self,
+        kind: ItemKind,
+        id: &Arc<str>,
+        mapped: &Option<Mapped>,
+        lang: Option<&str>,
+        what: &str,
+    ) -> Result<Option<String>> {
+        match mapped {
+            None => Ok(None),
+            Some(m) => self.value(kind, id, m, lang, what).map(|v| Some(v).filter(|v| !v.is_empty())),
+        }
+    }
+
+    fn handle(&self, kind: ItemKind, id: &Arc<str>, mapped: &Mapped) -> Result<String> {
+        let handle = self.value(kind, id, mapped, self.default_lang(), "handle")?;
+        if handle.is_empty() {
+            return Err("`handle` is empty".to_string());
+        }
+        let normal = slug(&handle);
+        if normal != handle {
+            return Err(format!(
+                "`handle` is `{handle}`, which Shopify would change to `{normal}`: use the `slug` filter"
+            ));
+        }
+        if handle.chars().count() > limits::MAX_HANDLE {
+            return Err(format!("`handle` is longer than {} characters", limits::MAX_HANDLE));
+        }
+        Ok(handle)
+    }
+
+    fn title(&self, kind: ItemKind, id: &Arc<str>, mapped: &Mapped) -> Result<String> {
+        let title = self.value(kind, id, mapped, self.default_lang(), "title")?;
+        if title.is_empty() {
+            return Err("`title` is empty".to_string());
+        }
+        if title.chars().count() > limits::MAX_TITLE {
+            return Err(format!("`title` is longer than {} characters", limits::MAX_TITLE));
+        }
+        Ok(title)
+    }
+
+    fn images(&self, kind: ItemKind, id: &Arc<str>, image: &MappedImage) -> Result<Vec<ImageDoc>> {
+        let Some(cell) = self.data.cell(kind, id, &image.field, self.default_lang()) else { return Ok(Vec::new()) };
+        let Cell::Media(entries) = cell else { return Ok(Vec::new()) };
+        let labels = self
+            .data
+            .table(kind)
+            .and_then(|t| t.column_index(&image.field).map(|i| t.columns[i].media_labels.clone()))
+            .flatten()
+            .unwrap_or_default();
+        let pos = labels.iter().position(|l| *l == image.size).or(if labels.is_empty() { Some(2) } else { None });
+        let Some(pos) = pos else {
+            return Err(format!(
+                "image field `{}` has no size `{}` (sizes: {})",
+                image.field,
+                image.size,
+                labels.join(", ")
+            ));
+        };
+        let alt = match &image.alt {
+            Some(a) => self.value(kind, id, a, self.default_lang(), "alt")?,
+            None => String::new(),
+        };
+        Ok(entries
+            .iter()
+            .filter(|e| e.first().map(|s| &**s) != Some("D"))
+            .filter_map(|e| e.get(pos))
+            .filter(|url| !url.is_empty())
+            .map(|url| ImageDoc { original_source: url.to_string(), alt: Some(alt.clone()).filter(|a| !a.is_empty()) })
+            .collect())
+    }
+
+    fn metafields(&self, kind: ItemKind, id: &Arc<str>, specs: &[MappedMetafield]) -> Result<Vec<Metafield>> {
+        let mut out = Vec::new();
+        for m in specs {
+            let value =
+                self.value(kind, id, &m.value, self.default_lang(), &format!("metafield {}.{}", m.namespace, m.key))?;
+            if !value.is_empty() {
+                out.push(Metafield {
+                    namespace: m.namespace.clone(),
+                    key: m.key.clone(),
+                    type_: m.type_.clone(),
+                    value,
+                });
+            }
+        }
+        Ok(out)
+    }
+
+    /// Per non-default language, the translatable values that differ from the default language.
+    fn translations(
+        &self,
+        kind: ItemKind,
+        id: &Arc<str>,
+        fields: &[(&str, Option<&Mapped>)],
+        defaults: &[Option<String>],
+    ) -> Result<Translations> {
+        let mut out = Translations::new();
+        for lang in self.languages.iter().skip(1) {
+            let mut values = BTreeMap::new();
+            for ((key, mapped), default) in fields.iter().zip(defaults) {
+                let Some(mapped) = mapped else { continue };
+                let value = self.value(kind, id, mapped, Some(lang), key)?;
+                if !value.is_empty() && Some(&value) != default.as_ref() {
+                    values.insert(key.to_string(), value);
+                }
+            }
+            if !values.is_empty() {
+                out.insert(lang.clone(), values);
+            }
+        }
+        Ok(out)
+    }
+
+    pub fn render_category(&self, id: &Arc<str>) -> Result<CollectionDoc> {
+        let Some(m) = &self.map.categories else { return Err("the map has no `categories` section".to_string()) };
+        let k = ItemKind::Category;
+        let lang = self.default_lang();
+        let title = self.title(k, id, &m.title)?;
+        let handle = self.handle(k, id, &m.handle)?;
+        let description_html = self.optional(k, id, &m.description_html, lang, "descriptionHtml")?;
+        let seo_title = self.optional(k, id, &m.seo_title, lang, "seo.title")?;
+        let seo_description = self.optional(k, id, &m.seo_description, lang, "seo.description")?;
+        let image = match &m.image {
+            Some(img) => self.images(k, id, img)?.into_iter().next(),
+            None => None,
+        };
+        let translations = self.translations(
+            k,
+            id,
+            &[
+                ("title", Some(&m.title)),
+                ("body_html", m.description_html.as_ref()),
+                ("meta_title", m.seo_title.as_ref()),
+                ("meta_description", m.seo_description.as_ref()),
+            ],
+            &[Some(title.clone()), description_html.clone(), seo_title.clone(), seo_description.clone()],
+        )?;
+        Ok(CollectionDoc { handle, title, description_html, image, seo: seo(seo_title, seo_description), translations })
+    }
+
+    /// The handle a category would have, if it renders.
+    fn category_handle(&self, id: &Arc<str>) -> Option<String> {
+        let m = self.map.categories.as_ref()?;
+        self.handle(ItemKind::Category, id, &m.handle).ok()
+    }
+
+    /// A product with its variants. `archive` renders the document that archives a product that
+    /// left scope: status `ARCHIVED`, no collections, its variants as they are.
+    pub fn render_product(&self, id: &Arc<str>, archive: bool) -> Result<ProductDoc> {
+        let m = &self.map.products;
+        let k = ItemKind::Product;
+        let lang = self.default_lang();
+        let title = self.title(k, id, &m.title)?;
+        let handle = self.handle(k, id, &m.handle)?;
+        let description_html = self.optional(k, id, &m.description_html, lang, "descriptionHtml")?;
+        let vendor = self.optional(k, id, &m.vendor, lang, "vendor")?;
+        let product_type = self.optional(k, id, &m.product_type, lang, "productType")?;
+        let mut tags: Vec<String> = Vec::new();
+        for t in &m.tags {
+            for tag in self.value(k, id, t, lang, "tags")?.split(',') {
+                let tag = tag.trim();
+                if !tag.is_empty() && !tags.iter().any(|x| x == tag) {
+                    tags.push(tag.to_string());
+                }
+            }
+        }
+        if tags.len() > limits::MAX_TAGS {
+            return Err(format!("{} tags, more than Shopify's {}", tags.len(), limits::MAX_TAGS));
+        }
+        let status = match (&m.status, archive) {
+            (_, true) => "ARCHIVED".to_string(),
+            (None, false) => "ACTIVE".to_string(),
+            (Some(s), false) => {
+                let status = self.value(k, id, s, lang, "status")?.to_uppercase();
+                if !PRODUCT_STATUSES.contains(&status.as_str()) {
+                    return Err(format!(
+                        "`status` is `{status}`, not a Shopify status (ACTIVE, DRAFT, ARCHIVED, UNLISTED)"
+                    ));
+                }
+                status
+            }
+        };
+        let seo_title = self.optional(k, id, &m.seo_title, lang, "seo.title")?;
+        let seo_description = self.optional(k, id, &m.seo_description, lang, "seo.description")?;
+        let files = match &m.images {
+            Some(img) => self.images(k, id, img)?,
+            None => Vec::new(),
+        };
+        let metafields = self.metafields(k, id, &m.metafields)?;
+        let (product_options, variants) = self.variants(id, archive)?;
+        let collections = if archive {
+            Vec::new()
+        } else {
+            let mut handles: Vec<String> = self
+                .data
+                .relations
+                .product_categories
+                .get(id)
+                .into_iter()
+                .flatten()
+                .filter(|c| self.scope.is_in(ItemKind::Category, c))
+                .filter_map(|c| self.category_handle(c))
+                .collect();
+            handles.dedup();
+            handles
+        };
+        let translations = self.translations(
+            k,
+            id,
+            &[
+                ("title", Some(&m.title)),
+                ("body_html", m.description_html.as_ref()),
+                ("product_type", m.product_type.as_ref()),
+                ("meta_title", m.seo_title.as_ref()),
+                ("meta_description", m.seo_description.as_ref()),
+            ],
+            &[
+                Some(title.clone()),
+                description_html.clone(),
+                product_type.clone(),
+                seo_title.clone(),
+                seo_description.clone(),
+            ],
+        )?;
+        Ok(ProductDoc {
+            handle,
+            title,
+            description_html,
+            vendor,
+            product_type,
+            tags,
+            status,
+            product_options,
+            variants,
+            collections,
+            files,
+            metafields,
+            seo: seo(seo_title, seo_description),
+            translations,
+        })
+    }
+
+    /// The product's options and complete variant list (in-scope variants; for an archive, the
+    /// variants whose own status is in scope).
+    fn variants(&self, product: &Arc<str>, archive: bool) -> Result<(Vec<ProductOption>, Vec<VariantDoc>)> {
+        let m = &self.map.variants;
+        let k = ItemKind::Variant;
+        let lang = self.default_lang();
+        let ids: Vec<&Arc<str>> = self
+            .data
+            .relations
+            .product_variants
+            .get(product)
+            .into_iter()
+            .flatten()
+            .filter(|v| {
+                if archive {
+                    let status = self.data.text(k, v, self.data.source.status_fields.get(k));
+                    status_in_scope(&status, self.params.export_status)
+                        && !self.data.relations.broken.contains(&(k, (*v).clone()))
+                        && !self.data.filtered.contains_key(&(k, (*v).clone()))
+                } else {
+                    self.scope.is_in(k, v)
+                }
+            })
+            .collect();
+        if ids.len() > limits::MAX_VARIANTS {
+            return Err(format!("{} variants, more than Shopify's {}", ids.len(), limits::MAX_VARIANTS));
+        }
+        if ids.is_empty() {
+            // Shopify's representation of a product without variants.
+            let option = "Title".to_string();
+            let value = "Default Title".to_string();
+            return Ok((
+                vec![ProductOption { name: option.clone(), values: vec![OptionValue { name: value.clone() }] }],
+                vec![VariantDoc {
+                    source_id: String::new(),
+                    sku: None,
+                    price: None,
+                    compare_at_price: None,
+                    barcode: None,
+                    option_values: vec![VariantOptionValue { option_name: option, name: value }],
+                    file: None,
+                    metafields: Vec::new(),
+                }],
+            ));
+        }
+        let mut options: Vec<ProductOption> =
+            m.options.iter().map(|(name, _)| ProductOption { name: name.clone(), values: Vec::new() }).collect();
+        let mut tuples: HashMap<Vec<String>, &str> = HashMap::new();
+        let mut docs = Vec::with_capacity(ids.len());
+        for v in ids {
+            let mut option_values = Vec::new();
+            for (i, (name, mapped)) in m.options.iter().enumerate() {
+                let value = self
+                    .value(k, v, mapped, lang, &format!("options.{name}"))
+                    .map_err(|e| format!("variant `{v}`: {e}"))?;
+                if value.is_empty() {
+                    return Err(format!("variant `{v}`: option `{name}` is empty"));
+                }
+                if !options[i].values.iter().any(|x| x.name == value) {
+                    options[i].values.push(OptionValue { name: value.clone() });
+                }
+                option_values.push(VariantOptionValue { option_name: name.clone(), name: value });
+            }
+            let tuple: Vec<String> = option_values.iter().map(|o| o.name.clone()).collect();
+            if let Some(other) = tuples.insert(tuple.clone(), v) {
+                return Err(format!(
+                    "variants `{other}` and `{v}` have the same options ({}); Shopify needs each combination once",
+                    tuple.join(" / ")
+                ));
+            }
+            let ctx = |e: String| format!("variant `{v}`: {e}");
+            docs.push(VariantDoc {
+                source_id: v.to_string(),
+                sku: Some(self.value(k, v, &m.sku, lang, "sku").map_err(ctx)?).filter(|s| !s.is_empty()),
+                price: self.optional(k, v, &m.price, lang, "price").map_err(ctx)?,
+                compare_at_price: self.optional(k, v, &m.compare_at_price, lang, "compareAtPrice").map_err(ctx)?,
+                barcode: self.optional(k, v, &m.barcode, lang, "barcode").map_err(ctx)?,
+                option_values,
+                file: match &m.image {
+                    Some(img) => self.images(k, v, img).map_err(ctx)?.into_iter().next(),
+                    None => None,
+                },
+                metafields: self.metafields(k, v, &m.metafields).map_err(ctx)?,
+            });
+        }
+        Ok((options, docs))
+    }
+}
+
+fn seo(title: Option<String>, description: Option<String>) -> Option<Seo> {
+    (title.is_some() || description.is_some()).then_some(Seo { title, description })
+}
+
+fn item_error(kind: ItemKind, id: &str, message: String) -> ItemError {
+    ItemError { kind, source_id: id.to_string(), message, hint: None }
+}

@@ -1,0 +1,489 @@
+//! Decoding of one Sales Layer Connector API export page: the envelope, the column layout per
+//! table, and typed rows (`D` deletions, positional cells, multi-language columns, image lists
+//! with the `["U"]` unchanged marker) — without building a `serde_json::Value` per row.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::sync::Arc;
+
+use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use serde::{Deserialize, Serialize};
+
+/// One cell of a row.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Cell {
+    /// Absent or `null`.
+    Null,
+    /// A scalar (numbers and booleans are kept as their JSON text).
+    Str(Box<str>),
+    /// A list of scalars (`ID_catalogue` with grouping, list fields).
+    List(Vec<Box<str>>),
+    /// An image or file field: `[[status, id, url_for_size…], …]`.
+    Media(Vec<Vec<Box<str>>>),
+    /// `["U"]`: the media field did not change; keep the previous value.
+    Unchanged,
+}
+
+impl Cell {
+    /// The cell as text: scalars as is, lists joined with `,`, media and null as empty.
+    pub fn text(&self) -> std::borrow::Cow<'_, str> {
+        match self {
+            Cell::Str(s) => std::borrow::Cow::Borrowed(s),
+            Cell::List(items) => std::borrow::Cow::Owned(items.join(",")),
+            _ => std::borrow::Cow::Borrowed(""),
+        }
+    }
+
+    /// The cell as a list of ids (`ID_catalogue`: a list, or one id).
+    pub fn ids(&self) -> Vec<&str> {
+        match self {
+            Cell::Str(s) if s.is_empty() => Vec::new(),
+            Cell::Str(s) => vec![s],
+            Cell::List(items) => items.iter().map(|s| &**s).collect(),
+            _ => Vec::new(),
+        }
+    }
+}
+
+/// What a column is, from `data_schema` and `data_schema_info`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Column {
+    pub name: String,
+    /// For multi-language columns (`product_name_en`): the basename and language.
+    pub basename: Option<String>,
+    pub language: Option<String>,
+    /// For media columns: the labels of the positions in each entry (`STATUS`, `ID`, `ORG`, `THM`).
+    pub media_labels: Option<Vec<String>>,
+}
+
+/// `update` (a delta) or `refresh` (everything; what is absent is gone).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Action {
+    Update,
+    Refresh,
+}
+
+/// A row: deleted (only its id matters) or modified, with cells aligned to the table's columns
+/// (the `STATUS` and `ID` columns excluded).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Row {
+    pub id: Box<str>,
+    pub deleted: bool,
+    pub cells: Vec<Cell>,
+}
+
+/// The rows of one table on a page, with its column layout.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TablePage {
+    pub columns: Arc<Vec<Column>>,
+    pub rows: Vec<Row>,
+}
+
+/// A decoded page.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Page {
+    pub time: i64,
+    pub action: Action,
+    pub default_language: Option<String>,
+    pub languages: Vec<String>,
+    pub tables: BTreeMap<String, TablePage>,
+    pub next_page: Option<String>,
+    /// Media still being processed on Sales Layer's side (`waiting.images.partial`), if any.
+    pub waiting: bool,
+}
+
+/// Why a page could not be decoded. Messages say where, and what to do.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PageError {
+    #[error("the Sales Layer API answered error {code}: {message}")]
+    Api { code: String, message: String },
+    #[error("not a Sales Layer export: {0}")]
+    Json(String),
+    #[error("table `{table}` has rows but no `data_schema` (neither on this page nor an earlier one)")]
+    NoSchema { table: String },
+    #[error("table `{table}`, row {row}: {problem}")]
+    BadRow { table: String, row: usize, problem: String },
+    #[error("the export has no `time`; it cannot be used as a cursor")]
+    NoTime,
+}
+
+/// The layout learned from the first page, reused by later pages that omit `data_schema`.
+pub type Layouts = BTreeMap<String, Arc<Vec<Column>>>;
+
+/// Decodes a page. `layouts` carries the column layouts from earlier pages of the same export and
+/// is updated with this page's `data_schema`.
+pub fn decode(bytes: &[u8], layouts: &mut Layouts) -> Result<Page, PageError> {
+    let raw: RawPage = serde_json::from_slice(bytes).map_err(|e| PageError::Json(describe_json_error(&e)))?;
+    if let Some(code) =
+        raw.error.as_ref().filter(|c| !matches!(c, serde_json::Value::Null | serde_json::Value::Bool(false)))
+    {
+        let code = match code {
+            serde_json::Value::String(s) => s.clone(),
+            other => other.to_string(),
+        };
+        if code != "0" {
+            return Err(PageError::Api { code, message: raw.error_message.unwrap_or_default() });
+        }
+    }
+    let time = raw.time.ok_or(PageError::NoTime)?;
+    let (default_language, mut languages) = match raw.schema {
+        Some(s) => (s.default_language, s.languages),
+        None => (None, Vec::new()),
+    };
+    if let Some(d) = &default_language {
+        if !languages.contains(d) {
+            languages.insert(0, d.clone());
+        }
+    }
+    if let Some(schema) = raw.data_schema {
+        let info = raw.data_schema_info.unwrap_or_default();
+        for (table, cols) in schema {
+            let table_info = info.get(&table);
+            let columns = cols
+                .into_iter()
+                .filter_map(|c| column(c, table_info, &languages))
+                .filter(|c| c.name != "STATUS" && c.name != "ID")
+                .collect();
+            layouts.insert(table, Arc::new(columns));
+        }
+    }
+    let mut tables = BTreeMap::new();
+    for (table, rows) in raw.data.unwrap_or_default() {
+        let columns = match layouts.get(&table) {
+            Some(c) => c.clone(),
+            None if rows.0.is_empty() => continue,
+            None => return Err(PageError::NoSchema { table }),
+        };
+        let mut decoded = Vec::with_capacity(rows.0.len());
+        for (i, cells) in rows.0.into_iter().enumerate() {
+            decoded.push(row(cells, &columns).map_err(|problem| PageError::BadRow {
+                table: table.clone(),
+                row: i + 1,
+                problem,
+            })?);
+        }
+        tables.insert(table, TablePage { columns, rows: decoded });
+    }
+    let waiting = raw
+        .waiting
+        .as_ref()
+        .and_then(|w| w.get("images"))
+        .and_then(|i| i.get("partial"))
+        .and_then(|p| p.as_u64())
+        .is_some_and(|n| n > 0);
+    Ok(Page {
+        time,
+        action: if raw.action.as_deref() == Some("refresh") { Action::Refresh } else { Action::Update },
+        default_language,
+        languages,
+        tables,
+        next_page: raw.next_page.filter(|s| !s.is_empty()),
+        waiting,
+    })
+}
+
+fn describe_json_error(e: &serde_json::Error) -> String {
+    use serde_json::error::Category;
+    match e.classify() {
+        Category::Eof => {
+            format!("the JSON ends early at line {} column {} (a truncated download?)", e.line(), e.column())
+        }
+        Category::Syntax => format!("invalid JSON at line {} column {}: {e}", e.line(), e.column()),
+        Category::Data => format!("unexpected content: {e}"),
+        Category::Io => format!("read error: {e}"),
+    }
+}
+
+fn row(mut cells: Vec<Cell>, columns: &[Column]) -> Result<Row, String> {
+    let status = match cells.first() {
+        Some(Cell::Str(s)) => s.to_string(),
+        _ => return Err("the first cell must be the row status (`M` or `D`)".to_string()),
+    };
+    let id = match cells.get(1) {
+        Some(Cell::Str(s)) if !s.is_empty() => s.clone(),
+        _ => return Err("the second cell must be the row `ID`".to_string()),
+    };
+    if status == "D" {
+        return Ok(Row { id, deleted: true, cells: Vec::new() });
+    }
+    if cells.len() != columns.len() + 2 {
+        return Err(format!(
+            "row `{id}` has {} cells, but `data_schema` declares {} columns",
+            cells.len(),
+            columns.len() + 2
+        ));
+    }
+    cells.drain(..2);
+    Ok(Row { id, deleted: false, cells })
+}
+
+fn column(entry: ColumnEntry, info: Option<&BTreeMap<String, FieldInfo>>, languages: &[String]) -> Option<Column> {
+    let (name, media_labels) = match entry {
+        ColumnEntry::Plain(n) => (n, None),
+        ColumnEntry::Media(m) => {
+            let (name, labels) = m.into_iter().next()?;
+            (name, Some(labels))
+        }
+    };
+    let field = info.and_then(|i| i.get(&name));
+    let (basename, language) = match field.map(|f| (f.basename.clone(), f.language_code.clone())) {
+        Some((Some(b), Some(l))) => (Some(b), Some(l)),
+        _ => languages
+            .iter()
+            .find_map(|l| name.strip_suffix(&format!("_{l}")).map(|b| (Some(b.to_string()), Some(l.clone()))))
+            .unwrap_or((None, None)),
+    };
+    Some(Column { name, basename, language, media_labels })
+}
+
+#[derive(Deserialize)]
+struct RawPage {
+    #[serde(default)]
+    error: Option<serde_json::Value>,
+    #[serde(default)]
+    error_message: Option<String>,
+    #[serde(default, deserialize_with = "time_value")]
+    time: Option<i64>,
+    #[serde(default)]
+    action: Option<String>,
+    #[serde(default)]
+    schema: Option<SchemaInfo>,
+    #[serde(default)]
+    data_schema: Option<BTreeMap<String, Vec<ColumnEntry>>>,
+    #[serde(default)]
+    data_schema_info: Option<BTreeMap<String, BTreeMap<String, FieldInfo>>>,
+    #[serde(default)]
+    data: Option<BTreeMap<String, Rows>>,
+    #[serde(default)]
+    next_page: Option<String>,
+    #[serde(default)]
+    waiting: Option<serde_json::Value>,
+    #[serde(flatten)]
+    _rest: BTreeMap<String, IgnoredAny>,
+}
+
+/// `time` arrives as a number or a numeric string.
+fn time_value<'de, D: Deserializer<'de>>(d: D) -> Result<Option<i64>, D::Error> {
+    let v = Option::<serde_json::Value>::deserialize(d)?;
+    Ok(match v {
+        Some(serde_json::Value::Number(n)) => n.as_i64(),
+        Some(serde_json::Value::String(s)) => s.parse().ok(),
+        _ => None,
+    })
+}
+
+#[derive(Deserialize)]
+struct SchemaInfo {
+    #[serde(default)]
+    default_language: Option<String>,
+    #[serde(default)]
+    languages: Vec<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum ColumnEntry {
+    Plain(String),
+    Media(BTreeMap<String, Vec<String>>),
+}
+
+#[derive(Deserialize, Default)]
+struct FieldInfo {
+    #[serde(default)]
+    basename: Option<String>,
+    #[serde(default)]
+    language_code: Option<String>,
+}
+
+/// The rows of a table: `[[cell, …], …]`, decoded cell by cell.
+struct Rows(Vec<Vec<Cell>>);
+
+impl<'de> Deserialize<'de> for Rows {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct RowsVisitor;
+        impl<'de> Visitor<'de> for RowsVisitor {
+            type Value = Rows;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a list of rows")
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Rows, A::Error> {
+                let mut rows = Vec::with_capacity(seq.size_hint().unwrap_or(0));
+                while let Some(row) = seq.next_element_seed(RowSeed)? {
+                    rows.push(row);
+                }
+                Ok(Rows(rows))
+            }
+        }
+        d.deserialize_seq(RowsVisitor)
+    }
+}
+
+struct RowSeed;
+
+impl<'de> DeserializeSeed<'de> for RowSeed {
+    type Value = Vec<Cell>;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Vec<Cell>, D::Error> {
+        struct RowVisitor;
+        impl<'de> Visitor<'de> for RowVisitor {
+            type Value = Vec<Cell>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a row (a list of cells)")
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Vec<Cell>, A::Error> {
+                let mut cells = Vec::with_capacity(seq.size_hint().unwrap_or(16));
+                while let Some(cell) = seq.next_element_seed(CellSeed)? {
+                    cells.push(cell);
+                }
+                Ok(cells)
+            }
+        }
+        d.deserialize_seq(RowVisitor)
+    }
+}
+
+struct CellSeed;
+
+impl<'de> DeserializeSeed<'de> for CellSeed {
+    type Value = Cell;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Cell, D::Error> {
+        d.deserialize_any(CellVisitor)
+    }
+}
+
+struct CellVisitor;
+
+impl<'de> Visitor<'de> for CellVisitor {
+    type Value = Cell;
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a cell: a string, a number, a list of strings or a media list")
+    }
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<Cell, E> {
+        Ok(Cell::Str(v.into()))
+    }
+    fn visit_string<E: de::Error>(self, v: String) -> Result<Cell, E> {
+        Ok(Cell::Str(v.into_boxed_str()))
+    }
+    fn visit_i64<E: de::Error>(self, v: i64) -> Result<Cell, E> {
+        Ok(Cell::Str(v.to_string().into()))
+    }
+    fn visit_u64<E: de::Error>(self, v: u64) -> Result<Cell, E> {
+        Ok(Cell::Str(v.to_string().into()))
+    }
+    fn visit_f64<E: de::Error>(self, v: f64) -> Result<Cell, E> {
+        Ok(Cell::Str(v.to_string().into()))
+    }
+    fn visit_bool<E: de::Error>(self, v: bool) -> Result<Cell, E> {
+        Ok(Cell::Str(if v { "1" } else { "0" }.into()))
+    }
+    fn visit_unit<E: de::Error>(self) -> Result<Cell, E> {
+        Ok(Cell::Null)
+    }
+    fn visit_none<E: de::Error>(self) -> Result<Cell, E> {
+        Ok(Cell::Null)
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Cell, A::Error> {
+        // Objects do not occur in Connector API rows; keep their JSON text rather than fail.
+        let mut obj = serde_json::Map::new();
+        while let Some((k, v)) = map.next_entry::<String, serde_json::Value>()? {
+            obj.insert(k, v);
+        }
+        Ok(Cell::Str(serde_json::Value::Object(obj).to_string().into()))
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Cell, A::Error> {
+        // A list of scalars, a list of media entries (lists), or the `["U"]` marker.
+        let mut scalars: Vec<Box<str>> = Vec::new();
+        let mut media: Vec<Vec<Box<str>>> = Vec::new();
+        while let Some(item) = seq.next_element::<ListItem>()? {
+            match item {
+                ListItem::Scalar(s) => scalars.push(s),
+                ListItem::Entry(e) => media.push(e),
+            }
+        }
+        Ok(match (scalars.len(), media.is_empty()) {
+            (0, false) => Cell::Media(media),
+            (1, true) if &*scalars[0] == "U" => Cell::Unchanged,
+            (_, true) => Cell::List(scalars),
+            // Mixed lists do not occur; keep the scalars.
+            (_, false) => Cell::List(scalars),
+        })
+    }
+}
+
+enum ListItem {
+    Scalar(Box<str>),
+    Entry(Vec<Box<str>>),
+}
+
+impl<'de> Deserialize<'de> for ListItem {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        match CellSeed.deserialize(d)? {
+            Cell::Str(s) => Ok(ListItem::Scalar(s)),
+            Cell::Null => Ok(ListItem::Scalar("".into())),
+            Cell::List(items) => Ok(ListItem::Entry(items)),
+            Cell::Unchanged => Ok(ListItem::Entry(vec!["U".into()])),
+            Cell::Media(_) => Err(de::Error::custom("lists nested more than two levels deep")),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fixture(name: &str) -> Vec<u8> {
+        std::fs::read(format!("{}/fixtures/saleslayer/acme/{name}", env!("CARGO_MANIFEST_DIR"))).unwrap()
+    }
+
+    #[test]
+    fn decodes_the_full_fixture() {
+        let mut layouts = Layouts::new();
+        let page = decode(&fixture("00-full.json"), &mut layouts).unwrap();
+        assert_eq!(page.action, Action::Refresh);
+        assert_eq!(page.time, 1717000000);
+        assert_eq!(page.languages, ["en", "es"]);
+        let products = &page.tables["products"];
+        assert_eq!(products.rows.len(), 14);
+        let name_es = products.columns.iter().find(|c| c.name == "product_name_es").unwrap();
+        assert_eq!((name_es.basename.as_deref(), name_es.language.as_deref()), (Some("product_name"), Some("es")));
+        let image = products.columns.iter().find(|c| c.name == "product_image").unwrap();
+        assert_eq!(image.media_labels.as_deref().unwrap(), ["STATUS", "ID", "ORG", "THM"]);
+        let p2002 = products.rows.iter().find(|r| &*r.id == "2002").unwrap();
+        let cat_idx = products.columns.iter().position(|c| c.name == "ID_catalogue").unwrap();
+        assert_eq!(p2002.cells[cat_idx].ids(), ["1002", "1001"]);
+        assert!(matches!(p2002.cells.last().unwrap(), Cell::Media(m) if m.len() == 1 && m[0].len() == 4));
+    }
+
+    #[test]
+    fn decodes_deletions_and_the_unchanged_marker() {
+        let mut layouts = Layouts::new();
+        let page = decode(&fixture("06-delete-product.json"), &mut layouts).unwrap();
+        assert_eq!(page.action, Action::Update);
+        assert!(page.tables["products"].rows.iter().all(|r| r.deleted && r.cells.is_empty()));
+        let page = decode(&fixture("10-image-unchanged.json"), &mut layouts).unwrap();
+        assert_eq!(page.tables["products"].rows[0].cells.last(), Some(&Cell::Unchanged));
+    }
+
+    #[test]
+    fn reports_truncation_wrong_column_counts_and_api_errors() {
+        let full = fixture("00-full.json");
+        let err = decode(&full[..full.len() / 2], &mut Layouts::new()).unwrap_err();
+        assert!(err.to_string().contains("ends early"), "{err}");
+
+        let text =
+            String::from_utf8(full.clone()).unwrap().replacen("[\"M\", \"1001\", \"0\", ", "[\"M\", \"1001\", ", 1);
+        let err = decode(text.as_bytes(), &mut Layouts::new()).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "table `catalogue`, row 1: row `1001` has 10 cells, but `data_schema` declares 11 columns"
+        );
+
+        let err = decode(br#"{"error": 104, "error_message": "Invalid signature"}"#, &mut Layouts::new()).unwrap_err();
+        assert_eq!(err.to_string(), "the Sales Layer API answered error 104: Invalid signature");
+
+        let err =
+            decode(br#"{"time": 1, "data": {"mat_colors": [["M", "1", "x"]]}}"#, &mut Layouts::new()).unwrap_err();
+        assert_eq!(err, PageError::NoSchema { table: "mat_colors".into() });
+    }
+}

@@ -1,0 +1,329 @@
+//! Durable state in one sled database per state directory: the source mirror and cursor, the
+//! per-item export records, and pipeline metadata, namespaced by pipeline and environment. This is
+//! the only module that touches sled.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+use crate::catalog::mirror::{ChangeKind, Mirror, RowChange, Table};
+use crate::stages::ItemKind;
+
+/// The layout version this build reads and writes. Migrations are append-only (see [`migrate`]).
+pub const SCHEMA_VERSION: u32 = 1;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StateError {
+    #[error("the state directory `{dir}` is in use by another catsync process (a run in progress?); wait for it, or check `catsync status`")]
+    Locked { dir: String },
+    #[error("the state in `{dir}` has layout version {found}, newer than this catsync understands ({supported}); use a newer catsync (state is never downgraded)")]
+    Newer { dir: String, found: u32, supported: u32 },
+    #[error("the state in `{dir}` is unreadable ({detail}); restore it from a backup (`catsync state import`) rather than starting over, which would re-create the whole catalog")]
+    Corrupt { dir: String, detail: String },
+    #[error("cannot open the state in `{dir}`: {detail}")]
+    Open { dir: String, detail: String },
+}
+
+/// What catsync remembers about one item it exported to one export stage.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExportRecord {
+    pub handle: String,
+    /// The target's id (Shopify GID), when the target has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gid: Option<String>,
+    /// Item hash of the document last confirmed by the target (R06).
+    pub hash: String,
+    /// Per top-level field of that document, a short hash: lets a plan name the changed fields.
+    #[serde(default)]
+    pub fields: BTreeMap<String, String>,
+    /// The item was archived (left scope) rather than deleted.
+    #[serde(default)]
+    pub archived: bool,
+}
+
+/// An open state database.
+pub struct State {
+    db: sled::Db,
+    dir: PathBuf,
+}
+
+impl State {
+    /// Opens (creating if needed) the state in `dir`, migrating an older layout forward.
+    pub fn open(dir: &Path) -> Result<State, StateError> {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| StateError::Open { dir: dir.display().to_string(), detail: e.to_string() })?;
+        let db = sled::Config::new().path(dir.join("db")).open().map_err(|e| open_error(dir, e))?;
+        let state = State { db, dir: dir.to_path_buf() };
+        migrate(&state)?;
+        Ok(state)
+    }
+
+    /// Opens the state only if it exists (a plan on a fresh checkout must not create it);
+    /// otherwise an empty temporary state stands in.
+    pub fn open_or_empty(dir: &Path) -> Result<State, StateError> {
+        if dir.join("db").exists() {
+            return State::open(dir);
+        }
+        let db = sled::Config::new().temporary(true).open().map_err(|e| open_error(dir, e))?;
+        let state = State { db, dir: dir.to_path_buf() };
+        migrate(&state)?;
+        Ok(state)
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The view of one pipeline in one environment.
+    pub fn namespace(&self, pipeline: &str, environment: Option<&str>) -> Namespace<'_> {
+        Namespace { state: self, prefix: format!("{pipeline}\u{0}{}\u{0}", environment.unwrap_or("default")) }
+    }
+
+    /// Makes everything written so far durable (sled writes are durable only after a flush).
+    pub fn flush(&self) -> Result<(), StateError> {
+        self.db.flush().map(|_| ()).map_err(|e| self.corrupt(e))
+    }
+
+    fn tree(&self, name: &str) -> Result<sled::Tree, StateError> {
+        self.db.open_tree(name).map_err(|e| self.corrupt(e))
+    }
+
+    fn corrupt(&self, e: impl std::fmt::Display) -> StateError {
+        StateError::Corrupt { dir: self.dir.display().to_string(), detail: e.to_string() }
+    }
+}
+
+fn open_error(dir: &Path, e: sled::Error) -> StateError {
+    let detail = e.to_string();
+    let dir = dir.display().to_string();
+    if detail.contains("lock") || detail.contains("WouldBlock") || detail.contains("temporarily unavailable") {
+        StateError::Locked { dir }
+    } else if matches!(e, sled::Error::Corruption { .. } | sled::Error::Unsupported(_)) {
+        StateError::Corrupt { dir, detail }
+    } else {
+        StateError::Open { dir, detail }
+    }
+}
+
+/// One forward step of the layout.
+type Migration = fn(&State) -> Result<(), StateError>;
+
+/// Brings the layout to [`SCHEMA_VERSION`]. A store without a version is new only if it is empty;
+/// one with data and no version is corrupt (never treated as a first run).
+fn migrate(state: &State) -> Result<(), StateError> {
+    let meta = state.tree("meta")?;
+    let version = match meta.get("schema_version").map_err(|e| state.corrupt(e))? {
+        Some(v) => {
+            let text = std::str::from_utf8(&v).map_err(|e| state.corrupt(e))?;
+            text.parse::<u32>().map_err(|e| state.corrupt(format!("bad schema version `{text}`: {e}")))?
+        }
+        None => {
+            let has_data =
+                !meta.is_empty()
+                    || state.db.tree_names().iter().any(|n| {
+                        n.as_ref() != b"__sled__default" && state.db.open_tree(n).is_ok_and(|t| !t.is_empty())
+                    });
+            if has_data {
+                return Err(state.corrupt("data without a layout version"));
+            }
+            0
+        }
+    };
+    if version > SCHEMA_VERSION {
+        return Err(StateError::Newer {
+            dir: state.dir.display().to_string(),
+            found: version,
+            supported: SCHEMA_VERSION,
+        });
+    }
+    // Append-only list of migrations: index i migrates from version i to i + 1.
+    let migrations: [Migration; 1] = [|_| Ok(())];
+    for (from, step) in migrations.iter().enumerate().skip(version as usize) {
+        step(state)?;
+        meta.insert("schema_version", (from as u32 + 1).to_string().as_bytes()).map_err(|e| state.corrupt(e))?;
+    }
+    Ok(())
+}
+
+/// One pipeline × environment inside the state.
+pub struct Namespace<'s> {
+    state: &'s State,
+    prefix: String,
+}
+
+impl Namespace<'_> {
+    fn key(&self, parts: &[&str]) -> Vec<u8> {
+        let mut k = self.prefix.clone();
+        for (i, p) in parts.iter().enumerate() {
+            if i > 0 {
+                k.push('\u{0}');
+            }
+            k.push_str(p);
+        }
+        k.into_bytes()
+    }
+
+    fn get<T: DeserializeOwned>(&self, tree: &str, parts: &[&str]) -> Result<Option<T>, StateError> {
+        let tree = self.state.tree(tree)?;
+        match tree.get(self.key(parts)).map_err(|e| self.state.corrupt(e))? {
+            Some(bytes) => serde_json::from_slice(&bytes).map(Some).map_err(|e| self.state.corrupt(e)),
+            None => Ok(None),
+        }
+    }
+
+    fn scan<T: DeserializeOwned>(&self, tree: &str, parts: &[&str]) -> Result<Vec<(String, T)>, StateError> {
+        let tree = self.state.tree(tree)?;
+        let mut prefix = self.key(parts);
+        prefix.push(0);
+        let mut out = Vec::new();
+        for entry in tree.scan_prefix(&prefix) {
+            let (k, v) = entry.map_err(|e| self.state.corrupt(e))?;
+            let rest = String::from_utf8_lossy(&k[prefix.len()..]).into_owned();
+            out.push((rest, serde_json::from_slice(&v).map_err(|e| self.state.corrupt(e))?));
+        }
+        Ok(out)
+    }
+
+    /// The source mirror of stage `stage` (empty before the first run).
+    pub fn mirror(&self, stage: &str) -> Result<Mirror, StateError> {
+        let mut mirror =
+            Mirror { languages: self.get("meta", &["languages", stage])?.unwrap_or_default(), ..Mirror::default() };
+        let tables: Vec<String> = self.get("meta", &["tables", stage])?.unwrap_or_default();
+        for name in tables {
+            let mut table = Table::new(self.get("mirror", &[stage, &name, "columns"])?.unwrap_or_default());
+            for (id, cells) in self.scan("mirror", &[stage, &name, "row"])? {
+                table.rows.insert(id.into(), cells);
+            }
+            table.reindex();
+            mirror.tables.insert(name, table);
+        }
+        Ok(mirror)
+    }
+
+    /// Writes the rows that `changes` touched (and every table layout) in one atomic batch.
+    pub fn save_mirror(&self, stage: &str, mirror: &Mirror, changes: &[RowChange]) -> Result<(), StateError> {
+        let tree = self.state.tree("mirror")?;
+        let mut batch = sled::Batch::default();
+        let json = |v: &dyn erased::Json| v.to_json();
+        for (name, table) in &mirror.tables {
+            batch.insert(self.key(&[stage, name, "columns"]), json(&table.columns));
+        }
+        for c in changes {
+            let key = self.key(&[stage, &c.table, "row", &c.id]);
+            match (c.kind, mirror.tables.get(&c.table).and_then(|t| t.rows.get(&c.id))) {
+                (ChangeKind::Deleted, _) | (_, None) => batch.remove(key),
+                (_, Some(cells)) => batch.insert(key, json(cells.as_ref())),
+            }
+        }
+        tree.apply_batch(batch).map_err(|e| self.state.corrupt(e))?;
+        let meta = self.state.tree("meta")?;
+        let tables: Vec<&String> = mirror.tables.keys().collect();
+        meta.insert(self.key(&["tables", stage]), json(&tables)).map_err(|e| self.state.corrupt(e))?;
+        meta.insert(self.key(&["languages", stage]), json(&mirror.languages)).map_err(|e| self.state.corrupt(e))?;
+        Ok(())
+    }
+
+    /// The `time` of the last source export applied by a run (R04 cursor).
+    pub fn cursor(&self, stage: &str) -> Result<Option<i64>, StateError> {
+        self.get("meta", &["cursor", stage])
+    }
+
+    pub fn set_cursor(&self, stage: &str, time: i64) -> Result<(), StateError> {
+        self.put("meta", &["cursor", stage], &time)
+    }
+
+    /// Every export record of export stage `export`, by kind and source id.
+    pub fn records(&self, export: &str) -> Result<BTreeMap<(ItemKind, String), ExportRecord>, StateError> {
+        let mut out = BTreeMap::new();
+        for kind in ItemKind::ALL {
+            for (id, rec) in self.scan("records", &[export, kind.singular()])? {
+                out.insert((kind, id), rec);
+            }
+        }
+        Ok(out)
+    }
+
+    pub fn put_record(&self, export: &str, kind: ItemKind, id: &str, record: &ExportRecord) -> Result<(), StateError> {
+        self.put("records", &[export, kind.singular(), id], record)
+    }
+
+    pub fn remove_record(&self, export: &str, kind: ItemKind, id: &str) -> Result<(), StateError> {
+        let tree = self.state.tree("records")?;
+        tree.remove(self.key(&[export, kind.singular(), id])).map(|_| ()).map_err(|e| self.state.corrupt(e))
+    }
+
+    /// A small metadata value (for example the config digest of the last run).
+    pub fn meta<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>, StateError> {
+        self.get("meta", &["pipeline", key])
+    }
+
+    pub fn set_meta<T: Serialize>(&self, key: &str, value: &T) -> Result<(), StateError> {
+        self.put("meta", &["pipeline", key], value)
+    }
+
+    fn put<T: Serialize + ?Sized>(&self, tree: &str, parts: &[&str], value: &T) -> Result<(), StateError> {
+        let bytes = serde_json::to_vec(value).map_err(|e| self.state.corrupt(e))?;
+        self.state.tree(tree)?.insert(self.key(parts), bytes).map(|_| ()).map_err(|e| self.state.corrupt(e))
+    }
+}
+
+/// Serializes any `Serialize` value behind a trait object (for the batch helper above).
+mod erased {
+    pub trait Json {
+        fn to_json(&self) -> Vec<u8>;
+    }
+    impl<T: serde::Serialize + ?Sized> Json for T {
+        fn to_json(&self) -> Vec<u8> {
+            serde_json::to_vec(self).unwrap_or_default()
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn records_are_namespaced_by_pipeline_and_environment() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = State::open(dir.path()).unwrap();
+        let rec = ExportRecord {
+            handle: "h".into(),
+            gid: None,
+            hash: "abc".into(),
+            fields: BTreeMap::new(),
+            archived: false,
+        };
+        state.namespace("shop", Some("test")).put_record("store", ItemKind::Product, "2001", &rec).unwrap();
+        assert_eq!(state.namespace("shop", Some("test")).records("store").unwrap().len(), 1);
+        assert!(state.namespace("shop", Some("production")).records("store").unwrap().is_empty());
+        assert!(state.namespace("shop", None).records("store").unwrap().is_empty());
+    }
+
+    #[test]
+    fn a_newer_layout_fails_closed() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let state = State::open(dir.path()).unwrap();
+            state.tree("meta").unwrap().insert("schema_version", b"99".as_slice()).unwrap();
+            state.flush().unwrap();
+        }
+        let err = State::open(dir.path()).err().unwrap();
+        assert!(matches!(err, StateError::Newer { found: 99, .. }), "{err}");
+    }
+
+    #[test]
+    fn data_without_a_version_is_corrupt_not_a_first_run() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let state = State::open(dir.path()).unwrap();
+            state.namespace("shop", None).set_cursor("pim", 5).unwrap();
+            state.tree("meta").unwrap().remove("schema_version").unwrap();
+            state.flush().unwrap();
+        }
+        let err = State::open(dir.path()).err().unwrap();
+        assert!(matches!(err, StateError::Corrupt { .. }), "{err}");
+    }
+}
