@@ -5,5 +5,6 @@ mod support;
 
 mod commands;
 mod pipelines;
+mod plan;
 mod schema_agreement;
 mod validate;

@@ -242,6 +242,8 @@ pub fn plan(pipeline: &CompiledPipeline, state: &State, opts: &PlanOptions) -> R
             diff: &FieldDiff,
         }
         .changes();
+        let n_unchanged = docs.rendered.docs.len()
+            - export_changes.iter().filter(|c| matches!(c.action, Action::Create | Action::Update)).count();
         if !opts.only.is_empty() {
             let wanted: HashSet<(ItemKind, String)> = resolve_only(&opts.only, &evaluation);
             export_changes.retain(|c| wanted.contains(&(c.kind, c.source_id.clone())));
@@ -250,11 +252,7 @@ pub fn plan(pipeline: &CompiledPipeline, state: &State, opts: &PlanOptions) -> R
         if let Some(limit) = opts.limit {
             export_changes.truncate(limit);
         }
-        let mut counts = Counts {
-            unchanged: docs.rendered.docs.len()
-                - export_changes.iter().filter(|c| matches!(c.action, Action::Create | Action::Update)).count(),
-            ..Counts::default()
-        };
+        let mut counts = Counts { unchanged: n_unchanged, ..Counts::default() };
         for c in &export_changes {
             counts.add(c);
         }

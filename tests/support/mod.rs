@@ -70,6 +70,8 @@ pub struct Test {
     dir: tempfile::TempDir,
     args: Vec<String>,
     env: Vec<(String, String)>,
+    /// Where to run, when not in `dir`.
+    cwd: Option<PathBuf>,
 }
 
 /// What a finished command printed and returned.
@@ -82,7 +84,7 @@ pub struct Output {
 
 impl Test {
     pub fn new() -> Self {
-        Test { dir: tempfile::tempdir().expect("temp dir"), args: Vec::new(), env: Vec::new() }
+        Test { dir: tempfile::tempdir().expect("temp dir"), args: Vec::new(), env: Vec::new(), cwd: None }
     }
 
     /// A test dir holding `export.json` (the mini export) and `p.yaml` with `pipeline`.
@@ -99,6 +101,13 @@ impl Test {
             text = text.replacen(from, to, 1);
         }
         Test::pipeline(&text)
+    }
+
+    /// A command run in an existing directory (the temp dir stays owned by its creator).
+    pub fn at(dir: &Path) -> Self {
+        let dir = tempfile::TempDir::with_prefix_in("unused-", dir).expect("temp dir");
+        let cwd = dir.path().parent().expect("parent").to_path_buf();
+        Test { dir, args: Vec::new(), env: Vec::new(), cwd: Some(cwd) }
     }
 
     pub fn file(self, rel: &str, contents: &str) -> Self {
@@ -127,7 +136,7 @@ impl Test {
     pub fn run(&self) -> Output {
         let out = Command::new(env!("CARGO_BIN_EXE_catsync"))
             .args(&self.args)
-            .current_dir(self.dir.path())
+            .current_dir(self.cwd.as_deref().unwrap_or(self.dir.path()))
             .env_clear()
             .env("PATH", std::env::var_os("PATH").unwrap_or_default())
             .envs(self.env.iter().map(|(k, v)| (k, v)))
@@ -147,6 +156,12 @@ impl Output {
     pub fn fails(&self, code: i32, stderr: &str) -> &Self {
         similar_asserts::assert_eq!(self.stderr, unindent(stderr), "stderr");
         assert_eq!(self.code, code, "exit code; stdout:\n{}", self.stdout);
+        self
+    }
+
+    #[track_caller]
+    pub fn succeeds_with_code(&self, code: i32) -> &Self {
+        assert_eq!(self.code, code, "exit code; stdout:\n{}\nstderr:\n{}", self.stdout, self.stderr);
         self
     }
 
