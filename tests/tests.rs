@@ -6,5 +6,6 @@ mod support;
 mod commands;
 mod pipelines;
 mod plan;
+mod saleslayer_http;
 mod schema_agreement;
 mod validate;

@@ -1,6 +1,7 @@
 //! `type: saleslayer` — the Sales Layer Connector API source: its configuration, and at compile
 //! time the files it will read and the fields their `data_schema` declares.
 
+pub mod http;
 pub mod page;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -323,10 +324,9 @@ impl SalesLayerSource {
     pub fn read_since(&self, cursor: Option<i64>) -> Result<Vec<Export>, SourceError> {
         match &self.origin {
             Origin::Files(paths) => read_files(paths, cursor),
-            Origin::Api { .. } => Err(SourceError::Api(
-                "reading the Connector API over HTTP is not available in this build; save the export pages and use `files:`"
-                    .to_string(),
-            )),
+            Origin::Api { code, secret, url, pagination } => {
+                http::ApiCall { url, code, secret, pagination: *pagination, last_update: cursor }.read()
+            }
         }
     }
 }
