@@ -6,6 +6,7 @@ mod support;
 mod commands;
 mod pipelines;
 mod plan;
+mod properties;
 mod saleslayer_http;
 mod schema_agreement;
 mod validate;
