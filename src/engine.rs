@@ -11,6 +11,7 @@ use crate::catalog::scope::{decide, Scope};
 use crate::catalog::view::CatalogData;
 use crate::catalog::{reference_columns, CatalogTables, ItemError, Relations, Table};
 use crate::config::CompiledPipeline;
+use crate::plan::diff::Fingerprint;
 use crate::stages::map::render::{Rendered, Renderer};
 use crate::stages::saleslayer::page::Action;
 use crate::stages::CompiledStage;
@@ -32,6 +33,8 @@ pub struct DocSet {
     pub data: Arc<CatalogData>,
     pub scope: Arc<Scope>,
     pub rendered: Rendered,
+    /// The hash and field hashes of every rendered document, computed once for all exports.
+    pub fingerprints: BTreeMap<(crate::stages::ItemKind, Arc<str>), Fingerprint>,
 }
 
 /// What a source stage would persist if a run applied this evaluation.
@@ -178,7 +181,8 @@ pub fn evaluate(pipeline: &CompiledPipeline, ns: &Namespace, refresh_sources: bo
                 let scope = Arc::new(decide(&data, &pipeline.params));
                 let rendered = Renderer::new(m, &data, &scope, &pipeline.templates, &pipeline.params).render_all();
                 errors.extend(rendered.errors.iter().cloned());
-                Data::Documents(Arc::new(DocSet { map_stage: stage.name.clone(), data, scope, rendered }))
+                let fingerprints = rendered.docs.iter().map(|(k, d)| (k.clone(), Fingerprint::of(d))).collect();
+                Data::Documents(Arc::new(DocSet { map_stage: stage.name.clone(), data, scope, rendered, fingerprints }))
             }
             CompiledStage::Shopify(_) | CompiledStage::JsonlExport(_) => Data::Nothing,
         };
@@ -221,4 +225,52 @@ fn net_changes(changes: Vec<RowChange>) -> Vec<RowChange> {
         }
     }
     by_row.into_values().collect()
+}
+
+/// Fingerprints of stage outputs: a stage whose fingerprint equals the one stored with its
+/// checkpoint would produce the same output, so it need not be recomputed. A fingerprint covers
+/// the stage's configuration, the scope parameters and its inputs' fingerprints; a file source's
+/// covers its cursor and the content of its files. `None`: cannot be known without reading the
+/// source (an HTTP API), and then nothing downstream is reused either.
+pub fn fingerprints(pipeline: &CompiledPipeline, ns: &Namespace) -> Result<Vec<Option<String>>, EngineError> {
+    let params = serde_json::to_vec(&pipeline.raw.parameters).unwrap_or_default();
+    let mut fps: Vec<Option<String>> = vec![None; pipeline.stages.len()];
+    for &idx in &pipeline.order {
+        let stage = &pipeline.stages[idx];
+        let mut h = blake3::Hasher::new_derive_key("catsync stage fingerprint v1");
+        h.update(&serde_json::to_vec(&pipeline.raw.stages[idx]).unwrap_or_default());
+        h.update(&params);
+        let ok = match &stage.compiled {
+            CompiledStage::SalesLayer(src) => match &src.origin {
+                crate::stages::saleslayer::Origin::Files(paths) => {
+                    h.update(format!("{:?}", ns.cursor(&stage.name)?).as_bytes());
+                    paths.iter().all(|p| hash_file(&mut h, p))
+                }
+                crate::stages::saleslayer::Origin::Api { .. } => false,
+            },
+            CompiledStage::Table(t) => hash_file(&mut h, &t.path),
+            _ => {
+                let mut all = true;
+                for input in pipeline.inputs_of(idx) {
+                    match pipeline.stages.iter().position(|s| s.name == input).and_then(|i| fps[i].clone()) {
+                        Some(fp) => {
+                            h.update(fp.as_bytes());
+                        }
+                        None => all = false,
+                    }
+                }
+                all
+            }
+        };
+        fps[idx] = ok.then(|| h.finalize().to_hex().to_string());
+    }
+    Ok(fps)
+}
+
+fn hash_file(h: &mut blake3::Hasher, path: &std::path::Path) -> bool {
+    h.update(path.to_string_lossy().as_bytes());
+    match std::fs::File::open(path) {
+        Ok(mut f) => h.update_reader(&mut f).is_ok(),
+        Err(_) => false,
+    }
 }

@@ -67,8 +67,33 @@ pub fn run(pipeline: &CompiledPipeline, state: &State, opts: &PlanOptions) -> Re
         }
     }
     ns.set_meta("config_digest", &config_digest(pipeline))?;
+    store_checkpoints(pipeline, &ns, &planned.evaluation)?;
     state.flush()?;
     Ok(RunReport { plan: planned.plan, exported })
+}
+
+/// Stores each evaluated `map` stage's output fingerprint, computed against the state as this run
+/// leaves it (cursors advanced), so the next plan can reuse it when nothing changed.
+fn store_checkpoints(
+    pipeline: &CompiledPipeline,
+    ns: &crate::state::Namespace,
+    evaluation: &crate::engine::Evaluation,
+) -> Result<(), Error> {
+    let fps = crate::engine::fingerprints(pipeline, ns).map_err(Error::failed)?;
+    for (idx, out) in evaluation.outputs.iter().enumerate() {
+        let (crate::engine::Data::Documents(docs), Some(fp)) = (out, &fps[idx]) else { continue };
+        let checkpoint = crate::state::Checkpoint {
+            fingerprint: fp.clone(),
+            items: docs
+                .fingerprints
+                .iter()
+                .map(|((kind, id), f)| (crate::state::Checkpoint::key(*kind, id), f.hash.clone()))
+                .collect(),
+            errors: evaluation.errors.clone(),
+        };
+        ns.put_checkpoint(&pipeline.stages[idx].name, &checkpoint)?;
+    }
+    Ok(())
 }
 
 /// Records a change the target confirmed.

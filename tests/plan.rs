@@ -432,6 +432,10 @@ fn integrity_problems_are_item_errors_with_both_ids_and_the_rest_syncs() {
     assert_eq!(products.len(), 8, "the other visible products still sync");
     let out = p.cli(&["run", "p.yaml"]);
     assert_eq!(out.code, 6, "a run with item errors exits 6: {}", out.stderr);
+    // The errors stay visible when the next plan reuses the run's checkpoint.
+    let again = p.plan(&[]);
+    assert_eq!(again["checkpoints_reused"], serde_json::json!(["shopify_docs"]));
+    assert_eq!(again["errors"], plan["errors"]);
 }
 
 /// Hashes and digests vary with the document format; snapshots show them redacted.
@@ -663,4 +667,50 @@ fn explain_says_why_an_item_is_or_is_not_planned() {
     // A variant is explained through its product.
     let out = p.cli(&["explain", "p.yaml", "variant:3002"]);
     assert!(out.stdout.starts_with("variant 3002\n  belongs to product 2001"), "{}", out.stdout);
+}
+
+#[test]
+fn unchanged_stages_are_not_recomputed_after_a_run() {
+    let p = Project::new(DEFAULTS);
+    p.source("00-full.json");
+    assert!(p.plan(&[]).get("checkpoints_reused").is_none(), "nothing to reuse before a run");
+    p.run();
+    let plan = p.plan(&[]);
+    assert_eq!(plan["checkpoints_reused"], serde_json::json!(["shopify_docs"]));
+    assert!(changes(&plan).is_empty());
+    assert_eq!(plan["summary"]["unchanged"], 16);
+    assert_eq!(plan["sources"][0]["cursor_before"], 1717000000);
+    // New source data: recomputed (and nothing to do, the field is unused).
+    p.source("03-unused-field.json");
+    let plan = p.plan(&[]);
+    assert!(plan.get("checkpoints_reused").is_none());
+    assert!(changes(&plan).is_empty());
+    p.run();
+    assert_eq!(p.plan(&[])["checkpoints_reused"], serde_json::json!(["shopify_docs"]));
+    // A configuration change: recomputed.
+    p.edit("vendor: { field: product_brand }", r#"vendor: "{{ product_brand }}""#);
+    assert!(p.plan(&[]).get("checkpoints_reused").is_none());
+}
+
+#[test]
+fn a_saved_plan_carries_documents_digests_and_the_state_fingerprint() {
+    let p = Project::new(DEFAULTS);
+    p.source("00-full.json");
+    let out = p.cli(&["plan", "p.yaml", "--out", "plan.json", "--detailed-exitcode"]);
+    assert_eq!(out.code, 2, "changes: exit 2 with --detailed-exitcode");
+    assert!(out.stdout.ends_with("Saved the plan to plan.json.\n"), "{}", out.stdout);
+    let saved: Value =
+        serde_json::from_str(&std::fs::read_to_string(p.test.path().join("plan.json")).unwrap()).unwrap();
+    assert_eq!(saved["format_version"], 1);
+    assert_eq!(saved["config_digest"].as_str().unwrap().len(), 32);
+    assert_eq!(saved["state_fingerprint"].as_str().unwrap().len(), 32);
+    let p2001 = saved["changes"].as_array().unwrap().iter().find(|c| c["source_id"] == "2001").unwrap();
+    assert_eq!(p2001["document"]["handle"], "acme-ts-001");
+    assert_eq!(p2001["document"]["translations"]["es"]["title"], "Camiseta básica de algodón");
+    // The JSON format shows the same plan without documents.
+    let shown = p.plan(&[]);
+    assert!(shown["changes"][0].get("document").is_none());
+    p.run();
+    let after: Value = p.plan(&[]);
+    assert_ne!(after["state_fingerprint"], saved["state_fingerprint"], "a run moves the state on");
 }

@@ -31,17 +31,18 @@ fn word() -> impl Strategy<Value = String> {
 
 fn catalog() -> impl Strategy<Value = Catalog> {
     (1usize..5, 0usize..8).prop_flat_map(|(n_cat, n_prod)| {
-        let categories = proptest::collection::vec((any::<prop::sample::Index>(), any::<bool>(), word(), status()), n_cat).prop_map(
-            |cats| {
-                cats.into_iter()
-                    .enumerate()
-                    .map(|(i, (parent, root, name, st))| {
-                        let parent = if i == 0 || root { None } else { Some(parent.index(i)) };
-                        (parent, format!("{name} {i}"), st)
-                    })
-                    .collect::<Vec<_>>()
-            },
-        );
+        let categories =
+            proptest::collection::vec((any::<prop::sample::Index>(), any::<bool>(), word(), status()), n_cat).prop_map(
+                |cats| {
+                    cats.into_iter()
+                        .enumerate()
+                        .map(|(i, (parent, root, name, st))| {
+                            let parent = if i == 0 || root { None } else { Some(parent.index(i)) };
+                            (parent, format!("{name} {i}"), st)
+                        })
+                        .collect::<Vec<_>>()
+                },
+            );
         let products = proptest::collection::vec(
             (proptest::collection::vec(0..n_cat, 1..3), word(), prop_oneof![Just("ACME"), Just("Trailhead")], status()),
             n_prod,
@@ -55,8 +56,15 @@ fn catalog() -> impl Strategy<Value = Catalog> {
                 })
                 .collect::<Vec<_>>()
         });
-        let variants = proptest::collection::vec((0..n_prod.max(1), 100u32..10_000, word(), prop_oneof![Just("S"), Just("M"), Just("L")], status()), 0..(n_prod * 3 + 1))
-            .prop_map(|vs| vs.into_iter().map(|(p, price, color, size, st)| (p, price, color, size.to_string(), st)).collect::<Vec<_>>());
+        let variants = proptest::collection::vec(
+            (0..n_prod.max(1), 100u32..10_000, word(), prop_oneof![Just("S"), Just("M"), Just("L")], status()),
+            0..(n_prod * 3 + 1),
+        )
+        .prop_map(|vs| {
+            vs.into_iter()
+                .map(|(p, price, color, size, st)| (p, price, color, size.to_string(), st))
+                .collect::<Vec<_>>()
+        });
         (categories, products, variants).prop_map(move |(categories, products, mut variants)| {
             if products.is_empty() {
                 variants.clear();
@@ -109,7 +117,16 @@ fn product_row(i: usize, p: &(Vec<usize>, String, String, char)) -> Value {
 }
 
 fn variant_row(i: usize, v: &(usize, u32, String, String, char)) -> Value {
-    json!(["M", (3000 + i).to_string(), (2000 + v.0).to_string(), format!("SKU-{i}"), format!("{}.{:02}", v.1 / 100, v.1 % 100), v.2, v.3, v.4.to_string()])
+    json!([
+        "M",
+        (3000 + i).to_string(),
+        (2000 + v.0).to_string(),
+        format!("SKU-{i}"),
+        format!("{}.{:02}", v.1 / 100, v.1 % 100),
+        v.2,
+        v.3,
+        v.4.to_string()
+    ])
 }
 
 fn page(time: i64, action: &str, data: Value) -> String {
@@ -217,6 +234,11 @@ fn run_then_plan_is_empty(dir: &Path) -> Result<(), TestCaseError> {
     catsync::run::run(&pipeline, &state, &opts).map_err(|e| TestCaseError::fail(e.to_string()))?;
     let again = plan(&pipeline, &state, &opts).unwrap().plan;
     prop_assert_eq!(again.summary.total.actionable(), 0, "changes after a run: {:#?}", again.changes);
+    // The same without the checkpoint the run stored: every stage evaluated again.
+    let evaluated = plan(&pipeline, &state, &PlanOptions { ignore_checkpoints: true, ..opts }).unwrap().plan;
+    prop_assert_eq!(evaluated.summary.total.actionable(), 0, "changes after a run: {:#?}", evaluated.changes);
+    prop_assert_eq!(&evaluated.errors, &again.errors);
+    prop_assert_eq!(evaluated.summary.total.unchanged, again.summary.total.unchanged);
     Ok(())
 }
 

@@ -63,6 +63,7 @@ pub fn exec(args: &PlanArgs, g: &Globals) -> Result<Exit, Error> {
         only: args.selection.only.clone(),
         limit: args.selection.limit,
         allow_mass_delete: false,
+        ignore_checkpoints: false,
     };
     let planned = plan(&pipeline, &state, &opts)?;
     if let Some(out) = &args.out {

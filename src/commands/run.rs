@@ -28,6 +28,7 @@ pub fn exec(args: &RunArgs, g: &Globals) -> Result<Exit, Error> {
         only: args.selection.only.clone(),
         limit: args.selection.limit,
         allow_mass_delete: args.allow_mass_delete,
+        ignore_checkpoints: false,
     };
     let report = crate::run::run(&pipeline, &state, &opts)?;
     if !g.quiet {

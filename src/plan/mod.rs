@@ -19,7 +19,7 @@ use crate::document::Document;
 use crate::engine::{evaluate, DocSet, EngineError, Evaluation};
 use crate::stages::map::render::Renderer;
 use crate::stages::{CompiledStage, ItemKind};
-use crate::state::{ExportRecord, State, StateError};
+use crate::state::{ExportRecord, Namespace, State, StateError};
 use diff::{Difference, FieldDiff, Fingerprint, SnapshotDiff};
 
 /// Version of the plan JSON format.
@@ -150,6 +150,10 @@ pub struct Plan {
     pub errors: Vec<ItemError>,
     pub summary: Summary,
     pub warnings: Vec<String>,
+    /// `map` stages whose checkpoint was reused: their inputs and configuration did not change
+    /// since the run that stored it, so nothing was rendered.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub checkpoints_reused: Vec<String>,
 }
 
 impl Plan {
@@ -174,6 +178,8 @@ pub struct PlanOptions {
     pub limit: Option<usize>,
     /// Allow a plan above `max_delete_fraction` without a warning (`--allow-mass-delete`).
     pub allow_mass_delete: bool,
+    /// Evaluate every stage even when a checkpoint could be reused.
+    pub ignore_checkpoints: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -213,24 +219,25 @@ pub fn config_digest(p: &CompiledPipeline) -> String {
 /// Makes the plan of `pipeline` against `state`.
 pub fn plan(pipeline: &CompiledPipeline, state: &State, opts: &PlanOptions) -> Result<Planned, PlanError> {
     let ns = state.namespace(&pipeline.name, pipeline.environment.as_deref());
-    let evaluation = evaluate(pipeline, &ns, false)?;
     let digest = config_digest(pipeline);
     let last_digest: Option<String> = ns.meta("config_digest")?;
     let config_changed = last_digest.as_ref().is_some_and(|d| *d != digest);
+    if !opts.refresh && !config_changed && !opts.ignore_checkpoints {
+        if let Some(planned) = plan_from_checkpoints(pipeline, &ns, &digest)? {
+            return Ok(planned);
+        }
+    }
+    let evaluation = evaluate(pipeline, &ns, false)?;
 
     let mut changes = Vec::new();
     let mut summary = Summary { errors: evaluation.errors.len(), ..Summary::default() };
     let mut warnings = Vec::new();
-    let mut fingerprint = blake3::Hasher::new_derive_key("catsync state fingerprint v1");
     for (idx, stage) in pipeline.stages.iter().enumerate() {
         if !stage.compiled.is_export() {
             continue;
         }
         let Some(docs) = evaluation.documents_for(pipeline, idx) else { continue };
         let records = ns.records(&stage.name)?;
-        for ((kind, id), r) in &records {
-            fingerprint.update(format!("{}\0{kind:?}\0{id}\0{}\0{}\n", stage.name, r.hash, r.archived).as_bytes());
-        }
         let mut export_changes = ExportPlanner {
             pipeline,
             export: &stage.name,
@@ -271,10 +278,6 @@ pub fn plan(pipeline: &CompiledPipeline, state: &State, opts: &PlanOptions) -> R
         }
         summary.by_export.insert(stage.name.clone(), counts);
         changes.append(&mut export_changes);
-    }
-    for u in &evaluation.updates {
-        let c = ns.cursor(&u.stage)?;
-        fingerprint.update(format!("cursor\0{}\0{c:?}\n", u.stage).as_bytes());
     }
 
     summary.total = summary.by_export.values().fold(Counts::default(), |mut t, c| {
@@ -319,14 +322,109 @@ pub fn plan(pipeline: &CompiledPipeline, state: &State, opts: &PlanOptions) -> R
         mode: if opts.refresh { Mode::Refresh } else { Mode::Incremental },
         config_digest: digest,
         config_changed,
-        state_fingerprint: fingerprint.finalize().to_hex()[..32].to_string(),
+        state_fingerprint: state_fingerprint(pipeline, &ns)?,
         sources,
         changes,
         errors: evaluation.errors.clone(),
         summary,
         warnings,
+        checkpoints_reused: Vec::new(),
     };
     Ok(Planned { plan, evaluation })
+}
+
+/// Digest of every export record and source cursor: what a plan was made against.
+fn state_fingerprint(pipeline: &CompiledPipeline, ns: &Namespace) -> Result<String, StateError> {
+    let mut h = blake3::Hasher::new_derive_key("catsync state fingerprint v1");
+    for stage in &pipeline.stages {
+        if stage.compiled.is_export() {
+            for ((kind, id), r) in ns.records(&stage.name)? {
+                h.update(format!("{}\0{kind:?}\0{id}\0{}\0{}\n", stage.name, r.hash, r.archived).as_bytes());
+            }
+        } else if matches!(stage.compiled, CompiledStage::SalesLayer(_) | CompiledStage::Table(_)) {
+            h.update(format!("cursor\0{}\0{:?}\n", stage.name, ns.cursor(&stage.name)?).as_bytes());
+        }
+    }
+    Ok(h.finalize().to_hex()[..32].to_string())
+}
+
+/// The plan when every export's `map` stage has a checkpoint for exactly the current inputs and
+/// configuration, and the export's records equal it: nothing to do, nothing rendered. `None` when
+/// any of that does not hold (then the stages are evaluated).
+fn plan_from_checkpoints(
+    pipeline: &CompiledPipeline,
+    ns: &Namespace,
+    digest: &str,
+) -> Result<Option<Planned>, PlanError> {
+    let fps = crate::engine::fingerprints(pipeline, ns)?;
+    let mut summary = Summary::default();
+    let mut errors: Vec<ItemError> = Vec::new();
+    let mut reused: Vec<String> = Vec::new();
+    for (idx, stage) in pipeline.stages.iter().enumerate().filter(|(_, s)| s.compiled.is_export()) {
+        let Some(map_idx) =
+            pipeline.inputs_of(idx).first().and_then(|n| pipeline.stages.iter().position(|s| s.name == *n))
+        else {
+            return Ok(None);
+        };
+        let map = &pipeline.stages[map_idx].name;
+        let (Some(fp), Some(cp)) = (&fps[map_idx], ns.checkpoint(map)?) else { return Ok(None) };
+        if cp.fingerprint != *fp {
+            return Ok(None);
+        }
+        let records = ns.records(&stage.name)?;
+        let matches = records.len() == cp.items.len()
+            && records.iter().all(|((kind, id), r)| {
+                !r.archived && cp.items.get(&crate::state::Checkpoint::key(*kind, id)) == Some(&r.hash)
+            });
+        if !matches {
+            return Ok(None);
+        }
+        summary.by_export.insert(stage.name.clone(), Counts { unchanged: cp.items.len(), ..Counts::default() });
+        summary.total.unchanged += cp.items.len();
+        errors.extend(cp.errors.iter().cloned());
+        if !reused.contains(map) {
+            reused.push(map.clone());
+        }
+    }
+    errors.sort();
+    errors.dedup();
+    summary.errors = errors.len();
+    let sources = pipeline
+        .stages
+        .iter()
+        .filter(|s| matches!(s.compiled, CompiledStage::SalesLayer(_)))
+        .map(|s| {
+            let cursor = ns.cursor(&s.name)?;
+            Ok(SourceSummary {
+                stage: s.name.clone(),
+                cursor_before: cursor,
+                cursor_after: cursor,
+                exports: Vec::new(),
+                rows_changed: 0,
+            })
+        })
+        .collect::<Result<Vec<_>, StateError>>()?
+        .into_iter()
+        .filter(|s| s.cursor_before.is_some())
+        .collect();
+    let plan = Plan {
+        format_version: FORMAT_VERSION,
+        pipeline: pipeline.name.clone(),
+        environment: pipeline.environment.clone(),
+        mode: Mode::Incremental,
+        config_digest: digest.to_string(),
+        config_changed: false,
+        state_fingerprint: state_fingerprint(pipeline, ns)?,
+        sources,
+        changes: Vec::new(),
+        errors: errors.clone(),
+        summary,
+        warnings: Vec::new(),
+        checkpoints_reused: reused,
+    };
+    let evaluation =
+        Evaluation { outputs: vec![crate::engine::Data::Nothing; pipeline.stages.len()], updates: Vec::new(), errors };
+    Ok(Some(Planned { plan, evaluation }))
 }
 
 /// `--only variant:ID` selects the variant's product.
@@ -376,7 +474,7 @@ impl ExportPlanner<'_> {
         let mut out = Vec::new();
         let index = ChangeIndex::new(&self.docs.data.changes);
         for ((kind, id), doc) in &self.docs.rendered.docs {
-            let fp = Fingerprint::of(doc);
+            let fp = self.docs.fingerprints.get(&(*kind, id.clone())).cloned().unwrap_or_else(|| Fingerprint::of(doc));
             let record = self.records.get(&(*kind, id.to_string()));
             let (action, fields_changed, reasons) = match record {
                 None => (Action::Create, Vec::new(), self.create_reasons(*kind, id, &index)),

@@ -43,6 +43,23 @@ pub struct ExportRecord {
     pub archived: bool,
 }
 
+/// The stored output of a `map` stage: the fingerprint of its inputs and configuration, and the
+/// item hashes it produced. A plan whose fingerprint matches, and whose export records equal these
+/// hashes, has nothing to do and need not render anything.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Checkpoint {
+    pub fingerprint: String,
+    pub items: BTreeMap<String, String>,
+    pub errors: Vec<crate::catalog::ItemError>,
+}
+
+impl Checkpoint {
+    /// The key of an item in `items`.
+    pub fn key(kind: ItemKind, id: &str) -> String {
+        format!("{}:{id}", kind.singular())
+    }
+}
+
 /// An open state database.
 pub struct State {
     db: sled::Db,
@@ -252,6 +269,14 @@ impl Namespace<'_> {
     pub fn remove_record(&self, export: &str, kind: ItemKind, id: &str) -> Result<(), StateError> {
         let tree = self.state.tree("records")?;
         tree.remove(self.key(&[export, kind.singular(), id])).map(|_| ()).map_err(|e| self.state.corrupt(e))
+    }
+
+    pub fn checkpoint(&self, stage: &str) -> Result<Option<Checkpoint>, StateError> {
+        self.get("checkpoints", &[stage])
+    }
+
+    pub fn put_checkpoint(&self, stage: &str, checkpoint: &Checkpoint) -> Result<(), StateError> {
+        self.put("checkpoints", &[stage], checkpoint)
     }
 
     /// A small metadata value (for example the config digest of the last run).
