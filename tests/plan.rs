@@ -714,3 +714,45 @@ fn a_saved_plan_carries_documents_digests_and_the_state_fingerprint() {
     let after: Value = p.plan(&[]);
     assert_ne!(after["state_fingerprint"], saved["state_fingerprint"], "a run moves the state on");
 }
+
+/// The realistic example with its Shopify export swapped for JSONL: ERP prices joined by SKU.
+fn erp_project() -> Project {
+    let text = std::fs::read_to_string(repo().join("pipelines/acme-erp-prices.yaml")).unwrap();
+    let start = text.find("  store:").unwrap();
+    let text = format!(
+        "{}  audit:\n    type: jsonl_export\n    inputs: [shopify_docs]\n    path: out/audit.jsonl\n",
+        &text[..start]
+    )
+    .replace(r#"files: ["../fixtures/saleslayer/acme/*.json"]"#, r#"files: ["exports/*.json"]"#)
+    .replace("path: ../fixtures/erp/prices.csv", "path: prices.csv")
+    .replace("  tags: [first-test]\n", "")
+    .replace("  families: [apparel, gear]\n", "");
+    let p = Project { test: Test::new().file("p.yaml", &text) };
+    std::fs::copy(repo().join("fixtures/erp/prices.csv"), p.test.path().join("prices.csv")).unwrap();
+    p
+}
+
+#[test]
+fn r01_a_joined_price_row_change_updates_its_product_and_stock_filters_variants() {
+    let p = erp_project();
+    p.source("00-full.json");
+    p.run();
+    let p2001 = p.exported().into_iter().find(|l| l["source_id"] == "2001").unwrap();
+    let variants = p2001["document"]["variants"].as_array().unwrap();
+    // Prices come from the ERP list (PIM price + 0.05); 3003 has no stock and is filtered out.
+    assert_eq!(variants[0]["price"], "19.95");
+    assert!(variants.iter().all(|v| v["sourceId"] != "3003"), "{variants:?}");
+
+    let csv = std::fs::read_to_string(p.test.path().join("prices.csv")).unwrap();
+    std::fs::write(
+        p.test.path().join("prices.csv"),
+        csv.replacen("ACME-TS-001-WHT-S,19.95", "ACME-TS-001-WHT-S,17.50", 1),
+    )
+    .unwrap();
+    let plan = p.plan(&[]);
+    assert_eq!(changes(&plan), [c("product", "2001", "update")]);
+    assert_eq!(
+        strings(&change(&plan, "product", "2001")["reasons"]),
+        ["prices row `ACME-TS-001-WHT-S` changed: price"]
+    );
+}
