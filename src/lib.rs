@@ -12,6 +12,7 @@ pub mod error;
 pub mod graph;
 pub mod plan;
 pub mod run;
+pub mod shopify;
 pub mod stages;
 pub mod state;
 pub mod template;

@@ -9,4 +9,5 @@ mod plan;
 mod properties;
 mod saleslayer_http;
 mod schema_agreement;
+mod shopify_documents;
 mod validate;

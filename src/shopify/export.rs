@@ -1,0 +1,241 @@
+//! Applying planned changes to a Shopify store: collections (looked up by handle, then created or
+//! updated — there is no upsert), products (`productSet` by handle, never without an identifier),
+//! archives, deletions, and translations with their content digests.
+
+use std::collections::{BTreeMap, HashMap};
+
+use serde_json::{json, Value};
+
+use super::client::{Client, GqlError};
+use super::operations as ops;
+use crate::document::{Document, Translations};
+use crate::plan::{Action, Change};
+use crate::stages::ItemKind;
+
+/// What happened to one change.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Outcome {
+    /// The store confirmed it; the item's id in the store, if it still exists.
+    Done { gid: Option<String> },
+    /// The store refused the item (`userErrors`) or could not be reached for it; other items go on.
+    Failed { message: String, retryable: bool },
+}
+
+/// A Shopify store as an export target.
+pub struct ShopifyTarget {
+    pub client: Client,
+}
+
+/// Translation keys whose default-language value comes from a document field.
+fn default_value<'a>(doc: &'a Document, key: &str) -> Option<&'a str> {
+    let (title, body, seo) = match doc {
+        Document::Product(p) => (&p.title, &p.description_html, &p.seo),
+        Document::Collection(c) => (&c.title, &c.description_html, &c.seo),
+    };
+    match key {
+        "title" => Some(title),
+        "body_html" => body.as_deref(),
+        "product_type" => match doc {
+            Document::Product(p) => p.product_type.as_deref(),
+            Document::Collection(_) => None,
+        },
+        "meta_title" => seo.as_ref().and_then(|s| s.title.as_deref()),
+        "meta_description" => seo.as_ref().and_then(|s| s.description.as_deref()),
+        _ => None,
+    }
+}
+
+fn user_errors(payload: &Value) -> Option<String> {
+    let errors = payload.get("userErrors")?.as_array()?;
+    if errors.is_empty() {
+        return None;
+    }
+    Some(
+        errors
+            .iter()
+            .map(|e| {
+                let field = e
+                    .get("field")
+                    .and_then(Value::as_array)
+                    .map(|f| f.iter().filter_map(Value::as_str).collect::<Vec<_>>().join("."));
+                let code = e.get("code").and_then(Value::as_str).map(|c| format!(" ({c})")).unwrap_or_default();
+                let message = e.get("message").and_then(Value::as_str).unwrap_or("error");
+                match field.filter(|f| !f.is_empty()) {
+                    Some(f) => format!("`{f}`: {message}{code}"),
+                    None => format!("{message}{code}"),
+                }
+            })
+            .collect::<Vec<_>>()
+            .join("; "),
+    )
+}
+
+/// A failed operation: fatal for the run (`Err`) when the store refuses everything, otherwise a
+/// failure of this item.
+fn item_failure(e: GqlError) -> Result<Outcome, GqlError> {
+    match e {
+        GqlError::Refused { .. } | GqlError::Garbage(_) => Err(e),
+        GqlError::Rejected { .. } => Ok(Outcome::Failed { message: e.to_string(), retryable: false }),
+        GqlError::Exhausted { .. } => Ok(Outcome::Failed { message: e.to_string(), retryable: true }),
+    }
+}
+
+macro_rules! try_item {
+    ($e:expr) => {
+        match $e {
+            Ok(v) => v,
+            Err(e) => return item_failure(e),
+        }
+    };
+}
+
+impl ShopifyTarget {
+    async fn lookup(&self, kind: ItemKind, handle: &str) -> Result<Option<String>, GqlError> {
+        let (query, field) = match kind {
+            ItemKind::Category => (ops::COLLECTION_BY_HANDLE, "collectionByIdentifier"),
+            _ => (ops::PRODUCT_BY_HANDLE, "productByIdentifier"),
+        };
+        let data = self.client.execute(query, json!({ "identifier": { "handle": handle } }), 1.0).await?;
+        Ok(data.get(field).and_then(|c| c.get("id")).and_then(Value::as_str).map(str::to_string))
+    }
+
+    /// Applies one change. `gid` is the item's id recorded by an earlier run, if any;
+    /// `collections` maps collection handles to ids (for product memberships).
+    pub async fn apply(
+        &self,
+        change: &Change,
+        gid: Option<&str>,
+        collections: &HashMap<String, String>,
+        languages: &[String],
+    ) -> Result<Outcome, GqlError> {
+        match (change.kind, change.action, &change.document) {
+            (ItemKind::Category, Action::Delete, _) => self.delete(ItemKind::Category, &change.handle, gid).await,
+            (_, Action::Delete, _) => self.delete(ItemKind::Product, &change.handle, gid).await,
+            (ItemKind::Category, _, Some(doc @ Document::Collection(c))) => {
+                let existing = match gid {
+                    Some(g) => Some(g.to_string()),
+                    None => try_item!(self.lookup(ItemKind::Category, &c.handle).await),
+                };
+                let (query, field) = match existing {
+                    Some(_) => (ops::COLLECTION_UPDATE, "collectionUpdate"),
+                    None => (ops::COLLECTION_CREATE, "collectionCreate"),
+                };
+                let input = ops::collection_input(c, existing.as_deref());
+                let data = match self.client.execute(query, json!({ "input": input }), 10.0).await {
+                    Ok(d) => d,
+                    // A create whose answer was lost may have happened: look before retrying.
+                    Err(e) if existing.is_none() && e.is_ambiguous() => {
+                        match try_item!(self.lookup(ItemKind::Category, &c.handle).await) {
+                            Some(id) => return self.translate(doc, &id, languages).await,
+                            None => return item_failure(e),
+                        }
+                    }
+                    Err(e) => return item_failure(e),
+                };
+                let payload = &data[field];
+                if let Some(message) = user_errors(payload) {
+                    return Ok(Outcome::Failed { message, retryable: false });
+                }
+                let Some(id) = payload.pointer("/collection/id").and_then(Value::as_str) else {
+                    return Ok(Outcome::Failed {
+                        message: format!("`{field}` returned no collection"),
+                        retryable: true,
+                    });
+                };
+                self.translate(doc, id, languages).await
+            }
+            (ItemKind::Product, _, Some(doc @ Document::Product(p))) => {
+                let mut ids = Vec::with_capacity(p.collections.len());
+                for handle in &p.collections {
+                    match collections.get(handle) {
+                        Some(id) => ids.push(id.clone()),
+                        None => {
+                            return Ok(Outcome::Failed {
+                                message: format!("its collection `{handle}` is not in the store yet"),
+                                retryable: true,
+                            })
+                        }
+                    }
+                }
+                // An existing product is identified by the handle it has in the store.
+                let identifier = if change.action == Action::Create { &p.handle } else { &change.handle };
+                let variables =
+                    json!({ "identifier": { "handle": identifier }, "input": ops::product_set_input(p, &ids) });
+                let data = try_item!(self.client.execute(ops::PRODUCT_SET, variables, ops::product_set_cost(p)).await);
+                let payload = &data["productSet"];
+                if let Some(message) = user_errors(payload) {
+                    return Ok(Outcome::Failed { message, retryable: false });
+                }
+                let Some(id) = payload.pointer("/product/id").and_then(Value::as_str) else {
+                    return Ok(Outcome::Failed {
+                        message: "`productSet` returned no product".to_string(),
+                        retryable: true,
+                    });
+                };
+                self.translate(doc, id, languages).await
+            }
+            _ => Ok(Outcome::Failed { message: "the change has no document to send".to_string(), retryable: false }),
+        }
+    }
+
+    async fn delete(&self, kind: ItemKind, handle: &str, gid: Option<&str>) -> Result<Outcome, GqlError> {
+        let id = match gid {
+            Some(g) => g.to_string(),
+            None => match try_item!(self.lookup(kind, handle).await) {
+                Some(id) => id,
+                None => return Ok(Outcome::Done { gid: None }),
+            },
+        };
+        let (query, field) = match kind {
+            ItemKind::Category => (ops::COLLECTION_DELETE, "collectionDelete"),
+            _ => (ops::PRODUCT_DELETE, "productDelete"),
+        };
+        let data = try_item!(self.client.execute(query, json!({ "input": { "id": id } }), 10.0).await);
+        match user_errors(&data[field]) {
+            // Already gone is what a delete wants.
+            Some(m) if m.to_lowercase().contains("not exist") || m.to_lowercase().contains("not found") => {
+                Ok(Outcome::Done { gid: None })
+            }
+            Some(message) => Ok(Outcome::Failed { message, retryable: false }),
+            None => Ok(Outcome::Done { gid: None }),
+        }
+    }
+
+    /// Registers the document's translations (≤ 100 keys per call), then reports success.
+    async fn translate(&self, doc: &Document, id: &str, languages: &[String]) -> Result<Outcome, GqlError> {
+        let translations: &Translations = match doc {
+            Document::Product(p) => &p.translations,
+            Document::Collection(c) => &c.translations,
+        };
+        let mut inputs: Vec<Value> = Vec::new();
+        for (locale, values) in translations {
+            if !languages.is_empty() && !languages.contains(locale) {
+                continue;
+            }
+            for (key, value) in values {
+                let Some(default) = default_value(doc, key) else { continue };
+                inputs.push(json!({ "locale": locale, "key": key, "value": value, "translatableContentDigest": ops::digest(default) }));
+            }
+        }
+        for chunk in inputs.chunks(100) {
+            let data = try_item!(
+                self.client
+                    .execute(ops::TRANSLATIONS_REGISTER, json!({ "resourceId": id, "translations": chunk }), 10.0)
+                    .await
+            );
+            if let Some(message) = user_errors(&data["translationsRegister"]) {
+                return Ok(Outcome::Failed { message: format!("translations: {message}"), retryable: false });
+            }
+        }
+        Ok(Outcome::Done { gid: Some(id.to_string()) })
+    }
+}
+
+/// Collection handle → id, from the export records of categories.
+pub fn collection_ids(records: &BTreeMap<(ItemKind, String), crate::state::ExportRecord>) -> HashMap<String, String> {
+    records
+        .iter()
+        .filter(|((k, _), _)| *k == ItemKind::Category)
+        .filter_map(|(_, r)| r.gid.clone().map(|g| (r.handle.clone(), g)))
+        .collect()
+}

@@ -1,0 +1,5 @@
+//! The Shopify Admin GraphQL target. Only this module (and the sandbox) knows GraphQL.
+
+pub mod client;
+pub mod export;
+pub mod operations;
