@@ -70,6 +70,8 @@ pub enum Command {
         #[arg(long)]
         force: bool,
     },
+    /// Serve a local Shopify-compatible Admin GraphQL store on 127.0.0.1 (Ctrl-C stops it).
+    Sandbox(commands::sandbox::SandboxArgs),
 }
 
 /// Global settings every command can use.
@@ -107,6 +109,7 @@ fn run(command: Command, g: &Globals) -> Result<Exit, Error> {
         Command::Validate { files } => commands::validate::exec(&files, g),
         Command::Graph { file, format } => commands::graph::exec(&file, format, g),
         Command::Init { from, out, force } => commands::init::exec(from, &out, force, g),
+        Command::Sandbox(args) => commands::sandbox::exec(args, g),
     }
 }
 

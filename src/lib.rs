@@ -7,5 +7,6 @@ pub mod config;
 pub mod diagnostics;
 pub mod error;
 pub mod graph;
+pub mod sandbox;
 pub mod stages;
 pub mod template;

@@ -2,6 +2,7 @@
 
 pub mod graph;
 pub mod init;
+pub mod sandbox;
 pub mod validate;
 
 use std::path::Path;
