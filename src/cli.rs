@@ -79,6 +79,8 @@ pub enum Command {
         #[arg(long)]
         force: bool,
     },
+    /// Serve a local Shopify-compatible Admin GraphQL store on 127.0.0.1 (Ctrl-C stops it).
+    Sandbox(commands::sandbox::SandboxArgs),
 }
 
 /// Global settings every command can use.
@@ -120,6 +122,7 @@ fn run(command: Command, g: &Globals) -> Result<Exit, Error> {
         Command::Plan(args) => commands::plan::exec(&args, g),
         Command::Run(args) => commands::run::exec(&args, g),
         Command::Explain(args) => commands::explain::exec(&args, g),
+        Command::Sandbox(args) => commands::sandbox::exec(args, g),
     }
 }
 

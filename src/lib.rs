@@ -13,6 +13,7 @@ pub mod graph;
 pub mod plan;
 pub mod run;
 pub mod shopify;
+pub mod sandbox;
 pub mod stages;
 pub mod state;
 pub mod template;

@@ -5,6 +5,7 @@ pub mod graph;
 pub mod init;
 pub mod plan;
 pub mod run;
+pub mod sandbox;
 pub mod validate;
 
 use std::path::Path;

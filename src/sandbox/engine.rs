@@ -1,0 +1,255 @@
+//! One GraphQL request, from body to response, independent of HTTP: parse, validate, pick the
+//! operation, coerce variables, input-size limits, cost and the bucket (`MAX_COST_EXCEEDED`,
+//! `THROTTLED`), execution under the store lock, refund of unused cost.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Mutex, MutexGuard};
+
+use apollo_compiler::ast::{self, OperationType};
+use serde_json::{Map, Value};
+
+use super::cost::{self, LeakyBucket, MAX_QUERY_COST};
+use super::document::{self, Document};
+use super::execute::{select_operation, Env, Exec, Followup};
+use super::faults::Faults;
+use super::response::{self, GqlError, Out};
+use super::schema::{self as sch, schema};
+use super::store::Store;
+use super::validate::validate;
+use super::variables::{coerce_variables, field_arguments};
+use super::SandboxConfig;
+
+/// State shared by the server's tasks.
+pub struct Shared {
+    pub config: SandboxConfig,
+    pub env: Env,
+    pub store: Mutex<Store>,
+    pub bucket: Mutex<LeakyBucket>,
+    pub faults: Mutex<Faults>,
+    pub log: Mutex<Vec<RequestRecord>>,
+    /// The store changed since it was last saved.
+    pub dirty: AtomicBool,
+    /// Bulk operations stay `CREATED` while this is set (tests use it to observe concurrency).
+    pub hold_bulk: AtomicBool,
+}
+
+/// Locks a mutex, recovering the data if a task panicked while holding it (the sandbox keeps
+/// serving rather than failing every later request).
+pub fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// What the sandbox recorded about one GraphQL request (tests assert on it, e.g. that a plan
+/// sent no mutation).
+#[derive(Debug, Clone, PartialEq)]
+pub struct RequestRecord {
+    pub api_version: String,
+    /// `query`, `mutation`, or `invalid` for requests rejected before execution.
+    pub kind: String,
+    pub operation_name: Option<String>,
+    /// The root fields selected (`productSet`, `products`, …).
+    pub root_fields: Vec<String>,
+    /// The first `extensions.code` of a top-level error (`THROTTLED`, `INVALID_VARIABLE`, …).
+    pub error_code: Option<String>,
+    pub requested_cost: Option<u64>,
+    pub actual_cost: Option<u64>,
+}
+
+/// An HTTP-level answer from the engine.
+pub struct Answer {
+    pub status: u16,
+    pub body: Out,
+    pub followups: Vec<Followup>,
+}
+
+/// The shapes of inputs Shopify limits with `MAX_INPUT_SIZE_EXCEEDED`.
+const INPUT_LIMITS: &[(&str, &[&str], usize)] =
+    &[("productSet", &["input", "variants"], 2048), ("productSet", &["input", "variants", "inventoryQuantities"], 250)];
+
+impl Shared {
+    /// Runs one GraphQL request body. `force_throttle` is the throttle fault.
+    pub fn graphql(&self, api_version: &str, body: &[u8], content_type: Option<&str>, force_throttle: bool) -> Answer {
+        let mut record = RequestRecord {
+            api_version: api_version.to_string(),
+            kind: "invalid".to_string(),
+            operation_name: None,
+            root_fields: Vec::new(),
+            error_code: None,
+            requested_cost: None,
+            actual_cost: None,
+        };
+        let answer = self.run(body, content_type, force_throttle, &mut record);
+        if let Some(errors) = answer.body.get("errors") {
+            if let Out::List(list) = errors {
+                record.error_code =
+                    list.iter().find_map(|e| e.get("extensions").and_then(|x| x.get("code"))).and_then(|c| match c {
+                        Out::Str(s) => Some(s.clone()),
+                        _ => None,
+                    });
+            }
+        }
+        lock(&self.log).push(record);
+        answer
+    }
+
+    fn run(&self, body: &[u8], content_type: Option<&str>, force_throttle: bool, record: &mut RequestRecord) -> Answer {
+        let Some((query, variables, operation_name)) = read_body(body, content_type) else {
+            return Answer {
+                status: 400,
+                body: Out::obj([("errors", Out::obj([("query", Out::str("Required parameter missing or invalid"))]))]),
+                followups: Vec::new(),
+            };
+        };
+        let errors_only = |errors: Vec<GqlError>| Answer {
+            status: 200,
+            body: response::body(&errors, None, None),
+            followups: Vec::new(),
+        };
+        let doc = match document::parse(&query) {
+            Ok(d) => d,
+            Err(e) => return errors_only(vec![e]),
+        };
+        let errors = validate(schema(), &doc, &query);
+        if !errors.is_empty() {
+            return errors_only(errors);
+        }
+        let op = match select_operation(&doc, operation_name.as_deref()) {
+            Ok(op) => op.clone(),
+            Err(e) => return errors_only(vec![e]),
+        };
+        record.kind = if op.operation_type == OperationType::Mutation { "mutation" } else { "query" }.to_string();
+        record.operation_name = op.name.as_ref().map(|n| n.to_string());
+        record.root_fields = op
+            .selection_set
+            .iter()
+            .filter_map(|s| match s {
+                ast::Selection::Field(f) => Some(f.name.to_string()),
+                _ => None,
+            })
+            .collect();
+        let vars = match coerce_variables(schema(), &doc, &op, &variables) {
+            Ok(v) => v,
+            Err(errors) => return errors_only(errors),
+        };
+        let requested = cost::requested(schema(), &doc, &op, &vars);
+        record.requested_cost = Some(requested);
+        let cost_failure = |errors: Vec<GqlError>| {
+            let status = lock(&self.bucket).status();
+            Answer {
+                status: 200,
+                body: response::body(&errors, None, Some(cost::extension(requested, None, status))),
+                followups: Vec::new(),
+            }
+        };
+        if let Some(e) = input_size_error(&doc, &op, &vars) {
+            return cost_failure(vec![e]);
+        }
+        if requested > MAX_QUERY_COST {
+            return cost_failure(vec![max_cost_error(requested)]);
+        }
+        if force_throttle || !lock(&self.bucket).try_take(requested as f64) {
+            return cost_failure(vec![throttled_error()]);
+        }
+        let mut exec = Exec::new(schema(), &doc, vars, &self.env);
+        let data = {
+            let mut store = lock(&self.store);
+            match op.operation_type {
+                OperationType::Mutation => {
+                    let data = exec.run_mutation(&op, &mut store);
+                    self.dirty.store(true, Ordering::Relaxed);
+                    data
+                }
+                _ => exec.run_query(&op, &store),
+            }
+        };
+        let actual = cost::actual(schema(), &doc, &op, &exec.vars, &data).min(requested);
+        record.actual_cost = Some(actual);
+        let status = {
+            let mut bucket = lock(&self.bucket);
+            bucket.refund((requested - actual) as f64);
+            bucket.status()
+        };
+        let extensions = cost::extension(requested, Some(actual), status);
+        Answer {
+            status: 200,
+            body: response::body(&exec.errors, Some(data), Some(extensions)),
+            followups: std::mem::take(&mut exec.followups),
+        }
+    }
+}
+
+/// Reads `{query, variables, operationName}` (JSON) or a raw `application/graphql` body.
+fn read_body(body: &[u8], content_type: Option<&str>) -> Option<(String, Map<String, Value>, Option<String>)> {
+    if content_type.is_some_and(|c| c.starts_with("application/graphql")) {
+        return Some((String::from_utf8(body.to_vec()).ok()?, Map::new(), None));
+    }
+    let v: Value = serde_json::from_slice(body).ok()?;
+    let query = v.get("query")?.as_str()?.to_string();
+    let variables = match v.get("variables") {
+        Some(Value::Object(m)) => m.clone(),
+        Some(Value::String(s)) => serde_json::from_str(s).ok().unwrap_or_default(),
+        _ => Map::new(),
+    };
+    let name = v.get("operationName").and_then(Value::as_str).map(String::from);
+    Some((query, variables, name))
+}
+
+/// Shopify's `MAX_INPUT_SIZE_EXCEEDED` for over-long input lists.
+fn input_size_error(doc: &Document, op: &ast::OperationDefinition, vars: &Map<String, Value>) -> Option<GqlError> {
+    let root = if op.operation_type == OperationType::Mutation { sch::MUTATION_ROOT } else { sch::QUERY_ROOT };
+    for sel in &op.selection_set {
+        let ast::Selection::Field(f) = sel else { continue };
+        let Some(def) = sch::field(schema(), root, &f.name) else { continue };
+        let args = field_arguments(schema(), &def.arguments, &f.arguments, vars);
+        for (field, path, max) in INPUT_LIMITS {
+            if f.name != *field {
+                continue;
+            }
+            if let Some(size) = largest_list(&Value::Object(args.clone()), path) {
+                if size > *max {
+                    let mut p = vec![Out::str(f.name.as_str())];
+                    p.extend(path.iter().map(|s| Out::str(*s)));
+                    return Some(
+                        GqlError::new(format!(
+                            "The input array size of {size} is greater than the maximum allowed of {max}."
+                        ))
+                        .at(doc.pos(f))
+                        .path(p)
+                        .code("MAX_INPUT_SIZE_EXCEEDED"),
+                    );
+                }
+            }
+        }
+    }
+    None
+}
+
+/// The longest list found at `path` (through lists along the way).
+fn largest_list(value: &Value, path: &[&str]) -> Option<usize> {
+    match (value, path.split_first()) {
+        (Value::Array(items), Some(_)) => items.iter().filter_map(|i| largest_list(i, path)).max(),
+        (Value::Array(items), None) => Some(items.len()),
+        (Value::Object(m), Some((head, rest))) => largest_list(m.get(*head)?, rest),
+        _ => None,
+    }
+}
+
+fn max_cost_error(cost: u64) -> GqlError {
+    GqlError::new(format!(
+        "Query cost is {cost}, which exceeds the single query max cost limit ({MAX_QUERY_COST}).\n\n\
+         See https://shopify.dev/concepts/about-apis/rate-limits for more information on how the\n\
+         cost of a query is calculated.\n\n\
+         To query larger amounts of data with fewer limits, bulk operations should be used instead.\n\
+         See https://shopify.dev/tutorials/perform-bulk-operations-with-admin-api for usage details.\n"
+    ))
+    .code("MAX_COST_EXCEEDED")
+    .ext("cost", Out::Int(cost as i64))
+    .ext("maxCost", Out::Int(MAX_QUERY_COST as i64))
+    .ext("documentation", Out::str("https://shopify.dev/api/usage/rate-limits"))
+}
+
+fn throttled_error() -> GqlError {
+    GqlError::new("Throttled")
+        .code("THROTTLED")
+        .ext("documentation", Out::str("https://shopify.dev/api/usage/rate-limits"))
+}
