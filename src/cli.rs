@@ -63,8 +63,20 @@ pub enum Command {
     },
     /// Show what a run would change and why; changes nothing (exit 2 with --detailed-exitcode when there are changes).
     Plan(commands::plan::PlanArgs),
-    /// Synchronize: plan, export in batches, record what the targets confirmed.
+    /// Synchronize: plan, queue, export in batches, record what the targets confirmed; resumes an unfinished run.
     Run(commands::run::RunArgs),
+    /// Force refresh: queue every in-scope item with the current configuration, no deletions (R05).
+    Refresh(commands::run::RefreshArgs),
+    /// Apply exactly a plan saved with `plan --out`; refuses a stale one.
+    Apply(commands::run::ApplyArgs),
+    /// Active flag, run in progress or paused, queue, cursor, last runs, failed items.
+    Status(commands::operate::FileArg),
+    /// The activity log: runs with mode, times, configuration digest, counts, errors.
+    Log(commands::operate::LogArgs),
+    /// Stop exporting: a run in progress stops after its current batch (PAUSED); runs export nothing.
+    Deactivate(commands::operate::FileArg),
+    /// Allow exporting again; `--run` resumes a paused run with its pinned configuration.
+    Activate(commands::operate::ActivateArgs),
     /// Explain why an item is (not) in the plan: scope, hashes, changed fields.
     Explain(commands::explain::ExplainArgs),
     /// Write a commented starter pipeline (deletions disabled).
@@ -121,6 +133,12 @@ fn run(command: Command, g: &Globals) -> Result<Exit, Error> {
         Command::Init { from, out, force } => commands::init::exec(from, &out, force, g),
         Command::Plan(args) => commands::plan::exec(&args, g),
         Command::Run(args) => commands::run::exec(&args, g),
+        Command::Refresh(args) => commands::run::exec_refresh(&args, g),
+        Command::Apply(args) => commands::run::exec_apply(&args, g),
+        Command::Status(args) => commands::operate::exec_status(&args, g),
+        Command::Log(args) => commands::operate::exec_log(&args, g),
+        Command::Deactivate(args) => commands::operate::exec_deactivate(&args, g),
+        Command::Activate(args) => commands::operate::exec_activate(&args, g),
         Command::Explain(args) => commands::explain::exec(&args, g),
         Command::Sandbox(args) => commands::sandbox::exec(args, g),
     }

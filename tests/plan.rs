@@ -539,6 +539,7 @@ fn plan_json_format() {
             {
               "format_version": 1,
               "pipeline": "acme",
+              "pipeline_file": "p.yaml",
               "environment": null,
               "mode": "incremental",
               "config_digest": "[hash]",

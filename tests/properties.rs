@@ -6,8 +6,9 @@ use std::path::Path;
 
 use catsync::config::secret::ProcessEnv;
 use catsync::config::{load, LoadOptions};
+use catsync::executor::{execute, RunRequest, Silent};
 use catsync::plan::{plan, PlanOptions};
-use catsync::state::State;
+use catsync::state::{RunMode, State};
 use proptest::prelude::*;
 use serde_json::{json, Value};
 
@@ -224,14 +225,22 @@ stages:
     )
 }
 
+fn compiled(file: &Path) -> Result<catsync::config::CompiledPipeline, TestCaseError> {
+    let report = load(file, &LoadOptions { environment: None, env: &ProcessEnv });
+    let rendered = report.render(false);
+    report.pipeline.ok_or_else(|| TestCaseError::fail(rendered))
+}
+
 fn run_then_plan_is_empty(dir: &Path) -> Result<(), TestCaseError> {
     let file = dir.join("p.yaml");
-    let report = load(&file, &LoadOptions { environment: None, env: &ProcessEnv });
-    let rendered = report.render(false);
-    let pipeline = report.pipeline.ok_or_else(|| TestCaseError::fail(rendered))?;
-    let state = State::open(&dir.join(".catsync")).unwrap();
     let opts = PlanOptions { allow_mass_delete: true, ..PlanOptions::default() };
-    catsync::run::run(&pipeline, &state, &opts).map_err(|e| TestCaseError::fail(e.to_string()))?;
+    let request = RunRequest { mode: RunMode::Incremental, options: opts.clone(), resume: false, plan_file: None };
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    runtime
+        .block_on(execute(compiled(&file)?, &dir.join(".catsync"), request, &Silent))
+        .map_err(|e| TestCaseError::fail(e.to_string()))?;
+    let pipeline = compiled(&file)?;
+    let state = State::open(&dir.join(".catsync")).unwrap();
     let again = plan(&pipeline, &state, &opts).unwrap().plan;
     prop_assert_eq!(again.summary.total.actionable(), 0, "changes after a run: {:#?}", again.changes);
     // The same without the checkpoint the run stored: every stage evaluated again.

@@ -162,7 +162,7 @@ fn reads_a_paginated_signed_export_then_deltas_after_the_cursor() {
     let t = project(&api);
     let out = run_in(&t, &["run", "p.yaml"]);
     assert_eq!(out.code, 0, "{}\n{}", out.stderr, out.stdout);
-    assert!(out.stdout.contains("Export `audit`: 16 created"), "{}", out.stdout);
+    assert!(out.stdout.contains("COMPLETED: 16 created"), "{}", out.stdout);
     let requests = api.requests();
     assert_eq!(requests.len(), 2, "{requests:?}");
     assert!(requests[0].contains("ver=1.18") && requests[0].contains("pagination=50"), "{}", requests[0]);

@@ -3,6 +3,7 @@
 pub mod explain;
 pub mod graph;
 pub mod init;
+pub mod operate;
 pub mod plan;
 pub mod run;
 pub mod sandbox;

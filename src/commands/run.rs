@@ -1,4 +1,4 @@
-//! `catsync run FILE`: the incremental sync — plan, export, record, advance the cursor.
+//! `catsync run`, `refresh` and `apply`: the sync itself (see `executor`).
 
 use std::path::PathBuf;
 
@@ -6,39 +6,98 @@ use super::load_pipeline;
 use super::plan::Selection;
 use crate::cli::Globals;
 use crate::error::{Error, Exit};
-use crate::plan::format::{render, PlanFormat};
-use crate::plan::PlanOptions;
-use crate::state::State;
+use crate::executor::{execute, install_signal_handlers, RunRequest, TerminalProgress};
+use crate::plan::{Plan, PlanOptions};
+use crate::state::RunMode;
 
 #[derive(Debug, clap::Args)]
 pub struct RunArgs {
     pub file: PathBuf,
     #[command(flatten)]
     pub selection: Selection,
+    /// Finish the unfinished run with the configuration it started with, even if the scope changed.
+    #[arg(long)]
+    pub resume: bool,
     /// Run even if it deletes or archives more than `max_delete_fraction` of the exported items.
     #[arg(long)]
     pub allow_mass_delete: bool,
 }
 
+#[derive(Debug, clap::Args)]
+pub struct RefreshArgs {
+    pub file: PathBuf,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ApplyArgs {
+    /// A plan saved with `catsync plan --out`.
+    pub planfile: PathBuf,
+    /// The pipeline file, if it moved since the plan was made.
+    #[arg(long)]
+    pub pipeline: Option<PathBuf>,
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime, Error> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|e| Error::failed(format!("cannot start the runtime: {e}")))
+}
+
+/// Runs a request and prints its outcome.
+pub fn run_request(file: &std::path::Path, req: RunRequest, g: &Globals) -> Result<Exit, Error> {
+    let pipeline = load_pipeline(file, g)?;
+    let progress = TerminalProgress::new(g.quiet);
+    let state_dir = g.state.clone();
+    let outcome = runtime()?.block_on(async move {
+        install_signal_handlers();
+        execute(pipeline, &state_dir, req, progress.as_ref()).await
+    })?;
+    if !g.quiet {
+        for note in &outcome.run.notes {
+            println!("note: {note}");
+        }
+        for e in outcome.run.errors.iter().take(20) {
+            let export = if e.export.is_empty() { String::new() } else { format!(" (export `{}`)", e.export) };
+            println!("error: {} {}{export}: {}", e.kind.singular(), e.source_id, e.message);
+        }
+        if outcome.run.errors.len() > 20 {
+            println!("… and {} more item errors; see `catsync log`", outcome.run.errors.len() - 20);
+        }
+        println!("{}", outcome.summary);
+    }
+    Ok(outcome.exit)
+}
+
 pub fn exec(args: &RunArgs, g: &Globals) -> Result<Exit, Error> {
-    let pipeline = load_pipeline(&args.file, g)?;
-    let state = State::open(&g.state)?;
-    let opts = PlanOptions {
-        refresh: false,
+    let options = PlanOptions {
         only: args.selection.only.clone(),
         limit: args.selection.limit,
         allow_mass_delete: args.allow_mass_delete,
-        ignore_checkpoints: false,
+        ..PlanOptions::default()
     };
-    let report = crate::run::run(&pipeline, &state, &opts)?;
-    if !g.quiet {
-        print!("{}", render(&report.plan, PlanFormat::Text));
-        for (export, counts) in &report.exported {
-            println!(
-                "Export `{export}`: {} created, {} updated, {} archived, {} deleted.",
-                counts.create, counts.update, counts.archive, counts.delete
-            );
-        }
+    run_request(&args.file, RunRequest { mode: RunMode::Incremental, options, resume: args.resume, plan_file: None }, g)
+}
+
+pub fn exec_refresh(args: &RefreshArgs, g: &Globals) -> Result<Exit, Error> {
+    let req = RunRequest { mode: RunMode::Refresh, options: PlanOptions::default(), resume: false, plan_file: None };
+    run_request(&args.file, req, g)
+}
+
+pub fn exec_apply(args: &ApplyArgs, g: &Globals) -> Result<Exit, Error> {
+    let text = std::fs::read_to_string(&args.planfile).map_err(|e| Error::io("read", &args.planfile, e))?;
+    let plan: Plan = serde_json::from_str(&text)
+        .map_err(|e| Error::failed(format!("`{}` is not a catsync plan file: {e}", args.planfile.display())))?;
+    if plan.format_version != crate::plan::FORMAT_VERSION {
+        return Err(Error::failed(format!(
+            "`{}` has plan format {}, this catsync reads {}",
+            args.planfile.display(),
+            plan.format_version,
+            crate::plan::FORMAT_VERSION
+        )));
     }
-    Ok(report.exit())
+    let options = PlanOptions { allow_mass_delete: true, ..PlanOptions::default() };
+    let file = args.pipeline.clone().unwrap_or_else(|| plan.pipeline_file.clone());
+    run_request(&file, RunRequest { mode: RunMode::Apply, options, resume: false, plan_file: Some(plan) }, g)
 }

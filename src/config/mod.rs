@@ -105,3 +105,55 @@ pub fn load_str(file: &Path, text: &str, opts: &LoadOptions, diags: &mut Diagnos
     let input = compile::CompileInput { file, spans: &doc.spans, environment: opts.environment, env: opts.env };
     compile::compile(raw, &input, diags)
 }
+
+/// Compiles a configuration pinned by a run (R09): the raw pipeline it started with, paths
+/// relative to its original file, secrets resolved again from the environment.
+pub fn compile_pinned(
+    raw: raw::RawPipeline,
+    file: &Path,
+    environment: Option<&str>,
+    env: &dyn EnvSource,
+) -> Result<CompiledPipeline, String> {
+    let spans = yaml::SpanIndex::default();
+    let input = compile::CompileInput { file, spans: &spans, environment, env };
+    let mut diags = Diagnostics::default();
+    compile::compile(raw, &input, &mut diags).ok_or_else(|| {
+        diags
+            .iter()
+            .filter(|d| d.severity == crate::diagnostics::Severity::Error)
+            .map(|d| d.render(None))
+            .collect::<String>()
+    })
+}
+
+/// The settings that decide which items are in scope (R07): parameters and every stage that
+/// feeds a `map` (sources, joins, filters), flattened to `key → value`.
+pub fn scope_keys(raw: &raw::RawPipeline) -> std::collections::BTreeMap<String, String> {
+    let mut out = std::collections::BTreeMap::new();
+    let p = &raw.parameters;
+    out.insert("parameters.export_status".into(), format!("{:?}", p.export_status));
+    out.insert("parameters.tags".into(), p.tags.join(","));
+    out.insert("parameters.families".into(), p.families.join(","));
+    out.insert("parameters.include_empty_categories".into(), p.include_empty_categories.to_string());
+    for (name, stage) in &raw.stages {
+        if let raw::RawStage::Map(_) | raw::RawStage::Shopify(_) | raw::RawStage::JsonlExport(_) = stage {
+            continue;
+        }
+        let value = serde_json::to_value(stage).unwrap_or_default();
+        if let serde_json::Value::Object(map) = value {
+            for (k, v) in map {
+                out.insert(format!("stages.{name}.{k}"), v.to_string());
+            }
+        }
+    }
+    out
+}
+
+/// Scope keys whose values differ between two configurations.
+pub fn scope_diff(before: &raw::RawPipeline, after: &raw::RawPipeline) -> Vec<String> {
+    let (a, b) = (scope_keys(before), scope_keys(after));
+    let mut keys: Vec<String> = a.keys().chain(b.keys()).filter(|k| a.get(*k) != b.get(*k)).cloned().collect();
+    keys.sort();
+    keys.dedup();
+    keys
+}

@@ -136,6 +136,9 @@ pub struct Summary {
 pub struct Plan {
     pub format_version: u32,
     pub pipeline: String,
+    /// The pipeline file, so `catsync apply PLANFILE` finds it.
+    #[serde(default)]
+    pub pipeline_file: std::path::PathBuf,
     pub environment: Option<String>,
     pub mode: Mode,
     /// Digest of the pipeline configuration (secrets by digest).
@@ -318,6 +321,7 @@ pub fn plan(pipeline: &CompiledPipeline, state: &State, opts: &PlanOptions) -> R
     let plan = Plan {
         format_version: FORMAT_VERSION,
         pipeline: pipeline.name.clone(),
+        pipeline_file: pipeline.file.clone(),
         environment: pipeline.environment.clone(),
         mode: if opts.refresh { Mode::Refresh } else { Mode::Incremental },
         config_digest: digest,
@@ -410,6 +414,7 @@ fn plan_from_checkpoints(
     let plan = Plan {
         format_version: FORMAT_VERSION,
         pipeline: pipeline.name.clone(),
+        pipeline_file: pipeline.file.clone(),
         environment: pipeline.environment.clone(),
         mode: Mode::Incremental,
         config_digest: digest.to_string(),

@@ -224,7 +224,12 @@ impl ShopifyTarget {
                     .await
             );
             if let Some(message) = user_errors(&data["translationsRegister"]) {
-                return Ok(Outcome::Failed { message: format!("translations: {message}"), retryable: false });
+                let hint = if message.contains("INVALID_LOCALE_FOR_SHOP") {
+                    " — enable the pipeline's `languages` in the store (Settings → Languages), or remove them from `parameters.languages`"
+                } else {
+                    ""
+                };
+                return Ok(Outcome::Failed { message: format!("translations: {message}{hint}"), retryable: false });
             }
         }
         Ok(Outcome::Done { gid: Some(id.to_string()) })

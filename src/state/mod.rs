@@ -60,6 +60,101 @@ impl Checkpoint {
     }
 }
 
+/// A queued change of the current run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct QueueEntry {
+    pub seq: u64,
+    pub change: crate::plan::Change,
+}
+
+/// Status of a run (the Sales Layer activity log's vocabulary).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum RunStatus {
+    InProgress,
+    Paused,
+    Error,
+    Completed,
+    /// Replaced by a refresh, which took over (and replaced) its queue.
+    Superseded,
+}
+
+impl RunStatus {
+    pub fn name(self) -> &'static str {
+        match self {
+            RunStatus::InProgress => "IN PROGRESS",
+            RunStatus::Paused => "PAUSED",
+            RunStatus::Error => "ERROR",
+            RunStatus::Completed => "COMPLETED",
+            RunStatus::Superseded => "SUPERSEDED",
+        }
+    }
+
+    /// A run that still has work: it is resumed before anything else happens.
+    pub fn unfinished(self) -> bool {
+        matches!(self, RunStatus::InProgress | RunStatus::Paused | RunStatus::Error)
+    }
+}
+
+/// How a run was started.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RunMode {
+    Incremental,
+    Refresh,
+    Apply,
+}
+
+/// The configuration a run started with (R09): the resolved pipeline, secrets by reference only.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PinnedConfig {
+    pub raw: crate::config::raw::RawPipeline,
+    pub digest: String,
+    /// The pipeline file, to resolve relative paths when the run resumes.
+    pub file: PathBuf,
+    pub environment: Option<String>,
+}
+
+/// One item that failed in a run.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunError {
+    pub export: String,
+    pub kind: ItemKind,
+    pub source_id: String,
+    pub message: String,
+}
+
+/// The activity log entry of one run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunRecord {
+    pub id: String,
+    pub mode: RunMode,
+    pub status: RunStatus,
+    pub started_at: String,
+    pub ended_at: Option<String>,
+    pub pinned: PinnedConfig,
+    /// Changes exported, per export stage.
+    pub counts: BTreeMap<String, crate::plan::Counts>,
+    /// Items exported by this run, as `export kind:id`.
+    pub exported: Vec<String>,
+    pub errors: Vec<RunError>,
+    /// What else happened: merged modifications (R04), dropped deletions (R05), pauses.
+    pub notes: Vec<String>,
+}
+
+/// An item whose export failed: retried by the next runs, parked after 3 attempts.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Failure {
+    pub attempts: u32,
+    pub message: String,
+    /// The document hash that failed; a different document is tried again.
+    pub hash: Option<String>,
+    pub parked: bool,
+}
+
+/// Failures before an item is parked.
+pub const MAX_ATTEMPTS: u32 = 3;
+
 /// An open state database.
 pub struct State {
     db: sled::Db,
@@ -71,7 +166,19 @@ impl State {
     pub fn open(dir: &Path) -> Result<State, StateError> {
         std::fs::create_dir_all(dir)
             .map_err(|e| StateError::Open { dir: dir.display().to_string(), detail: e.to_string() })?;
-        let db = sled::Config::new().path(dir.join("db")).open().map_err(|e| open_error(dir, e))?;
+        // sled releases its file lock when its background flusher exits, a moment after the last
+        // handle is dropped: a reopen in the same process (or right after another process ended)
+        // waits briefly before reporting the state as in use.
+        let mut attempt = 0;
+        let db = loop {
+            match sled::Config::new().path(dir.join("db")).open().map_err(|e| open_error(dir, e)) {
+                Err(StateError::Locked { .. }) if attempt < 40 => {
+                    attempt += 1;
+                    std::thread::sleep(std::time::Duration::from_millis(50));
+                }
+                other => break other?,
+            }
+        };
         let state = State { db, dir: dir.to_path_buf() };
         migrate(&state)?;
         Ok(state)
@@ -268,6 +375,67 @@ impl Namespace<'_> {
 
     pub fn remove_record(&self, export: &str, kind: ItemKind, id: &str) -> Result<(), StateError> {
         let tree = self.state.tree("records")?;
+        tree.remove(self.key(&[export, kind.singular(), id])).map(|_| ()).map_err(|e| self.state.corrupt(e))
+    }
+
+    /// The queue of the current run, in order.
+    pub fn queue(&self) -> Result<Vec<QueueEntry>, StateError> {
+        Ok(self.scan::<QueueEntry>("queue", &["q"])?.into_iter().map(|(_, e)| e).collect())
+    }
+
+    /// Replaces the whole queue.
+    pub fn replace_queue(&self, entries: &[QueueEntry]) -> Result<(), StateError> {
+        let tree = self.state.tree("queue")?;
+        let mut batch = sled::Batch::default();
+        let mut prefix = self.key(&["q"]);
+        prefix.push(0);
+        for k in tree.scan_prefix(&prefix).keys() {
+            batch.remove(k.map_err(|e| self.state.corrupt(e))?);
+        }
+        for e in entries {
+            batch.insert(
+                self.key(&["q", &format!("{:020}", e.seq)]),
+                serde_json::to_vec(e).map_err(|e| self.state.corrupt(e))?,
+            );
+        }
+        tree.apply_batch(batch).map_err(|e| self.state.corrupt(e))
+    }
+
+    pub fn remove_queued(&self, seq: u64) -> Result<(), StateError> {
+        let tree = self.state.tree("queue")?;
+        tree.remove(self.key(&["q", &format!("{seq:020}")])).map(|_| ()).map_err(|e| self.state.corrupt(e))
+    }
+
+    /// Every run, oldest first.
+    pub fn runs(&self) -> Result<Vec<RunRecord>, StateError> {
+        Ok(self.scan::<RunRecord>("runs", &["r"])?.into_iter().map(|(_, r)| r).collect())
+    }
+
+    pub fn put_run(&self, run: &RunRecord) -> Result<(), StateError> {
+        self.put("runs", &["r", &run.id], run)
+    }
+
+    /// The run that still has work (in progress after a crash, paused, or stopped on errors).
+    pub fn unfinished_run(&self) -> Result<Option<RunRecord>, StateError> {
+        Ok(self.runs()?.into_iter().rev().find(|r| r.status.unfinished()))
+    }
+
+    pub fn failures(&self, export: &str) -> Result<BTreeMap<(ItemKind, String), Failure>, StateError> {
+        let mut out = BTreeMap::new();
+        for kind in ItemKind::ALL {
+            for (id, f) in self.scan("failures", &[export, kind.singular()])? {
+                out.insert((kind, id), f);
+            }
+        }
+        Ok(out)
+    }
+
+    pub fn put_failure(&self, export: &str, kind: ItemKind, id: &str, failure: &Failure) -> Result<(), StateError> {
+        self.put("failures", &[export, kind.singular(), id], failure)
+    }
+
+    pub fn remove_failure(&self, export: &str, kind: ItemKind, id: &str) -> Result<(), StateError> {
+        let tree = self.state.tree("failures")?;
         tree.remove(self.key(&[export, kind.singular(), id])).map(|_| ()).map_err(|e| self.state.corrupt(e))
     }
 

@@ -1,0 +1,747 @@
+//! The executor: turns plans into a resumable sync. A run plans, writes its queue and its record
+//! (with the pinned configuration) to the state, advances the source cursor, then exports in
+//! batches — deletions first, then collections, then products. After each batch it flushes the
+//! results, checks the active flag and signals (R08), and polls the source for new modifications
+//! to merge into the queue (R04). An unfinished run is resumed with the configuration it started
+//! with (R09); a refresh replaces the queue (R05).
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::config::secret::ProcessEnv;
+use crate::config::{compile_pinned, scope_diff, CompiledPipeline};
+use crate::control::{now_rfc3339, Control, LockError};
+use crate::engine::{Data, Evaluation};
+use crate::error::{Error, Exit};
+use crate::plan::diff::Fingerprint;
+use crate::plan::{config_digest, plan, Action, Change, Counts, Plan, PlanOptions};
+use crate::shopify::client::{Client, GqlError};
+use crate::shopify::export::{collection_ids, Outcome, ShopifyTarget};
+use crate::stages::shopify::Store;
+use crate::stages::{CompiledStage, ItemKind};
+use crate::state::{
+    ExportRecord, Failure, Namespace, PinnedConfig, QueueEntry, RunError, RunMode, RunRecord, RunStatus, State,
+    MAX_ATTEMPTS,
+};
+
+/// What to run.
+#[derive(Debug, Clone)]
+pub struct RunRequest {
+    pub mode: RunMode,
+    pub options: PlanOptions,
+    /// `--resume`: finish the unfinished run with its pinned configuration, even if the scope changed.
+    pub resume: bool,
+    /// `apply PLANFILE`: exactly these changes.
+    pub plan_file: Option<Plan>,
+}
+
+/// How a run ended.
+#[derive(Debug)]
+pub struct RunOutcome {
+    pub run: RunRecord,
+    pub exit: Exit,
+    /// One line for the operator.
+    pub summary: String,
+}
+
+/// Where long work reports progress.
+pub trait Progress: Send + Sync {
+    fn start(&self, total: u64);
+    fn advance(&self, done: u64, total: u64);
+    fn finish(&self);
+}
+
+/// No progress output.
+pub struct Silent;
+
+impl Progress for Silent {
+    fn start(&self, _: u64) {}
+    fn advance(&self, _: u64, _: u64) {}
+    fn finish(&self) {}
+}
+
+/// Stop requests: 0 none, 1 stop after the batch (SIGINT/SIGTERM), 2 abort now.
+static SIGNALS: AtomicU32 = AtomicU32::new(0);
+
+/// Installs SIGINT/SIGTERM handlers: the first stops after the batch in progress, a second SIGINT
+/// aborts at once (the queue and records are durable per batch, so the next run resumes).
+pub fn install_signal_handlers() {
+    tokio::spawn(async {
+        use tokio::signal::unix::{signal, SignalKind};
+        let (Ok(mut int), Ok(mut term)) = (signal(SignalKind::interrupt()), signal(SignalKind::terminate())) else {
+            return;
+        };
+        loop {
+            tokio::select! {
+                _ = int.recv() => {}
+                _ = term.recv() => {}
+            }
+            if SIGNALS.fetch_add(1, Ordering::SeqCst) >= 1 {
+                eprintln!(
+                    "catsync: interrupted twice: aborting now; `catsync run` resumes from the last completed batch"
+                );
+                std::process::exit(130);
+            }
+            eprintln!("catsync: stopping after the batch in progress (interrupt again to abort now)");
+        }
+    });
+}
+
+/// An export stage ready to send changes.
+enum Target {
+    Jsonl(crate::stages::jsonl_export::JsonlExport),
+    Shopify { target: Box<ShopifyTarget>, languages: Vec<String>, collections: HashMap<String, String> },
+}
+
+impl Target {
+    async fn build(
+        stage: &crate::config::compile::Stage,
+        pipeline: &CompiledPipeline,
+        ns: &Namespace<'_>,
+        sandboxes: &mut Vec<crate::sandbox_host::Hosted>,
+        state_dir: &Path,
+    ) -> Result<Option<Target>, Error> {
+        Ok(match &stage.compiled {
+            CompiledStage::JsonlExport(j) => Some(Target::Jsonl(j.clone())),
+            CompiledStage::Shopify(s) => {
+                let (url, token) = match &s.store {
+                    Store::Http { url } => (url.clone(), s.token.clone()),
+                    Store::Sandbox { name } => {
+                        let hosted =
+                            crate::sandbox_host::Hosted::start(state_dir, name, &pipeline.params.languages).await?;
+                        let url = hosted.url();
+                        let token = Some(hosted.token());
+                        sandboxes.push(hosted);
+                        (url, token)
+                    }
+                };
+                let client = Client::new(&url, &s.api_version, token).map_err(Error::failed)?;
+                let languages =
+                    if pipeline.params.languages.is_empty() { Vec::new() } else { pipeline.params.languages.clone() };
+                let collections = collection_ids(&ns.records(&stage.name)?);
+                Some(Target::Shopify { target: Box::new(ShopifyTarget { client }), languages, collections })
+            }
+            _ => None,
+        })
+    }
+
+    /// Applies a batch of changes of this export; one outcome per change. `Err` stops the run
+    /// (the store refuses everything: bad token, unreachable, garbage).
+    async fn apply(
+        &mut self,
+        batch: &[&QueueEntry],
+        records: &BTreeMap<(ItemKind, String), ExportRecord>,
+    ) -> Result<Vec<Outcome>, GqlError> {
+        match self {
+            Target::Jsonl(j) => {
+                let changes: Vec<&Change> = batch.iter().map(|e| &e.change).collect();
+                Ok(match j.write(&changes) {
+                    Ok(()) => batch.iter().map(|_| Outcome::Done { gid: None }).collect(),
+                    Err(e) => batch
+                        .iter()
+                        .map(|_| Outcome::Failed {
+                            message: format!("cannot write `{}`: {e}", j.path.display()),
+                            retryable: true,
+                        })
+                        .collect(),
+                })
+            }
+            Target::Shopify { target, languages, collections } => {
+                let mut out = Vec::with_capacity(batch.len());
+                for e in batch {
+                    let c = &e.change;
+                    let gid = records.get(&(c.kind, c.source_id.clone())).and_then(|r| r.gid.as_deref());
+                    let outcome = target.apply(c, gid, collections, languages).await?;
+                    if let (ItemKind::Category, Outcome::Done { gid }) = (c.kind, &outcome) {
+                        match (c.action, gid) {
+                            (Action::Delete, _) => {
+                                collections.remove(&c.handle);
+                            }
+                            (_, Some(g)) => {
+                                collections.insert(c.handle.clone(), g.clone());
+                            }
+                            _ => {}
+                        }
+                    }
+                    out.push(outcome);
+                }
+                Ok(out)
+            }
+        }
+    }
+}
+
+/// Runs a pipeline (see the module docs). `current` is the pipeline as the files say now.
+pub async fn execute(
+    current: CompiledPipeline,
+    state_dir: &Path,
+    req: RunRequest,
+    progress: &dyn Progress,
+) -> Result<RunOutcome, Error> {
+    let control = Control::new(state_dir, &current.name, current.environment.as_deref());
+    let (_lock, stale) = match control.lock(match req.mode {
+        RunMode::Incremental => "run",
+        RunMode::Refresh => "refresh",
+        RunMode::Apply => "apply",
+    }) {
+        Ok(l) => l,
+        Err(LockError::Held(h)) => {
+            return Err(Error::refused(
+                Exit::InProgress,
+                format!(
+                    "a `{}` of pipeline `{}` is in progress (pid {}, since {}); it merges new source modifications itself (R04). Wait for it, or pause it with `catsync deactivate`",
+                    h.command, current.name, h.pid, h.started_at
+                ),
+            ))
+        }
+        Err(LockError::Io(e)) => return Err(Error::io("lock", state_dir, e)),
+    };
+    if let Some(since) = control.deactivated_since() {
+        return Err(Error::refused(
+            Exit::Deactivated,
+            format!(
+                "pipeline `{}` is deactivated (since {}); nothing was exported. `catsync activate` it (or `catsync activate --run`) to resume",
+                current.name,
+                since.trim()
+            ),
+        ));
+    }
+    let state = State::open(state_dir)?;
+    let ns = state.namespace(&current.name, current.environment.as_deref());
+    let mut notes = Vec::new();
+    if let Some(h) = stale {
+        notes.push(format!(
+            "took over the lock of process {} (started {}), which ended without releasing it",
+            h.pid, h.started_at
+        ));
+    }
+    let unfinished = ns.unfinished_run()?;
+    let (pipeline, mut run) = match (req.mode, unfinished) {
+        (RunMode::Refresh, previous) => {
+            let pipeline = current;
+            if let Some(mut old) = previous {
+                let dropped: Vec<String> = ns
+                    .queue()?
+                    .iter()
+                    .filter(|e| matches!(e.change.action, Action::Delete | Action::Archive))
+                    .map(|e| format!("{} {}", e.change.kind.singular(), e.change.source_id))
+                    .collect();
+                if !dropped.is_empty() {
+                    notes.push(format!(
+                        "the refresh dropped {} pending deletion{} of run {}: {} (the next incremental run plans them again if they still apply)",
+                        dropped.len(),
+                        if dropped.len() == 1 { "" } else { "s" },
+                        old.id,
+                        dropped.join(", ")
+                    ));
+                }
+                old.status = RunStatus::Superseded;
+                old.ended_at = Some(now_rfc3339());
+                old.notes.push("superseded by a refresh, which replaced its queue".to_string());
+                ns.put_run(&old)?;
+            }
+            let opts = PlanOptions { refresh: true, ignore_checkpoints: true, ..req.options.clone() };
+            let run = start_run(&pipeline, &state, &ns, RunMode::Refresh, &opts, None, notes)?;
+            (pipeline, run)
+        }
+        (mode, Some(run)) => {
+            let changed = scope_diff(&run.pinned.raw, &current.raw);
+            if mode == RunMode::Apply {
+                return Err(Error::failed(format!(
+                    "run {} of pipeline `{}` is unfinished ({}); finish it with `catsync run --resume`, or replace it with `catsync refresh`, before applying a plan",
+                    run.id,
+                    current.name,
+                    run.status.name()
+                )));
+            }
+            if !changed.is_empty() && !req.resume {
+                return Err(Error::failed(format!(
+                    "the scope of pipeline `{}` changed while run {} is unfinished ({}): {}. Finish the run with the configuration it started with: `catsync run --resume {}`; or discard its queue and sync with the new configuration: `catsync refresh {}`",
+                    current.name,
+                    run.id,
+                    run.status.name(),
+                    changed.iter().map(|k| format!("`{k}`")).collect::<Vec<_>>().join(", "),
+                    current.file.display(),
+                    current.file.display()
+                )));
+            }
+            let pinned = compile_pinned(
+                run.pinned.raw.clone(),
+                &run.pinned.file,
+                run.pinned.environment.as_deref(),
+                &ProcessEnv,
+            )
+            .map_err(|e| {
+                Error::failed(format!("cannot resume run {}: its pinned configuration no longer compiles: {e}", run.id))
+            })?;
+            let mut run = run;
+            run.status = RunStatus::InProgress;
+            run.notes.extend(notes);
+            run.notes.push(format!("resumed at {} with the configuration it started with", now_rfc3339()));
+            ns.put_run(&run)?;
+            state.flush()?;
+            (pinned, run)
+        }
+        (_, None) if req.resume => {
+            return Err(Error::failed(format!(
+                "pipeline `{}` has no unfinished run to resume; `catsync run` starts a new one",
+                current.name
+            )))
+        }
+        (mode, None) => {
+            let pipeline = current;
+            let run = start_run(&pipeline, &state, &ns, mode, &req.options, req.plan_file.as_ref(), notes)?;
+            (pipeline, run)
+        }
+    };
+    export(&pipeline, &state, &ns, &control, &mut run, progress, state_dir).await
+}
+
+/// Plans, then makes the run durable: queue, record with the pinned configuration, source
+/// mirrors and cursors (only now that every change is queued), config digest.
+fn start_run(
+    pipeline: &CompiledPipeline,
+    state: &State,
+    ns: &Namespace,
+    mode: RunMode,
+    opts: &PlanOptions,
+    plan_file: Option<&Plan>,
+    notes: Vec<String>,
+) -> Result<RunRecord, Error> {
+    let planned = plan(pipeline, state, &PlanOptions { ignore_checkpoints: true, ..opts.clone() })?;
+    if let Some(saved) = plan_file {
+        check_plan_file(pipeline, saved, &planned.plan)?;
+    }
+    if mode != RunMode::Refresh && !opts.allow_mass_delete {
+        if let Some(w) = planned.plan.warnings.iter().find(|w| w.contains("max_delete_fraction")) {
+            return Err(Error::failed(format!("refusing to run: {w}")));
+        }
+    }
+    let changes = match plan_file {
+        Some(saved) => &saved.changes,
+        None => &planned.plan.changes,
+    };
+    let queue: Vec<QueueEntry> = changes
+        .iter()
+        .filter(|c| c.skipped.is_none())
+        .enumerate()
+        .map(|(i, c)| QueueEntry { seq: i as u64, change: c.clone() })
+        .collect();
+    let started = now_rfc3339();
+    let run = RunRecord {
+        id: run_id(),
+        mode,
+        status: RunStatus::InProgress,
+        started_at: started,
+        ended_at: None,
+        pinned: PinnedConfig {
+            raw: pipeline.raw.clone(),
+            digest: config_digest(pipeline),
+            file: pipeline.file.clone(),
+            environment: pipeline.environment.clone(),
+        },
+        counts: BTreeMap::new(),
+        exported: Vec::new(),
+        errors: planned
+            .plan
+            .errors
+            .iter()
+            .map(|e| RunError {
+                export: String::new(),
+                kind: e.kind,
+                source_id: e.source_id.clone(),
+                message: e.message.clone(),
+            })
+            .collect(),
+        notes,
+    };
+    ns.replace_queue(&queue)?;
+    ns.put_run(&run)?;
+    persist_sources(ns, &planned.evaluation)?;
+    ns.set_meta("config_digest", &config_digest(pipeline))?;
+    state.flush()?;
+    store_checkpoints(pipeline, ns, &planned.evaluation)?;
+    Ok(run)
+}
+
+/// A saved plan is applied only if planning now gives exactly the same changes against the same
+/// configuration and state.
+fn check_plan_file(pipeline: &CompiledPipeline, saved: &Plan, now: &Plan) -> Result<(), Error> {
+    let stale =
+        |why: &str| Error::failed(format!("the plan is stale: {why}; make a new one with `catsync plan --out`"));
+    if saved.pipeline != pipeline.name || saved.environment != pipeline.environment {
+        return Err(stale("it was made for another pipeline or environment"));
+    }
+    if saved.config_digest != now.config_digest {
+        return Err(stale("the pipeline configuration changed since"));
+    }
+    if saved.state_fingerprint != now.state_fingerprint {
+        return Err(stale("the state changed since (another run exported something)"));
+    }
+    if saved.mode == crate::plan::Mode::Refresh {
+        return Err(Error::failed("this is a refresh plan: apply a refresh with `catsync refresh`"));
+    }
+    // Every saved change (a plan made with `--only` or `--limit` holds a subset) is still planned.
+    let key =
+        |c: &Change| (c.export.clone(), c.kind, c.source_id.clone(), c.action, c.hash_after.clone(), c.skipped.clone());
+    let current: std::collections::HashSet<_> = now.changes.iter().map(key).collect();
+    if let Some(c) = saved.changes.iter().find(|c| !current.contains(&key(c))) {
+        return Err(stale(&format!(
+            "{} {} would not be planned the same way now (the source changed since)",
+            c.kind.singular(),
+            c.source_id
+        )));
+    }
+    Ok(())
+}
+
+fn run_id() -> String {
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    format!("{}-{:04x}", now.as_secs(), (now.subsec_nanos() ^ std::process::id()) & 0xffff)
+}
+
+fn persist_sources(ns: &Namespace, evaluation: &Evaluation) -> Result<(), Error> {
+    for update in &evaluation.updates {
+        ns.save_mirror(&update.stage, &update.mirror, &update.changes)?;
+        if let Some(cursor) = update.cursor {
+            ns.set_cursor(&update.stage, cursor)?;
+        }
+    }
+    Ok(())
+}
+
+/// Stores each evaluated `map` stage's output fingerprint against the state as it is now.
+fn store_checkpoints(pipeline: &CompiledPipeline, ns: &Namespace, evaluation: &Evaluation) -> Result<(), Error> {
+    let fps = crate::engine::fingerprints(pipeline, ns).map_err(Error::failed)?;
+    for (idx, out) in evaluation.outputs.iter().enumerate() {
+        let (Data::Documents(docs), Some(fp)) = (out, &fps[idx]) else { continue };
+        let checkpoint = crate::state::Checkpoint {
+            fingerprint: fp.clone(),
+            items: docs
+                .fingerprints
+                .iter()
+                .map(|((k, id), f)| (crate::state::Checkpoint::key(*k, id), f.hash.clone()))
+                .collect(),
+            errors: evaluation.errors.clone(),
+        };
+        ns.put_checkpoint(&pipeline.stages[idx].name, &checkpoint)?;
+    }
+    Ok(())
+}
+
+/// The live status a running export publishes.
+#[derive(serde::Serialize)]
+struct LiveStatus<'a> {
+    run: &'a str,
+    pid: u32,
+    started_at: &'a str,
+    queued: usize,
+    exported: usize,
+    errors: usize,
+    updated_at: String,
+}
+
+/// Exports the queue in batches until it is empty, paused, or stopped by errors.
+async fn export(
+    pipeline: &CompiledPipeline,
+    state: &State,
+    ns: &Namespace<'_>,
+    control: &Control,
+    run: &mut RunRecord,
+    progress: &dyn Progress,
+    state_dir: &Path,
+) -> Result<RunOutcome, Error> {
+    let mut sandboxes = Vec::new();
+    let mut targets: BTreeMap<String, Target> = BTreeMap::new();
+    for stage in pipeline.exports() {
+        if let Some(t) = Target::build(stage, pipeline, ns, &mut sandboxes, state_dir).await? {
+            targets.insert(stage.name.clone(), t);
+        }
+    }
+    let batch_size = pipeline.params.batch_size.max(1);
+    let mut queue = ns.queue()?;
+    let total = queue.len() as u64 + run.exported.len() as u64;
+    progress.start(total);
+    let mut last_poll = Instant::now();
+    let mut n_errors = run.errors.iter().filter(|e| !e.export.is_empty()).count();
+    let mut outcome_exit = None;
+    while !queue.is_empty() {
+        // One batch: the first entries of one export, in queue order.
+        let export_name = queue[0].change.export.clone();
+        let batch: Vec<QueueEntry> =
+            queue.iter().filter(|e| e.change.export == export_name).take(batch_size).cloned().collect();
+        let records = ns.records(&export_name)?;
+        let Some(target) = targets.get_mut(&export_name) else {
+            return Err(Error::failed(format!("export `{export_name}` of the queue is not in the pipeline")));
+        };
+        let refs: Vec<&QueueEntry> = batch.iter().collect();
+        let outcomes = match target.apply(&refs, &records).await {
+            Ok(o) => o,
+            Err(e) => {
+                run.status = RunStatus::Error;
+                run.ended_at = Some(now_rfc3339());
+                run.notes.push(format!("stopped: export `{export_name}`: {e}"));
+                ns.put_run(run)?;
+                state.flush()?;
+                progress.finish();
+                return Err(Error::failed(format!(
+                    "export `{export_name}`: {e}. Nothing was lost: the run is stopped with its queue ({} changes); `catsync run` resumes it",
+                    queue.len()
+                )));
+            }
+        };
+        // The embedded store is saved before the results are recorded: a record never claims
+        // what the store could lose in a crash.
+        for hosted in &sandboxes {
+            hosted.save()?;
+        }
+        let failures = ns.failures(&export_name)?;
+        for (entry, outcome) in batch.iter().zip(outcomes) {
+            let c = &entry.change;
+            let item = format!("{} {}:{}", c.export, c.kind.singular(), c.source_id);
+            match outcome {
+                Outcome::Done { gid } => {
+                    record(ns, c, gid)?;
+                    ns.remove_failure(&c.export, c.kind, &c.source_id)?;
+                    run.counts.entry(c.export.clone()).or_default().add(c);
+                    run.exported.push(item);
+                }
+                Outcome::Failed { message, retryable } => {
+                    let previous = failures.get(&(c.kind, c.source_id.clone()));
+                    let attempts = match previous {
+                        Some(f) if f.hash == c.hash_after => f.attempts + 1,
+                        _ => 1,
+                    };
+                    let failure = Failure {
+                        attempts,
+                        message: message.clone(),
+                        hash: c.hash_after.clone(),
+                        parked: !retryable || attempts >= MAX_ATTEMPTS,
+                    };
+                    ns.put_failure(&c.export, c.kind, &c.source_id, &failure)?;
+                    run.errors.push(RunError {
+                        export: c.export.clone(),
+                        kind: c.kind,
+                        source_id: c.source_id.clone(),
+                        message,
+                    });
+                    n_errors += 1;
+                }
+            }
+            ns.remove_queued(entry.seq)?;
+        }
+        let done: std::collections::HashSet<u64> = batch.iter().map(|e| e.seq).collect();
+        queue.retain(|e| !done.contains(&e.seq));
+        ns.put_run(run)?;
+        state.flush()?;
+        progress.advance(run.exported.len() as u64, total);
+        control.publish(&LiveStatus {
+            run: &run.id,
+            pid: std::process::id(),
+            started_at: &run.started_at,
+            queued: queue.len(),
+            exported: run.exported.len(),
+            errors: n_errors,
+            updated_at: now_rfc3339(),
+        });
+        if n_errors >= pipeline.params.max_errors {
+            run.status = RunStatus::Error;
+            run.notes.push(format!(
+                "stopped after {n_errors} item errors (`max_errors` is {}); {} changes stay queued",
+                pipeline.params.max_errors,
+                queue.len()
+            ));
+            outcome_exit = Some(Exit::ItemErrors);
+            break;
+        }
+        if queue.is_empty() {
+            break;
+        }
+        if control.is_deactivated() {
+            run.status = RunStatus::Paused;
+            run.notes.push(format!(
+                "paused at {}: the pipeline was deactivated; {} changes stay queued",
+                now_rfc3339(),
+                queue.len()
+            ));
+            outcome_exit = Some(Exit::Deactivated);
+            break;
+        }
+        if SIGNALS.load(Ordering::SeqCst) > 0 {
+            run.status = RunStatus::Paused;
+            run.notes.push(format!("paused at {}: interrupted; {} changes stay queued", now_rfc3339(), queue.len()));
+            outcome_exit = Some(Exit::Error);
+            break;
+        }
+        if last_poll.elapsed() >= pipeline.params.poll_interval {
+            last_poll = Instant::now();
+            if let Some(note) = merge_new_modifications(pipeline, state, ns, &mut queue)? {
+                run.notes.push(note);
+                ns.put_run(run)?;
+                state.flush()?;
+            }
+        }
+    }
+    progress.finish();
+    for hosted in sandboxes {
+        let summary = hosted.stop().await?;
+        run.notes.push(summary);
+    }
+    if run.status == RunStatus::InProgress {
+        run.status = RunStatus::Completed;
+    }
+    run.ended_at = Some(now_rfc3339());
+    ns.put_run(run)?;
+    state.flush()?;
+    let counts = run.counts.values().fold(Counts::default(), |mut t, c| {
+        t.create += c.create;
+        t.update += c.update;
+        t.archive += c.archive;
+        t.delete += c.delete;
+        t
+    });
+    let summary = format!(
+        "Run {} {}: {} created, {} updated, {} archived, {} deleted, {} item error{}.",
+        run.id,
+        run.status.name(),
+        counts.create,
+        counts.update,
+        counts.archive,
+        counts.delete,
+        run.errors.len(),
+        if run.errors.len() == 1 { "" } else { "s" }
+    );
+    let exit = outcome_exit.unwrap_or(if run.errors.is_empty() { Exit::Success } else { Exit::ItemErrors });
+    Ok(RunOutcome { run: run.clone(), exit, summary })
+}
+
+/// R04: plans again (with the run's configuration) if the source has new exports, and merges the
+/// new changes into the queue: a newer version of a queued item replaces it (a deletion turns a
+/// queued update into a delete), everything else is appended.
+fn merge_new_modifications(
+    pipeline: &CompiledPipeline,
+    state: &State,
+    ns: &Namespace,
+    queue: &mut Vec<QueueEntry>,
+) -> Result<Option<String>, Error> {
+    let planned = plan(pipeline, state, &PlanOptions { ignore_checkpoints: true, ..PlanOptions::default() })?;
+    let exports: Vec<i64> = planned.evaluation.updates.iter().flat_map(|u| u.exports.iter().map(|e| e.0)).collect();
+    if exports.is_empty() {
+        return Ok(None);
+    }
+    let mut next_seq = queue
+        .iter()
+        .map(|e| e.seq + 1)
+        .max()
+        .unwrap_or(0)
+        .max(ns.queue()?.iter().map(|e| e.seq + 1).max().unwrap_or(0));
+    let mut merged = 0;
+    for change in planned.plan.changes.into_iter().filter(|c| c.skipped.is_none()) {
+        match queue.iter_mut().find(|e| {
+            e.change.export == change.export && e.change.kind == change.kind && e.change.source_id == change.source_id
+        }) {
+            Some(entry) => {
+                if entry.change.hash_after != change.hash_after || entry.change.action != change.action {
+                    entry.change = change;
+                    merged += 1;
+                }
+            }
+            None => {
+                queue.push(QueueEntry { seq: next_seq, change });
+                next_seq += 1;
+                merged += 1;
+            }
+        }
+    }
+    // Deletions stay first, collections before products.
+    queue.sort_by_key(|e| {
+        (e.change.export.clone(), !matches!(e.change.action, Action::Delete | Action::Archive), e.change.kind, e.seq)
+    });
+    ns.replace_queue(queue)?;
+    persist_sources(ns, &planned.evaluation)?;
+    state.flush()?;
+    Ok(Some(format!(
+        "merged {merged} change{} from new source export{} ({}) into the queue",
+        if merged == 1 { "" } else { "s" },
+        if exports.len() == 1 { "" } else { "s" },
+        exports.iter().map(|t| t.to_string()).collect::<Vec<_>>().join(", ")
+    )))
+}
+
+/// Records a change the target confirmed (R06 hashes, target ids).
+fn record(ns: &Namespace, c: &Change, gid: Option<String>) -> Result<(), Error> {
+    match (c.action, &c.document, &c.hash_after) {
+        (Action::Delete, _, _) => ns.remove_record(&c.export, c.kind, &c.source_id)?,
+        (_, Some(doc), Some(hash)) => {
+            let previous = ns.records(&c.export)?.remove(&(c.kind, c.source_id.clone()));
+            let rec = ExportRecord {
+                handle: c.handle.clone(),
+                gid: gid.or_else(|| previous.and_then(|p| p.gid)),
+                hash: hash.clone(),
+                fields: Fingerprint::of(doc).fields,
+                archived: c.action == Action::Archive,
+            };
+            ns.put_record(&c.export, c.kind, &c.source_id, &rec)?;
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
+/// Progress on a terminal (a bar with rate and ETA) or as plain periodic lines.
+pub struct TerminalProgress {
+    bar: Option<indicatif::ProgressBar>,
+    started: std::sync::Mutex<Option<Instant>>,
+    last_line: std::sync::Mutex<Option<Instant>>,
+}
+
+impl TerminalProgress {
+    pub fn new(quiet: bool) -> Arc<TerminalProgress> {
+        use std::io::IsTerminal;
+        let bar = (!quiet && std::io::stderr().is_terminal()).then(|| {
+            let bar = indicatif::ProgressBar::new(0);
+            bar.set_style(
+                indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} items  {per_sec}  ETA {eta}")
+                    .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+            );
+            bar
+        });
+        Arc::new(TerminalProgress { bar, started: std::sync::Mutex::new(None), last_line: std::sync::Mutex::new(None) })
+    }
+}
+
+impl Progress for TerminalProgress {
+    fn start(&self, total: u64) {
+        *self.started.lock().expect("progress") = Some(Instant::now());
+        if let Some(b) = &self.bar {
+            b.set_length(total);
+        }
+    }
+
+    fn advance(&self, done: u64, total: u64) {
+        if let Some(b) = &self.bar {
+            b.set_position(done);
+            return;
+        }
+        let mut last = self.last_line.lock().expect("progress");
+        if last.is_some_and(|t| t.elapsed() < Duration::from_secs(10)) {
+            return;
+        }
+        *last = Some(Instant::now());
+        let elapsed = self.started.lock().expect("progress").map(|t| t.elapsed().as_secs_f64()).unwrap_or(0.0);
+        if elapsed > 1.0 {
+            let rate = done as f64 / elapsed;
+            let eta = if rate > 0.0 { (total.saturating_sub(done)) as f64 / rate } else { 0.0 };
+            eprintln!("exported {done}/{total} items ({rate:.1}/s, ETA {eta:.0}s)");
+        }
+    }
+
+    fn finish(&self) {
+        if let Some(b) = &self.bar {
+            b.finish_and_clear();
+        }
+    }
+}

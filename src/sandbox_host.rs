@@ -1,0 +1,85 @@
+//! The embedded default store: a pipeline whose Shopify export says `url: sandbox://NAME` gets
+//! the sandbox run in-process on a loopback port, its data kept in the state directory
+//! (`{state}/sandbox/NAME.json`) and saved after every batch, so `catsync run` works on a fresh
+//! machine with no store and no credentials.
+
+use std::path::{Path, PathBuf};
+
+use crate::config::secret::Secret;
+use crate::error::Error;
+use crate::sandbox::{Sandbox, SandboxConfig};
+
+/// The token the embedded sandbox accepts (it is local and holds no real data).
+const TOKEN: &str = "catsync-embedded-sandbox";
+
+/// A sandbox hosted for the duration of a run.
+pub struct Hosted {
+    sandbox: Sandbox,
+    data: PathBuf,
+}
+
+/// Where the embedded sandbox `name` keeps its data.
+pub fn data_file(state_dir: &Path, name: &str) -> PathBuf {
+    state_dir.join("sandbox").join(format!("{name}.json"))
+}
+
+impl Hosted {
+    /// Starts the sandbox `name` with `languages` enabled (the embedded store is the pipeline's
+    /// own: a real store's languages are its owner's to enable).
+    pub async fn start(state_dir: &Path, name: &str, languages: &[String]) -> Result<Hosted, Error> {
+        let data = data_file(state_dir, name);
+        if let Some(dir) = data.parent() {
+            std::fs::create_dir_all(dir).map_err(|e| Error::io("create directory", dir, e))?;
+        }
+        let config = SandboxConfig {
+            data: Some(data.clone()),
+            tokens: vec![TOKEN.to_string()],
+            shop_name: name.to_string(),
+            ..SandboxConfig::default()
+        };
+        let sandbox = Sandbox::start(config)
+            .map_err(|e| Error::failed(format!("cannot start the embedded sandbox `{name}`: {e}")))?;
+        sandbox.with_store(|store| {
+            for lang in languages {
+                if !store.locales.iter().any(|l| l.locale == *lang) {
+                    store.locales.push(crate::sandbox::store::ShopLocale {
+                        locale: lang.clone(),
+                        name: lang.clone(),
+                        primary: false,
+                        published: true,
+                    });
+                }
+            }
+        });
+        Ok(Hosted { sandbox, data })
+    }
+
+    pub fn url(&self) -> String {
+        self.sandbox.url()
+    }
+
+    pub fn token(&self) -> Secret {
+        Secret::new("(embedded sandbox)", TOKEN)
+    }
+
+    /// Saves the store now (after each batch, so a crash loses nothing the records claim).
+    pub fn save(&self) -> Result<(), Error> {
+        self.sandbox
+            .with_store(|s| s.save(&self.data))
+            .map_err(|e| Error::failed(format!("cannot save the embedded sandbox: {e}")))
+    }
+
+    /// Saves and stops the store; returns a one-line summary of what it holds and how to look.
+    pub async fn stop(self) -> Result<String, Error> {
+        self.save()?;
+        let (products, collections, shop) =
+            self.sandbox.with_store(|s| (s.products.len(), s.collections.len(), s.shop.name.clone()));
+        let data = self.data.display().to_string();
+        tokio::task::spawn_blocking(move || self.sandbox.shutdown()).await.map_err(Error::failed)?;
+        Ok(format!(
+            "Store `sandbox://{shop}`: {products} product{}, {collections} collection{} (kept in {data}; browse it with `catsync sandbox --data {data}`)",
+            if products == 1 { "" } else { "s" },
+            if collections == 1 { "" } else { "s" },
+        ))
+    }
+}
