@@ -10,4 +10,5 @@ mod properties;
 mod saleslayer_http;
 mod schema_agreement;
 mod shopify_documents;
+mod sync;
 mod validate;

@@ -23,9 +23,12 @@ pub enum GqlError {
     /// A GraphQL error that retrying cannot fix (validation, `MAX_COST_EXCEEDED`, ...).
     #[error("{message}")]
     Rejected { code: Option<String>, message: String },
-    /// Still failing after every retry (network, 5xx, throttling).
+    /// Still failing after every retry (5xx, throttling, timeouts after sending).
     #[error("gave up after {attempts} attempts: {message}")]
     Exhausted { attempts: u32, message: String },
+    /// No attempt reached the store (connection refused, DNS, TLS): no item can succeed.
+    #[error("cannot reach the store at {endpoint} after {attempts} attempts: {message}")]
+    Unreachable { endpoint: String, attempts: u32, message: String },
     /// The answer was not a GraphQL response.
     #[error("the store answered something that is not a GraphQL response: {0}")]
     Garbage(String),
@@ -129,6 +132,7 @@ impl Client {
     pub async fn execute(&self, query: &str, variables: Value, cost: f64) -> Result<Value, GqlError> {
         let body = json!({ "query": query, "variables": variables });
         let mut last_error = String::new();
+        let mut reached = false;
         for attempt in 1..=MAX_ATTEMPTS {
             if attempt > 1 {
                 self.stats.retried.fetch_add(1, Ordering::Relaxed);
@@ -142,11 +146,14 @@ impl Client {
             let response = match request.send().await {
                 Ok(r) => r,
                 Err(e) => {
+                    // A request that may have been sent (timeout, reset mid-answer) reached the store.
+                    reached |= !e.is_connect();
                     last_error = describe(&e);
                     tokio::time::sleep(backoff(attempt, None)).await;
                     continue;
                 }
             };
+            reached = true;
             let status = response.status().as_u16();
             let retry_after = response
                 .headers()
@@ -205,6 +212,13 @@ impl Client {
                 Some(data) if !data.is_null() => Ok(data.clone()),
                 _ => Err(GqlError::Garbage("no `data` in the response".to_string())),
             };
+        }
+        if !reached {
+            return Err(GqlError::Unreachable {
+                endpoint: self.endpoint.clone(),
+                attempts: MAX_ATTEMPTS,
+                message: last_error,
+            });
         }
         Err(GqlError::Exhausted { attempts: MAX_ATTEMPTS, message: last_error })
     }

@@ -74,7 +74,7 @@ fn user_errors(payload: &Value) -> Option<String> {
 /// failure of this item.
 fn item_failure(e: GqlError) -> Result<Outcome, GqlError> {
     match e {
-        GqlError::Refused { .. } | GqlError::Garbage(_) => Err(e),
+        GqlError::Refused { .. } | GqlError::Garbage(_) | GqlError::Unreachable { .. } => Err(e),
         GqlError::Rejected { .. } => Ok(Outcome::Failed { message: e.to_string(), retryable: false }),
         GqlError::Exhausted { .. } => Ok(Outcome::Failed { message: e.to_string(), retryable: true }),
     }

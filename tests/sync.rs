@@ -1,0 +1,472 @@
+//! End-to-end syncs through the CLI into a sandbox store on a loopback port: the first sync
+//! creates everything, a second sends nothing; editing and planning never write (R03); new source
+//! exports join a run in progress (R04); refresh (R05, BP1–BP3); scope changes of an unfinished
+//! run are refused (R07); deactivation from another process pauses at a batch boundary (R08) and
+//! reactivation resumes with the pinned configuration (R09); environments keep separate state
+//! (R11); throttling, item errors and an unreachable store.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use catsync::sandbox::{FaultSpec, Sandbox, SandboxConfig};
+use serde_json::Value;
+
+use crate::support::{repo, Output, Test};
+
+const TOKEN: &str = "shpat_test_token_for_the_sandbox";
+
+fn sandbox(faults: FaultSpec, bucket: f64, restore: f64) -> Sandbox {
+    Sandbox::start(SandboxConfig {
+        tokens: vec![TOKEN.to_string()],
+        faults,
+        bucket_size: bucket,
+        restore_rate: restore,
+        ..SandboxConfig::default()
+    })
+    .unwrap()
+}
+
+fn enable_spanish(s: &Sandbox) {
+    s.with_store(|store| {
+        store.locales.push(catsync::sandbox::store::ShopLocale {
+            locale: "es".into(),
+            name: "Spanish".into(),
+            primary: false,
+            published: true,
+        })
+    });
+}
+
+/// The demo mapping, reading `exports/*.json`, exporting to `url` (plus nothing else).
+fn pipeline(url: &str, parameters: &str) -> String {
+    let demo = std::fs::read_to_string(repo().join("pipelines/demo.yaml")).unwrap();
+    let start = demo.find("  pim:").unwrap();
+    let audit = demo.find("  audit:").unwrap();
+    format!(
+        "version: 1\nname: acme\nparameters:\n{parameters}\nstages:\n{}",
+        demo[start..audit]
+            .replace(r#"files: ["../fixtures/saleslayer/acme/00-full.json"]"#, r#"files: ["exports/*.json"]"#)
+            .replace("    url: sandbox://demo\n", &format!("    url: {url}\n    token: ${{SHOPIFY_TOKEN}}\n"))
+    )
+}
+
+const PARAMS: &str =
+    "  export_status: visible\n  deletions: enabled\n  languages: [en, es]\n  batch_size: 5\n  poll_interval: 0s";
+
+struct Project {
+    test: Test,
+}
+
+impl Project {
+    fn new(url: &str, parameters: &str) -> Project {
+        Project { test: Test::new().file("p.yaml", &pipeline(url, parameters)) }
+    }
+
+    fn dir(&self) -> &Path {
+        self.test.path()
+    }
+
+    fn source(&self, name: &str) {
+        let dir = self.dir().join("exports");
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::copy(repo().join("fixtures/saleslayer/acme").join(name), dir.join(name)).unwrap();
+    }
+
+    fn edit(&self, from: &str, to: &str) {
+        let path = self.dir().join("p.yaml");
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(text.contains(from), "the pipeline has no `{from}`");
+        std::fs::write(path, text.replacen(from, to, 1)).unwrap();
+    }
+
+    fn cli(&self, args: &[&str]) -> Output {
+        Test::at(self.dir()).env("SHOPIFY_TOKEN", TOKEN).args(args).run()
+    }
+
+    fn spawn(&self, args: &[&str]) -> Child {
+        Command::new(env!("CARGO_BIN_EXE_catsync"))
+            .args(args)
+            .current_dir(self.dir())
+            .env_clear()
+            .env("SHOPIFY_TOKEN", TOKEN)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    }
+
+    fn log(&self) -> Vec<Value> {
+        let out = self.cli(&["log", "p.yaml", "--format", "json"]);
+        assert_eq!(out.code, 0, "{}", out.stderr);
+        serde_json::from_str(&out.stdout).unwrap()
+    }
+
+    /// The live status file the running export publishes.
+    fn live_exported(&self) -> u64 {
+        std::fs::read(self.dir().join(".catsync/control/acme@default.status.json"))
+            .ok()
+            .and_then(|b| serde_json::from_slice::<Value>(&b).ok())
+            .and_then(|v| v["exported"].as_u64())
+            .unwrap_or(0)
+    }
+
+    fn wait_until_exported(&self, n: u64, child: &mut Child) {
+        let start = Instant::now();
+        while self.live_exported() < n {
+            assert!(child.try_wait().unwrap().is_none(), "the run ended before exporting {n} items");
+            assert!(start.elapsed() < Duration::from_secs(60), "the run did not progress");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+fn finish(child: Child) -> Output {
+    let out = child.wait_with_output().unwrap();
+    Output {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+/// Products in the store by handle: (title, status, collections handles, variant SKUs).
+fn products(s: &Sandbox) -> BTreeMap<String, (String, String, Vec<String>, Vec<String>)> {
+    let store = s.snapshot();
+    store
+        .products
+        .values()
+        .map(|p| {
+            let collections: Vec<String> =
+                store.collections.values().filter(|c| c.products.contains(&p.id)).map(|c| c.handle.clone()).collect();
+            let skus = p.variants.iter().filter_map(|v| v.sku.clone()).collect();
+            (p.handle.clone(), (p.title.clone(), p.status.clone(), collections, skus))
+        })
+        .collect()
+}
+
+fn mutations(s: &Sandbox) -> usize {
+    s.requests().iter().filter(|r| r.kind == "mutation").count()
+}
+
+#[test]
+fn first_sync_creates_everything_and_a_second_run_sends_nothing() {
+    let s = sandbox(FaultSpec::default(), 2000.0, 100.0);
+    enable_spanish(&s);
+    let p = Project::new(&s.url(), PARAMS);
+    p.source("00-full.json");
+    let out = p.cli(&["run", "p.yaml"]);
+    assert_eq!(out.code, 0, "{}\n{}", out.stderr, out.stdout);
+    assert!(out.stdout.contains("COMPLETED: 16 created"), "{}", out.stdout);
+
+    let store = products(&s);
+    assert_eq!(store.len(), 10);
+    let (title, status, collections, skus) = &store["acme-ts-001"];
+    assert_eq!(title, "Basic Cotton T-shirt");
+    assert_eq!(status, "ACTIVE");
+    assert_eq!(collections, &["cat-tshirts"]);
+    assert_eq!(skus.len(), 3, "the invisible variant is left out");
+    assert_eq!(store["acme-ts-002"].2, ["cat-clothing", "cat-tshirts"], "a product in two categories");
+    let snapshot = s.snapshot();
+    assert_eq!(snapshot.collections.len(), 6);
+    let p2001 = snapshot.products.values().find(|p| p.handle == "acme-ts-001").unwrap();
+    assert_eq!(p2001.media.len(), 1, "the product image");
+    let translated = snapshot.translations.get(&format!("gid://shopify/Product/{}", p2001.id)).unwrap();
+    assert!(translated.iter().any(|t| t.locale == "es" && t.key == "title" && t.value == "Camiseta básica de algodón"));
+
+    let before = mutations(&s);
+    let out = p.cli(&["run", "p.yaml"]);
+    assert_eq!(out.code, 0);
+    assert!(out.stdout.contains("COMPLETED: 0 created, 0 updated"), "{}", out.stdout);
+    assert_eq!(mutations(&s), before, "a second run sends nothing");
+}
+
+#[test]
+fn r03_validate_plan_and_pipeline_edits_never_write_to_the_store() {
+    let s = sandbox(FaultSpec::default(), 2000.0, 100.0);
+    enable_spanish(&s);
+    let p = Project::new(&s.url(), PARAMS);
+    p.source("00-full.json");
+    assert_eq!(p.cli(&["validate", "p.yaml"]).code, 0);
+    assert_eq!(p.cli(&["plan", "p.yaml"]).code, 0);
+    p.edit("vendor: { field: product_brand }", r#"vendor: "{{ product_brand | upper }}""#);
+    assert_eq!(p.cli(&["plan", "p.yaml", "--format", "markdown"]).code, 0);
+    assert!(s.requests().is_empty(), "no request reached the store: {:?}", s.requests().len());
+    assert_eq!(p.cli(&["run", "p.yaml"]).code, 0);
+    assert!(mutations(&s) > 0);
+}
+
+#[test]
+fn r04_a_new_source_export_joins_the_run_in_progress() {
+    // Slow answers keep the run going while the new export arrives.
+    let faults = FaultSpec { slow: 1.0, slow_by: Duration::from_millis(60), ..FaultSpec::default() };
+    let s = sandbox(faults, 2000.0, 100.0);
+    enable_spanish(&s);
+    let p = Project::new(&s.url(), &PARAMS.replace("batch_size: 5", "batch_size: 2"));
+    p.source("00-full.json");
+    let mut child = p.spawn(&["run", "p.yaml"]);
+    p.wait_until_exported(2, &mut child);
+    p.source("10-image-unchanged.json");
+    let out = finish(child);
+    assert_eq!(out.code, 0, "{}\n{}", out.stderr, out.stdout);
+    let run = p.log().pop().unwrap();
+    let notes = run["notes"].to_string();
+    assert!(notes.contains("merged 1 change from new source export (1717010000)"), "{notes}");
+    assert!(run["exported"].as_array().unwrap().iter().any(|e| e == "store product:2005"));
+    assert_eq!(products(&s)["acme-tr-001"].0, "Zip-off Hiking Trousers", "exported with its new data");
+    // Exported once, by the same run, and nothing is left to do.
+    assert_eq!(p.log().len(), 1);
+    assert!(p.cli(&["plan", "p.yaml"]).stdout.contains("No changes"));
+}
+
+#[test]
+fn r04_a_second_run_while_one_is_exporting_exits_4() {
+    let faults = FaultSpec { slow: 1.0, slow_by: Duration::from_millis(60), ..FaultSpec::default() };
+    let s = sandbox(faults, 2000.0, 100.0);
+    enable_spanish(&s);
+    let p = Project::new(&s.url(), PARAMS);
+    p.source("00-full.json");
+    let mut child = p.spawn(&["run", "p.yaml"]);
+    p.wait_until_exported(1, &mut child);
+    let second = p.cli(&["run", "p.yaml"]);
+    assert_eq!(second.code, 4, "{}", second.stderr);
+    assert!(second.stderr.contains("a `run` of pipeline `acme` is in progress (pid "), "{}", second.stderr);
+    assert!(second.stderr.contains("it merges new source modifications itself"), "{}", second.stderr);
+    assert_eq!(finish(child).code, 0);
+}
+
+#[test]
+fn r08_r09_deactivation_pauses_at_a_batch_boundary_and_activation_resumes_with_the_pinned_config() {
+    let faults = FaultSpec { slow: 1.0, slow_by: Duration::from_millis(60), ..FaultSpec::default() };
+    let s = sandbox(faults, 2000.0, 100.0);
+    enable_spanish(&s);
+    let p = Project::new(&s.url(), &PARAMS.replace("batch_size: 5", "batch_size: 3"));
+    p.source("00-full.json");
+    let mut child = p.spawn(&["run", "p.yaml"]);
+    p.wait_until_exported(3, &mut child);
+    let at_flag = p.live_exported();
+    let out = p.cli(&["deactivate", "p.yaml"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(out.stdout.contains("stops after its current batch"), "{}", out.stdout);
+    let out = finish(child);
+    assert_eq!(out.code, 5, "a deactivated run ends PAUSED: {}\n{}", out.stderr, out.stdout);
+    let run = p.log().pop().unwrap();
+    assert_eq!(run["status"], "PAUSED");
+    let exported = run["exported"].as_array().unwrap().len() as u64;
+    assert!(exported <= at_flag + 3, "at most `batch_size` items after the flag: {exported} vs {at_flag}");
+    assert!(exported < 16);
+
+    // While deactivated, `run` exports nothing and says so.
+    let before = mutations(&s);
+    let out = p.cli(&["run", "p.yaml"]);
+    assert_eq!(out.code, 5);
+    assert!(out.stderr.contains("pipeline `acme` is deactivated"), "{}", out.stderr);
+    assert_eq!(mutations(&s), before);
+
+    // The mapping changes meanwhile (not the scope): the paused run finishes with its own.
+    p.edit("vendor: { field: product_brand }", r#"vendor: "{{ product_brand | upper }}""#);
+    let out = p.cli(&["activate", "p.yaml", "--run"]);
+    assert_eq!(out.code, 0, "{}\n{}", out.stderr, out.stdout);
+    let run = p.log().pop().unwrap();
+    assert_eq!(run["status"], "COMPLETED");
+    let all: Vec<&Value> = run["exported"].as_array().unwrap().iter().collect();
+    assert_eq!(all.len(), 16, "each item exported once across the pause");
+    let unique: std::collections::BTreeSet<String> = all.iter().map(|v| v.to_string()).collect();
+    assert_eq!(unique.len(), 16);
+    assert!(products(&s).len() == 10);
+    assert!(s.snapshot().products.values().all(|p| p.vendor != "ACME" || p.vendor == "ACME"), "pinned mapping");
+    assert!(
+        s.snapshot().products.values().any(|p| p.vendor == "Trailhead"),
+        "the pinned mapping (no upper-casing) was used"
+    );
+    // The new mapping applies on the next run.
+    let out = p.cli(&["run", "p.yaml"]);
+    assert_eq!(out.code, 0);
+    assert!(s.snapshot().products.values().any(|p| p.vendor == "TRAILHEAD"));
+}
+
+#[test]
+fn r07_a_scope_change_of_an_unfinished_run_is_refused_with_the_ways_forward() {
+    let faults = FaultSpec { slow: 1.0, slow_by: Duration::from_millis(60), ..FaultSpec::default() };
+    let s = sandbox(faults, 2000.0, 100.0);
+    enable_spanish(&s);
+    let p = Project::new(&s.url(), &PARAMS.replace("batch_size: 5", "batch_size: 2"));
+    p.source("00-full.json");
+    let mut child = p.spawn(&["run", "p.yaml"]);
+    p.wait_until_exported(2, &mut child);
+    p.cli(&["deactivate", "p.yaml"]);
+    assert_eq!(finish(child).code, 5);
+    p.cli(&["activate", "p.yaml"]);
+    p.edit("  export_status: visible\n", "  export_status: all\n");
+    let out = p.cli(&["run", "p.yaml"]);
+    assert_eq!(out.code, 1);
+    assert!(out.stderr.contains("the scope of pipeline `acme` changed while run "), "{}", out.stderr);
+    assert!(out.stderr.contains("`parameters.export_status`"), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("`catsync run --resume p.yaml`") && out.stderr.contains("`catsync refresh p.yaml`"),
+        "{}",
+        out.stderr
+    );
+    // Finishing with the pinned configuration exports the visible products only.
+    let out = p.cli(&["run", "p.yaml", "--resume"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(products(&s).len(), 10);
+}
+
+#[test]
+fn r05_bp1_bp3_refresh_replaces_the_queue_uses_the_new_config_and_drops_pending_deletions() {
+    let s = sandbox(FaultSpec::default(), 2000.0, 100.0);
+    enable_spanish(&s);
+    let p = Project::new(&s.url(), PARAMS);
+    p.source("00-full.json");
+    assert_eq!(p.cli(&["run", "p.yaml"]).code, 0);
+    // A pending deletion: product 2013 deleted at the source, queued by a run that is paused
+    // before it exports anything.
+    p.source("06-delete-product.json");
+    p.cli(&["deactivate", "p.yaml"]);
+    std::fs::remove_file(p.dir().join(".catsync/control/acme@default.deactivated")).unwrap();
+    // (start the run, which queues the deletion, then pause it before its first batch)
+    p.cli(&["deactivate", "p.yaml"]);
+    let paused = p.cli(&["run", "p.yaml"]);
+    assert_eq!(paused.code, 5);
+    p.cli(&["activate", "p.yaml"]);
+    p.edit("vendor: { field: product_brand }", r#"vendor: "{{ product_brand | upper }}""#);
+    let before = mutations(&s);
+    let out = p.cli(&["refresh", "p.yaml"]);
+    assert_eq!(out.code, 0, "{}\n{}", out.stderr, out.stdout);
+    let sets: Vec<String> = s.requests()[before..]
+        .iter()
+        .filter(|r| r.root_fields.iter().any(|f| f == "productSet" || f == "productDelete"))
+        .map(|r| r.root_fields.join(","))
+        .collect();
+    assert_eq!(sets.iter().filter(|f| *f == "productSet").count(), 9, "every visible product once: {sets:?}");
+    assert!(!sets.iter().any(|f| f == "productDelete"), "no deletion in a refresh");
+    assert!(s.snapshot().products.values().any(|p| p.vendor == "TRAILHEAD"), "the current configuration (BP1)");
+    let log = p.log();
+    let refresh = log.last().unwrap();
+    assert_eq!(refresh["mode"], "refresh");
+    assert!(refresh["notes"].to_string().contains("the refresh dropped 1 pending deletion"), "{}", refresh["notes"]);
+    let next = p.cli(&["plan", "p.yaml", "--format", "json"]);
+    let plan: Value = serde_json::from_str(&next.stdout).unwrap();
+    // Hashes were updated: the next incremental plan has only the dropped deletion, re-planned.
+    let changes: Vec<(String, String)> = plan["changes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| (c["source_id"].as_str().unwrap().to_string(), c["action"].as_str().unwrap().to_string()))
+        .collect();
+    assert_eq!(changes, [("2013".to_string(), "delete".to_string())]);
+}
+
+#[test]
+fn r11_environments_keep_separate_state() {
+    let test_store = sandbox(FaultSpec::default(), 2000.0, 100.0);
+    let prod_store = sandbox(FaultSpec::default(), 2000.0, 100.0);
+    enable_spanish(&test_store);
+    enable_spanish(&prod_store);
+    let p = Project::new(&prod_store.url(), PARAMS);
+    let text = std::fs::read_to_string(p.dir().join("p.yaml")).unwrap();
+    std::fs::write(
+        p.dir().join("p.yaml"),
+        format!("{text}environments:\n  test:\n    store:\n      url: {}\n", test_store.url()),
+    )
+    .unwrap();
+    p.source("00-full.json");
+    assert_eq!(p.cli(&["--env", "test", "run", "p.yaml"]).code, 0);
+    assert_eq!(products(&test_store).len(), 10);
+    assert!(products(&prod_store).is_empty());
+    // Production has its own state: everything is still to create there.
+    let plan: Value = serde_json::from_str(&p.cli(&["plan", "p.yaml", "--format", "json"]).stdout).unwrap();
+    assert_eq!(plan["summary"]["create"], 16);
+    let plan: Value =
+        serde_json::from_str(&p.cli(&["--env", "test", "plan", "p.yaml", "--format", "json"]).stdout).unwrap();
+    assert_eq!(plan["summary"]["create"], 0);
+}
+
+#[test]
+fn throttling_with_a_small_bucket_finishes_with_few_throttled_requests() {
+    let s = sandbox(FaultSpec::default(), 60.0, 200.0);
+    enable_spanish(&s);
+    let p = Project::new(&s.url(), PARAMS);
+    p.source("00-full.json");
+    let out = p.cli(&["run", "p.yaml"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(products(&s).len(), 10);
+    let requests = s.requests();
+    let throttled = requests.iter().filter(|r| r.error_code.as_deref() == Some("THROTTLED")).count();
+    assert!(throttled * 10 <= requests.len(), "{throttled} of {} requests throttled", requests.len());
+}
+
+#[test]
+fn an_item_the_store_rejects_fails_alone_and_is_retried_by_the_next_run() {
+    let s = sandbox(FaultSpec::default(), 2000.0, 100.0);
+    enable_spanish(&s);
+    let p = Project::new(&s.url(), PARAMS);
+    let full = std::fs::read_to_string(repo().join("fixtures/saleslayer/acme/00-full.json")).unwrap();
+    let long = "X".repeat(300);
+    std::fs::create_dir_all(p.dir().join("exports")).unwrap();
+    // Product 2009's brand is longer than Shopify's 255-character vendor limit.
+    let mut v: Value = serde_json::from_str(&full).unwrap();
+    let brand = |v: &mut Value, value: &str| {
+        let rows = v["data"]["products"].as_array_mut().unwrap();
+        rows.iter_mut().find(|r| r[1] == "2009").unwrap()[8] = value.into();
+    };
+    brand(&mut v, &long);
+    std::fs::write(p.dir().join("exports/00-full.json"), v.to_string()).unwrap();
+    let out = p.cli(&["run", "p.yaml"]);
+    assert_eq!(out.code, 6, "item errors exit 6: {}", out.stdout);
+    assert!(out.stdout.contains("error: product 2009 (export `store`): `input`: Vendor is too long"), "{}", out.stdout);
+    assert_eq!(products(&s).len(), 9, "the others synced");
+    let status = p.cli(&["status", "p.yaml"]).stdout;
+    assert!(status.contains("parked   store product:2009"), "{status}");
+    // Fixed at the source: the next run sends it.
+    brand(&mut v, "Trailhead");
+    std::fs::write(p.dir().join("exports/00-full.json"), v.to_string().replace("1717000000", "1717000500")).unwrap();
+    let out = p.cli(&["run", "p.yaml"]);
+    assert_eq!(out.code, 0, "{}", out.stdout);
+    assert_eq!(products(&s).len(), 10);
+    assert!(!p.cli(&["status", "p.yaml"]).stdout.contains("failed items"));
+}
+
+#[test]
+fn an_unreachable_store_is_a_clear_error_and_loses_nothing() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let p = Project::new(&format!("http://127.0.0.1:{port}"), PARAMS);
+    p.source("00-full.json");
+    let out =
+        Test::at(p.dir()).env("SHOPIFY_TOKEN", TOKEN).env("CATSYNC_RETRY_SCALE", "0.01").args(["run", "p.yaml"]).run();
+    assert_eq!(out.code, 1, "{}\n{}", out.stderr, out.stdout);
+    assert!(
+        out.stderr.contains(&format!(
+            "cannot reach the store at http://127.0.0.1:{port}/admin/api/2026-07/graphql.json after 8 attempts"
+        )),
+        "{}",
+        out.stderr
+    );
+    assert!(out.stderr.contains("Nothing was lost: the run is stopped with its queue (16 changes)"), "{}", out.stderr);
+    // Nothing was recorded as exported: a working store later gets everything.
+    let s = sandbox(FaultSpec::default(), 2000.0, 100.0);
+    enable_spanish(&s);
+    p.edit(&format!("http://127.0.0.1:{port}"), &s.url());
+    let plan: Value = serde_json::from_str(&p.cli(&["plan", "p.yaml", "--format", "json"]).stdout).unwrap();
+    assert_eq!(plan["summary"]["create"], 16);
+}
+
+#[test]
+fn a_revoked_token_stops_the_run_with_its_queue() {
+    let s = sandbox(FaultSpec::default(), 2000.0, 100.0);
+    let p = Project::new(&s.url(), PARAMS);
+    p.source("00-full.json");
+    let out = Test::at(p.dir()).env("SHOPIFY_TOKEN", "shpat_revoked").args(["run", "p.yaml"]).run();
+    assert_eq!(out.code, 1);
+    assert!(out.stderr.contains("the store refused the request (HTTP 401)"), "{}", out.stderr);
+    assert!(out.stderr.contains("check the access token"), "{}", out.stderr);
+    assert!(!out.stderr.contains("shpat_revoked"), "the token is never printed");
+    let status = p.cli(&["status", "p.yaml"]).stdout;
+    assert!(status.contains("unfinished run") && status.contains("ERROR"), "{status}");
+    enable_spanish(&s);
+    let out = p.cli(&["run", "p.yaml"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(products(&s).len(), 10);
+}
