@@ -5,5 +5,6 @@ mod support;
 
 mod commands;
 mod pipelines;
+mod sandbox;
 mod schema_agreement;
 mod validate;

@@ -1,5 +1,6 @@
 //! `catsync sandbox`: serves the local Shopify-compatible store until Ctrl-C.
 
+use std::io::Write;
 use std::path::PathBuf;
 
 use clap::Args;
@@ -56,11 +57,19 @@ pub fn exec(args: SandboxArgs, g: &Globals) -> Result<Exit, Error> {
         ..SandboxConfig::default()
     };
     let latest = config.api_versions.last().cloned().unwrap_or_else(|| "2026-07".to_string());
+    let tokens_given = !config.tokens.is_empty();
     let quiet = g.quiet;
     sandbox::serve(config, |addr| {
+        // The first line is for people and scripts alike (`sandbox listening on URL`); a closed
+        // stdout must not stop the server, so write errors are ignored.
+        let mut out = std::io::stdout();
+        let _ = writeln!(out, "sandbox listening on http://{addr}");
         if !quiet {
-            println!("sandbox listening on http://{addr}");
-            println!("GraphQL endpoint: http://{addr}/admin/api/{latest}/graphql.json (header X-Shopify-Access-Token: any non-empty token unless --token is given)");
+            let _ = writeln!(
+                out,
+                "GraphQL endpoint: http://{addr}/admin/api/{latest}/graphql.json (header X-Shopify-Access-Token: {})",
+                if tokens_given { "one of the --token values" } else { "any non-empty token" }
+            );
         }
     })
     .map_err(Error::failed)?;

@@ -162,7 +162,9 @@ fn apply(store: &mut Store, c: &mut Collection, input: &Map<String, Value>, exis
     }
     let id = c.id;
     let taken = |h: &str| store.collections.values().any(|x| x.id != id && x.handle == h);
-    match input.get("handle").and_then(Value::as_str).filter(|h| !h.trim().is_empty()) {
+    let explicit = input.get("handle").and_then(Value::as_str);
+    let regenerate = explicit.is_some_and(|h| h.trim().is_empty()) || (explicit.is_none() && !existing);
+    match explicit.filter(|h| !h.trim().is_empty()) {
         Some(raw) => {
             let normalized = handles::normalize(raw);
             if normalized.is_empty() {
@@ -178,7 +180,7 @@ fn apply(store: &mut Store, c: &mut Collection, input: &Map<String, Value>, exis
                 c.handle = normalized;
             }
         }
-        None if existing => {}
+        None if !regenerate => {}
         None => {
             let mut base = handles::normalize(&c.title);
             if base.is_empty() {

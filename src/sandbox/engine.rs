@@ -2,7 +2,7 @@
 //! operation, coerce variables, input-size limits, cost and the bucket (`MAX_COST_EXCEEDED`,
 //! `THROTTLED`), execution under the store lock, refund of unused cost.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::sync::{Mutex, MutexGuard};
 
 use apollo_compiler::ast::{self, OperationType};
@@ -29,8 +29,9 @@ pub struct Shared {
     pub log: Mutex<Vec<RequestRecord>>,
     /// The store changed since it was last saved.
     pub dirty: AtomicBool,
-    /// Bulk operations stay `CREATED` while this is set (tests use it to observe concurrency).
-    pub hold_bulk: AtomicBool,
+    /// Where bulk operations wait (a [`super::BulkHold`] as `u8`); tests use it to observe
+    /// operations that are not finished.
+    pub hold_bulk: AtomicU8,
 }
 
 /// Locks a mutex, recovering the data if a task panicked while holding it (the sandbox keeps

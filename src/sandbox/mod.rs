@@ -30,7 +30,7 @@ mod variables;
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -94,6 +94,17 @@ impl Default for SandboxConfig {
             bulk_step_delay: Duration::from_millis(20),
         }
     }
+}
+
+/// Where bulk operations wait while held.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BulkHold {
+    /// Operations run normally.
+    None = 0,
+    /// Operations stay `CREATED`.
+    Created = 1,
+    /// Operations start (`RUNNING`) but process no line.
+    Running = 2,
 }
 
 /// Why a sandbox could not start or stop cleanly.
@@ -175,9 +186,10 @@ impl Sandbox {
         lock(&self.shared.log).clone()
     }
 
-    /// Keeps new bulk operations `CREATED` until released (to observe concurrency limits).
-    pub fn hold_bulk_operations(&self, hold: bool) {
-        self.shared.hold_bulk.store(hold, Ordering::Relaxed);
+    /// Holds bulk operations at a stage until released with [`BulkHold::None`] (to observe
+    /// concurrency limits and running operations).
+    pub fn hold_bulk_operations(&self, hold: BulkHold) {
+        self.shared.hold_bulk.store(hold as u8, Ordering::Relaxed);
     }
 
     /// Stops serving and saves the store (with `data`).
@@ -218,10 +230,26 @@ fn prepare(config: SandboxConfig) -> Result<(std::net::TcpListener, Arc<Shared>)
         store: Mutex::new(store),
         log: Mutex::new(Vec::new()),
         dirty: AtomicBool::new(false),
-        hold_bulk: AtomicBool::new(false),
+        hold_bulk: AtomicU8::new(BulkHold::None as u8),
         config,
     };
     Ok((listener, Arc::new(shared)))
+}
+
+/// Ctrl-C, or SIGTERM on Unix.
+async fn stop_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        if let Ok(mut term) = signal(SignalKind::terminate()) {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+            return;
+        }
+    }
+    let _ = tokio::signal::ctrl_c().await;
 }
 
 /// Serves in the current thread until Ctrl-C (the `catsync sandbox` command); `ready` is
@@ -237,7 +265,7 @@ pub fn serve(config: SandboxConfig, ready: impl FnOnce(SocketAddr)) -> Result<()
         let listener = tokio::net::TcpListener::from_std(listener).map_err(|e| SandboxError::Runtime(e.to_string()))?;
         let (tx, rx) = oneshot::channel();
         tokio::spawn(async move {
-            let _ = tokio::signal::ctrl_c().await;
+            stop_signal().await;
             let _ = tx.send(());
         });
         ready(addr);

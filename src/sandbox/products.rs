@@ -174,8 +174,9 @@ pub fn product_create(store: &mut Store, args: &Args<'_>) -> FieldResult {
     let mut errors = Vec::new();
     let mut draft = Draft::start(store, None, Mode::Create);
     draft.scalars(store, input, &mut errors);
-    if let Some(options) = input.get("productOptions").and_then(Value::as_array).filter(|o| !o.is_empty()) {
-        draft.create_options(store, options, &mut errors);
+    match input.get("productOptions").and_then(Value::as_array).filter(|o| !o.is_empty()) {
+        Some(options) => draft.create_options(store, options, &mut errors),
+        None => draft.default_variant(store),
     }
     if let Some(list) = input.get("metafields").and_then(Value::as_array) {
         draft.product.metafields = metafields(store, &[], list, false, &["metafields"], &mut errors);
@@ -414,8 +415,9 @@ impl Draft {
         }
     }
 
-    /// Shopify's handle rules: explicit handles are normalised and must be free; blank ones keep
-    /// the current handle; generated ones (from the title) are de-duplicated.
+    /// Shopify's handle rules: explicit handles are normalised and must be free; generated ones
+    /// (from the title, for new products and for blank handles) are de-duplicated; without a
+    /// handle an existing product keeps its own.
     fn handle(&mut self, store: &Store, explicit: Option<&str>, errors: &mut Vec<UserErr>) {
         let id = self.product.id;
         let taken = |h: &str| store.products.values().any(|p| p.id != id && p.handle == h);
@@ -427,6 +429,8 @@ impl Draft {
                 _ => UserErr::new(&["handle"], "Handle is too long (maximum is 255 characters)"),
             });
         };
+        // A blank handle asks for one generated from the title, as does a new product without one.
+        let regenerate = explicit.is_some_and(|h| h.trim().is_empty()) || (explicit.is_none() && !self.existing);
         match explicit.filter(|h| !h.trim().is_empty()) {
             Some(raw) => {
                 let normalized = handles::normalize(raw);
@@ -444,7 +448,7 @@ impl Draft {
                     self.product.handle = normalized;
                 }
             }
-            None if self.existing => {}
+            None if !regenerate => {}
             None => {
                 let mut base = handles::normalize(&self.product.title);
                 if base.is_empty() {

@@ -305,6 +305,16 @@ fn query_root(exec: &mut Exec<'_>, store: &Store, field: &str, args: &Args<'_>) 
             }
             Resolved::List(out)
         }
+        "productVariant" => match gid_arg(args, "id", "ProductVariant")?.and_then(|id| store.variant(id)) {
+            Some((p, v)) => Resolved::obj(Obj::Variant(p.id, v.id)),
+            None => Resolved::Null,
+        },
+        "inventoryItem" => {
+            match gid_arg(args, "id", "InventoryItem")?.and_then(|id| store.variant_by_inventory_item(id)) {
+                Some((p, v)) => Resolved::obj(Obj::InventoryItem(p.id, v.id)),
+                None => Resolved::Null,
+            }
+        }
         "productOperation" => Resolved::opt_obj(
             gid_arg(args, "id", "ProductSetOperation")?
                 .filter(|id| store.product_operations.contains_key(id))
@@ -702,8 +712,9 @@ fn collection(store: &Store, c: &super::store::Collection, field: &str, args: &A
                 "CREATED" => members.sort_by_key(|p| (p.created_at, p.id)),
                 "ID" => members.sort_by_key(|p| p.id),
                 "PRICE" => members.sort_by(|a, b| min_price(a).total_cmp(&min_price(b)).then(a.id.cmp(&b.id))),
-                // No sales in the sandbox: best sellers are the newest products first.
-                "BEST_SELLING" => members.sort_by_key(|p| std::cmp::Reverse(p.id)),
+                // No sales or search in the sandbox: best sellers and the most relevant are the
+                // newest products first (as Shopify orders a new collection).
+                "BEST_SELLING" | "RELEVANCE" => members.sort_by_key(|p| std::cmp::Reverse(p.id)),
                 _ => {}
             }
             let descending = matches!(c.sort_order.as_str(), "ALPHA_DESC" | "CREATED_DESC" | "PRICE_DESC")

@@ -25,6 +25,7 @@ use super::execute::Followup;
 use super::faults::Fault;
 use super::products;
 use super::response::Out;
+use super::BulkHold;
 
 /// Shopify's answer to a missing or unknown access token.
 const INVALID_TOKEN: &str = "[API] Invalid API key or access token (unrecognized login or wrong password)";
@@ -210,35 +211,38 @@ fn spawn_followup(shared: Arc<Shared>, followup: Followup) {
 
 async fn run_bulk(shared: Arc<Shared>, operation: u64) {
     tokio::time::sleep(shared.config.bulk_start_delay).await;
-    while shared.hold_bulk.load(Ordering::Relaxed) {
-        tokio::time::sleep(Duration::from_millis(10)).await;
-        let canceled = lock(&shared.store).bulk_operations.get(&operation).is_none_or(|o| o.status == "CANCELING");
-        if canceled {
-            break;
-        }
-    }
+    wait_while_held(&shared, operation, BulkHold::Created).await;
     let job_error = lock(&shared.faults).job_error();
     let Some(mut run) = BulkRun::start(&mut lock(&shared.store), operation) else {
         shared.dirty.store(true, Ordering::Relaxed);
         return;
     };
+    shared.dirty.store(true, Ordering::Relaxed);
+    wait_while_held(&shared, operation, BulkHold::Running).await;
+    if job_error {
+        run.fail(&mut lock(&shared.store));
+        shared.dirty.store(true, Ordering::Relaxed);
+        return;
+    }
     let batch = shared.config.bulk_batch.max(1);
     loop {
-        let done = {
-            let mut store = lock(&shared.store);
-            let done = run.step(&mut store, &shared.env, batch);
-            if !done && job_error {
-                run.fail(&mut store);
-                true
-            } else {
-                done
-            }
-        };
+        let done = run.step(&mut lock(&shared.store), &shared.env, batch);
         shared.dirty.store(true, Ordering::Relaxed);
         if done {
             break;
         }
         tokio::time::sleep(shared.config.bulk_step_delay).await;
+    }
+}
+
+/// Waits while bulk operations are held at `stage` (and the operation is not being canceled).
+async fn wait_while_held(shared: &Shared, operation: u64, stage: BulkHold) {
+    while shared.hold_bulk.load(Ordering::Relaxed) == stage as u8 {
+        let canceling = lock(&shared.store).bulk_operations.get(&operation).is_none_or(|o| o.status == "CANCELING");
+        if canceling {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }
 
