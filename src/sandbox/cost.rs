@@ -61,7 +61,7 @@ impl<'a> Costing<'a> {
             _ => (QUERY_ROOT, false),
         };
         let mut total = 0.0;
-        for f in self.fields(&op.selection_set, root) {
+        for f in self.fields(&op.selection_set) {
             let key = f.alias.as_ref().unwrap_or(&f.name).to_string();
             let result = data.map(|d| d.get(&key).unwrap_or(&Out::Null));
             if mutation {
@@ -106,17 +106,18 @@ impl<'a> Costing<'a> {
             + 1.9 * (count("files") + variant_files)
     }
 
-    /// The fields of a selection set on `parent`, fragments flattened (every possible type).
-    fn fields<'d>(&self, set: &'d [ast::Selection], parent: &str) -> Vec<&'d ast::Field>
+    /// The fields of a selection set, fragments flattened (for every possible type: costs are
+    /// worst cases).
+    fn fields<'d>(&self, set: &'d [ast::Selection]) -> Vec<&'d ast::Field>
     where
         'a: 'd,
     {
         let mut out = Vec::new();
-        self.flatten(set, parent, &mut out, 0);
+        self.flatten(set, &mut out, 0);
         out
     }
 
-    fn flatten<'d>(&self, set: &'d [ast::Selection], parent: &str, out: &mut Vec<&'d ast::Field>, depth: usize)
+    fn flatten<'d>(&self, set: &'d [ast::Selection], out: &mut Vec<&'d ast::Field>, depth: usize)
     where
         'a: 'd,
     {
@@ -131,10 +132,10 @@ impl<'a> Costing<'a> {
                         out.push(f);
                     }
                 }
-                ast::Selection::InlineFragment(i) => self.flatten(&i.selection_set, parent, out, depth + 1),
+                ast::Selection::InlineFragment(i) => self.flatten(&i.selection_set, out, depth + 1),
                 ast::Selection::FragmentSpread(s) => {
                     if let Some(frag) = doc.fragment(&s.fragment_name) {
-                        self.flatten(&frag.selection_set, parent, out, depth + 1);
+                        self.flatten(&frag.selection_set, out, depth + 1);
                     }
                 }
             }
@@ -145,7 +146,7 @@ impl<'a> Costing<'a> {
     /// fields free).
     fn children(&self, set: &[ast::Selection], ty: &str, result: Option<&Out>, payload: bool) -> f64 {
         let mut total = 0.0;
-        for f in self.fields(set, ty) {
+        for f in self.fields(set) {
             if f.name == "__typename" {
                 continue;
             }
@@ -221,7 +222,7 @@ impl<'a> Costing<'a> {
         };
         let sample = |node: Option<Out>| result.map(|_| node.unwrap_or(Out::Null));
         let mut best: f64 = 0.0;
-        for f in self.fields(set, connection) {
+        for f in self.fields(set) {
             let key = f.alias.as_ref().unwrap_or(&f.name).to_string();
             match f.name.as_str() {
                 "nodes" => {
@@ -229,9 +230,7 @@ impl<'a> Costing<'a> {
                     best = best.max(self.children(&f.selection_set, node_type, node.as_ref(), false));
                 }
                 "edges" => {
-                    let edge_type =
-                        sch::field(self.schema, connection, "edges").map(|d| d.ty.inner_named_type().to_string());
-                    for e in self.fields(&f.selection_set, edge_type.as_deref().unwrap_or("")) {
+                    for e in self.fields(&f.selection_set) {
                         if e.name == "node" {
                             let ekey = e.alias.as_ref().unwrap_or(&e.name).to_string();
                             let node = sample(first(&key).and_then(|edge| edge.get(&ekey).cloned()));

@@ -80,14 +80,12 @@ impl Shared {
             actual_cost: None,
         };
         let answer = self.run(body, content_type, force_throttle, &mut record);
-        if let Some(errors) = answer.body.get("errors") {
-            if let Out::List(list) = errors {
-                record.error_code =
-                    list.iter().find_map(|e| e.get("extensions").and_then(|x| x.get("code"))).and_then(|c| match c {
-                        Out::Str(s) => Some(s.clone()),
-                        _ => None,
-                    });
-            }
+        if let Some(Out::List(list)) = answer.body.get("errors") {
+            record.error_code =
+                list.iter().find_map(|e| e.get("extensions").and_then(|x| x.get("code"))).and_then(|c| match c {
+                    Out::Str(s) => Some(s.clone()),
+                    _ => None,
+                });
         }
         lock(&self.log).push(record);
         answer

@@ -150,10 +150,10 @@ pub fn apply_product_set(store: &mut Store, identifier: Option<&Value>, input: &
     if let Some(list) = input.get("files").and_then(Value::as_array) {
         draft.files(store, list, &mut errors);
     }
-    let collections = match input.get("collections").and_then(Value::as_array) {
-        Some(list) => Some(collection_ids(store, list, &["input", "collections"], &mut errors)),
-        None => None,
-    };
+    let collections = input
+        .get("collections")
+        .and_then(Value::as_array)
+        .map(|list| collection_ids(store, list, &["input", "collections"], &mut errors));
     if !errors.is_empty() {
         return SetOutcome { product: target, errors };
     }

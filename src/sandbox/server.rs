@@ -162,7 +162,7 @@ fn authorized(shared: &Shared, headers: &HeaderMap) -> bool {
 async fn graphql(State(shared): State<Arc<Shared>>, Path(version): Path<String>, request: Request) -> Response {
     let force_throttle = request.extensions().get::<ForceThrottle>().is_some();
     let headers = request.headers().clone();
-    if !shared.config.api_versions.iter().any(|v| *v == version) {
+    if !shared.config.api_versions.contains(&version) {
         return json(StatusCode::NOT_FOUND, &Out::obj([("errors", Out::str("Not Found"))]));
     }
     if !authorized(&shared, &headers) {

@@ -34,7 +34,7 @@ fn server_errors_carry_retry_after() {
 #[test]
 fn resets_close_the_connection_without_an_answer() {
     let client = with_faults("reset=1");
-    let err = raw(&client).err().expect("no answer");
+    let err = raw(&client).expect_err("no answer");
     assert!(!err.is_status() && !err.is_timeout(), "{err}");
 }
 

@@ -162,7 +162,8 @@ impl Replay {
                     }
                 }
                 for k in a.keys() {
-                    if !e.contains_key(k) && !(path.is_empty() && k == "extensions") {
+                    let extensions = path.is_empty() && k == "extensions";
+                    if !e.contains_key(k) && !extensions {
                         problems.push(format!("`{}` is not in the capture", join(path, k)));
                     }
                 }
@@ -262,11 +263,9 @@ impl Replay {
         };
         for k in ["requestedQueryCost", "actualQueryCost"] {
             let (ev, av) = (&ec[k], &ac[k]);
-            if ev.is_null() != av.is_null() || (!av.is_null() && !av.is_number()) {
-                problems.push(format!("`extensions.cost.{k}` is {av}, the capture has {ev}"));
-            } else if (opts.cost == Cost::Exact || (opts.cost == Cost::Requested && k == "requestedQueryCost"))
-                && ev.as_f64() != av.as_f64()
-            {
+            let compared = opts.cost == Cost::Exact || (opts.cost == Cost::Requested && k == "requestedQueryCost");
+            let shape_differs = ev.is_null() != av.is_null() || (!av.is_null() && !av.is_number());
+            if shape_differs || (compared && ev.as_f64() != av.as_f64()) {
                 problems.push(format!("`extensions.cost.{k}` is {av}, the capture has {ev}"));
             }
         }
