@@ -220,7 +220,11 @@ fn prepare(config: SandboxConfig) -> Result<(std::net::TcpListener, Arc<Shared>)
     listener.set_nonblocking(true).map_err(|e| SandboxError::Runtime(e.to_string()))?;
     let addr = listener.local_addr().map_err(|e| SandboxError::Runtime(e.to_string()))?;
     let store = match &config.data {
-        Some(path) if path.exists() => Store::load(path).map_err(SandboxError::Data)?,
+        Some(path) if path.exists() => {
+            let mut store = Store::load(path).map_err(SandboxError::Data)?;
+            store.interrupt_unfinished();
+            store
+        }
         _ => Store::new(&config.shop_name),
     };
     let shared = Shared {

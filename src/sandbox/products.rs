@@ -481,6 +481,10 @@ impl Draft {
                 UserErr::new(&["input", "productOptions"], "Must specify product options when updating variants.")
                     .code("PRODUCT_OPTIONS_INPUT_MISSING"),
             ),
+            (_, Some(variants)) if variants.is_empty() => errors.push(
+                UserErr::new(&["input", "variants"], "A product must have at least one variant.")
+                    .code("INVALID_VARIANT"),
+            ),
             (options, Some(variants)) => {
                 if let Some(options) = options {
                     let before = errors.len();

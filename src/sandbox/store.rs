@@ -427,6 +427,20 @@ impl Store {
         existed
     }
 
+    /// Ends the work a previous run left unfinished (its timers are gone): unfinished bulk
+    /// operations fail, pending product operations complete with `JOB_ERROR`.
+    pub fn interrupt_unfinished(&mut self) {
+        for op in self.bulk_operations.values_mut().filter(|o| !o.is_terminal()) {
+            op.status = "FAILED".to_string();
+            op.error_code = Some("INTERNAL_SERVER_ERROR".to_string());
+            op.completed_at = Some(now());
+        }
+        for op in self.product_operations.values_mut().filter(|o| o.status != "COMPLETE") {
+            op.status = "COMPLETE".to_string();
+            op.user_errors = vec![UserErr::global("Error processing request in the background job.").code("JOB_ERROR")];
+        }
+    }
+
     /// Reads a store written by [`Store::save`].
     pub fn load(path: &Path) -> Result<Store, String> {
         let text =

@@ -410,6 +410,11 @@ impl Validator<'_> {
             self.path.pop();
             return;
         }
+        if parent == QUERY_ROOT && matches!(f.name.as_str(), "__schema" | "__type") {
+            // Introspection is checked by apollo-compiler, which knows the meta-schema.
+            self.path.pop();
+            return;
+        }
         let Some(def) = sch::field(self.schema, parent, &f.name) else {
             self.errors.push(
                 GqlError::new(format!("Field '{}' doesn't exist on type '{parent}'", f.name))

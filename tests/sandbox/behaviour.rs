@@ -359,3 +359,19 @@ fn deleting_a_product_removes_it_everywhere() {
     );
     assert_eq!(read, json!({"product": null, "collection": {"productsCount": {"count": 0}}}));
 }
+
+#[test]
+fn introspection_describes_the_subset() {
+    let client = Client::new();
+    let data = client.data(
+        "{ __schema { queryType { name } mutationType { name } } __type(name: \"ProductSetUserErrorCode\") { enumValues { name } } shop { name } }",
+        json!({}),
+    );
+    assert_eq!(data["__schema"], json!({"queryType": {"name": "QueryRoot"}, "mutationType": {"name": "Mutation"}}));
+    let codes: Vec<&str> =
+        data["__type"]["enumValues"].as_array().expect("values").iter().filter_map(|v| v["name"].as_str()).collect();
+    assert!(codes.contains(&"HANDLE_NOT_UNIQUE") && codes.contains(&"ID_NOT_ALLOWED"), "{codes:?}");
+    assert_eq!(data["shop"]["name"], "catsync-sandbox");
+    let bad = client.post("{ __schema { nope } }", json!({}));
+    assert!(bad["errors"].is_array() && bad.get("data").is_none(), "{bad}");
+}
