@@ -14,7 +14,7 @@ pub struct SandboxArgs {
     /// Port on 127.0.0.1 (0 picks a free one).
     #[arg(long, default_value_t = 8787)]
     pub port: u16,
-    /// Keep the store in this file (loaded at start, saved every second and on exit).
+    /// Keep the store in this file (loaded at start, saved every two seconds and on exit).
     #[arg(long, value_name = "FILE")]
     pub data: Option<PathBuf>,
     /// Cost points restored per second.

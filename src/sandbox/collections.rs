@@ -74,7 +74,7 @@ pub fn collection_create(store: &mut Store, args: &Args<'_>) -> FieldResult {
     }
     c.id = store.alloc_id();
     let id = c.id;
-    store.collections.insert(id, c);
+    store.insert_collection(c);
     Ok(payload("CollectionCreatePayload", Some(id), &[]))
 }
 
@@ -95,7 +95,7 @@ pub fn collection_update(store: &mut Store, args: &Args<'_>) -> FieldResult {
     let id = c.id;
     if errors.is_empty() {
         c.updated_at = now();
-        store.collections.insert(id, c);
+        store.insert_collection(c);
     }
     Ok(payload("CollectionUpdatePayload", Some(id), &errors))
 }
@@ -161,7 +161,7 @@ fn apply(store: &mut Store, c: &mut Collection, input: &Map<String, Value>, exis
         errors.push(UserErr::new(&["title"], "Title is too long (maximum is 255 characters)"));
     }
     let id = c.id;
-    let taken = |h: &str| store.collections.values().any(|x| x.id != id && x.handle == h);
+    let taken = |h: &str| store.collection_handle_taken(h, id);
     let explicit = input.get("handle").and_then(Value::as_str);
     let regenerate = explicit.is_some_and(|h| h.trim().is_empty()) || (explicit.is_none() && !existing);
     match explicit.filter(|h| !h.trim().is_empty()) {

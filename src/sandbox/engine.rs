@@ -2,7 +2,7 @@
 //! operation, coerce variables, input-size limits, cost and the bucket (`MAX_COST_EXCEEDED`,
 //! `THROTTLED`), execution under the store lock, refund of unused cost.
 
-use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
 use std::sync::{Mutex, MutexGuard};
 
 use apollo_compiler::ast::{self, OperationType};
@@ -29,6 +29,11 @@ pub struct Shared {
     pub log: Mutex<Vec<RequestRecord>>,
     /// The store changed since it was last saved.
     pub dirty: AtomicBool,
+    /// Serialises writes of the `--data` file; holds the number of the last snapshot written, so
+    /// an older snapshot never overwrites a newer one.
+    pub saving: Mutex<u64>,
+    /// Numbers snapshots taken for saving.
+    pub snapshots: AtomicU64,
     /// Where bulk operations wait (a [`super::BulkHold`] as `u8`); tests use it to observe
     /// operations that are not finished.
     pub hold_bulk: AtomicU8,
@@ -55,6 +60,9 @@ pub struct RequestRecord {
     pub requested_cost: Option<u64>,
     pub actual_cost: Option<u64>,
 }
+
+/// How many request records are kept (the oldest half goes when full).
+const MAX_LOG: usize = 100_000;
 
 /// An HTTP-level answer from the engine.
 pub struct Answer {
@@ -87,7 +95,11 @@ impl Shared {
                     _ => None,
                 });
         }
-        lock(&self.log).push(record);
+        let mut log = lock(&self.log);
+        if log.len() >= MAX_LOG {
+            log.drain(..MAX_LOG / 2);
+        }
+        log.push(record);
         answer
     }
 

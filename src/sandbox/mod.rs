@@ -30,7 +30,7 @@ mod variables;
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -176,12 +176,14 @@ impl Sandbox {
 
     /// Reads or changes the store directly (seeding test data, inspecting state).
     pub fn with_store<R>(&self, f: impl FnOnce(&mut Store) -> R) -> R {
-        let r = f(&mut lock(&self.shared.store));
+        let mut store = lock(&self.shared.store);
+        let r = f(&mut store);
+        store.reindex();
         self.shared.dirty.store(true, Ordering::Relaxed);
         r
     }
 
-    /// Every GraphQL request received so far.
+    /// The GraphQL requests received so far (the last 100,000 at least).
     pub fn requests(&self) -> Vec<RequestRecord> {
         lock(&self.shared.log).clone()
     }
@@ -234,6 +236,8 @@ fn prepare(config: SandboxConfig) -> Result<(std::net::TcpListener, Arc<Shared>)
         store: Mutex::new(store),
         log: Mutex::new(Vec::new()),
         dirty: AtomicBool::new(false),
+        saving: Mutex::new(0),
+        snapshots: AtomicU64::new(0),
         hold_bulk: AtomicU8::new(BulkHold::None as u8),
         config,
     };

@@ -420,7 +420,7 @@ impl Draft {
     /// handle an existing product keeps its own.
     fn handle(&mut self, store: &Store, explicit: Option<&str>, errors: &mut Vec<UserErr>) {
         let id = self.product.id;
-        let taken = |h: &str| store.products.values().any(|p| p.id != id && p.handle == h);
+        let taken = |h: &str| store.product_handle_taken(h, id);
         let too_long = |errors: &mut Vec<UserErr>| {
             errors.push(match self.mode {
                 Mode::Set => {
@@ -791,7 +791,7 @@ impl Draft {
     fn commit(mut self, store: &mut Store) -> u64 {
         self.product.updated_at = now();
         let id = self.product.id;
-        store.products.insert(id, self.product);
+        store.insert_product(self.product);
         id
     }
 }

@@ -111,17 +111,37 @@ pub async fn run(listener: TcpListener, shared: Arc<Shared>, mut shutdown: onesh
 
 async fn save_periodically(shared: Arc<Shared>) {
     loop {
-        tokio::time::sleep(Duration::from_secs(1)).await;
-        if shared.dirty.swap(false, Ordering::Relaxed) {
-            save(&shared);
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        if shared.config.data.is_some() && shared.dirty.swap(false, Ordering::Relaxed) {
+            // Copy under the lock, write without it: requests go on while a big store is saved.
+            let snapshot = snapshot(&shared);
+            let worker = shared.clone();
+            let _ = tokio::task::spawn_blocking(move || write(&worker, snapshot)).await;
         }
     }
 }
 
 fn save(shared: &Shared) {
-    if let Some(path) = &shared.config.data {
-        let result = lock(&shared.store).save(path);
-        if let Err(e) = result {
+    if shared.config.data.is_some() {
+        write(shared, snapshot(shared));
+    }
+}
+
+/// A numbered copy of the store.
+fn snapshot(shared: &Shared) -> (u64, super::store::Store) {
+    let store = lock(&shared.store);
+    (shared.snapshots.fetch_add(1, Ordering::Relaxed) + 1, store.clone())
+}
+
+fn write(shared: &Shared, (number, store): (u64, super::store::Store)) {
+    let Some(path) = &shared.config.data else { return };
+    let mut last = lock(&shared.saving);
+    if number <= *last {
+        return; // a newer snapshot is already on disk
+    }
+    match store.save(path) {
+        Ok(()) => *last = number,
+        Err(e) => {
             tracing::error!("{e}");
             shared.dirty.store(true, Ordering::Relaxed);
         }

@@ -2,7 +2,7 @@
 //! translations, product-set and bulk operations. Plain serde types, so the whole store can be
 //! written to `--data` and read back; GIDs are derived from numeric ids.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -342,6 +342,12 @@ pub struct Store {
     /// Staged uploads by key; not persisted.
     #[serde(skip)]
     pub staged: BTreeMap<String, StagedFile>,
+    /// Handle → id indexes (derived; kept because upserts look handles up on every call, and a
+    /// scan would make a 100,000-product bulk import quadratic).
+    #[serde(skip)]
+    product_handles: HashMap<String, u64>,
+    #[serde(skip)]
+    collection_handles: HashMap<String, u64>,
 }
 
 impl Store {
@@ -369,6 +375,8 @@ impl Store {
             bulk_operations: BTreeMap::new(),
             bulk_outputs: BTreeMap::new(),
             staged: BTreeMap::new(),
+            product_handles: HashMap::new(),
+            collection_handles: HashMap::new(),
         };
         store.shop.id = store.alloc_id();
         let loc = store.alloc_id();
@@ -387,11 +395,45 @@ impl Store {
     }
 
     pub fn product_by_handle(&self, handle: &str) -> Option<&Product> {
-        self.products.values().find(|p| p.handle == handle)
+        self.product_handles.get(handle).and_then(|id| self.products.get(id))
     }
 
     pub fn collection_by_handle(&self, handle: &str) -> Option<&Collection> {
-        self.collections.values().find(|c| c.handle == handle)
+        self.collection_handles.get(handle).and_then(|id| self.collections.get(id))
+    }
+
+    /// Whether a product other than `except` has `handle`.
+    pub fn product_handle_taken(&self, handle: &str, except: u64) -> bool {
+        self.product_handles.get(handle).is_some_and(|id| *id != except)
+    }
+
+    /// Whether a collection other than `except` has `handle`.
+    pub fn collection_handle_taken(&self, handle: &str, except: u64) -> bool {
+        self.collection_handles.get(handle).is_some_and(|id| *id != except)
+    }
+
+    /// Adds or replaces a product.
+    pub fn insert_product(&mut self, product: Product) {
+        if let Some(old) = self.products.get(&product.id) {
+            self.product_handles.remove(&old.handle);
+        }
+        self.product_handles.insert(product.handle.clone(), product.id);
+        self.products.insert(product.id, product);
+    }
+
+    /// Adds or replaces a collection.
+    pub fn insert_collection(&mut self, collection: Collection) {
+        if let Some(old) = self.collections.get(&collection.id) {
+            self.collection_handles.remove(&old.handle);
+        }
+        self.collection_handles.insert(collection.handle.clone(), collection.id);
+        self.collections.insert(collection.id, collection);
+    }
+
+    /// Rebuilds the handle indexes (after loading, or after products were changed directly).
+    pub fn reindex(&mut self) {
+        self.product_handles = self.products.values().map(|p| (p.handle.clone(), p.id)).collect();
+        self.collection_handles = self.collections.values().map(|c| (c.handle.clone(), c.id)).collect();
     }
 
     /// The collections `product` belongs to, by id.
@@ -410,9 +452,8 @@ impl Store {
 
     /// Removes a product with its memberships and translations; returns whether it existed.
     pub fn delete_product(&mut self, id: u64) -> bool {
-        if self.products.remove(&id).is_none() {
-            return false;
-        }
+        let Some(product) = self.products.remove(&id) else { return false };
+        self.product_handles.remove(&product.handle);
         for c in self.collections.values_mut() {
             c.products.retain(|p| *p != id);
         }
@@ -422,9 +463,10 @@ impl Store {
 
     /// Removes a collection and its translations; returns whether it existed.
     pub fn delete_collection(&mut self, id: u64) -> bool {
-        let existed = self.collections.remove(&id).is_some();
+        let Some(collection) = self.collections.remove(&id) else { return false };
+        self.collection_handles.remove(&collection.handle);
         self.translations.remove(&gid("Collection", id));
-        existed
+        true
     }
 
     /// Ends the work a previous run left unfinished (its timers are gone): unfinished bulk
@@ -456,7 +498,9 @@ impl Store {
                 file.version
             ));
         }
-        Ok(file.store)
+        let mut store = file.store;
+        store.reindex();
+        Ok(store)
     }
 
     /// Writes the store atomically (temp file, then rename).
