@@ -21,6 +21,7 @@ use apollo_compiler::Schema;
 use serde_json::{Map, Value};
 
 use super::document::Document;
+use super::execute::included;
 use super::response::Out;
 use super::schema::{self as sch, MUTATION_ROOT, QUERY_ROOT};
 use super::variables::field_arguments;
@@ -126,6 +127,14 @@ impl<'a> Costing<'a> {
             return;
         }
         for sel in set {
+            let directives = match sel {
+                ast::Selection::Field(f) => &f.directives,
+                ast::Selection::InlineFragment(i) => &i.directives,
+                ast::Selection::FragmentSpread(s) => &s.directives,
+            };
+            if !included(directives, self.vars) {
+                continue;
+            }
             match sel {
                 ast::Selection::Field(f) => {
                     if !out.iter().any(|x: &&ast::Field| x.alias == f.alias && x.name == f.name) {
@@ -279,6 +288,7 @@ pub struct ThrottleStatus {
 }
 
 impl LeakyBucket {
+    /// A full bucket.
     pub fn new(capacity: f64, restore_rate: f64) -> Self {
         LeakyBucket { capacity, restore_rate, available: capacity, last: Instant::now() }
     }
@@ -306,6 +316,7 @@ impl LeakyBucket {
         self.available = (self.available + points).min(self.capacity);
     }
 
+    /// The bucket now.
     pub fn status(&mut self) -> ThrottleStatus {
         self.refill();
         ThrottleStatus {
@@ -394,6 +405,13 @@ mod tests {
             cost("query R($id: ID!) { shopLocales { locale name primary published } translatableResource(resourceId: $id) { resourceId translatableContent { key value digest locale type } translations(locale: \"fr\") { key value locale outdated market { id } } } }", json!({"id": "gid://shopify/Product/1"})),
             5
         );
+    }
+
+    #[test]
+    fn skipped_selections_cost_nothing() {
+        let q = "query Q($all: Boolean!) { shop { id } products(first: 100) @include(if: $all) { nodes { id } } }";
+        assert_eq!(cost(q, json!({"all": false})), 1);
+        assert_eq!(cost(q, json!({"all": true})), 13);
     }
 
     #[test]

@@ -155,6 +155,7 @@ impl Sandbox {
         Ok(Sandbox { addr, shared, shutdown: Some(tx), thread: Some(thread) })
     }
 
+    /// The bound loopback address.
     pub fn addr(&self) -> SocketAddr {
         self.addr
     }

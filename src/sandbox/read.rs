@@ -10,7 +10,7 @@ use super::translations;
 /// Resolves `field` of `obj`.
 pub fn resolve(exec: &mut Exec<'_>, store: &Store, obj: &Obj, field: &str, args: &Args<'_>) -> FieldResult {
     match obj {
-        Obj::QueryRoot => query_root(exec, store, field, args),
+        Obj::QueryRoot => query_root(store, field, args),
         Obj::Shop => Ok(match field {
             "id" => Resolved::str(gid("Shop", store.shop.id)),
             "name" => Resolved::str(store.shop.name.clone()),
@@ -23,7 +23,7 @@ pub fn resolve(exec: &mut Exec<'_>, store: &Store, obj: &Obj, field: &str, args:
             None => Ok(Resolved::Null),
         },
         Obj::Variant(pid, vid) => match find_variant(store, *pid, *vid) {
-            Some((p, v)) => variant(store, p, v, field, args),
+            Some((p, v)) => variant(p, v, field, args),
             None => Ok(Resolved::Null),
         },
         Obj::InventoryItem(pid, vid) => match find_variant(store, *pid, *vid) {
@@ -194,7 +194,7 @@ fn gid_arg(args: &Args<'_>, name: &str, kind: &str) -> Result<Option<u64>, Field
     }
 }
 
-fn query_root(exec: &mut Exec<'_>, store: &Store, field: &str, args: &Args<'_>) -> FieldResult {
+fn query_root(store: &Store, field: &str, args: &Args<'_>) -> FieldResult {
     Ok(match field {
         "shop" => Resolved::obj(Obj::Shop),
         "product" => Resolved::opt_obj(
@@ -344,10 +344,7 @@ fn query_root(exec: &mut Exec<'_>, store: &Store, field: &str, args: &Args<'_>) 
             }
             Resolved::opt_obj(translations::content(store, id).map(|_| Obj::TranslatableResource(id.to_string())))
         }
-        _ => {
-            let _ = exec;
-            return unknown(&Obj::QueryRoot, field);
-        }
+        _ => return unknown(&Obj::QueryRoot, field),
     })
 }
 
@@ -614,7 +611,7 @@ fn product(store: &Store, p: &Product, field: &str, args: &Args<'_>) -> FieldRes
     })
 }
 
-fn variant(store: &Store, p: &Product, v: &Variant, field: &str, args: &Args<'_>) -> FieldResult {
+fn variant(p: &Product, v: &Variant, field: &str, args: &Args<'_>) -> FieldResult {
     Ok(match field {
         "id" => Resolved::str(v.gid()),
         "legacyResourceId" => Resolved::str(v.id.to_string()),
@@ -639,10 +636,7 @@ fn variant(store: &Store, p: &Product, v: &Variant, field: &str, args: &Args<'_>
             (0..v.option_values.len().min(p.options.len())).map(|i| Resolved::obj(Obj::SelectedOption(p.id, v.id, i))),
         ),
         "metafield" | "metafields" => metafield_fields(&v.gid(), &v.metafields, field, args)?,
-        _ => {
-            let _ = store;
-            return unknown(&Obj::Variant(p.id, v.id), field);
-        }
+        _ => return unknown(&Obj::Variant(p.id, v.id), field),
     })
 }
 

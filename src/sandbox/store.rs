@@ -15,6 +15,7 @@ const FILE_VERSION: u32 = 1;
 /// Seconds since the Unix epoch.
 pub type Timestamp = i64;
 
+/// The current time.
 pub fn now() -> Timestamp {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0)
 }
@@ -90,24 +91,29 @@ pub struct UserErr {
 }
 
 impl UserErr {
+    /// An error about the field at `field` (`["input", "handle"]`).
     pub fn new(field: &[&str], message: impl Into<String>) -> Self {
         UserErr { field: Some(field.iter().map(|s| s.to_string()).collect()), message: message.into(), code: None }
     }
 
+    /// An error about the field at a computed path.
     pub fn at(field: Vec<String>, message: impl Into<String>) -> Self {
         UserErr { field: Some(field), message: message.into(), code: None }
     }
 
+    /// An error about no particular field (`field: null`).
     pub fn global(message: impl Into<String>) -> Self {
         UserErr { field: None, message: message.into(), code: None }
     }
 
+    /// Adds the error's `code` (for error types that have one).
     pub fn code(mut self, code: &str) -> Self {
         self.code = Some(code.to_string());
         self
     }
 }
 
+/// The shop: its GID number, name, `myshopify.com` domain and currency.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Shop {
     pub id: u64,
@@ -116,6 +122,7 @@ pub struct Shop {
     pub currency: String,
 }
 
+/// A product with its options, variants (one per option-value tuple), metafields and media.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Product {
     pub id: u64,
@@ -140,6 +147,7 @@ pub struct Product {
 }
 
 impl Product {
+    /// The product's GID.
     pub fn gid(&self) -> String {
         gid("Product", self.id)
     }
@@ -149,6 +157,7 @@ impl Product {
         self.variants.iter().filter(|v| v.tracked).map(Variant::inventory_quantity).sum()
     }
 
+    /// Whether the product has just Shopify's `Title / Default Title` variant.
     pub fn has_only_default_variant(&self) -> bool {
         self.options.len() == 1
             && self.options[0].name == "Title"
@@ -157,6 +166,7 @@ impl Product {
     }
 }
 
+/// An option (`Size`) and its values in order.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ProductOption {
     pub id: u64,
@@ -165,12 +175,14 @@ pub struct ProductOption {
     pub values: Vec<OptionValue>,
 }
 
+/// One value of an option (`M`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct OptionValue {
     pub id: u64,
     pub name: String,
 }
 
+/// A variant: its option values, prices, inventory item settings and stock per location.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Variant {
     pub id: u64,
@@ -198,19 +210,23 @@ pub struct Variant {
 }
 
 impl Variant {
+    /// The variant's GID.
     pub fn gid(&self) -> String {
         gid("ProductVariant", self.id)
     }
 
+    /// `S / Red`, as Shopify titles variants.
     pub fn title(&self) -> String {
         self.option_values.join(" / ")
     }
 
+    /// Stock over all locations.
     pub fn inventory_quantity(&self) -> i64 {
         self.inventory.values().sum()
     }
 }
 
+/// A metafield of a product, variant or collection.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Metafield {
     pub id: u64,
@@ -223,6 +239,7 @@ pub struct Metafield {
     pub updated_at: Timestamp,
 }
 
+/// A product image (`MediaImage`), stored by its source URL.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Media {
     pub id: u64,
@@ -232,6 +249,7 @@ pub struct Media {
     pub created_at: Timestamp,
 }
 
+/// A custom (manual) collection and its member products.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Collection {
     pub id: u64,
@@ -250,11 +268,13 @@ pub struct Collection {
 }
 
 impl Collection {
+    /// The collection's GID.
     pub fn gid(&self) -> String {
         gid("Collection", self.id)
     }
 }
 
+/// A stock location.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Location {
     pub id: u64,
@@ -262,6 +282,7 @@ pub struct Location {
     pub active: bool,
 }
 
+/// A locale enabled in the shop.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ShopLocale {
     pub locale: String,
@@ -270,6 +291,7 @@ pub struct ShopLocale {
     pub published: bool,
 }
 
+/// A translation of one key of a resource into one locale.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Translation {
     pub key: String,
@@ -280,6 +302,7 @@ pub struct Translation {
     pub updated_at: Timestamp,
 }
 
+/// An asynchronous `productSet` (`ProductSetOperation`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ProductOperation {
     pub id: u64,
@@ -289,6 +312,7 @@ pub struct ProductOperation {
     pub user_errors: Vec<UserErr>,
 }
 
+/// A bulk mutation and its progress.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct BulkOperation {
     pub id: u64,
@@ -308,6 +332,7 @@ pub struct BulkOperation {
 }
 
 impl BulkOperation {
+    /// Whether the operation is finished (it no longer counts against the concurrency limit).
     pub fn is_terminal(&self) -> bool {
         matches!(self.status.as_str(), "COMPLETED" | "FAILED" | "CANCELED" | "EXPIRED")
     }
@@ -390,14 +415,17 @@ impl Store {
         self.next_id
     }
 
+    /// The shop's primary locale (`en`).
     pub fn primary_locale(&self) -> &str {
         self.locales.iter().find(|l| l.primary).map_or("en", |l| l.locale.as_str())
     }
 
+    /// The product with this exact handle.
     pub fn product_by_handle(&self, handle: &str) -> Option<&Product> {
         self.product_handles.get(handle).and_then(|id| self.products.get(id))
     }
 
+    /// The collection with this exact handle.
     pub fn collection_by_handle(&self, handle: &str) -> Option<&Collection> {
         self.collection_handles.get(handle).and_then(|id| self.collections.get(id))
     }
@@ -446,6 +474,7 @@ impl Store {
         self.products.values().find_map(|p| p.variants.iter().find(|v| v.inventory_item_id == item).map(|v| (p, v)))
     }
 
+    /// The product and variant with variant id `id`.
     pub fn variant(&self, id: u64) -> Option<(&Product, &Variant)> {
         self.products.values().find_map(|p| p.variants.iter().find(|v| v.id == id).map(|v| (p, v)))
     }
