@@ -6,7 +6,8 @@ use serde_json::{Map, Value};
 
 use super::execute::{Args, FieldError, FieldResult, Obj, Resolved};
 use super::handles::{self, MAX_HANDLE};
-use super::store::{id_of, now, Collection, Metafield, Store, UserErr};
+use super::metafields;
+use super::store::{id_of, now, Collection, Store, UserErr};
 
 const MAX_TITLE: usize = 255;
 
@@ -209,33 +210,6 @@ fn apply(store: &mut Store, c: &mut Collection, input: &Map<String, Value>, exis
         }
     }
     if let Some(list) = input.get("metafields").and_then(Value::as_array) {
-        for (i, m) in list.iter().enumerate() {
-            let (Some(ns), Some(key), Some(value), Some(ty)) = (
-                m.get("namespace").and_then(Value::as_str),
-                m.get("key").and_then(Value::as_str),
-                m.get("value").and_then(Value::as_str),
-                m.get("type").and_then(Value::as_str),
-            ) else {
-                errors.push(UserErr::at(vec!["metafields".into(), i.to_string()], "Metafield is not valid."));
-                continue;
-            };
-            let t = now();
-            match c.metafields.iter_mut().find(|x| x.namespace == ns && x.key == key) {
-                Some(x) => {
-                    x.value = value.to_string();
-                    x.type_ = ty.to_string();
-                    x.updated_at = t;
-                }
-                None => c.metafields.push(Metafield {
-                    id: store.alloc_id(),
-                    namespace: ns.to_string(),
-                    key: key.to_string(),
-                    type_: ty.to_string(),
-                    value: value.to_string(),
-                    created_at: t,
-                    updated_at: t,
-                }),
-            }
-        }
+        c.metafields = metafields::apply(store, &c.metafields, list, false, &["metafields"], errors);
     }
 }

@@ -17,6 +17,7 @@ mod engine;
 mod execute;
 pub mod faults;
 mod handles;
+mod metafields;
 mod products;
 mod read;
 pub mod response;

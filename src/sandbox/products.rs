@@ -8,9 +8,9 @@ use serde_json::{Map, Value};
 
 use super::execute::{Args, Exec, FieldResult, Followup, Obj, Resolved};
 use super::handles::{self, MAX_HANDLE};
+use super::metafields;
 use super::store::{
-    id_of, now, parse_gid, Media, Metafield, OptionValue, Product, ProductOperation, ProductOption, Store, UserErr,
-    Variant,
+    id_of, now, parse_gid, Media, OptionValue, Product, ProductOperation, ProductOption, Store, UserErr, Variant,
 };
 
 /// The longest title, vendor and product type Shopify accepts.
@@ -145,7 +145,7 @@ pub fn apply_product_set(store: &mut Store, identifier: Option<&Value>, input: &
     draft.options_and_variants(store, input, &mut errors);
     if let Some(list) = input.get("metafields").and_then(Value::as_array) {
         draft.product.metafields =
-            metafields(store, &draft.product.metafields, list, true, &["input", "metafields"], &mut errors);
+            metafields::apply(store, &draft.product.metafields, list, true, &["input", "metafields"], &mut errors);
     }
     if let Some(list) = input.get("files").and_then(Value::as_array) {
         draft.files(store, list, &mut errors);
@@ -179,7 +179,7 @@ pub fn product_create(store: &mut Store, args: &Args<'_>) -> FieldResult {
         None => draft.default_variant(store),
     }
     if let Some(list) = input.get("metafields").and_then(Value::as_array) {
-        draft.product.metafields = metafields(store, &[], list, false, &["metafields"], &mut errors);
+        draft.product.metafields = metafields::apply(store, &[], list, false, &["metafields"], &mut errors);
     }
     let joins = input
         .get("collectionsToJoin")
@@ -234,7 +234,7 @@ pub fn product_update(store: &mut Store, args: &Args<'_>) -> FieldResult {
     draft.scalars(store, input, &mut errors);
     if let Some(list) = input.get("metafields").and_then(Value::as_array) {
         draft.product.metafields =
-            metafields(store, &draft.product.metafields, list, false, &["metafields"], &mut errors);
+            metafields::apply(store, &draft.product.metafields, list, false, &["metafields"], &mut errors);
     }
     let joins = input
         .get("collectionsToJoin")
@@ -939,7 +939,7 @@ fn apply_variant_fields(
     if let Some(list) = input.get("metafields").and_then(Value::as_array) {
         let p = path(&["metafields"]);
         let p: Vec<&str> = p.iter().map(String::as_str).collect();
-        variant.metafields = metafields(store, &variant.metafields, list, true, &p, errors);
+        variant.metafields = metafields::apply(store, &variant.metafields, list, true, &p, errors);
     }
 }
 
@@ -953,70 +953,6 @@ fn normalize_tags<'a>(tags: impl Iterator<Item = &'a str>) -> Vec<String> {
         }
     }
     out.sort_by(|a, b| a.to_lowercase().cmp(&b.to_lowercase()).then(a.cmp(b)));
-    out
-}
-
-/// Applies a `metafields` input list to `current`: `replace` drops metafields not listed
-/// (productSet), otherwise the list is upserted.
-fn metafields(
-    store: &mut Store,
-    current: &[Metafield],
-    list: &[Value],
-    replace: bool,
-    path: &[&str],
-    errors: &mut Vec<UserErr>,
-) -> Vec<Metafield> {
-    let mut out: Vec<Metafield> = if replace { Vec::new() } else { current.to_vec() };
-    for (i, m) in list.iter().enumerate() {
-        let at = |field: &str| {
-            let mut p: Vec<String> = path.iter().map(|s| s.to_string()).collect();
-            p.push(i.to_string());
-            p.push(field.to_string());
-            p
-        };
-        let by_id = m.get("id").and_then(Value::as_str).and_then(|id| id_of(id, "Metafield"));
-        let namespace = m.get("namespace").and_then(Value::as_str);
-        let key = m.get("key").and_then(Value::as_str);
-        let existing = current.iter().find(|x| Some(x.id) == by_id).or_else(|| {
-            current.iter().find(|x| Some(x.namespace.as_str()) == namespace && Some(x.key.as_str()) == key)
-        });
-        let Some(value) = m.get("value").and_then(Value::as_str) else {
-            errors.push(UserErr::at(at("value"), "Value can't be blank").code("INVALID_METAFIELD"));
-            continue;
-        };
-        let type_ =
-            m.get("type").and_then(Value::as_str).map(String::from).or_else(|| existing.map(|e| e.type_.clone()));
-        let Some(type_) = type_ else {
-            errors.push(UserErr::at(at("type"), "Type can't be blank").code("INVALID_METAFIELD"));
-            continue;
-        };
-        let (Some(namespace), Some(key)) =
-            (namespace.or(existing.map(|e| e.namespace.as_str())), key.or(existing.map(|e| e.key.as_str())))
-        else {
-            errors.push(UserErr::at(at("key"), "Key can't be blank").code("INVALID_METAFIELD"));
-            continue;
-        };
-        if !(2..=64).contains(&key.chars().count()) {
-            errors.push(
-                UserErr::at(at("key"), "Key is too short or too long (2 to 64 characters)").code("INVALID_METAFIELD"),
-            );
-            continue;
-        }
-        let t = now();
-        let record = Metafield {
-            id: existing.map_or_else(|| store.alloc_id(), |e| e.id),
-            namespace: namespace.to_string(),
-            key: key.to_string(),
-            type_,
-            value: value.to_string(),
-            created_at: existing.map_or(t, |e| e.created_at),
-            updated_at: t,
-        };
-        match out.iter_mut().find(|x| x.id == record.id) {
-            Some(slot) => *slot = record,
-            None => out.push(record),
-        }
-    }
     out
 }
 

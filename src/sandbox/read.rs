@@ -201,19 +201,12 @@ fn query_root(store: &Store, field: &str, args: &Args<'_>) -> FieldResult {
             gid_arg(args, "id", "Product")?.filter(|id| store.products.contains_key(id)).map(Obj::Product),
         ),
         "productByIdentifier" => {
-            let ident = args.get("identifier").cloned().unwrap_or_default();
-            let found = match (ident.get("id").and_then(|v| v.as_str()), ident.get("handle").and_then(|v| v.as_str())) {
-                (Some(id), _) => match parse_gid(id) {
-                    Some(("Product", n)) => store.products.get(&n).map(|p| p.id),
-                    Some(_) => None,
-                    None => return Err(invalid_gid(id)),
-                },
-                (None, Some(h)) => store.product_by_handle(h).map(|p| p.id),
-                (None, None) => {
-                    return Err(FieldError::new("identifier must include exactly one of: id, handle, customId")
-                        .code("INVALID_FIELD_ARGUMENTS"))
-                }
-            };
+            let found = by_identifier(
+                args,
+                "Product",
+                |id| store.products.contains_key(&id),
+                |h| store.product_by_handle(h).map(|p| p.id),
+            )?;
             Resolved::opt_obj(found.map(Obj::Product))
         }
         "products" => {
@@ -237,19 +230,12 @@ fn query_root(store: &Store, field: &str, args: &Args<'_>) -> FieldResult {
             gid_arg(args, "id", "Collection")?.filter(|id| store.collections.contains_key(id)).map(Obj::Collection),
         ),
         "collectionByIdentifier" => {
-            let ident = args.get("identifier").cloned().unwrap_or_default();
-            let found = match (ident.get("id").and_then(|v| v.as_str()), ident.get("handle").and_then(|v| v.as_str())) {
-                (Some(id), _) => match parse_gid(id) {
-                    Some(("Collection", n)) => store.collections.get(&n).map(|c| c.id),
-                    Some(_) => None,
-                    None => return Err(invalid_gid(id)),
-                },
-                (None, Some(h)) => store.collection_by_handle(h).map(|c| c.id),
-                (None, None) => {
-                    return Err(FieldError::new("identifier must include exactly one of: id, handle, customId")
-                        .code("INVALID_FIELD_ARGUMENTS"))
-                }
-            };
+            let found = by_identifier(
+                args,
+                "Collection",
+                |id| store.collections.contains_key(&id),
+                |h| store.collection_by_handle(h).map(|c| c.id),
+            )?;
             Resolved::opt_obj(found.map(Obj::Collection))
         }
         "collections" => {
@@ -346,6 +332,26 @@ fn query_root(store: &Store, field: &str, args: &Args<'_>) -> FieldResult {
         }
         _ => return unknown(&Obj::QueryRoot, field),
     })
+}
+
+/// Looks up the target of an `identifier: {id | handle}` argument.
+fn by_identifier(
+    args: &Args<'_>,
+    kind: &str,
+    exists: impl Fn(u64) -> bool,
+    by_handle: impl Fn(&str) -> Option<u64>,
+) -> Result<Option<u64>, FieldError> {
+    let ident = args.get("identifier").cloned().unwrap_or_default();
+    match (ident.get("id").and_then(|v| v.as_str()), ident.get("handle").and_then(|v| v.as_str())) {
+        (Some(id), _) => match parse_gid(id) {
+            Some((k, n)) if k == kind => Ok(Some(n).filter(|n| exists(*n))),
+            Some(_) => Ok(None),
+            None => Err(invalid_gid(id)),
+        },
+        (None, Some(h)) => Ok(by_handle(h)),
+        (None, None) => Err(FieldError::new("identifier must include exactly one of: id, handle, customId")
+            .code("INVALID_FIELD_ARGUMENTS")),
+    }
 }
 
 /// Resolves any supported GID to its object (or null).
