@@ -521,6 +521,11 @@ impl Draft {
         let mut names = BTreeSet::new();
         for (i, o) in inputs.iter().enumerate() {
             let idx = i.to_string();
+            let at = |rest: &[&str]| {
+                let mut p = vec!["input".to_string(), "productOptions".to_string(), idx.clone()];
+                p.extend(rest.iter().map(|s| s.to_string()));
+                p
+            };
             let existing = o
                 .get("id")
                 .and_then(Value::as_str)
@@ -532,13 +537,7 @@ impl Draft {
                         .and_then(|n| self.product.options.iter().find(|x| x.name == n))
                 });
             if o.get("id").and_then(Value::as_str).is_some() && existing.is_none() {
-                errors.push(
-                    UserErr::at(
-                        vec!["input".into(), "productOptions".into(), idx.clone(), "id".into()],
-                        "Option does not exist.",
-                    )
-                    .code("OPTION_DOES_NOT_EXIST"),
-                );
+                errors.push(UserErr::at(at(&["id"]), "Option does not exist.").code("OPTION_DOES_NOT_EXIST"));
                 continue;
             }
             let name = o
@@ -548,33 +547,18 @@ impl Draft {
                 .map(String::from)
                 .or_else(|| existing.map(|e| e.name.clone()));
             let Some(name) = name.filter(|n| !n.is_empty()) else {
-                errors.push(
-                    UserErr::at(
-                        vec!["input".into(), "productOptions".into(), idx.clone(), "name".into()],
-                        "Option name can't be blank",
-                    )
-                    .code("INVALID_INPUT"),
-                );
+                errors.push(UserErr::at(at(&["name"]), "Option name can't be blank").code("INVALID_INPUT"));
                 continue;
             };
             if !names.insert(name.to_lowercase()) {
-                errors.push(
-                    UserErr::at(
-                        vec!["input".into(), "productOptions".into(), idx.clone(), "name".into()],
-                        "Duplicated option name.",
-                    )
-                    .code("DUPLICATED_OPTION_NAME"),
-                );
+                errors.push(UserErr::at(at(&["name"]), "Duplicated option name.").code("DUPLICATED_OPTION_NAME"));
                 continue;
             }
             let values_in = o.get("values").and_then(Value::as_array).cloned().unwrap_or_default();
             if values_in.is_empty() {
                 errors.push(
-                    UserErr::at(
-                        vec!["input".into(), "productOptions".into(), idx.clone(), "values".into()],
-                        "Each option must have at least one option value specified.",
-                    )
-                    .code("OPTION_VALUES_MISSING"),
+                    UserErr::at(at(&["values"]), "Each option must have at least one option value specified.")
+                        .code("OPTION_VALUES_MISSING"),
                 );
                 continue;
             }
@@ -593,21 +577,15 @@ impl Draft {
                     .or_else(|| by_id.map(|b| b.name.clone()));
                 let Some(vname) = vname.filter(|n| !n.is_empty()) else {
                     errors.push(
-                        UserErr::at(
-                            vec!["input".into(), "productOptions".into(), idx.clone(), "values".into(), j.to_string()],
-                            "Option value does not exist.",
-                        )
-                        .code("OPTION_VALUE_DOES_NOT_EXIST"),
+                        UserErr::at(at(&["values", &j.to_string()]), "Option value does not exist.")
+                            .code("OPTION_VALUE_DOES_NOT_EXIST"),
                     );
                     continue;
                 };
                 if values.iter().any(|x| x.name.eq_ignore_ascii_case(&vname)) {
                     errors.push(
-                        UserErr::at(
-                            vec!["input".into(), "productOptions".into(), idx.clone(), "values".into(), j.to_string()],
-                            "Duplicated option value.",
-                        )
-                        .code("DUPLICATED_OPTION_VALUE"),
+                        UserErr::at(at(&["values", &j.to_string()]), "Duplicated option value.")
+                            .code("DUPLICATED_OPTION_VALUE"),
                     );
                     continue;
                 }
