@@ -61,10 +61,15 @@ fn the_sandbox_answers_like_the_captures() {
             println!("       · {n}");
         }
     }
+    let costs = |c: Cost| results.iter().filter(|r| r.cost == c).count();
     println!(
-        "conformance: {}/{} cases passed across {files} capture files",
+        "conformance: {}/{} cases passed across {files} capture files \
+         (costs compared exactly in {}, requested cost only in {}, shape only in {})",
         results.len() - failed.len(),
-        results.len()
+        results.len(),
+        costs(Cost::Exact),
+        costs(Cost::Requested),
+        costs(Cost::Shape)
     );
     assert!(failed.is_empty(), "{} conformance case(s) failed; see the output above", failed.len());
 }

@@ -14,7 +14,7 @@ use super::Client;
 pub const CAPTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/shopify/captures");
 
 /// Which cost figures a case compares exactly (the shape of `extensions.cost` always is).
-#[derive(Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub enum Cost {
     /// Only the shape: the case's document is not the capture's, so costs differ.
     #[default]
@@ -42,6 +42,8 @@ pub struct Opts<'a> {
 pub struct CaseResult {
     pub file: String,
     pub case: String,
+    /// How its cost was compared.
+    pub cost: Cost,
     pub problems: Vec<String>,
     pub notes: Vec<String>,
 }
@@ -117,7 +119,13 @@ impl Replay {
         if !problems.is_empty() {
             notes.push(format!("actual: {actual}"));
         }
-        self.results.push(CaseResult { file: self.file.clone(), case: name.to_string(), problems, notes });
+        self.results.push(CaseResult {
+            file: self.file.clone(),
+            case: name.to_string(),
+            cost: opts.cost,
+            problems,
+            notes,
+        });
         actual
     }
 
@@ -126,7 +134,13 @@ impl Replay {
         let mut problems = Vec::new();
         let mut notes = Vec::new();
         self.compare(expected, actual, "", &opts, &mut problems, &mut notes);
-        self.results.push(CaseResult { file: self.file.clone(), case: name.to_string(), problems, notes });
+        self.results.push(CaseResult {
+            file: self.file.clone(),
+            case: name.to_string(),
+            cost: opts.cost,
+            problems,
+            notes,
+        });
     }
 
     fn compare(
