@@ -8,6 +8,7 @@ mod pipelines;
 mod plan;
 mod properties;
 mod saleslayer_http;
+mod sandbox;
 mod schema_agreement;
 mod shopify_documents;
 mod sync;

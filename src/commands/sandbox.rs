@@ -1,5 +1,6 @@
 //! `catsync sandbox`: serves the local Shopify-compatible store until Ctrl-C.
 
+use std::io::Write;
 use std::path::PathBuf;
 
 use clap::Args;
@@ -13,7 +14,7 @@ pub struct SandboxArgs {
     /// Port on 127.0.0.1 (0 picks a free one).
     #[arg(long, default_value_t = 8787)]
     pub port: u16,
-    /// Keep the store in this file (loaded at start, saved every second and on exit).
+    /// Keep the store in this file (loaded at start, saved every two seconds and on exit).
     #[arg(long, value_name = "FILE")]
     pub data: Option<PathBuf>,
     /// Cost points restored per second.
@@ -56,11 +57,19 @@ pub fn exec(args: SandboxArgs, g: &Globals) -> Result<Exit, Error> {
         ..SandboxConfig::default()
     };
     let latest = config.api_versions.last().cloned().unwrap_or_else(|| "2026-07".to_string());
+    let tokens_given = !config.tokens.is_empty();
     let quiet = g.quiet;
     sandbox::serve(config, |addr| {
+        // The first line is for people and scripts alike (`sandbox listening on URL`); a closed
+        // stdout must not stop the server, so write errors are ignored.
+        let mut out = std::io::stdout();
+        let _ = writeln!(out, "sandbox listening on http://{addr}");
         if !quiet {
-            println!("sandbox listening on http://{addr}");
-            println!("GraphQL endpoint: http://{addr}/admin/api/{latest}/graphql.json (header X-Shopify-Access-Token: any non-empty token unless --token is given)");
+            let _ = writeln!(
+                out,
+                "GraphQL endpoint: http://{addr}/admin/api/{latest}/graphql.json (header X-Shopify-Access-Token: {})",
+                if tokens_given { "one of the --token values" } else { "any non-empty token" }
+            );
         }
     })
     .map_err(Error::failed)?;

@@ -6,7 +6,8 @@ use serde_json::{Map, Value};
 
 use super::execute::{Args, FieldError, FieldResult, Obj, Resolved};
 use super::handles::{self, MAX_HANDLE};
-use super::store::{id_of, now, Collection, Metafield, Store, UserErr};
+use super::metafields;
+use super::store::{id_of, now, Collection, Store, UserErr};
 
 const MAX_TITLE: usize = 255;
 
@@ -74,7 +75,7 @@ pub fn collection_create(store: &mut Store, args: &Args<'_>) -> FieldResult {
     }
     c.id = store.alloc_id();
     let id = c.id;
-    store.collections.insert(id, c);
+    store.insert_collection(c);
     Ok(payload("CollectionCreatePayload", Some(id), &[]))
 }
 
@@ -95,7 +96,7 @@ pub fn collection_update(store: &mut Store, args: &Args<'_>) -> FieldResult {
     let id = c.id;
     if errors.is_empty() {
         c.updated_at = now();
-        store.collections.insert(id, c);
+        store.insert_collection(c);
     }
     Ok(payload("CollectionUpdatePayload", Some(id), &errors))
 }
@@ -161,8 +162,10 @@ fn apply(store: &mut Store, c: &mut Collection, input: &Map<String, Value>, exis
         errors.push(UserErr::new(&["title"], "Title is too long (maximum is 255 characters)"));
     }
     let id = c.id;
-    let taken = |h: &str| store.collections.values().any(|x| x.id != id && x.handle == h);
-    match input.get("handle").and_then(Value::as_str).filter(|h| !h.trim().is_empty()) {
+    let taken = |h: &str| store.collection_handle_taken(h, id);
+    let explicit = input.get("handle").and_then(Value::as_str);
+    let regenerate = explicit.is_some_and(|h| h.trim().is_empty()) || (explicit.is_none() && !existing);
+    match explicit.filter(|h| !h.trim().is_empty()) {
         Some(raw) => {
             let normalized = handles::normalize(raw);
             if normalized.is_empty() {
@@ -178,7 +181,7 @@ fn apply(store: &mut Store, c: &mut Collection, input: &Map<String, Value>, exis
                 c.handle = normalized;
             }
         }
-        None if existing => {}
+        None if !regenerate => {}
         None => {
             let mut base = handles::normalize(&c.title);
             if base.is_empty() {
@@ -207,33 +210,6 @@ fn apply(store: &mut Store, c: &mut Collection, input: &Map<String, Value>, exis
         }
     }
     if let Some(list) = input.get("metafields").and_then(Value::as_array) {
-        for (i, m) in list.iter().enumerate() {
-            let (Some(ns), Some(key), Some(value), Some(ty)) = (
-                m.get("namespace").and_then(Value::as_str),
-                m.get("key").and_then(Value::as_str),
-                m.get("value").and_then(Value::as_str),
-                m.get("type").and_then(Value::as_str),
-            ) else {
-                errors.push(UserErr::at(vec!["metafields".into(), i.to_string()], "Metafield is not valid."));
-                continue;
-            };
-            let t = now();
-            match c.metafields.iter_mut().find(|x| x.namespace == ns && x.key == key) {
-                Some(x) => {
-                    x.value = value.to_string();
-                    x.type_ = ty.to_string();
-                    x.updated_at = t;
-                }
-                None => c.metafields.push(Metafield {
-                    id: store.alloc_id(),
-                    namespace: ns.to_string(),
-                    key: key.to_string(),
-                    type_: ty.to_string(),
-                    value: value.to_string(),
-                    created_at: t,
-                    updated_at: t,
-                }),
-            }
-        }
+        c.metafields = metafields::apply(store, &c.metafields, list, false, &["metafields"], errors);
     }
 }

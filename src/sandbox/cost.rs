@@ -21,6 +21,7 @@ use apollo_compiler::Schema;
 use serde_json::{Map, Value};
 
 use super::document::Document;
+use super::execute::included;
 use super::response::Out;
 use super::schema::{self as sch, MUTATION_ROOT, QUERY_ROOT};
 use super::variables::field_arguments;
@@ -61,7 +62,7 @@ impl<'a> Costing<'a> {
             _ => (QUERY_ROOT, false),
         };
         let mut total = 0.0;
-        for f in self.fields(&op.selection_set, root) {
+        for f in self.fields(&op.selection_set) {
             let key = f.alias.as_ref().unwrap_or(&f.name).to_string();
             let result = data.map(|d| d.get(&key).unwrap_or(&Out::Null));
             if mutation {
@@ -106,17 +107,18 @@ impl<'a> Costing<'a> {
             + 1.9 * (count("files") + variant_files)
     }
 
-    /// The fields of a selection set on `parent`, fragments flattened (every possible type).
-    fn fields<'d>(&self, set: &'d [ast::Selection], parent: &str) -> Vec<&'d ast::Field>
+    /// The fields of a selection set, fragments flattened (for every possible type: costs are
+    /// worst cases).
+    fn fields<'d>(&self, set: &'d [ast::Selection]) -> Vec<&'d ast::Field>
     where
         'a: 'd,
     {
         let mut out = Vec::new();
-        self.flatten(set, parent, &mut out, 0);
+        self.flatten(set, &mut out, 0);
         out
     }
 
-    fn flatten<'d>(&self, set: &'d [ast::Selection], parent: &str, out: &mut Vec<&'d ast::Field>, depth: usize)
+    fn flatten<'d>(&self, set: &'d [ast::Selection], out: &mut Vec<&'d ast::Field>, depth: usize)
     where
         'a: 'd,
     {
@@ -125,16 +127,24 @@ impl<'a> Costing<'a> {
             return;
         }
         for sel in set {
+            let directives = match sel {
+                ast::Selection::Field(f) => &f.directives,
+                ast::Selection::InlineFragment(i) => &i.directives,
+                ast::Selection::FragmentSpread(s) => &s.directives,
+            };
+            if !included(directives, self.vars) {
+                continue;
+            }
             match sel {
                 ast::Selection::Field(f) => {
                     if !out.iter().any(|x: &&ast::Field| x.alias == f.alias && x.name == f.name) {
                         out.push(f);
                     }
                 }
-                ast::Selection::InlineFragment(i) => self.flatten(&i.selection_set, parent, out, depth + 1),
+                ast::Selection::InlineFragment(i) => self.flatten(&i.selection_set, out, depth + 1),
                 ast::Selection::FragmentSpread(s) => {
                     if let Some(frag) = doc.fragment(&s.fragment_name) {
-                        self.flatten(&frag.selection_set, parent, out, depth + 1);
+                        self.flatten(&frag.selection_set, out, depth + 1);
                     }
                 }
             }
@@ -145,7 +155,7 @@ impl<'a> Costing<'a> {
     /// fields free).
     fn children(&self, set: &[ast::Selection], ty: &str, result: Option<&Out>, payload: bool) -> f64 {
         let mut total = 0.0;
-        for f in self.fields(set, ty) {
+        for f in self.fields(set) {
             if f.name == "__typename" {
                 continue;
             }
@@ -221,7 +231,7 @@ impl<'a> Costing<'a> {
         };
         let sample = |node: Option<Out>| result.map(|_| node.unwrap_or(Out::Null));
         let mut best: f64 = 0.0;
-        for f in self.fields(set, connection) {
+        for f in self.fields(set) {
             let key = f.alias.as_ref().unwrap_or(&f.name).to_string();
             match f.name.as_str() {
                 "nodes" => {
@@ -229,9 +239,7 @@ impl<'a> Costing<'a> {
                     best = best.max(self.children(&f.selection_set, node_type, node.as_ref(), false));
                 }
                 "edges" => {
-                    let edge_type =
-                        sch::field(self.schema, connection, "edges").map(|d| d.ty.inner_named_type().to_string());
-                    for e in self.fields(&f.selection_set, edge_type.as_deref().unwrap_or("")) {
+                    for e in self.fields(&f.selection_set) {
                         if e.name == "node" {
                             let ekey = e.alias.as_ref().unwrap_or(&e.name).to_string();
                             let node = sample(first(&key).and_then(|edge| edge.get(&ekey).cloned()));
@@ -280,6 +288,7 @@ pub struct ThrottleStatus {
 }
 
 impl LeakyBucket {
+    /// A full bucket.
     pub fn new(capacity: f64, restore_rate: f64) -> Self {
         LeakyBucket { capacity, restore_rate, available: capacity, last: Instant::now() }
     }
@@ -307,6 +316,7 @@ impl LeakyBucket {
         self.available = (self.available + points).min(self.capacity);
     }
 
+    /// The bucket now.
     pub fn status(&mut self) -> ThrottleStatus {
         self.refill();
         ThrottleStatus {
@@ -395,6 +405,13 @@ mod tests {
             cost("query R($id: ID!) { shopLocales { locale name primary published } translatableResource(resourceId: $id) { resourceId translatableContent { key value digest locale type } translations(locale: \"fr\") { key value locale outdated market { id } } } }", json!({"id": "gid://shopify/Product/1"})),
             5
         );
+    }
+
+    #[test]
+    fn skipped_selections_cost_nothing() {
+        let q = "query Q($all: Boolean!) { shop { id } products(first: 100) @include(if: $all) { nodes { id } } }";
+        assert_eq!(cost(q, json!({"all": false})), 1);
+        assert_eq!(cost(q, json!({"all": true})), 13);
     }
 
     #[test]

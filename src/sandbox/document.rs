@@ -79,7 +79,7 @@ fn syntax_error(source: &str, err: &apollo_parser::Error) -> GqlError {
     };
     let (what, index) = if err.is_eof() || err.index() >= source.len() {
         // Shopify points an unexpected end of file at the start of the last token.
-        let last = tokens.iter().filter(significant).last().map_or(0, |t| t.index());
+        let last = tokens.iter().rev().find(significant).map_or(0, |t| t.index());
         ("end of file".to_string(), last)
     } else {
         let token = tokens.iter().filter(significant).find(|t| t.index() + t.data().len() > err.index());

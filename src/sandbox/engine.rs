@@ -2,7 +2,7 @@
 //! operation, coerce variables, input-size limits, cost and the bucket (`MAX_COST_EXCEEDED`,
 //! `THROTTLED`), execution under the store lock, refund of unused cost.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
 use std::sync::{Mutex, MutexGuard};
 
 use apollo_compiler::ast::{self, OperationType};
@@ -29,8 +29,14 @@ pub struct Shared {
     pub log: Mutex<Vec<RequestRecord>>,
     /// The store changed since it was last saved.
     pub dirty: AtomicBool,
-    /// Bulk operations stay `CREATED` while this is set (tests use it to observe concurrency).
-    pub hold_bulk: AtomicBool,
+    /// Serialises writes of the `--data` file; holds the number of the last snapshot written, so
+    /// an older snapshot never overwrites a newer one.
+    pub saving: Mutex<u64>,
+    /// Numbers snapshots taken for saving.
+    pub snapshots: AtomicU64,
+    /// Where bulk operations wait (a [`super::BulkHold`] as `u8`); tests use it to observe
+    /// operations that are not finished.
+    pub hold_bulk: AtomicU8,
 }
 
 /// Locks a mutex, recovering the data if a task panicked while holding it (the sandbox keeps
@@ -54,6 +60,9 @@ pub struct RequestRecord {
     pub requested_cost: Option<u64>,
     pub actual_cost: Option<u64>,
 }
+
+/// How many request records are kept (the oldest half goes when full).
+const MAX_LOG: usize = 100_000;
 
 /// An HTTP-level answer from the engine.
 pub struct Answer {
@@ -79,16 +88,18 @@ impl Shared {
             actual_cost: None,
         };
         let answer = self.run(body, content_type, force_throttle, &mut record);
-        if let Some(errors) = answer.body.get("errors") {
-            if let Out::List(list) = errors {
-                record.error_code =
-                    list.iter().find_map(|e| e.get("extensions").and_then(|x| x.get("code"))).and_then(|c| match c {
-                        Out::Str(s) => Some(s.clone()),
-                        _ => None,
-                    });
-            }
+        if let Some(Out::List(list)) = answer.body.get("errors") {
+            record.error_code =
+                list.iter().find_map(|e| e.get("extensions").and_then(|x| x.get("code"))).and_then(|c| match c {
+                    Out::Str(s) => Some(s.clone()),
+                    _ => None,
+                });
         }
-        lock(&self.log).push(record);
+        let mut log = lock(&self.log);
+        if log.len() >= MAX_LOG {
+            log.drain(..MAX_LOG / 2);
+        }
+        log.push(record);
         answer
     }
 
@@ -159,7 +170,13 @@ impl Shared {
                     self.dirty.store(true, Ordering::Relaxed);
                     data
                 }
-                _ => exec.run_query(&op, &store),
+                _ => {
+                    let mut data = exec.run_query(&op, &store);
+                    if introspects(&op) {
+                        introspect(&query, operation_name.as_deref(), &variables, &mut data, &mut exec.errors);
+                    }
+                    data
+                }
             }
         };
         let actual = cost::actual(schema(), &doc, &op, &exec.vars, &data).min(requested);
@@ -175,6 +192,64 @@ impl Shared {
             body: response::body(&exec.errors, Some(data), Some(extensions)),
             followups: std::mem::take(&mut exec.followups),
         }
+    }
+}
+
+/// Whether a query selects `__schema` or `__type` at its root.
+fn introspects(op: &ast::OperationDefinition) -> bool {
+    op.selection_set
+        .iter()
+        .any(|s| matches!(s, ast::Selection::Field(f) if matches!(f.name.as_str(), "__schema" | "__type")))
+}
+
+/// Answers the introspection fields of a query with apollo-compiler's executor (the sandbox
+/// introspects as its schema subset) and adds them to `data`.
+fn introspect(
+    query: &str,
+    name: Option<&str>,
+    variables: &Map<String, Value>,
+    data: &mut Out,
+    errors: &mut Vec<GqlError>,
+) {
+    use apollo_compiler::response::serde_json_bytes;
+    let fail = |errors: &mut Vec<GqlError>, message: String| errors.push(GqlError::new(message));
+    let doc = match apollo_compiler::ExecutableDocument::parse_and_validate(schema(), query, "request.graphql") {
+        Ok(d) => d,
+        Err(e) => return fail(errors, e.errors.to_string()),
+    };
+    let Ok(operation) = doc.operations.get(name) else { return };
+    let provided = serde_json_bytes::Value::from(Value::Object(variables.clone()));
+    let Some(provided) = provided.as_object() else { return };
+    let vars = match apollo_compiler::request::coerce_variable_values(schema(), operation, provided) {
+        Ok(v) => v,
+        Err(e) => return fail(errors, e.message().to_string()),
+    };
+    let implementers = schema().implementers_map();
+    match apollo_compiler::introspection::partial_execute(schema(), &implementers, &doc, operation, &vars) {
+        Ok(response) => {
+            if let (Some(fields), Out::Obj(pairs)) = (response.data, data) {
+                for (k, v) in fields {
+                    if !pairs.iter().any(|(key, _)| key == k.as_str()) {
+                        pairs.push((k.as_str().to_string(), from_bytes_json(&v)));
+                    }
+                }
+            }
+            errors.extend(response.errors.into_iter().map(|e| GqlError::new(e.message)));
+        }
+        Err(e) => fail(errors, e.message().to_string()),
+    }
+}
+
+/// Converts apollo-compiler's (ordered) JSON to [`Out`], keeping key order.
+fn from_bytes_json(v: &apollo_compiler::response::JsonValue) -> Out {
+    use apollo_compiler::response::serde_json_bytes::Value as J;
+    match v {
+        J::Null => Out::Null,
+        J::Bool(b) => Out::Bool(*b),
+        J::Number(n) => n.as_i64().map_or_else(|| Out::Float(n.as_f64().unwrap_or(0.0)), Out::Int),
+        J::String(s) => Out::str(s.as_str()),
+        J::Array(items) => Out::List(items.iter().map(from_bytes_json).collect()),
+        J::Object(m) => Out::Obj(m.iter().map(|(k, v)| (k.as_str().to_string(), from_bytes_json(v))).collect()),
     }
 }
 

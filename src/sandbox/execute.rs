@@ -366,18 +366,7 @@ impl<'a> Exec<'a> {
     }
 
     fn included(&self, directives: &ast::DirectiveList) -> bool {
-        for d in directives.iter() {
-            let flag = d.arguments.iter().find(|a| a.name == "if").map(|a| match &*a.value {
-                ast::Value::Boolean(b) => *b,
-                ast::Value::Variable(v) => self.vars.get(v.as_str()).and_then(Value::as_bool).unwrap_or(false),
-                _ => false,
-            });
-            match (d.name.as_str(), flag) {
-                ("skip", Some(true)) | ("include", Some(false)) => return false,
-                _ => {}
-            }
-        }
-        true
+        included(directives, &self.vars)
     }
 
     fn complete_object(
@@ -486,6 +475,22 @@ pub fn cursor_id(cursor: &str) -> Option<u64> {
     let raw = base64::engine::general_purpose::STANDARD.decode(cursor).ok()?;
     let v: Value = serde_json::from_slice(&raw).ok()?;
     v.get("last_id")?.as_u64()
+}
+
+/// Whether `@skip`/`@include` keep a selection.
+pub fn included(directives: &ast::DirectiveList, vars: &Map<String, Value>) -> bool {
+    for d in directives.iter() {
+        let flag = d.arguments.iter().find(|a| a.name == "if").map(|a| match &*a.value {
+            ast::Value::Boolean(b) => *b,
+            ast::Value::Variable(v) => vars.get(v.as_str()).and_then(Value::as_bool).unwrap_or(false),
+            _ => false,
+        });
+        match (d.name.as_str(), flag) {
+            ("skip", Some(true)) | ("include", Some(false)) => return false,
+            _ => {}
+        }
+    }
+    true
 }
 
 /// Pages an ordered list of `(id, node)` with `first`/`after`/`last`/`before`.

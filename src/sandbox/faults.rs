@@ -139,11 +139,13 @@ pub struct Faults {
 }
 
 impl Faults {
+    /// An injector seeded from `spec.seed`.
     pub fn new(spec: FaultSpec) -> Self {
         let state = spec.seed ^ 0x9E37_79B9_7F4A_7C15;
         Faults { spec, state }
     }
 
+    /// What was asked for.
     pub fn spec(&self) -> &FaultSpec {
         &self.spec
     }

@@ -17,6 +17,7 @@ mod engine;
 mod execute;
 pub mod faults;
 mod handles;
+mod metafields;
 mod products;
 mod read;
 pub mod response;
@@ -30,7 +31,7 @@ mod variables;
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -96,6 +97,17 @@ impl Default for SandboxConfig {
     }
 }
 
+/// Where bulk operations wait while held.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BulkHold {
+    /// Operations run normally.
+    None = 0,
+    /// Operations stay `CREATED`.
+    Created = 1,
+    /// Operations start (`RUNNING`) but process no line.
+    Running = 2,
+}
+
 /// Why a sandbox could not start or stop cleanly.
 #[derive(Debug, thiserror::Error)]
 pub enum SandboxError {
@@ -144,6 +156,7 @@ impl Sandbox {
         Ok(Sandbox { addr, shared, shutdown: Some(tx), thread: Some(thread) })
     }
 
+    /// The bound loopback address.
     pub fn addr(&self) -> SocketAddr {
         self.addr
     }
@@ -165,19 +178,22 @@ impl Sandbox {
 
     /// Reads or changes the store directly (seeding test data, inspecting state).
     pub fn with_store<R>(&self, f: impl FnOnce(&mut Store) -> R) -> R {
-        let r = f(&mut lock(&self.shared.store));
+        let mut store = lock(&self.shared.store);
+        let r = f(&mut store);
+        store.reindex();
         self.shared.dirty.store(true, Ordering::Relaxed);
         r
     }
 
-    /// Every GraphQL request received so far.
+    /// The GraphQL requests received so far (the last 100,000 at least).
     pub fn requests(&self) -> Vec<RequestRecord> {
         lock(&self.shared.log).clone()
     }
 
-    /// Keeps new bulk operations `CREATED` until released (to observe concurrency limits).
-    pub fn hold_bulk_operations(&self, hold: bool) {
-        self.shared.hold_bulk.store(hold, Ordering::Relaxed);
+    /// Holds bulk operations at a stage until released with [`BulkHold::None`] (to observe
+    /// concurrency limits and running operations).
+    pub fn hold_bulk_operations(&self, hold: BulkHold) {
+        self.shared.hold_bulk.store(hold as u8, Ordering::Relaxed);
     }
 
     /// Stops serving and saves the store (with `data`).
@@ -208,7 +224,11 @@ fn prepare(config: SandboxConfig) -> Result<(std::net::TcpListener, Arc<Shared>)
     listener.set_nonblocking(true).map_err(|e| SandboxError::Runtime(e.to_string()))?;
     let addr = listener.local_addr().map_err(|e| SandboxError::Runtime(e.to_string()))?;
     let store = match &config.data {
-        Some(path) if path.exists() => Store::load(path).map_err(SandboxError::Data)?,
+        Some(path) if path.exists() => {
+            let mut store = Store::load(path).map_err(SandboxError::Data)?;
+            store.interrupt_unfinished();
+            store
+        }
         _ => Store::new(&config.shop_name),
     };
     let shared = Shared {
@@ -218,10 +238,28 @@ fn prepare(config: SandboxConfig) -> Result<(std::net::TcpListener, Arc<Shared>)
         store: Mutex::new(store),
         log: Mutex::new(Vec::new()),
         dirty: AtomicBool::new(false),
-        hold_bulk: AtomicBool::new(false),
+        saving: Mutex::new(0),
+        snapshots: AtomicU64::new(0),
+        hold_bulk: AtomicU8::new(BulkHold::None as u8),
         config,
     };
     Ok((listener, Arc::new(shared)))
+}
+
+/// Ctrl-C, or SIGTERM on Unix.
+async fn stop_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        if let Ok(mut term) = signal(SignalKind::terminate()) {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+            return;
+        }
+    }
+    let _ = tokio::signal::ctrl_c().await;
 }
 
 /// Serves in the current thread until Ctrl-C (the `catsync sandbox` command); `ready` is
@@ -237,7 +275,7 @@ pub fn serve(config: SandboxConfig, ready: impl FnOnce(SocketAddr)) -> Result<()
         let listener = tokio::net::TcpListener::from_std(listener).map_err(|e| SandboxError::Runtime(e.to_string()))?;
         let (tx, rx) = oneshot::channel();
         tokio::spawn(async move {
-            let _ = tokio::signal::ctrl_c().await;
+            stop_signal().await;
             let _ = tx.send(());
         });
         ready(addr);

@@ -8,9 +8,9 @@ use serde_json::{Map, Value};
 
 use super::execute::{Args, Exec, FieldResult, Followup, Obj, Resolved};
 use super::handles::{self, MAX_HANDLE};
+use super::metafields;
 use super::store::{
-    id_of, now, parse_gid, Media, Metafield, OptionValue, Product, ProductOperation, ProductOption, Store, UserErr,
-    Variant,
+    id_of, now, parse_gid, Media, OptionValue, Product, ProductOperation, ProductOption, Store, UserErr, Variant,
 };
 
 /// The longest title, vendor and product type Shopify accepts.
@@ -145,15 +145,15 @@ pub fn apply_product_set(store: &mut Store, identifier: Option<&Value>, input: &
     draft.options_and_variants(store, input, &mut errors);
     if let Some(list) = input.get("metafields").and_then(Value::as_array) {
         draft.product.metafields =
-            metafields(store, &draft.product.metafields, list, true, &["input", "metafields"], &mut errors);
+            metafields::apply(store, &draft.product.metafields, list, true, &["input", "metafields"], &mut errors);
     }
     if let Some(list) = input.get("files").and_then(Value::as_array) {
         draft.files(store, list, &mut errors);
     }
-    let collections = match input.get("collections").and_then(Value::as_array) {
-        Some(list) => Some(collection_ids(store, list, &["input", "collections"], &mut errors)),
-        None => None,
-    };
+    let collections = input
+        .get("collections")
+        .and_then(Value::as_array)
+        .map(|list| collection_ids(store, list, &["input", "collections"], &mut errors));
     if !errors.is_empty() {
         return SetOutcome { product: target, errors };
     }
@@ -174,11 +174,12 @@ pub fn product_create(store: &mut Store, args: &Args<'_>) -> FieldResult {
     let mut errors = Vec::new();
     let mut draft = Draft::start(store, None, Mode::Create);
     draft.scalars(store, input, &mut errors);
-    if let Some(options) = input.get("productOptions").and_then(Value::as_array).filter(|o| !o.is_empty()) {
-        draft.create_options(store, options, &mut errors);
+    match input.get("productOptions").and_then(Value::as_array).filter(|o| !o.is_empty()) {
+        Some(options) => draft.create_options(store, options, &mut errors),
+        None => draft.default_variant(store),
     }
     if let Some(list) = input.get("metafields").and_then(Value::as_array) {
-        draft.product.metafields = metafields(store, &[], list, false, &["metafields"], &mut errors);
+        draft.product.metafields = metafields::apply(store, &[], list, false, &["metafields"], &mut errors);
     }
     let joins = input
         .get("collectionsToJoin")
@@ -233,7 +234,7 @@ pub fn product_update(store: &mut Store, args: &Args<'_>) -> FieldResult {
     draft.scalars(store, input, &mut errors);
     if let Some(list) = input.get("metafields").and_then(Value::as_array) {
         draft.product.metafields =
-            metafields(store, &draft.product.metafields, list, false, &["metafields"], &mut errors);
+            metafields::apply(store, &draft.product.metafields, list, false, &["metafields"], &mut errors);
     }
     let joins = input
         .get("collectionsToJoin")
@@ -414,11 +415,12 @@ impl Draft {
         }
     }
 
-    /// Shopify's handle rules: explicit handles are normalised and must be free; blank ones keep
-    /// the current handle; generated ones (from the title) are de-duplicated.
+    /// Shopify's handle rules: explicit handles are normalised and must be free; generated ones
+    /// (from the title, for new products and for blank handles) are de-duplicated; without a
+    /// handle an existing product keeps its own.
     fn handle(&mut self, store: &Store, explicit: Option<&str>, errors: &mut Vec<UserErr>) {
         let id = self.product.id;
-        let taken = |h: &str| store.products.values().any(|p| p.id != id && p.handle == h);
+        let taken = |h: &str| store.product_handle_taken(h, id);
         let too_long = |errors: &mut Vec<UserErr>| {
             errors.push(match self.mode {
                 Mode::Set => {
@@ -427,6 +429,8 @@ impl Draft {
                 _ => UserErr::new(&["handle"], "Handle is too long (maximum is 255 characters)"),
             });
         };
+        // A blank handle asks for one generated from the title, as does a new product without one.
+        let regenerate = explicit.is_some_and(|h| h.trim().is_empty()) || (explicit.is_none() && !self.existing);
         match explicit.filter(|h| !h.trim().is_empty()) {
             Some(raw) => {
                 let normalized = handles::normalize(raw);
@@ -444,7 +448,7 @@ impl Draft {
                     self.product.handle = normalized;
                 }
             }
-            None if self.existing => {}
+            None if !regenerate => {}
             None => {
                 let mut base = handles::normalize(&self.product.title);
                 if base.is_empty() {
@@ -476,6 +480,10 @@ impl Draft {
             (None, Some(_)) if !self.existing => errors.push(
                 UserErr::new(&["input", "productOptions"], "Must specify product options when updating variants.")
                     .code("PRODUCT_OPTIONS_INPUT_MISSING"),
+            ),
+            (_, Some(variants)) if variants.is_empty() => errors.push(
+                UserErr::new(&["input", "variants"], "A product must have at least one variant.")
+                    .code("INVALID_VARIANT"),
             ),
             (options, Some(variants)) => {
                 if let Some(options) = options {
@@ -513,6 +521,11 @@ impl Draft {
         let mut names = BTreeSet::new();
         for (i, o) in inputs.iter().enumerate() {
             let idx = i.to_string();
+            let at = |rest: &[&str]| {
+                let mut p = vec!["input".to_string(), "productOptions".to_string(), idx.clone()];
+                p.extend(rest.iter().map(|s| s.to_string()));
+                p
+            };
             let existing = o
                 .get("id")
                 .and_then(Value::as_str)
@@ -524,13 +537,7 @@ impl Draft {
                         .and_then(|n| self.product.options.iter().find(|x| x.name == n))
                 });
             if o.get("id").and_then(Value::as_str).is_some() && existing.is_none() {
-                errors.push(
-                    UserErr::at(
-                        vec!["input".into(), "productOptions".into(), idx.clone(), "id".into()],
-                        "Option does not exist.",
-                    )
-                    .code("OPTION_DOES_NOT_EXIST"),
-                );
+                errors.push(UserErr::at(at(&["id"]), "Option does not exist.").code("OPTION_DOES_NOT_EXIST"));
                 continue;
             }
             let name = o
@@ -540,33 +547,18 @@ impl Draft {
                 .map(String::from)
                 .or_else(|| existing.map(|e| e.name.clone()));
             let Some(name) = name.filter(|n| !n.is_empty()) else {
-                errors.push(
-                    UserErr::at(
-                        vec!["input".into(), "productOptions".into(), idx.clone(), "name".into()],
-                        "Option name can't be blank",
-                    )
-                    .code("INVALID_INPUT"),
-                );
+                errors.push(UserErr::at(at(&["name"]), "Option name can't be blank").code("INVALID_INPUT"));
                 continue;
             };
             if !names.insert(name.to_lowercase()) {
-                errors.push(
-                    UserErr::at(
-                        vec!["input".into(), "productOptions".into(), idx.clone(), "name".into()],
-                        "Duplicated option name.",
-                    )
-                    .code("DUPLICATED_OPTION_NAME"),
-                );
+                errors.push(UserErr::at(at(&["name"]), "Duplicated option name.").code("DUPLICATED_OPTION_NAME"));
                 continue;
             }
             let values_in = o.get("values").and_then(Value::as_array).cloned().unwrap_or_default();
             if values_in.is_empty() {
                 errors.push(
-                    UserErr::at(
-                        vec!["input".into(), "productOptions".into(), idx.clone(), "values".into()],
-                        "Each option must have at least one option value specified.",
-                    )
-                    .code("OPTION_VALUES_MISSING"),
+                    UserErr::at(at(&["values"]), "Each option must have at least one option value specified.")
+                        .code("OPTION_VALUES_MISSING"),
                 );
                 continue;
             }
@@ -585,21 +577,15 @@ impl Draft {
                     .or_else(|| by_id.map(|b| b.name.clone()));
                 let Some(vname) = vname.filter(|n| !n.is_empty()) else {
                     errors.push(
-                        UserErr::at(
-                            vec!["input".into(), "productOptions".into(), idx.clone(), "values".into(), j.to_string()],
-                            "Option value does not exist.",
-                        )
-                        .code("OPTION_VALUE_DOES_NOT_EXIST"),
+                        UserErr::at(at(&["values", &j.to_string()]), "Option value does not exist.")
+                            .code("OPTION_VALUE_DOES_NOT_EXIST"),
                     );
                     continue;
                 };
                 if values.iter().any(|x| x.name.eq_ignore_ascii_case(&vname)) {
                     errors.push(
-                        UserErr::at(
-                            vec!["input".into(), "productOptions".into(), idx.clone(), "values".into(), j.to_string()],
-                            "Duplicated option value.",
-                        )
-                        .code("DUPLICATED_OPTION_VALUE"),
+                        UserErr::at(at(&["values", &j.to_string()]), "Duplicated option value.")
+                            .code("DUPLICATED_OPTION_VALUE"),
                     );
                     continue;
                 }
@@ -783,7 +769,7 @@ impl Draft {
     fn commit(mut self, store: &mut Store) -> u64 {
         self.product.updated_at = now();
         let id = self.product.id;
-        store.products.insert(id, self.product);
+        store.insert_product(self.product);
         id
     }
 }
@@ -931,7 +917,7 @@ fn apply_variant_fields(
     if let Some(list) = input.get("metafields").and_then(Value::as_array) {
         let p = path(&["metafields"]);
         let p: Vec<&str> = p.iter().map(String::as_str).collect();
-        variant.metafields = metafields(store, &variant.metafields, list, true, &p, errors);
+        variant.metafields = metafields::apply(store, &variant.metafields, list, true, &p, errors);
     }
 }
 
@@ -945,70 +931,6 @@ fn normalize_tags<'a>(tags: impl Iterator<Item = &'a str>) -> Vec<String> {
         }
     }
     out.sort_by(|a, b| a.to_lowercase().cmp(&b.to_lowercase()).then(a.cmp(b)));
-    out
-}
-
-/// Applies a `metafields` input list to `current`: `replace` drops metafields not listed
-/// (productSet), otherwise the list is upserted.
-fn metafields(
-    store: &mut Store,
-    current: &[Metafield],
-    list: &[Value],
-    replace: bool,
-    path: &[&str],
-    errors: &mut Vec<UserErr>,
-) -> Vec<Metafield> {
-    let mut out: Vec<Metafield> = if replace { Vec::new() } else { current.to_vec() };
-    for (i, m) in list.iter().enumerate() {
-        let at = |field: &str| {
-            let mut p: Vec<String> = path.iter().map(|s| s.to_string()).collect();
-            p.push(i.to_string());
-            p.push(field.to_string());
-            p
-        };
-        let by_id = m.get("id").and_then(Value::as_str).and_then(|id| id_of(id, "Metafield"));
-        let namespace = m.get("namespace").and_then(Value::as_str);
-        let key = m.get("key").and_then(Value::as_str);
-        let existing = current.iter().find(|x| Some(x.id) == by_id).or_else(|| {
-            current.iter().find(|x| Some(x.namespace.as_str()) == namespace && Some(x.key.as_str()) == key)
-        });
-        let Some(value) = m.get("value").and_then(Value::as_str) else {
-            errors.push(UserErr::at(at("value"), "Value can't be blank").code("INVALID_METAFIELD"));
-            continue;
-        };
-        let type_ =
-            m.get("type").and_then(Value::as_str).map(String::from).or_else(|| existing.map(|e| e.type_.clone()));
-        let Some(type_) = type_ else {
-            errors.push(UserErr::at(at("type"), "Type can't be blank").code("INVALID_METAFIELD"));
-            continue;
-        };
-        let (Some(namespace), Some(key)) =
-            (namespace.or(existing.map(|e| e.namespace.as_str())), key.or(existing.map(|e| e.key.as_str())))
-        else {
-            errors.push(UserErr::at(at("key"), "Key can't be blank").code("INVALID_METAFIELD"));
-            continue;
-        };
-        if !(2..=64).contains(&key.chars().count()) {
-            errors.push(
-                UserErr::at(at("key"), "Key is too short or too long (2 to 64 characters)").code("INVALID_METAFIELD"),
-            );
-            continue;
-        }
-        let t = now();
-        let record = Metafield {
-            id: existing.map_or_else(|| store.alloc_id(), |e| e.id),
-            namespace: namespace.to_string(),
-            key: key.to_string(),
-            type_,
-            value: value.to_string(),
-            created_at: existing.map_or(t, |e| e.created_at),
-            updated_at: t,
-        };
-        match out.iter_mut().find(|x| x.id == record.id) {
-            Some(slot) => *slot = record,
-            None => out.push(record),
-        }
-    }
     out
 }
 

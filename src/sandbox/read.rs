@@ -10,7 +10,7 @@ use super::translations;
 /// Resolves `field` of `obj`.
 pub fn resolve(exec: &mut Exec<'_>, store: &Store, obj: &Obj, field: &str, args: &Args<'_>) -> FieldResult {
     match obj {
-        Obj::QueryRoot => query_root(exec, store, field, args),
+        Obj::QueryRoot => query_root(store, field, args),
         Obj::Shop => Ok(match field {
             "id" => Resolved::str(gid("Shop", store.shop.id)),
             "name" => Resolved::str(store.shop.name.clone()),
@@ -23,7 +23,7 @@ pub fn resolve(exec: &mut Exec<'_>, store: &Store, obj: &Obj, field: &str, args:
             None => Ok(Resolved::Null),
         },
         Obj::Variant(pid, vid) => match find_variant(store, *pid, *vid) {
-            Some((p, v)) => variant(store, p, v, field, args),
+            Some((p, v)) => variant(p, v, field, args),
             None => Ok(Resolved::Null),
         },
         Obj::InventoryItem(pid, vid) => match find_variant(store, *pid, *vid) {
@@ -194,26 +194,19 @@ fn gid_arg(args: &Args<'_>, name: &str, kind: &str) -> Result<Option<u64>, Field
     }
 }
 
-fn query_root(exec: &mut Exec<'_>, store: &Store, field: &str, args: &Args<'_>) -> FieldResult {
+fn query_root(store: &Store, field: &str, args: &Args<'_>) -> FieldResult {
     Ok(match field {
         "shop" => Resolved::obj(Obj::Shop),
         "product" => Resolved::opt_obj(
             gid_arg(args, "id", "Product")?.filter(|id| store.products.contains_key(id)).map(Obj::Product),
         ),
         "productByIdentifier" => {
-            let ident = args.get("identifier").cloned().unwrap_or_default();
-            let found = match (ident.get("id").and_then(|v| v.as_str()), ident.get("handle").and_then(|v| v.as_str())) {
-                (Some(id), _) => match parse_gid(id) {
-                    Some(("Product", n)) => store.products.get(&n).map(|p| p.id),
-                    Some(_) => None,
-                    None => return Err(invalid_gid(id)),
-                },
-                (None, Some(h)) => store.product_by_handle(h).map(|p| p.id),
-                (None, None) => {
-                    return Err(FieldError::new("identifier must include exactly one of: id, handle, customId")
-                        .code("INVALID_FIELD_ARGUMENTS"))
-                }
-            };
+            let found = by_identifier(
+                args,
+                "Product",
+                |id| store.products.contains_key(&id),
+                |h| store.product_by_handle(h).map(|p| p.id),
+            )?;
             Resolved::opt_obj(found.map(Obj::Product))
         }
         "products" => {
@@ -237,19 +230,12 @@ fn query_root(exec: &mut Exec<'_>, store: &Store, field: &str, args: &Args<'_>) 
             gid_arg(args, "id", "Collection")?.filter(|id| store.collections.contains_key(id)).map(Obj::Collection),
         ),
         "collectionByIdentifier" => {
-            let ident = args.get("identifier").cloned().unwrap_or_default();
-            let found = match (ident.get("id").and_then(|v| v.as_str()), ident.get("handle").and_then(|v| v.as_str())) {
-                (Some(id), _) => match parse_gid(id) {
-                    Some(("Collection", n)) => store.collections.get(&n).map(|c| c.id),
-                    Some(_) => None,
-                    None => return Err(invalid_gid(id)),
-                },
-                (None, Some(h)) => store.collection_by_handle(h).map(|c| c.id),
-                (None, None) => {
-                    return Err(FieldError::new("identifier must include exactly one of: id, handle, customId")
-                        .code("INVALID_FIELD_ARGUMENTS"))
-                }
-            };
+            let found = by_identifier(
+                args,
+                "Collection",
+                |id| store.collections.contains_key(&id),
+                |h| store.collection_by_handle(h).map(|c| c.id),
+            )?;
             Resolved::opt_obj(found.map(Obj::Collection))
         }
         "collections" => {
@@ -305,6 +291,16 @@ fn query_root(exec: &mut Exec<'_>, store: &Store, field: &str, args: &Args<'_>) 
             }
             Resolved::List(out)
         }
+        "productVariant" => match gid_arg(args, "id", "ProductVariant")?.and_then(|id| store.variant(id)) {
+            Some((p, v)) => Resolved::obj(Obj::Variant(p.id, v.id)),
+            None => Resolved::Null,
+        },
+        "inventoryItem" => {
+            match gid_arg(args, "id", "InventoryItem")?.and_then(|id| store.variant_by_inventory_item(id)) {
+                Some((p, v)) => Resolved::obj(Obj::InventoryItem(p.id, v.id)),
+                None => Resolved::Null,
+            }
+        }
         "productOperation" => Resolved::opt_obj(
             gid_arg(args, "id", "ProductSetOperation")?
                 .filter(|id| store.product_operations.contains_key(id))
@@ -334,11 +330,28 @@ fn query_root(exec: &mut Exec<'_>, store: &Store, field: &str, args: &Args<'_>) 
             }
             Resolved::opt_obj(translations::content(store, id).map(|_| Obj::TranslatableResource(id.to_string())))
         }
-        _ => {
-            let _ = exec;
-            return unknown(&Obj::QueryRoot, field);
-        }
+        _ => return unknown(&Obj::QueryRoot, field),
     })
+}
+
+/// Looks up the target of an `identifier: {id | handle}` argument.
+fn by_identifier(
+    args: &Args<'_>,
+    kind: &str,
+    exists: impl Fn(u64) -> bool,
+    by_handle: impl Fn(&str) -> Option<u64>,
+) -> Result<Option<u64>, FieldError> {
+    let ident = args.get("identifier").cloned().unwrap_or_default();
+    match (ident.get("id").and_then(|v| v.as_str()), ident.get("handle").and_then(|v| v.as_str())) {
+        (Some(id), _) => match parse_gid(id) {
+            Some((k, n)) if k == kind => Ok(Some(n).filter(|n| exists(*n))),
+            Some(_) => Ok(None),
+            None => Err(invalid_gid(id)),
+        },
+        (None, Some(h)) => Ok(by_handle(h)),
+        (None, None) => Err(FieldError::new("identifier must include exactly one of: id, handle, customId")
+            .code("INVALID_FIELD_ARGUMENTS")),
+    }
 }
 
 /// Resolves any supported GID to its object (or null).
@@ -604,7 +617,7 @@ fn product(store: &Store, p: &Product, field: &str, args: &Args<'_>) -> FieldRes
     })
 }
 
-fn variant(store: &Store, p: &Product, v: &Variant, field: &str, args: &Args<'_>) -> FieldResult {
+fn variant(p: &Product, v: &Variant, field: &str, args: &Args<'_>) -> FieldResult {
     Ok(match field {
         "id" => Resolved::str(v.gid()),
         "legacyResourceId" => Resolved::str(v.id.to_string()),
@@ -629,10 +642,7 @@ fn variant(store: &Store, p: &Product, v: &Variant, field: &str, args: &Args<'_>
             (0..v.option_values.len().min(p.options.len())).map(|i| Resolved::obj(Obj::SelectedOption(p.id, v.id, i))),
         ),
         "metafield" | "metafields" => metafield_fields(&v.gid(), &v.metafields, field, args)?,
-        _ => {
-            let _ = store;
-            return unknown(&Obj::Variant(p.id, v.id), field);
-        }
+        _ => return unknown(&Obj::Variant(p.id, v.id), field),
     })
 }
 
@@ -702,8 +712,9 @@ fn collection(store: &Store, c: &super::store::Collection, field: &str, args: &A
                 "CREATED" => members.sort_by_key(|p| (p.created_at, p.id)),
                 "ID" => members.sort_by_key(|p| p.id),
                 "PRICE" => members.sort_by(|a, b| min_price(a).total_cmp(&min_price(b)).then(a.id.cmp(&b.id))),
-                // No sales in the sandbox: best sellers are the newest products first.
-                "BEST_SELLING" => members.sort_by_key(|p| std::cmp::Reverse(p.id)),
+                // No sales or search in the sandbox: best sellers and the most relevant are the
+                // newest products first (as Shopify orders a new collection).
+                "BEST_SELLING" | "RELEVANCE" => members.sort_by_key(|p| std::cmp::Reverse(p.id)),
                 _ => {}
             }
             let descending = matches!(c.sort_order.as_str(), "ALPHA_DESC" | "CREATED_DESC" | "PRICE_DESC")

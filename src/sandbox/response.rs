@@ -31,6 +31,7 @@ impl Out {
         Out::Obj(pairs.into_iter().map(|(k, v)| (k.into(), v)).collect())
     }
 
+    /// Whether this is `null`.
     pub fn is_null(&self) -> bool {
         matches!(self, Out::Null)
     }
@@ -48,6 +49,7 @@ impl Out {
         serde_json::to_value(self).unwrap_or(Value::Null)
     }
 
+    /// Compact JSON text, keys in order.
     pub fn to_json_string(&self) -> String {
         serde_json::to_string(self).unwrap_or_else(|_| "null".to_string())
     }
@@ -144,10 +146,12 @@ pub struct GqlError {
 }
 
 impl GqlError {
+    /// An error with just a message.
     pub fn new(message: impl Into<String>) -> Self {
         GqlError { message: message.into(), locations: Vec::new(), path: None, extensions: Vec::new() }
     }
 
+    /// Adds a location (if known).
     pub fn at(mut self, pos: Option<Pos>) -> Self {
         if let Some(p) = pos {
             self.locations.push(p);
@@ -155,15 +159,18 @@ impl GqlError {
         self
     }
 
+    /// Sets the `path`.
     pub fn path(mut self, path: Vec<Out>) -> Self {
         self.path = Some(path);
         self
     }
 
+    /// Sets `extensions.code`.
     pub fn code(self, code: &str) -> Self {
         self.ext("code", Out::str(code))
     }
 
+    /// Adds an `extensions` entry.
     pub fn ext(mut self, key: &str, value: Out) -> Self {
         self.extensions.push((key.to_string(), value));
         self
@@ -177,6 +184,7 @@ impl GqlError {
         })
     }
 
+    /// The error as Shopify prints it.
     pub fn to_out(&self) -> Out {
         let mut pairs = vec![("message".to_string(), Out::str(&self.message))];
         if !self.locations.is_empty() {

@@ -25,6 +25,7 @@ use super::execute::Followup;
 use super::faults::Fault;
 use super::products;
 use super::response::Out;
+use super::BulkHold;
 
 /// Shopify's answer to a missing or unknown access token.
 const INVALID_TOKEN: &str = "[API] Invalid API key or access token (unrecognized login or wrong password)";
@@ -110,17 +111,37 @@ pub async fn run(listener: TcpListener, shared: Arc<Shared>, mut shutdown: onesh
 
 async fn save_periodically(shared: Arc<Shared>) {
     loop {
-        tokio::time::sleep(Duration::from_secs(1)).await;
-        if shared.dirty.swap(false, Ordering::Relaxed) {
-            save(&shared);
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        if shared.config.data.is_some() && shared.dirty.swap(false, Ordering::Relaxed) {
+            // Copy under the lock, write without it: requests go on while a big store is saved.
+            let snapshot = snapshot(&shared);
+            let worker = shared.clone();
+            let _ = tokio::task::spawn_blocking(move || write(&worker, snapshot)).await;
         }
     }
 }
 
 fn save(shared: &Shared) {
-    if let Some(path) = &shared.config.data {
-        let result = lock(&shared.store).save(path);
-        if let Err(e) = result {
+    if shared.config.data.is_some() {
+        write(shared, snapshot(shared));
+    }
+}
+
+/// A numbered copy of the store.
+fn snapshot(shared: &Shared) -> (u64, super::store::Store) {
+    let store = lock(&shared.store);
+    (shared.snapshots.fetch_add(1, Ordering::Relaxed) + 1, store.clone())
+}
+
+fn write(shared: &Shared, (number, store): (u64, super::store::Store)) {
+    let Some(path) = &shared.config.data else { return };
+    let mut last = lock(&shared.saving);
+    if number <= *last {
+        return; // a newer snapshot is already on disk
+    }
+    match store.save(path) {
+        Ok(()) => *last = number,
+        Err(e) => {
             tracing::error!("{e}");
             shared.dirty.store(true, Ordering::Relaxed);
         }
@@ -161,7 +182,7 @@ fn authorized(shared: &Shared, headers: &HeaderMap) -> bool {
 async fn graphql(State(shared): State<Arc<Shared>>, Path(version): Path<String>, request: Request) -> Response {
     let force_throttle = request.extensions().get::<ForceThrottle>().is_some();
     let headers = request.headers().clone();
-    if !shared.config.api_versions.iter().any(|v| *v == version) {
+    if !shared.config.api_versions.contains(&version) {
         return json(StatusCode::NOT_FOUND, &Out::obj([("errors", Out::str("Not Found"))]));
     }
     if !authorized(&shared, &headers) {
@@ -210,35 +231,38 @@ fn spawn_followup(shared: Arc<Shared>, followup: Followup) {
 
 async fn run_bulk(shared: Arc<Shared>, operation: u64) {
     tokio::time::sleep(shared.config.bulk_start_delay).await;
-    while shared.hold_bulk.load(Ordering::Relaxed) {
-        tokio::time::sleep(Duration::from_millis(10)).await;
-        let canceled = lock(&shared.store).bulk_operations.get(&operation).is_none_or(|o| o.status == "CANCELING");
-        if canceled {
-            break;
-        }
-    }
+    wait_while_held(&shared, operation, BulkHold::Created).await;
     let job_error = lock(&shared.faults).job_error();
     let Some(mut run) = BulkRun::start(&mut lock(&shared.store), operation) else {
         shared.dirty.store(true, Ordering::Relaxed);
         return;
     };
+    shared.dirty.store(true, Ordering::Relaxed);
+    wait_while_held(&shared, operation, BulkHold::Running).await;
+    if job_error {
+        run.fail(&mut lock(&shared.store));
+        shared.dirty.store(true, Ordering::Relaxed);
+        return;
+    }
     let batch = shared.config.bulk_batch.max(1);
     loop {
-        let done = {
-            let mut store = lock(&shared.store);
-            let done = run.step(&mut store, &shared.env, batch);
-            if !done && job_error {
-                run.fail(&mut store);
-                true
-            } else {
-                done
-            }
-        };
+        let done = run.step(&mut lock(&shared.store), &shared.env, batch);
         shared.dirty.store(true, Ordering::Relaxed);
         if done {
             break;
         }
         tokio::time::sleep(shared.config.bulk_step_delay).await;
+    }
+}
+
+/// Waits while bulk operations are held at `stage` (and the operation is not being canceled).
+async fn wait_while_held(shared: &Shared, operation: u64, stage: BulkHold) {
+    while shared.hold_bulk.load(Ordering::Relaxed) == stage as u8 {
+        let canceling = lock(&shared.store).bulk_operations.get(&operation).is_none_or(|o| o.status == "CANCELING");
+        if canceling {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }
 

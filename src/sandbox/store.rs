@@ -2,7 +2,7 @@
 //! translations, product-set and bulk operations. Plain serde types, so the whole store can be
 //! written to `--data` and read back; GIDs are derived from numeric ids.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -15,6 +15,7 @@ const FILE_VERSION: u32 = 1;
 /// Seconds since the Unix epoch.
 pub type Timestamp = i64;
 
+/// The current time.
 pub fn now() -> Timestamp {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0)
 }
@@ -90,24 +91,29 @@ pub struct UserErr {
 }
 
 impl UserErr {
+    /// An error about the field at `field` (`["input", "handle"]`).
     pub fn new(field: &[&str], message: impl Into<String>) -> Self {
         UserErr { field: Some(field.iter().map(|s| s.to_string()).collect()), message: message.into(), code: None }
     }
 
+    /// An error about the field at a computed path.
     pub fn at(field: Vec<String>, message: impl Into<String>) -> Self {
         UserErr { field: Some(field), message: message.into(), code: None }
     }
 
+    /// An error about no particular field (`field: null`).
     pub fn global(message: impl Into<String>) -> Self {
         UserErr { field: None, message: message.into(), code: None }
     }
 
+    /// Adds the error's `code` (for error types that have one).
     pub fn code(mut self, code: &str) -> Self {
         self.code = Some(code.to_string());
         self
     }
 }
 
+/// The shop: its GID number, name, `myshopify.com` domain and currency.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Shop {
     pub id: u64,
@@ -116,6 +122,7 @@ pub struct Shop {
     pub currency: String,
 }
 
+/// A product with its options, variants (one per option-value tuple), metafields and media.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Product {
     pub id: u64,
@@ -140,6 +147,7 @@ pub struct Product {
 }
 
 impl Product {
+    /// The product's GID.
     pub fn gid(&self) -> String {
         gid("Product", self.id)
     }
@@ -149,6 +157,7 @@ impl Product {
         self.variants.iter().filter(|v| v.tracked).map(Variant::inventory_quantity).sum()
     }
 
+    /// Whether the product has just Shopify's `Title / Default Title` variant.
     pub fn has_only_default_variant(&self) -> bool {
         self.options.len() == 1
             && self.options[0].name == "Title"
@@ -157,6 +166,7 @@ impl Product {
     }
 }
 
+/// An option (`Size`) and its values in order.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ProductOption {
     pub id: u64,
@@ -165,12 +175,14 @@ pub struct ProductOption {
     pub values: Vec<OptionValue>,
 }
 
+/// One value of an option (`M`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct OptionValue {
     pub id: u64,
     pub name: String,
 }
 
+/// A variant: its option values, prices, inventory item settings and stock per location.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Variant {
     pub id: u64,
@@ -198,19 +210,23 @@ pub struct Variant {
 }
 
 impl Variant {
+    /// The variant's GID.
     pub fn gid(&self) -> String {
         gid("ProductVariant", self.id)
     }
 
+    /// `S / Red`, as Shopify titles variants.
     pub fn title(&self) -> String {
         self.option_values.join(" / ")
     }
 
+    /// Stock over all locations.
     pub fn inventory_quantity(&self) -> i64 {
         self.inventory.values().sum()
     }
 }
 
+/// A metafield of a product, variant or collection.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Metafield {
     pub id: u64,
@@ -223,6 +239,7 @@ pub struct Metafield {
     pub updated_at: Timestamp,
 }
 
+/// A product image (`MediaImage`), stored by its source URL.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Media {
     pub id: u64,
@@ -232,6 +249,7 @@ pub struct Media {
     pub created_at: Timestamp,
 }
 
+/// A custom (manual) collection and its member products.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Collection {
     pub id: u64,
@@ -250,11 +268,13 @@ pub struct Collection {
 }
 
 impl Collection {
+    /// The collection's GID.
     pub fn gid(&self) -> String {
         gid("Collection", self.id)
     }
 }
 
+/// A stock location.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Location {
     pub id: u64,
@@ -262,6 +282,7 @@ pub struct Location {
     pub active: bool,
 }
 
+/// A locale enabled in the shop.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ShopLocale {
     pub locale: String,
@@ -270,6 +291,7 @@ pub struct ShopLocale {
     pub published: bool,
 }
 
+/// A translation of one key of a resource into one locale.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Translation {
     pub key: String,
@@ -280,6 +302,7 @@ pub struct Translation {
     pub updated_at: Timestamp,
 }
 
+/// An asynchronous `productSet` (`ProductSetOperation`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ProductOperation {
     pub id: u64,
@@ -289,6 +312,7 @@ pub struct ProductOperation {
     pub user_errors: Vec<UserErr>,
 }
 
+/// A bulk mutation and its progress.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct BulkOperation {
     pub id: u64,
@@ -308,6 +332,7 @@ pub struct BulkOperation {
 }
 
 impl BulkOperation {
+    /// Whether the operation is finished (it no longer counts against the concurrency limit).
     pub fn is_terminal(&self) -> bool {
         matches!(self.status.as_str(), "COMPLETED" | "FAILED" | "CANCELED" | "EXPIRED")
     }
@@ -342,6 +367,12 @@ pub struct Store {
     /// Staged uploads by key; not persisted.
     #[serde(skip)]
     pub staged: BTreeMap<String, StagedFile>,
+    /// Handle → id indexes (derived; kept because upserts look handles up on every call, and a
+    /// scan would make a 100,000-product bulk import quadratic).
+    #[serde(skip)]
+    product_handles: HashMap<String, u64>,
+    #[serde(skip)]
+    collection_handles: HashMap<String, u64>,
 }
 
 impl Store {
@@ -369,6 +400,8 @@ impl Store {
             bulk_operations: BTreeMap::new(),
             bulk_outputs: BTreeMap::new(),
             staged: BTreeMap::new(),
+            product_handles: HashMap::new(),
+            collection_handles: HashMap::new(),
         };
         store.shop.id = store.alloc_id();
         let loc = store.alloc_id();
@@ -382,16 +415,53 @@ impl Store {
         self.next_id
     }
 
+    /// The shop's primary locale (`en`).
     pub fn primary_locale(&self) -> &str {
         self.locales.iter().find(|l| l.primary).map_or("en", |l| l.locale.as_str())
     }
 
+    /// The product with this exact handle.
     pub fn product_by_handle(&self, handle: &str) -> Option<&Product> {
-        self.products.values().find(|p| p.handle == handle)
+        self.product_handles.get(handle).and_then(|id| self.products.get(id))
     }
 
+    /// The collection with this exact handle.
     pub fn collection_by_handle(&self, handle: &str) -> Option<&Collection> {
-        self.collections.values().find(|c| c.handle == handle)
+        self.collection_handles.get(handle).and_then(|id| self.collections.get(id))
+    }
+
+    /// Whether a product other than `except` has `handle`.
+    pub fn product_handle_taken(&self, handle: &str, except: u64) -> bool {
+        self.product_handles.get(handle).is_some_and(|id| *id != except)
+    }
+
+    /// Whether a collection other than `except` has `handle`.
+    pub fn collection_handle_taken(&self, handle: &str, except: u64) -> bool {
+        self.collection_handles.get(handle).is_some_and(|id| *id != except)
+    }
+
+    /// Adds or replaces a product.
+    pub fn insert_product(&mut self, product: Product) {
+        if let Some(old) = self.products.get(&product.id) {
+            self.product_handles.remove(&old.handle);
+        }
+        self.product_handles.insert(product.handle.clone(), product.id);
+        self.products.insert(product.id, product);
+    }
+
+    /// Adds or replaces a collection.
+    pub fn insert_collection(&mut self, collection: Collection) {
+        if let Some(old) = self.collections.get(&collection.id) {
+            self.collection_handles.remove(&old.handle);
+        }
+        self.collection_handles.insert(collection.handle.clone(), collection.id);
+        self.collections.insert(collection.id, collection);
+    }
+
+    /// Rebuilds the handle indexes (after loading, or after products were changed directly).
+    pub fn reindex(&mut self) {
+        self.product_handles = self.products.values().map(|p| (p.handle.clone(), p.id)).collect();
+        self.collection_handles = self.collections.values().map(|c| (c.handle.clone(), c.id)).collect();
     }
 
     /// The collections `product` belongs to, by id.
@@ -404,15 +474,15 @@ impl Store {
         self.products.values().find_map(|p| p.variants.iter().find(|v| v.inventory_item_id == item).map(|v| (p, v)))
     }
 
+    /// The product and variant with variant id `id`.
     pub fn variant(&self, id: u64) -> Option<(&Product, &Variant)> {
         self.products.values().find_map(|p| p.variants.iter().find(|v| v.id == id).map(|v| (p, v)))
     }
 
     /// Removes a product with its memberships and translations; returns whether it existed.
     pub fn delete_product(&mut self, id: u64) -> bool {
-        if self.products.remove(&id).is_none() {
-            return false;
-        }
+        let Some(product) = self.products.remove(&id) else { return false };
+        self.product_handles.remove(&product.handle);
         for c in self.collections.values_mut() {
             c.products.retain(|p| *p != id);
         }
@@ -422,9 +492,24 @@ impl Store {
 
     /// Removes a collection and its translations; returns whether it existed.
     pub fn delete_collection(&mut self, id: u64) -> bool {
-        let existed = self.collections.remove(&id).is_some();
+        let Some(collection) = self.collections.remove(&id) else { return false };
+        self.collection_handles.remove(&collection.handle);
         self.translations.remove(&gid("Collection", id));
-        existed
+        true
+    }
+
+    /// Ends the work a previous run left unfinished (its timers are gone): unfinished bulk
+    /// operations fail, pending product operations complete with `JOB_ERROR`.
+    pub fn interrupt_unfinished(&mut self) {
+        for op in self.bulk_operations.values_mut().filter(|o| !o.is_terminal()) {
+            op.status = "FAILED".to_string();
+            op.error_code = Some("INTERNAL_SERVER_ERROR".to_string());
+            op.completed_at = Some(now());
+        }
+        for op in self.product_operations.values_mut().filter(|o| o.status != "COMPLETE") {
+            op.status = "COMPLETE".to_string();
+            op.user_errors = vec![UserErr::global("Error processing request in the background job.").code("JOB_ERROR")];
+        }
     }
 
     /// Reads a store written by [`Store::save`].
@@ -442,7 +527,9 @@ impl Store {
                 file.version
             ));
         }
-        Ok(file.store)
+        let mut store = file.store;
+        store.reindex();
+        Ok(store)
     }
 
     /// Writes the store atomically (temp file, then rename).

@@ -226,8 +226,7 @@ impl Validator<'_> {
                 Some(_) => {
                     if let Some(default) = &var.default_value {
                         let saved = std::mem::take(&mut self.usages);
-                        let bad =
-                            !matches!(self.literal(default, &var.ty, &Owner::Field(String::new()), ""), Check::Valid);
+                        let bad = !matches!(self.literal(default, &var.ty, ""), Check::Valid);
                         self.usages = saved;
                         if bad {
                             self.errors.push(
@@ -411,6 +410,11 @@ impl Validator<'_> {
             self.path.pop();
             return;
         }
+        if parent == QUERY_ROOT && matches!(f.name.as_str(), "__schema" | "__type") {
+            // Introspection is checked by apollo-compiler, which knows the meta-schema.
+            self.path.pop();
+            return;
+        }
         let Some(def) = sch::field(self.schema, parent, &f.name) else {
             self.errors.push(
                 GqlError::new(format!("Field '{}' doesn't exist on type '{parent}'", f.name))
@@ -514,7 +518,7 @@ impl Validator<'_> {
                 continue;
             };
             self.path.push(Out::str(arg.name.as_str()));
-            let check = self.argument_value(&arg.value, &def.ty, def.default_value.is_some(), owner, &arg.name, pos);
+            let check = self.argument_value(&arg.value, &def.ty, def.default_value.is_some(), &arg.name, pos);
             if let Check::Invalid = check {
                 self.invalid_argument(owner, &arg.name, &arg.value, &def.ty, pos);
             }
@@ -547,7 +551,6 @@ impl Validator<'_> {
         value: &Node<ast::Value>,
         ty: &Type,
         has_default: bool,
-        owner: &Owner,
         arg: &str,
         pos: Option<Pos>,
     ) -> Check {
@@ -562,7 +565,7 @@ impl Validator<'_> {
             });
             return Check::Valid;
         }
-        self.literal(value, ty, owner, arg)
+        self.literal(value, ty, arg)
     }
 
     fn invalid_argument(&mut self, owner: &Owner, arg: &str, value: &ast::Value, ty: &Type, pos: Option<Pos>) {
@@ -584,7 +587,7 @@ impl Validator<'_> {
 
     /// Checks a literal against `ty`; problems inside input objects are reported here, an
     /// `Invalid` result is reported by the caller (which knows the argument).
-    fn literal(&mut self, value: &Node<ast::Value>, ty: &Type, owner: &Owner, arg: &str) -> Check {
+    fn literal(&mut self, value: &Node<ast::Value>, ty: &Type, arg: &str) -> Check {
         use ast::Value as V;
         match &**value {
             V::Variable(name) => {
@@ -614,7 +617,7 @@ impl Validator<'_> {
                 };
                 let mut result = Check::Valid;
                 for it in items {
-                    match self.literal(it, item, owner, arg) {
+                    match self.literal(it, item, arg) {
                         Check::Invalid => return Check::Invalid,
                         Check::Reported => result = Check::Reported,
                         Check::Valid => {}
@@ -643,7 +646,7 @@ impl Validator<'_> {
                                 );
                                 result = Check::Reported;
                             } else if let Some(def) = io.fields.get(name.as_str()) {
-                                match self.argument_value(v, &def.ty, def.default_value.is_some(), &owner, name, pos) {
+                                match self.argument_value(v, &def.ty, def.default_value.is_some(), name, pos) {
                                     Check::Invalid => {
                                         self.invalid_argument(&owner, name, v, &def.ty, pos);
                                         result = Check::Reported;
@@ -687,7 +690,6 @@ impl Validator<'_> {
                                 result = Check::Reported;
                             }
                         }
-                        let _ = owner;
                         result
                     }
                     Some(ExtendedType::Enum(e)) => match &**value {

@@ -30,10 +30,7 @@ pub fn coerce_variables(
         let name = def.name.as_str();
         let given = provided.get(name);
         let value = match given {
-            None => match &def.default_value {
-                Some(d) => Some(literal_to_json(schema, d, &def.ty, &Map::new())),
-                None => None,
-            },
+            None => def.default_value.as_ref().map(|d| literal_to_json(schema, d, &def.ty, &Map::new())),
             Some(v) => Some(v.clone()),
         };
         let mut problems = Vec::new();
