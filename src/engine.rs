@@ -241,12 +241,12 @@ pub fn fingerprints(pipeline: &CompiledPipeline, ns: &Namespace) -> Result<Vec<O
         h.update(&serde_json::to_vec(&pipeline.raw.stages[idx]).unwrap_or_default());
         h.update(&params);
         let ok = match &stage.compiled {
-            CompiledStage::SalesLayer(src) => match &src.origin {
-                crate::stages::saleslayer::Origin::Files(paths) => {
+            CompiledStage::SalesLayer(src) => match src.files() {
+                Some(paths) => {
                     h.update(format!("{:?}", ns.cursor(&stage.name)?).as_bytes());
                     paths.iter().all(|p| hash_file(&mut h, p))
                 }
-                crate::stages::saleslayer::Origin::Api { .. } => false,
+                None => false,
             },
             CompiledStage::Table(t) => hash_file(&mut h, &t.path),
             _ => {

@@ -233,15 +233,18 @@ fn refused_hint(status: u16, body: &str) -> String {
 }
 
 /// Exponential backoff with jitter (0.25 s doubling to 16 s), or the server's `Retry-After`.
+/// `CATSYNC_RETRY_SCALE` (a factor up to 1, default 1) shortens every wait: for tests and demos.
 fn backoff(attempt: u32, retry_after: Option<Duration>) -> Duration {
+    let scale =
+        std::env::var("CATSYNC_RETRY_SCALE").ok().and_then(|s| s.parse::<f64>().ok()).unwrap_or(1.0).clamp(0.0, 1.0);
     if let Some(d) = retry_after {
-        return d.min(Duration::from_secs(60));
+        return d.min(Duration::from_secs(60)).mul_f64(scale);
     }
     let base = 0.25 * f64::from(1u32 << attempt.min(6));
     let nanos =
         std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0);
     let jitter = 0.5 + f64::from(nanos % 1000) / 1000.0;
-    Duration::from_secs_f64((base * jitter).min(16.0))
+    Duration::from_secs_f64((base * jitter).min(16.0) * scale)
 }
 
 fn describe(e: &reqwest::Error) -> String {

@@ -120,7 +120,8 @@ kind_defaults!(TagFields, "section_tags", "product_tags", "format_tags");
 /// Where the export comes from.
 #[derive(Debug, Clone)]
 pub enum Origin {
-    /// Saved pages, applied in this order.
+    /// Saved pages: paths or globs (relative paths resolved), expanded each time the source is
+    /// read so exports saved after the pipeline was loaded are seen (R04).
     Files(Vec<PathBuf>),
     /// The Connector API.
     Api { code: String, secret: Secret, url: String, pagination: u32 },
@@ -190,10 +191,12 @@ pub fn compile(cfg: &SalesLayerConfig, cx: &mut StageCx) -> (Option<SalesLayerSo
         }
         (Some(patterns), None) => {
             let mut paths = Vec::new();
+            let mut resolved = Vec::new();
             for (i, pattern) in patterns.iter().enumerate() {
                 let rel = format!("files/{i}");
                 let Some(full) = cx.path(&rel, pattern) else { continue };
                 let matched = expand(&full);
+                resolved.push(full);
                 if matched.is_empty() {
                     cx.error(
                         &rel,
@@ -209,7 +212,7 @@ pub fn compile(cfg: &SalesLayerConfig, cx: &mut StageCx) -> (Option<SalesLayerSo
                     Err(e) => cx.error("files/0", format!("cannot read the export `{}`: {e}", first.display()), None),
                 }
             }
-            Origin::Files(paths)
+            Origin::Files(resolved)
         }
         (None, Some(api)) => {
             let code = cx.interpolate("api/code", &api.code);
@@ -320,10 +323,23 @@ pub struct Export {
 }
 
 impl SalesLayerSource {
+    /// The export files as they are now, sorted (`None` for an API source).
+    pub fn files(&self) -> Option<Vec<PathBuf>> {
+        match &self.origin {
+            Origin::Files(patterns) => {
+                let mut files: Vec<PathBuf> = patterns.iter().flat_map(|p| expand(p)).collect();
+                files.sort();
+                files.dedup();
+                Some(files)
+            }
+            Origin::Api { .. } => None,
+        }
+    }
+
     /// The exports newer than `cursor`, oldest first.
     pub fn read_since(&self, cursor: Option<i64>) -> Result<Vec<Export>, SourceError> {
         match &self.origin {
-            Origin::Files(paths) => read_files(paths, cursor),
+            Origin::Files(_) => read_files(&self.files().unwrap_or_default(), cursor),
             Origin::Api { code, secret, url, pagination } => {
                 http::ApiCall { url, code, secret, pagination: *pagination, last_update: cursor }.read()
             }
