@@ -471,3 +471,77 @@ fn a_revoked_token_stops_the_run_with_its_queue() {
     assert_eq!(out.code, 0, "{}", out.stderr);
     assert_eq!(products(&s).len(), 10);
 }
+
+#[test]
+fn apply_sends_exactly_a_saved_plan_and_refuses_a_stale_one() {
+    let s = sandbox(FaultSpec::default(), 2000.0, 100.0);
+    enable_spanish(&s);
+    let p = Project::new(&s.url(), PARAMS);
+    p.source("00-full.json");
+    assert_eq!(p.cli(&["plan", "p.yaml", "--out", "first.plan", "--only", "product:2001"]).code, 0);
+    let out = p.cli(&["apply", "first.plan"]);
+    assert_eq!(out.code, 0, "{}\n{}", out.stderr, out.stdout);
+    assert_eq!(products(&s).len(), 1, "exactly the saved plan: one product");
+    assert_eq!(s.snapshot().collections.len(), 1, "and the collection it belongs to");
+
+    // A plan saved before the source changed its items is stale.
+    assert_eq!(p.cli(&["plan", "p.yaml", "--out", "second.plan"]).code, 0);
+    p.source("01-rename-category.json");
+    let out = p.cli(&["apply", "second.plan"]);
+    assert_eq!(out.code, 1);
+    assert!(out.stderr.contains("would not be planned the same way now (the source changed since)"), "{}", out.stderr);
+    assert_eq!(products(&s).len(), 1, "nothing applied");
+    // So is one made before the configuration changed.
+    assert_eq!(p.cli(&["plan", "p.yaml", "--out", "third.plan"]).code, 0);
+    p.edit("vendor: { field: product_brand }", r#"vendor: "{{ product_brand | upper }}""#);
+    let out = p.cli(&["apply", "third.plan"]);
+    assert!(out.stderr.contains("the plan is stale: the pipeline configuration changed since"), "{}", out.stderr);
+}
+
+#[test]
+fn r08_sigint_pauses_after_the_batch_and_the_next_run_resumes() {
+    let faults = FaultSpec { slow: 1.0, slow_by: Duration::from_millis(60), ..FaultSpec::default() };
+    let s = sandbox(faults, 2000.0, 100.0);
+    enable_spanish(&s);
+    let p = Project::new(&s.url(), &PARAMS.replace("batch_size: 5", "batch_size: 2"));
+    p.source("00-full.json");
+    let mut child = p.spawn(&["run", "p.yaml"]);
+    p.wait_until_exported(2, &mut child);
+    // SAFETY: signalling our own child process.
+    unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGINT) };
+    let out = finish(child);
+    assert_eq!(out.code, 1, "{}\n{}", out.stderr, out.stdout);
+    assert!(out.stderr.contains("stopping after the batch in progress"), "{}", out.stderr);
+    assert_eq!(p.log().pop().unwrap()["status"], "PAUSED");
+    let out = p.cli(&["run", "p.yaml"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let run = p.log().pop().unwrap();
+    assert_eq!(run["status"], "COMPLETED");
+    assert_eq!(run["exported"].as_array().unwrap().len(), 16);
+    assert_eq!(products(&s).len(), 10);
+}
+
+#[test]
+fn a_stale_lock_of_a_dead_process_is_taken_over_and_reported() {
+    let s = sandbox(FaultSpec::default(), 2000.0, 100.0);
+    enable_spanish(&s);
+    let p = Project::new(&s.url(), PARAMS);
+    p.source("00-full.json");
+    // A process that no longer exists.
+    let mut dead = Command::new("true").spawn().unwrap();
+    let pid = dead.id();
+    dead.wait().unwrap();
+    std::fs::create_dir_all(p.dir().join(".catsync/control")).unwrap();
+    std::fs::write(
+        p.dir().join(".catsync/control/acme@default.lock"),
+        format!(r#"{{"pid": {pid}, "started_at": "2026-01-01T00:00:00Z", "command": "run"}}"#),
+    )
+    .unwrap();
+    let out = p.cli(&["run", "p.yaml"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(
+        out.stdout.contains(&format!("took over the lock of process {pid} (started 2026-01-01T00:00:00Z)")),
+        "{}",
+        out.stdout
+    );
+}

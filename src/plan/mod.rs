@@ -432,21 +432,38 @@ fn plan_from_checkpoints(
     Ok(Some(Planned { plan, evaluation }))
 }
 
-/// `--only variant:ID` selects the variant's product.
+/// `--only variant:ID` selects the variant's product; a product brings the collections of its
+/// categories along (when they have changes), so a first small sync of one product works.
 fn resolve_only(only: &[(ItemKind, String)], evaluation: &Evaluation) -> HashSet<(ItemKind, String)> {
+    let catalogs: Vec<&Arc<crate::catalog::view::CatalogData>> = evaluation
+        .outputs
+        .iter()
+        .filter_map(|d| match d {
+            crate::engine::Data::Catalog(c) => Some(c),
+            _ => None,
+        })
+        .collect();
     let mut out = HashSet::new();
     for (kind, id) in only {
-        if *kind == ItemKind::Variant {
-            for data in evaluation.outputs.iter().filter_map(|d| match d {
-                crate::engine::Data::Catalog(c) => Some(c),
-                _ => None,
-            }) {
-                if let Some(p) = data.relations.variant_product.get(id.as_str()) {
-                    out.insert((ItemKind::Product, p.to_string()));
+        let products: Vec<String> = match kind {
+            ItemKind::Variant => catalogs
+                .iter()
+                .filter_map(|c| c.relations.variant_product.get(id.as_str()))
+                .map(|p| p.to_string())
+                .collect(),
+            ItemKind::Product => vec![id.clone()],
+            ItemKind::Category => {
+                out.insert((ItemKind::Category, id.clone()));
+                Vec::new()
+            }
+        };
+        for p in products {
+            for c in &catalogs {
+                for cat in c.relations.product_categories.get(p.as_str()).into_iter().flatten() {
+                    out.insert((ItemKind::Category, cat.to_string()));
                 }
             }
-        } else {
-            out.insert((*kind, id.clone()));
+            out.insert((ItemKind::Product, p));
         }
     }
     out
