@@ -597,10 +597,7 @@ async fn export(
     ns.put_run(run)?;
     state.flush()?;
     let counts = run.counts.values().fold(Counts::default(), |mut t, c| {
-        t.create += c.create;
-        t.update += c.update;
-        t.archive += c.archive;
-        t.delete += c.delete;
+        t.merge(c);
         t
     });
     let summary = format!(

@@ -122,6 +122,19 @@ impl Project {
     }
 }
 
+/// A sandbox with Spanish enabled and a project exporting to it, fed the full fixture.
+fn synced_setup(faults: FaultSpec, parameters: &str) -> (Sandbox, Project) {
+    let s = sandbox(faults, 2000.0, 100.0);
+    enable_spanish(&s);
+    let p = Project::new(&s.url(), parameters);
+    p.source("00-full.json");
+    (s, p)
+}
+
+fn slow() -> FaultSpec {
+    FaultSpec { slow: 1.0, slow_by: Duration::from_millis(60), ..FaultSpec::default() }
+}
+
 fn finish(child: Child) -> Output {
     let out = child.wait_with_output().unwrap();
     Output {
@@ -152,10 +165,7 @@ fn mutations(s: &Sandbox) -> usize {
 
 #[test]
 fn first_sync_creates_everything_and_a_second_run_sends_nothing() {
-    let s = sandbox(FaultSpec::default(), 2000.0, 100.0);
-    enable_spanish(&s);
-    let p = Project::new(&s.url(), PARAMS);
-    p.source("00-full.json");
+    let (s, p) = synced_setup(FaultSpec::default(), PARAMS);
     let out = p.cli(&["run", "p.yaml"]);
     assert_eq!(out.code, 0, "{}\n{}", out.stderr, out.stdout);
     assert!(out.stdout.contains("COMPLETED: 16 created"), "{}", out.stdout);
@@ -184,10 +194,7 @@ fn first_sync_creates_everything_and_a_second_run_sends_nothing() {
 
 #[test]
 fn r03_validate_plan_and_pipeline_edits_never_write_to_the_store() {
-    let s = sandbox(FaultSpec::default(), 2000.0, 100.0);
-    enable_spanish(&s);
-    let p = Project::new(&s.url(), PARAMS);
-    p.source("00-full.json");
+    let (s, p) = synced_setup(FaultSpec::default(), PARAMS);
     assert_eq!(p.cli(&["validate", "p.yaml"]).code, 0);
     assert_eq!(p.cli(&["plan", "p.yaml"]).code, 0);
     p.edit("vendor: { field: product_brand }", r#"vendor: "{{ product_brand | upper }}""#);
@@ -200,11 +207,7 @@ fn r03_validate_plan_and_pipeline_edits_never_write_to_the_store() {
 #[test]
 fn r04_a_new_source_export_joins_the_run_in_progress() {
     // Slow answers keep the run going while the new export arrives.
-    let faults = FaultSpec { slow: 1.0, slow_by: Duration::from_millis(60), ..FaultSpec::default() };
-    let s = sandbox(faults, 2000.0, 100.0);
-    enable_spanish(&s);
-    let p = Project::new(&s.url(), &PARAMS.replace("batch_size: 5", "batch_size: 2"));
-    p.source("00-full.json");
+    let (s, p) = synced_setup(slow(), &PARAMS.replace("batch_size: 5", "batch_size: 2"));
     let mut child = p.spawn(&["run", "p.yaml"]);
     p.wait_until_exported(2, &mut child);
     p.source("10-image-unchanged.json");
@@ -222,11 +225,7 @@ fn r04_a_new_source_export_joins_the_run_in_progress() {
 
 #[test]
 fn r04_a_second_run_while_one_is_exporting_exits_4() {
-    let faults = FaultSpec { slow: 1.0, slow_by: Duration::from_millis(60), ..FaultSpec::default() };
-    let s = sandbox(faults, 2000.0, 100.0);
-    enable_spanish(&s);
-    let p = Project::new(&s.url(), PARAMS);
-    p.source("00-full.json");
+    let (_store, p) = synced_setup(slow(), PARAMS);
     let mut child = p.spawn(&["run", "p.yaml"]);
     p.wait_until_exported(1, &mut child);
     let second = p.cli(&["run", "p.yaml"]);
@@ -238,11 +237,7 @@ fn r04_a_second_run_while_one_is_exporting_exits_4() {
 
 #[test]
 fn r08_r09_deactivation_pauses_at_a_batch_boundary_and_activation_resumes_with_the_pinned_config() {
-    let faults = FaultSpec { slow: 1.0, slow_by: Duration::from_millis(60), ..FaultSpec::default() };
-    let s = sandbox(faults, 2000.0, 100.0);
-    enable_spanish(&s);
-    let p = Project::new(&s.url(), &PARAMS.replace("batch_size: 5", "batch_size: 3"));
-    p.source("00-full.json");
+    let (s, p) = synced_setup(slow(), &PARAMS.replace("batch_size: 5", "batch_size: 3"));
     let mut child = p.spawn(&["run", "p.yaml"]);
     p.wait_until_exported(3, &mut child);
     let at_flag = p.live_exported();
@@ -287,11 +282,7 @@ fn r08_r09_deactivation_pauses_at_a_batch_boundary_and_activation_resumes_with_t
 
 #[test]
 fn r07_a_scope_change_of_an_unfinished_run_is_refused_with_the_ways_forward() {
-    let faults = FaultSpec { slow: 1.0, slow_by: Duration::from_millis(60), ..FaultSpec::default() };
-    let s = sandbox(faults, 2000.0, 100.0);
-    enable_spanish(&s);
-    let p = Project::new(&s.url(), &PARAMS.replace("batch_size: 5", "batch_size: 2"));
-    p.source("00-full.json");
+    let (s, p) = synced_setup(slow(), &PARAMS.replace("batch_size: 5", "batch_size: 2"));
     let mut child = p.spawn(&["run", "p.yaml"]);
     p.wait_until_exported(2, &mut child);
     p.cli(&["deactivate", "p.yaml"]);
@@ -315,10 +306,7 @@ fn r07_a_scope_change_of_an_unfinished_run_is_refused_with_the_ways_forward() {
 
 #[test]
 fn r05_bp1_bp3_refresh_replaces_the_queue_uses_the_new_config_and_drops_pending_deletions() {
-    let s = sandbox(FaultSpec::default(), 2000.0, 100.0);
-    enable_spanish(&s);
-    let p = Project::new(&s.url(), PARAMS);
-    p.source("00-full.json");
+    let (s, p) = synced_setup(FaultSpec::default(), PARAMS);
     assert_eq!(p.cli(&["run", "p.yaml"]).code, 0);
     // A pending deletion: product 2013 deleted at the source and queued by a run that stopped
     // (the store refused its token) before exporting anything.
@@ -474,10 +462,7 @@ fn a_revoked_token_stops_the_run_with_its_queue() {
 
 #[test]
 fn apply_sends_exactly_a_saved_plan_and_refuses_a_stale_one() {
-    let s = sandbox(FaultSpec::default(), 2000.0, 100.0);
-    enable_spanish(&s);
-    let p = Project::new(&s.url(), PARAMS);
-    p.source("00-full.json");
+    let (s, p) = synced_setup(FaultSpec::default(), PARAMS);
     assert_eq!(p.cli(&["plan", "p.yaml", "--out", "first.plan", "--only", "product:2001"]).code, 0);
     let out = p.cli(&["apply", "first.plan"]);
     assert_eq!(out.code, 0, "{}\n{}", out.stderr, out.stdout);
@@ -500,11 +485,7 @@ fn apply_sends_exactly_a_saved_plan_and_refuses_a_stale_one() {
 
 #[test]
 fn r08_sigint_pauses_after_the_batch_and_the_next_run_resumes() {
-    let faults = FaultSpec { slow: 1.0, slow_by: Duration::from_millis(60), ..FaultSpec::default() };
-    let s = sandbox(faults, 2000.0, 100.0);
-    enable_spanish(&s);
-    let p = Project::new(&s.url(), &PARAMS.replace("batch_size: 5", "batch_size: 2"));
-    p.source("00-full.json");
+    let (s, p) = synced_setup(slow(), &PARAMS.replace("batch_size: 5", "batch_size: 2"));
     let mut child = p.spawn(&["run", "p.yaml"]);
     p.wait_until_exported(2, &mut child);
     // SAFETY: signalling our own child process.
@@ -523,10 +504,7 @@ fn r08_sigint_pauses_after_the_batch_and_the_next_run_resumes() {
 
 #[test]
 fn a_stale_lock_of_a_dead_process_is_taken_over_and_reported() {
-    let s = sandbox(FaultSpec::default(), 2000.0, 100.0);
-    enable_spanish(&s);
-    let p = Project::new(&s.url(), PARAMS);
-    p.source("00-full.json");
+    let (_store, p) = synced_setup(FaultSpec::default(), PARAMS);
     // A process that no longer exists.
     let mut dead = Command::new("true").spawn().unwrap();
     let pid = dead.id();

@@ -117,6 +117,16 @@ impl Counts {
         }
     }
 
+    /// Adds another count (all fields).
+    pub fn merge(&mut self, other: &Counts) {
+        self.create += other.create;
+        self.update += other.update;
+        self.archive += other.archive;
+        self.delete += other.delete;
+        self.skipped += other.skipped;
+        self.unchanged += other.unchanged;
+    }
+
     /// Changes that would be exported.
     pub fn actionable(&self) -> usize {
         self.create + self.update + self.archive + self.delete
@@ -284,12 +294,7 @@ pub fn plan(pipeline: &CompiledPipeline, state: &State, opts: &PlanOptions) -> R
     }
 
     summary.total = summary.by_export.values().fold(Counts::default(), |mut t, c| {
-        t.create += c.create;
-        t.update += c.update;
-        t.archive += c.archive;
-        t.delete += c.delete;
-        t.skipped += c.skipped;
-        t.unchanged += c.unchanged;
+        t.merge(c);
         t
     });
     if config_changed {
