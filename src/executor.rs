@@ -586,6 +586,20 @@ async fn export(
         }
     }
     progress.finish();
+    for (name, target) in &targets {
+        if let Target::Shopify { target, .. } = target {
+            let st = &target.client.stats;
+            let n = st.requests.load(Ordering::Relaxed);
+            if n > 0 {
+                run.notes.push(format!(
+                    "export `{name}`: {n} requests, {} throttled, {} retried, {:.0} cost points",
+                    st.throttled.load(Ordering::Relaxed),
+                    st.retried.load(Ordering::Relaxed),
+                    st.cost_milli.load(Ordering::Relaxed) as f64 / 1000.0
+                ));
+            }
+        }
+    }
     for hosted in sandboxes {
         let summary = hosted.stop().await?;
         run.notes.push(summary);
@@ -690,6 +704,7 @@ fn record(ns: &Namespace, c: &Change, gid: Option<String>) -> Result<(), Error> 
 
 /// Progress on a terminal (a bar with rate and ETA) or as plain periodic lines.
 pub struct TerminalProgress {
+    quiet: bool,
     bar: Option<indicatif::ProgressBar>,
     started: std::sync::Mutex<Option<Instant>>,
     last_line: std::sync::Mutex<Option<Instant>>,
@@ -706,7 +721,12 @@ impl TerminalProgress {
             );
             bar
         });
-        Arc::new(TerminalProgress { bar, started: std::sync::Mutex::new(None), last_line: std::sync::Mutex::new(None) })
+        Arc::new(TerminalProgress {
+            quiet,
+            bar,
+            started: std::sync::Mutex::new(None),
+            last_line: std::sync::Mutex::new(None),
+        })
     }
 }
 
@@ -721,6 +741,9 @@ impl Progress for TerminalProgress {
     fn advance(&self, done: u64, total: u64) {
         if let Some(b) = &self.bar {
             b.set_position(done);
+            return;
+        }
+        if self.quiet {
             return;
         }
         let mut last = self.last_line.lock().expect("progress");
