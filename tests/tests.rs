@@ -7,6 +7,7 @@ mod commands;
 mod pipelines;
 mod plan;
 mod properties;
+mod reliability;
 mod saleslayer_http;
 mod sandbox;
 mod schema_agreement;

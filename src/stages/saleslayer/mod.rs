@@ -209,7 +209,14 @@ pub fn compile(cfg: &SalesLayerConfig, cx: &mut StageCx) -> (Option<SalesLayerSo
             if let Some(first) = paths.first() {
                 match read_header(first) {
                     Ok(header) => (fields, languages) = learn_fields(&header, cfg),
-                    Err(e) => cx.error("files/0", format!("cannot read the export `{}`: {e}", first.display()), None),
+                    Err(e) => cx.warning(
+                        "files/0",
+                        format!("cannot read the export `{}` to check field names: {e}", first.display()),
+                        Some(
+                            "templates are not checked against its fields; `plan` and `run` report the problem"
+                                .to_string(),
+                        ),
+                    ),
                 }
             }
             Origin::Files(resolved)

@@ -99,7 +99,7 @@ pub struct Page {
 pub enum PageError {
     #[error("the Sales Layer API answered error {code}: {message}")]
     Api { code: String, message: String },
-    #[error("not a Sales Layer export: {0}")]
+    #[error("{0}")]
     Json(String),
     #[error("table `{table}` has rows but no `data_schema` (neither on this page nor an earlier one)")]
     NoSchema { table: String },
@@ -157,12 +157,23 @@ pub fn decode(bytes: &[u8], layouts: &mut Layouts) -> Result<Page, PageError> {
             None => return Err(PageError::NoSchema { table }),
         };
         let mut decoded = Vec::with_capacity(rows.0.len());
+        let mut seen: std::collections::HashMap<Box<str>, usize> =
+            std::collections::HashMap::with_capacity(rows.0.len());
         for (i, cells) in rows.0.into_iter().enumerate() {
-            decoded.push(row(cells, &columns).map_err(|problem| PageError::BadRow {
+            let r = row(cells, &columns).map_err(|problem| PageError::BadRow {
                 table: table.clone(),
                 row: i + 1,
                 problem,
-            })?);
+            })?;
+            // Two rows for one id on a page: which one is right cannot be known.
+            if let Some(first) = seen.insert(r.id.clone(), i + 1) {
+                return Err(PageError::BadRow {
+                    table: table.clone(),
+                    row: i + 1,
+                    problem: format!("id `{}` already appears in row {first}; an export lists each item once", r.id),
+                });
+            }
+            decoded.push(r);
         }
         tables.insert(table, TablePage { columns, rows: decoded });
     }
@@ -186,13 +197,16 @@ pub fn decode(bytes: &[u8], layouts: &mut Layouts) -> Result<Page, PageError> {
 
 fn describe_json_error(e: &serde_json::Error) -> String {
     use serde_json::error::Category;
+    // serde_json ends its messages with the position, which is given here once.
+    let text = e.to_string();
+    let what = text.split(" at line ").next().unwrap_or(&text);
     match e.classify() {
         Category::Eof => {
             format!("the JSON ends early at line {} column {} (a truncated download?)", e.line(), e.column())
         }
-        Category::Syntax => format!("invalid JSON at line {} column {}: {e}", e.line(), e.column()),
-        Category::Data => format!("unexpected content: {e}"),
-        Category::Io => format!("read error: {e}"),
+        Category::Syntax => format!("invalid JSON at line {} column {}: {what}", e.line(), e.column()),
+        Category::Data => format!("not a Sales Layer export: {what}"),
+        Category::Io => format!("read error: {what}"),
     }
 }
 
