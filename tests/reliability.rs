@@ -326,11 +326,11 @@ fn crash_trials_end_in_the_store_of_an_uninterrupted_run() {
         let s = sandbox(faults());
         let t = Test::new().file("p.yaml", &pipeline(&s.url(), PARAMS, false));
         add_source(t.path(), "00-full.json");
-        total_kills += run_with_crashes(t.path(), &mut rng, 900);
+        total_kills += run_with_crashes(t.path(), &mut rng, 500);
         for d in deltas {
             add_source(t.path(), d);
         }
-        total_kills += run_with_crashes(t.path(), &mut rng, 700);
+        total_kills += run_with_crashes(t.path(), &mut rng, 400);
         assert_eq!(normalized(&s), expected, "trial {trial}: the store differs from an uninterrupted run");
         let plan = cli(t.path(), &["plan", "p.yaml", "--detailed-exitcode"]);
         assert_eq!(plan.code, 0, "trial {trial}: nothing left to do:\n{}", plan.stdout);
