@@ -88,7 +88,7 @@ impl Diagnostic {
         out.push_str(&self.message);
         out.push('\n');
         if let (Some(pos), Some(source)) = (self.pos, source) {
-            if let Some(line) = source.lines().nth(pos.line.saturating_sub(1)) {
+            if let Some(line) = source_lines(source).nth(pos.line.saturating_sub(1)) {
                 let number = pos.line.to_string();
                 let gutter = " ".repeat(number.len());
                 let line = line.trim_end();
@@ -156,6 +156,12 @@ impl Diagnostics {
     }
 }
 
+/// The lines of a source text as YAML counts them: `\n`, `\r\n` and a lone `\r` all end a line
+/// (`str::lines` does not split on a lone `\r`, so positions would point past the text).
+pub fn source_lines(text: &str) -> impl Iterator<Item = &str> {
+    text.split('\n').flat_map(|l| l.strip_suffix('\r').unwrap_or(l).split('\r'))
+}
+
 /// Suggests the candidate closest to `wrong` (for "did you mean" hints), if any is close enough.
 pub fn closest<'a>(wrong: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
     let wrong_lower = wrong.to_lowercase();
@@ -170,4 +176,18 @@ pub fn closest<'a>(wrong: &str, candidates: impl IntoIterator<Item = &'a str>) -
 /// A `did you mean` hint for `wrong` among `candidates`.
 pub fn did_you_mean<'a>(wrong: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<String> {
     closest(wrong, candidates).map(|c| format!("did you mean `{c}`?"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Found by fuzzing: YAML counts a lone `\r` as a line break, so must the snippet.
+    #[test]
+    fn snippets_count_lines_like_yaml() {
+        let source = "version: 1\rname: x\r\nstages: [\n";
+        let d = Diagnostic::error(Path::new("p.yaml"), Some(Pos { line: 3, col: 1, len: 6 }), "boom");
+        assert_eq!(d.render(Some(source)), "p.yaml:3:1: error: boom\n  |\n3 | stages: [\n  | ^^^^^^\n");
+        assert_eq!(source_lines(source).collect::<Vec<_>>(), ["version: 1", "name: x", "stages: [", ""]);
+    }
 }

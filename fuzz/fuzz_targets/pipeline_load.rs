@@ -21,7 +21,7 @@ fuzz_target!(|data: &[u8]| {
     let Ok(text) = std::str::from_utf8(data) else { return };
     let mut diags = Diagnostics::default();
     let _ = load_str(Path::new("/nonexistent/fuzz.yaml"), text, &LoadOptions { environment: None, env: &NoEnv }, &mut diags);
-    let lines = text.lines().count().max(1);
+    let lines = catsync::diagnostics::source_lines(text).count().max(1);
     for d in diags.iter() {
         if let Some(pos) = d.pos {
             assert!(pos.line >= 1 && pos.line <= lines + 1, "diagnostic outside the text: {d:?}");
