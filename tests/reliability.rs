@@ -402,3 +402,41 @@ fn secrets_never_appear_in_output_logs_plans_or_state() {
         assert!(!found, "the token is stored in {}", f.display());
     }
 }
+
+#[test]
+fn a_store_that_answers_garbage_stops_the_run_and_loses_nothing() {
+    use std::io::{BufRead, BufReader, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().take(20) {
+            let Ok(mut stream) = stream else { continue };
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            let mut line = String::new();
+            let mut length = 0;
+            while reader.read_line(&mut line).map(|n| n > 0).unwrap_or(false) {
+                if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                    length = v.trim().parse().unwrap_or(0);
+                }
+                if line == "\r\n" {
+                    break;
+                }
+                line.clear();
+            }
+            let mut body = vec![0; length];
+            let _ = std::io::Read::read_exact(&mut reader, &mut body);
+            let page = "<html><body>Welcome to nginx!</body></html>";
+            let _ = write!(
+                stream,
+                "HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{page}",
+                page.len()
+            );
+        }
+    });
+    let t = Test::new().file("p.yaml", &pipeline(&format!("http://127.0.0.1:{port}"), PARAMS, false));
+    add_source(t.path(), "00-full.json");
+    let out = cli(t.path(), &["run", "p.yaml"]);
+    assert_eq!(out.code, 1, "{}\n{}", out.stderr, out.stdout);
+    assert!(out.stderr.contains("the store answered something that is not a GraphQL response"), "{}", out.stderr);
+    assert!(out.stderr.contains("Nothing was lost: the run is stopped with its queue (16 changes)"), "{}", out.stderr);
+}
