@@ -8,7 +8,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use catsync::sandbox::{FaultSpec, Sandbox, SandboxConfig};
+use catsync::sandbox::{FaultSpec, Sandbox};
 use serde_json::Value;
 
 use crate::support::{repo, Output, Test};
@@ -16,17 +16,7 @@ use crate::support::{repo, Output, Test};
 const TOKEN: &str = "shpat_reliability_0123456789abcdef";
 
 fn sandbox(faults: FaultSpec) -> Sandbox {
-    let s =
-        Sandbox::start(SandboxConfig { tokens: vec![TOKEN.to_string()], faults, ..SandboxConfig::default() }).unwrap();
-    s.with_store(|store| {
-        store.locales.push(catsync::sandbox::store::ShopLocale {
-            locale: "es".into(),
-            name: "Spanish".into(),
-            primary: false,
-            published: true,
-        })
-    });
-    s
+    crate::support::sandbox_store(TOKEN, faults, 2000.0, 100.0)
 }
 
 /// The demo mapping exporting to `url`, reading `exports/*.json` (and `prices.csv` if asked).

@@ -10,7 +10,7 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use catsync::sandbox::{FaultSpec, Sandbox, SandboxConfig};
+use catsync::sandbox::{FaultSpec, Sandbox};
 use serde_json::Value;
 
 use crate::support::{repo, Output, Test};
@@ -18,25 +18,7 @@ use crate::support::{repo, Output, Test};
 const TOKEN: &str = "shpat_test_token_for_the_sandbox";
 
 fn sandbox(faults: FaultSpec, bucket: f64, restore: f64) -> Sandbox {
-    Sandbox::start(SandboxConfig {
-        tokens: vec![TOKEN.to_string()],
-        faults,
-        bucket_size: bucket,
-        restore_rate: restore,
-        ..SandboxConfig::default()
-    })
-    .unwrap()
-}
-
-fn enable_spanish(s: &Sandbox) {
-    s.with_store(|store| {
-        store.locales.push(catsync::sandbox::store::ShopLocale {
-            locale: "es".into(),
-            name: "Spanish".into(),
-            primary: false,
-            published: true,
-        })
-    });
+    crate::support::sandbox_store(TOKEN, faults, bucket, restore)
 }
 
 /// The demo mapping, reading `exports/*.json`, exporting to `url` (plus nothing else).
@@ -125,7 +107,6 @@ impl Project {
 /// A sandbox with Spanish enabled and a project exporting to it, fed the full fixture.
 fn synced_setup(faults: FaultSpec, parameters: &str) -> (Sandbox, Project) {
     let s = sandbox(faults, 2000.0, 100.0);
-    enable_spanish(&s);
     let p = Project::new(&s.url(), parameters);
     p.source("00-full.json");
     (s, p)
@@ -352,8 +333,6 @@ fn r05_bp1_bp3_refresh_replaces_the_queue_uses_the_new_config_and_drops_pending_
 fn r11_environments_keep_separate_state() {
     let test_store = sandbox(FaultSpec::default(), 2000.0, 100.0);
     let prod_store = sandbox(FaultSpec::default(), 2000.0, 100.0);
-    enable_spanish(&test_store);
-    enable_spanish(&prod_store);
     let p = Project::new(&prod_store.url(), PARAMS);
     let text = std::fs::read_to_string(p.dir().join("p.yaml")).unwrap();
     std::fs::write(
@@ -376,7 +355,6 @@ fn r11_environments_keep_separate_state() {
 #[test]
 fn throttling_with_a_small_bucket_finishes_with_few_throttled_requests() {
     let s = sandbox(FaultSpec::default(), 60.0, 200.0);
-    enable_spanish(&s);
     let p = Project::new(&s.url(), PARAMS);
     p.source("00-full.json");
     let out = p.cli(&["run", "p.yaml"]);
@@ -390,7 +368,6 @@ fn throttling_with_a_small_bucket_finishes_with_few_throttled_requests() {
 #[test]
 fn an_item_the_store_rejects_fails_alone_and_is_retried_by_the_next_run() {
     let s = sandbox(FaultSpec::default(), 2000.0, 100.0);
-    enable_spanish(&s);
     let p = Project::new(&s.url(), PARAMS);
     let full = std::fs::read_to_string(repo().join("fixtures/saleslayer/acme/00-full.json")).unwrap();
     let long = "X".repeat(300);
@@ -436,7 +413,6 @@ fn an_unreachable_store_is_a_clear_error_and_loses_nothing() {
     assert!(out.stderr.contains("Nothing was lost: the run is stopped with its queue (16 changes)"), "{}", out.stderr);
     // Nothing was recorded as exported: a working store later gets everything.
     let s = sandbox(FaultSpec::default(), 2000.0, 100.0);
-    enable_spanish(&s);
     p.edit(&format!("http://127.0.0.1:{port}"), &s.url());
     let plan: Value = serde_json::from_str(&p.cli(&["plan", "p.yaml", "--format", "json"]).stdout).unwrap();
     assert_eq!(plan["summary"]["create"], 16);
@@ -454,7 +430,6 @@ fn a_revoked_token_stops_the_run_with_its_queue() {
     assert!(!out.stderr.contains("shpat_revoked"), "the token is never printed");
     let status = p.cli(&["status", "p.yaml"]).stdout;
     assert!(status.contains("unfinished run") && status.contains("ERROR"), "{status}");
-    enable_spanish(&s);
     let out = p.cli(&["run", "p.yaml"]);
     assert_eq!(out.code, 0, "{}", out.stderr);
     assert_eq!(products(&s).len(), 10);

@@ -170,6 +170,26 @@ pub struct Plan {
 }
 
 impl Plan {
+    /// An incremental plan of `pipeline` with nothing in it yet.
+    fn empty(pipeline: &CompiledPipeline, config_digest: String, state_fingerprint: String) -> Plan {
+        Plan {
+            format_version: FORMAT_VERSION,
+            pipeline: pipeline.name.clone(),
+            pipeline_file: pipeline.file.clone(),
+            environment: pipeline.environment.clone(),
+            mode: Mode::Incremental,
+            config_digest,
+            config_changed: false,
+            state_fingerprint,
+            sources: Vec::new(),
+            changes: Vec::new(),
+            errors: Vec::new(),
+            summary: Summary::default(),
+            warnings: Vec::new(),
+            checkpoints_reused: Vec::new(),
+        }
+    }
+
     pub fn has_changes(&self) -> bool {
         self.summary.total.actionable() > 0
     }
@@ -324,20 +344,14 @@ pub fn plan(pipeline: &CompiledPipeline, state: &State, opts: &PlanOptions) -> R
         })
         .collect();
     let plan = Plan {
-        format_version: FORMAT_VERSION,
-        pipeline: pipeline.name.clone(),
-        pipeline_file: pipeline.file.clone(),
-        environment: pipeline.environment.clone(),
         mode: if opts.refresh { Mode::Refresh } else { Mode::Incremental },
-        config_digest: digest,
         config_changed,
-        state_fingerprint: state_fingerprint(pipeline, &ns)?,
         sources,
         changes,
         errors: evaluation.errors.clone(),
         summary,
         warnings,
-        checkpoints_reused: Vec::new(),
+        ..Plan::empty(pipeline, digest, state_fingerprint(pipeline, &ns)?)
     };
     Ok(Planned { plan, evaluation })
 }
@@ -417,20 +431,11 @@ fn plan_from_checkpoints(
         .filter(|s| s.cursor_before.is_some())
         .collect();
     let plan = Plan {
-        format_version: FORMAT_VERSION,
-        pipeline: pipeline.name.clone(),
-        pipeline_file: pipeline.file.clone(),
-        environment: pipeline.environment.clone(),
-        mode: Mode::Incremental,
-        config_digest: digest.to_string(),
-        config_changed: false,
-        state_fingerprint: state_fingerprint(pipeline, ns)?,
         sources,
-        changes: Vec::new(),
         errors: errors.clone(),
         summary,
-        warnings: Vec::new(),
         checkpoints_reused: reused,
+        ..Plan::empty(pipeline, digest.to_string(), state_fingerprint(pipeline, ns)?)
     };
     let evaluation =
         Evaluation { outputs: vec![crate::engine::Data::Nothing; pipeline.stages.len()], updates: Vec::new(), errors };

@@ -173,3 +173,30 @@ impl Output {
         self
     }
 }
+
+/// A sandbox store on an ephemeral loopback port accepting `token`, with Spanish enabled (the
+/// fixtures are in English and Spanish).
+pub fn sandbox_store(
+    token: &str,
+    faults: catsync::sandbox::FaultSpec,
+    bucket: f64,
+    restore: f64,
+) -> catsync::sandbox::Sandbox {
+    let s = catsync::sandbox::Sandbox::start(catsync::sandbox::SandboxConfig {
+        tokens: vec![token.to_string()],
+        faults,
+        bucket_size: bucket,
+        restore_rate: restore,
+        ..catsync::sandbox::SandboxConfig::default()
+    })
+    .expect("the sandbox starts");
+    s.with_store(|store| {
+        store.locales.push(catsync::sandbox::store::ShopLocale {
+            locale: "es".into(),
+            name: "Spanish".into(),
+            primary: false,
+            published: true,
+        })
+    });
+    s
+}
