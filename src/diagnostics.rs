@@ -159,7 +159,13 @@ impl Diagnostics {
 /// The lines of a source text as YAML counts them: `\n`, `\r\n` and a lone `\r` all end a line
 /// (`str::lines` does not split on a lone `\r`, so positions would point past the text).
 pub fn source_lines(text: &str) -> impl Iterator<Item = &str> {
-    text.split('\n').flat_map(|l| l.strip_suffix('\r').unwrap_or(l).split('\r'))
+    // Like `str::lines`, a final line break does not start another (empty) line.
+    let text = text
+        .strip_suffix('\n')
+        .map(|t| t.strip_suffix('\r').unwrap_or(t))
+        .or_else(|| text.strip_suffix('\r'))
+        .unwrap_or(text);
+    text.split('\n').flat_map(|l| l.strip_suffix('\r').unwrap_or(l).split('\r')).filter(move |_| !text.is_empty())
 }
 
 /// Suggests the candidate closest to `wrong` (for "did you mean" hints), if any is close enough.
@@ -188,6 +194,8 @@ mod tests {
         let source = "version: 1\rname: x\r\nstages: [\n";
         let d = Diagnostic::error(Path::new("p.yaml"), Some(Pos { line: 3, col: 1, len: 6 }), "boom");
         assert_eq!(d.render(Some(source)), "p.yaml:3:1: error: boom\n  |\n3 | stages: [\n  | ^^^^^^\n");
-        assert_eq!(source_lines(source).collect::<Vec<_>>(), ["version: 1", "name: x", "stages: [", ""]);
+        assert_eq!(source_lines(source).collect::<Vec<_>>(), ["version: 1", "name: x", "stages: ["]);
+        assert_eq!(source_lines("").count(), 0);
+        assert_eq!(source_lines("a\r").collect::<Vec<_>>(), ["a"]);
     }
 }
