@@ -7,6 +7,7 @@ pub mod operate;
 pub mod plan;
 pub mod run;
 pub mod sandbox;
+pub mod test;
 pub mod validate;
 
 use std::path::Path;
