@@ -416,9 +416,11 @@ fn check_plan_file(pipeline: &CompiledPipeline, saved: &Plan, now: &Plan) -> Res
     Ok(())
 }
 
+/// `{seconds}-{microseconds}`: ids sort in start order (the log lists runs by id, and the run
+/// lock keeps two runs of a pipeline from starting in the same microsecond).
 fn run_id() -> String {
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
-    format!("{}-{:04x}", now.as_secs(), (now.subsec_nanos() ^ std::process::id()) & 0xffff)
+    format!("{}-{:06}", now.as_secs(), now.subsec_micros())
 }
 
 fn persist_sources(ns: &Namespace, evaluation: &Evaluation) -> Result<(), Error> {

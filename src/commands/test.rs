@@ -1,7 +1,7 @@
 //! `catsync test [PATHS…]`: runs fixture-replay scenarios (see `scenario`) and reports them as
 //! text or JUnit XML; exit 0 when every scenario passed, 1 otherwise.
 
-use std::io::Write as _;
+use std::io::{IsTerminal, Write as _};
 use std::path::PathBuf;
 use std::time::Instant;
 
@@ -41,13 +41,15 @@ pub fn exec(args: &TestArgs, g: &Globals) -> Result<Exit, Error> {
     let files = scenario::discover(&paths).map_err(Error::failed)?;
     let opts = scenario::Options { update_goldens: args.update };
     let text = args.format == TestFormat::Text;
+    // Diffs are coloured on a terminal only (`Globals::color` is about stderr).
+    let color = g.color && std::io::stdout().is_terminal();
     let started = Instant::now();
     let mut results = Vec::new();
     if text && !g.quiet {
         println!("running {} scenario{}", files.len(), if files.len() == 1 { "" } else { "s" });
     }
     for file in &files {
-        let result = scenario::run_file(file, &opts, g.color);
+        let result = scenario::run_file(file, &opts, color);
         if text && !g.quiet {
             println!("{}", report::line(&result));
             let _ = std::io::stdout().flush();
@@ -57,7 +59,7 @@ pub fn exec(args: &TestArgs, g: &Globals) -> Result<Exit, Error> {
     let elapsed = started.elapsed();
     if text {
         let failures: Vec<String> =
-            results.iter().map(|r| report::failure(r, g.color)).filter(|f| !f.is_empty()).collect();
+            results.iter().map(|r| report::failure(r, color)).filter(|f| !f.is_empty()).collect();
         if !failures.is_empty() {
             println!("\nfailures:\n");
             for f in failures {

@@ -329,22 +329,18 @@ fn describe(cx: &Cx, err: &ValidationError<'_>) -> Vec<Diagnostic> {
             )
         }
         ValidationErrorKind::OneOfNotValid { context } => {
-            // The branch whose type fits the value is the one the writer meant: its errors say
-            // what is wrong. Otherwise name the accepted shapes.
-            let fits: Vec<&Vec<ValidationError<'static>>> = context
-                .iter()
-                .filter(|errs| {
-                    !errs.iter().any(|e| {
-                        e.instance_path().as_str() == pointer && matches!(e.kind(), ValidationErrorKind::Type { .. })
-                    })
-                })
+            // The branch that takes this type of value is the one the writer meant: its errors
+            // say what is wrong. Otherwise name the accepted shapes.
+            let branches = one_of_branches(schema, err);
+            let fits: Vec<usize> = (0..branches.len())
+                .filter(|&i| branch_types(branches[i]).iter().any(|t| accepts(t, instance)))
                 .collect();
-            if let [branch] = fits.as_slice() {
-                if !branch.is_empty() {
-                    return branch.iter().flat_map(|e| describe(cx, e)).collect();
+            if let [i] = fits.as_slice() {
+                if let Some(errs) = context.get(*i).filter(|errs| !errs.is_empty()) {
+                    return errs.iter().flat_map(|e| describe(cx, e)).collect();
                 }
             }
-            match one_of_shapes(schema, err) {
+            match one_of_shapes(&branches) {
                 Some(shapes) => one(at_value, format!("`{name}` must be {shapes}, found {}", type_of(instance)), None),
                 None => one(at_value, format!("`{name}`: {err}"), None),
             }
@@ -353,25 +349,71 @@ fn describe(cx: &Cx, err: &ValidationError<'_>) -> Vec<Diagnostic> {
     }
 }
 
-/// The shapes a `oneOf` accepts, from each branch's `type`, `const` or `enum`: `an integer or a map`.
-fn one_of_shapes(schema: &Value, err: &ValidationError<'_>) -> Option<String> {
-    let branches = schema_at(schema, err)?.get("oneOf")?.as_array()?;
+/// The branches of the `oneOf` that produced `err`, with local `$ref`s resolved.
+fn one_of_branches<'s>(schema: &'s Value, err: &ValidationError<'_>) -> Vec<&'s Value> {
+    let Some(branches) = schema_at(schema, err).and_then(|s| s.get("oneOf")).and_then(Value::as_array) else {
+        return Vec::new();
+    };
+    branches
+        .iter()
+        .map(|b| match b.get("$ref").and_then(Value::as_str).and_then(|r| r.strip_prefix('#')) {
+            Some(pointer) => schema.pointer(pointer).unwrap_or(b),
+            None => b,
+        })
+        .collect()
+}
+
+/// The JSON types a schema branch takes (from `type`, or the values of `const`/`enum`).
+fn branch_types(branch: &Value) -> Vec<String> {
+    let type_name = |v: &Value| match v {
+        Value::Null => "null",
+        Value::Bool(_) => "boolean",
+        Value::Number(n) if n.is_i64() || n.is_u64() => "integer",
+        Value::Number(_) => "number",
+        Value::String(_) => "string",
+        Value::Array(_) => "array",
+        Value::Object(_) => "object",
+    };
+    if let Some(c) = branch.get("const") {
+        return vec![type_name(c).to_string()];
+    }
+    if let Some(values) = branch.get("enum").and_then(Value::as_array) {
+        return values.iter().map(|v| type_name(v).to_string()).collect();
+    }
+    match branch.get("type") {
+        Some(Value::String(t)) => vec![t.clone()],
+        Some(Value::Array(ts)) => ts.iter().filter_map(Value::as_str).map(str::to_string).collect(),
+        _ => Vec::new(),
+    }
+}
+
+/// Whether a JSON Schema `type` takes `v` (an integer is a number too).
+fn accepts(t: &str, v: &Value) -> bool {
+    match (t, v) {
+        ("null", Value::Null) | ("boolean", Value::Bool(_)) | ("string", Value::String(_)) => true,
+        ("array", Value::Array(_)) | ("object", Value::Object(_)) | ("number", Value::Number(_)) => true,
+        ("integer", Value::Number(n)) => n.is_i64() || n.is_u64(),
+        _ => false,
+    }
+}
+
+/// The shapes `oneOf` branches accept, from each branch's `type`, `const` or `enum`: `an integer or a map`.
+fn one_of_shapes(branches: &[&Value]) -> Option<String> {
+    if branches.is_empty() {
+        return None;
+    }
     let mut shapes = Vec::new();
     for branch in branches {
-        let branch = match branch.get("$ref").and_then(Value::as_str).and_then(|r| r.strip_prefix('#')) {
-            Some(pointer) => schema.pointer(pointer)?,
-            None => branch,
-        };
         if let Some(c) = branch.get("const") {
             shapes.push(show(c));
         } else if let Some(values) = branch.get("enum").and_then(Value::as_array) {
             shapes.extend(values.iter().map(show));
         } else {
-            match branch.get("type")? {
-                Value::String(t) => shapes.push(type_words(t)),
-                Value::Array(ts) => shapes.extend(ts.iter().filter_map(Value::as_str).map(type_words)),
-                _ => return None,
+            let types = branch_types(branch);
+            if types.is_empty() {
+                return None;
             }
+            shapes.extend(types.iter().map(|t| type_words(t)));
         }
     }
     Some(shapes.join(" or "))

@@ -115,11 +115,14 @@ pub fn check(expect: &Expect, action: &Action, obs: &Observed) -> Vec<Problem> {
     if let Some(want) = expect.queued {
         mismatch("queued", json!(want), json!(obs.queued));
     }
-    let changes: &[Change] = match (&obs.exported, &obs.plan) {
+    let all: &[Change] = match (&obs.exported, &obs.plan) {
         (Some(exported), _) => exported,
         (None, Some(plan)) => &plan.changes,
         (None, None) => &[],
     };
+    let changes: Vec<Change> =
+        all.iter().filter(|c| expect.export.as_deref().is_none_or(|e| e == c.export)).cloned().collect();
+    let changes = changes.as_slice();
     let counts = [
         ("created", &expect.created, Some(ChangeAction::Create)),
         ("updated", &expect.updated, Some(ChangeAction::Update)),
@@ -134,7 +137,14 @@ pub fn check(expect: &Expect, action: &Action, obs: &Observed) -> Vec<Problem> {
         }
     }
     if let Some(want) = expect.unchanged {
-        let actual = obs.plan.as_ref().map(|p| p.summary.total.unchanged).unwrap_or(0);
+        let actual = obs
+            .plan
+            .as_ref()
+            .map(|p| match &expect.export {
+                Some(e) => p.summary.by_export.get(e).map_or(0, |c| c.unchanged),
+                None => p.summary.total.unchanged,
+            })
+            .unwrap_or(0);
         mismatch("unchanged", json!(want), json!(actual));
     }
     if let Some(matchers) = &expect.changes {

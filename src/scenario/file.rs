@@ -206,6 +206,8 @@ pub enum GoldenFormat {
 #[serde(deny_unknown_fields)]
 pub struct Expect {
     #[serde(default)]
+    pub export: Option<String>,
+    #[serde(default)]
     pub exit: Option<i32>,
     #[serde(default)]
     pub error: Option<OneOrMany<String>>,

@@ -99,7 +99,10 @@ pub fn junit(results: &[ScenarioResult], elapsed: Duration) -> String {
     let _ = writeln!(out, "  <testsuite name=\"scenarios\" {counts}>");
     for r in results {
         let name = r.file.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
-        let class = r.file.parent().map(|p| p.display().to_string()).unwrap_or_default();
+        let class = match r.file.parent().map(|p| p.display().to_string()) {
+            Some(dir) if !dir.is_empty() => dir,
+            _ => ".".to_string(),
+        };
         let attrs = format!(
             "name=\"{}\" classname=\"{}\" file=\"{}\" time=\"{:.3}\"",
             xml(&name),

@@ -153,6 +153,12 @@ impl<'a> Runner<'a> {
         }
         let stages = source_stages(&self.pipeline.text);
         self.place_sources(step, &stages)?;
+        if let Action::Replay { snapshots, .. } = &step.action {
+            // The pipeline compiles against its first snapshot; the replay adds them all in turn.
+            if let Some(first) = snapshots.first() {
+                copy_into(first, &self.ws.source_dir(&saleslayer_stage(&stages)?), None)?;
+            }
+        }
         let env = step.env.as_deref();
         let pipeline = self.load(env, &stages)?;
         let logged: BTreeMap<String, usize> = self.ws.stores().map(|s| (s.url(), s.requests().len())).collect();
