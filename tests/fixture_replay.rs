@@ -119,7 +119,8 @@ fn the_library_reports_the_failed_step_and_each_unmet_expectation() {
     let t = scenario(Test::new(), "broken.yaml", BROKEN);
     let result = catsync::scenario::run_file(&t.path().join("broken.yaml"), &Default::default(), false);
     match result.outcome {
-        catsync::scenario::Outcome::Failed { number, step, problems } => {
+        catsync::scenario::Outcome::Failed { number, step, problems, ran } => {
+            assert!(ran, "the step ran");
             assert_eq!((number, step.as_str()), (2, "run \"category 1002 renamed\""));
             let keys: Vec<&str> = problems.iter().map(|p| p.key()).collect();
             assert_eq!(keys, ["updated", "changes", "store"]);
@@ -313,4 +314,29 @@ fn the_scenario_reference_documents_every_key_of_the_schema() {
     let docs = read(&repo().join("docs/scenarios.md"));
     let missing: Vec<&String> = keys.iter().filter(|k| !docs.contains(&format!("`{k}`"))).collect();
     assert!(missing.is_empty(), "docs/scenarios.md does not mention {missing:?}");
+}
+
+#[test]
+fn a_step_can_switch_to_another_pipeline_file() {
+    let acme = read(&repo().join("tests/scenarios/pipelines/acme.yaml"))
+        .replace("../../../fixtures", &repo().join("fixtures").display().to_string());
+    let upper = acme.replace("vendor: { field: product_brand }", "vendor: \"{{ product_brand | upper }}\"");
+    let t = Test::new().file("acme.yaml", &acme).file("acme-upper.yaml", &upper);
+    let t = scenario(
+        t,
+        "s.yaml",
+        "
+        pipeline: acme.yaml
+        steps:
+          - source: REPO/fixtures/saleslayer/acme/00-full.json
+            run: {}
+          - pipeline: acme-upper.yaml
+            plan: {}
+            expect:
+              updated: { products: 5 }
+              warnings: [configuration changed since the last run]
+        ",
+    );
+    let out = Test::at(t.path()).args(["test", "s.yaml"]).run();
+    assert_eq!(out.code, 0, "{}", out.stdout);
 }

@@ -64,7 +64,7 @@ impl Problem {
                 let actual = yaml(&json!({ key.as_str(): actual }));
                 format!("{key} (- expected, + actual):\n{}", diff(&expected, &actual, color))
             }
-            Problem::Message { key, text } => format!("{key}: {text}\n"),
+            Problem::Message { key, text } => format!("{key}: {}\n", text.trim_end()),
         }
     }
 }

@@ -30,18 +30,17 @@ pub fn failure(r: &ScenarioResult, color: bool) -> String {
     let mut out = String::new();
     match &r.outcome {
         Outcome::Passed => return out,
-        Outcome::Failed { step, number, problems } => {
+        Outcome::Failed { step, number, problems, ran } => {
             let _ = writeln!(out, "---- {} ----", r.file.display());
             if let Some(d) = &r.description {
                 let _ = writeln!(out, "{}", d.trim_end());
             }
-            let _ = writeln!(
-                out,
-                "step {number} of {} ({step}): {} expectation{} not met",
-                r.steps,
-                problems.len(),
-                if problems.len() == 1 { "" } else { "s" }
-            );
+            let what = match (ran, problems.len()) {
+                (false, _) => "could not run".to_string(),
+                (true, 1) => "1 expectation not met".to_string(),
+                (true, n) => format!("{n} expectations not met"),
+            };
+            let _ = writeln!(out, "step {number} of {} ({step}): {what}", r.steps);
             for p in problems {
                 for l in p.render(color).lines() {
                     let _ = writeln!(out, "  {l}");
@@ -114,7 +113,7 @@ pub fn junit(results: &[ScenarioResult], elapsed: Duration) -> String {
             Outcome::Passed => {
                 let _ = writeln!(out, "    <testcase {attrs}/>");
             }
-            Outcome::Failed { step, number, problems } => {
+            Outcome::Failed { step, number, problems, .. } => {
                 let keys: Vec<&str> = problems.iter().map(|p| p.key()).collect();
                 let message = format!("step {number} ({step}): {}", keys.join(", "));
                 let _ = writeln!(out, "    <testcase {attrs}>");

@@ -44,11 +44,14 @@ pub struct ScenarioResult {
 #[derive(Debug)]
 pub enum Outcome {
     Passed,
-    /// A step did not show what it should (the scenario stops there); `step` is its label.
+    /// A step did not show what it should (the scenario stops there); `step` is its label;
+    /// `ran` is false when the step could not even perform its action (a patch that does not
+    /// apply, a pipeline that does not compile, a missing source).
     Failed {
         step: String,
         number: usize,
         problems: Vec<Problem>,
+        ran: bool,
     },
     /// The scenario file is invalid or its world could not be set up.
     Invalid(String),
@@ -92,9 +95,12 @@ pub fn run(scenario: &Scenario, opts: &Options) -> ScenarioResult {
         Err(e) => result.outcome = Outcome::Invalid(format!("{}: {e}\n", scenario.file.display())),
         Ok(mut runner) => {
             for step in &scenario.steps {
-                let problems = runner.step(step);
+                let (problems, ran) = match runner.try_step(step) {
+                    Ok(problems) => (problems, true),
+                    Err(problem) => (vec![problem], false),
+                };
                 if !problems.is_empty() {
-                    result.outcome = Outcome::Failed { step: step.label(), number: step.number, problems };
+                    result.outcome = Outcome::Failed { step: step.label(), number: step.number, problems, ran };
                     break;
                 }
             }
@@ -136,14 +142,8 @@ impl<'a> Runner<'a> {
         Ok(Runner { opts, ws, rt, pipeline, written: Vec::new() })
     }
 
-    /// Runs one step; the problems are empty when it showed everything it should.
-    fn step(&mut self, step: &Step) -> Vec<Problem> {
-        match self.try_step(step) {
-            Ok(problems) => problems,
-            Err(problem) => vec![problem],
-        }
-    }
-
+    /// Runs one step: the unmet expectations (empty when it showed everything it should), or
+    /// why it could not run.
     fn try_step(&mut self, step: &Step) -> Result<Vec<Problem>, Problem> {
         if let Some(path) = &step.pipeline {
             self.pipeline = read_pipeline(path)?;
@@ -278,10 +278,7 @@ impl<'a> Runner<'a> {
         let Some(pipeline) = compiled else {
             diags.sort();
             let rendered: String = diags.iter().map(|d| d.render(Some(&self.pipeline.text))).collect();
-            return Err(Problem::message(
-                "pipeline",
-                format!("the pipeline (as edited so far) is invalid:\n{rendered}"),
-            ));
+            return Err(Problem::message("pipeline", format!("the pipeline does not compile:\n{rendered}")));
         };
         for store in self.ws.stores() {
             crate::sandbox_host::enable_locales(store, &pipeline.params.languages);

@@ -182,3 +182,46 @@ fn table_path(dir: &Path, original: &str) -> String {
 fn quoted(names: &[&str]) -> String {
     names.iter().map(|n| format!("`{n}`")).collect::<Vec<_>>().join(", ")
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sandbox_settings_are_checked() {
+        let bad = SandboxSettings { faults: Some("5xx=2".into()), ..SandboxSettings::default() };
+        let err = Workspace::new(&bad).err().expect("an invalid fault spec is refused");
+        assert_eq!(err, "`sandbox.faults`: fault `5xx` needs a probability between 0 and 1, got `2`");
+        let ok = SandboxSettings { faults: Some("seed=7,5xx=0.1".into()), bucket: Some(50.0), restore_rate: None };
+        let ws = Workspace::new(&ok).expect("valid settings");
+        assert_eq!(ws.sandbox.bucket_size, 50.0);
+        assert!(ws.sandbox.faults.is_active());
+        assert!(ws.path().join("token").is_file());
+    }
+
+    #[test]
+    fn every_source_store_and_output_is_pointed_into_the_workspace() {
+        let text =
+            std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/pipelines/full.yaml")).unwrap();
+        let mut raw: RawPipeline = serde_yaml::from_str(&text).unwrap();
+        let mut ws = Workspace::new(&SandboxSettings::default()).unwrap();
+        ws.rewrite(&mut raw).unwrap();
+        let scratch = ws.path().display().to_string();
+        let json = serde_json::to_string(&raw).unwrap();
+        for outside in
+            ["127.0.0.1:8787", "acme.myshopify.com", "/var/log", "SHOPIFY_TOKEN", "SALESLAYER_SECRET", "../erp"]
+        {
+            assert!(!json.contains(outside), "`{outside}` is still in the rewritten pipeline: {json}");
+        }
+        assert!(json.contains(&format!("{scratch}/sources/pim/*.json")), "{json}");
+        assert!(json.contains(&format!("{scratch}/sources/prices/prices.csv")), "{json}");
+        assert!(json.contains(&format!("{scratch}/outputs/production/audit.jsonl")), "{json}");
+        assert_eq!(raw.parameters.poll_interval, "0s");
+        // The same pipeline is rewritten the same way (its pinned scope does not move).
+        let mut again: RawPipeline = serde_yaml::from_str(&text).unwrap();
+        ws.rewrite(&mut again).unwrap();
+        assert_eq!(again, raw);
+        assert!(ws.store(Some("store"), Some("production")).is_ok());
+        assert!(ws.store(None, None).is_ok(), "one Shopify export: no need to name it");
+    }
+}
