@@ -185,9 +185,7 @@ impl<'a> Runner<'a> {
                     .map_err(|e| Problem::message("control", format!("cannot set the active flag: {e}")))?;
                 obs.exit = Some(0);
             }
-            Action::Replay { snapshots, goldens, format, run } => {
-                self.replay(env, &stages, snapshots, goldens, *format, *run, &mut obs, &mut problems)?
-            }
+            Action::Replay { .. } => self.replay(step, &stages, &mut obs, &mut problems)?,
         }
         let (runs_after, queued) = runs(&self.ws.state_dir(), &name, environment.as_deref())?;
         obs.queued = queued;
@@ -383,18 +381,15 @@ impl<'a> Runner<'a> {
     }
 
     /// Replays snapshots: each is added, planned, compared with its golden plan, then run.
-    #[allow(clippy::too_many_arguments)]
     fn replay(
         &mut self,
-        env: Option<&str>,
+        step: &Step,
         stages: &[SourceStage],
-        snapshots: &[PathBuf],
-        goldens: &Path,
-        format: GoldenFormat,
-        run: bool,
         obs: &mut Observed,
         problems: &mut Vec<Problem>,
     ) -> Result<(), Problem> {
+        let Action::Replay { snapshots, goldens, format, run } = &step.action else { return Ok(()) };
+        let (format, run, env) = (*format, *run, step.env.as_deref());
         let stage = saleslayer_stage(stages)?;
         obs.exit = Some(0);
         for snapshot in snapshots {
