@@ -96,6 +96,8 @@ pub enum Command {
     },
     /// Serve a local Shopify-compatible Admin GraphQL store on 127.0.0.1 (Ctrl-C stops it).
     Sandbox(commands::sandbox::SandboxArgs),
+    /// Run fixture-replay scenarios against in-process sandbox stores (exit 1 when one fails).
+    Test(commands::test::TestArgs),
 }
 
 /// Global settings every command can use.
@@ -145,6 +147,7 @@ fn run(command: Command, g: &Globals) -> Result<Exit, Error> {
         Command::Activate(args) => commands::operate::exec_activate(&args, g),
         Command::Explain(args) => commands::explain::exec(&args, g),
         Command::Sandbox(args) => commands::sandbox::exec(args, g),
+        Command::Test(args) => commands::test::exec(&args, g),
     }
 }
 

@@ -52,6 +52,24 @@ pub trait Progress: Send + Sync {
     fn start(&self, total: u64);
     fn advance(&self, done: u64, total: u64);
     fn finish(&self);
+
+    /// Called at each batch boundary of an export: once before the first batch (`batches` 0,
+    /// nothing `exported`), then after each batch once its results are durable, with the changes
+    /// the targets confirmed in it, before the deactivation flag, signals and the source are
+    /// checked. [`Proceed::Abort`] drops the run right there, without its final bookkeeping, as
+    /// a crash would (the queue and records are durable per batch; the next run resumes). This
+    /// is how `catsync test` acts mid-run deterministically.
+    fn at_boundary(&self, _batches: u32, _exported: &[&Change]) -> Proceed {
+        Proceed::Continue
+    }
+}
+
+/// What [`Progress::at_boundary`] asks the export to do next.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Proceed {
+    Continue,
+    /// Stop now without recording the run as ended (a simulated crash).
+    Abort,
 }
 
 /// No progress output.
@@ -398,9 +416,11 @@ fn check_plan_file(pipeline: &CompiledPipeline, saved: &Plan, now: &Plan) -> Res
     Ok(())
 }
 
+/// `{seconds}-{microseconds}`: ids sort in start order (the log lists runs by id, and the run
+/// lock keeps two runs of a pipeline from starting in the same microsecond).
 fn run_id() -> String {
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
-    format!("{}-{:04x}", now.as_secs(), (now.subsec_nanos() ^ std::process::id()) & 0xffff)
+    format!("{}-{:06}", now.as_secs(), now.subsec_micros())
 }
 
 fn persist_sources(ns: &Namespace, evaluation: &Evaluation) -> Result<(), Error> {
@@ -468,6 +488,17 @@ async fn export(
     let mut last_poll = Instant::now();
     let mut n_errors = run.errors.iter().filter(|e| !e.export.is_empty()).count();
     let mut outcome_exit = None;
+    let mut n_batches = 0;
+    let aborted = |run: &RunRecord, n: u32| {
+        Error::failed(format!(
+            "run {} was aborted after {n} batch{} without finishing; `catsync run` resumes it from its queue",
+            run.id,
+            if n == 1 { "" } else { "es" }
+        ))
+    };
+    if progress.at_boundary(0, &[]) == Proceed::Abort {
+        return Err(aborted(run, 0));
+    }
     while !queue.is_empty() {
         // One batch: the first entries of one export, in queue order.
         let export_name = queue[0].change.export.clone();
@@ -499,6 +530,7 @@ async fn export(
             hosted.save()?;
         }
         let failures = ns.failures(&export_name)?;
+        let mut confirmed = Vec::new();
         for (entry, outcome) in batch.iter().zip(outcomes) {
             let c = &entry.change;
             let item = format!("{} {}:{}", c.export, c.kind.singular(), c.source_id);
@@ -508,6 +540,7 @@ async fn export(
                     ns.remove_failure(&c.export, c.kind, &c.source_id)?;
                     run.counts.entry(c.export.clone()).or_default().add(c);
                     run.exported.push(item);
+                    confirmed.push(c);
                 }
                 Outcome::Failed { message, retryable } => {
                     let previous = failures.get(&(c.kind, c.source_id.clone()));
@@ -547,6 +580,10 @@ async fn export(
             errors: n_errors,
             updated_at: now_rfc3339(),
         });
+        n_batches += 1;
+        if progress.at_boundary(n_batches, &confirmed) == Proceed::Abort {
+            return Err(aborted(run, n_batches));
+        }
         if n_errors >= pipeline.params.max_errors {
             run.status = RunStatus::Error;
             run.notes.push(format!(

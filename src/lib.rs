@@ -15,6 +15,7 @@ pub mod graph;
 pub mod plan;
 pub mod sandbox;
 pub mod sandbox_host;
+pub mod scenario;
 pub mod shopify;
 pub mod stages;
 pub mod state;

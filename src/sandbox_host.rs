@@ -23,6 +23,23 @@ pub fn data_file(state_dir: &Path, name: &str) -> PathBuf {
     state_dir.join("sandbox").join(format!("{name}.json"))
 }
 
+/// Enables `languages` in a sandbox the pipeline owns (a real store's languages are its owner's
+/// to enable), so translations can be registered.
+pub fn enable_locales(sandbox: &Sandbox, languages: &[String]) {
+    sandbox.with_store(|store| {
+        for lang in languages {
+            if !store.locales.iter().any(|l| l.locale == *lang) {
+                store.locales.push(crate::sandbox::store::ShopLocale {
+                    locale: lang.clone(),
+                    name: lang.clone(),
+                    primary: false,
+                    published: true,
+                });
+            }
+        }
+    });
+}
+
 impl Hosted {
     /// Starts the sandbox `name` with `languages` enabled (the embedded store is the pipeline's
     /// own: a real store's languages are its owner's to enable).
@@ -39,18 +56,7 @@ impl Hosted {
         };
         let sandbox = Sandbox::start(config)
             .map_err(|e| Error::failed(format!("cannot start the embedded sandbox `{name}`: {e}")))?;
-        sandbox.with_store(|store| {
-            for lang in languages {
-                if !store.locales.iter().any(|l| l.locale == *lang) {
-                    store.locales.push(crate::sandbox::store::ShopLocale {
-                        locale: lang.clone(),
-                        name: lang.clone(),
-                        primary: false,
-                        published: true,
-                    });
-                }
-            }
-        });
+        enable_locales(&sandbox, languages);
         Ok(Hosted { sandbox, data })
     }
 

@@ -8,6 +8,7 @@ pub mod plan;
 pub mod run;
 pub mod sandbox;
 pub mod state;
+pub mod test;
 pub mod validate;
 
 use std::path::Path;

@@ -68,6 +68,19 @@ pub fn load(path: &Path, opts: &LoadOptions) -> LoadReport {
 
 /// [`load`] from text already read (`file` names it in messages and anchors relative paths).
 pub fn load_str(file: &Path, text: &str, opts: &LoadOptions, diags: &mut Diagnostics) -> Option<CompiledPipeline> {
+    load_str_with(file, text, opts, diags, |_| {})
+}
+
+/// [`load_str`], with `rewrite` applied to the raw pipeline between the schema check and
+/// compilation, so positions still point into `text` (`catsync test` redirects sources and
+/// stores into its workspace this way).
+pub fn load_str_with(
+    file: &Path,
+    text: &str,
+    opts: &LoadOptions,
+    diags: &mut Diagnostics,
+    rewrite: impl FnOnce(&mut raw::RawPipeline),
+) -> Option<CompiledPipeline> {
     let doc = match yaml::parse(file, text) {
         Ok(doc) => doc,
         Err(d) => {
@@ -87,7 +100,7 @@ pub fn load_str(file: &Path, text: &str, opts: &LoadOptions, diags: &mut Diagnos
         diags.extend(schema_diags);
         return None;
     }
-    let raw: raw::RawPipeline = match serde_yaml::from_value(doc.yaml) {
+    let mut raw: raw::RawPipeline = match serde_yaml::from_value(doc.yaml) {
         Ok(raw) => raw,
         Err(e) => {
             // The schema accepted it, so this is a disagreement between schema and types: a bug.
@@ -102,6 +115,7 @@ pub fn load_str(file: &Path, text: &str, opts: &LoadOptions, diags: &mut Diagnos
             return None;
         }
     };
+    rewrite(&mut raw);
     let input = compile::CompileInput { file, spans: &doc.spans, environment: opts.environment, env: opts.env };
     compile::compile(raw, &input, diags)
 }

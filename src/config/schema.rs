@@ -35,13 +35,34 @@ fn validator() -> &'static Validator {
 
 /// Validates `doc` and returns every problem found, positioned with `spans`.
 pub fn validate(file: &Path, doc: &Value, spans: &SpanIndex) -> Diagnostics {
+    validate_with(schema_value(), validator(), file, doc, spans)
+}
+
+/// [`validate`] against another schema (`schema` is the document `validator` was built from):
+/// the same positioned messages and hints for every file format catsync reads.
+pub fn validate_with(
+    schema: &Value,
+    validator: &Validator,
+    file: &Path,
+    doc: &Value,
+    spans: &SpanIndex,
+) -> Diagnostics {
     let mut diags = Diagnostics::default();
-    for err in validator().iter_errors(doc) {
-        for d in describe(file, doc, spans, &err) {
+    let cx = Cx { schema, file, doc, spans };
+    for err in validator.iter_errors(doc) {
+        for d in describe(&cx, &err) {
             diags.push(d);
         }
     }
     diags
+}
+
+/// What describing an error needs: the schema and the document with its positions.
+struct Cx<'a> {
+    schema: &'a Value,
+    file: &'a Path,
+    doc: &'a Value,
+    spans: &'a SpanIndex,
 }
 
 /// The stage a JSON pointer belongs to (`/stages/NAME/...` or `/environments/ENV/NAME/...`).
@@ -87,18 +108,22 @@ fn type_of(v: &Value) -> &'static str {
     }
 }
 
-fn kind_name(kind: &TypeKind) -> String {
-    let one = |t: &str| match t {
+/// A JSON Schema type in words: `a list`, `an integer`.
+fn type_words(t: &str) -> String {
+    match t {
         "array" => "a list".to_string(),
         "object" => "a map".to_string(),
         "integer" => "an integer".to_string(),
         "null" => "null".to_string(),
         other => format!("a {other}"),
-    };
+    }
+}
+
+fn kind_name(kind: &TypeKind) -> String {
     match kind {
-        TypeKind::Single(t) => one(&t.to_string()),
+        TypeKind::Single(t) => type_words(&t.to_string()),
         TypeKind::Multiple(ts) => {
-            let names: Vec<String> = ts.iter().map(|t| one(&t.to_string())).collect();
+            let names: Vec<String> = ts.iter().map(|t| type_words(&t.to_string())).collect();
             names.join(" or ")
         }
     }
@@ -112,14 +137,14 @@ fn show(v: &Value) -> String {
 }
 
 /// The schema object that produced an error (the parent of the keyword in its schema path).
-fn schema_at(err: &ValidationError<'_>) -> Option<&'static Value> {
+fn schema_at<'s>(schema: &'s Value, err: &ValidationError<'_>) -> Option<&'s Value> {
     let path = err.schema_path().as_str();
     let parent = &path[..path.rfind('/')?];
-    schema_value().pointer(parent)
+    schema.pointer(parent)
 }
 
-fn allowed_keys(err: &ValidationError<'_>) -> Vec<&'static str> {
-    schema_at(err)
+fn allowed_keys<'s>(schema: &'s Value, err: &ValidationError<'_>) -> Vec<&'s str> {
+    schema_at(schema, err)
         .and_then(|s| s.get("properties"))
         .and_then(Value::as_object)
         .map(|props| props.keys().map(String::as_str).collect())
@@ -147,7 +172,8 @@ fn required_hint(key: &str, pointer: &str, doc: &Value) -> Option<String> {
     })
 }
 
-fn describe(file: &Path, doc: &Value, spans: &SpanIndex, err: &ValidationError<'_>) -> Vec<Diagnostic> {
+fn describe(cx: &Cx, err: &ValidationError<'_>) -> Vec<Diagnostic> {
+    let Cx { schema, file, doc, spans } = *cx;
     let pointer = err.instance_path().as_str().to_string();
     let stage = stage_of(&pointer);
     let instance: &Value = err.instance();
@@ -158,7 +184,7 @@ fn describe(file: &Path, doc: &Value, spans: &SpanIndex, err: &ValidationError<'
     };
     match err.kind() {
         ValidationErrorKind::AdditionalProperties { unexpected } => {
-            let allowed = allowed_keys(err);
+            let allowed = allowed_keys(schema, err);
             let stage_type = instance.get("type").and_then(Value::as_str);
             unexpected
                 .iter()
@@ -294,7 +320,7 @@ fn describe(file: &Path, doc: &Value, spans: &SpanIndex, err: &ValidationError<'
                 _ => None,
             };
             if let Some(branch) = meant.and_then(|i| context.get(i)).filter(|errs| !errs.is_empty()) {
-                return branch.iter().flat_map(|e| describe(file, doc, spans, e)).collect();
+                return branch.iter().flat_map(|e| describe(cx, e)).collect();
             }
             one(
                 at_value,
@@ -302,6 +328,93 @@ fn describe(file: &Path, doc: &Value, spans: &SpanIndex, err: &ValidationError<'
                 Some("for example `title: \"{{ product_name }}\"`".to_string()),
             )
         }
+        ValidationErrorKind::OneOfNotValid { context } => {
+            // The branch that takes this type of value is the one the writer meant: its errors
+            // say what is wrong. Otherwise name the accepted shapes.
+            let branches = one_of_branches(schema, err);
+            let fits: Vec<usize> = (0..branches.len())
+                .filter(|&i| branch_types(branches[i]).iter().any(|t| accepts(t, instance)))
+                .collect();
+            if let [i] = fits.as_slice() {
+                if let Some(errs) = context.get(*i).filter(|errs| !errs.is_empty()) {
+                    return errs.iter().flat_map(|e| describe(cx, e)).collect();
+                }
+            }
+            match one_of_shapes(&branches) {
+                Some(shapes) => one(at_value, format!("`{name}` must be {shapes}, found {}", type_of(instance)), None),
+                None => one(at_value, format!("`{name}`: {err}"), None),
+            }
+        }
         _ => one(at_value, format!("`{name}`: {err}"), None),
     }
+}
+
+/// The branches of the `oneOf` that produced `err`, with local `$ref`s resolved.
+fn one_of_branches<'s>(schema: &'s Value, err: &ValidationError<'_>) -> Vec<&'s Value> {
+    let Some(branches) = schema_at(schema, err).and_then(|s| s.get("oneOf")).and_then(Value::as_array) else {
+        return Vec::new();
+    };
+    branches
+        .iter()
+        .map(|b| match b.get("$ref").and_then(Value::as_str).and_then(|r| r.strip_prefix('#')) {
+            Some(pointer) => schema.pointer(pointer).unwrap_or(b),
+            None => b,
+        })
+        .collect()
+}
+
+/// The JSON types a schema branch takes (from `type`, or the values of `const`/`enum`).
+fn branch_types(branch: &Value) -> Vec<String> {
+    let type_name = |v: &Value| match v {
+        Value::Null => "null",
+        Value::Bool(_) => "boolean",
+        Value::Number(n) if n.is_i64() || n.is_u64() => "integer",
+        Value::Number(_) => "number",
+        Value::String(_) => "string",
+        Value::Array(_) => "array",
+        Value::Object(_) => "object",
+    };
+    if let Some(c) = branch.get("const") {
+        return vec![type_name(c).to_string()];
+    }
+    if let Some(values) = branch.get("enum").and_then(Value::as_array) {
+        return values.iter().map(|v| type_name(v).to_string()).collect();
+    }
+    match branch.get("type") {
+        Some(Value::String(t)) => vec![t.clone()],
+        Some(Value::Array(ts)) => ts.iter().filter_map(Value::as_str).map(str::to_string).collect(),
+        _ => Vec::new(),
+    }
+}
+
+/// Whether a JSON Schema `type` takes `v` (an integer is a number too).
+fn accepts(t: &str, v: &Value) -> bool {
+    match (t, v) {
+        ("null", Value::Null) | ("boolean", Value::Bool(_)) | ("string", Value::String(_)) => true,
+        ("array", Value::Array(_)) | ("object", Value::Object(_)) | ("number", Value::Number(_)) => true,
+        ("integer", Value::Number(n)) => n.is_i64() || n.is_u64(),
+        _ => false,
+    }
+}
+
+/// The shapes `oneOf` branches accept, from each branch's `type`, `const` or `enum`: `an integer or a map`.
+fn one_of_shapes(branches: &[&Value]) -> Option<String> {
+    if branches.is_empty() {
+        return None;
+    }
+    let mut shapes = Vec::new();
+    for branch in branches {
+        if let Some(c) = branch.get("const") {
+            shapes.push(show(c));
+        } else if let Some(values) = branch.get("enum").and_then(Value::as_array) {
+            shapes.extend(values.iter().map(show));
+        } else {
+            let types = branch_types(branch);
+            if types.is_empty() {
+                return None;
+            }
+            shapes.extend(types.iter().map(|t| type_words(t)));
+        }
+    }
+    Some(shapes.join(" or "))
 }

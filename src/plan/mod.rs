@@ -323,6 +323,22 @@ pub fn plan(pipeline: &CompiledPipeline, state: &State, opts: &PlanOptions) -> R
             "the pipeline configuration changed since the last run; the changes below include its effects".to_string(),
         );
     }
+    // R07: `run` refuses a scope change while a run is unfinished; the plan says so first.
+    if let Some(run) = ns.unfinished_run()? {
+        let changed = crate::config::scope_diff(&run.pinned.raw, &pipeline.raw);
+        if !changed.is_empty() {
+            let keys: Vec<String> = changed.iter().map(|k| format!("`{k}`")).collect();
+            warnings.insert(
+                0,
+                format!(
+                    "the scope changed while run {} is unfinished ({}): {}; `catsync run` refuses until the run is finished with `catsync run --resume` or replaced with `catsync refresh`",
+                    run.id,
+                    run.status.name(),
+                    keys.join(", ")
+                ),
+            );
+        }
+    }
     let sources = evaluation
         .updates
         .iter()
