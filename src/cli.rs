@@ -79,6 +79,8 @@ pub enum Command {
     Activate(commands::operate::ActivateArgs),
     /// Explain why an item is (not) in the plan: scope, hashes, changed fields.
     Explain(commands::explain::ExplainArgs),
+    /// Write deterministic synthetic Sales Layer exports (benchmarks).
+    Gen(commands::gen::GenArgs),
     /// Back up or restore the state directory.
     #[command(subcommand)]
     State(commands::state::StateCommand),
@@ -138,6 +140,7 @@ fn run(command: Command, g: &Globals) -> Result<Exit, Error> {
         Command::Init { from, out, force } => commands::init::exec(from, &out, force, g),
         Command::Plan(args) => commands::plan::exec(&args, g),
         Command::State(cmd) => commands::state::exec(&cmd, g),
+        Command::Gen(args) => commands::gen::exec(&args, g),
         Command::Run(args) => commands::run::exec(&args, g),
         Command::Refresh(args) => commands::run::exec_refresh(&args, g),
         Command::Apply(args) => commands::run::exec_apply(&args, g),

@@ -160,9 +160,15 @@ pub mod hash {
         blake3::Hasher::new_derive_key(CONTEXT).update(&bytes).finalize().to_hex().to_string()
     }
 
-    /// Per top-level field, a short hash (16 hex characters): enough to tell which fields changed.
-    pub fn field_hashes<T: Serialize>(doc: &T) -> BTreeMap<String, String> {
+    /// The item hash and the field hashes together, serializing the document once.
+    pub fn item_and_field_hashes<T: Serialize>(doc: &T) -> (String, BTreeMap<String, String>) {
         let value = serde_json::to_value(doc).expect("documents serialize to JSON");
+        let bytes = serde_jcs::to_vec(&value).expect("JSON values serialize");
+        let item = blake3::Hasher::new_derive_key(CONTEXT).update(&bytes).finalize().to_hex().to_string();
+        (item, fields_of(value))
+    }
+
+    fn fields_of(value: serde_json::Value) -> BTreeMap<String, String> {
         let mut out = BTreeMap::new();
         if let serde_json::Value::Object(map) = value {
             for (k, v) in map {
@@ -172,6 +178,11 @@ pub mod hash {
             }
         }
         out
+    }
+
+    /// Per top-level field, a short hash (16 hex characters): enough to tell which fields changed.
+    pub fn field_hashes<T: Serialize>(doc: &T) -> BTreeMap<String, String> {
+        fields_of(serde_json::to_value(doc).expect("documents serialize to JSON"))
     }
 }
 
@@ -226,5 +237,6 @@ mod tests {
         assert_eq!(hash::item_hash(&doc), hash::item_hash(&reparsed));
         let fields = hash::field_hashes(&doc);
         assert!(fields.contains_key("variants") && fields.contains_key("title"));
+        assert_eq!(hash::item_and_field_hashes(&doc), (hash::item_hash(&doc), fields));
     }
 }

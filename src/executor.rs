@@ -329,7 +329,7 @@ fn start_run(
     plan_file: Option<&Plan>,
     notes: Vec<String>,
 ) -> Result<RunRecord, Error> {
-    let planned = plan(pipeline, state, &PlanOptions { ignore_checkpoints: true, ..opts.clone() })?;
+    let planned = plan(pipeline, state, opts)?;
     if let Some(saved) = plan_file {
         check_plan_file(pipeline, saved, &planned.plan)?;
     }
@@ -504,7 +504,13 @@ async fn export(
         let export_name = queue[0].change.export.clone();
         let batch: Vec<QueueEntry> =
             queue.iter().filter(|e| e.change.export == export_name).take(batch_size).cloned().collect();
-        let records = ns.records(&export_name)?;
+        // The batch's own records (store ids), looked up by key.
+        let mut records = BTreeMap::new();
+        for e in &batch {
+            if let Some(r) = ns.record(&export_name, e.change.kind, &e.change.source_id)? {
+                records.insert((e.change.kind, e.change.source_id.clone()), r);
+            }
+        }
         let Some(target) = targets.get_mut(&export_name) else {
             return Err(Error::failed(format!("export `{export_name}` of the queue is not in the pipeline")));
         };
@@ -529,7 +535,12 @@ async fn export(
         for hosted in &sandboxes {
             hosted.save()?;
         }
-        let failures = ns.failures(&export_name)?;
+        let mut failures = BTreeMap::new();
+        for e in &batch {
+            if let Some(f) = ns.failure(&export_name, e.change.kind, &e.change.source_id)? {
+                failures.insert((e.change.kind, e.change.source_id.clone()), f);
+            }
+        }
         let mut confirmed = Vec::new();
         for (entry, outcome) in batch.iter().zip(outcomes) {
             let c = &entry.change;
@@ -724,7 +735,7 @@ fn record(ns: &Namespace, c: &Change, gid: Option<String>) -> Result<(), Error> 
     match (c.action, &c.document, &c.hash_after) {
         (Action::Delete, _, _) => ns.remove_record(&c.export, c.kind, &c.source_id)?,
         (_, Some(doc), Some(hash)) => {
-            let previous = ns.records(&c.export)?.remove(&(c.kind, c.source_id.clone()));
+            let previous = ns.record(&c.export, c.kind, &c.source_id)?;
             let rec = ExportRecord {
                 handle: c.handle.clone(),
                 gid: gid.or_else(|| previous.and_then(|p| p.gid)),

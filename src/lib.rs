@@ -11,6 +11,7 @@ pub mod document;
 pub mod engine;
 pub mod error;
 pub mod executor;
+pub mod gen;
 pub mod graph;
 pub mod plan;
 pub mod sandbox;

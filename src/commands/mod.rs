@@ -1,6 +1,7 @@
 //! One module per command: small functions over the library, called by `cli`.
 
 pub mod explain;
+pub mod gen;
 pub mod graph;
 pub mod init;
 pub mod operate;

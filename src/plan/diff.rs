@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 
-use crate::document::hash::{field_hashes, item_hash};
+use crate::document::hash::item_and_field_hashes;
 use crate::document::Document;
 use crate::state::ExportRecord;
 
@@ -17,7 +17,8 @@ pub struct Fingerprint {
 
 impl Fingerprint {
     pub fn of(doc: &Document) -> Fingerprint {
-        Fingerprint { hash: item_hash(doc), fields: field_hashes(doc) }
+        let (hash, fields) = item_and_field_hashes(doc);
+        Fingerprint { hash, fields }
     }
 }
 

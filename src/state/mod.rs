@@ -453,6 +453,16 @@ impl Namespace<'_> {
         Ok(out)
     }
 
+    /// One export record, by key (no scan).
+    pub fn record(&self, export: &str, kind: ItemKind, id: &str) -> Result<Option<ExportRecord>, StateError> {
+        self.get("records", &[export, kind.singular(), id])
+    }
+
+    /// One item's failure, by key (no scan).
+    pub fn failure(&self, export: &str, kind: ItemKind, id: &str) -> Result<Option<Failure>, StateError> {
+        self.get("failures", &[export, kind.singular(), id])
+    }
+
     pub fn put_record(&self, export: &str, kind: ItemKind, id: &str, record: &ExportRecord) -> Result<(), StateError> {
         self.put("records", &[export, kind.singular(), id], record)
     }
