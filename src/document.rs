@@ -156,33 +156,90 @@ pub mod hash {
 
     /// The item hash of `doc`, as 64 hex characters.
     pub fn item_hash<T: Serialize>(doc: &T) -> String {
-        let bytes = serde_jcs::to_vec(doc).expect("documents serialize to JSON");
-        blake3::Hasher::new_derive_key(CONTEXT).update(&bytes).finalize().to_hex().to_string()
+        item_and_field_hashes(doc).0
     }
 
-    /// The item hash and the field hashes together, serializing the document once.
+    /// The item hash and the field hashes together: the document is serialized once, canonically,
+    /// and each top-level field's bytes are hashed as they are written.
     pub fn item_and_field_hashes<T: Serialize>(doc: &T) -> (String, BTreeMap<String, String>) {
         let value = serde_json::to_value(doc).expect("documents serialize to JSON");
-        let bytes = serde_jcs::to_vec(&value).expect("JSON values serialize");
-        let item = blake3::Hasher::new_derive_key(CONTEXT).update(&bytes).finalize().to_hex().to_string();
-        (item, fields_of(value))
+        let mut out = Vec::with_capacity(2048);
+        let mut fields = BTreeMap::new();
+        match &value {
+            serde_json::Value::Object(map) => {
+                out.push(b'{');
+                for (i, (k, v)) in sorted(map).into_iter().enumerate() {
+                    if i > 0 {
+                        out.push(b',');
+                    }
+                    write_string(k, &mut out);
+                    out.push(b':');
+                    let start = out.len();
+                    write_canonical(v, &mut out);
+                    let h = blake3::Hasher::new_derive_key(CONTEXT).update(&out[start..]).finalize();
+                    fields.insert(k.clone(), h.to_hex()[..16].to_string());
+                }
+                out.push(b'}');
+            }
+            other => write_canonical(other, &mut out),
+        }
+        let item = blake3::Hasher::new_derive_key(CONTEXT).update(&out).finalize().to_hex().to_string();
+        (item, fields)
     }
 
-    fn fields_of(value: serde_json::Value) -> BTreeMap<String, String> {
-        let mut out = BTreeMap::new();
-        if let serde_json::Value::Object(map) = value {
-            for (k, v) in map {
-                let bytes = serde_jcs::to_vec(&v).expect("JSON values serialize");
-                let h = blake3::Hasher::new_derive_key(CONTEXT).update(&bytes).finalize();
-                out.insert(k, h.to_hex()[..16].to_string());
+    /// Object entries in RFC 8785 order: keys compared as UTF-16 code units.
+    fn sorted(map: &serde_json::Map<String, serde_json::Value>) -> Vec<(&String, &serde_json::Value)> {
+        let mut entries: Vec<_> = map.iter().collect();
+        if entries.iter().all(|(k, _)| k.is_ascii()) {
+            entries.sort_by(|a, b| a.0.cmp(b.0));
+        } else {
+            entries.sort_by(|a, b| a.0.encode_utf16().cmp(b.0.encode_utf16()));
+        }
+        entries
+    }
+
+    /// serde_json escapes strings exactly as RFC 8785 asks.
+    fn write_string(s: &str, out: &mut Vec<u8>) {
+        serde_json::to_writer(&mut *out, s).expect("strings serialize");
+    }
+
+    /// RFC 8785 canonical JSON of a value, without a generic serializer's intermediate buffers.
+    fn write_canonical(v: &serde_json::Value, out: &mut Vec<u8>) {
+        use serde_json::Value;
+        match v {
+            Value::Null => out.extend_from_slice(b"null"),
+            Value::Bool(b) => out.extend_from_slice(if *b { b"true" } else { b"false" }),
+            Value::Number(n) if n.is_f64() => out.extend(serde_jcs::to_vec(n).expect("numbers serialize")),
+            Value::Number(n) => out.extend_from_slice(n.to_string().as_bytes()),
+            Value::String(s) => write_string(s, out),
+            Value::Array(items) => {
+                out.push(b'[');
+                for (i, item) in items.iter().enumerate() {
+                    if i > 0 {
+                        out.push(b',');
+                    }
+                    write_canonical(item, out);
+                }
+                out.push(b']');
+            }
+            Value::Object(map) => {
+                out.push(b'{');
+                for (i, (k, v)) in sorted(map).into_iter().enumerate() {
+                    if i > 0 {
+                        out.push(b',');
+                    }
+                    write_string(k, out);
+                    out.push(b':');
+                    write_canonical(v, out);
+                }
+                out.push(b'}');
             }
         }
-        out
     }
 
     /// Per top-level field, a short hash (16 hex characters): enough to tell which fields changed.
     pub fn field_hashes<T: Serialize>(doc: &T) -> BTreeMap<String, String> {
-        fields_of(serde_json::to_value(doc).expect("documents serialize to JSON"))
+        item_and_field_hashes(doc).1
     }
 }
 
@@ -227,6 +284,19 @@ mod tests {
     #[test]
     fn golden_item_hash() {
         assert_eq!(hash::item_hash(&sample()), "e1b262b8e153bd78aed0502d9c5d2b62557dea1a18a9c797b13444c38ff80a47");
+    }
+
+    /// The hand-written canonical writer agrees with serde_jcs on numbers, escapes, non-ASCII keys.
+    #[test]
+    fn canonical_json_matches_serde_jcs() {
+        let v = serde_json::json!({"b": [1, -2, 1.5, 1e21, null, true], "a": "é\u{1}\"\\/", "é": {"z": 0, "Z": "\u{2028}"}, "\u{10000}": 1, "\u{ffff}": 2});
+        let (item, fields) = hash::item_and_field_hashes(&v);
+        let expected =
+            blake3::Hasher::new_derive_key("catsync item v1").update(&serde_jcs::to_vec(&v).unwrap()).finalize();
+        assert_eq!(item, expected.to_hex().to_string());
+        let b =
+            blake3::Hasher::new_derive_key("catsync item v1").update(&serde_jcs::to_vec(&v["b"]).unwrap()).finalize();
+        assert_eq!(fields["b"], b.to_hex()[..16]);
     }
 
     #[test]

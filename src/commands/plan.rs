@@ -75,7 +75,10 @@ pub fn exec(args: &PlanArgs, g: &Globals) -> Result<Exit, Error> {
             println!("Saved the plan to {}.", out.display());
         }
     }
-    Ok(if args.detailed_exitcode && planned.plan.has_changes() { Exit::Changes } else { Exit::Success })
+    let exit = if args.detailed_exitcode && planned.plan.has_changes() { Exit::Changes } else { Exit::Success };
+    // The process ends right after: freeing a large catalog piece by piece would only cost time.
+    std::mem::forget(planned);
+    Ok(exit)
 }
 
 fn save(plan: &crate::plan::Plan, out: &Path) -> Result<(), Error> {
