@@ -181,7 +181,15 @@ pub fn evaluate(pipeline: &CompiledPipeline, ns: &Namespace, refresh_sources: bo
                 let scope = Arc::new(decide(&data, &pipeline.params));
                 let rendered = Renderer::new(m, &data, &scope, &pipeline.templates, &pipeline.params).render_all();
                 errors.extend(rendered.errors.iter().cloned());
-                let fingerprints = rendered.docs.iter().map(|(k, d)| (k.clone(), Fingerprint::of(d))).collect();
+                let fingerprints = {
+                    use rayon::prelude::*;
+                    let docs: Vec<_> = rendered.docs.iter().collect();
+                    docs.par_iter()
+                        .map(|(k, d)| ((*k).clone(), Fingerprint::of(d)))
+                        .collect::<Vec<_>>()
+                        .into_iter()
+                        .collect()
+                };
                 Data::Documents(Arc::new(DocSet { map_stage: stage.name.clone(), data, scope, rendered, fingerprints }))
             }
             CompiledStage::Shopify(_) | CompiledStage::JsonlExport(_) => Data::Nothing,

@@ -73,8 +73,13 @@ impl<'a> Renderer<'a> {
                 }
             }
         }
-        for id in self.scope.in_scope(ItemKind::Product) {
-            match self.render_product(id, false) {
+        // Products are independent: rendered on every core, collected in id order.
+        use rayon::prelude::*;
+        let ids: Vec<&Arc<str>> = self.scope.in_scope(ItemKind::Product).collect();
+        let rendered: Vec<(&Arc<str>, Result<ProductDoc>)> =
+            ids.par_iter().map(|id| (*id, self.render_product(id, false))).collect();
+        for (id, result) in rendered {
+            match result {
                 Ok(doc) => {
                     out.docs.insert((ItemKind::Product, id.clone()), Document::Product(doc));
                 }
