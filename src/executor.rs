@@ -137,8 +137,7 @@ impl Target {
                     }
                 };
                 let client = Client::new(&url, &s.api_version, token).map_err(Error::failed)?;
-                let languages =
-                    if pipeline.params.languages.is_empty() { Vec::new() } else { pipeline.params.languages.clone() };
+                let languages = pipeline.params.languages.clone();
                 let collections = collection_ids(&ns.records(&stage.name)?);
                 Some(Target::Shopify { target: Box::new(ShopifyTarget { client }), languages, collections })
             }

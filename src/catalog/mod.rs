@@ -5,7 +5,7 @@ pub mod mirror;
 pub mod scope;
 pub mod view;
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 
 pub use mirror::{Mirror, RowChange, Table};
@@ -195,6 +195,3 @@ pub fn tags_of(cell: &Cell) -> BTreeSet<String> {
 pub fn reference_columns(categories_table: &str, products_table: &str) -> (String, String) {
     (format!("ID_{categories_table}"), format!("ID_{products_table}"))
 }
-
-/// Sorted map helper used in deterministic outputs.
-pub type Sorted<K, V> = BTreeMap<K, V>;

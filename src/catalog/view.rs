@@ -89,13 +89,6 @@ impl CatalogData {
     pub fn text(&self, kind: ItemKind, id: &str, name: &str) -> String {
         self.cell(kind, id, name, None).map(|c| c.text().into_owned()).unwrap_or_default()
     }
-
-    /// Whether `name` is a field of `kind` in this catalog (for messages).
-    pub fn has_field(&self, kind: ItemKind, name: &str) -> bool {
-        self.table(kind).is_some_and(|t| {
-            t.column_index(name).is_some() || t.columns.iter().any(|c| c.basename.as_deref() == Some(name))
-        }) || self.joins.iter().any(|j| j.kind == kind)
-    }
 }
 
 /// Converts a cell to a template value.

@@ -9,7 +9,6 @@ use super::load_pipeline;
 use super::plan::parse_item;
 use crate::catalog::scope::Decision;
 use crate::cli::Globals;
-use crate::engine::evaluate;
 use crate::error::{Error, Exit};
 use crate::plan::diff::{Difference, FieldDiff, Fingerprint, SnapshotDiff};
 use crate::plan::{plan, PlanOptions};
@@ -31,7 +30,6 @@ pub fn exec(args: &ExplainArgs, g: &Globals) -> Result<Exit, Error> {
     let planned = plan(&pipeline, &state, &PlanOptions::default())?;
     let ns = state.namespace(&pipeline.name, pipeline.environment.as_deref());
     let evaluation = &planned.evaluation;
-    let _ = evaluate; // the plan carries its evaluation
     let mut out = String::new();
     let _ = writeln!(out, "{} {id}", kind.singular());
     let mut found = false;

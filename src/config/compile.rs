@@ -139,7 +139,7 @@ pub fn compile(mut raw: RawPipeline, input: &CompileInput, diags: &mut Diagnosti
         }
     }
 
-    if report_cycles(&graph, &names, &raw, input, diags) {
+    if report_cycles(&graph, &names, input, diags) {
         return None;
     }
     let order = topological_order(&graph, &nodes);
@@ -360,13 +360,7 @@ pub fn parse_duration(text: &str) -> Option<Duration> {
 }
 
 /// Reports each cycle once, as the path of stage names in data-flow order. True if any.
-fn report_cycles(
-    graph: &DiGraph<usize, ()>,
-    names: &[String],
-    raw: &RawPipeline,
-    input: &CompileInput,
-    diags: &mut Diagnostics,
-) -> bool {
+fn report_cycles(graph: &DiGraph<usize, ()>, names: &[String], input: &CompileInput, diags: &mut Diagnostics) -> bool {
     let mut found = false;
     for scc in tarjan_scc(graph) {
         if scc.len() < 2 {
@@ -398,7 +392,6 @@ fn report_cycles(
         }
         let shown: Vec<&str> = path.iter().map(|n| names[graph[*n]].as_str()).collect();
         let first = &names[graph[start]];
-        let _ = raw;
         let pointer = format!("/stages/{}/inputs", escape_segment(first));
         diags.push(
             Diagnostic::error(

@@ -414,7 +414,6 @@ impl Namespace<'_> {
     pub fn save_mirror(&self, stage: &str, mirror: &Mirror, changes: &[RowChange]) -> Result<(), StateError> {
         let tree = self.state.tree("mirror")?;
         let mut batch = sled::Batch::default();
-        let json = |v: &dyn erased::Json| v.to_json();
         for (name, table) in &mirror.tables {
             batch.insert(self.key(&[stage, name, "columns"]), json(&table.columns));
         }
@@ -556,16 +555,9 @@ impl Namespace<'_> {
     }
 }
 
-/// Serializes any `Serialize` value behind a trait object (for the batch helper above).
-mod erased {
-    pub trait Json {
-        fn to_json(&self) -> Vec<u8>;
-    }
-    impl<T: serde::Serialize + ?Sized> Json for T {
-        fn to_json(&self) -> Vec<u8> {
-            serde_json::to_vec(self).unwrap_or_default()
-        }
-    }
+/// JSON bytes of a value held in the state (our own types always serialize).
+fn json<T: Serialize + ?Sized>(value: &T) -> Vec<u8> {
+    serde_json::to_vec(value).expect("state values serialize to JSON")
 }
 
 #[cfg(test)]
