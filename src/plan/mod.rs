@@ -265,6 +265,8 @@ pub fn plan(pipeline: &CompiledPipeline, state: &State, opts: &PlanOptions) -> R
     let mut changes = Vec::new();
     let mut summary = Summary { errors: evaluation.errors.len(), ..Summary::default() };
     let mut warnings = Vec::new();
+    let wanted: Option<HashSet<(ItemKind, String)>> =
+        (!opts.only.is_empty()).then(|| resolve_only(&opts.only, &evaluation));
     for (idx, stage) in pipeline.stages.iter().enumerate() {
         if !stage.compiled.is_export() {
             continue;
@@ -284,8 +286,7 @@ pub fn plan(pipeline: &CompiledPipeline, state: &State, opts: &PlanOptions) -> R
         .changes();
         let n_unchanged = docs.rendered.docs.len()
             - export_changes.iter().filter(|c| matches!(c.action, Action::Create | Action::Update)).count();
-        if !opts.only.is_empty() {
-            let wanted: HashSet<(ItemKind, String)> = resolve_only(&opts.only, &evaluation);
+        if let Some(wanted) = &wanted {
             export_changes.retain(|c| wanted.contains(&(c.kind, c.source_id.clone())));
         }
         export_changes.sort_by(|a, b| order_key(a).cmp(&order_key(b)));
@@ -520,7 +521,7 @@ struct ExportPlanner<'a> {
 impl ExportPlanner<'_> {
     fn changes(&self) -> Vec<Change> {
         let mut out = Vec::new();
-        let index = ChangeIndex::new(&self.docs.data.changes);
+        let index = ChangeIndex::new(&self.docs.data);
         for ((kind, id), doc) in &self.docs.rendered.docs {
             let fp = self.docs.fingerprints.get(&(*kind, id.clone())).cloned().unwrap_or_else(|| Fingerprint::of(doc));
             let record = self.records.get(&(*kind, id.to_string()));
@@ -670,20 +671,8 @@ impl ExportPlanner<'_> {
                     deps.push((ItemKind::Variant, None, v.clone()));
                 }
                 // Variants deleted from the source belonged to this product if their last row said so.
-                let variant_table = data.table_name(ItemKind::Variant);
-                let (_, product_column) = crate::catalog::reference_columns(
-                    data.table_name(ItemKind::Category),
-                    data.table_name(ItemKind::Product),
-                );
-                let column = data.table(ItemKind::Variant).and_then(|t| t.column_index(&product_column));
-                for c in index.deleted(variant_table) {
-                    let was_ours = match (column, &c.previous) {
-                        (Some(col), Some(prev)) => prev.get(col).is_some_and(|cell| cell.text() == id),
-                        _ => false,
-                    };
-                    if was_ours {
-                        deps.push((ItemKind::Variant, None, c.id.to_string()));
-                    }
+                for v in index.deleted_variants.get(id).into_iter().flatten() {
+                    deps.push((ItemKind::Variant, None, v.to_string()));
                 }
                 for join in &data.joins {
                     let holders: Vec<String> = match join.kind {
@@ -744,22 +733,31 @@ impl ExportPlanner<'_> {
     }
 }
 
-/// Row changes by table and id.
+/// Row changes by table and id, and deleted variants by the product their last row named.
 struct ChangeIndex<'a> {
     by_row: HashMap<(&'a str, &'a str), &'a RowChange>,
-    all: &'a [RowChange],
+    deleted_variants: HashMap<String, Vec<&'a str>>,
 }
 
 impl<'a> ChangeIndex<'a> {
-    fn new(changes: &'a [RowChange]) -> Self {
-        ChangeIndex { by_row: changes.iter().map(|c| ((c.table.as_str(), &*c.id), c)).collect(), all: changes }
+    fn new(data: &'a crate::catalog::view::CatalogData) -> Self {
+        let changes: &'a [RowChange] = &data.changes;
+        let variant_table = data.table_name(ItemKind::Variant);
+        let (_, product_column) =
+            crate::catalog::reference_columns(data.table_name(ItemKind::Category), data.table_name(ItemKind::Product));
+        let column = data.table(ItemKind::Variant).and_then(|t| t.column_index(&product_column));
+        let mut deleted_variants: HashMap<String, Vec<&'a str>> = HashMap::new();
+        for c in changes.iter().filter(|c| c.table == variant_table && c.kind == ChangeKind::Deleted) {
+            if let (Some(col), Some(prev)) = (column, &c.previous) {
+                if let Some(cell) = prev.get(col) {
+                    deleted_variants.entry(cell.text().into_owned()).or_default().push(&c.id);
+                }
+            }
+        }
+        ChangeIndex { by_row: changes.iter().map(|c| ((c.table.as_str(), &*c.id), c)).collect(), deleted_variants }
     }
 
     fn get(&self, table: &str, id: &str) -> Option<&'a RowChange> {
         self.by_row.get(&(table, id)).copied()
-    }
-
-    fn deleted(&self, table: &'a str) -> impl Iterator<Item = &'a RowChange> + '_ {
-        self.all.iter().filter(move |c| c.table == table && c.kind == ChangeKind::Deleted)
     }
 }
