@@ -761,3 +761,19 @@ fn r01_a_joined_price_row_change_updates_its_product_and_stock_filters_variants(
         ["prices row `ACME-TS-001-WHT-S` changed: price"]
     );
 }
+
+#[test]
+fn r01_a_variant_deleted_at_the_source_updates_its_product_with_the_reason() {
+    let p = Project::new(DEFAULTS);
+    p.source("00-full.json");
+    p.run();
+    let delta = serde_json::json!({
+        "version": "1.18", "time": 1717070000, "action": "update",
+        "data": {"catalogue": [], "products": [], "product_formats": [["D", "3003"]]}
+    });
+    p.source_text("70-delete-variant.json", &delta.to_string());
+    let plan = p.plan(&[]);
+    assert_eq!(changes(&plan), [c("product", "2001", "update")]);
+    assert_eq!(strings(&change(&plan, "product", "2001")["reasons"]), ["variant 3003 removed"]);
+    assert_eq!(strings(&change(&plan, "product", "2001")["fields_changed"]), ["productOptions", "variants"]);
+}
