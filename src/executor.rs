@@ -5,7 +5,7 @@
 //! to merge into the queue (R04). An unfinished run is resumed with the configuration it started
 //! with (R09); a refresh replaces the queue (R05).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::Path;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
@@ -18,8 +18,9 @@ use crate::engine::{Data, Evaluation};
 use crate::error::{Error, Exit};
 use crate::plan::diff::Fingerprint;
 use crate::plan::{config_digest, plan, Action, Change, Counts, Plan, PlanOptions};
+use crate::shopify::bulk::{self, BulkSettings};
 use crate::shopify::client::{Client, GqlError};
-use crate::shopify::export::{collection_ids, Outcome, ShopifyTarget};
+use crate::shopify::export::{bulk_eligible, collection_ids, Outcome, ShopifyTarget};
 use crate::stages::shopify::Store;
 use crate::stages::{CompiledStage, ItemKind};
 use crate::state::{
@@ -111,7 +112,52 @@ pub fn install_signal_handlers() {
 /// An export stage ready to send changes.
 enum Target {
     Jsonl(crate::stages::jsonl_export::JsonlExport),
-    Shopify { target: Box<ShopifyTarget>, languages: Vec<String>, collections: HashMap<String, String> },
+    Shopify {
+        target: Arc<ShopifyTarget>,
+        languages: Vec<String>,
+        collections: HashMap<String, String>,
+        flight: Box<BulkFlight>,
+    },
+}
+
+/// What a bulk file job hands back: its queue entries and their outcomes.
+type BulkJob = (Vec<QueueEntry>, Result<Vec<Outcome>, GqlError>);
+
+/// The bulk files of one Shopify export in flight. Each file is one executor batch: its results
+/// are recorded together, and the run checks the active flag and signals between files.
+struct BulkFlight {
+    settings: BulkSettings,
+    /// Decided when the export starts: enough product writes are queued.
+    active: bool,
+    jobs: tokio::task::JoinSet<BulkJob>,
+    /// Queue sequence numbers of the changes in flight.
+    in_flight: HashSet<u64>,
+    running: bulk::Running,
+    files: u64,
+    items: u64,
+}
+
+impl BulkFlight {
+    fn new(settings: BulkSettings) -> BulkFlight {
+        BulkFlight {
+            settings,
+            active: false,
+            jobs: tokio::task::JoinSet::new(),
+            in_flight: HashSet::new(),
+            running: bulk::Running::default(),
+            files: 0,
+            items: 0,
+        }
+    }
+}
+
+/// The queued changes of `export` not already in a bulk file, in queue order.
+fn pending<'q>(
+    queue: &'q [QueueEntry],
+    export: &'q str,
+    in_flight: &'q HashSet<u64>,
+) -> impl Iterator<Item = &'q QueueEntry> + 'q {
+    queue.iter().filter(move |e| e.change.export == export && !in_flight.contains(&e.seq))
 }
 
 impl Target {
@@ -139,7 +185,12 @@ impl Target {
                 let client = Client::new(&url, &s.api_version, token).map_err(Error::failed)?;
                 let languages = pipeline.params.languages.clone();
                 let collections = collection_ids(&ns.records(&stage.name)?);
-                Some(Target::Shopify { target: Box::new(ShopifyTarget { client }), languages, collections })
+                Some(Target::Shopify {
+                    target: Arc::new(ShopifyTarget { client }),
+                    languages,
+                    collections,
+                    flight: Box::new(BulkFlight::new(s.bulk)),
+                })
             }
             _ => None,
         })
@@ -166,7 +217,7 @@ impl Target {
                         .collect(),
                 })
             }
-            Target::Shopify { target, languages, collections } => {
+            Target::Shopify { target, languages, collections, .. } => {
                 let mut out = Vec::with_capacity(batch.len());
                 for e in batch {
                     let c = &e.change;
@@ -188,6 +239,114 @@ impl Target {
                 Ok(out)
             }
         }
+    }
+}
+
+impl Target {
+    /// The bulk files in flight, when this export sends products in bulk.
+    fn flight(&mut self) -> Option<&mut BulkFlight> {
+        match self {
+            Target::Shopify { flight, .. } if flight.active => Some(flight),
+            _ => None,
+        }
+    }
+
+    /// Whether the next batch of `export` goes through bulk files: the export is in bulk mode and
+    /// its next free change is a product write (or only files in flight are left).
+    fn next_is_bulk(&mut self, queue: &[QueueEntry], export: &str) -> bool {
+        let Some(flight) = self.flight() else { return false };
+        match pending(queue, export, &flight.in_flight).next() {
+            Some(e) => bulk_eligible(&e.change),
+            None => !flight.in_flight.is_empty(),
+        }
+    }
+
+    /// Starts bulk files (up to the concurrency) when `top_up`, then waits for the first to
+    /// finish and returns its changes and outcomes; `None` when `stop()` turns true meanwhile
+    /// (a pause does not wait for files that may take minutes).
+    async fn next_bulk_file(
+        &mut self,
+        queue: &[QueueEntry],
+        export: &str,
+        top_up: bool,
+        run_id: &str,
+        stop: &dyn Fn() -> bool,
+    ) -> Result<Option<BulkJob>, Error> {
+        let Target::Shopify { target, languages, collections, flight } = self else {
+            return Err(Error::failed("bulk files are only for Shopify exports"));
+        };
+        if top_up || flight.jobs.is_empty() {
+            while flight.jobs.len() < flight.settings.concurrency.clamp(1, bulk::MAX_CONCURRENT) {
+                let entries: Vec<QueueEntry> = pending(queue, export, &flight.in_flight)
+                    .take_while(|e| bulk_eligible(&e.change))
+                    .take(flight.settings.file_items.max(1))
+                    .cloned()
+                    .collect();
+                if entries.is_empty() {
+                    break;
+                }
+                flight.in_flight.extend(entries.iter().map(|e| e.seq));
+                flight.files += 1;
+                flight.items += entries.len() as u64;
+                let label = format!("catsync-{run_id}-{}", flight.files);
+                let (target, collections, languages, running) =
+                    (Arc::clone(target), collections.clone(), languages.clone(), Arc::clone(&flight.running));
+                flight.jobs.spawn(async move {
+                    let changes: Vec<&Change> = entries.iter().map(|e| &e.change).collect();
+                    let result = target.apply_bulk(&changes, &collections, &languages, &label, &running).await;
+                    (entries, result)
+                });
+            }
+        }
+        let joined = loop {
+            tokio::select! {
+                joined = flight.jobs.join_next() => break joined,
+                _ = tokio::time::sleep(Duration::from_millis(200)) => {
+                    if stop() {
+                        return Ok(None);
+                    }
+                }
+            }
+        };
+        let (entries, result) = match joined {
+            Some(Ok(job)) => job,
+            Some(Err(e)) => return Err(Error::failed(format!("a bulk file of export `{export}` failed: {e}"))),
+            None => return Err(Error::failed(format!("export `{export}` has no bulk file to wait for"))),
+        };
+        for e in &entries {
+            flight.in_flight.remove(&e.seq);
+        }
+        Ok(Some((entries, result)))
+    }
+
+    /// Stops the bulk files in flight: their jobs end, the store cancels their operations, and
+    /// their changes stay queued for the next run.
+    async fn cancel_bulk(&mut self) {
+        if let Target::Shopify { target, flight, .. } = self {
+            flight.jobs.abort_all();
+            while flight.jobs.join_next().await.is_some() {}
+            flight.in_flight.clear();
+            bulk::cancel_all(&target.client, &flight.running).await;
+        }
+    }
+
+    /// No bulk file in flight.
+    fn idle(&self) -> bool {
+        match self {
+            Target::Shopify { flight, .. } => flight.jobs.is_empty(),
+            Target::Jsonl(_) => true,
+        }
+    }
+}
+
+/// Why a run should stop now: the pipeline was deactivated, or the process interrupted.
+fn stop_reason(control: &Control) -> Option<(RunStatus, Exit, &'static str)> {
+    if control.is_deactivated() {
+        Some((RunStatus::Paused, Exit::Deactivated, "the pipeline was deactivated"))
+    } else if SIGNALS.load(Ordering::SeqCst) > 0 {
+        Some((RunStatus::Paused, Exit::Error, "interrupted"))
+    } else {
+        None
     }
 }
 
@@ -498,25 +657,64 @@ async fn export(
     if progress.at_boundary(0, &[]) == Proceed::Abort {
         return Err(aborted(run, 0));
     }
-    while !queue.is_empty() {
-        // One batch: the first entries of one export, in queue order.
-        let export_name = queue[0].change.export.clone();
-        let batch: Vec<QueueEntry> =
-            queue.iter().filter(|e| e.change.export == export_name).take(batch_size).cloned().collect();
-        // The batch's own records (store ids), looked up by key.
-        let mut records = BTreeMap::new();
-        for e in &batch {
-            if let Some(r) = ns.record(&export_name, e.change.kind, &e.change.source_id)? {
-                records.insert((e.change.kind, e.change.source_id.clone()), r);
-            }
+    // Big queues of product writes go through bulk files (decided per export when it starts).
+    for (name, target) in targets.iter_mut() {
+        if let Target::Shopify { flight, .. } = target {
+            let writes = queue.iter().filter(|e| &e.change.export == name && bulk_eligible(&e.change)).count();
+            flight.active = flight.settings.enabled && writes >= flight.settings.threshold.max(1);
         }
+    }
+    while !queue.is_empty() {
+        // One batch: the first entries of one export, in queue order, or one bulk file.
+        let export_name = queue[0].change.export.clone();
         let Some(target) = targets.get_mut(&export_name) else {
             return Err(Error::failed(format!("export `{export_name}` of the queue is not in the pipeline")));
         };
-        let refs: Vec<&QueueEntry> = batch.iter().collect();
-        let outcomes = match target.apply(&refs, &records).await {
+        let result = if target.next_is_bulk(&queue, &export_name) {
+            // A merge of new source modifications waits until no file is in flight.
+            let top_up = last_poll.elapsed() < pipeline.params.poll_interval;
+            let stop = || control.is_deactivated() || SIGNALS.load(Ordering::SeqCst) > 0;
+            match target.next_bulk_file(&queue, &export_name, top_up, &run.id, &stop).await? {
+                Some(job) => job,
+                None => {
+                    let (status, exit, why) =
+                        stop_reason(control).unwrap_or((RunStatus::Paused, Exit::Error, "interrupted"));
+                    run.status = status;
+                    run.notes.push(format!(
+                        "paused at {}: {why} while bulk files were in flight; {} changes stay queued",
+                        now_rfc3339(),
+                        queue.len()
+                    ));
+                    outcome_exit = Some(exit);
+                    break;
+                }
+            }
+        } else {
+            let in_flight = target.flight().map(|f| f.in_flight.clone()).unwrap_or_default();
+            let bulk_mode = target.flight().is_some();
+            let batch: Vec<QueueEntry> = pending(&queue, &export_name, &in_flight)
+                .filter(|e| !(bulk_mode && bulk_eligible(&e.change)))
+                .take(batch_size)
+                .cloned()
+                .collect();
+            // The batch's own records (store ids), looked up by key.
+            let mut records = BTreeMap::new();
+            for e in &batch {
+                if let Some(r) = ns.record(&export_name, e.change.kind, &e.change.source_id)? {
+                    records.insert((e.change.kind, e.change.source_id.clone()), r);
+                }
+            }
+            let refs: Vec<&QueueEntry> = batch.iter().collect();
+            let outcomes = target.apply(&refs, &records).await;
+            (batch, outcomes)
+        };
+        let (batch, outcomes) = result;
+        let outcomes = match outcomes {
             Ok(o) => o,
             Err(e) => {
+                for t in targets.values_mut() {
+                    t.cancel_bulk().await;
+                }
                 run.status = RunStatus::Error;
                 run.ended_at = Some(now_rfc3339());
                 run.notes.push(format!("stopped: export `{export_name}`: {e}"));
@@ -623,7 +821,7 @@ async fn export(
             outcome_exit = Some(Exit::Error);
             break;
         }
-        if last_poll.elapsed() >= pipeline.params.poll_interval {
+        if last_poll.elapsed() >= pipeline.params.poll_interval && targets.values().all(Target::idle) {
             last_poll = Instant::now();
             if let Some(note) = merge_new_modifications(pipeline, state, ns, &mut queue)? {
                 run.notes.push(note);
@@ -633,13 +831,24 @@ async fn export(
         }
     }
     progress.finish();
-    for (name, target) in &targets {
-        if let Target::Shopify { target, .. } = target {
+    for (name, target) in targets.iter_mut() {
+        if !target.idle() {
+            target.cancel_bulk().await;
+            run.notes.push(format!(
+                "export `{name}`: canceled the bulk files in flight; their changes stay queued (re-sending them is idempotent)"
+            ));
+        }
+        if let Target::Shopify { target, flight, .. } = target {
             let st = &target.client.stats;
             let n = st.requests.load(Ordering::Relaxed);
             if n > 0 {
+                let files = if flight.files > 0 {
+                    format!(", {} bulk files of {} products", flight.files, flight.items)
+                } else {
+                    String::new()
+                };
                 run.notes.push(format!(
-                    "export `{name}`: {n} requests, {} throttled, {} retried, {:.0} cost points",
+                    "export `{name}`: {n} requests, {} throttled, {} retried, {:.0} cost points{files}",
                     st.throttled.load(Ordering::Relaxed),
                     st.retried.load(Ordering::Relaxed),
                     st.cost_milli.load(Ordering::Relaxed) as f64 / 1000.0

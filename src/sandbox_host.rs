@@ -26,18 +26,7 @@ pub fn data_file(state_dir: &Path, name: &str) -> PathBuf {
 /// Enables `languages` in a sandbox the pipeline owns (a real store's languages are its owner's
 /// to enable), so translations can be registered.
 pub fn enable_locales(sandbox: &Sandbox, languages: &[String]) {
-    sandbox.with_store(|store| {
-        for lang in languages {
-            if !store.locales.iter().any(|l| l.locale == *lang) {
-                store.locales.push(crate::sandbox::store::ShopLocale {
-                    locale: lang.clone(),
-                    name: lang.clone(),
-                    primary: false,
-                    published: true,
-                });
-            }
-        }
-    });
+    sandbox.with_store(|store| store.enable_locales(languages));
 }
 
 impl Hosted {

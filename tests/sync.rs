@@ -498,3 +498,123 @@ fn a_stale_lock_of_a_dead_process_is_taken_over_and_reported() {
         out.stdout
     );
 }
+
+/// Sends products through bulk files from the first queued product write.
+fn with_bulk(p: &Project, settings: &str) {
+    p.edit("    token: ${SHOPIFY_TOKEN}\n", &format!("    token: ${{SHOPIFY_TOKEN}}\n    bulk: {{ {settings} }}\n"));
+}
+
+/// Translations in the store by product handle: (locale, key, value), sorted.
+fn translations(s: &Sandbox) -> BTreeMap<String, Vec<(String, String, String)>> {
+    let store = s.snapshot();
+    store
+        .products
+        .values()
+        .map(|p| {
+            let mut list: Vec<_> = store
+                .translations
+                .get(&format!("gid://shopify/Product/{}", p.id))
+                .map(|ts| ts.iter().map(|t| (t.locale.clone(), t.key.clone(), t.value.clone())).collect())
+                .unwrap_or_default();
+            list.sort();
+            (p.handle.clone(), list)
+        })
+        .collect()
+}
+
+fn roots(s: &Sandbox, root: &str) -> usize {
+    s.requests().iter().filter(|r| r.root_fields.iter().any(|f| f == root)).count()
+}
+
+#[test]
+fn a_bulk_sync_gives_the_store_single_calls_give_and_records_it_the_same_way() {
+    let (single, a) = synced_setup(FaultSpec::default(), PARAMS);
+    let out = a.cli(&["run", "p.yaml"]);
+    assert_eq!(out.code, 0, "{}\n{}", out.stderr, out.stdout);
+    assert_eq!(roots(&single, "bulkOperationRunMutation"), 0, "14 products stay under the default threshold");
+
+    let (bulk, b) = synced_setup(FaultSpec::default(), PARAMS);
+    with_bulk(&b, "threshold: 1, file_items: 3, concurrency: 2");
+    let out = b.cli(&["run", "p.yaml"]);
+    assert_eq!(out.code, 0, "{}\n{}", out.stderr, out.stdout);
+    assert!(out.stdout.contains("COMPLETED: 16 created"), "{}", out.stdout);
+    assert_eq!(roots(&bulk, "productSet"), 0, "no product went through a single call");
+    // 10 products in files of 3: 4 product files, then 4 translation files.
+    assert_eq!(roots(&bulk, "bulkOperationRunMutation"), 8);
+    assert_eq!(bulk.snapshot().bulk_operations.values().filter(|o| o.status == "COMPLETED").count(), 8);
+
+    assert_eq!(products(&bulk), products(&single), "the same products, variants, statuses and collections");
+    assert_eq!(translations(&bulk), translations(&single), "the same translations");
+    assert!(translations(&bulk)["acme-ts-001"]
+        .iter()
+        .any(|(l, k, v)| l == "es" && k == "title" && v == "Camiseta básica de algodón"));
+    let run = b.log().pop().unwrap();
+    let notes = run["notes"].to_string();
+    assert!(notes.contains("4 bulk files of 10 products"), "{notes}");
+
+    // Recorded like single calls: nothing to send next time, and updates find their products.
+    let before = mutations(&bulk);
+    let out = b.cli(&["run", "p.yaml"]);
+    assert!(out.stdout.contains("COMPLETED: 0 created, 0 updated"), "{}", out.stdout);
+    assert_eq!(mutations(&bulk), before, "a second run sends nothing");
+    b.edit("vendor: { field: product_brand }", r#"vendor: "{{ product_brand | upper }}""#);
+    let out = b.cli(&["run", "p.yaml"]);
+    assert_eq!(out.code, 0, "{}\n{}", out.stderr, out.stdout);
+    assert!(out.stdout.contains("0 created, 5 updated"), "{}", out.stdout);
+    assert_eq!(products(&bulk).len(), 10, "updates by handle, no duplicates");
+    assert!(bulk.snapshot().products.values().any(|p| p.vendor == "TRAILHEAD"));
+}
+
+#[test]
+fn a_bulk_line_the_store_rejects_fails_alone_and_is_parked() {
+    let s = sandbox(FaultSpec::default(), 2000.0, 100.0);
+    let p = Project::new(&s.url(), PARAMS);
+    with_bulk(&p, "threshold: 1");
+    let full = std::fs::read_to_string(repo().join("fixtures/saleslayer/acme/00-full.json")).unwrap();
+    let mut v: Value = serde_json::from_str(&full).unwrap();
+    // Product 2009's brand is longer than Shopify's 255-character vendor limit.
+    let rows = v["data"]["products"].as_array_mut().unwrap();
+    rows.iter_mut().find(|r| r[1] == "2009").unwrap()[8] = "X".repeat(300).into();
+    std::fs::create_dir_all(p.dir().join("exports")).unwrap();
+    std::fs::write(p.dir().join("exports/00-full.json"), v.to_string()).unwrap();
+    let out = p.cli(&["run", "p.yaml"]);
+    assert_eq!(out.code, 6, "item errors exit 6: {}", out.stdout);
+    assert!(out.stdout.contains("error: product 2009 (export `store`): `input`: Vendor is too long"), "{}", out.stdout);
+    assert_eq!(roots(&s, "bulkOperationRunMutation"), 2, "one product file, one translation file");
+    assert_eq!(products(&s).len(), 9, "the others synced");
+    assert!(p.cli(&["status", "p.yaml"]).stdout.contains("parked   store product:2009"));
+}
+
+#[test]
+fn deactivation_cancels_the_bulk_files_in_flight_and_the_next_run_sends_them_again() {
+    let (s, p) = synced_setup(FaultSpec::default(), PARAMS);
+    with_bulk(&p, "threshold: 1, file_items: 20, concurrency: 1");
+    s.hold_bulk_operations(catsync::sandbox::BulkHold::Created);
+    let mut child = p.spawn(&["run", "p.yaml"]);
+    let start = Instant::now();
+    while s.snapshot().bulk_operations.is_empty() {
+        assert!(child.try_wait().unwrap().is_none(), "the run ended before starting a bulk file");
+        assert!(start.elapsed() < Duration::from_secs(60), "no bulk file was started");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let out = p.cli(&["deactivate", "p.yaml"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let out = finish(child);
+    assert_eq!(out.code, 5, "a deactivated run ends PAUSED: {}\n{}", out.stderr, out.stdout);
+    let run = p.log().pop().unwrap();
+    assert_eq!(run["status"], "PAUSED");
+    assert!(run["notes"].to_string().contains("while bulk files were in flight"), "{}", run["notes"]);
+    let ops = s.snapshot().bulk_operations;
+    assert!(ops.values().all(|o| o.status == "CANCELING" || o.status == "CANCELED"), "{ops:?}");
+    s.hold_bulk_operations(catsync::sandbox::BulkHold::None);
+    assert!(products(&s).is_empty(), "the canceled file wrote nothing");
+
+    let out = p.cli(&["activate", "p.yaml", "--run"]);
+    assert_eq!(out.code, 0, "{}\n{}", out.stderr, out.stdout);
+    let run = p.log().pop().unwrap();
+    assert_eq!(run["status"], "COMPLETED");
+    let all: Vec<String> = run["exported"].as_array().unwrap().iter().map(|v| v.to_string()).collect();
+    let unique: std::collections::BTreeSet<&String> = all.iter().collect();
+    assert_eq!((all.len(), unique.len()), (16, 16), "each item exported once across the pause");
+    assert_eq!(products(&s).len(), 10);
+}

@@ -35,6 +35,10 @@ pub struct SandboxArgs {
     /// The shop's name (`{name}.myshopify.com`, default vendor).
     #[arg(long, value_name = "NAME", default_value = "catsync-sandbox")]
     pub shop: String,
+    /// Languages to enable besides English, comma-separated (e.g. `es,fr`), so translations can
+    /// be registered in them.
+    #[arg(long, value_name = "LIST", value_delimiter = ',')]
+    pub locales: Vec<String>,
 }
 
 fn parse_faults(text: &str) -> Result<FaultSpec, String> {
@@ -54,6 +58,7 @@ pub fn exec(args: SandboxArgs, g: &Globals) -> Result<Exit, Error> {
         api_versions: args.api_versions,
         tokens: args.token,
         shop_name: args.shop,
+        locales: args.locales,
         ..SandboxConfig::default()
     };
     let latest = config.api_versions.last().cloned().unwrap_or_else(|| "2026-07".to_string());

@@ -68,6 +68,8 @@ pub struct SandboxConfig {
     pub tokens: Vec<String>,
     /// The shop's name (also the default vendor and `{name}.myshopify.com`).
     pub shop_name: String,
+    /// Languages enabled besides English (Settings → Languages in a real store).
+    pub locales: Vec<String>,
     /// How long an asynchronous `productSet` stays `CREATED`.
     pub operation_delay: Duration,
     /// How long a bulk operation stays `CREATED` before it runs.
@@ -89,6 +91,7 @@ impl Default for SandboxConfig {
             api_versions: API_VERSIONS.iter().map(|v| v.to_string()).collect(),
             tokens: Vec::new(),
             shop_name: "catsync-sandbox".to_string(),
+            locales: Vec::new(),
             operation_delay: Duration::from_millis(100),
             bulk_start_delay: Duration::from_millis(100),
             bulk_batch: 200,
@@ -231,6 +234,8 @@ fn prepare(config: SandboxConfig) -> Result<(std::net::TcpListener, Arc<Shared>)
         }
         _ => Store::new(&config.shop_name),
     };
+    let mut store = store;
+    store.enable_locales(&config.locales);
     let shared = Shared {
         env: Env { base_url: format!("http://{addr}") },
         bucket: Mutex::new(LeakyBucket::new(config.bucket_size, config.restore_rate)),

@@ -409,6 +409,21 @@ impl Store {
         store
     }
 
+    /// Enables (and publishes) languages besides the primary one, so translations can be
+    /// registered in them.
+    pub fn enable_locales(&mut self, languages: &[String]) {
+        for lang in languages {
+            if !self.locales.iter().any(|l| l.locale == *lang) {
+                self.locales.push(ShopLocale {
+                    locale: lang.clone(),
+                    name: lang.clone(),
+                    primary: false,
+                    published: true,
+                });
+            }
+        }
+    }
+
     /// A fresh numeric id (ids are unique across all kinds, like Shopify's are per kind).
     pub fn alloc_id(&mut self) -> u64 {
         self.next_id += 1;

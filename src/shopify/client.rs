@@ -224,6 +224,64 @@ impl Client {
     }
 }
 
+impl Client {
+    /// Uploads a file to a staged-upload target (a form POST: the target's parameters, then the
+    /// file). The store's token is never sent there: the target is a storage bucket.
+    pub async fn upload_form(
+        &self,
+        url: &str,
+        parameters: &[(String, String)],
+        filename: &str,
+        bytes: Vec<u8>,
+    ) -> Result<(), GqlError> {
+        let mut last_error = String::new();
+        for attempt in 1..=MAX_ATTEMPTS {
+            let mut form = reqwest::multipart::Form::new();
+            for (name, value) in parameters {
+                form = form.text(name.clone(), value.clone());
+            }
+            let part = reqwest::multipart::Part::bytes(bytes.clone())
+                .file_name(filename.to_string())
+                .mime_str("text/jsonl")
+                .map_err(|e| GqlError::Garbage(e.to_string()))?;
+            form = form.part("file", part);
+            match self.http.post(url).multipart(form).timeout(Duration::from_secs(600)).send().await {
+                Ok(r) if r.status().is_success() => return Ok(()),
+                Ok(r) if r.status().is_client_error() => {
+                    let status = r.status().as_u16();
+                    let text: String = r.text().await.unwrap_or_default().chars().take(300).collect();
+                    return Err(GqlError::Rejected {
+                        code: None,
+                        message: format!("the staged upload was refused (HTTP {status}): {text}"),
+                    });
+                }
+                Ok(r) => last_error = format!("HTTP {}", r.status().as_u16()),
+                Err(e) => last_error = describe(&e),
+            }
+            self.stats.retried.fetch_add(1, Ordering::Relaxed);
+            tokio::time::sleep(backoff(attempt, None)).await;
+        }
+        Err(GqlError::Exhausted { attempts: MAX_ATTEMPTS, message: format!("staged upload: {last_error}") })
+    }
+
+    /// Downloads a result file (a bulk operation's JSONL); the URL is signed, so no token is sent.
+    pub async fn download(&self, url: &str) -> Result<String, GqlError> {
+        let mut last_error = String::new();
+        for attempt in 1..=MAX_ATTEMPTS {
+            match self.http.get(url).timeout(Duration::from_secs(600)).send().await {
+                Ok(r) if r.status().is_success() => match r.text().await {
+                    Ok(t) => return Ok(t),
+                    Err(e) => last_error = describe(&e),
+                },
+                Ok(r) => last_error = format!("HTTP {}", r.status().as_u16()),
+                Err(e) => last_error = describe(&e),
+            }
+            tokio::time::sleep(backoff(attempt, None)).await;
+        }
+        Err(GqlError::Exhausted { attempts: MAX_ATTEMPTS, message: format!("bulk result file: {last_error}") })
+    }
+}
+
 fn refused_hint(status: u16, body: &str) -> String {
     match status {
         401 => format!("{body}; check the access token (`token:`) — it may have been revoked"),

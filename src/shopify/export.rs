@@ -6,6 +6,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use serde_json::{json, Value};
 
+use super::bulk;
 use super::client::{Client, GqlError};
 use super::operations as ops;
 use crate::document::{Document, Translations};
@@ -203,36 +204,191 @@ impl ShopifyTarget {
 
     /// Registers the document's translations (≤ 100 keys per call), then reports success.
     async fn translate(&self, doc: &Document, id: &str, languages: &[String]) -> Result<Outcome, GqlError> {
-        let translations: &Translations = match doc {
-            Document::Product(p) => &p.translations,
-            Document::Collection(c) => &c.translations,
-        };
-        let mut inputs: Vec<Value> = Vec::new();
-        for (locale, values) in translations {
-            if !languages.is_empty() && !languages.contains(locale) {
-                continue;
-            }
-            for (key, value) in values {
-                let Some(default) = default_value(doc, key) else { continue };
-                inputs.push(json!({ "locale": locale, "key": key, "value": value, "translatableContentDigest": ops::digest(default) }));
-            }
-        }
-        for chunk in inputs.chunks(100) {
+        for chunk in translation_inputs(doc, languages).chunks(100) {
             let data = try_item!(
                 self.client
                     .execute(ops::TRANSLATIONS_REGISTER, json!({ "resourceId": id, "translations": chunk }), 10.0)
                     .await
             );
             if let Some(message) = user_errors(&data["translationsRegister"]) {
-                let hint = if message.contains("INVALID_LOCALE_FOR_SHOP") {
-                    " — enable the pipeline's `languages` in the store (Settings → Languages), or remove them from `parameters.languages`"
-                } else {
-                    ""
-                };
-                return Ok(Outcome::Failed { message: format!("translations: {message}{hint}"), retryable: false });
+                return Ok(translation_failure(&message));
             }
         }
         Ok(Outcome::Done { gid: Some(id.to_string()) })
+    }
+}
+
+/// The `TranslationInput`s of a document's non-default languages (restricted to `languages` when
+/// set), each with the digest of its default-language value.
+fn translation_inputs(doc: &Document, languages: &[String]) -> Vec<Value> {
+    let translations: &Translations = match doc {
+        Document::Product(p) => &p.translations,
+        Document::Collection(c) => &c.translations,
+    };
+    let mut inputs: Vec<Value> = Vec::new();
+    for (locale, values) in translations {
+        if !languages.is_empty() && !languages.contains(locale) {
+            continue;
+        }
+        for (key, value) in values {
+            let Some(default) = default_value(doc, key) else { continue };
+            inputs.push(json!({ "locale": locale, "key": key, "value": value, "translatableContentDigest": ops::digest(default) }));
+        }
+    }
+    inputs
+}
+
+fn translation_failure(message: &str) -> Outcome {
+    let hint = if message.contains("INVALID_LOCALE_FOR_SHOP") {
+        " — enable the pipeline's `languages` in the store (Settings → Languages), or remove them from `parameters.languages`"
+    } else {
+        ""
+    };
+    Outcome::Failed { message: format!("translations: {message}{hint}"), retryable: false }
+}
+
+/// A line's failure in a bulk result (top-level `errors`, or the mutation's `userErrors`).
+fn bulk_line_failure(line: &Value, field: &str) -> Option<String> {
+    if let Some(errors) = line.get("errors").and_then(Value::as_array).filter(|e| !e.is_empty()) {
+        return Some(
+            errors.iter().filter_map(|e| e.get("message").and_then(Value::as_str)).collect::<Vec<_>>().join("; "),
+        );
+    }
+    user_errors(line.pointer(&format!("/data/{field}")).unwrap_or(&Value::Null))
+}
+
+/// Whether a change can go through a bulk `productSet` file.
+pub fn bulk_eligible(change: &Change) -> bool {
+    change.kind == ItemKind::Product
+        && matches!(change.action, Action::Create | Action::Update | Action::Archive)
+        && matches!(change.document, Some(Document::Product(_)))
+}
+
+impl ShopifyTarget {
+    /// Applies product writes through bulk mutations: one file of `productSet` variables, then one
+    /// of `translationsRegister` variables for the products that have translations. One outcome
+    /// per change, as [`ShopifyTarget::apply`] gives; `Err` when the store refuses everything.
+    pub async fn apply_bulk(
+        &self,
+        changes: &[&Change],
+        collections: &HashMap<String, String>,
+        languages: &[String],
+        label: &str,
+        running: &bulk::Running,
+    ) -> Result<Vec<Outcome>, GqlError> {
+        let mut outcomes: Vec<Option<Outcome>> = vec![None; changes.len()];
+        // Line → change.
+        let mut sent = Vec::new();
+        let mut lines = Vec::new();
+        for (i, change) in changes.iter().enumerate() {
+            let Some(Document::Product(p)) = &change.document else {
+                outcomes[i] =
+                    Some(Outcome::Failed { message: "the change has no document to send".into(), retryable: false });
+                continue;
+            };
+            let ids: Result<Vec<String>, &String> =
+                p.collections.iter().map(|h| collections.get(h).cloned().ok_or(h)).collect();
+            let ids = match ids {
+                Ok(ids) => ids,
+                Err(handle) => {
+                    outcomes[i] = Some(Outcome::Failed {
+                        message: format!("its collection `{handle}` is not in the store yet"),
+                        retryable: true,
+                    });
+                    continue;
+                }
+            };
+            let identifier = if change.action == Action::Create { &p.handle } else { &change.handle };
+            let vars = json!({ "identifier": { "handle": identifier }, "input": ops::product_set_input(p, &ids) });
+            lines.push(vars.to_string());
+            sent.push(i);
+        }
+        let mut gids: HashMap<usize, String> = HashMap::new();
+        for (n, range) in bulk::files(&lines).into_iter().enumerate() {
+            let result = match bulk::run(
+                &self.client,
+                ops::PRODUCT_SET,
+                &lines[range.clone()],
+                &format!("{label}-products-{n}"),
+                running,
+            )
+            .await
+            {
+                Ok(r) => r,
+                Err(e) => {
+                    let failed = item_failure(e)?;
+                    for &i in &sent[range] {
+                        outcomes[i] = Some(failed.clone());
+                    }
+                    continue;
+                }
+            };
+            for (line, &i) in sent[range.clone()].iter().enumerate() {
+                let outcome = match result.lines.get(&line) {
+                    None => Outcome::Failed { message: result.missing(), retryable: true },
+                    Some(v) => match bulk_line_failure(v, "productSet") {
+                        Some(message) => Outcome::Failed { message, retryable: false },
+                        None => match v.pointer("/data/productSet/product/id").and_then(Value::as_str) {
+                            Some(id) => {
+                                gids.insert(i, id.to_string());
+                                continue;
+                            }
+                            None => {
+                                Outcome::Failed { message: "`productSet` returned no product".into(), retryable: true }
+                            }
+                        },
+                    },
+                };
+                outcomes[i] = Some(outcome);
+            }
+        }
+        // Translations of the products the store now has.
+        let mut owners = Vec::new();
+        let mut lines = Vec::new();
+        let mut ordered: Vec<(&usize, &String)> = gids.iter().collect();
+        ordered.sort();
+        for (&i, id) in ordered {
+            let Some(doc) = &changes[i].document else { continue };
+            for chunk in translation_inputs(doc, languages).chunks(100) {
+                lines.push(json!({ "resourceId": id, "translations": chunk }).to_string());
+                owners.push(i);
+            }
+        }
+        for (n, range) in bulk::files(&lines).into_iter().enumerate() {
+            let result = match bulk::run(
+                &self.client,
+                ops::TRANSLATIONS_REGISTER,
+                &lines[range.clone()],
+                &format!("{label}-translations-{n}"),
+                running,
+            )
+            .await
+            {
+                Ok(r) => r,
+                Err(e) => {
+                    let failed = item_failure(e)?;
+                    for &i in &owners[range] {
+                        outcomes[i].get_or_insert(failed.clone());
+                    }
+                    continue;
+                }
+            };
+            for (line, &i) in owners[range.clone()].iter().enumerate() {
+                let failed = match result.lines.get(&line) {
+                    None => Outcome::Failed { message: format!("translations: {}", result.missing()), retryable: true },
+                    Some(v) => match bulk_line_failure(v, "translationsRegister") {
+                        Some(message) => translation_failure(&message),
+                        None => continue,
+                    },
+                };
+                outcomes[i].get_or_insert(failed);
+            }
+        }
+        Ok(outcomes
+            .into_iter()
+            .enumerate()
+            .map(|(i, o)| o.unwrap_or_else(|| Outcome::Done { gid: gids.get(&i).cloned() }))
+            .collect())
     }
 }
 

@@ -1,5 +1,6 @@
 //! The Shopify Admin GraphQL target. Only this module (and the sandbox) knows GraphQL.
 
+pub mod bulk;
 pub mod client;
 pub mod export;
 pub mod operations;

@@ -58,6 +58,31 @@ pub const TRANSLATIONS_REGISTER: &str =
   }
 }";
 
+pub const STAGED_UPLOADS_CREATE: &str = "mutation CatsyncStagedUploadsCreate($input: [StagedUploadInput!]!) {
+  stagedUploadsCreate(input: $input) {
+    stagedTargets { url resourceUrl parameters { name value } }
+    userErrors { field message }
+  }
+}";
+
+pub const BULK_RUN: &str = "mutation CatsyncBulkRun($mutation: String!, $path: String!, $client: String) {
+  bulkOperationRunMutation(mutation: $mutation, stagedUploadPath: $path, clientIdentifier: $client) {
+    bulkOperation { id status }
+    userErrors { field message code }
+  }
+}";
+
+pub const BULK_STATUS: &str = "query CatsyncBulkStatus($id: ID!) {
+  bulkOperation(id: $id) { id status errorCode objectCount url partialDataUrl }
+}";
+
+pub const BULK_CANCEL: &str = "mutation CatsyncBulkCancel($id: ID!) {
+  bulkOperationCancel(id: $id) {
+    bulkOperation { id status }
+    userErrors { field message }
+  }
+}";
+
 /// Every document, for the schema-validation test.
 pub const ALL: &[(&str, &str)] = &[
     ("productSet", PRODUCT_SET),
@@ -68,6 +93,10 @@ pub const ALL: &[(&str, &str)] = &[
     ("collectionUpdate", COLLECTION_UPDATE),
     ("collectionDelete", COLLECTION_DELETE),
     ("translationsRegister", TRANSLATIONS_REGISTER),
+    ("stagedUploadsCreate", STAGED_UPLOADS_CREATE),
+    ("bulkOperationRunMutation", BULK_RUN),
+    ("bulkOperation", BULK_STATUS),
+    ("bulkOperationCancel", BULK_CANCEL),
 ];
 
 fn put(map: &mut Map<String, Value>, key: &str, value: &Option<String>) {

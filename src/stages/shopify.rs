@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{Expects, Output, StageCx};
 use crate::config::secret::Secret;
+use crate::shopify::bulk::BulkSettings;
 
 /// Default Admin API version.
 pub const DEFAULT_API_VERSION: &str = "2026-07";
@@ -19,6 +20,34 @@ pub struct ShopifyConfig {
     pub token: Option<String>,
     #[serde(default = "default_api_version")]
     pub api_version: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bulk: Option<BulkConfig>,
+}
+
+/// `bulk:` — when product writes go through bulk mutations instead of one call each.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct BulkConfig {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub enabled: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub threshold: Option<usize>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub file_items: Option<usize>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub concurrency: Option<usize>,
+}
+
+impl BulkConfig {
+    fn settings(&self) -> BulkSettings {
+        let d = BulkSettings::default();
+        BulkSettings {
+            enabled: self.enabled.unwrap_or(d.enabled),
+            threshold: self.threshold.unwrap_or(d.threshold),
+            file_items: self.file_items.unwrap_or(d.file_items),
+            concurrency: self.concurrency.unwrap_or(d.concurrency),
+        }
+    }
 }
 
 fn default_api_version() -> String {
@@ -40,6 +69,7 @@ pub struct ShopifyExport {
     pub store: Store,
     pub token: Option<Secret>,
     pub api_version: String,
+    pub bulk: BulkSettings,
 }
 
 pub fn compile(cfg: &ShopifyConfig, inputs: &[(&str, &Output)], cx: &mut StageCx) -> (Option<ShopifyExport>, Output) {
@@ -87,7 +117,8 @@ pub fn compile(cfg: &ShopifyConfig, inputs: &[(&str, &Output)], cx: &mut StageCx
             Some("use `api_version: 2025-10` or later, or map to another status".to_string()),
         );
     }
-    (Some(ShopifyExport { store, token, api_version: cfg.api_version.clone() }), Output::Nothing)
+    let bulk = cfg.bulk.as_ref().map(BulkConfig::settings).unwrap_or_default();
+    (Some(ShopifyExport { store, token, api_version: cfg.api_version.clone(), bulk }), Output::Nothing)
 }
 
 /// Checks that an export reads exactly one `map` stage; returns the statuses it can produce.

@@ -1,0 +1,231 @@
+//! Bulk mutations, the fast path for large queues: a JSONL file of variables is staged
+//! (`stagedUploadsCreate` + a form upload), run by `bulkOperationRunMutation`, polled with
+//! `bulkOperation(id)`, and its result file is read back and matched line by line
+//! (`__lineNumber`, 0-based), so each item is recorded exactly as a single call would be.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde_json::{json, Value};
+
+use super::client::{Client, GqlError};
+use super::operations as ops;
+
+/// The largest JSONL file Shopify accepts for one bulk mutation.
+pub const MAX_FILE_BYTES: usize = 100 * 1024 * 1024;
+/// Shopify's limit on unfinished bulk mutations per shop (API 2026-01 and later).
+pub const MAX_CONCURRENT: usize = 5;
+
+/// When and how an export uses bulk operations.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BulkSettings {
+    pub enabled: bool,
+    /// Queued product writes from which the export switches to bulk operations.
+    pub threshold: usize,
+    /// Products per bulk file.
+    pub file_items: usize,
+    /// Bulk files in flight at once (≤ 5).
+    pub concurrency: usize,
+}
+
+impl Default for BulkSettings {
+    fn default() -> Self {
+        BulkSettings { enabled: true, threshold: 300, file_items: 5000, concurrency: MAX_CONCURRENT }
+    }
+}
+
+/// The GIDs of the bulk operations this process is waiting for, so a stopping run can cancel them.
+pub type Running = Arc<Mutex<HashSet<String>>>;
+
+/// How a bulk mutation ended, with each line's response (`data` and/or `errors`) by line number.
+#[derive(Debug)]
+pub struct BulkResult {
+    pub status: String,
+    pub error_code: Option<String>,
+    pub lines: HashMap<usize, Value>,
+}
+
+impl BulkResult {
+    /// Why a line has no response: the operation ended before it ran.
+    pub fn missing(&self) -> String {
+        match &self.error_code {
+            Some(code) => format!("the bulk operation ended {} ({code}) before this item ran", self.status),
+            None => format!("the bulk operation ended {} before this item ran", self.status),
+        }
+    }
+}
+
+/// Polling starts fast (the sandbox finishes small files in well under a second) and backs off
+/// to a few seconds, which is what Shopify suggests for long operations.
+fn next_poll(current: Duration) -> Duration {
+    (current.mul_f64(1.5)).min(Duration::from_secs(5))
+}
+
+fn plain_user_errors(payload: &Value) -> Option<String> {
+    let errors = payload.get("userErrors")?.as_array()?;
+    (!errors.is_empty()).then(|| {
+        errors
+            .iter()
+            .map(|e| {
+                let code = e.get("code").and_then(Value::as_str).map(|c| format!(" ({c})")).unwrap_or_default();
+                format!("{}{code}", e.get("message").and_then(Value::as_str).unwrap_or("error"))
+            })
+            .collect::<Vec<_>>()
+            .join("; ")
+    })
+}
+
+/// Runs one bulk mutation over `lines` (JSON objects of variables, one per line) and returns each
+/// line's response. `label` names the file (and the operation's `clientIdentifier`).
+pub async fn run(
+    client: &Client,
+    mutation: &str,
+    lines: &[String],
+    label: &str,
+    running: &Running,
+) -> Result<BulkResult, GqlError> {
+    let mut body = Vec::with_capacity(lines.iter().map(|l| l.len() + 1).sum());
+    for line in lines {
+        body.extend_from_slice(line.as_bytes());
+        body.push(b'\n');
+    }
+    let filename = format!("{label}.jsonl");
+    // 1. A staged upload target.
+    let input = json!({ "input": [{
+        "filename": filename, "mimeType": "text/jsonl", "resource": "BULK_MUTATION_VARIABLES", "httpMethod": "POST"
+    }]});
+    let data = client.execute(ops::STAGED_UPLOADS_CREATE, input, 11.0).await?;
+    let payload = &data["stagedUploadsCreate"];
+    if let Some(message) = plain_user_errors(payload) {
+        return Err(GqlError::Rejected { code: None, message: format!("stagedUploadsCreate: {message}") });
+    }
+    let target = payload.pointer("/stagedTargets/0").cloned().unwrap_or(Value::Null);
+    let url = target.get("url").and_then(Value::as_str).unwrap_or_default().to_string();
+    let parameters: Vec<(String, String)> = target
+        .get("parameters")
+        .and_then(Value::as_array)
+        .map(|ps| {
+            ps.iter()
+                .filter_map(|p| Some((p.get("name")?.as_str()?.to_string(), p.get("value")?.as_str()?.to_string())))
+                .collect()
+        })
+        .unwrap_or_default();
+    let Some(path) = parameters.iter().find(|(n, _)| n == "key").map(|(_, v)| v.clone()) else {
+        return Err(GqlError::Garbage("stagedUploadsCreate returned no target `key`".to_string()));
+    };
+    // 2. The file.
+    client.upload_form(&url, &parameters, &filename, body).await?;
+    // 3. The operation; another app's (or an earlier run's) operations may hold the shop's slots.
+    let mut wait = Duration::from_millis(250);
+    let id = loop {
+        let vars = json!({ "mutation": mutation, "path": path, "client": label });
+        let data = client.execute(ops::BULK_RUN, vars, 10.0).await?;
+        let payload = &data["bulkOperationRunMutation"];
+        let errors = payload.get("userErrors").and_then(Value::as_array).cloned().unwrap_or_default();
+        if errors.iter().any(|e| e.get("code").and_then(Value::as_str) == Some("OPERATION_IN_PROGRESS")) {
+            tokio::time::sleep(wait).await;
+            wait = next_poll(wait);
+            continue;
+        }
+        if let Some(message) = plain_user_errors(payload) {
+            return Err(GqlError::Rejected { code: None, message: format!("bulkOperationRunMutation: {message}") });
+        }
+        match payload.pointer("/bulkOperation/id").and_then(Value::as_str) {
+            Some(id) => break id.to_string(),
+            None => return Err(GqlError::Garbage("bulkOperationRunMutation returned no operation".to_string())),
+        }
+    };
+    running.lock().expect("bulk registry").insert(id.clone());
+    // 4. Its end.
+    let mut wait = Duration::from_millis(100);
+    let status = loop {
+        tokio::time::sleep(wait).await;
+        wait = next_poll(wait);
+        let data = client.execute(ops::BULK_STATUS, json!({ "id": id }), 1.0).await;
+        let data = match data {
+            Ok(d) => d,
+            Err(e) => {
+                running.lock().expect("bulk registry").remove(&id);
+                return Err(e);
+            }
+        };
+        let op = &data["bulkOperation"];
+        match op.get("status").and_then(Value::as_str) {
+            Some("CREATED" | "RUNNING" | "CANCELING") => continue,
+            Some(_) => break op.clone(),
+            None => {
+                running.lock().expect("bulk registry").remove(&id);
+                return Err(GqlError::Garbage(format!("bulk operation {id} vanished")));
+            }
+        }
+    };
+    running.lock().expect("bulk registry").remove(&id);
+    // 5. Its results.
+    let text = status.get("status").and_then(Value::as_str).unwrap_or_default().to_string();
+    let error_code = status.get("errorCode").and_then(Value::as_str).map(str::to_string);
+    let result_url =
+        status.get("url").and_then(Value::as_str).or_else(|| status.get("partialDataUrl").and_then(Value::as_str));
+    let mut results = HashMap::new();
+    if let Some(result_url) = result_url {
+        let file = client.download(result_url).await?;
+        for line in file.lines().filter(|l| !l.trim().is_empty()) {
+            let value: Value = serde_json::from_str(line)
+                .map_err(|e| GqlError::Garbage(format!("bulk result line is not JSON: {e}")))?;
+            if let Some(n) = value.get("__lineNumber").and_then(Value::as_u64) {
+                results.insert(n as usize, value);
+            }
+        }
+    }
+    Ok(BulkResult { status: text, error_code, lines: results })
+}
+
+/// Cancels the operations still registered (best effort: a stopping run leaves their changes
+/// queued, and re-sending a `productSet` by handle is idempotent).
+pub async fn cancel_all(client: &Client, running: &Running) {
+    let ids: Vec<String> = running.lock().expect("bulk registry").drain().collect();
+    for id in ids {
+        let _ = client.execute(ops::BULK_CANCEL, json!({ "id": id }), 10.0).await;
+    }
+}
+
+/// Splits lines into files of at most `MAX_FILE_BYTES`.
+pub fn files(lines: &[String]) -> Vec<std::ops::Range<usize>> {
+    let mut out = Vec::new();
+    let (mut start, mut bytes) = (0, 0);
+    for (i, line) in lines.iter().enumerate() {
+        if i > start && bytes + line.len() + 1 > MAX_FILE_BYTES {
+            out.push(start..i);
+            start = i;
+            bytes = 0;
+        }
+        bytes += line.len() + 1;
+    }
+    if start < lines.len() {
+        out.push(start..lines.len());
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn files_stay_under_the_size_limit() {
+        let line = "x".repeat(40 * 1024 * 1024);
+        let lines = vec![line.clone(), line.clone(), line.clone(), "y".to_string()];
+        assert_eq!(files(&lines), vec![0..2, 2..4]);
+        assert_eq!(files(&["a".to_string()]), vec![0..1]);
+        assert!(files(&[]).is_empty());
+    }
+
+    #[test]
+    fn polling_backs_off_to_five_seconds() {
+        let mut d = Duration::from_millis(100);
+        for _ in 0..20 {
+            d = next_poll(d);
+        }
+        assert_eq!(d, Duration::from_secs(5));
+    }
+}
