@@ -239,8 +239,13 @@ fn net_changes(changes: Vec<RowChange>) -> Vec<RowChange> {
 /// checkpoint would produce the same output, so it need not be recomputed. A fingerprint covers
 /// the stage's configuration, the scope parameters and its inputs' fingerprints; a file source's
 /// covers its cursor and the content of its files. `None`: cannot be known without reading the
-/// source (an HTTP API), and then nothing downstream is reused either.
-pub fn fingerprints(pipeline: &CompiledPipeline, ns: &Namespace) -> Result<Vec<Option<String>>, EngineError> {
+/// source (an HTTP API), and then nothing downstream is reused either. File contents are hashed
+/// unless `files` knows them (same size and modification time, recorded well after that time).
+pub fn fingerprints(
+    pipeline: &CompiledPipeline,
+    ns: &Namespace,
+    files: &mut FileHashes,
+) -> Result<Vec<Option<String>>, EngineError> {
     let params = serde_json::to_vec(&pipeline.raw.parameters).unwrap_or_default();
     let mut fps: Vec<Option<String>> = vec![None; pipeline.stages.len()];
     for &idx in &pipeline.order {
@@ -252,11 +257,11 @@ pub fn fingerprints(pipeline: &CompiledPipeline, ns: &Namespace) -> Result<Vec<O
             CompiledStage::SalesLayer(src) => match src.files() {
                 Some(paths) => {
                     h.update(format!("{:?}", ns.cursor(&stage.name)?).as_bytes());
-                    paths.iter().all(|p| hash_file(&mut h, p))
+                    paths.iter().all(|p| files.hash_into(&mut h, p))
                 }
                 None => false,
             },
-            CompiledStage::Table(t) => hash_file(&mut h, &t.path),
+            CompiledStage::Table(t) => files.hash_into(&mut h, &t.path),
             _ => {
                 let mut all = true;
                 for input in pipeline.inputs_of(idx) {
@@ -275,10 +280,52 @@ pub fn fingerprints(pipeline: &CompiledPipeline, ns: &Namespace) -> Result<Vec<O
     Ok(fps)
 }
 
-fn hash_file(h: &mut blake3::Hasher, path: &std::path::Path) -> bool {
-    h.update(path.to_string_lossy().as_bytes());
-    match std::fs::File::open(path) {
-        Ok(mut f) => h.update_reader(&mut f).is_ok(),
-        Err(_) => false,
+/// Content hashes of source files by path, with the size and modification time they had: what
+/// `make` and git do to avoid re-reading unchanged files. An entry is trusted only when it was
+/// recorded more than two seconds after the file's modification (a file rewritten within the
+/// filesystem's timestamp granularity is hashed again).
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
+pub struct FileHashes {
+    entries: BTreeMap<String, FileHash>,
+    #[serde(skip)]
+    pub changed: bool,
+}
+
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+struct FileHash {
+    size: u64,
+    modified_ns: u128,
+    recorded_ns: u128,
+    hash: String,
+}
+
+fn nanos(t: std::time::SystemTime) -> u128 {
+    t.duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0)
+}
+
+impl FileHashes {
+    /// Feeds the path and the content hash of a file into `h`; `false` when it cannot be read.
+    fn hash_into(&mut self, h: &mut blake3::Hasher, path: &std::path::Path) -> bool {
+        h.update(path.to_string_lossy().as_bytes());
+        let Ok(meta) = std::fs::metadata(path) else { return false };
+        let key = path.to_string_lossy().into_owned();
+        let modified = meta.modified().map(nanos).unwrap_or(0);
+        if let Some(e) = self.entries.get(&key) {
+            if e.size == meta.len() && e.modified_ns == modified && e.recorded_ns > modified + 2_000_000_000 {
+                h.update(e.hash.as_bytes());
+                return true;
+            }
+        }
+        let mut content = blake3::Hasher::new();
+        let Ok(mut f) = std::fs::File::open(path) else { return false };
+        if content.update_reader(&mut f).is_err() {
+            return false;
+        }
+        let hash = content.finalize().to_hex().to_string();
+        h.update(hash.as_bytes());
+        let recorded_ns = nanos(std::time::SystemTime::now());
+        self.entries.insert(key, FileHash { size: meta.len(), modified_ns: modified, recorded_ns, hash });
+        self.changed = true;
+        true
     }
 }

@@ -184,7 +184,7 @@ impl Target {
                 };
                 let client = Client::new(&url, &s.api_version, token).map_err(Error::failed)?;
                 let languages = pipeline.params.languages.clone();
-                let collections = collection_ids(&ns.records(&stage.name)?);
+                let collections = collection_ids(&ns.records_of(&stage.name, ItemKind::Category)?);
                 Some(Target::Shopify {
                     target: Arc::new(ShopifyTarget { client }),
                     languages,
@@ -535,10 +535,17 @@ fn start_run(
         notes,
     };
     ns.replace_queue(&queue)?;
+    for export in pipeline.exports() {
+        ns.keep_records_digest(&export.name)?;
+    }
     ns.put_run(&run)?;
     persist_sources(ns, &planned.evaluation)?;
     ns.set_meta("config_digest", &config_digest(pipeline))?;
-    state.flush()?;
+    // Durable before anything is sent; a run with nothing to send is made durable at its end
+    // (a crash before then loses nothing the next plan would not find again).
+    if !queue.is_empty() {
+        state.flush()?;
+    }
     store_checkpoints(pipeline, ns, &planned.evaluation)?;
     Ok(run)
 }
@@ -593,16 +600,20 @@ fn persist_sources(ns: &Namespace, evaluation: &Evaluation) -> Result<(), Error>
 
 /// Stores each evaluated `map` stage's output fingerprint against the state as it is now.
 fn store_checkpoints(pipeline: &CompiledPipeline, ns: &Namespace, evaluation: &Evaluation) -> Result<(), Error> {
-    let fps = crate::engine::fingerprints(pipeline, ns).map_err(Error::failed)?;
+    let mut files: crate::engine::FileHashes = ns.meta("file_hashes")?.unwrap_or_default();
+    let fps = crate::engine::fingerprints(pipeline, ns, &mut files).map_err(Error::failed)?;
+    if files.changed {
+        ns.set_meta("file_hashes", &files)?;
+    }
     for (idx, out) in evaluation.outputs.iter().enumerate() {
         let (Data::Documents(docs), Some(fp)) = (out, &fps[idx]) else { continue };
+        let mut items = crate::state::RecordsDigest::default();
+        for ((kind, id), f) in &docs.fingerprints {
+            items.add(*kind, id, &f.hash, false);
+        }
         let checkpoint = crate::state::Checkpoint {
             fingerprint: fp.clone(),
-            items: docs
-                .fingerprints
-                .iter()
-                .map(|((k, id), f)| (crate::state::Checkpoint::key(*k, id), f.hash.clone()))
-                .collect(),
+            digest: Some(items),
             errors: evaluation.errors.clone(),
         };
         ns.put_checkpoint(&pipeline.stages[idx].name, &checkpoint)?;

@@ -61,6 +61,63 @@ impl TemplateSet {
     }
 }
 
+/// A template that only prints one field, optionally through one of catsync's filters
+/// (`{{ product_name }}`, `{{ format_price | money }}`): most mappings are like this. Rendering it
+/// directly from a text cell gives exactly what minijinja would, without building a context.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Simple {
+    pub field: String,
+    pub filter: Option<SimpleFilter>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SimpleFilter {
+    Slug,
+    Money,
+    Html,
+}
+
+/// Names a template context resolves before fields (relations, globals): never simple.
+const CONTEXT_NAMES: &[&str] = &["kind", "lang", "parent", "category", "categories", "variants", "product"];
+
+impl Simple {
+    /// Recognises `{{ field }}` and `{{ field | slug|money|html }}` (surrounding whitespace is
+    /// trimmed from every rendered value anyway).
+    pub fn parse(source: &str) -> Option<Simple> {
+        let inner = source.trim().strip_prefix("{{")?.strip_suffix("}}")?;
+        if inner.contains("{{") || inner.contains("}}") || inner.starts_with('-') || inner.ends_with('-') {
+            return None;
+        }
+        let (field, filter) = match inner.split_once('|') {
+            Some((f, filter)) => (f.trim(), Some(filter.trim())),
+            None => (inner.trim(), None),
+        };
+        let ident = field.chars().next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+            && field.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+        if !ident || CONTEXT_NAMES.contains(&field) || GLOBALS.contains(&field) {
+            return None;
+        }
+        let filter = match filter {
+            None => None,
+            Some("slug") => Some(SimpleFilter::Slug),
+            Some("money") => Some(SimpleFilter::Money),
+            Some("html") => Some(SimpleFilter::Html),
+            Some(_) => return None,
+        };
+        Some(Simple { field: field.to_string(), filter })
+    }
+
+    /// The rendering of a text value, as the template would give it.
+    pub fn apply(&self, text: &str) -> Result<String, Error> {
+        Ok(match self.filter {
+            None => text.to_string(),
+            Some(SimpleFilter::Slug) => slug(text),
+            Some(SimpleFilter::Money) => money(Value::from(text))?,
+            Some(SimpleFilter::Html) => html(text),
+        })
+    }
+}
+
 /// Whether a template source uses template syntax at all (otherwise it is a constant).
 pub fn is_template(source: &str) -> bool {
     source.contains("{{") || source.contains("{%") || source.contains("{#")
@@ -129,6 +186,42 @@ fn translated(state: &State, basename: &str, lang: &str) -> Result<Value, Error>
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn simple_templates_render_like_minijinja() {
+        let mut set = TemplateSet::new();
+        let cases = [
+            ("{{ name }}", "  Basic <b>T-shirt</b> & co  "),
+            ("{{name|slug}}", "Camiseta básica -- Algodón!"),
+            ("  {{ price | money }} ", "19,9"),
+            ("{{ body | html }}", "one & two\n\nthree <i>"),
+        ];
+        for (i, (source, value)) in cases.iter().enumerate() {
+            let simple = Simple::parse(source).unwrap_or_else(|| panic!("`{source}` is simple"));
+            let name = format!("t{i}");
+            set.add(&name, source).unwrap();
+            let value: &str = value;
+            let ctx = minijinja::context! { name => value, price => value, body => value };
+            assert_eq!(simple.apply(value).unwrap().trim(), set.render(&name, ctx).unwrap().trim(), "{source}");
+        }
+        let err = Simple::parse("{{ price | money }}").unwrap().apply("free").unwrap_err();
+        set.add("m", "{{ price | money }}").unwrap();
+        let via_template = set.render("m", minijinja::context! { price => "free" }).unwrap_err();
+        assert_eq!(err.detail(), via_template.detail());
+        for not_simple in [
+            "{{ category.section_name }}",
+            "{{ name ~ size }}",
+            "{{ name | upper }}",
+            "{{ name }} {{ size }}",
+            "{{- name }}",
+            "{{ lang }}",
+            "{{ variants }}",
+            "{% if x %}{{ x }}{% endif %}",
+            "Size {{ size }}",
+        ] {
+            assert_eq!(Simple::parse(not_simple), None, "{not_simple}");
+        }
+    }
 
     #[test]
     fn slug_makes_shopify_handles() {

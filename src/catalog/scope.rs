@@ -68,7 +68,7 @@ pub fn decide(data: &CatalogData, params: &Params) -> Scope {
     let rel = &data.relations;
     let wanted_tags: BTreeSet<&str> = params.tags.iter().map(String::as_str).collect();
     let tags_of_item = |kind: ItemKind, id: &str| -> BTreeSet<String> {
-        data.cell(kind, id, src.tag_fields.get(kind), None).map(|c| tags_of(&c)).unwrap_or_default()
+        data.cell_ref(kind, id, src.tag_fields.get(kind), None).map(tags_of).unwrap_or_default()
     };
     let has_tag = |tags: &BTreeSet<String>| tags.iter().any(|t| wanted_tags.contains(t.as_str()));
 

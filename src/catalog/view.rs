@@ -66,14 +66,14 @@ impl CatalogData {
 
     /// A field of an item: joined fields first, then the exact column, then the basename of a
     /// multi-language column in `lang` (falling back to the default language).
-    pub fn cell(&self, kind: ItemKind, id: &str, name: &str, lang: Option<&str>) -> Option<Cell> {
+    pub fn cell_ref(&self, kind: ItemKind, id: &str, name: &str, lang: Option<&str>) -> Option<&Cell> {
         if let Some(cell) = self.joined.get(&kind).and_then(|m| m.get(id)).and_then(|f| f.get(name)) {
-            return Some(cell.clone());
+            return Some(cell);
         }
         let table = self.table(kind)?;
         let row = table.rows.get(id)?;
         if let Some(i) = table.column_index(name) {
-            return Some(row[i].clone());
+            return Some(&row[i]);
         }
         let by_lang = |l: &str| {
             table
@@ -82,12 +82,12 @@ impl CatalogData {
                 .position(|c: &Column| c.basename.as_deref() == Some(name) && c.language.as_deref() == Some(l))
         };
         let idx = lang.and_then(by_lang).or_else(|| self.default_language().and_then(by_lang))?;
-        Some(row[idx].clone())
+        Some(&row[idx])
     }
 
-    /// [`CatalogData::cell`] as text (empty when absent).
+    /// [`CatalogData::cell_ref`] as text (empty when absent).
     pub fn text(&self, kind: ItemKind, id: &str, name: &str) -> String {
-        self.cell(kind, id, name, None).map(|c| c.text().into_owned()).unwrap_or_default()
+        self.cell_ref(kind, id, name, None).map(|c| c.text().into_owned()).unwrap_or_default()
     }
 }
 
@@ -188,9 +188,9 @@ impl Object for ItemObject {
         if related.is_some() {
             return related;
         }
-        let cell = self.data.cell(self.kind, &self.id, key, self.lang.as_deref())?;
+        let cell = self.data.cell_ref(self.kind, &self.id, key, self.lang.as_deref())?;
         let column = self.data.table(self.kind).and_then(|t| t.column_index(key).map(|i| &t.columns[i]));
-        Some(cell_value(&cell, column))
+        Some(cell_value(cell, column))
     }
 
     fn enumerate(self: &Arc<Self>) -> Enumerator {

@@ -63,7 +63,7 @@ pub struct Change {
     pub hash_after: Option<String>,
     /// The document to send (saved in plan files; omitted from `--format json`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub document: Option<Document>,
+    pub document: Option<Arc<Document>>,
 }
 
 /// How the plan was made.
@@ -378,9 +378,7 @@ fn state_fingerprint(pipeline: &CompiledPipeline, ns: &Namespace) -> Result<Stri
     let mut h = blake3::Hasher::new_derive_key("catsync state fingerprint v1");
     for stage in &pipeline.stages {
         if stage.compiled.is_export() {
-            for ((kind, id), r) in ns.records(&stage.name)? {
-                h.update(format!("{}\0{kind:?}\0{id}\0{}\0{}\n", stage.name, r.hash, r.archived).as_bytes());
-            }
+            h.update(format!("{}\0{}\n", stage.name, ns.records_digest(&stage.name)?.hex()).as_bytes());
         } else if matches!(stage.compiled, CompiledStage::SalesLayer(_) | CompiledStage::Table(_)) {
             h.update(format!("cursor\0{}\0{:?}\n", stage.name, ns.cursor(&stage.name)?).as_bytes());
         }
@@ -396,7 +394,8 @@ fn plan_from_checkpoints(
     ns: &Namespace,
     digest: &str,
 ) -> Result<Option<Planned>, PlanError> {
-    let fps = crate::engine::fingerprints(pipeline, ns)?;
+    let mut files: crate::engine::FileHashes = ns.meta("file_hashes")?.unwrap_or_default();
+    let fps = crate::engine::fingerprints(pipeline, ns, &mut files)?;
     let mut summary = Summary::default();
     let mut errors: Vec<ItemError> = Vec::new();
     let mut reused: Vec<String> = Vec::new();
@@ -411,16 +410,13 @@ fn plan_from_checkpoints(
         if cp.fingerprint != *fp {
             return Ok(None);
         }
-        let records = ns.records(&stage.name)?;
-        let matches = records.len() == cp.items.len()
-            && records.iter().all(|((kind, id), r)| {
-                !r.archived && cp.items.get(&crate::state::Checkpoint::key(*kind, id)) == Some(&r.hash)
-            });
-        if !matches {
+        let Some(items) = cp.digest else { return Ok(None) };
+        if ns.records_digest(&stage.name)? != items {
             return Ok(None);
         }
-        summary.by_export.insert(stage.name.clone(), Counts { unchanged: cp.items.len(), ..Counts::default() });
-        summary.total.unchanged += cp.items.len();
+        let n = items.count as usize;
+        summary.by_export.insert(stage.name.clone(), Counts { unchanged: n, ..Counts::default() });
+        summary.total.unchanged += n;
         errors.extend(cp.errors.iter().cloned());
         if !reused.contains(map) {
             reused.push(map.clone());
@@ -552,7 +548,7 @@ impl ExportPlanner<'_> {
                 fields_changed,
                 hash_before: record.map(|r| r.hash.clone()),
                 hash_after: Some(fp.hash),
-                document: Some(doc.clone()),
+                document: Some(Arc::clone(doc)),
             });
         }
         if self.refresh {
@@ -606,7 +602,7 @@ impl ExportPlanner<'_> {
                     },
                     hash_before: Some(record.hash.clone()),
                     hash_after: Some(fp.hash),
-                    document: Some(doc),
+                    document: Some(Arc::new(doc)),
                 });
             } else if !(record.archived && exists) {
                 let reason = if exists {

@@ -2,7 +2,7 @@
 //! updated — there is no upsert), products (`productSet` by handle, never without an identifier),
 //! archives, deletions, and translations with their content digests.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 
 use serde_json::{json, Value};
 
@@ -109,7 +109,7 @@ impl ShopifyTarget {
         collections: &HashMap<String, String>,
         languages: &[String],
     ) -> Result<Outcome, GqlError> {
-        match (change.kind, change.action, &change.document) {
+        match (change.kind, change.action, change.document.as_deref()) {
             (ItemKind::Category, Action::Delete, _) => self.delete(ItemKind::Category, &change.handle, gid).await,
             (_, Action::Delete, _) => self.delete(ItemKind::Product, &change.handle, gid).await,
             (ItemKind::Category, _, Some(doc @ Document::Collection(c))) => {
@@ -261,7 +261,7 @@ fn bulk_line_failure(line: &Value, field: &str) -> Option<String> {
 pub fn bulk_eligible(change: &Change) -> bool {
     change.kind == ItemKind::Product
         && matches!(change.action, Action::Create | Action::Update | Action::Archive)
-        && matches!(change.document, Some(Document::Product(_)))
+        && matches!(change.document.as_deref(), Some(Document::Product(_)))
 }
 
 impl ShopifyTarget {
@@ -281,7 +281,7 @@ impl ShopifyTarget {
         let mut sent = Vec::new();
         let mut lines = Vec::new();
         for (i, change) in changes.iter().enumerate() {
-            let Some(Document::Product(p)) = &change.document else {
+            let Some(Document::Product(p)) = change.document.as_deref() else {
                 outcomes[i] =
                     Some(Outcome::Failed { message: "the change has no document to send".into(), retryable: false });
                 continue;
@@ -348,7 +348,7 @@ impl ShopifyTarget {
         let mut ordered: Vec<(&usize, &String)> = gids.iter().collect();
         ordered.sort();
         for (&i, id) in ordered {
-            let Some(doc) = &changes[i].document else { continue };
+            let Some(doc) = changes[i].document.as_deref() else { continue };
             for chunk in translation_inputs(doc, languages).chunks(100) {
                 lines.push(json!({ "resourceId": id, "translations": chunk }).to_string());
                 owners.push(i);
@@ -393,10 +393,6 @@ impl ShopifyTarget {
 }
 
 /// Collection handle → id, from the export records of categories.
-pub fn collection_ids(records: &BTreeMap<(ItemKind, String), crate::state::ExportRecord>) -> HashMap<String, String> {
-    records
-        .iter()
-        .filter(|((k, _), _)| *k == ItemKind::Category)
-        .filter_map(|(_, r)| r.gid.clone().map(|g| (r.handle.clone(), g)))
-        .collect()
+pub fn collection_ids(records: &[(String, crate::state::ExportRecord)]) -> HashMap<String, String> {
+    records.iter().filter_map(|(_, r)| r.gid.clone().map(|g| (r.handle.clone(), g))).collect()
 }

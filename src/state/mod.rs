@@ -44,19 +44,58 @@ pub struct ExportRecord {
 }
 
 /// The stored output of a `map` stage: the fingerprint of its inputs and configuration, and the
-/// item hashes it produced. A plan whose fingerprint matches, and whose export records equal these
-/// hashes, has nothing to do and need not render anything.
+/// digest of the item hashes it produced. A plan whose fingerprint matches, and whose export
+/// records have this digest, has nothing to do and need not render anything.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Checkpoint {
     pub fingerprint: String,
-    pub items: BTreeMap<String, String>,
+    /// The records an export holds once it has sent exactly these items (none archived).
+    /// Checkpoints written before digests existed have none (they had an `items` map, now
+    /// ignored), and are not reused.
+    #[serde(default)]
+    pub digest: Option<RecordsDigest>,
     pub errors: Vec<crate::catalog::ItemError>,
 }
 
-impl Checkpoint {
-    /// The key of an item in `items`.
-    pub fn key(kind: ItemKind, id: &str) -> String {
-        format!("{}:{id}", kind.singular())
+/// The count and an order-independent digest (a sum of per-record hashes) of an export's
+/// records: kept beside them, updated with every record written, so a no-op plan compares one
+/// value instead of reading 100,000 records.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RecordsDigest {
+    pub count: u64,
+    sum: [u64; 4],
+}
+
+impl RecordsDigest {
+    fn term(kind: ItemKind, id: &str, hash: &str, archived: bool) -> [u64; 4] {
+        let mut h = blake3::Hasher::new_derive_key("catsync record digest v1");
+        h.update(kind.singular().as_bytes()).update(b"\0").update(id.as_bytes()).update(b"\0");
+        h.update(hash.as_bytes()).update(if archived { b"\0a" } else { b"\0-" });
+        let bytes = h.finalize();
+        let b = bytes.as_bytes();
+        std::array::from_fn(|i| u64::from_le_bytes(b[i * 8..i * 8 + 8].try_into().expect("8 bytes")))
+    }
+
+    /// Counts a record in.
+    pub fn add(&mut self, kind: ItemKind, id: &str, hash: &str, archived: bool) {
+        let t = Self::term(kind, id, hash, archived);
+        self.count += 1;
+        for (s, t) in self.sum.iter_mut().zip(t) {
+            *s = s.wrapping_add(t);
+        }
+    }
+
+    /// Counts a record out.
+    pub fn remove(&mut self, kind: ItemKind, id: &str, hash: &str, archived: bool) {
+        let t = Self::term(kind, id, hash, archived);
+        self.count = self.count.saturating_sub(1);
+        for (s, t) in self.sum.iter_mut().zip(t) {
+            *s = s.wrapping_sub(t);
+        }
+    }
+
+    pub fn hex(&self) -> String {
+        format!("{}:{:016x}{:016x}{:016x}{:016x}", self.count, self.sum[0], self.sum[1], self.sum[2], self.sum[3])
     }
 }
 
@@ -170,11 +209,15 @@ impl State {
         // handle is dropped: a reopen in the same process (or right after another process ended)
         // waits briefly before reporting the state as in use.
         let mut attempt = 0;
+        let mut cleared = false;
         let db = loop {
             match sled::Config::new().path(dir.join("db")).open().map_err(|e| open_error(dir, e)) {
                 Err(StateError::Locked { .. }) if attempt < 40 => {
                     attempt += 1;
                     std::thread::sleep(std::time::Duration::from_millis(50));
+                }
+                Err(StateError::Corrupt { .. }) if !cleared && remove_unfinished_snapshots(&dir.join("db")) => {
+                    cleared = true;
                 }
                 other => break other?,
             }
@@ -303,6 +346,24 @@ impl State {
     }
 }
 
+/// sled 0.34.7 writes a snapshot to `snap.LSN.generating`, then renames it; a process killed
+/// in between leaves the partial file, which the next open picks as the newest snapshot and
+/// reports as corruption (spacejam/sled#1527). The file is by construction unfinished (the log
+/// it summarises is intact), so it is removed and the open retried. Returns whether any was.
+fn remove_unfinished_snapshots(db: &Path) -> bool {
+    let Ok(entries) = std::fs::read_dir(db) else { return false };
+    let mut removed = false;
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        if name.starts_with("snap.") && name.ends_with(".generating") {
+            tracing::warn!(file = %name, "removing an unfinished sled snapshot left by an interrupted process");
+            removed |= std::fs::remove_file(entry.path()).is_ok();
+        }
+    }
+    removed
+}
+
 fn open_error(dir: &Path, e: sled::Error) -> StateError {
     let detail = e.to_string();
     let dir = dir.display().to_string();
@@ -354,6 +415,10 @@ fn migrate(state: &State) -> Result<(), StateError> {
     }
     Ok(())
 }
+
+/// The key of an export's [`RecordsDigest`] in the records tree (beside, not among, the records:
+/// their keys continue with an item kind).
+const DIGEST_KEY: &str = "~digest";
 
 /// One pipeline × environment inside the state.
 pub struct Namespace<'s> {
@@ -445,11 +510,14 @@ impl Namespace<'_> {
     pub fn records(&self, export: &str) -> Result<BTreeMap<(ItemKind, String), ExportRecord>, StateError> {
         let mut out = BTreeMap::new();
         for kind in ItemKind::ALL {
-            for (id, rec) in self.scan("records", &[export, kind.singular()])? {
-                out.insert((kind, id), rec);
-            }
+            out.extend(self.records_of(export, kind)?.into_iter().map(|(id, rec)| ((kind, id), rec)));
         }
         Ok(out)
+    }
+
+    /// The export records of one kind of item, by source id.
+    pub fn records_of(&self, export: &str, kind: ItemKind) -> Result<Vec<(String, ExportRecord)>, StateError> {
+        self.scan("records", &[export, kind.singular()])
     }
 
     /// One export record, by key (no scan).
@@ -462,13 +530,60 @@ impl Namespace<'_> {
         self.get("failures", &[export, kind.singular(), id])
     }
 
+    /// The digest of export `export`'s records: stored beside them, or computed from them for a
+    /// state written before digests existed.
+    pub fn records_digest(&self, export: &str) -> Result<RecordsDigest, StateError> {
+        if let Some(d) = self.get("records", &[export, DIGEST_KEY])? {
+            return Ok(d);
+        }
+        let mut d = RecordsDigest::default();
+        for ((kind, id), r) in self.records(export)? {
+            d.add(kind, &id, &r.hash, r.archived);
+        }
+        Ok(d)
+    }
+
+    /// Stores the records digest of a state written before digests existed (a run does this, so
+    /// later no-op plans stop scanning the records).
+    pub fn keep_records_digest(&self, export: &str) -> Result<(), StateError> {
+        if self.get::<RecordsDigest>("records", &[export, DIGEST_KEY])?.is_none() {
+            let digest = self.records_digest(export)?;
+            self.put("records", &[export, DIGEST_KEY], &digest)?;
+        }
+        Ok(())
+    }
+
+    /// Writes (`Some`) or removes (`None`) a record and updates the digest, atomically.
+    fn write_record(
+        &self,
+        export: &str,
+        kind: ItemKind,
+        id: &str,
+        record: Option<&ExportRecord>,
+    ) -> Result<(), StateError> {
+        let mut digest = self.records_digest(export)?;
+        if let Some(old) = self.record(export, kind, id)? {
+            digest.remove(kind, id, &old.hash, old.archived);
+        }
+        let key = self.key(&[export, kind.singular(), id]);
+        let mut batch = sled::Batch::default();
+        match record {
+            Some(r) => {
+                digest.add(kind, id, &r.hash, r.archived);
+                batch.insert(key, json(r));
+            }
+            None => batch.remove(key),
+        }
+        batch.insert(self.key(&[export, DIGEST_KEY]), json(&digest));
+        self.state.tree("records")?.apply_batch(batch).map_err(|e| self.state.corrupt(e))
+    }
+
     pub fn put_record(&self, export: &str, kind: ItemKind, id: &str, record: &ExportRecord) -> Result<(), StateError> {
-        self.put("records", &[export, kind.singular(), id], record)
+        self.write_record(export, kind, id, Some(record))
     }
 
     pub fn remove_record(&self, export: &str, kind: ItemKind, id: &str) -> Result<(), StateError> {
-        let tree = self.state.tree("records")?;
-        tree.remove(self.key(&[export, kind.singular(), id])).map(|_| ()).map_err(|e| self.state.corrupt(e))
+        self.write_record(export, kind, id, None)
     }
 
     /// The queue of the current run, in order.
@@ -564,21 +679,66 @@ fn json<T: Serialize + ?Sized>(value: &T) -> Vec<u8> {
 mod tests {
     use super::*;
 
+    fn record(hash: &str, archived: bool) -> ExportRecord {
+        ExportRecord { handle: "h".into(), gid: None, hash: hash.into(), fields: BTreeMap::new(), archived }
+    }
+
     #[test]
     fn records_are_namespaced_by_pipeline_and_environment() {
         let dir = tempfile::tempdir().unwrap();
         let state = State::open(dir.path()).unwrap();
-        let rec = ExportRecord {
-            handle: "h".into(),
-            gid: None,
-            hash: "abc".into(),
-            fields: BTreeMap::new(),
-            archived: false,
-        };
+        let rec = record("abc", false);
         state.namespace("shop", Some("test")).put_record("store", ItemKind::Product, "2001", &rec).unwrap();
         assert_eq!(state.namespace("shop", Some("test")).records("store").unwrap().len(), 1);
         assert!(state.namespace("shop", Some("production")).records("store").unwrap().is_empty());
         assert!(state.namespace("shop", None).records("store").unwrap().is_empty());
+    }
+
+    #[test]
+    fn the_records_digest_follows_every_write_and_equals_one_computed_from_the_records() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = State::open(dir.path()).unwrap();
+        let ns = state.namespace("shop", None);
+        let rec = record;
+        let empty = ns.records_digest("store").unwrap();
+        ns.put_record("store", ItemKind::Product, "1", &rec("a", false)).unwrap();
+        ns.put_record("store", ItemKind::Product, "2", &rec("b", false)).unwrap();
+        ns.put_record("store", ItemKind::Category, "1", &rec("c", false)).unwrap();
+        let three = ns.records_digest("store").unwrap();
+        assert_eq!(three.count, 3);
+        ns.put_record("store", ItemKind::Product, "2", &rec("b2", false)).unwrap();
+        assert_ne!(ns.records_digest("store").unwrap(), three, "an update changes it");
+        ns.put_record("store", ItemKind::Product, "2", &rec("b", true)).unwrap();
+        assert_ne!(ns.records_digest("store").unwrap(), three, "so does archiving");
+        ns.put_record("store", ItemKind::Product, "2", &rec("b", false)).unwrap();
+        assert_eq!(ns.records_digest("store").unwrap(), three, "order-independent: back to the same records");
+        ns.remove_record("store", ItemKind::Product, "2").unwrap();
+        ns.remove_record("store", ItemKind::Product, "1").unwrap();
+        ns.remove_record("store", ItemKind::Category, "1").unwrap();
+        assert_eq!(ns.records_digest("store").unwrap(), empty);
+        assert!(ns.records("store").unwrap().is_empty(), "the digest is not a record");
+        // The same records written in another order, into a state without a stored digest.
+        ns.put_record("store", ItemKind::Category, "1", &rec("c", false)).unwrap();
+        ns.put_record("store", ItemKind::Product, "2", &rec("b", false)).unwrap();
+        ns.put_record("store", ItemKind::Product, "1", &rec("a", false)).unwrap();
+        state.tree("records").unwrap().remove(ns.key(&["store", DIGEST_KEY])).unwrap();
+        assert_eq!(ns.records_digest("store").unwrap(), three, "computed from the records when not stored");
+    }
+
+    #[test]
+    fn an_unfinished_snapshot_left_by_a_killed_process_does_not_make_the_state_unreadable() {
+        let dir = tempfile::tempdir().unwrap();
+        let rec = record("abc", false);
+        {
+            let state = State::open(dir.path()).unwrap();
+            state.namespace("shop", None).put_record("store", ItemKind::Product, "2001", &rec).unwrap();
+            state.flush().unwrap();
+        }
+        // What a SIGKILL during snapshot generation leaves: a partial file named after the newest LSN.
+        std::fs::write(dir.path().join("db/snap.FFFFFFFFFFFFFFF0.generating"), b"partial snapshot bytes").unwrap();
+        let state = State::open(dir.path()).unwrap();
+        assert_eq!(state.namespace("shop", None).record("store", ItemKind::Product, "2001").unwrap(), Some(rec));
+        assert!(!dir.path().join("db/snap.FFFFFFFFFFFFFFF0.generating").exists());
     }
 
     #[test]

@@ -13,7 +13,7 @@ use super::filter::catalog_input;
 use super::{FieldSchema, ItemKind, Output, StageCx, Vocabulary};
 use crate::config::raw::{FieldRef, Lookup, ValueSpec};
 use crate::diagnostics::did_you_mean;
-use crate::template::is_template;
+use crate::template::{is_template, Simple};
 
 /// Shopify product statuses; `UNLISTED` needs API version 2025-10 or later.
 pub const PRODUCT_STATUSES: &[&str] = &["ACTIVE", "DRAFT", "ARCHIVED", "UNLISTED"];
@@ -126,8 +126,9 @@ pub struct MetafieldSpec {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Mapped {
     Constant(String),
-    /// The name of a compiled template in the pipeline's `TemplateSet`.
-    Template(String),
+    /// The name of a compiled template in the pipeline's `TemplateSet`, and its shape when it
+    /// only prints a field (rendered without minijinja when the field is text).
+    Template(String, Option<Simple>),
     Field(String),
     Lookup {
         from: String,
@@ -216,11 +217,11 @@ impl Section<'_, '_> {
         match spec {
             ValueSpec::Template(src) if !is_template(src) => Mapped::Constant(src.clone()),
             ValueSpec::Template(src) => match self.cx.template(&rel, src, self.vocab.as_ref()) {
-                Some(name) => Mapped::Template(name),
+                Some(name) => Mapped::Template(name, Simple::parse(src)),
                 None => {
                     // Reported already; the stage will not compile.
                     self.ok = false;
-                    Mapped::Template(String::new())
+                    Mapped::Template(String::new(), None)
                 }
             },
             ValueSpec::Field(FieldRef { field }) => {
@@ -389,7 +390,7 @@ fn check_statuses(cx: &mut StageCx, status: Option<&Mapped>) -> BTreeSet<String>
             }
         }
         // Checked per item when rendered.
-        Some(Mapped::Template(_) | Mapped::Field(_)) => out.extend(PRODUCT_STATUSES.iter().map(|s| s.to_string())),
+        Some(Mapped::Template(..) | Mapped::Field(_)) => out.extend(PRODUCT_STATUSES.iter().map(|s| s.to_string())),
     }
     out
 }

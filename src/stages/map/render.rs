@@ -22,7 +22,7 @@ use crate::template::{slug, TemplateSet};
 /// Every in-scope item's document, and the items that could not be rendered.
 #[derive(Debug, Default)]
 pub struct Rendered {
-    pub docs: BTreeMap<(ItemKind, Arc<str>), Document>,
+    pub docs: BTreeMap<(ItemKind, Arc<str>), Arc<Document>>,
     pub errors: Vec<ItemError>,
 }
 
@@ -67,7 +67,7 @@ impl<'a> Renderer<'a> {
             for id in self.scope.in_scope(ItemKind::Category) {
                 match self.render_category(id) {
                     Ok(doc) => {
-                        out.docs.insert((ItemKind::Category, id.clone()), Document::Collection(doc));
+                        out.docs.insert((ItemKind::Category, id.clone()), Arc::new(Document::Collection(doc)));
                     }
                     Err(e) => out.errors.push(item_error(ItemKind::Category, id, e)),
                 }
@@ -81,7 +81,7 @@ impl<'a> Renderer<'a> {
         for (id, result) in rendered {
             match result {
                 Ok(doc) => {
-                    out.docs.insert((ItemKind::Product, id.clone()), Document::Product(doc));
+                    out.docs.insert((ItemKind::Product, id.clone()), Arc::new(Document::Product(doc)));
                 }
                 Err(e) => out.errors.push(item_error(ItemKind::Product, id, e)),
             }
@@ -117,7 +117,7 @@ impl<'a> Renderer<'a> {
         }
         let mut skus: HashMap<&str, (&Arc<str>, &str)> = HashMap::new();
         for ((kind, id), doc) in &out.docs {
-            let Document::Product(p) = doc else { continue };
+            let Document::Product(p) = &**doc else { continue };
             debug_assert_eq!(*kind, ItemKind::Product);
             for v in &p.variants {
                 let Some(sku) = v.sku.as_deref() else { continue };
@@ -159,16 +159,25 @@ impl<'a> Renderer<'a> {
     fn value(&self, kind: ItemKind, id: &Arc<str>, mapped: &Mapped, lang: Option<&str>, what: &str) -> Result<String> {
         match mapped {
             Mapped::Constant(c) => Ok(c.clone()),
-            Mapped::Template(name) => self
-                .templates
-                .render(name, self.object(kind, id, lang))
-                .map(|s| s.trim().to_string())
-                .map_err(|e| format!("`{what}`: {}", template_error(&e))),
+            Mapped::Template(name, simple) => {
+                if let Some(simple) = simple {
+                    if let Some(Cell::Str(text)) = self.data.cell_ref(kind, id, &simple.field, lang) {
+                        return simple
+                            .apply(text)
+                            .map(|s| s.trim().to_string())
+                            .map_err(|e| format!("`{what}`: {}", template_error(&e)));
+                    }
+                }
+                self.templates
+                    .render(name, self.object(kind, id, lang))
+                    .map(|s| s.trim().to_string())
+                    .map_err(|e| format!("`{what}`: {}", template_error(&e)))
+            }
             Mapped::Field(field) => {
-                Ok(self.data.cell(kind, id, field, lang).map(|c| c.text().trim().to_string()).unwrap_or_default())
+                Ok(self.data.cell_ref(kind, id, field, lang).map(|c| c.text().trim().to_string()).unwrap_or_default())
             }
             Mapped::Lookup { from, map, default } => {
-                let key = self.data.cell(kind, id, from, lang).map(|c| c.text().into_owned()).unwrap_or_default();
+                let key = self.data.cell_ref(kind, id, from, lang).map(|c| c.text().into_owned()).unwrap_or_default();
                 match (map.get(&key), default) {
                     (Some(v), _) => Ok(v.clone()),
                     (None, Some(d)) => Ok(d.clone()),
@@ -223,7 +232,7 @@ impl<'a> Renderer<'a> {
     }
 
     fn images(&self, kind: ItemKind, id: &Arc<str>, image: &MappedImage) -> Result<Vec<ImageDoc>> {
-        let Some(cell) = self.data.cell(kind, id, &image.field, self.default_lang()) else { return Ok(Vec::new()) };
+        let Some(cell) = self.data.cell_ref(kind, id, &image.field, self.default_lang()) else { return Ok(Vec::new()) };
         let Cell::Media(entries) = cell else { return Ok(Vec::new()) };
         let labels = self
             .data

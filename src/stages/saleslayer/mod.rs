@@ -255,9 +255,59 @@ fn expand(path: &std::path::Path) -> Vec<PathBuf> {
     }
 }
 
+/// Reads a page's header. Exports put `schema`, `data_schema_info` and `data_schema` before
+/// `data`, so reading stops at `data` once `data_schema` was seen (a 66 MB page would otherwise
+/// be scanned to its end just to validate a pipeline); anything else reads the whole page.
 fn read_header(path: &std::path::Path) -> Result<PageHeader, String> {
     let file = std::fs::File::open(path).map_err(|e| e.to_string())?;
-    serde_json::from_reader(std::io::BufReader::new(file)).map_err(|e| e.to_string())
+    let mut header = None;
+    let mut de = serde_json::Deserializer::from_reader(std::io::BufReader::new(file));
+    match serde::de::DeserializeSeed::deserialize(HeaderSeed(&mut header), &mut de) {
+        Ok(()) => header.ok_or_else(|| "the page is not a JSON object".to_string()),
+        Err(e) => header.ok_or_else(|| e.to_string()),
+    }
+}
+
+/// Fills the header and stops (with a private error) at `data` when the header is complete.
+struct HeaderSeed<'a>(&'a mut Option<PageHeader>);
+
+/// The marker error of [`HeaderSeed`]'s early stop.
+const HEADER_DONE: &str = "catsync: header read";
+
+impl<'de> serde::de::DeserializeSeed<'de> for HeaderSeed<'_> {
+    type Value = ();
+
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_map(self)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for HeaderSeed<'_> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a Sales Layer export page")
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        let mut header = PageHeader { schema: None, data_schema: None, data_schema_info: None };
+        while let Some(key) = map.next_key::<String>()? {
+            match key.as_str() {
+                "schema" => header.schema = map.next_value()?,
+                "data_schema" => header.data_schema = map.next_value()?,
+                "data_schema_info" => header.data_schema_info = map.next_value()?,
+                "data" if header.data_schema.is_some() => {
+                    *self.0 = Some(header);
+                    return Err(serde::de::Error::custom(HEADER_DONE));
+                }
+                _ => {
+                    map.next_value::<serde::de::IgnoredAny>()?;
+                }
+            }
+        }
+        *self.0 = Some(header);
+        Ok(())
+    }
 }
 
 /// Field names per kind (columns, and basenames of multi-language columns) and the languages.
