@@ -42,7 +42,7 @@ pub struct DocSet {
 pub struct SourceUpdate {
     pub stage: String,
     pub mirror: Arc<Mirror>,
-    pub changes: Vec<RowChange>,
+    pub changes: Arc<Vec<RowChange>>,
     /// The cursor after the exports read (unchanged if none).
     pub cursor: Option<i64>,
     /// `(time, action, origin)` of each export read.
@@ -93,16 +93,21 @@ pub fn evaluate(pipeline: &CompiledPipeline, ns: &Namespace, refresh_sources: bo
             .into_iter()
             .filter_map(|n| pipeline.stages.iter().position(|s| s.name == n).map(|i| (n, &outputs[i])))
             .collect();
+        let started = std::time::Instant::now();
         let out = match &stage.compiled {
             CompiledStage::SalesLayer(src) => {
                 let cursor = if refresh_sources { None } else { ns.cursor(&stage.name)? };
                 let mut mirror = if refresh_sources { Mirror::default() } else { ns.mirror(&stage.name)? };
-                let exports = src.read_since(cursor).map_err(|e| fail(e.to_string()))?;
+                let mut exports = src.read_since(cursor).map_err(|e| fail(e.to_string()))?;
+                tracing::debug!(elapsed_ms = started.elapsed().as_millis() as u64, "source decoded");
                 let mut changes = Vec::new();
-                for export in &exports {
-                    changes.extend(mirror.apply_export(&export.pages));
+                for export in &mut exports {
+                    changes.extend(mirror.apply_export(std::mem::take(&mut export.pages)));
                 }
-                let changes = net_changes(changes);
+                tracing::debug!(elapsed_ms = started.elapsed().as_millis() as u64, "source read and applied");
+                // One export touches each row once: nothing to net.
+                let changes = Arc::new(if exports.len() > 1 { net_changes(changes) } else { changes });
+                tracing::debug!(elapsed_ms = started.elapsed().as_millis() as u64, "row changes netted");
                 let cats = src.tables.get(crate::stages::ItemKind::Category);
                 let prods = src.tables.get(crate::stages::ItemKind::Product);
                 let (product_category_column, variant_product_column) = reference_columns(cats, prods);
@@ -132,7 +137,7 @@ pub fn evaluate(pipeline: &CompiledPipeline, ns: &Namespace, refresh_sources: bo
                     joins: Vec::new(),
                     filtered: Default::default(),
                     errored: Default::default(),
-                    changes: Arc::new(changes),
+                    changes,
                 }))
             }
             CompiledStage::Table(t) => {
@@ -140,7 +145,7 @@ pub fn evaluate(pipeline: &CompiledPipeline, ns: &Namespace, refresh_sources: bo
                 // A table's mirror holds its previous version, so changed rows become reasons.
                 let previous = if refresh_sources { Mirror::default() } else { ns.mirror(&stage.name)? };
                 let mut mirror = previous.clone();
-                let changes = mirror.replace_table(&stage.name, table.clone());
+                let changes = Arc::new(mirror.replace_table(&stage.name, table.clone()));
                 let mirror = Arc::new(mirror);
                 updates.push(SourceUpdate {
                     stage: stage.name.clone(),
@@ -179,7 +184,9 @@ pub fn evaluate(pipeline: &CompiledPipeline, ns: &Namespace, refresh_sources: bo
             CompiledStage::Map(m) => {
                 let data = Arc::new(catalog_of(&inputs).ok_or_else(|| fail("the input is not a catalog".into()))?);
                 let scope = Arc::new(decide(&data, &pipeline.params));
+                tracing::debug!(elapsed_ms = started.elapsed().as_millis() as u64, "scope decided");
                 let rendered = Renderer::new(m, &data, &scope, &pipeline.templates, &pipeline.params).render_all();
+                tracing::debug!(elapsed_ms = started.elapsed().as_millis() as u64, "documents rendered");
                 errors.extend(rendered.errors.iter().cloned());
                 let fingerprints = {
                     use rayon::prelude::*;
@@ -194,6 +201,7 @@ pub fn evaluate(pipeline: &CompiledPipeline, ns: &Namespace, refresh_sources: bo
             }
             CompiledStage::Shopify(_) | CompiledStage::JsonlExport(_) => Data::Nothing,
         };
+        tracing::debug!(stage = %stage.name, elapsed_ms = started.elapsed().as_millis() as u64, "stage evaluated");
         outputs[idx] = out;
     }
     errors.sort();

@@ -97,12 +97,13 @@ impl Mirror {
 
     /// Applies the pages of one export (same `time`) and returns the net row changes.
     /// A `refresh` export replaces each table it carries, and tables it does not carry are emptied.
-    pub fn apply_export(&mut self, pages: &[Page]) -> Vec<RowChange> {
+    pub fn apply_export(&mut self, pages: Vec<Page>) -> Vec<RowChange> {
         let Some(first) = pages.first() else { return Vec::new() };
+        let refresh = first.action == Action::Refresh;
         if !first.languages.is_empty() {
             self.languages = first.languages.clone();
         }
-        let before: BTreeMap<String, BTreeMap<Arc<str>, Arc<Vec<Cell>>>> = if first.action == Action::Refresh {
+        let before: BTreeMap<String, BTreeMap<Arc<str>, Arc<Vec<Cell>>>> = if refresh {
             let old = std::mem::take(&mut self.tables);
             let mut snapshot = BTreeMap::new();
             for (name, mut table) in old {
@@ -114,78 +115,86 @@ impl Mirror {
         } else {
             BTreeMap::new()
         };
-        // Every row an export touched, with its value before the export.
-        let mut touched: BTreeMap<(String, Arc<str>), Option<Row>> = BTreeMap::new();
+        // Every row an export touched, per table, with its value before the export.
+        let mut touched: BTreeMap<String, BTreeMap<Arc<str>, Option<Row>>> = BTreeMap::new();
         for page in pages {
-            for (name, tp) in &page.tables {
+            for (name, tp) in page.tables {
                 let table = self.tables.entry(name.clone()).or_default();
                 let mapping = table.align(&tp.columns);
                 let width = table.columns.len();
-                for row in &tp.rows {
+                let identity = mapping.len() == width && mapping.iter().enumerate().all(|(i, &m)| i == m);
+                let old_rows = before.get(&name);
+                if !touched.contains_key(&name) {
+                    touched.insert(name.clone(), BTreeMap::new());
+                }
+                let seen = touched.get_mut(&name).expect("just inserted");
+                for row in tp.rows {
                     let id: Arc<str> = Arc::from(&*row.id);
-                    let previous =
-                        table.rows.get(&id).cloned().or_else(|| before.get(name).and_then(|t| t.get(&id).cloned()));
-                    touched.entry((name.clone(), id.clone())).or_insert_with(|| {
-                        if first.action == Action::Refresh {
-                            before.get(name).and_then(|t| t.get(&id).cloned())
+                    let current = table.rows.get(&id).cloned();
+                    let previous = current.clone().or_else(|| old_rows.and_then(|t| t.get(&id).cloned()));
+                    seen.entry(id.clone()).or_insert_with(|| {
+                        if refresh {
+                            old_rows.and_then(|t| t.get(&id).cloned())
                         } else {
-                            table.rows.get(&id).cloned()
+                            current
                         }
                     });
                     if row.deleted {
                         table.rows.remove(&id);
                         continue;
                     }
-                    let mut cells = vec![Cell::Null; width];
-                    for (pos, cell) in row.cells.iter().enumerate() {
-                        let target = mapping[pos];
-                        cells[target] = match cell {
-                            Cell::Unchanged => previous.as_ref().map(|p| p[target].clone()).unwrap_or(Cell::Null),
-                            other => other.clone(),
-                        };
-                    }
+                    // Cells move from the page into the mirror; `["U"]` keeps the previous value.
+                    let unchanged = row.cells.iter().any(|c| matches!(c, Cell::Unchanged));
+                    let cells = if identity && !unchanged {
+                        row.cells
+                    } else {
+                        let mut cells = vec![Cell::Null; width];
+                        for (pos, cell) in row.cells.into_iter().enumerate() {
+                            let target = mapping[pos];
+                            cells[target] = match cell {
+                                Cell::Unchanged => previous.as_ref().map(|p| p[target].clone()).unwrap_or(Cell::Null),
+                                other => other,
+                            };
+                        }
+                        cells
+                    };
                     table.rows.insert(id, Arc::new(cells));
                 }
             }
         }
         let mut changes = Vec::new();
-        if first.action == Action::Refresh {
+        if refresh {
             for (name, rows) in &before {
+                let seen = touched.entry(name.clone()).or_default();
                 for (id, old) in rows {
-                    touched.entry((name.clone(), id.clone())).or_insert_with(|| Some(old.clone()));
+                    seen.entry(id.clone()).or_insert_with(|| Some(old.clone()));
                 }
             }
         }
-        for ((name, id), old) in touched {
+        for (name, rows) in touched {
             let table = &self.tables[&name];
-            let new = table.rows.get(&id);
-            let change = match (old, new) {
-                (None, None) => continue,
-                (None, Some(_)) => {
-                    RowChange { table: name, id, kind: ChangeKind::Created, fields: BTreeSet::new(), previous: None }
-                }
-                (Some(old), None) => RowChange {
-                    table: name,
-                    id,
-                    kind: ChangeKind::Deleted,
-                    fields: BTreeSet::new(),
-                    previous: Some(old),
-                },
-                (Some(old), Some(new)) => {
-                    let fields: BTreeSet<String> = table
-                        .columns
-                        .iter()
-                        .enumerate()
-                        .filter(|(i, _)| old.get(*i).unwrap_or(&Cell::Null) != new.get(*i).unwrap_or(&Cell::Null))
-                        .map(|(_, c)| c.name.clone())
-                        .collect();
-                    if fields.is_empty() {
-                        continue;
+            for (id, old) in rows {
+                let new = table.rows.get(&id);
+                let (kind, fields, previous) = match (old, new) {
+                    (None, None) => continue,
+                    (None, Some(_)) => (ChangeKind::Created, BTreeSet::new(), None),
+                    (Some(old), None) => (ChangeKind::Deleted, BTreeSet::new(), Some(old)),
+                    (Some(old), Some(new)) => {
+                        let fields: BTreeSet<String> = table
+                            .columns
+                            .iter()
+                            .enumerate()
+                            .filter(|(i, _)| old.get(*i).unwrap_or(&Cell::Null) != new.get(*i).unwrap_or(&Cell::Null))
+                            .map(|(_, c)| c.name.clone())
+                            .collect();
+                        if fields.is_empty() {
+                            continue;
+                        }
+                        (ChangeKind::Modified, fields, Some(old))
                     }
-                    RowChange { table: name, id, kind: ChangeKind::Modified, fields, previous: Some(old) }
-                }
-            };
-            changes.push(change);
+                };
+                changes.push(RowChange { table: name.clone(), id, kind, fields, previous });
+            }
         }
         changes
     }
@@ -256,20 +265,20 @@ mod tests {
     fn deltas_report_exactly_the_changed_fields() {
         let mut layouts = Layouts::new();
         let mut m = Mirror::default();
-        let created = m.apply_export(&[page("00-full.json", &mut layouts)]);
+        let created = m.apply_export(vec![page("00-full.json", &mut layouts)]);
         assert_eq!(created.len(), 6 + 14 + 40);
         assert!(created.iter().all(|c| c.kind == ChangeKind::Created));
 
-        let changes = m.apply_export(&[page("01-rename-category.json", &mut layouts)]);
+        let changes = m.apply_export(vec![page("01-rename-category.json", &mut layouts)]);
         assert_eq!(changes.len(), 1, "{changes:?}");
         assert_eq!(&*changes[0].id, "1002");
         assert_eq!(changes[0].fields, BTreeSet::from(["section_name_en".to_string(), "section_name_es".to_string()]));
 
-        let changes = m.apply_export(&[page("02-variant-price.json", &mut layouts)]);
+        let changes = m.apply_export(vec![page("02-variant-price.json", &mut layouts)]);
         assert_eq!(changes.len(), 1, "siblings sent unchanged are not changes: {changes:?}");
         assert_eq!(changes[0].fields, BTreeSet::from(["format_price".to_string()]));
 
-        let changes = m.apply_export(&[page("06-delete-product.json", &mut layouts)]);
+        let changes = m.apply_export(vec![page("06-delete-product.json", &mut layouts)]);
         assert_eq!(changes.iter().filter(|c| c.kind == ChangeKind::Deleted).count(), 3);
         assert!(!m.tables["products"].rows.contains_key("2013"));
     }
@@ -278,11 +287,11 @@ mod tests {
     fn the_unchanged_marker_keeps_the_previous_image() {
         let mut layouts = Layouts::new();
         let mut m = Mirror::default();
-        m.apply_export(&[page("00-full.json", &mut layouts)]);
+        m.apply_export(vec![page("00-full.json", &mut layouts)]);
         let img = m.tables["products"].column_index("product_image").unwrap();
         let before = m.tables["products"].rows["2005"][img].clone();
         assert!(matches!(before, Cell::Media(_)));
-        let changes = m.apply_export(&[page("10-image-unchanged.json", &mut layouts)]);
+        let changes = m.apply_export(vec![page("10-image-unchanged.json", &mut layouts)]);
         assert_eq!(m.tables["products"].rows["2005"][img], before);
         assert_eq!(changes[0].fields, BTreeSet::from(["product_name_en".to_string(), "product_name_es".to_string()]));
     }
@@ -291,10 +300,10 @@ mod tests {
     fn a_refresh_removes_what_it_does_not_carry() {
         let mut layouts = Layouts::new();
         let mut m = Mirror::default();
-        m.apply_export(&[page("00-full.json", &mut layouts)]);
-        m.apply_export(&[page("09-new-product.json", &mut layouts)]);
+        m.apply_export(vec![page("00-full.json", &mut layouts)]);
+        m.apply_export(vec![page("09-new-product.json", &mut layouts)]);
         assert!(m.tables["products"].rows.contains_key("2015"));
-        let changes = m.apply_export(&[page("00-full.json", &mut layouts)]);
+        let changes = m.apply_export(vec![page("00-full.json", &mut layouts)]);
         let mut deleted: Vec<&str> = changes.iter().filter(|c| c.kind == ChangeKind::Deleted).map(|c| &*c.id).collect();
         deleted.sort();
         assert_eq!(deleted, ["2015", "3041", "3042"]);

@@ -260,7 +260,9 @@ pub fn plan(pipeline: &CompiledPipeline, state: &State, opts: &PlanOptions) -> R
             return Ok(planned);
         }
     }
+    let started = std::time::Instant::now();
     let evaluation = evaluate(pipeline, &ns, false)?;
+    tracing::debug!(elapsed_ms = started.elapsed().as_millis() as u64, "pipeline evaluated");
 
     let mut changes = Vec::new();
     let mut summary = Summary { errors: evaluation.errors.len(), ..Summary::default() };
@@ -370,6 +372,7 @@ pub fn plan(pipeline: &CompiledPipeline, state: &State, opts: &PlanOptions) -> R
         warnings,
         ..Plan::empty(pipeline, digest, state_fingerprint(pipeline, &ns)?)
     };
+    tracing::debug!(elapsed_ms = started.elapsed().as_millis() as u64, "plan made");
     Ok(Planned { plan, evaluation })
 }
 
