@@ -66,7 +66,8 @@ fn project() -> (tempfile::TempDir, catsync::config::CompiledPipeline) {
     let text = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("bench/pipeline.yaml"))
         .expect("bench pipeline");
     std::fs::write(dir.path().join("p.yaml"), text).expect("pipeline");
-    let report = catsync::config::load(&dir.path().join("p.yaml"), &LoadOptions { environment: None, env: &ProcessEnv });
+    let report =
+        catsync::config::load(&dir.path().join("p.yaml"), &LoadOptions { environment: None, env: &ProcessEnv });
     let rendered = report.render(false);
     let pipeline = report.pipeline.unwrap_or_else(|| panic!("the bench pipeline compiles:\n{rendered}"));
     (dir, pipeline)

@@ -154,87 +154,33 @@ pub mod hash {
 
     const CONTEXT: &str = "catsync item v1";
 
+    /// A hasher already keyed for [`CONTEXT`] (deriving the key hashes the context string, which
+    /// would otherwise be repeated for every field of every document).
+    fn hasher() -> blake3::Hasher {
+        static BASE: std::sync::LazyLock<blake3::Hasher> =
+            std::sync::LazyLock::new(|| blake3::Hasher::new_derive_key(CONTEXT));
+        BASE.clone()
+    }
+
     /// The item hash of `doc`, as 64 hex characters.
     pub fn item_hash<T: Serialize>(doc: &T) -> String {
-        item_and_field_hashes(doc).0
-    }
-
-    /// The item hash and the field hashes together: the document is serialized once, canonically,
-    /// and each top-level field's bytes are hashed as they are written.
-    pub fn item_and_field_hashes<T: Serialize>(doc: &T) -> (String, BTreeMap<String, String>) {
-        let value = serde_json::to_value(doc).expect("documents serialize to JSON");
         let mut out = Vec::with_capacity(2048);
-        let mut fields = BTreeMap::new();
-        match &value {
-            serde_json::Value::Object(map) => {
-                out.push(b'{');
-                for (i, (k, v)) in sorted(map).into_iter().enumerate() {
-                    if i > 0 {
-                        out.push(b',');
-                    }
-                    write_string(k, &mut out);
-                    out.push(b':');
-                    let start = out.len();
-                    write_canonical(v, &mut out);
-                    let h = blake3::Hasher::new_derive_key(CONTEXT).update(&out[start..]).finalize();
-                    fields.insert(k.clone(), h.to_hex()[..16].to_string());
-                }
-                out.push(b'}');
-            }
-            other => write_canonical(other, &mut out),
-        }
-        let item = blake3::Hasher::new_derive_key(CONTEXT).update(&out).finalize().to_hex().to_string();
+        crate::canonical::write(doc, &mut out, None).expect("documents serialize to JSON");
+        hasher().update(&out).finalize().to_hex().to_string()
+    }
+
+    /// The item hash and the field hashes together: the document is serialized once, canonically
+    /// (`crate::canonical`), and each top-level field's bytes are hashed from that output.
+    pub fn item_and_field_hashes<T: Serialize>(doc: &T) -> (String, BTreeMap<String, String>) {
+        let mut out = Vec::with_capacity(2048);
+        let mut members = Vec::new();
+        crate::canonical::write(doc, &mut out, Some(&mut members)).expect("documents serialize to JSON");
+        let fields = members
+            .into_iter()
+            .map(|(k, range)| (k, hasher().update(&out[range]).finalize().to_hex()[..16].to_string()))
+            .collect();
+        let item = hasher().update(&out).finalize().to_hex().to_string();
         (item, fields)
-    }
-
-    /// Object entries in RFC 8785 order: keys compared as UTF-16 code units.
-    fn sorted(map: &serde_json::Map<String, serde_json::Value>) -> Vec<(&String, &serde_json::Value)> {
-        let mut entries: Vec<_> = map.iter().collect();
-        if entries.iter().all(|(k, _)| k.is_ascii()) {
-            entries.sort_by(|a, b| a.0.cmp(b.0));
-        } else {
-            entries.sort_by(|a, b| a.0.encode_utf16().cmp(b.0.encode_utf16()));
-        }
-        entries
-    }
-
-    /// serde_json escapes strings exactly as RFC 8785 asks.
-    fn write_string(s: &str, out: &mut Vec<u8>) {
-        serde_json::to_writer(&mut *out, s).expect("strings serialize");
-    }
-
-    /// RFC 8785 canonical JSON of a value, without a generic serializer's intermediate buffers.
-    fn write_canonical(v: &serde_json::Value, out: &mut Vec<u8>) {
-        use serde_json::Value;
-        match v {
-            Value::Null => out.extend_from_slice(b"null"),
-            Value::Bool(b) => out.extend_from_slice(if *b { b"true" } else { b"false" }),
-            Value::Number(n) if n.is_f64() => out.extend(serde_jcs::to_vec(n).expect("numbers serialize")),
-            Value::Number(n) => out.extend_from_slice(n.to_string().as_bytes()),
-            Value::String(s) => write_string(s, out),
-            Value::Array(items) => {
-                out.push(b'[');
-                for (i, item) in items.iter().enumerate() {
-                    if i > 0 {
-                        out.push(b',');
-                    }
-                    write_canonical(item, out);
-                }
-                out.push(b']');
-            }
-            Value::Object(map) => {
-                out.push(b'{');
-                for (i, (k, v)) in sorted(map).into_iter().enumerate() {
-                    if i > 0 {
-                        out.push(b',');
-                    }
-                    write_string(k, out);
-                    out.push(b':');
-                    write_canonical(v, out);
-                }
-                out.push(b'}');
-            }
-        }
     }
 
     /// Per top-level field, a short hash (16 hex characters): enough to tell which fields changed.

@@ -11,7 +11,6 @@ use crate::catalog::scope::{decide, Scope};
 use crate::catalog::view::CatalogData;
 use crate::catalog::{reference_columns, CatalogTables, ItemError, Relations, Table};
 use crate::config::CompiledPipeline;
-use crate::plan::diff::Fingerprint;
 use crate::stages::map::render::{Rendered, Renderer};
 use crate::stages::saleslayer::page::Action;
 use crate::stages::CompiledStage;
@@ -34,7 +33,8 @@ pub struct DocSet {
     pub scope: Arc<Scope>,
     pub rendered: Rendered,
     /// The hash and field hashes of every rendered document, computed once for all exports.
-    pub fingerprints: BTreeMap<(crate::stages::ItemKind, Arc<str>), Fingerprint>,
+    /// Item hash of each document (field hashes are computed only for documents that changed).
+    pub hashes: BTreeMap<(crate::stages::ItemKind, Arc<str>), String>,
 }
 
 /// What a source stage would persist if a run applied this evaluation.
@@ -188,16 +188,16 @@ pub fn evaluate(pipeline: &CompiledPipeline, ns: &Namespace, refresh_sources: bo
                 let rendered = Renderer::new(m, &data, &scope, &pipeline.templates, &pipeline.params).render_all();
                 tracing::debug!(elapsed_ms = started.elapsed().as_millis() as u64, "documents rendered");
                 errors.extend(rendered.errors.iter().cloned());
-                let fingerprints = {
+                let hashes = {
                     use rayon::prelude::*;
                     let docs: Vec<_> = rendered.docs.iter().collect();
                     docs.par_iter()
-                        .map(|(k, d)| ((*k).clone(), Fingerprint::of(d)))
+                        .map(|(k, d)| ((*k).clone(), crate::document::hash::item_hash(&***d)))
                         .collect::<Vec<_>>()
                         .into_iter()
                         .collect()
                 };
-                Data::Documents(Arc::new(DocSet { map_stage: stage.name.clone(), data, scope, rendered, fingerprints }))
+                Data::Documents(Arc::new(DocSet { map_stage: stage.name.clone(), data, scope, rendered, hashes }))
             }
             CompiledStage::Shopify(_) | CompiledStage::JsonlExport(_) => Data::Nothing,
         };

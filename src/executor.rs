@@ -608,8 +608,8 @@ fn store_checkpoints(pipeline: &CompiledPipeline, ns: &Namespace, evaluation: &E
     for (idx, out) in evaluation.outputs.iter().enumerate() {
         let (Data::Documents(docs), Some(fp)) = (out, &fps[idx]) else { continue };
         let mut items = crate::state::RecordsDigest::default();
-        for ((kind, id), f) in &docs.fingerprints {
-            items.add(*kind, id, &f.hash, false);
+        for ((kind, id), hash) in &docs.hashes {
+            items.add(*kind, id, hash, false);
         }
         let checkpoint = crate::state::Checkpoint {
             fingerprint: fp.clone(),

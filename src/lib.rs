@@ -1,6 +1,7 @@
 //! catsync: product-catalog synchronization as code — YAML pipelines from a PIM (Sales Layer) to a
 //! store (Shopify), validated, planned and applied incrementally. See `ARCHITECTURE.md`.
 
+pub mod canonical;
 pub mod catalog;
 pub mod cli;
 pub mod commands;

@@ -84,7 +84,7 @@ pub fn exec(args: &ExplainArgs, g: &Globals) -> Result<Exit, Error> {
                 let fp = Fingerprint::of(doc);
                 let _ = writeln!(out, "    document now: hash {}", &fp.hash[..16]);
                 if let Some(r) = record {
-                    match FieldDiff.diff(r, &fp) {
+                    match FieldDiff.diff(r, &fp.hash, doc) {
                         Difference::Unchanged => {
                             let _ = writeln!(out, "    unchanged since the last export: nothing to send (R06)");
                         }

@@ -30,17 +30,18 @@ pub enum Difference {
     Changed(Vec<String>),
 }
 
-/// Compares the last exported state of an item with the document it would get now.
+/// Compares the last exported state of an item with the document it would get now (`hash` is
+/// that document's item hash, already known).
 pub trait SnapshotDiff {
-    fn diff(&self, before: &ExportRecord, after: &Fingerprint) -> Difference;
+    fn diff(&self, before: &ExportRecord, hash: &str, doc: &Document) -> Difference;
 }
 
 /// R06: equal item hashes mean nothing to send.
 pub struct HashDiff;
 
 impl SnapshotDiff for HashDiff {
-    fn diff(&self, before: &ExportRecord, after: &Fingerprint) -> Difference {
-        if before.hash == after.hash {
+    fn diff(&self, before: &ExportRecord, hash: &str, _: &Document) -> Difference {
+        if before.hash == hash {
             Difference::Unchanged
         } else {
             Difference::Changed(Vec::new())
@@ -48,14 +49,16 @@ impl SnapshotDiff for HashDiff {
     }
 }
 
-/// The hash diff, naming the top-level document fields whose hashes differ.
+/// The hash diff, naming the top-level document fields whose hashes differ (computed only for
+/// documents that changed).
 pub struct FieldDiff;
 
 impl SnapshotDiff for FieldDiff {
-    fn diff(&self, before: &ExportRecord, after: &Fingerprint) -> Difference {
-        if before.hash == after.hash {
+    fn diff(&self, before: &ExportRecord, hash: &str, doc: &Document) -> Difference {
+        if before.hash == hash {
             return Difference::Unchanged;
         }
+        let after = Fingerprint::of(doc);
         let mut fields: Vec<String> = after
             .fields
             .iter()
@@ -85,20 +88,29 @@ mod tests {
 
     #[test]
     fn field_diff_names_changed_added_and_removed_fields() {
-        let before = record("a", &[("title", "1"), ("vendor", "2"), ("seo", "3")]);
-        let after = Fingerprint {
-            hash: "b".into(),
-            fields: [("title", "1"), ("vendor", "9"), ("tags", "4")]
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect(),
-        };
+        let doc = Document::Collection(crate::document::CollectionDoc {
+            handle: "shirts".into(),
+            title: "Shirts".into(),
+            description_html: Some("<p>All shirts</p>".into()),
+            image: None,
+            seo: None,
+            translations: Default::default(),
+        });
+        let now = Fingerprint::of(&doc);
+        // Last exported: another title, a `seo` field the document no longer has, no description.
+        let mut fields: Vec<(&str, &str)> = now.fields.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        fields.retain(|(k, _)| *k != "descriptionHtml");
+        for f in fields.iter_mut().filter(|(k, _)| *k == "title") {
+            f.1 = "0000000000000000";
+        }
+        fields.push(("seo", "1111111111111111"));
+        let before = record("old", &fields);
         assert_eq!(
-            FieldDiff.diff(&before, &after),
-            Difference::Changed(vec!["seo".into(), "tags".into(), "vendor".into()])
+            FieldDiff.diff(&before, &now.hash, &doc),
+            Difference::Changed(vec!["descriptionHtml".into(), "seo".into(), "title".into()])
         );
-        assert_eq!(HashDiff.diff(&before, &after), Difference::Changed(vec![]));
-        let same = Fingerprint { hash: "a".into(), fields: Default::default() };
-        assert_eq!(FieldDiff.diff(&before, &same), Difference::Unchanged);
+        assert_eq!(HashDiff.diff(&before, &now.hash, &doc), Difference::Changed(vec![]));
+        let same = record(&now.hash, &[]);
+        assert_eq!(FieldDiff.diff(&same, &now.hash, &doc), Difference::Unchanged);
     }
 }

@@ -20,7 +20,7 @@ use crate::engine::{evaluate, DocSet, EngineError, Evaluation};
 use crate::stages::map::render::Renderer;
 use crate::stages::{CompiledStage, ItemKind};
 use crate::state::{ExportRecord, Namespace, State, StateError};
-use diff::{Difference, FieldDiff, Fingerprint, SnapshotDiff};
+use diff::{Difference, FieldDiff, SnapshotDiff};
 
 /// Version of the plan JSON format.
 pub const FORMAT_VERSION: u32 = 1;
@@ -522,11 +522,14 @@ impl ExportPlanner<'_> {
         let mut out = Vec::new();
         let index = ChangeIndex::new(&self.docs.data);
         for ((kind, id), doc) in &self.docs.rendered.docs {
-            let fp = self.docs.fingerprints.get(&(*kind, id.clone())).cloned().unwrap_or_else(|| Fingerprint::of(doc));
+            let hash = match self.docs.hashes.get(&(*kind, id.clone())) {
+                Some(h) => h.clone(),
+                None => crate::document::hash::item_hash(&**doc),
+            };
             let record = self.records.get(&(*kind, id.to_string()));
             let (action, fields_changed, reasons) = match record {
                 None => (Action::Create, Vec::new(), self.create_reasons(*kind, id, &index)),
-                Some(r) => match (self.refresh, self.diff.diff(r, &fp)) {
+                Some(r) => match (self.refresh, self.diff.diff(r, &hash, doc)) {
                     (true, d) => {
                         let fields = match d {
                             Difference::Changed(f) => f,
@@ -550,7 +553,7 @@ impl ExportPlanner<'_> {
                 reasons,
                 fields_changed,
                 hash_before: record.map(|r| r.hash.clone()),
-                hash_after: Some(fp.hash),
+                hash_after: Some(hash),
                 document: Some(Arc::clone(doc)),
             });
         }
@@ -587,8 +590,8 @@ impl ExportPlanner<'_> {
                 );
                 let Ok(doc) = renderer.render_product(&key.1, true) else { continue };
                 let doc = Document::Product(doc);
-                let fp = Fingerprint::of(&doc);
-                if record.archived && record.hash == fp.hash {
+                let hash = crate::document::hash::item_hash(&doc);
+                if record.archived && record.hash == hash {
                     continue;
                 }
                 out.push(Change {
@@ -599,12 +602,12 @@ impl ExportPlanner<'_> {
                     action: Action::Archive,
                     skipped,
                     reasons: vec![format!("product {id} left scope: {why}")],
-                    fields_changed: match self.diff.diff(record, &fp) {
+                    fields_changed: match self.diff.diff(record, &hash, &doc) {
                         Difference::Changed(f) => f,
                         Difference::Unchanged => Vec::new(),
                     },
                     hash_before: Some(record.hash.clone()),
-                    hash_after: Some(fp.hash),
+                    hash_after: Some(hash),
                     document: Some(Arc::new(doc)),
                 });
             } else if !(record.archived && exists) {
