@@ -750,12 +750,13 @@ async fn export(
             }
         }
         let mut confirmed = Vec::new();
+        let mut gids = Vec::new();
         for (entry, outcome) in batch.iter().zip(outcomes) {
             let c = &entry.change;
             let item = format!("{} {}:{}", c.export, c.kind.singular(), c.source_id);
             match outcome {
                 Outcome::Done { gid } => {
-                    record(ns, c, gid)?;
+                    gids.push(gid);
                     ns.remove_failure(&c.export, c.kind, &c.source_id)?;
                     run.counts.entry(c.export.clone()).or_default().add(c);
                     run.exported.push(item);
@@ -785,6 +786,7 @@ async fn export(
             }
             ns.remove_queued(entry.seq)?;
         }
+        record(ns, &export_name, &confirmed, gids)?;
         let done: std::collections::HashSet<u64> = batch.iter().map(|e| e.seq).collect();
         queue.retain(|e| !done.contains(&e.seq));
         ns.put_run(run)?;
@@ -949,23 +951,31 @@ fn merge_new_modifications(
     )))
 }
 
-/// Records a change the target confirmed (R06 hashes, target ids).
-fn record(ns: &Namespace, c: &Change, gid: Option<String>) -> Result<(), Error> {
-    match (c.action, &c.document, &c.hash_after) {
-        (Action::Delete, _, _) => ns.remove_record(&c.export, c.kind, &c.source_id)?,
-        (_, Some(doc), Some(hash)) => {
-            let previous = ns.record(&c.export, c.kind, &c.source_id)?;
-            let rec = ExportRecord {
-                handle: c.handle.clone(),
-                gid: gid.or_else(|| previous.and_then(|p| p.gid)),
-                hash: hash.clone(),
-                fields: Fingerprint::of(doc).fields,
-                archived: c.action == Action::Archive,
+/// Records the changes the target confirmed in a batch (R06 hashes, target ids), in one write;
+/// the field hashes of the documents are computed on both cores.
+fn record(ns: &Namespace, export: &str, confirmed: &[&Change], gids: Vec<Option<String>>) -> Result<(), Error> {
+    use rayon::prelude::*;
+    let writes = confirmed
+        .par_iter()
+        .zip(gids)
+        .filter_map(|(c, gid)| {
+            let write = match (c.action, &c.document, &c.hash_after) {
+                (Action::Delete, _, _) => Ok(None),
+                (_, Some(doc), Some(hash)) => ns.record(&c.export, c.kind, &c.source_id).map(|previous| {
+                    Some(ExportRecord {
+                        handle: c.handle.clone(),
+                        gid: gid.or_else(|| previous.and_then(|p| p.gid)),
+                        hash: hash.clone(),
+                        fields: Fingerprint::of(doc).fields,
+                        archived: c.action == Action::Archive,
+                    })
+                }),
+                _ => return None,
             };
-            ns.put_record(&c.export, c.kind, &c.source_id, &rec)?;
-        }
-        _ => {}
-    }
+            Some(write.map(|r| (c.kind, c.source_id.clone(), r)))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    ns.write_records(export, writes)?;
     Ok(())
 }
 

@@ -2,7 +2,7 @@
 //! per-item export records, and pipeline metadata, namespaced by pipeline and environment. This is
 //! the only module that touches sled.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 
 use serde::de::DeserializeOwned;
@@ -174,7 +174,9 @@ pub struct RunRecord {
     pub pinned: PinnedConfig,
     /// Changes exported, per export stage.
     pub counts: BTreeMap<String, crate::plan::Counts>,
-    /// Items exported by this run, as `export kind:id`.
+    /// Items exported by this run, as `export kind:id`. Stored apart from the record, in chunks
+    /// appended per batch (a 100,000-item run would otherwise rewrite megabytes per batch).
+    #[serde(default)]
     pub exported: Vec<String>,
     pub errors: Vec<RunError>,
     /// What else happened: merged modifications (R04), dropped deletions (R05), pauses.
@@ -553,37 +555,45 @@ impl Namespace<'_> {
         Ok(())
     }
 
-    /// Writes (`Some`) or removes (`None`) a record and updates the digest, atomically.
-    fn write_record(
+    /// Writes (`Some`) or removes (`None`) records of one export and updates the digest, in one
+    /// atomic batch.
+    pub fn write_records(
         &self,
         export: &str,
-        kind: ItemKind,
-        id: &str,
-        record: Option<&ExportRecord>,
+        writes: Vec<(ItemKind, String, Option<ExportRecord>)>,
     ) -> Result<(), StateError> {
         let mut digest = self.records_digest(export)?;
-        if let Some(old) = self.record(export, kind, id)? {
-            digest.remove(kind, id, &old.hash, old.archived);
-        }
-        let key = self.key(&[export, kind.singular(), id]);
+        // What this batch already wrote, for an item written twice.
+        let mut written: HashMap<(ItemKind, String), Option<ExportRecord>> = HashMap::new();
         let mut batch = sled::Batch::default();
-        match record {
-            Some(r) => {
-                digest.add(kind, id, &r.hash, r.archived);
-                batch.insert(key, json(r));
+        for (kind, id, record) in writes {
+            let old = match written.remove(&(kind, id.clone())) {
+                Some(w) => w,
+                None => self.record(export, kind, &id)?,
+            };
+            if let Some(old) = old {
+                digest.remove(kind, &id, &old.hash, old.archived);
             }
-            None => batch.remove(key),
+            let key = self.key(&[export, kind.singular(), &id]);
+            match &record {
+                Some(r) => {
+                    digest.add(kind, &id, &r.hash, r.archived);
+                    batch.insert(key, json(r));
+                }
+                None => batch.remove(key),
+            }
+            written.insert((kind, id), record);
         }
         batch.insert(self.key(&[export, DIGEST_KEY]), json(&digest));
         self.state.tree("records")?.apply_batch(batch).map_err(|e| self.state.corrupt(e))
     }
 
     pub fn put_record(&self, export: &str, kind: ItemKind, id: &str, record: &ExportRecord) -> Result<(), StateError> {
-        self.write_record(export, kind, id, Some(record))
+        self.write_records(export, vec![(kind, id.to_string(), Some(record.clone()))])
     }
 
     pub fn remove_record(&self, export: &str, kind: ItemKind, id: &str) -> Result<(), StateError> {
-        self.write_record(export, kind, id, None)
+        self.write_records(export, vec![(kind, id.to_string(), None)])
     }
 
     /// The queue of the current run, in order.
@@ -616,11 +626,58 @@ impl Namespace<'_> {
 
     /// Every run, oldest first.
     pub fn runs(&self) -> Result<Vec<RunRecord>, StateError> {
-        Ok(self.scan::<RunRecord>("runs", &["r"])?.into_iter().map(|(_, r)| r).collect())
+        let mut runs = Vec::new();
+        for (_, mut run) in self.scan::<RunRecord>("runs", &["r"])? {
+            for (_, chunk) in self.scan::<Vec<String>>("runs", &["x", &run.id])? {
+                run.exported.extend(chunk);
+            }
+            runs.push(run);
+        }
+        Ok(runs)
     }
 
+    /// Writes a run record: its fields, and the exported items added since the last write.
     pub fn put_run(&self, run: &RunRecord) -> Result<(), StateError> {
-        self.put("runs", &["r", &run.id], run)
+        #[derive(Serialize)]
+        struct Head<'a> {
+            id: &'a str,
+            mode: RunMode,
+            status: RunStatus,
+            started_at: &'a str,
+            ended_at: &'a Option<String>,
+            pinned: &'a PinnedConfig,
+            counts: &'a BTreeMap<String, crate::plan::Counts>,
+            errors: &'a [RunError],
+            notes: &'a [String],
+        }
+        let tree = self.state.tree("runs")?;
+        let mut batch = sled::Batch::default();
+        let mut stored: usize = self.get("runs", &["xlen", &run.id])?.unwrap_or(0);
+        if run.exported.len() < stored {
+            let mut prefix = self.key(&["x", &run.id]);
+            prefix.push(0);
+            for k in tree.scan_prefix(&prefix).keys() {
+                batch.remove(k.map_err(|e| self.state.corrupt(e))?);
+            }
+            stored = 0;
+        }
+        if run.exported.len() > stored {
+            batch.insert(self.key(&["x", &run.id, &format!("{stored:012}")]), json(&run.exported[stored..]));
+        }
+        batch.insert(self.key(&["xlen", &run.id]), json(&run.exported.len()));
+        let head = Head {
+            id: &run.id,
+            mode: run.mode,
+            status: run.status,
+            started_at: &run.started_at,
+            ended_at: &run.ended_at,
+            pinned: &run.pinned,
+            counts: &run.counts,
+            errors: &run.errors,
+            notes: &run.notes,
+        };
+        batch.insert(self.key(&["r", &run.id]), json(&head));
+        tree.apply_batch(batch).map_err(|e| self.state.corrupt(e))
     }
 
     /// The run that still has work (in progress after a crash, paused, or stopped on errors).
@@ -739,6 +796,42 @@ mod tests {
         let state = State::open(dir.path()).unwrap();
         assert_eq!(state.namespace("shop", None).record("store", ItemKind::Product, "2001").unwrap(), Some(rec));
         assert!(!dir.path().join("db/snap.FFFFFFFFFFFFFFF0.generating").exists());
+    }
+
+    #[test]
+    fn run_records_keep_their_exported_items_across_appends() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = State::open(dir.path()).unwrap();
+        let ns = state.namespace("shop", None);
+        let mut run = RunRecord {
+            id: "1-000001".into(),
+            mode: RunMode::Incremental,
+            status: RunStatus::InProgress,
+            started_at: "t0".into(),
+            ended_at: None,
+            pinned: PinnedConfig {
+                raw: serde_yaml::from_str("version: 1\nname: shop\nstages: {}").unwrap(),
+                digest: "d".into(),
+                file: "p.yaml".into(),
+                environment: None,
+            },
+            counts: BTreeMap::new(),
+            exported: Vec::new(),
+            errors: Vec::new(),
+            notes: Vec::new(),
+        };
+        ns.put_run(&run).unwrap();
+        for batch in 0..3 {
+            run.exported.extend((0..4).map(|i| format!("store product:{batch}{i}")));
+            ns.put_run(&run).unwrap();
+        }
+        run.status = RunStatus::Completed;
+        ns.put_run(&run).unwrap();
+        assert_eq!(ns.runs().unwrap(), vec![run.clone()]);
+        // A record written with fewer items (never done by the executor) is stored as given.
+        run.exported.truncate(2);
+        ns.put_run(&run).unwrap();
+        assert_eq!(ns.runs().unwrap(), vec![run]);
     }
 
     #[test]
