@@ -395,7 +395,8 @@ pub async fn execute(
         ));
     }
     let unfinished = ns.unfinished_run()?;
-    let (pipeline, mut run) = match (req.mode, unfinished) {
+    // A new run hands its queue over in memory; a resumed one reads it from the state.
+    let (pipeline, mut run, queue) = match (req.mode, unfinished) {
         (RunMode::Refresh, previous) => {
             let pipeline = current;
             if let Some(mut old) = previous {
@@ -420,8 +421,8 @@ pub async fn execute(
                 ns.put_run(&old)?;
             }
             let opts = PlanOptions { refresh: true, ignore_checkpoints: true, ..req.options.clone() };
-            let run = start_run(&pipeline, &state, &ns, RunMode::Refresh, &opts, None, notes)?;
-            (pipeline, run)
+            let (run, queue) = start_run(&pipeline, &state, &ns, RunMode::Refresh, &opts, None, notes)?;
+            (pipeline, run, Some(queue))
         }
         (mode, Some(run)) => {
             let changed = scope_diff(&run.pinned.raw, &current.raw);
@@ -459,7 +460,7 @@ pub async fn execute(
             run.notes.push(format!("resumed at {} with the configuration it started with", now_rfc3339()));
             ns.put_run(&run)?;
             state.flush()?;
-            (pinned, run)
+            (pinned, run, None)
         }
         (_, None) if req.resume => {
             return Err(Error::failed(format!(
@@ -469,11 +470,11 @@ pub async fn execute(
         }
         (mode, None) => {
             let pipeline = current;
-            let run = start_run(&pipeline, &state, &ns, mode, &req.options, req.plan_file.as_ref(), notes)?;
-            (pipeline, run)
+            let (run, queue) = start_run(&pipeline, &state, &ns, mode, &req.options, req.plan_file.as_ref(), notes)?;
+            (pipeline, run, Some(queue))
         }
     };
-    export(&pipeline, &state, &ns, &control, &mut run, progress, state_dir).await
+    export(&pipeline, &state, &ns, &control, &mut run, queue, progress).await
 }
 
 /// Plans, then makes the run durable: queue, record with the pinned configuration, source
@@ -486,7 +487,7 @@ fn start_run(
     opts: &PlanOptions,
     plan_file: Option<&Plan>,
     notes: Vec<String>,
-) -> Result<RunRecord, Error> {
+) -> Result<(RunRecord, Vec<QueueEntry>), Error> {
     let planned = plan(pipeline, state, opts)?;
     if let Some(saved) = plan_file {
         check_plan_file(pipeline, saved, &planned.plan)?;
@@ -547,7 +548,7 @@ fn start_run(
         state.flush()?;
     }
     store_checkpoints(pipeline, ns, &planned.evaluation)?;
-    Ok(run)
+    Ok((run, queue))
 }
 
 /// A saved plan is applied only if planning now gives exactly the same changes against the same
@@ -640,9 +641,10 @@ async fn export(
     ns: &Namespace<'_>,
     control: &Control,
     run: &mut RunRecord,
+    queue: Option<Vec<QueueEntry>>,
     progress: &dyn Progress,
-    state_dir: &Path,
 ) -> Result<RunOutcome, Error> {
+    let state_dir = state.dir();
     let mut sandboxes = Vec::new();
     let mut targets: BTreeMap<String, Target> = BTreeMap::new();
     for stage in pipeline.exports() {
@@ -651,7 +653,10 @@ async fn export(
         }
     }
     let batch_size = pipeline.params.batch_size.max(1);
-    let mut queue = ns.queue()?;
+    let mut queue = match queue {
+        Some(q) => q,
+        None => ns.queue()?,
+    };
     let total = queue.len() as u64 + run.exported.len() as u64;
     progress.start(total);
     let mut last_poll = Instant::now();
