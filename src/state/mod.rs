@@ -213,7 +213,12 @@ impl State {
         let mut attempt = 0;
         let mut cleared = false;
         let db = loop {
-            match sled::Config::new().path(dir.join("db")).open().map_err(|e| open_error(dir, e)) {
+            match sled::Config::new()
+                .path(dir.join("db"))
+                .cache_capacity(CACHE_BYTES)
+                .open()
+                .map_err(|e| open_error(dir, e))
+            {
                 Err(StateError::Locked { .. }) if attempt < 40 => {
                     attempt += 1;
                     std::thread::sleep(std::time::Duration::from_millis(50));
@@ -421,6 +426,10 @@ fn migrate(state: &State) -> Result<(), StateError> {
 /// The key of an export's [`RecordsDigest`] in the records tree (beside, not among, the records:
 /// their keys continue with an item kind).
 const DIGEST_KEY: &str = "~digest";
+
+/// sled's page cache (its default is 1 GiB): catsync reads most of what it needs in bulk (mirrors,
+/// records) and keeps it in its own structures, so a large cache mostly adds memory.
+const CACHE_BYTES: u64 = 128 * 1024 * 1024;
 
 /// One pipeline × environment inside the state.
 pub struct Namespace<'s> {
