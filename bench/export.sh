@@ -29,12 +29,12 @@ project() { # project dir, bulk enabled (true/false)
 }
 report() { # project dir: budget figures from the run's log
   (cd "$1" && "$bin" --state state log p.yaml --format json) | python3 -c '
-import json, re, sys, datetime
+import json, re, sys
 run = json.load(sys.stdin)[-1]
-t = lambda s: datetime.datetime.fromisoformat(s.replace("Z", "+00:00"))
-secs = (t(run["ended_at"]) - t(run["started_at"])).total_seconds()
 note = next(n for n in run["notes"] if " requests, " in n)
 req, thr, _, cost = map(float, re.findall(r"([0-9.]+) (?:requests|throttled|retried|cost points)", note))
+# The export phase (planning before it spends no budget).
+secs = float(re.search(r"cost points in ([0-9.]+) s", note).group(1))
 items = len(run["exported"])
 print(f"| {items} items in {secs:.1f} s | {items / secs:.1f} items/s | {int(req)} requests, {int(thr)} throttled ({100 * thr / req:.2f}%) | {cost:.0f} points of {2000 + 100 * secs:.0f} available: {100 * cost / (2000 + 100 * secs):.1f}% of the budget |")
 print(f"<!-- {note} -->")

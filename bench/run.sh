@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # Whole-process benchmarks (SPEC §10), each next to its baseline measured in the same run.
-#   bash bench/run.sh [SIZE]      # SIZE: S, M, L (default) or XL
+#   bash bench/run.sh [SIZE] [plan]   # SIZE: S, M, L (default) or XL; `plan`: stop after the full plan
 # Prints a markdown table (copy it into bench/RESULTS.md). Needs /usr/bin/time (GNU time).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 size="${1:-L}"
+only_plan="${2:-}"
 work="bench/work/$size"
 cargo build --release --quiet --bin catsync --example floor
 bin=target/release/catsync
@@ -30,6 +31,7 @@ if command -v python3 > /dev/null; then
   measure "baseline: straightforward Python (parse, visible, documents, canonical hash)" python3 bench/baseline.py "$work/exports/00-full.json"
 fi
 measure "full plan (first run, everything created)" "$bin" --state "$work/state" plan "$work/p.yaml" --format json
+[ "$only_plan" = plan ] && exit 0
 measure "first run (plan + JSONL export + records)" "$bin" -q --state "$work/state" run "$work/p.yaml"
 measure "no-op plan after the run (checkpoint reused)" "$bin" --state "$work/state" plan "$work/p.yaml" --format json
 cp "$work/delta/01-delta.json" "$work/exports/"

@@ -657,6 +657,7 @@ async fn export(
         Some(q) => q,
         None => ns.queue()?,
     };
+    let exporting = Instant::now();
     let total = queue.len() as u64 + run.exported.len() as u64;
     progress.start(total);
     let mut last_poll = Instant::now();
@@ -866,10 +867,11 @@ async fn export(
                     String::new()
                 };
                 run.notes.push(format!(
-                    "export `{name}`: {n} requests, {} throttled, {} retried, {:.0} cost points{files}",
+                    "export `{name}`: {n} requests, {} throttled, {} retried, {:.0} cost points in {:.1} s{files}",
                     st.throttled.load(Ordering::Relaxed),
                     st.retried.load(Ordering::Relaxed),
-                    st.cost_milli.load(Ordering::Relaxed) as f64 / 1000.0
+                    st.cost_milli.load(Ordering::Relaxed) as f64 / 1000.0,
+                    exporting.elapsed().as_secs_f64()
                 ));
             }
         }
