@@ -4,11 +4,13 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use crate::catalog::mirror::{ChangeKind, Mirror, RowChange, Table};
+use crate::stages::saleslayer::page::Cell;
 use crate::stages::ItemKind;
 
 /// The layout version this build reads and writes. Migrations are append-only (see [`migrate`]).
@@ -477,13 +479,30 @@ impl Namespace<'_> {
         let tables: Vec<String> = self.get("meta", &["tables", stage])?.unwrap_or_default();
         for name in tables {
             let mut table = Table::new(self.get("mirror", &[stage, &name, "columns"])?.unwrap_or_default());
-            for (id, cells) in self.scan("mirror", &[stage, &name, "row"])? {
-                table.rows.insert(id.into(), cells);
-            }
+            table.rows = self.rows(stage, &name)?;
             table.reindex();
             mirror.tables.insert(name, table);
         }
         Ok(mirror)
+    }
+
+    /// The stored rows of one mirror table: read from sled in key order, decoded on both cores.
+    fn rows(&self, stage: &str, table: &str) -> Result<BTreeMap<Arc<str>, Arc<Vec<Cell>>>, StateError> {
+        use rayon::prelude::*;
+        let tree = self.state.tree("mirror")?;
+        let mut prefix = self.key(&[stage, table, "row"]);
+        prefix.push(0);
+        let raw = tree.scan_prefix(&prefix).collect::<Result<Vec<_>, _>>().map_err(|e| self.state.corrupt(e))?;
+        let decoded = raw
+            .par_iter()
+            .map(|(k, v)| {
+                let id: Arc<str> = String::from_utf8_lossy(&k[prefix.len()..]).into();
+                serde_json::from_slice::<Vec<Cell>>(v).map(|cells| (id, Arc::new(cells)))
+            })
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| self.state.corrupt(e))?;
+        // Keys come sorted: the map is built from a sorted sequence.
+        Ok(decoded.into_iter().collect())
     }
 
     /// Writes the rows that `changes` touched (and every table layout) in one atomic batch.
