@@ -790,9 +790,13 @@ async fn export(
                     n_errors += 1;
                 }
             }
+        }
+        // Records first, then the queue: a crash between the two (sled keeps a prefix of the
+        // writes) re-sends an item already recorded, never drops one that is not.
+        record(ns, &export_name, &confirmed, gids)?;
+        for entry in &batch {
             ns.remove_queued(entry.seq)?;
         }
-        record(ns, &export_name, &confirmed, gids)?;
         let done: std::collections::HashSet<u64> = batch.iter().map(|e| e.seq).collect();
         queue.retain(|e| !done.contains(&e.seq));
         ns.put_run(run)?;

@@ -289,7 +289,25 @@ fn run_with_crashes(dir: &Path, rng: &mut Rng, max_kill_ms: u64) -> usize {
 
 #[test]
 fn crash_trials_end_in_the_store_of_an_uninterrupted_run() {
-    let trials: u64 = std::env::var("CATSYNC_CRASH_TRIALS").ok().and_then(|v| v.parse().ok()).unwrap_or(4);
+    crash_trials(4, false, |p| p);
+}
+
+/// Killed while bulk files are in flight, runs resume at the granularity of a file (its changes
+/// stay queued until its results are recorded) and end in the store single calls give.
+#[test]
+fn crash_trials_with_bulk_files_end_in_the_store_of_an_uninterrupted_run() {
+    crash_trials(3, true, |p| {
+        p.replace(
+            "    token: ${SHOPIFY_TOKEN}\n",
+            "    token: ${SHOPIFY_TOKEN}\n    bulk: { threshold: 1, file_items: 3, concurrency: 2 }\n",
+        )
+    });
+}
+
+/// Runs the full export then five deltas, SIGKILLing runs at random moments until each completes,
+/// and compares the store with the one an uninterrupted run of the plain pipeline gives.
+fn crash_trials(default_trials: u64, bulk: bool, variant: fn(String) -> String) {
+    let trials: u64 = std::env::var("CATSYNC_CRASH_TRIALS").ok().and_then(|v| v.parse().ok()).unwrap_or(default_trials);
     let faults = || FaultSpec { slow: 1.0, slow_by: Duration::from_millis(4), ..FaultSpec::default() };
     let deltas = [
         "01-rename-category.json",
@@ -314,7 +332,8 @@ fn crash_trials_end_in_the_store_of_an_uninterrupted_run() {
     for trial in 0..trials {
         let mut rng = Rng(0x9E37_79B9_7F4A_7C15 ^ (trial + 1).wrapping_mul(0x2545_F491_4F6C_DD1D));
         let s = sandbox(faults());
-        let t = Test::new().file("p.yaml", &pipeline(&s.url(), PARAMS, false));
+        let text = variant(pipeline(&s.url(), PARAMS, false));
+        let t = Test::new().file("p.yaml", &text);
         add_source(t.path(), "00-full.json");
         total_kills += run_with_crashes(t.path(), &mut rng, 500);
         for d in deltas {
@@ -322,6 +341,9 @@ fn crash_trials_end_in_the_store_of_an_uninterrupted_run() {
         }
         total_kills += run_with_crashes(t.path(), &mut rng, 400);
         assert_eq!(normalized(&s), expected, "trial {trial}: the store differs from an uninterrupted run");
+        let bulk_files =
+            s.requests().iter().filter(|r| r.root_fields.iter().any(|f| f == "bulkOperationRunMutation")).count();
+        assert_eq!(bulk_files > 0, bulk, "trial {trial}: {bulk_files} bulk files");
         let plan = cli(t.path(), &["plan", "p.yaml", "--detailed-exitcode"]);
         assert_eq!(plan.code, 0, "trial {trial}: nothing left to do:\n{}", plan.stdout);
     }
