@@ -337,3 +337,49 @@ impl FileHashes {
         true
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, SystemTime};
+
+    use super::FileHashes;
+
+    fn fingerprint(files: &mut FileHashes, path: &std::path::Path) -> blake3::Hash {
+        let mut h = blake3::Hasher::new();
+        assert!(files.hash_into(&mut h, path));
+        h.finalize()
+    }
+
+    fn write(path: &std::path::Path, text: &str, modified: SystemTime) {
+        std::fs::write(path, text).unwrap();
+        std::fs::File::options().write(true).open(path).unwrap().set_modified(modified).unwrap();
+    }
+
+    #[test]
+    fn file_hashes_skip_unchanged_files_but_not_recently_modified_ones() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("export.json");
+        let mut files = FileHashes::default();
+
+        // Modified long before it was hashed: size and time are trusted, the file is not read.
+        let old = SystemTime::now() - Duration::from_secs(60);
+        write(&path, "aaaa", old);
+        let first = fingerprint(&mut files, &path);
+        assert!(files.changed);
+        files.changed = false;
+        write(&path, "bbbb", old);
+        assert_eq!(fingerprint(&mut files, &path), first, "same size and time: the cached hash");
+        assert!(!files.changed);
+        // Another modification time: read again.
+        write(&path, "bbbb", old + Duration::from_secs(1));
+        assert_ne!(fingerprint(&mut files, &path), first);
+
+        // Hashed within two seconds of its modification: a same-size rewrite in the same
+        // timestamp is still seen.
+        let now = SystemTime::now();
+        write(&path, "cccc", now);
+        let recent = fingerprint(&mut files, &path);
+        write(&path, "dddd", now);
+        assert_ne!(fingerprint(&mut files, &path), recent);
+    }
+}

@@ -198,11 +198,7 @@ impl Target {
 
     /// Applies a batch of changes of this export; one outcome per change. `Err` stops the run
     /// (the store refuses everything: bad token, unreachable, garbage).
-    async fn apply(
-        &mut self,
-        batch: &[&QueueEntry],
-        records: &BTreeMap<(ItemKind, String), ExportRecord>,
-    ) -> Result<Vec<Outcome>, GqlError> {
+    async fn apply(&mut self, batch: &[&QueueEntry], records: &Records) -> Result<Vec<Outcome>, GqlError> {
         match self {
             Target::Jsonl(j) => {
                 let changes: Vec<&Change> = batch.iter().map(|e| &e.change).collect();
@@ -328,6 +324,21 @@ impl Target {
             flight.in_flight.clear();
             bulk::cancel_all(&target.client, &flight.running).await;
         }
+    }
+
+    /// The next batch of single calls: the first free changes of `export` (in bulk mode, those
+    /// that do not go in bulk files).
+    fn next_batch(&mut self, queue: &[QueueEntry], export: &str, size: usize) -> Vec<QueueEntry> {
+        let none = HashSet::new();
+        let (in_flight, bulk_mode) = match self.flight() {
+            Some(f) => (&f.in_flight, true),
+            None => (&none, false),
+        };
+        pending(queue, export, in_flight)
+            .filter(|e| !(bulk_mode && bulk_eligible(&e.change)))
+            .take(size)
+            .cloned()
+            .collect()
     }
 
     /// No bulk file in flight.
@@ -690,9 +701,12 @@ async fn export(
         let result = if target.next_is_bulk(&queue, &export_name) {
             // A merge of new source modifications waits until no file is in flight.
             let top_up = last_poll.elapsed() < pipeline.params.poll_interval;
-            let stop = || control.is_deactivated() || SIGNALS.load(Ordering::SeqCst) > 0;
+            let stop = || stop_reason(control).is_some();
             match target.next_bulk_file(&queue, &export_name, top_up, &run.id, &stop).await? {
-                Some(job) => job,
+                Some((entries, outcomes)) => {
+                    let records = batch_records(ns, &export_name, &entries)?;
+                    (entries, outcomes, records)
+                }
                 None => {
                     let (status, exit, why) =
                         stop_reason(control).unwrap_or((RunStatus::Paused, Exit::Error, "interrupted"));
@@ -707,25 +721,14 @@ async fn export(
                 }
             }
         } else {
-            let in_flight = target.flight().map(|f| f.in_flight.clone()).unwrap_or_default();
-            let bulk_mode = target.flight().is_some();
-            let batch: Vec<QueueEntry> = pending(&queue, &export_name, &in_flight)
-                .filter(|e| !(bulk_mode && bulk_eligible(&e.change)))
-                .take(batch_size)
-                .cloned()
-                .collect();
-            // The batch's own records (store ids), looked up by key.
-            let mut records = BTreeMap::new();
-            for e in &batch {
-                if let Some(r) = ns.record(&export_name, e.change.kind, &e.change.source_id)? {
-                    records.insert((e.change.kind, e.change.source_id.clone()), r);
-                }
-            }
+            let batch = target.next_batch(&queue, &export_name, batch_size);
+            let records = batch_records(ns, &export_name, &batch)?;
             let refs: Vec<&QueueEntry> = batch.iter().collect();
             let outcomes = target.apply(&refs, &records).await;
-            (batch, outcomes)
+            (batch, outcomes, records)
         };
-        let (batch, outcomes) = result;
+        // `records`: the batch's records as they were before it (target ids to keep).
+        let (batch, outcomes, records) = result;
         let outcomes = match outcomes {
             Ok(o) => o,
             Err(e) => {
@@ -793,7 +796,7 @@ async fn export(
         }
         // Records first, then the queue: a crash between the two (sled keeps a prefix of the
         // writes) re-sends an item already recorded, never drops one that is not.
-        record(ns, &export_name, &confirmed, gids)?;
+        record(ns, &export_name, &confirmed, gids, &records)?;
         for entry in &batch {
             ns.remove_queued(entry.seq)?;
         }
@@ -828,20 +831,10 @@ async fn export(
         if queue.is_empty() {
             break;
         }
-        if control.is_deactivated() {
-            run.status = RunStatus::Paused;
-            run.notes.push(format!(
-                "paused at {}: the pipeline was deactivated; {} changes stay queued",
-                now_rfc3339(),
-                queue.len()
-            ));
-            outcome_exit = Some(Exit::Deactivated);
-            break;
-        }
-        if SIGNALS.load(Ordering::SeqCst) > 0 {
-            run.status = RunStatus::Paused;
-            run.notes.push(format!("paused at {}: interrupted; {} changes stay queued", now_rfc3339(), queue.len()));
-            outcome_exit = Some(Exit::Error);
+        if let Some((status, exit, why)) = stop_reason(control) {
+            run.status = status;
+            run.notes.push(format!("paused at {}: {why}; {} changes stay queued", now_rfc3339(), queue.len()));
+            outcome_exit = Some(exit);
             break;
         }
         if last_poll.elapsed() >= pipeline.params.poll_interval && targets.values().all(Target::idle) {
@@ -964,30 +957,48 @@ fn merge_new_modifications(
 
 /// Records the changes the target confirmed in a batch (R06 hashes, target ids), in one write;
 /// the field hashes of the documents are computed on both cores.
-fn record(ns: &Namespace, export: &str, confirmed: &[&Change], gids: Vec<Option<String>>) -> Result<(), Error> {
+fn record(
+    ns: &Namespace,
+    export: &str,
+    confirmed: &[&Change],
+    gids: Vec<Option<String>>,
+    before: &Records,
+) -> Result<(), Error> {
     use rayon::prelude::*;
     let writes = confirmed
         .par_iter()
         .zip(gids)
         .filter_map(|(c, gid)| {
-            let write = match (c.action, &c.document, &c.hash_after) {
-                (Action::Delete, _, _) => Ok(None),
-                (_, Some(doc), Some(hash)) => ns.record(&c.export, c.kind, &c.source_id).map(|previous| {
-                    Some(ExportRecord {
-                        handle: c.handle.clone(),
-                        gid: gid.or_else(|| previous.and_then(|p| p.gid)),
-                        hash: hash.clone(),
-                        fields: Fingerprint::of(doc).fields,
-                        archived: c.action == Action::Archive,
-                    })
+            let record = match (c.action, &c.document, &c.hash_after) {
+                (Action::Delete, _, _) => None,
+                (_, Some(doc), Some(hash)) => Some(ExportRecord {
+                    handle: c.handle.clone(),
+                    gid: gid.or_else(|| before.get(&(c.kind, c.source_id.clone())).and_then(|p| p.gid.clone())),
+                    hash: hash.clone(),
+                    fields: Fingerprint::of(doc).fields,
+                    archived: c.action == Action::Archive,
                 }),
                 _ => return None,
             };
-            Some(write.map(|r| (c.kind, c.source_id.clone(), r)))
+            Some((c.kind, c.source_id.clone(), record))
         })
-        .collect::<Result<Vec<_>, _>>()?;
+        .collect();
     ns.write_records(export, writes)?;
     Ok(())
+}
+
+/// Export records by item.
+type Records = BTreeMap<(ItemKind, String), ExportRecord>;
+
+/// The records of a batch's items, looked up by key.
+fn batch_records(ns: &Namespace, export: &str, batch: &[QueueEntry]) -> Result<Records, Error> {
+    let mut records = BTreeMap::new();
+    for e in batch {
+        if let Some(r) = ns.record(export, e.change.kind, &e.change.source_id)? {
+            records.insert((e.change.kind, e.change.source_id.clone()), r);
+        }
+    }
+    Ok(records)
 }
 
 /// Progress on a terminal (a bar with rate and ETA) or as plain periodic lines.

@@ -77,9 +77,6 @@ pub enum SimpleFilter {
     Html,
 }
 
-/// Names a template context resolves before fields (relations, globals): never simple.
-const CONTEXT_NAMES: &[&str] = &["kind", "lang", "parent", "category", "categories", "variants", "product"];
-
 impl Simple {
     /// Recognises `{{ field }}` and `{{ field | slug|money|html }}` (surrounding whitespace is
     /// trimmed from every rendered value anyway).
@@ -94,7 +91,7 @@ impl Simple {
         };
         let ident = field.chars().next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
             && field.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
-        if !ident || CONTEXT_NAMES.contains(&field) || GLOBALS.contains(&field) {
+        if !ident || crate::catalog::view::CONTEXT_NAMES.contains(&field) || GLOBALS.contains(&field) {
             return None;
         }
         let filter = match filter {

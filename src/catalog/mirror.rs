@@ -124,10 +124,7 @@ impl Mirror {
                 let width = table.columns.len();
                 let identity = mapping.len() == width && mapping.iter().enumerate().all(|(i, &m)| i == m);
                 let old_rows = before.get(&name);
-                if !touched.contains_key(&name) {
-                    touched.insert(name.clone(), BTreeMap::new());
-                }
-                let seen = touched.get_mut(&name).expect("just inserted");
+                let seen = touched.entry(name).or_default();
                 for row in tp.rows {
                     let id: Arc<str> = Arc::from(&*row.id);
                     let current = table.rows.get(&id).cloned();

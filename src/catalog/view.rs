@@ -146,6 +146,10 @@ impl ItemObject {
     }
 }
 
+/// The names [`ItemObject::get_value`] resolves to relations or item metadata before fields: a
+/// template naming one of these is never a plain field read.
+pub const CONTEXT_NAMES: &[&str] = &["kind", "lang", "parent", "category", "categories", "variants", "product"];
+
 impl Object for ItemObject {
     fn get_value(self: &Arc<Self>, key: &Value) -> Option<Value> {
         let key = key.as_str()?;

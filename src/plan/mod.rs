@@ -522,10 +522,8 @@ impl ExportPlanner<'_> {
         let mut out = Vec::new();
         let index = ChangeIndex::new(&self.docs.data);
         for ((kind, id), doc) in &self.docs.rendered.docs {
-            let hash = match self.docs.hashes.get(&(*kind, id.clone())) {
-                Some(h) => h.clone(),
-                None => crate::document::hash::item_hash(&**doc),
-            };
+            // Every rendered document was hashed with it (`engine::evaluate`).
+            let hash = self.docs.hashes[&(*kind, id.clone())].clone();
             let record = self.records.get(&(*kind, id.to_string()));
             let (action, fields_changed, reasons) = match record {
                 None => (Action::Create, Vec::new(), self.create_reasons(*kind, id, &index)),

@@ -10,6 +10,7 @@ use std::time::Duration;
 use serde_json::{json, Value};
 
 use super::client::{Client, GqlError};
+use super::export::user_errors;
 use super::operations as ops;
 
 /// The largest JSONL file Shopify accepts for one bulk mutation.
@@ -62,20 +63,6 @@ fn next_poll(current: Duration) -> Duration {
     (current.mul_f64(1.5)).min(Duration::from_secs(5))
 }
 
-fn plain_user_errors(payload: &Value) -> Option<String> {
-    let errors = payload.get("userErrors")?.as_array()?;
-    (!errors.is_empty()).then(|| {
-        errors
-            .iter()
-            .map(|e| {
-                let code = e.get("code").and_then(Value::as_str).map(|c| format!(" ({c})")).unwrap_or_default();
-                format!("{}{code}", e.get("message").and_then(Value::as_str).unwrap_or("error"))
-            })
-            .collect::<Vec<_>>()
-            .join("; ")
-    })
-}
-
 /// Runs one bulk mutation over `lines` (JSON objects of variables, one per line) and returns each
 /// line's response. `label` names the file (and the operation's `clientIdentifier`).
 pub async fn run(
@@ -97,7 +84,7 @@ pub async fn run(
     }]});
     let data = client.execute(ops::STAGED_UPLOADS_CREATE, input, 11.0).await?;
     let payload = &data["stagedUploadsCreate"];
-    if let Some(message) = plain_user_errors(payload) {
+    if let Some(message) = user_errors(payload) {
         return Err(GqlError::Rejected { code: None, message: format!("stagedUploadsCreate: {message}") });
     }
     let target = payload.pointer("/stagedTargets/0").cloned().unwrap_or(Value::Null);
@@ -128,7 +115,7 @@ pub async fn run(
             wait = next_poll(wait);
             continue;
         }
-        if let Some(message) = plain_user_errors(payload) {
+        if let Some(message) = user_errors(payload) {
             return Err(GqlError::Rejected { code: None, message: format!("bulkOperationRunMutation: {message}") });
         }
         match payload.pointer("/bulkOperation/id").and_then(Value::as_str) {
@@ -136,31 +123,11 @@ pub async fn run(
             None => return Err(GqlError::Garbage("bulkOperationRunMutation returned no operation".to_string())),
         }
     };
+    // 4. Its end (registered meanwhile, so a stopping run can cancel it).
     running.lock().expect("bulk registry").insert(id.clone());
-    // 4. Its end.
-    let mut wait = Duration::from_millis(100);
-    let status = loop {
-        tokio::time::sleep(wait).await;
-        wait = next_poll(wait);
-        let data = client.execute(ops::BULK_STATUS, json!({ "id": id }), 1.0).await;
-        let data = match data {
-            Ok(d) => d,
-            Err(e) => {
-                running.lock().expect("bulk registry").remove(&id);
-                return Err(e);
-            }
-        };
-        let op = &data["bulkOperation"];
-        match op.get("status").and_then(Value::as_str) {
-            Some("CREATED" | "RUNNING" | "CANCELING") => continue,
-            Some(_) => break op.clone(),
-            None => {
-                running.lock().expect("bulk registry").remove(&id);
-                return Err(GqlError::Garbage(format!("bulk operation {id} vanished")));
-            }
-        }
-    };
+    let status = wait_for_end(client, &id).await;
     running.lock().expect("bulk registry").remove(&id);
+    let status = status?;
     // 5. Its results.
     let text = status.get("status").and_then(Value::as_str).unwrap_or_default().to_string();
     let error_code = status.get("errorCode").and_then(Value::as_str).map(str::to_string);
@@ -178,6 +145,22 @@ pub async fn run(
         }
     }
     Ok(BulkResult { status: text, error_code, lines: results })
+}
+
+/// Polls a bulk operation until it ends; returns its last `bulkOperation` object.
+async fn wait_for_end(client: &Client, id: &str) -> Result<Value, GqlError> {
+    let mut wait = Duration::from_millis(100);
+    loop {
+        tokio::time::sleep(wait).await;
+        wait = next_poll(wait);
+        let data = client.execute(ops::BULK_STATUS, json!({ "id": id }), 1.0).await?;
+        let op = &data["bulkOperation"];
+        match op.get("status").and_then(Value::as_str) {
+            Some("CREATED" | "RUNNING" | "CANCELING") => continue,
+            Some(_) => return Ok(op.clone()),
+            None => return Err(GqlError::Garbage(format!("bulk operation {id} vanished"))),
+        }
+    }
 }
 
 /// Cancels the operations still registered (best effort: a stopping run leaves their changes

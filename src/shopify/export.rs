@@ -46,7 +46,8 @@ fn default_value<'a>(doc: &'a Document, key: &str) -> Option<&'a str> {
     }
 }
 
-fn user_errors(payload: &Value) -> Option<String> {
+/// A mutation payload's `userErrors` as one message (`field`: message (CODE); ...), if any.
+pub(super) fn user_errors(payload: &Value) -> Option<String> {
     let errors = payload.get("userErrors")?.as_array()?;
     if errors.is_empty() {
         return None;

@@ -459,17 +459,21 @@ impl Namespace<'_> {
         }
     }
 
-    fn scan<T: DeserializeOwned>(&self, tree: &str, parts: &[&str]) -> Result<Vec<(String, T)>, StateError> {
+    /// Every value under a key prefix, in key order, with the rest of its key. Values are read
+    /// from sled in order, then decoded on both cores (mirrors and records hold 100,000s).
+    fn scan<T: DeserializeOwned + Send>(&self, tree: &str, parts: &[&str]) -> Result<Vec<(String, T)>, StateError> {
+        use rayon::prelude::*;
         let tree = self.state.tree(tree)?;
         let mut prefix = self.key(parts);
         prefix.push(0);
-        let mut out = Vec::new();
-        for entry in tree.scan_prefix(&prefix) {
-            let (k, v) = entry.map_err(|e| self.state.corrupt(e))?;
-            let rest = String::from_utf8_lossy(&k[prefix.len()..]).into_owned();
-            out.push((rest, serde_json::from_slice(&v).map_err(|e| self.state.corrupt(e))?));
-        }
-        Ok(out)
+        let raw = tree.scan_prefix(&prefix).collect::<Result<Vec<_>, _>>().map_err(|e| self.state.corrupt(e))?;
+        raw.par_iter()
+            .map(|(k, v)| {
+                let rest = String::from_utf8_lossy(&k[prefix.len()..]).into_owned();
+                serde_json::from_slice(v).map(|value| (rest, value))
+            })
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| self.state.corrupt(e))
     }
 
     /// The source mirror of stage `stage` (empty before the first run).
@@ -479,30 +483,16 @@ impl Namespace<'_> {
         let tables: Vec<String> = self.get("meta", &["tables", stage])?.unwrap_or_default();
         for name in tables {
             let mut table = Table::new(self.get("mirror", &[stage, &name, "columns"])?.unwrap_or_default());
-            table.rows = self.rows(stage, &name)?;
+            // Keys come sorted: the map is built from a sorted sequence.
+            table.rows = self
+                .scan::<Vec<Cell>>("mirror", &[stage, &name, "row"])?
+                .into_iter()
+                .map(|(id, cells)| (Arc::from(id), Arc::new(cells)))
+                .collect();
             table.reindex();
             mirror.tables.insert(name, table);
         }
         Ok(mirror)
-    }
-
-    /// The stored rows of one mirror table: read from sled in key order, decoded on both cores.
-    fn rows(&self, stage: &str, table: &str) -> Result<BTreeMap<Arc<str>, Arc<Vec<Cell>>>, StateError> {
-        use rayon::prelude::*;
-        let tree = self.state.tree("mirror")?;
-        let mut prefix = self.key(&[stage, table, "row"]);
-        prefix.push(0);
-        let raw = tree.scan_prefix(&prefix).collect::<Result<Vec<_>, _>>().map_err(|e| self.state.corrupt(e))?;
-        let decoded = raw
-            .par_iter()
-            .map(|(k, v)| {
-                let id: Arc<str> = String::from_utf8_lossy(&k[prefix.len()..]).into();
-                serde_json::from_slice::<Vec<Cell>>(v).map(|cells| (id, Arc::new(cells)))
-            })
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| self.state.corrupt(e))?;
-        // Keys come sorted: the map is built from a sorted sequence.
-        Ok(decoded.into_iter().collect())
     }
 
     /// Writes the rows that `changes` touched (and every table layout) in one atomic batch.

@@ -110,30 +110,31 @@ impl Replay {
     /// Sends `doc` with `vars` and compares the answer with `expected` (a response body).
     pub fn case(&mut self, name: &str, doc: &str, vars: Value, expected: &Value, opts: Opts<'_>) -> Value {
         let (status, actual) = self.client.send(doc, &vars);
-        let mut problems = Vec::new();
-        let mut notes = Vec::new();
-        if status != 200 {
-            problems.push(format!("HTTP status {status}"));
-        }
-        self.compare(expected, &actual, "", &opts, &mut problems, &mut notes);
-        if !problems.is_empty() {
-            notes.push(format!("actual: {actual}"));
-        }
-        self.results.push(CaseResult {
-            file: self.file.clone(),
-            case: name.to_string(),
-            cost: opts.cost,
-            problems,
-            notes,
-        });
+        let problems = if status != 200 { vec![format!("HTTP status {status}")] } else { Vec::new() };
+        self.record(name, expected, &actual, opts, problems, true);
         actual
     }
 
     /// Records a comparison made outside [`Replay::case`] (e.g. of a result file).
     pub fn check(&mut self, name: &str, expected: &Value, actual: &Value, opts: Opts<'_>) {
-        let mut problems = Vec::new();
+        self.record(name, expected, actual, opts, Vec::new(), false);
+    }
+
+    /// Compares and keeps the result; `show_actual` adds the whole answer to a failing case.
+    fn record(
+        &mut self,
+        name: &str,
+        expected: &Value,
+        actual: &Value,
+        opts: Opts<'_>,
+        mut problems: Vec<String>,
+        show_actual: bool,
+    ) {
         let mut notes = Vec::new();
         self.compare(expected, actual, "", &opts, &mut problems, &mut notes);
+        if show_actual && !problems.is_empty() {
+            notes.push(format!("actual: {actual}"));
+        }
         self.results.push(CaseResult {
             file: self.file.clone(),
             case: name.to_string(),
