@@ -916,24 +916,26 @@ fn merge_new_modifications(
     if exports.is_empty() {
         return Ok(None);
     }
-    let mut next_seq = queue
+    // The in-memory queue is the stored one (both lose entries as batches are recorded).
+    let mut next_seq = queue.iter().map(|e| e.seq + 1).max().unwrap_or(0);
+    let mut position: HashMap<(String, ItemKind, String), usize> = queue
         .iter()
-        .map(|e| e.seq + 1)
-        .max()
-        .unwrap_or(0)
-        .max(ns.queue()?.iter().map(|e| e.seq + 1).max().unwrap_or(0));
+        .enumerate()
+        .map(|(i, e)| ((e.change.export.clone(), e.change.kind, e.change.source_id.clone()), i))
+        .collect();
     let mut merged = 0;
     for change in planned.plan.changes.into_iter().filter(|c| c.skipped.is_none()) {
-        match queue.iter_mut().find(|e| {
-            e.change.export == change.export && e.change.kind == change.kind && e.change.source_id == change.source_id
-        }) {
-            Some(entry) => {
+        let key = (change.export.clone(), change.kind, change.source_id.clone());
+        match position.get(&key) {
+            Some(&i) => {
+                let entry = &mut queue[i];
                 if entry.change.hash_after != change.hash_after || entry.change.action != change.action {
                     entry.change = change;
                     merged += 1;
                 }
             }
             None => {
+                position.insert(key, queue.len());
                 queue.push(QueueEntry { seq: next_seq, change });
                 next_seq += 1;
                 merged += 1;
@@ -941,9 +943,7 @@ fn merge_new_modifications(
         }
     }
     // Deletions stay first, collections before products.
-    queue.sort_by_key(|e| {
-        (e.change.export.clone(), !matches!(e.change.action, Action::Delete | Action::Archive), e.change.kind, e.seq)
-    });
+    queue.sort_by(|a, b| queue_order(a).cmp(&queue_order(b)));
     ns.replace_queue(queue)?;
     persist_sources(ns, &planned.evaluation)?;
     state.flush()?;
@@ -953,6 +953,12 @@ fn merge_new_modifications(
         if exports.len() == 1 { "" } else { "s" },
         exports.iter().map(|t| t.to_string()).collect::<Vec<_>>().join(", ")
     )))
+}
+
+/// Queue order within an export: deletions and archives first, then by kind (collections
+/// before products), then as queued.
+fn queue_order(e: &QueueEntry) -> (&str, bool, ItemKind, u64) {
+    (e.change.export.as_str(), !matches!(e.change.action, Action::Delete | Action::Archive), e.change.kind, e.seq)
 }
 
 /// Records the changes the target confirmed in a batch (R06 hashes, target ids), in one write;

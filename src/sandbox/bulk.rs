@@ -280,8 +280,8 @@ impl BulkRun {
         }
         let end = (self.next + n).min(self.lines.len());
         for i in self.next..end {
-            let (number, line) = self.lines[i].clone();
-            let result = run_line(&self.doc, env, store, &line, number);
+            let (number, line) = &self.lines[i];
+            let result = run_line(&self.doc, env, store, line, *number);
             self.output.push_str(&result);
             self.output.push('\n');
             if let Some(op) = store.bulk_operations.get_mut(&self.operation) {
