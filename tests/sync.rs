@@ -386,6 +386,11 @@ fn an_item_the_store_rejects_fails_alone_and_is_retried_by_the_next_run() {
     assert_eq!(products(&s).len(), 9, "the others synced");
     let status = p.cli(&["status", "p.yaml"]).stdout;
     assert!(status.contains("parked   store product:2009"), "{status}");
+    // R06: the source did not change, but the store does not have it: still planned (the run's
+    // checkpoint does not stand for records that differ from it).
+    let plan = p.cli(&["plan", "p.yaml", "--detailed-exitcode"]);
+    assert_eq!(plan.code, 2, "{}", plan.stdout);
+    assert!(plan.stdout.contains("product 2009"), "{}", plan.stdout);
     // Fixed at the source: the next run sends it.
     brand(&mut v, "Trailhead");
     std::fs::write(p.dir().join("exports/00-full.json"), v.to_string().replace("1717000000", "1717000500")).unwrap();
