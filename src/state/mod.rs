@@ -646,12 +646,18 @@ impl Namespace<'_> {
     pub fn runs(&self) -> Result<Vec<RunRecord>, StateError> {
         let mut runs = Vec::new();
         for (_, mut run) in self.scan::<RunRecord>("runs", &["r"])? {
-            for (_, chunk) in self.scan::<Vec<String>>("runs", &["x", &run.id])? {
-                run.exported.extend(chunk);
-            }
+            self.load_exported(&mut run)?;
             runs.push(run);
         }
         Ok(runs)
+    }
+
+    /// Adds a run's exported items (stored in chunks beside its record).
+    fn load_exported(&self, run: &mut RunRecord) -> Result<(), StateError> {
+        for (_, chunk) in self.scan::<Vec<String>>("runs", &["x", &run.id])? {
+            run.exported.extend(chunk);
+        }
+        Ok(())
     }
 
     /// Writes a run record: its fields, and the exported items added since the last write.
@@ -700,7 +706,11 @@ impl Namespace<'_> {
 
     /// The run that still has work (in progress after a crash, paused, or stopped on errors).
     pub fn unfinished_run(&self) -> Result<Option<RunRecord>, StateError> {
-        Ok(self.runs()?.into_iter().rev().find(|r| r.status.unfinished()))
+        // Records first (every command asks), items only for the run found.
+        let heads = self.scan::<RunRecord>("runs", &["r"])?;
+        let Some((_, mut run)) = heads.into_iter().rev().find(|(_, r)| r.status.unfinished()) else { return Ok(None) };
+        self.load_exported(&mut run)?;
+        Ok(Some(run))
     }
 
     pub fn failures(&self, export: &str) -> Result<BTreeMap<(ItemKind, String), Failure>, StateError> {
