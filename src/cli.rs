@@ -123,6 +123,7 @@ pub fn main() -> i32 {
     let globals = Globals { environment: cli.environment.clone(), state: cli.state.clone(), quiet: cli.quiet, color };
     match run(cli.command, &globals) {
         Ok(exit) => exit.code(),
+        Err(Error::StdoutClosed) => Exit::Success.code(),
         Err(e) => {
             match &e {
                 Error::InvalidConfig { rendered } => eprint!("{rendered}"),

@@ -46,6 +46,10 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+    /// Stdout was closed by its reader (`catsync plan … | head`): nothing more can be shown, and
+    /// nothing went wrong, so the command ends quietly with status 0.
+    #[error("stdout was closed")]
+    StdoutClosed,
 }
 
 impl Error {
@@ -66,6 +70,7 @@ impl Error {
             Error::InvalidConfig { .. } => Exit::InvalidConfig,
             Error::Refused { exit, .. } => *exit,
             Error::Failed { .. } | Error::Io { .. } => Exit::Error,
+            Error::StdoutClosed => Exit::Success,
         }
     }
 }

@@ -1,11 +1,11 @@
 //! Every GraphQL document catsync sends validates against the real Shopify Admin schema
-//! (`../shared/shopify/admin-2026-07.graphql`, introspected from a live store).
+//! (`fixtures/shopify/admin-2026-07.graphql`, introspected from a live store).
 
 use apollo_compiler::{ExecutableDocument, Schema};
 
 fn real_schema() -> apollo_compiler::validation::Valid<Schema> {
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/shopify/admin-2026-07.graphql");
-    let sdl = std::fs::read_to_string(path).expect("the real schema is in ../shared/shopify");
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/shopify/admin-2026-07.graphql");
+    let sdl = std::fs::read_to_string(path).expect("the real schema is in fixtures/shopify");
     Schema::parse_and_validate(sdl, "admin-2026-07.graphql").expect("the real schema is valid")
 }
 

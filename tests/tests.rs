@@ -4,6 +4,7 @@
 mod support;
 
 mod commands;
+mod first_hour;
 mod fixture_replay;
 mod pipelines;
 mod plan;

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use super::load_pipeline;
-use super::plan::parse_item;
+use super::plan::{known_item, not_in_catalog, parse_item};
 use crate::catalog::scope::Decision;
 use crate::cli::Globals;
 use crate::error::{Error, Exit};
@@ -27,8 +27,12 @@ pub fn exec(args: &ExplainArgs, g: &Globals) -> Result<Exit, Error> {
     let pipeline = load_pipeline(&args.file, g)?;
     let state = State::open_or_empty(&g.state)?;
     let (kind, id) = &args.item;
-    let planned = plan(&pipeline, &state, &PlanOptions::default())?;
+    // The no-op fast path reads no documents, and explaining is about the documents.
+    let planned = plan(&pipeline, &state, &PlanOptions { ignore_checkpoints: true, ..PlanOptions::default() })?;
     let ns = state.namespace(&pipeline.name, pipeline.environment.as_deref());
+    if !known_item(&pipeline, &ns, &planned, *kind, id)? {
+        return Err(not_in_catalog(&[(*kind, id.clone())], &pipeline.name));
+    }
     let evaluation = &planned.evaluation;
     let mut out = String::new();
     let _ = writeln!(out, "{} {id}", kind.singular());
@@ -114,7 +118,7 @@ pub fn exec(args: &ExplainArgs, g: &Globals) -> Result<Exit, Error> {
             }
         }
     }
-    print!("{out}");
+    super::out(out)?;
     Ok(Exit::Success)
 }
 

@@ -37,7 +37,7 @@ pub fn exec(args: &GenArgs, g: &Globals) -> Result<Exit, Error> {
         let mut w = std::io::BufWriter::with_capacity(1 << 20, file);
         f(&mut w).and_then(|_| std::io::Write::flush(&mut w)).map_err(|e| Error::io("write", &path, e))?;
         if !g.quiet {
-            println!("wrote {}", path.display());
+            super::outln(format_args!("wrote {}", path.display()))?;
         }
         Ok(())
     };

@@ -9,6 +9,6 @@ use crate::graph::{render, GraphFormat};
 
 pub fn exec(file: &Path, format: GraphFormat, g: &Globals) -> Result<Exit, Error> {
     let pipeline = load_pipeline(file, g)?;
-    print!("{}", render(&pipeline, format));
+    super::out(render(&pipeline, format))?;
     Ok(Exit::Success)
 }

@@ -30,8 +30,11 @@ pub fn exec(from: Starter, out: &Path, force: bool, g: &Globals) -> Result<Exit,
     }
     std::fs::write(out, text).map_err(|e| Error::io("write", out, e))?;
     if !g.quiet {
-        println!("wrote {}", out.display());
-        println!("next: set SALESLAYER_CODE and SALESLAYER_SECRET, then run `catsync validate {}`", out.display());
+        super::out(format_args!(
+            "wrote {}\nnext: set SALESLAYER_CODE and SALESLAYER_SECRET, then run `catsync validate {}`\n",
+            out.display(),
+            out.display()
+        ))?;
     }
     Ok(Exit::Success)
 }

@@ -12,16 +12,28 @@ pub mod state;
 pub mod test;
 pub mod validate;
 
+use std::io::Write as _;
 use std::path::Path;
 
 use crate::cli::Globals;
 use crate::config::secret::ProcessEnv;
-use crate::config::{self, CompiledPipeline, LoadOptions};
+use crate::config::{self, CompiledPipeline, LoadOptions, LoadReport, Outline};
 use crate::error::Error;
 
 /// Loads a pipeline for a command that needs a valid one; warnings go to stderr.
 pub fn load_pipeline(file: &Path, g: &Globals) -> Result<CompiledPipeline, Error> {
     let report = config::load(file, &LoadOptions { environment: g.environment.as_deref(), env: &ProcessEnv });
+    loaded(report, g)
+}
+
+/// Loads what `status`, `log`, `deactivate` and `activate` need of a pipeline (its name,
+/// environment and stages) without compiling it: no secret is resolved, so reading the state
+/// and pulling the kill switch never need `SHOPIFY_TOKEN` and the like.
+pub fn load_outline(file: &Path, g: &Globals) -> Result<Outline, Error> {
+    loaded(config::load_outline(file, g.environment.as_deref()), g)
+}
+
+fn loaded<T>(report: LoadReport<T>, g: &Globals) -> Result<T, Error> {
     let rendered = report.render(g.color);
     match report.pipeline {
         Some(p) => {
@@ -31,5 +43,51 @@ pub fn load_pipeline(file: &Path, g: &Globals) -> Result<CompiledPipeline, Error
             Ok(p)
         }
         None => Err(Error::InvalidConfig { rendered }),
+    }
+}
+
+/// Writes command output to stdout (instead of `print!`, which panics on a closed pipe). When the
+/// reader has gone (`catsync plan … | head`), this is [`Error::StdoutClosed`], which ends the
+/// command quietly with status 0.
+pub fn out(text: impl std::fmt::Display) -> Result<(), Error> {
+    let mut out = std::io::stdout().lock();
+    write!(out, "{text}").and_then(|()| out.flush()).map_err(|e| match e.kind() {
+        std::io::ErrorKind::BrokenPipe => Error::StdoutClosed,
+        _ => Error::failed(format!("cannot write the output: {e}")),
+    })
+}
+
+/// [`out`] with a newline.
+pub fn outln(text: impl std::fmt::Display) -> Result<(), Error> {
+    out(format_args!("{text}\n"))
+}
+
+/// Stdout for a command whose exit status carries its result (`validate`, `run`, `test`,
+/// `plan --detailed-exitcode`) or that has more to do after printing (`activate --run`): once the
+/// reader has gone, output stops, but the command goes on and returns its own status.
+#[derive(Debug)]
+pub struct Printer {
+    open: bool,
+}
+
+impl Default for Printer {
+    fn default() -> Self {
+        Printer { open: true }
+    }
+}
+
+impl Printer {
+    pub fn out(&mut self, text: impl std::fmt::Display) -> Result<(), Error> {
+        if self.open {
+            match out(text) {
+                Err(Error::StdoutClosed) => self.open = false,
+                other => other?,
+            }
+        }
+        Ok(())
+    }
+
+    pub fn outln(&mut self, text: impl std::fmt::Display) -> Result<(), Error> {
+        self.out(format_args!("{text}\n"))
     }
 }

@@ -3,7 +3,7 @@
 use std::fmt::Write as _;
 use std::path::PathBuf;
 
-use super::load_pipeline;
+use super::{load_outline, out, Printer};
 use crate::cli::Globals;
 use crate::control::Control;
 use crate::error::{Error, Exit};
@@ -38,10 +38,12 @@ pub struct LogArgs {
     pub format: LogFormat,
 }
 
+/// The kill switch of a pipeline. Only its outline is loaded: pulling the switch never needs a
+/// secret, a source file or even a pipeline that compiles.
 fn control_for(file: &std::path::Path, g: &Globals) -> Result<(String, Control), Error> {
-    let p = load_pipeline(file, g)?;
-    let c = Control::new(&g.state, &p.name, p.environment.as_deref());
-    Ok((p.name, c))
+    let p = load_outline(file, g)?;
+    let c = Control::new(&g.state, &p.raw.name, p.environment.as_deref());
+    Ok((p.raw.name, c))
 }
 
 pub fn exec_deactivate(args: &FileArg, g: &Globals) -> Result<Exit, Error> {
@@ -49,12 +51,14 @@ pub fn exec_deactivate(args: &FileArg, g: &Globals) -> Result<Exit, Error> {
     let changed = control.set_active(false).map_err(|e| Error::io("write", &g.state, e))?;
     if !g.quiet {
         match (changed, control.holder()) {
-            (_, Some(h)) => println!(
-                "Pipeline `{name}` is deactivated. The run in progress (pid {}) stops after its current batch and is recorded as PAUSED.",
+            (_, Some(h)) => out(format_args!(
+                "Pipeline `{name}` is deactivated. The run in progress (pid {}) stops after its current batch and is recorded as PAUSED.\n",
                 h.pid
-            ),
-            (true, None) => println!("Pipeline `{name}` is deactivated: `catsync run` exports nothing until `catsync activate`."),
-            (false, None) => println!("Pipeline `{name}` was already deactivated."),
+            ))?,
+            (true, None) => out(format_args!(
+                "Pipeline `{name}` is deactivated: `catsync run` exports nothing until `catsync activate`.\n"
+            ))?,
+            (false, None) => out(format_args!("Pipeline `{name}` was already deactivated.\n"))?,
         }
     }
     Ok(Exit::Success)
@@ -64,7 +68,9 @@ pub fn exec_activate(args: &ActivateArgs, g: &Globals) -> Result<Exit, Error> {
     let (name, control) = control_for(&args.file, g)?;
     let changed = control.set_active(true).map_err(|e| Error::io("write", &g.state, e))?;
     if !g.quiet {
-        println!("Pipeline `{name}` is {}active.", if changed { "" } else { "already " });
+        // `--run` still runs when nobody reads this line.
+        Printer::default()
+            .outln(format_args!("Pipeline `{name}` is {}active.", if changed { "" } else { "already " }))?;
     }
     if args.run {
         let req = crate::executor::RunRequest {
@@ -91,11 +97,11 @@ fn counts_line(run: &RunRecord) -> String {
 }
 
 pub fn exec_status(args: &FileArg, g: &Globals) -> Result<Exit, Error> {
-    let p = load_pipeline(&args.file, g)?;
-    let control = Control::new(&g.state, &p.name, p.environment.as_deref());
+    let p = load_outline(&args.file, g)?;
+    let control = Control::new(&g.state, &p.raw.name, p.environment.as_deref());
     let mut out = String::new();
     let env = p.environment.as_deref().unwrap_or("default");
-    let _ = writeln!(out, "pipeline `{}` (environment `{env}`)", p.name);
+    let _ = writeln!(out, "pipeline `{}` (environment `{env}`)", p.raw.name);
     let _ = writeln!(
         out,
         "  active: {}",
@@ -117,17 +123,16 @@ pub fn exec_status(args: &FileArg, g: &Globals) -> Result<Exit, Error> {
                 live["updated_at"].as_str().unwrap_or("?")
             );
         }
-        print!("{out}");
+        super::out(out)?;
         return Ok(Exit::Success);
     }
     let state = State::open_or_empty(&g.state)?;
-    let ns = state.namespace(&p.name, p.environment.as_deref());
-    for s in p.stages.iter().filter(|s| matches!(s.compiled, crate::stages::CompiledStage::SalesLayer(_))) {
+    let ns = state.namespace(&p.raw.name, p.environment.as_deref());
+    for source in p.sources() {
         let _ = writeln!(
             out,
-            "  source `{}`: cursor {}",
-            s.name,
-            ns.cursor(&s.name)?.map(|c| c.to_string()).unwrap_or_else(|| "none (never run)".to_string())
+            "  source `{source}`: cursor {}",
+            ns.cursor(source)?.map(|c| c.to_string()).unwrap_or_else(|| "none (never run)".to_string())
         );
     }
     let runs = ns.runs()?;
@@ -167,12 +172,12 @@ pub fn exec_status(args: &FileArg, g: &Globals) -> Result<Exit, Error> {
         );
     }
     let mut failed = Vec::new();
-    for s in p.exports() {
-        for ((kind, id), f) in ns.failures(&s.name)? {
+    for export in p.exports() {
+        for ((kind, id), f) in ns.failures(export)? {
             failed.push(format!(
                 "    {} {} {}:{} — {} attempt{}: {}",
                 if f.parked { "parked  " } else { "retrying" },
-                s.name,
+                export,
                 kind.singular(),
                 id,
                 f.attempts,
@@ -187,19 +192,19 @@ pub fn exec_status(args: &FileArg, g: &Globals) -> Result<Exit, Error> {
             let _ = writeln!(out, "{f}");
         }
     }
-    print!("{out}");
+    super::out(out)?;
     Ok(Exit::Success)
 }
 
 pub fn exec_log(args: &LogArgs, g: &Globals) -> Result<Exit, Error> {
-    let p = load_pipeline(&args.file, g)?;
+    let p = load_outline(&args.file, g)?;
     let state = State::open_or_empty(&g.state)?;
-    let ns = state.namespace(&p.name, p.environment.as_deref());
+    let ns = state.namespace(&p.raw.name, p.environment.as_deref());
     let mut runs = ns.runs()?;
     if let Some(id) = &args.run {
         runs.retain(|r| r.id == *id);
         if runs.is_empty() {
-            return Err(Error::failed(format!("no run `{id}` in the log of pipeline `{}`", p.name)));
+            return Err(Error::failed(format!("no run `{id}` in the log of pipeline `{}`", p.raw.name)));
         }
     }
     match args.format {
@@ -219,30 +224,32 @@ pub fn exec_log(args: &LogArgs, g: &Globals) -> Result<Exit, Error> {
                     v
                 })
                 .collect();
-            println!("{}", serde_json::to_string_pretty(&shown).unwrap_or_default());
+            super::outln(serde_json::to_string_pretty(&shown).unwrap_or_default())?;
         }
         LogFormat::Text => {
+            let mut out = String::new();
             if runs.is_empty() {
-                println!("no runs yet for pipeline `{}`", p.name);
+                let _ = writeln!(out, "no runs yet for pipeline `{}`", p.raw.name);
             }
             for r in &runs {
-                println!("run {}  {}  {:?}", r.id, r.status.name(), r.mode);
-                println!("  started {}, ended {}", r.started_at, r.ended_at.as_deref().unwrap_or("-"));
-                println!("  configuration {}", r.pinned.digest);
-                println!("  {}", counts_line(r));
+                let _ = writeln!(out, "run {}  {}  {:?}", r.id, r.status.name(), r.mode);
+                let _ = writeln!(out, "  started {}, ended {}", r.started_at, r.ended_at.as_deref().unwrap_or("-"));
+                let _ = writeln!(out, "  configuration {}", r.pinned.digest);
+                let _ = writeln!(out, "  {}", counts_line(r));
                 for n in &r.notes {
-                    println!("  note: {n}");
+                    let _ = writeln!(out, "  note: {n}");
                 }
                 for e in &r.errors {
                     let export = if e.export.is_empty() { String::new() } else { format!(" ({})", e.export) };
-                    println!("  error: {} {}{export}: {}", e.kind.singular(), e.source_id, e.message);
+                    let _ = writeln!(out, "  error: {} {}{export}: {}", e.kind.singular(), e.source_id, e.message);
                 }
                 if args.run.is_some() {
                     for item in &r.exported {
-                        println!("  exported {item}");
+                        let _ = writeln!(out, "  exported {item}");
                     }
                 }
             }
+            super::out(out)?;
         }
     }
     Ok(Exit::Success)

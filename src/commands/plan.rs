@@ -2,13 +2,15 @@
 
 use std::path::{Path, PathBuf};
 
-use super::load_pipeline;
+use super::{load_pipeline, Printer};
 use crate::cli::Globals;
+use crate::config::CompiledPipeline;
+use crate::engine::Data;
 use crate::error::{Error, Exit};
 use crate::plan::format::{render, PlanFormat};
-use crate::plan::{plan, PlanOptions};
+use crate::plan::{plan, PlanOptions, Planned};
 use crate::stages::ItemKind;
-use crate::state::State;
+use crate::state::{Namespace, State};
 
 /// Options shared by `plan` and `run`.
 #[derive(Debug, Clone, clap::Args)]
@@ -58,27 +60,82 @@ pub struct PlanArgs {
 pub fn exec(args: &PlanArgs, g: &Globals) -> Result<Exit, Error> {
     let pipeline = load_pipeline(&args.file, g)?;
     let state = State::open_or_empty(&g.state)?;
+    let only = &args.selection.only;
     let opts = PlanOptions {
         refresh: args.refresh,
-        only: args.selection.only.clone(),
+        only: only.clone(),
         limit: args.selection.limit,
         allow_mass_delete: false,
-        ignore_checkpoints: false,
+        // `--only` is checked against the catalog, which the no-op fast path does not read.
+        ignore_checkpoints: !only.is_empty(),
     };
     let planned = plan(&pipeline, &state, &opts)?;
+    let ns = state.namespace(&pipeline.name, pipeline.environment.as_deref());
+    let mut unknown = Vec::new();
+    for (kind, id) in only {
+        if !known_item(&pipeline, &ns, &planned, *kind, id)? && !unknown.contains(&(*kind, id.clone())) {
+            unknown.push((*kind, id.clone()));
+        }
+    }
+    if !unknown.is_empty() {
+        return Err(not_in_catalog(&unknown, &pipeline.name));
+    }
     if let Some(out) = &args.out {
         save(&planned.plan, out)?;
     }
-    print!("{}", render(&planned.plan, args.format));
+    let exit = if args.detailed_exitcode && planned.plan.has_changes() { Exit::Changes } else { Exit::Success };
+    // A closed stdout (`catsync plan … | head`) ends the output, not the status.
+    let mut printer = Printer::default();
+    printer.out(render(&planned.plan, args.format))?;
     if let Some(out) = &args.out {
         if args.format == PlanFormat::Text && !g.quiet {
-            println!("Saved the plan to {}.", out.display());
+            printer.outln(format_args!("Saved the plan to {}.", out.display()))?;
         }
     }
-    let exit = if args.detailed_exitcode && planned.plan.has_changes() { Exit::Changes } else { Exit::Success };
     // The process ends right after: freeing a large catalog piece by piece would only cost time.
     std::mem::forget(planned);
     Ok(exit)
+}
+
+/// Whether the pipeline knows `kind:id`: a source has it (a variant as a row, or through its
+/// product), an export has sent it (it has a record), or the plan changes it. `planned` must come
+/// from a full evaluation (not the checkpoints' fast path), which holds the catalogs.
+pub fn known_item(
+    pipeline: &CompiledPipeline,
+    ns: &Namespace,
+    planned: &Planned,
+    kind: ItemKind,
+    id: &str,
+) -> Result<bool, Error> {
+    let in_source = planned.evaluation.outputs.iter().any(|d| match d {
+        Data::Catalog(c) => {
+            c.row(kind, id).is_some() || (kind == ItemKind::Variant && c.relations.variant_product.contains_key(id))
+        }
+        _ => false,
+    });
+    if in_source || planned.plan.changes.iter().any(|c| c.kind == kind && c.source_id == id) {
+        return Ok(true);
+    }
+    for export in pipeline.exports() {
+        if ns.record(&export.name, kind, id)?.is_some() {
+            return Ok(true);
+        }
+    }
+    Ok(false)
+}
+
+/// The error of naming items the pipeline does not know (see [`known_item`]).
+pub fn not_in_catalog(items: &[(ItemKind, String)], pipeline: &str) -> Error {
+    let names: Vec<String> = items.iter().map(|(kind, id)| format!("{} {id}", kind.singular())).collect();
+    let (list, verb) = match names.split_last() {
+        Some((last, [])) => (last.clone(), "does"),
+        Some((last, rest)) => (format!("{} and {last}", rest.join(", ")), "do"),
+        None => (String::new(), "does"),
+    };
+    let them = if items.len() == 1 { "it" } else { "them" };
+    Error::failed(format!(
+        "{list} {verb} not exist in the catalog of pipeline `{pipeline}` (no source has {them}, and no export has sent {them})"
+    ))
 }
 
 fn save(plan: &crate::plan::Plan, out: &Path) -> Result<(), Error> {

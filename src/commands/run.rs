@@ -1,5 +1,6 @@
 //! `catsync run`, `refresh` and `apply`: the sync itself (see `executor`).
 
+use std::fmt::Write as _;
 use std::path::PathBuf;
 
 use super::load_pipeline;
@@ -55,17 +56,20 @@ pub fn run_request(file: &std::path::Path, req: RunRequest, g: &Globals) -> Resu
         execute(pipeline, &state_dir, req, progress.as_ref()).await
     })?;
     if !g.quiet {
+        // The run is over and recorded: a closed stdout only loses this summary, not the status.
+        let mut out = String::new();
         for note in &outcome.run.notes {
-            println!("note: {note}");
+            let _ = writeln!(out, "note: {note}");
         }
         for e in outcome.run.errors.iter().take(20) {
             let export = if e.export.is_empty() { String::new() } else { format!(" (export `{}`)", e.export) };
-            println!("error: {} {}{export}: {}", e.kind.singular(), e.source_id, e.message);
+            let _ = writeln!(out, "error: {} {}{export}: {}", e.kind.singular(), e.source_id, e.message);
         }
         if outcome.run.errors.len() > 20 {
-            println!("… and {} more item errors; see `catsync log`", outcome.run.errors.len() - 20);
+            let _ = writeln!(out, "… and {} more item errors; see `catsync log`", outcome.run.errors.len() - 20);
         }
-        println!("{}", outcome.summary);
+        let _ = writeln!(out, "{}", outcome.summary);
+        super::Printer::default().out(out)?;
     }
     Ok(outcome.exit)
 }

@@ -30,7 +30,7 @@ pub fn exec(cmd: &StateCommand, g: &Globals) -> Result<Exit, Error> {
             let n = state.export(&mut out)?;
             std::io::Write::flush(&mut out).map_err(|e| Error::io("write", file, e))?;
             if !g.quiet {
-                println!("exported {n} entries of `{}` to {}", g.state.display(), file.display());
+                super::outln(format_args!("exported {n} entries of `{}` to {}", g.state.display(), file.display()))?;
             }
         }
         StateCommand::Import { file, force } => {
@@ -51,7 +51,7 @@ pub fn exec(cmd: &StateCommand, g: &Globals) -> Result<Exit, Error> {
             let state = State::open(&g.state)?;
             let n = state.import(std::io::BufReader::new(input))?;
             if !g.quiet {
-                println!("imported {n} entries into `{}`", g.state.display());
+                super::outln(format_args!("imported {n} entries into `{}`", g.state.display()))?;
             }
         }
     }

@@ -1,7 +1,7 @@
 //! `catsync test [PATHS…]`: runs fixture-replay scenarios (see `scenario`) and reports them as
 //! text or JUnit XML; exit 0 when every scenario passed, 1 otherwise.
 
-use std::io::{IsTerminal, Write as _};
+use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::time::Instant;
 
@@ -45,14 +45,15 @@ pub fn exec(args: &TestArgs, g: &Globals) -> Result<Exit, Error> {
     let color = g.color && std::io::stdout().is_terminal();
     let started = Instant::now();
     let mut results = Vec::new();
+    // The status says whether every scenario passed, so it is kept when nobody reads the output.
+    let mut printer = super::Printer::default();
     if text && !g.quiet {
-        println!("running {} scenario{}", files.len(), if files.len() == 1 { "" } else { "s" });
+        printer.outln(format_args!("running {} scenario{}", files.len(), if files.len() == 1 { "" } else { "s" }))?;
     }
     for file in &files {
         let result = scenario::run_file(file, &opts, color);
         if text && !g.quiet {
-            println!("{}", report::line(&result));
-            let _ = std::io::stdout().flush();
+            printer.outln(report::line(&result))?;
         }
         results.push(result);
     }
@@ -61,17 +62,17 @@ pub fn exec(args: &TestArgs, g: &Globals) -> Result<Exit, Error> {
         let failures: Vec<String> =
             results.iter().map(|r| report::failure(r, color)).filter(|f| !f.is_empty()).collect();
         if !failures.is_empty() {
-            println!("\nfailures:\n");
+            printer.outln("\nfailures:\n")?;
             for f in failures {
-                println!("{f}");
+                printer.outln(f)?;
             }
         }
         for written in results.iter().flat_map(|r| &r.goldens_written) {
-            println!("wrote {}", written.display());
+            printer.outln(format_args!("wrote {}", written.display()))?;
         }
-        println!("{}", report::summary(&results, elapsed));
+        printer.outln(report::summary(&results, elapsed))?;
     } else {
-        print!("{}", report::junit(&results, elapsed));
+        printer.out(report::junit(&results, elapsed))?;
     }
     Ok(if results.iter().all(|r| r.passed()) { Exit::Success } else { Exit::Error })
 }

@@ -10,6 +10,8 @@ use crate::error::{Error, Exit};
 
 pub fn exec(files: &[PathBuf], g: &Globals) -> Result<Exit, Error> {
     let files = if files.is_empty() { default_files()? } else { files.to_vec() };
+    // The status says whether every file is valid, so it is kept when nobody reads the output.
+    let mut printer = super::Printer::default();
     let mut n_invalid = 0;
     let (mut n_errors, mut n_warnings) = (0, 0);
     for file in &files {
@@ -25,14 +27,14 @@ pub fn exec(files: &[PathBuf], g: &Globals) -> Result<Exit, Error> {
             Some(p) if !g.quiet => {
                 let n_exports = p.exports().count();
                 let env = p.environment.as_deref().map(|e| format!(", environment `{e}`")).unwrap_or_default();
-                println!(
+                printer.outln(format_args!(
                     "{}: ok (pipeline `{}`, {} stage{}, {n_exports} export{}{env})",
                     file.display(),
                     p.name,
                     p.stages.len(),
                     plural(p.stages.len()),
                     plural(n_exports)
-                );
+                ))?;
             }
             Some(_) => {}
             None => n_invalid += 1,

@@ -275,21 +275,11 @@ fn apply_environment(raw: &mut RawPipeline, input: &CompileInput, diags: &mut Di
         }
     }
     let Some(selected) = input.environment else { return spans };
-    let Some(overrides) = raw.environments.get(selected).cloned() else {
-        let known: Vec<&str> = raw.environments.keys().map(String::as_str).collect();
-        let hint = did_you_mean(selected, known.iter().copied()).or_else(|| {
-            Some(if known.is_empty() {
-                "this pipeline declares no `environments`".to_string()
-            } else {
-                format!(
-                    "the environments are {}",
-                    known.iter().map(|k| format!("`{k}`")).collect::<Vec<_>>().join(", ")
-                )
-            })
-        });
-        diags.push(Diagnostic::error(file, None, format!("unknown environment `{selected}`")).with_hint_opt(hint));
+    if let Some(d) = unknown_environment(raw, Some(selected), file) {
+        diags.push(d);
         return spans;
-    };
+    }
+    let overrides = raw.environments.get(selected).cloned().unwrap_or_default();
     for (stage_name, o) in overrides {
         apply_override(raw.stages.get_mut(&stage_name), &o);
         let (env, stage) = (escape_segment(selected), escape_segment(&stage_name));
@@ -298,6 +288,23 @@ fn apply_environment(raw: &mut RawPipeline, input: &CompileInput, diags: &mut Di
         }
     }
     spans
+}
+
+/// The error of selecting (`--env`) an environment the pipeline does not declare.
+pub fn unknown_environment(raw: &RawPipeline, selected: Option<&str>, file: &Path) -> Option<Diagnostic> {
+    let selected = selected?;
+    if raw.environments.contains_key(selected) {
+        return None;
+    }
+    let known: Vec<&str> = raw.environments.keys().map(String::as_str).collect();
+    let hint = did_you_mean(selected, known.iter().copied()).or_else(|| {
+        Some(if known.is_empty() {
+            "this pipeline declares no `environments`".to_string()
+        } else {
+            format!("the environments are {}", known.iter().map(|k| format!("`{k}`")).collect::<Vec<_>>().join(", "))
+        })
+    });
+    Some(Diagnostic::error(file, None, format!("unknown environment `{selected}`")).with_hint_opt(hint))
 }
 
 fn apply_override(stage: Option<&mut RawStage>, o: &ExportOverride) {

@@ -15,15 +15,16 @@ use secret::EnvSource;
 
 use crate::diagnostics::{Diagnostic, Diagnostics, Pos};
 
-/// The outcome of loading one pipeline file: the compiled pipeline when there were no errors,
-/// every diagnostic (warnings included), and the source text for rendering snippets.
-pub struct LoadReport {
-    pub pipeline: Option<CompiledPipeline>,
+/// The outcome of loading one pipeline file: the compiled pipeline (or, from [`load_outline`],
+/// its [`Outline`]) when there were no errors, every diagnostic (warnings included), and the
+/// source text for rendering snippets.
+pub struct LoadReport<T = CompiledPipeline> {
+    pub pipeline: Option<T>,
     pub diagnostics: Diagnostics,
     pub source: Option<String>,
 }
 
-impl LoadReport {
+impl<T> LoadReport<T> {
     /// Renders every diagnostic with its source snippet.
     pub fn render(&self, color: bool) -> String {
         self.diagnostics.iter().map(|d| d.render_styled(self.source.as_deref(), color)).collect::<Vec<_>>().join("")
@@ -41,9 +42,64 @@ pub struct LoadOptions<'a> {
 /// Reads, validates and compiles the pipeline at `path`.
 pub fn load(path: &Path, opts: &LoadOptions) -> LoadReport {
     let mut diagnostics = Diagnostics::default();
-    let source = match std::fs::read(path) {
+    let Some(source) = read(path, &mut diagnostics) else {
+        return LoadReport { pipeline: None, diagnostics, source: None };
+    };
+    let pipeline = load_str(path, &source, opts, &mut diagnostics);
+    diagnostics.sort();
+    LoadReport { pipeline, diagnostics, source: Some(source) }
+}
+
+/// What commands that only read the state or flip the kill switch (`status`, `log`,
+/// `deactivate`, `activate`) need of a pipeline: who it is and which stages it has. It is the
+/// schema-valid raw pipeline, not compiled: no `${...}` reference is resolved, so these commands
+/// work without the secrets (and the source files) a plan or a run needs.
+#[derive(Debug)]
+pub struct Outline {
+    /// The selected environment (`--env`), if any; it exists in the pipeline.
+    pub environment: Option<String>,
+    /// The raw pipeline as written (no environment applied); its `name` is the pipeline's.
+    pub raw: raw::RawPipeline,
+}
+
+impl Outline {
+    /// Names of the `saleslayer` source stages, in declaration order.
+    pub fn sources(&self) -> impl Iterator<Item = &str> {
+        self.raw.stages.iter().filter(|(_, s)| matches!(s, raw::RawStage::Saleslayer(_))).map(|(n, _)| n.as_str())
+    }
+
+    /// Names of the export stages (`shopify`, `jsonl_export`), in declaration order.
+    pub fn exports(&self) -> impl Iterator<Item = &str> {
+        self.raw
+            .stages
+            .iter()
+            .filter(|(_, s)| matches!(s, raw::RawStage::Shopify(_) | raw::RawStage::JsonlExport(_)))
+            .map(|(n, _)| n.as_str())
+    }
+}
+
+/// Reads and schema-checks the pipeline at `path` into its [`Outline`], resolving nothing.
+pub fn load_outline(path: &Path, environment: Option<&str>) -> LoadReport<Outline> {
+    let mut diagnostics = Diagnostics::default();
+    let Some(source) = read(path, &mut diagnostics) else {
+        return LoadReport { pipeline: None, diagnostics, source: None };
+    };
+    let outline = parse_raw(path, &source, &mut diagnostics).and_then(|(raw, _)| {
+        if let Some(d) = compile::unknown_environment(&raw, environment, path) {
+            diagnostics.push(d);
+            return None;
+        }
+        Some(Outline { environment: environment.map(str::to_string), raw })
+    });
+    diagnostics.sort();
+    LoadReport { pipeline: outline, diagnostics, source: Some(source) }
+}
+
+/// The pipeline's text, or a diagnostic saying why it cannot be read.
+fn read(path: &Path, diagnostics: &mut Diagnostics) -> Option<String> {
+    match std::fs::read(path) {
         Ok(bytes) => match String::from_utf8(bytes) {
-            Ok(text) => text,
+            Ok(text) => Some(text),
             Err(e) => {
                 diagnostics.push(
                     Diagnostic::error(
@@ -53,17 +109,14 @@ pub fn load(path: &Path, opts: &LoadOptions) -> LoadReport {
                     )
                     .with_hint("save the pipeline as UTF-8"),
                 );
-                return LoadReport { pipeline: None, diagnostics, source: None };
+                None
             }
         },
         Err(e) => {
             diagnostics.push(Diagnostic::error(path, None, format!("cannot read the pipeline: {e}")));
-            return LoadReport { pipeline: None, diagnostics, source: None };
+            None
         }
-    };
-    let pipeline = load_str(path, &source, opts, &mut diagnostics);
-    diagnostics.sort();
-    LoadReport { pipeline, diagnostics, source: Some(source) }
+    }
 }
 
 /// [`load`] from text already read (`file` names it in messages and anchors relative paths).
@@ -81,6 +134,14 @@ pub fn load_str_with(
     diags: &mut Diagnostics,
     rewrite: impl FnOnce(&mut raw::RawPipeline),
 ) -> Option<CompiledPipeline> {
+    let (mut raw, spans) = parse_raw(file, text, diags)?;
+    rewrite(&mut raw);
+    let input = compile::CompileInput { file, spans: &spans, environment: opts.environment, env: opts.env };
+    compile::compile(raw, &input, diags)
+}
+
+/// Parses `text` and checks it against the schema: the raw pipeline and its span index.
+fn parse_raw(file: &Path, text: &str, diags: &mut Diagnostics) -> Option<(raw::RawPipeline, yaml::SpanIndex)> {
     let doc = match yaml::parse(file, text) {
         Ok(doc) => doc,
         Err(d) => {
@@ -100,7 +161,7 @@ pub fn load_str_with(
         diags.extend(schema_diags);
         return None;
     }
-    let mut raw: raw::RawPipeline = match serde_yaml::from_value(doc.yaml) {
+    let raw: raw::RawPipeline = match serde_yaml::from_value(doc.yaml) {
         Ok(raw) => raw,
         Err(e) => {
             // The schema accepted it, so this is a disagreement between schema and types: a bug.
@@ -115,9 +176,7 @@ pub fn load_str_with(
             return None;
         }
     };
-    rewrite(&mut raw);
-    let input = compile::CompileInput { file, spans: &doc.spans, environment: opts.environment, env: opts.env };
-    compile::compile(raw, &input, diags)
+    Some((raw, doc.spans))
 }
 
 /// Compiles a configuration pinned by a run (R09): the raw pipeline it started with, paths

@@ -1,4 +1,4 @@
-//! Conformance with the recorded Shopify captures (`shared/shopify/captures/`): each capture's
+//! Conformance with the recorded Shopify captures (`fixtures/shopify/captures/`): each capture's
 //! requests are replayed into a fresh sandbox and the answers compared (see `replay.rs`). The
 //! captures hold variables and responses; where they do not hold the document, the case uses
 //! one that selects what the response shows (fields the sandbox does not model are listed in

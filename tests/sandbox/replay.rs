@@ -10,8 +10,8 @@ use serde_json::{Map, Value};
 
 use super::Client;
 
-/// Where the captures live (beside the checkout, as in CI).
-pub const CAPTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/shopify/captures");
+/// Where the captures live (vendored in the repository, see `fixtures/shopify/README.md`).
+pub const CAPTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/shopify/captures");
 
 /// Which cost figures a case compares exactly (the shape of `extensions.cost` always is).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]

@@ -5,7 +5,7 @@
 use apollo_compiler::schema::ExtendedType;
 use apollo_compiler::Schema;
 
-const REAL: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/shopify/admin-2026-07.graphql");
+const REAL: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/shopify/admin-2026-07.graphql");
 
 fn parse(sdl: &str, name: &str) -> Schema {
     match Schema::parse(sdl, name) {
