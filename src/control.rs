@@ -22,14 +22,17 @@ pub struct LockHolder {
     pub command: String,
 }
 
-/// A held run lock; released on drop.
+/// A held run lock: an OS advisory lock (`flock`) on the lock file, held as long as this value
+/// (and so the process) lives; the kernel releases it when the process dies, however it dies.
+/// The file keeps the holder's pid and command for messages; it is emptied on release.
 pub struct RunLock {
-    path: PathBuf,
+    file: std::fs::File,
 }
 
 impl Drop for RunLock {
     fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.path);
+        // Emptied while still locked: a reader never mistakes a released lock for a crashed holder.
+        let _ = self.file.set_len(0);
     }
 }
 
@@ -44,11 +47,33 @@ pub fn now_rfc3339() -> String {
     humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string()
 }
 
-/// Whether a process is alive (signal 0 probes without sending anything).
-fn alive(pid: u32) -> bool {
-    // SAFETY: kill(pid, 0) sends no signal; it only checks that the process exists.
-    let r = unsafe { libc::kill(pid as libc::pid_t, 0) };
-    r == 0 || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
+/// Tries to take `flock(operation | LOCK_NB)` on `file`: `Ok(false)` when another process holds
+/// a conflicting lock.
+fn try_flock(file: &std::fs::File, operation: libc::c_int) -> std::io::Result<bool> {
+    use std::os::fd::AsRawFd;
+    // SAFETY: flock on a file descriptor we own; no memory is passed.
+    let r = unsafe { libc::flock(file.as_raw_fd(), operation | libc::LOCK_NB) };
+    if r == 0 {
+        return Ok(true);
+    }
+    let e = std::io::Error::last_os_error();
+    if e.raw_os_error() == Some(libc::EWOULDBLOCK) {
+        Ok(false)
+    } else {
+        Err(e)
+    }
+}
+
+/// The holder written in a lock file. The holder writes it right after taking the lock: a
+/// reader that finds it empty or half-written looks again for a moment.
+fn read_holder(path: &Path) -> Option<LockHolder> {
+    for _ in 0..50 {
+        if let Ok(h) = serde_json::from_str::<LockHolder>(&std::fs::read_to_string(path).unwrap_or_default()) {
+            return Some(h);
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    None
 }
 
 impl Control {
@@ -60,40 +85,76 @@ impl Control {
         self.dir.join(format!("{}.{suffix}", self.stem))
     }
 
-    /// The live holder of the run lock, if any (a stale lock is not a holder).
+    /// The holder of the run lock, if a live process holds it.
     pub fn holder(&self) -> Option<LockHolder> {
-        let text = std::fs::read_to_string(self.path("lock")).ok()?;
-        let holder: LockHolder = serde_json::from_str(&text).ok()?;
-        alive(holder.pid).then_some(holder)
+        let path = self.path("lock");
+        let file = std::fs::File::open(&path).ok()?;
+        match try_flock(&file, libc::LOCK_SH) {
+            Ok(false) => Some(read_holder(&path).unwrap_or(LockHolder {
+                pid: 0,
+                started_at: "?".to_string(),
+                command: "run".to_string(),
+            })),
+            _ => None,
+        }
     }
 
-    /// Takes the run lock. A lock left by a dead process is taken over; `stale` reports it.
+    /// Takes the run lock for the life of the returned value. A lock file left by a process that
+    /// died holding it is taken over; `stale` reports that process.
     pub fn lock(&self, command: &str) -> Result<(RunLock, Option<LockHolder>), LockError> {
         std::fs::create_dir_all(&self.dir).map_err(LockError::Io)?;
         let path = self.path("lock");
-        let me = LockHolder { pid: std::process::id(), started_at: now_rfc3339(), command: command.to_string() };
-        let mut stale = None;
-        for _ in 0..2 {
-            match std::fs::OpenOptions::new().write(true).create_new(true).open(&path) {
-                Ok(mut f) => {
-                    f.write_all(serde_json::to_string(&me).unwrap_or_default().as_bytes()).map_err(LockError::Io)?;
-                    f.sync_all().map_err(LockError::Io)?;
-                    return Ok((RunLock { path }, stale));
-                }
-                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-                    let text = std::fs::read_to_string(&path).unwrap_or_default();
-                    match serde_json::from_str::<LockHolder>(&text) {
-                        Ok(h) if alive(h.pid) && h.pid != me.pid => return Err(LockError::Held(h)),
-                        other => {
-                            stale = other.ok();
-                            std::fs::remove_file(&path).map_err(LockError::Io)?;
-                        }
-                    }
-                }
-                Err(e) => return Err(LockError::Io(e)),
-            }
+        let mut file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path)
+            .map_err(LockError::Io)?;
+        if !try_flock(&file, libc::LOCK_EX).map_err(LockError::Io)? {
+            return Err(LockError::Held(read_holder(&path).unwrap_or(LockHolder {
+                pid: 0,
+                started_at: "?".to_string(),
+                command: "run".to_string(),
+            })));
         }
-        Err(LockError::Io(std::io::Error::other("the lock file keeps reappearing")))
+        // Whatever the file holds was written by a process that ended without releasing it.
+        let me = LockHolder { pid: std::process::id(), started_at: now_rfc3339(), command: command.to_string() };
+        let stale = serde_json::from_str::<LockHolder>(&std::fs::read_to_string(&path).unwrap_or_default())
+            .ok()
+            .filter(|h| h.pid != me.pid);
+        file.set_len(0).map_err(LockError::Io)?;
+        use std::io::Seek;
+        file.seek(std::io::SeekFrom::Start(0)).map_err(LockError::Io)?;
+        file.write_all(serde_json::to_string(&me).unwrap_or_default().as_bytes()).map_err(LockError::Io)?;
+        file.sync_all().map_err(LockError::Io)?;
+        Ok((RunLock { file }, stale))
+    }
+
+    /// R05: records a refresh asked for while a run exports; the run carries it out at its next
+    /// batch boundary (or the next run does, if this one ended meanwhile).
+    pub fn request_refresh(&self) -> std::io::Result<()> {
+        std::fs::create_dir_all(&self.dir)?;
+        let tmp = self.path(&format!("refresh.{}.tmp", std::process::id()));
+        std::fs::write(&tmp, now_rfc3339())?;
+        std::fs::rename(tmp, self.path("refresh"))
+    }
+
+    pub fn refresh_requested(&self) -> bool {
+        self.path("refresh").exists()
+    }
+
+    /// Takes a recorded refresh request: when it was asked for.
+    pub fn take_refresh_request(&self) -> Option<String> {
+        let path = self.path("refresh");
+        let at = std::fs::read_to_string(&path).ok()?;
+        std::fs::remove_file(&path).ok()?;
+        Some(at.trim().to_string())
+    }
+
+    /// Withdraws a refresh request nobody took.
+    pub fn cancel_refresh_request(&self) {
+        let _ = std::fs::remove_file(self.path("refresh"));
     }
 
     pub fn is_deactivated(&self) -> bool {

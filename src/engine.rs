@@ -105,16 +105,18 @@ pub fn evaluate(pipeline: &CompiledPipeline, ns: &Namespace, refresh_sources: bo
                     changes.extend(mirror.apply_export(std::mem::take(&mut export.pages)));
                 }
                 tracing::debug!(elapsed_ms = started.elapsed().as_millis() as u64, "source read and applied");
+                let cats = src.tables.get(crate::stages::ItemKind::Category);
+                let prods = src.tables.get(crate::stages::ItemKind::Product);
+                let vars = src.tables.get(crate::stages::ItemKind::Variant);
+                let (product_category_column, variant_product_column) = reference_columns(cats, prods);
+                mirror.cascade_deletions(prods, vars, &variant_product_column, &mut changes);
                 // One export touches each row once: nothing to net.
                 let changes = Arc::new(if exports.len() > 1 { net_changes(changes) } else { changes });
                 tracing::debug!(elapsed_ms = started.elapsed().as_millis() as u64, "row changes netted");
-                let cats = src.tables.get(crate::stages::ItemKind::Category);
-                let prods = src.tables.get(crate::stages::ItemKind::Product);
-                let (product_category_column, variant_product_column) = reference_columns(cats, prods);
                 let relations = Relations::build(&CatalogTables {
                     categories: mirror.tables.get(cats),
                     products: mirror.tables.get(prods),
-                    variants: mirror.tables.get(src.tables.get(crate::stages::ItemKind::Variant)),
+                    variants: mirror.tables.get(vars),
                     parent_column: "ID_PARENT",
                     product_category_column,
                     variant_product_column,

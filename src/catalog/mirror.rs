@@ -195,6 +195,44 @@ impl Mirror {
         }
         changes
     }
+
+    /// A deleted parent takes its children with it (SPEC §8: a deleted product takes its
+    /// variants, whether or not the export lists them): rows of `child` whose `column` names a
+    /// row of `parent` that `changes` deleted are deleted too, and their deletions appended.
+    pub fn cascade_deletions(&mut self, parent: &str, child: &str, column: &str, changes: &mut Vec<RowChange>) {
+        let parents = self.tables.get(parent);
+        // Deleted and still gone (several exports may delete and re-create a row).
+        let deleted: std::collections::HashSet<&str> = changes
+            .iter()
+            .filter(|c| c.table == parent && c.kind == ChangeKind::Deleted)
+            .filter(|c| !parents.is_some_and(|t| t.rows.contains_key(&c.id)))
+            .map(|c| c.id.as_ref())
+            .collect();
+        if deleted.is_empty() {
+            return;
+        }
+        let Some(table) = self.tables.get_mut(child) else { return };
+        let Some(col) = table.column_index(column) else { return };
+        let orphans: Vec<Arc<str>> = table
+            .rows
+            .iter()
+            .filter(|(_, row)| row.get(col).is_some_and(|cell| deleted.contains(&*cell.text())))
+            .map(|(id, _)| id.clone())
+            .collect();
+        let mut cascaded = Vec::with_capacity(orphans.len());
+        for id in orphans {
+            if let Some(previous) = table.rows.remove(&id) {
+                cascaded.push(RowChange {
+                    table: child.to_string(),
+                    id,
+                    kind: ChangeKind::Deleted,
+                    fields: BTreeSet::new(),
+                    previous: Some(previous),
+                });
+            }
+        }
+        changes.extend(cascaded);
+    }
 }
 
 impl Mirror {

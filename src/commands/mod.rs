@@ -6,6 +6,7 @@ pub mod graph;
 pub mod init;
 pub mod operate;
 pub mod plan;
+pub mod progress;
 pub mod run;
 pub mod sandbox;
 pub mod state;

@@ -5,9 +5,10 @@ use std::path::PathBuf;
 
 use super::load_pipeline;
 use super::plan::Selection;
+use super::progress::{install_signal_handlers, TerminalProgress};
 use crate::cli::Globals;
 use crate::error::{Error, Exit};
-use crate::executor::{execute, install_signal_handlers, RunRequest, TerminalProgress};
+use crate::executor::{execute, RunRequest};
 use crate::plan::{Plan, PlanOptions};
 use crate::state::RunMode;
 
@@ -22,6 +23,13 @@ pub struct RunArgs {
     /// Run even if it deletes or archives more than `max_delete_fraction` of the exported items.
     #[arg(long)]
     pub allow_mass_delete: bool,
+    /// Abandon the unfinished run instead (its queue is dropped; the next `run` plans again from
+    /// the source and the records). Needs `--yes`.
+    #[arg(long, conflicts_with_all = ["resume", "allow_mass_delete"])]
+    pub discard: bool,
+    /// Confirms `--discard`.
+    #[arg(long, requires = "discard")]
+    pub yes: bool,
 }
 
 #[derive(Debug, clap::Args)]
@@ -75,6 +83,19 @@ pub fn run_request(file: &std::path::Path, req: RunRequest, g: &Globals) -> Resu
 }
 
 pub fn exec(args: &RunArgs, g: &Globals) -> Result<Exit, Error> {
+    if args.discard {
+        if !args.yes {
+            return Err(Error::failed(
+                "`--discard` drops the unfinished run's queue: confirm with `catsync run --discard --yes FILE`",
+            ));
+        }
+        let pipeline = load_pipeline(&args.file, g)?;
+        let message = crate::executor::discard(&pipeline, &g.state)?;
+        if !g.quiet {
+            super::Printer::default().out(format!("{message}\n"))?;
+        }
+        return Ok(Exit::Success);
+    }
     let options = PlanOptions {
         only: args.selection.only.clone(),
         limit: args.selection.limit,
@@ -84,9 +105,34 @@ pub fn exec(args: &RunArgs, g: &Globals) -> Result<Exit, Error> {
     run_request(&args.file, RunRequest { mode: RunMode::Incremental, options, resume: args.resume, plan_file: None }, g)
 }
 
+/// R05: a refresh while a run exports is recorded, and the running process carries it out at its
+/// next batch boundary (it replaces that run's queue).
 pub fn exec_refresh(args: &RefreshArgs, g: &Globals) -> Result<Exit, Error> {
     let req = RunRequest { mode: RunMode::Refresh, options: PlanOptions::default(), resume: false, plan_file: None };
-    run_request(&args.file, req, g)
+    match run_request(&args.file, req.clone(), g) {
+        Err(Error::Refused { exit: Exit::InProgress, .. }) => {
+            let pipeline = load_pipeline(&args.file, g)?;
+            let control = crate::control::Control::new(&g.state, &pipeline.name, pipeline.environment.as_deref());
+            control.request_refresh().map_err(|e| Error::io("write", &g.state, e))?;
+            match control.holder() {
+                Some(h) => {
+                    if !g.quiet {
+                        super::Printer::default().out(format!(
+                            "A `{}` of pipeline `{}` is in progress (pid {}): the refresh is recorded, and replaces its queue at its next batch boundary (R05). `catsync status` shows it; `catsync log` records it.\n",
+                            h.command, pipeline.name, h.pid
+                        ))?;
+                    }
+                    Ok(Exit::Success)
+                }
+                None => {
+                    // The run ended meanwhile: this process carries the refresh out itself.
+                    control.cancel_refresh_request();
+                    run_request(&args.file, req, g)
+                }
+            }
+        }
+        other => other,
+    }
 }
 
 pub fn exec_apply(args: &ApplyArgs, g: &Globals) -> Result<Exit, Error> {

@@ -85,7 +85,7 @@ pub async fn run(
     let data = client.execute(ops::STAGED_UPLOADS_CREATE, input, 11.0).await?;
     let payload = &data["stagedUploadsCreate"];
     if let Some(message) = user_errors(payload) {
-        return Err(GqlError::Rejected { code: None, message: format!("stagedUploadsCreate: {message}") });
+        return Err(GqlError::Staging(format!("stagedUploadsCreate: {message}")));
     }
     let target = payload.pointer("/stagedTargets/0").cloned().unwrap_or(Value::Null);
     let url = target.get("url").and_then(Value::as_str).unwrap_or_default().to_string();
@@ -116,7 +116,7 @@ pub async fn run(
             continue;
         }
         if let Some(message) = user_errors(payload) {
-            return Err(GqlError::Rejected { code: None, message: format!("bulkOperationRunMutation: {message}") });
+            return Err(GqlError::Staging(format!("bulkOperationRunMutation: {message}")));
         }
         match payload.pointer("/bulkOperation/id").and_then(Value::as_str) {
             Some(id) => break id.to_string(),

@@ -32,6 +32,10 @@ pub enum GqlError {
     /// The answer was not a GraphQL response.
     #[error("the store answered something that is not a GraphQL response: {0}")]
     Garbage(String),
+    /// A bulk file could not be staged (the upload target refused it or could not be reached):
+    /// bulk operations are unusable, single calls may still work.
+    #[error("cannot stage a bulk file: {0}")]
+    Staging(String),
 }
 
 impl GqlError {
@@ -39,6 +43,20 @@ impl GqlError {
     /// of non-idempotent operations must look before trying again.
     pub fn is_ambiguous(&self) -> bool {
         matches!(self, GqlError::Exhausted { .. })
+    }
+
+    /// What to check when this error stops a run.
+    pub fn hint(&self) -> &'static str {
+        match self {
+            GqlError::Refused { .. } => "check the store `url`, `api_version` and the access token",
+            GqlError::Unreachable { .. } => "check the store `url` and the network (DNS, proxy, firewall)",
+            GqlError::Exhausted { .. } => {
+                "the store kept failing (server errors, timeouts or throttling); check its status and retry later"
+            }
+            GqlError::Garbage(_) => "check the store `url`: it does not look like a Shopify Admin GraphQL endpoint",
+            GqlError::Staging(_) => "check that the staged-upload host the store names is reachable from here",
+            GqlError::Rejected { .. } => "the store rejected the request",
+        }
     }
 }
 
@@ -250,10 +268,7 @@ impl Client {
                 Ok(r) if r.status().is_client_error() => {
                     let status = r.status().as_u16();
                     let text: String = r.text().await.unwrap_or_default().chars().take(300).collect();
-                    return Err(GqlError::Rejected {
-                        code: None,
-                        message: format!("the staged upload was refused (HTTP {status}): {text}"),
-                    });
+                    return Err(GqlError::Staging(format!("the staged upload was refused (HTTP {status}): {text}")));
                 }
                 Ok(r) => last_error = format!("HTTP {}", r.status().as_u16()),
                 Err(e) => last_error = describe(&e),
@@ -261,7 +276,7 @@ impl Client {
             self.stats.retried.fetch_add(1, Ordering::Relaxed);
             tokio::time::sleep(backoff(attempt, None)).await;
         }
-        Err(GqlError::Exhausted { attempts: MAX_ATTEMPTS, message: format!("staged upload: {last_error}") })
+        Err(GqlError::Staging(format!("gave up after {MAX_ATTEMPTS} attempts: {last_error}")))
     }
 
     /// Downloads a result file (a bulk operation's JSONL); the URL is signed, so no token is sent.

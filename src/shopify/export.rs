@@ -72,13 +72,18 @@ pub(super) fn user_errors(payload: &Value) -> Option<String> {
     )
 }
 
-/// A failed operation: fatal for the run (`Err`) when the store refuses everything, otherwise a
-/// failure of this item.
+/// A failed operation: only the store's verdict about the item (a GraphQL error about this
+/// request) is a failure of this item. A failure of the transport — the store refusing
+/// everything, unreachable, still failing after every retry, answering garbage, a bulk file that
+/// cannot be staged — is the run's failure (`Err`): it stops with its queue and charges no item.
 fn item_failure(e: GqlError) -> Result<Outcome, GqlError> {
     match e {
-        GqlError::Refused { .. } | GqlError::Garbage(_) | GqlError::Unreachable { .. } => Err(e),
         GqlError::Rejected { .. } => Ok(Outcome::Failed { message: e.to_string(), retryable: false }),
-        GqlError::Exhausted { .. } => Ok(Outcome::Failed { message: e.to_string(), retryable: true }),
+        GqlError::Refused { .. }
+        | GqlError::Garbage(_)
+        | GqlError::Unreachable { .. }
+        | GqlError::Exhausted { .. }
+        | GqlError::Staging(_) => Err(e),
     }
 }
 
@@ -92,6 +97,16 @@ macro_rules! try_item {
 }
 
 impl ShopifyTarget {
+    /// The shop's identity (`myshopifyDomain`, or its id): what a run checks its records are for.
+    pub async fn identity(&self) -> Result<String, GqlError> {
+        let data = self.client.execute(ops::SHOP_IDENTITY, json!({}), 1.0).await?;
+        let shop = &data["shop"];
+        match shop.get("myshopifyDomain").and_then(Value::as_str).or_else(|| shop.get("id").and_then(Value::as_str)) {
+            Some(id) => Ok(id.to_string()),
+            None => Err(GqlError::Garbage("the `shop` query returned no shop".to_string())),
+        }
+    }
+
     async fn lookup(&self, kind: ItemKind, handle: &str) -> Result<Option<String>, GqlError> {
         let (query, field) = match kind {
             ItemKind::Category => (ops::COLLECTION_BY_HANDLE, "collectionByIdentifier"),

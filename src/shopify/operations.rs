@@ -25,6 +25,12 @@ pub const PRODUCT_BY_HANDLE: &str = "query CatsyncProductByHandle($identifier: P
   productByIdentifier(identifier: $identifier) { id handle }
 }";
 
+/// Who the store is: a run checks it is the shop its records are for (and that the token works)
+/// before sending anything.
+pub const SHOP_IDENTITY: &str = "query CatsyncShop {
+  shop { id myshopifyDomain }
+}";
+
 pub const COLLECTION_BY_HANDLE: &str = "query CatsyncCollectionByHandle($identifier: CollectionIdentifierInput!) {
   collectionByIdentifier(identifier: $identifier) { id handle }
 }";
@@ -87,6 +93,7 @@ pub const BULK_CANCEL: &str = "mutation CatsyncBulkCancel($id: ID!) {
 pub const ALL: &[(&str, &str)] = &[
     ("productSet", PRODUCT_SET),
     ("productDelete", PRODUCT_DELETE),
+    ("shop", SHOP_IDENTITY),
     ("productByIdentifier", PRODUCT_BY_HANDLE),
     ("collectionByIdentifier", COLLECTION_BY_HANDLE),
     ("collectionCreate", COLLECTION_CREATE),

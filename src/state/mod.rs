@@ -118,6 +118,8 @@ pub enum RunStatus {
     Completed,
     /// Replaced by a refresh, which took over (and replaced) its queue.
     Superseded,
+    /// Abandoned with `catsync run --discard`: its queue was dropped.
+    Discarded,
 }
 
 impl RunStatus {
@@ -128,6 +130,7 @@ impl RunStatus {
             RunStatus::Error => "ERROR",
             RunStatus::Completed => "COMPLETED",
             RunStatus::Superseded => "SUPERSEDED",
+            RunStatus::Discarded => "DISCARDED",
         }
     }
 

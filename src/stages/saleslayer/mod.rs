@@ -427,5 +427,16 @@ fn read_files(paths: &[PathBuf], cursor: Option<i64>) -> Result<Vec<Export>, Sou
         }
     }
     exports.sort_by_key(|e| e.time);
+    // An export whose pages are still arriving (each page names a `next_page`, none is the last)
+    // is not read yet, nor anything after it: the cursor never passes a page not yet applied.
+    if let Some(first_incomplete) = exports.iter().position(|e| e.pages.iter().all(|p| p.next_page.is_some())) {
+        let waiting = &exports[first_incomplete];
+        tracing::info!(
+            time = waiting.time,
+            pages = waiting.pages.len(),
+            "an export's last page has not arrived yet; it is read once complete"
+        );
+        exports.truncate(first_incomplete);
+    }
     Ok(exports)
 }

@@ -1,0 +1,1087 @@
+//! The executor: turns plans into a resumable sync. `execute` takes the run lock, resumes an
+//! unfinished run with the configuration it started with (R09; connection settings come from the
+//! current file) or starts one, then hands the queue to the [`Exporter`], whose steps are named:
+//! pick a batch → send it → record before dequeuing → check for a stop → merge. New source
+//! exports (R04) and the changes a run starts with pass through one admission path
+//! ([`admit::admit`]): the mass-delete guard, parking, withdrawal of queued items. A refresh
+//! (R05) replaces the queue, also when it is asked for while a run exports.
+
+mod admit;
+mod target;
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::path::Path;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Instant;
+
+use crate::config::secret::ProcessEnv;
+use crate::config::{compile_pinned, scope_diff, CompiledPipeline};
+use crate::control::{now_rfc3339, Control, LockError};
+use crate::engine::{Data, Evaluation};
+use crate::error::{Error, Exit};
+use crate::plan::diff::Fingerprint;
+use crate::plan::{config_digest, plan, Action, Change, Counts, Plan, PlanOptions};
+use crate::shopify::export::{bulk_eligible, Outcome};
+use crate::stages::{CompiledStage, ItemKind};
+use crate::state::{
+    ExportRecord, Failure, Namespace, PinnedConfig, QueueEntry, RunError, RunMode, RunRecord, RunStatus, State,
+    MAX_ATTEMPTS,
+};
+use admit::{admit, Admitted, Refused, Rules};
+use target::{Records, Target};
+
+/// A run's queue, in export order: deletions first, then collections, then products.
+pub type Queue = VecDeque<QueueEntry>;
+
+/// What to run.
+#[derive(Debug, Clone)]
+pub struct RunRequest {
+    pub mode: RunMode,
+    pub options: PlanOptions,
+    /// `--resume`: finish the unfinished run with its pinned configuration, even if the scope changed.
+    pub resume: bool,
+    /// `apply PLANFILE`: exactly these changes.
+    pub plan_file: Option<Plan>,
+}
+
+/// How a run ended.
+#[derive(Debug)]
+pub struct RunOutcome {
+    pub run: RunRecord,
+    pub exit: Exit,
+    /// One line for the operator.
+    pub summary: String,
+}
+
+/// Where long work reports progress.
+pub trait Progress: Send + Sync {
+    fn start(&self, total: u64);
+    fn advance(&self, done: u64, total: u64);
+    fn finish(&self);
+
+    /// Called at each batch boundary of an export: once before the first batch (`batches` 0,
+    /// nothing `exported`), then after each batch once its results are durable, with the changes
+    /// the targets confirmed in it, before the deactivation flag, signals and the source are
+    /// checked. [`Proceed::Abort`] drops the run right there, without its final bookkeeping, as
+    /// a crash would (the queue and records are durable per batch; the next run resumes). This
+    /// is how `catsync test` acts mid-run deterministically.
+    fn at_boundary(&self, _batches: u32, _exported: &[&Change]) -> Proceed {
+        Proceed::Continue
+    }
+}
+
+/// What [`Progress::at_boundary`] asks the export to do next.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Proceed {
+    Continue,
+    /// Stop now without recording the run as ended (a simulated crash).
+    Abort,
+}
+
+/// No progress output.
+pub struct Silent;
+
+impl Progress for Silent {
+    fn start(&self, _: u64) {}
+    fn advance(&self, _: u64, _: u64) {}
+    fn finish(&self) {}
+}
+
+/// Stop requests from the command layer: 0 none, 1 or more stop after the batch in progress.
+static STOP_REQUESTS: AtomicU32 = AtomicU32::new(0);
+
+/// Asks the run in progress to stop after its batch (SIGINT/SIGTERM); returns how many stop
+/// requests came before this one.
+pub fn request_stop() -> u32 {
+    STOP_REQUESTS.fetch_add(1, Ordering::SeqCst)
+}
+
+/// Why a run should stop now: the pipeline was deactivated, or the process interrupted. Both are
+/// pauses, with one exit status (5); `catsync run` resumes either.
+fn stop_reason(control: &Control) -> Option<(RunStatus, Exit, &'static str)> {
+    if control.is_deactivated() {
+        Some((RunStatus::Paused, Exit::Deactivated, "the pipeline was deactivated"))
+    } else if STOP_REQUESTS.load(Ordering::SeqCst) > 0 {
+        Some((RunStatus::Paused, Exit::Deactivated, "interrupted"))
+    } else {
+        None
+    }
+}
+
+/// Runs a pipeline (see the module docs). `current` is the pipeline as the files say now.
+pub async fn execute(
+    current: CompiledPipeline,
+    state_dir: &Path,
+    req: RunRequest,
+    progress: &dyn Progress,
+) -> Result<RunOutcome, Error> {
+    let control = Control::new(state_dir, &current.name, current.environment.as_deref());
+    let (_lock, stale) = take_lock(&control, &current, req.mode, state_dir)?;
+    if let Some(since) = control.deactivated_since() {
+        return Err(Error::refused(
+            Exit::Deactivated,
+            format!(
+                "pipeline `{}` (environment `{}`) is deactivated (since {}); nothing was exported. `catsync activate` it (or `catsync activate --run`) to resume",
+                current.name,
+                current.environment.as_deref().unwrap_or("default"),
+                since.trim()
+            ),
+        ));
+    }
+    // A refresh asked for earlier (while another run exported) is carried out by this one.
+    let refresh_requested = control.take_refresh_request();
+    let state = State::open(state_dir)?;
+    let ns = state.namespace(&current.name, current.environment.as_deref());
+    let mut notes = Vec::new();
+    if let Some(h) = stale {
+        notes.push(format!(
+            "took over the lock of process {} (started {}), which ended without releasing it",
+            h.pid, h.started_at
+        ));
+    }
+    let unfinished = ns.unfinished_run()?;
+    let mode =
+        if refresh_requested.is_some() && req.mode == RunMode::Incremental { RunMode::Refresh } else { req.mode };
+    if let (Some(at), RunMode::Refresh) = (&refresh_requested, mode) {
+        notes.push(format!("carries out the refresh asked for at {at}"));
+    }
+    if mode == RunMode::Apply {
+        if let Some(saved) = &req.plan_file {
+            if !saved.has_changes() {
+                return Ok(nothing_to_apply(&current, saved));
+            }
+        }
+    }
+    let connections = Connections::of(&current);
+    let (file, environment) = (current.file.clone(), current.environment.clone());
+    // A new run hands its queue over in memory; a resumed one reads it from the state.
+    let (pipeline, mut run, queue) = match (mode, unfinished) {
+        (RunMode::Refresh, previous) => {
+            let (run, queue) = begin_refresh(&current, &state, &ns, previous, &req.options, notes)?;
+            (current, run, Some(queue))
+        }
+        (mode, Some(run)) => {
+            let changed = scope_diff(&run.pinned.raw, &current.raw);
+            if mode == RunMode::Apply {
+                return Err(Error::failed(format!(
+                    "run {} of pipeline `{}` is unfinished ({}); finish it with `catsync run --resume`, or replace it with `catsync refresh`, before applying a plan",
+                    run.id,
+                    current.name,
+                    run.status.name()
+                )));
+            }
+            if !changed.is_empty() && !req.resume {
+                return Err(Error::failed(format!(
+                    "the scope of pipeline `{}` changed while run {} is unfinished ({}): {}. Finish the run with the configuration it started with: `catsync run --resume {}`; or discard its queue and sync with the new configuration: `catsync refresh {}`",
+                    current.name,
+                    run.id,
+                    run.status.name(),
+                    changed.iter().map(|k| format!("`{k}`")).collect::<Vec<_>>().join(", "),
+                    current.file.display(),
+                    current.file.display()
+                )));
+            }
+            let pinned = compile_pinned(
+                run.pinned.raw.clone(),
+                &run.pinned.file,
+                run.pinned.environment.as_deref(),
+                &ProcessEnv,
+            )
+            .map_err(|e| {
+                Error::failed(format!("cannot resume run {}: its pinned configuration no longer compiles: {e}", run.id))
+            })?;
+            let mut run = run;
+            run.status = RunStatus::InProgress;
+            run.notes.extend(notes);
+            run.notes.push(format!("resumed at {} with the configuration it started with", now_rfc3339()));
+            ns.put_run(&run)?;
+            state.flush()?;
+            (pinned, run, None)
+        }
+        (_, None) if req.resume => {
+            return Err(Error::failed(format!(
+                "pipeline `{}` has no unfinished run to resume; `catsync run` starts a new one",
+                current.name
+            )))
+        }
+        (mode, None) => {
+            let (run, queue) = start_run(&current, &state, &ns, mode, &req.options, req.plan_file.as_ref(), notes)?;
+            (current, run, Some(queue))
+        }
+    };
+    let mut exporter = Exporter::new(connections.apply(pipeline), &state, &ns, &control, progress);
+    let mut queue = match queue {
+        Some(q) => q,
+        None => ns.queue()?.into(),
+    };
+    loop {
+        match exporter.export(&mut run, queue).await? {
+            Ended::Done(outcome) => return Ok(*outcome),
+            Ended::RefreshRequested(at) => {
+                // R05: a refresh asked for during the run replaces its queue, with the current file.
+                let options = crate::config::LoadOptions { environment: environment.as_deref(), env: &ProcessEnv };
+                let Some(fresh) = crate::config::load(&file, &options).pipeline else {
+                    return Err(Error::failed(format!(
+                        "a refresh was asked for at {at}, but `{}` does not load now (`catsync validate` says why); run {} is stopped with its queue. Fix the file, then `catsync refresh`",
+                        file.display(),
+                        run.id
+                    )));
+                };
+                let notes = vec![format!("a refresh asked for at {at} replaced run {}'s queue", run.id)];
+                let (fresh_run, fresh_queue) = begin_refresh(&fresh, &state, &ns, Some(run), &req.options, notes)?;
+                exporter = Exporter::new(fresh, &state, &ns, &control, progress);
+                run = fresh_run;
+                queue = fresh_queue;
+            }
+        }
+    }
+}
+
+/// Takes the run lock, or says who holds it.
+fn take_lock(
+    control: &Control,
+    current: &CompiledPipeline,
+    mode: RunMode,
+    state_dir: &Path,
+) -> Result<(crate::control::RunLock, Option<crate::control::LockHolder>), Error> {
+    let command = match mode {
+        RunMode::Incremental => "run",
+        RunMode::Refresh => "refresh",
+        RunMode::Apply => "apply",
+    };
+    match control.lock(command) {
+        Ok(l) => Ok(l),
+        Err(LockError::Held(h)) => Err(Error::refused(
+            Exit::InProgress,
+            format!(
+                "a `{}` of pipeline `{}` is in progress (pid {}, since {}); it merges new source modifications itself (R04). Wait for it, or pause it with `catsync deactivate`",
+                h.command, current.name, h.pid, h.started_at
+            ),
+        )),
+        Err(LockError::Io(e)) => Err(Error::io("lock", state_dir, e)),
+    }
+}
+
+/// `catsync run --discard --yes`: abandons the unfinished run (recorded `DISCARDED`, its queue
+/// dropped); the next `run` plans again from the source and the records, so nothing the store
+/// still needs is lost, only the pinned configuration and the queue's order.
+pub fn discard(current: &CompiledPipeline, state_dir: &Path) -> Result<String, Error> {
+    let control = Control::new(state_dir, &current.name, current.environment.as_deref());
+    let (_lock, _) = take_lock(&control, current, RunMode::Incremental, state_dir)?;
+    let state = State::open(state_dir)?;
+    let ns = state.namespace(&current.name, current.environment.as_deref());
+    let Some(mut run) = ns.unfinished_run()? else {
+        return Ok(format!("pipeline `{}` has no unfinished run: nothing to discard", current.name));
+    };
+    let queued = ns.queue()?.len();
+    run.status = RunStatus::Discarded;
+    run.ended_at = Some(now_rfc3339());
+    run.notes.push(format!(
+        "discarded at {} with `catsync run --discard`: {queued} queued change{} dropped",
+        now_rfc3339(),
+        if queued == 1 { "" } else { "s" }
+    ));
+    ns.replace_queue(&[])?;
+    ns.put_run(&run)?;
+    state.flush()?;
+    tracing::info!(run = %run.id, queued, "run discarded");
+    Ok(format!(
+        "Run {} of pipeline `{}` is discarded ({queued} queued change{} dropped). `catsync run` plans again from the source and what the store was sent.",
+        run.id,
+        current.name,
+        if queued == 1 { "" } else { "s" }
+    ))
+}
+
+/// The outcome of applying a saved plan without changes: nothing is sent, and nothing in the
+/// state moves (not even a source cursor).
+fn nothing_to_apply(current: &CompiledPipeline, saved: &Plan) -> RunOutcome {
+    let now = now_rfc3339();
+    let run = RunRecord {
+        id: run_id(),
+        mode: RunMode::Apply,
+        status: RunStatus::Completed,
+        started_at: now.clone(),
+        ended_at: Some(now),
+        pinned: PinnedConfig {
+            raw: current.raw.clone(),
+            digest: saved.config_digest.clone(),
+            file: current.file.clone(),
+            environment: current.environment.clone(),
+        },
+        counts: BTreeMap::new(),
+        exported: Vec::new(),
+        errors: Vec::new(),
+        notes: Vec::new(),
+    };
+    RunOutcome {
+        run,
+        exit: Exit::Success,
+        summary: "The plan has no changes: nothing was applied, and the state is unchanged.".to_string(),
+    }
+}
+
+/// The connection settings of each Shopify export in the current file. R09 pins what decides
+/// *what* is sent; *where* and with which credentials come from the current file.
+struct Connections(HashMap<String, (crate::stages::shopify::Store, Option<crate::config::secret::Secret>, String)>);
+
+impl Connections {
+    fn of(current: &CompiledPipeline) -> Connections {
+        Connections(
+            current
+                .stages
+                .iter()
+                .filter_map(|s| match &s.compiled {
+                    CompiledStage::Shopify(e) => {
+                        Some((s.name.clone(), (e.store.clone(), e.token.clone(), e.api_version.clone())))
+                    }
+                    _ => None,
+                })
+                .collect(),
+        )
+    }
+
+    /// `pinned` with each Shopify export's `url`, `token` and `api_version` from the current file.
+    fn apply(&self, mut pinned: CompiledPipeline) -> CompiledPipeline {
+        for stage in &mut pinned.stages {
+            let CompiledStage::Shopify(old) = &mut stage.compiled else { continue };
+            let Some((store, token, api_version)) = self.0.get(&stage.name) else { continue };
+            old.store = store.clone();
+            old.token = token.clone();
+            old.api_version = api_version.clone();
+        }
+        pinned
+    }
+}
+
+/// R05: supersedes `previous` (its pending deletions are dropped, and said so) and starts a
+/// refresh run with `pipeline`.
+fn begin_refresh(
+    pipeline: &CompiledPipeline,
+    state: &State,
+    ns: &Namespace,
+    previous: Option<RunRecord>,
+    options: &PlanOptions,
+    mut notes: Vec<String>,
+) -> Result<(RunRecord, Queue), Error> {
+    if let Some(mut old) = previous {
+        let dropped: Vec<String> = ns
+            .queue()?
+            .iter()
+            .filter(|e| matches!(e.change.action, Action::Delete | Action::Archive))
+            .map(|e| format!("{} {}", e.change.kind.singular(), e.change.source_id))
+            .collect();
+        if !dropped.is_empty() {
+            notes.push(format!(
+                "the refresh dropped {} pending deletion{} of run {}: {} (the next incremental run plans them again if they still apply)",
+                dropped.len(),
+                if dropped.len() == 1 { "" } else { "s" },
+                old.id,
+                dropped.join(", ")
+            ));
+        }
+        old.status = RunStatus::Superseded;
+        old.ended_at = Some(now_rfc3339());
+        old.notes.push("superseded by a refresh, which replaced its queue".to_string());
+        ns.put_run(&old)?;
+    }
+    let opts = PlanOptions { refresh: true, ignore_checkpoints: true, ..options.clone() };
+    start_run(pipeline, state, ns, RunMode::Refresh, &opts, None, notes)
+}
+
+/// Plans, then makes the run durable: queue, record with the pinned configuration, source
+/// mirrors and cursors (only now that every change is queued), config digest.
+fn start_run(
+    pipeline: &CompiledPipeline,
+    state: &State,
+    ns: &Namespace,
+    mode: RunMode,
+    opts: &PlanOptions,
+    plan_file: Option<&Plan>,
+    mut notes: Vec<String>,
+) -> Result<(RunRecord, Queue), Error> {
+    let planned = plan(pipeline, state, opts)?;
+    if let Some(saved) = plan_file {
+        check_plan_file(pipeline, saved, &planned.plan)?;
+    }
+    let changes = match plan_file {
+        Some(saved) => &saved.changes,
+        None => &planned.plan.changes,
+    };
+    let mut queue = Queue::new();
+    let mut next_seq = 0;
+    let parked = if mode == RunMode::Incremental { parked_failures(pipeline, ns)? } else { HashMap::new() };
+    let records = |export: &str| ns.records_digest(export).map(|d| d.count).unwrap_or(0);
+    let rules = Rules {
+        max_delete_fraction: pipeline.params.max_delete_fraction,
+        allow_mass_delete: opts.allow_mass_delete || mode == RunMode::Refresh,
+        records: &records,
+        parked: &parked,
+        complete: true,
+    };
+    let admitted = admit(changes, &mut queue, &mut next_seq, &rules)
+        .map_err(|Refused(why)| Error::failed(format!("refusing to run: {why}")))?;
+    notes.extend(admitted.describe());
+    let started = now_rfc3339();
+    let run = RunRecord {
+        id: run_id(),
+        mode,
+        status: RunStatus::InProgress,
+        started_at: started,
+        ended_at: None,
+        pinned: PinnedConfig {
+            raw: pipeline.raw.clone(),
+            digest: config_digest(pipeline),
+            file: pipeline.file.clone(),
+            environment: pipeline.environment.clone(),
+        },
+        counts: BTreeMap::new(),
+        exported: Vec::new(),
+        errors: planned
+            .plan
+            .errors
+            .iter()
+            .map(|e| RunError {
+                export: String::new(),
+                kind: e.kind,
+                source_id: e.source_id.clone(),
+                message: e.message.clone(),
+            })
+            .collect(),
+        notes,
+    };
+    ns.replace_queue(queue.make_contiguous())?;
+    for export in pipeline.exports() {
+        ns.keep_records_digest(&export.name)?;
+    }
+    ns.put_run(&run)?;
+    persist_sources(ns, &planned.evaluation)?;
+    ns.set_meta("config_digest", &config_digest(pipeline))?;
+    // Durable before anything is sent; a run with nothing to send is made durable at its end
+    // (a crash before then loses nothing the next plan would not find again).
+    if !queue.is_empty() {
+        state.flush()?;
+    }
+    store_checkpoints(pipeline, ns, &planned.evaluation)?;
+    Ok((run, queue))
+}
+
+/// Parked failures of every export, by item.
+fn parked_failures(
+    pipeline: &CompiledPipeline,
+    ns: &Namespace,
+) -> Result<HashMap<(String, ItemKind, String), Failure>, Error> {
+    let mut out = HashMap::new();
+    for export in pipeline.exports() {
+        for ((kind, id), f) in ns.failures(&export.name)? {
+            if f.parked {
+                out.insert((export.name.clone(), kind, id), f);
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// A saved plan is applied only if planning now gives exactly the same changes against the same
+/// configuration and state.
+fn check_plan_file(pipeline: &CompiledPipeline, saved: &Plan, now: &Plan) -> Result<(), Error> {
+    let stale =
+        |why: &str| Error::failed(format!("the plan is stale: {why}; make a new one with `catsync plan --out`"));
+    if saved.pipeline != pipeline.name || saved.environment != pipeline.environment {
+        return Err(stale("it was made for another pipeline or environment"));
+    }
+    if saved.config_digest != now.config_digest {
+        return Err(stale("the pipeline configuration changed since"));
+    }
+    if saved.state_fingerprint != now.state_fingerprint {
+        return Err(stale("the state changed since (another run exported something)"));
+    }
+    if saved.mode == crate::plan::Mode::Refresh {
+        return Err(Error::failed("this is a refresh plan: apply a refresh with `catsync refresh`"));
+    }
+    // Every saved change (a plan made with `--only` or `--limit` holds a subset) is still planned.
+    let key =
+        |c: &Change| (c.export.clone(), c.kind, c.source_id.clone(), c.action, c.hash_after.clone(), c.skipped.clone());
+    let current: std::collections::HashSet<_> = now.changes.iter().map(key).collect();
+    if let Some(c) = saved.changes.iter().find(|c| !current.contains(&key(c))) {
+        return Err(stale(&format!(
+            "{} {} would not be planned the same way now (the source changed since)",
+            c.kind.singular(),
+            c.source_id
+        )));
+    }
+    Ok(())
+}
+
+/// `{seconds}-{microseconds}`: ids sort in start order (the log lists runs by id, and the run
+/// lock keeps two runs of a pipeline from starting in the same microsecond).
+fn run_id() -> String {
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    format!("{}-{:06}", now.as_secs(), now.subsec_micros())
+}
+
+fn persist_sources(ns: &Namespace, evaluation: &Evaluation) -> Result<(), Error> {
+    for update in &evaluation.updates {
+        ns.save_mirror(&update.stage, &update.mirror, &update.changes)?;
+        if let Some(cursor) = update.cursor {
+            ns.set_cursor(&update.stage, cursor)?;
+        }
+    }
+    Ok(())
+}
+
+/// Stores each evaluated `map` stage's output fingerprint against the state as it is now.
+fn store_checkpoints(pipeline: &CompiledPipeline, ns: &Namespace, evaluation: &Evaluation) -> Result<(), Error> {
+    let mut files: crate::engine::FileHashes = ns.meta("file_hashes")?.unwrap_or_default();
+    let fps = crate::engine::fingerprints(pipeline, ns, &mut files).map_err(Error::failed)?;
+    if files.changed {
+        ns.set_meta("file_hashes", &files)?;
+    }
+    for (idx, out) in evaluation.outputs.iter().enumerate() {
+        let (Data::Documents(docs), Some(fp)) = (out, &fps[idx]) else { continue };
+        let mut items = crate::state::RecordsDigest::default();
+        for ((kind, id), hash) in &docs.hashes {
+            items.add(*kind, id, hash, false);
+        }
+        let checkpoint = crate::state::Checkpoint {
+            fingerprint: fp.clone(),
+            digest: Some(items),
+            errors: evaluation.errors.clone(),
+        };
+        ns.put_checkpoint(&pipeline.stages[idx].name, &checkpoint)?;
+    }
+    Ok(())
+}
+
+/// The live status a running export publishes.
+#[derive(serde::Serialize)]
+struct LiveStatus<'a> {
+    run: &'a str,
+    pid: u32,
+    started_at: &'a str,
+    queued: usize,
+    exported: usize,
+    errors: usize,
+    updated_at: String,
+}
+
+/// How [`Exporter::export`] ended.
+enum Ended {
+    Done(Box<RunOutcome>),
+    /// A refresh was asked for (at this time) while the run exported: it replaces the queue.
+    RefreshRequested(String),
+}
+
+/// Sends a run's queue to its targets, batch by batch (see the module docs).
+struct Exporter<'a> {
+    pipeline: CompiledPipeline,
+    state: &'a State,
+    ns: &'a Namespace<'a>,
+    control: &'a Control,
+    progress: &'a dyn Progress,
+}
+
+/// A run's progress through its queue.
+struct Flight {
+    targets: BTreeMap<String, Target>,
+    sandboxes: Vec<crate::sandbox_host::Hosted>,
+    next_seq: u64,
+    n_errors: usize,
+    n_batches: u32,
+    total: u64,
+    last_poll: Instant,
+    started: Instant,
+    exit: Option<Exit>,
+    /// A merge the mass-delete guard refused: the run finishes its queue and exits 1.
+    refused_merge: bool,
+}
+
+/// One batch's changes, their outcomes, and their records before it.
+type Sent = (Vec<QueueEntry>, Vec<Outcome>, Records);
+
+impl<'a> Exporter<'a> {
+    fn new(
+        pipeline: CompiledPipeline,
+        state: &'a State,
+        ns: &'a Namespace<'a>,
+        control: &'a Control,
+        progress: &'a dyn Progress,
+    ) -> Exporter<'a> {
+        Exporter { pipeline, state, ns, control, progress }
+    }
+
+    /// Exports the queue until it is empty, paused, stopped by errors, or replaced by a refresh.
+    async fn export(&mut self, run: &mut RunRecord, mut queue: Queue) -> Result<Ended, Error> {
+        let mut f = Flight {
+            targets: BTreeMap::new(),
+            sandboxes: Vec::new(),
+            next_seq: queue.iter().map(|e| e.seq + 1).max().unwrap_or(0),
+            n_errors: run.errors.iter().filter(|e| !e.export.is_empty()).count(),
+            n_batches: 0,
+            total: queue.len() as u64 + run.exported.len() as u64,
+            last_poll: Instant::now(),
+            started: Instant::now(),
+            exit: None,
+            refused_merge: false,
+        };
+        if let Err(why) = self.connect(&mut f, run).await {
+            return Err(self.stopped(run, &queue, why));
+        }
+        self.progress.start(f.total);
+        if self.progress.at_boundary(0, &[]) == Proceed::Abort {
+            return Err(aborted(run, 0));
+        }
+        // Big queues of product writes go through bulk files (decided per export when it starts).
+        for (name, target) in f.targets.iter_mut() {
+            if let Target::Shopify { flight, .. } = target {
+                let writes = queue.iter().filter(|e| &e.change.export == name && bulk_eligible(&e.change)).count();
+                flight.active = flight.settings.enabled && writes >= flight.settings.threshold.max(1);
+            }
+        }
+        loop {
+            if queue.is_empty() {
+                // Nothing left: one last look at the source (at most every `poll_interval`), so a
+                // run does not end on exports that arrived while it ran.
+                let due = f.n_batches > 0 && f.last_poll.elapsed() >= self.pipeline.params.poll_interval;
+                if !due || !self.merge(run, &mut queue, &mut f, true)? || queue.is_empty() {
+                    break;
+                }
+            }
+            let Some((batch, outcomes, records)) = self.send_next(run, &queue, &mut f).await? else { break };
+            let done = self.record(run, &batch, outcomes, &records, &mut f)?;
+            dequeue(&mut queue, &batch);
+            self.ns.put_run(run)?;
+            self.state.flush()?;
+            self.publish(run, &queue, &f);
+            f.n_batches += 1;
+            let confirmed: Vec<&Change> = done.iter().map(|&i| &batch[i].change).collect();
+            if self.progress.at_boundary(f.n_batches, &confirmed) == Proceed::Abort {
+                return Err(aborted(run, f.n_batches));
+            }
+            if f.n_errors >= self.pipeline.params.max_errors {
+                run.status = RunStatus::Error;
+                run.notes.push(format!(
+                    "stopped after {} item errors (`max_errors` is {}); {} changes stay queued",
+                    f.n_errors,
+                    self.pipeline.params.max_errors,
+                    queue.len()
+                ));
+                f.exit = Some(Exit::ItemErrors);
+                break;
+            }
+            if let Some(at) = self.control.take_refresh_request() {
+                self.cancel_flights(run, &mut f).await;
+                self.finish_targets(run, &mut f).await?;
+                self.progress.finish();
+                return Ok(Ended::RefreshRequested(at));
+            }
+            if queue.is_empty() {
+                continue;
+            }
+            if let Some((status, exit, why)) = stop_reason(self.control) {
+                run.status = status;
+                run.notes.push(format!("paused at {}: {why}; {} changes stay queued", now_rfc3339(), queue.len()));
+                f.exit = Some(exit);
+                break;
+            }
+            if f.last_poll.elapsed() >= self.pipeline.params.poll_interval && f.targets.values().all(Target::idle) {
+                self.merge(run, &mut queue, &mut f, false)?;
+            }
+        }
+        self.progress.finish();
+        self.cancel_flights(run, &mut f).await;
+        self.finish_targets(run, &mut f).await?;
+        Ok(Ended::Done(Box::new(self.close(run, f)?)))
+    }
+
+    /// Builds the targets and checks that each Shopify store is the one the records are for.
+    async fn connect(&self, f: &mut Flight, run: &mut RunRecord) -> Result<(), String> {
+        let state_dir = self.state.dir();
+        for stage in self.pipeline.exports() {
+            let built = Target::build(stage, &self.pipeline, self.ns, &mut f.sandboxes, state_dir)
+                .await
+                .map_err(|e| e.to_string())?;
+            let Some(target) = built else { continue };
+            if let Target::Shopify { target: shop, .. } = &target {
+                let key = format!("shop_identity/{}", stage.name);
+                let identity =
+                    shop.identity().await.map_err(|e| format!("export `{}`: {e}; {}", stage.name, e.hint()))?;
+                match self.ns.meta::<String>(&key).map_err(|e| e.to_string())? {
+                    Some(known) if known != identity => {
+                        return Err(format!(
+                            "export `{}`: the store at its `url` is `{identity}`, but catsync's records of this pipeline are for `{known}` (another shop). Point `url` back at `{known}`; or, to sync the new shop from scratch, use another `--state` directory (or environment) for it{}",
+                            stage.name,
+                            if run.status.unfinished() {
+                                format!(", and abandon run {} with `catsync run --discard --yes`", run.id)
+                            } else {
+                                String::new()
+                            }
+                        ));
+                    }
+                    Some(_) => {}
+                    None => self.ns.set_meta(&key, &identity).map_err(|e| e.to_string())?,
+                }
+            }
+            f.targets.insert(stage.name.clone(), target);
+        }
+        Ok(())
+    }
+
+    /// Picks the next batch (the first entries of one export, in queue order, or one bulk file)
+    /// and sends it. `None`: the run paused while bulk files were in flight.
+    async fn send_next(&self, run: &mut RunRecord, queue: &Queue, f: &mut Flight) -> Result<Option<Sent>, Error> {
+        let export_name = queue[0].change.export.clone();
+        let Some(target) = f.targets.get_mut(&export_name) else {
+            return Err(Error::failed(format!("export `{export_name}` of the queue is not in the pipeline")));
+        };
+        let batch_size = self.pipeline.params.batch_size.max(1);
+        let (batch, outcomes, records) = if target.next_is_bulk(queue, &export_name) {
+            // A merge of new source modifications waits until no file is in flight.
+            let top_up = f.last_poll.elapsed() < self.pipeline.params.poll_interval;
+            let control = self.control;
+            let stop = || stop_reason(control).is_some() || control.refresh_requested();
+            match target.next_bulk_file(queue, &export_name, top_up, &run.id, &stop).await? {
+                Some((entries, outcomes)) => {
+                    let records = batch_records(self.ns, &export_name, &entries)?;
+                    (entries, outcomes, records)
+                }
+                // The refresh is carried out at this boundary (the files in flight are canceled).
+                None if self.control.refresh_requested() => return Ok(Some((Vec::new(), Vec::new(), Records::new()))),
+                None => {
+                    let (status, exit, why) =
+                        stop_reason(self.control).unwrap_or((RunStatus::Paused, Exit::Deactivated, "interrupted"));
+                    run.status = status;
+                    run.notes.push(format!(
+                        "paused at {}: {why} while bulk files were in flight; {} changes stay queued",
+                        now_rfc3339(),
+                        queue.len()
+                    ));
+                    f.exit = Some(exit);
+                    return Ok(None);
+                }
+            }
+        } else {
+            let batch = target.next_batch(queue, &export_name, batch_size);
+            let records = batch_records(self.ns, &export_name, &batch)?;
+            let refs: Vec<&QueueEntry> = batch.iter().collect();
+            let outcomes = target.apply(&refs, &records).await;
+            (batch, outcomes, records)
+        };
+        let outcomes = match outcomes {
+            Ok(o) => o,
+            Err(crate::shopify::client::GqlError::Staging(why)) if target.flight().is_some() => {
+                // Bulk files cannot be staged: this run sends the rest by single calls.
+                if let Some(flight) = target.flight() {
+                    flight.active = false;
+                }
+                run.notes.push(format!(
+                    "export `{export_name}`: cannot stage bulk files ({why}); this run sends its products by single calls instead (check that the upload host the store names is reachable)"
+                ));
+                return Ok(Some((Vec::new(), Vec::new(), Records::new())));
+            }
+            Err(e) => {
+                let message = format!("export `{export_name}`: {e}; {}", e.hint());
+                self.cancel_flights(run, f).await;
+                return Err(self.stopped(run, queue, message));
+            }
+        };
+        // The embedded store is saved before the results are recorded: a record never claims
+        // what the store could lose in a crash.
+        for hosted in &f.sandboxes {
+            hosted.save()?;
+        }
+        Ok(Some((batch, outcomes, records)))
+    }
+
+    /// Records a batch's outcomes: failures (R06 attempts, parking) and confirmed changes
+    /// (hashes, target ids), records first — the queue entries go after, so a crash between the
+    /// two re-sends an item already recorded, never drops one that is not.
+    fn record(
+        &self,
+        run: &mut RunRecord,
+        batch: &[QueueEntry],
+        outcomes: Vec<Outcome>,
+        records: &Records,
+        f: &mut Flight,
+    ) -> Result<Vec<usize>, Error> {
+        let Some(export_name) = batch.first().map(|e| e.change.export.clone()) else { return Ok(Vec::new()) };
+        let ns = self.ns;
+        let mut failures = BTreeMap::new();
+        for e in batch {
+            if let Some(fl) = ns.failure(&export_name, e.change.kind, &e.change.source_id)? {
+                failures.insert((e.change.kind, e.change.source_id.clone()), fl);
+            }
+        }
+        let mut confirmed = Vec::new();
+        let mut done = Vec::new();
+        let mut gids = Vec::new();
+        for (i, (entry, outcome)) in batch.iter().zip(outcomes).enumerate() {
+            let c = &entry.change;
+            let item = format!("{} {}:{}", c.export, c.kind.singular(), c.source_id);
+            match outcome {
+                Outcome::Done { gid } => {
+                    gids.push(gid);
+                    ns.remove_failure(&c.export, c.kind, &c.source_id)?;
+                    run.counts.entry(c.export.clone()).or_default().add(c);
+                    run.exported.push(item);
+                    confirmed.push(c);
+                    done.push(i);
+                }
+                Outcome::Failed { message, retryable } => {
+                    let previous = failures.get(&(c.kind, c.source_id.clone()));
+                    let attempts = match previous {
+                        Some(fl) if fl.hash == c.hash_after => fl.attempts + 1,
+                        _ => 1,
+                    };
+                    let failure = Failure {
+                        attempts,
+                        message: message.clone(),
+                        hash: c.hash_after.clone(),
+                        parked: !retryable || attempts >= MAX_ATTEMPTS,
+                    };
+                    ns.put_failure(&c.export, c.kind, &c.source_id, &failure)?;
+                    run.errors.push(RunError {
+                        export: c.export.clone(),
+                        kind: c.kind,
+                        source_id: c.source_id.clone(),
+                        message,
+                    });
+                    f.n_errors += 1;
+                }
+            }
+        }
+        record(ns, &export_name, &confirmed, gids, records)?;
+        for entry in batch {
+            ns.remove_queued(entry.seq)?;
+        }
+        Ok(done)
+    }
+
+    /// R04: new source exports join the queue through the same admission as a run's start.
+    /// `last`: the queue is empty and the run would end. Returns whether anything was read.
+    fn merge(&self, run: &mut RunRecord, queue: &mut Queue, f: &mut Flight, last: bool) -> Result<bool, Error> {
+        f.last_poll = Instant::now();
+        if run.mode == RunMode::Apply || f.refused_merge {
+            // `apply` sends exactly its plan; a refused export waits for the operator.
+            return Ok(false);
+        }
+        if !last && queue.is_empty() {
+            return Ok(false);
+        }
+        let pipeline = &self.pipeline;
+        let planned = plan(pipeline, self.state, &PlanOptions { ignore_checkpoints: true, ..PlanOptions::default() })?;
+        let exports: Vec<i64> = planned.evaluation.updates.iter().flat_map(|u| u.exports.iter().map(|e| e.0)).collect();
+        let tables_changed = planned.evaluation.updates.iter().any(|u| u.exports.is_empty() && !u.changes.is_empty());
+        if exports.is_empty() && !tables_changed {
+            return Ok(false);
+        }
+        let parked = parked_failures(pipeline, self.ns)?;
+        let records = |export: &str| self.ns.records_digest(export).map(|d| d.count).unwrap_or(0);
+        let rules = Rules {
+            max_delete_fraction: pipeline.params.max_delete_fraction,
+            allow_mass_delete: false,
+            records: &records,
+            parked: &parked,
+            complete: true,
+        };
+        let what = format!(
+            "new source export{} ({})",
+            if exports.len() == 1 { "" } else { "s" },
+            exports.iter().map(|t| t.to_string()).collect::<Vec<_>>().join(", ")
+        );
+        let admitted: Admitted = match admit(&planned.plan.changes, queue, &mut f.next_seq, &rules) {
+            Ok(a) => a,
+            Err(Refused(why)) => {
+                // Nothing of it is read: the cursor stays before it, and the next run refuses it
+                // the same way until the source is fixed or the deletions are allowed.
+                f.refused_merge = true;
+                run.notes.push(format!("refused to merge {what}: {why}; the run finished its queue without it"));
+                self.ns.put_run(run)?;
+                self.state.flush()?;
+                return Ok(false);
+            }
+        };
+        self.ns.replace_queue(queue.make_contiguous())?;
+        persist_sources(self.ns, &planned.evaluation)?;
+        let merged = admitted.added + admitted.replaced;
+        run.notes
+            .push(format!("merged {merged} change{} from {what} into the queue", if merged == 1 { "" } else { "s" },));
+        run.notes.extend(admitted.describe());
+        f.total += admitted.added as u64;
+        self.ns.put_run(run)?;
+        self.state.flush()?;
+        Ok(true)
+    }
+
+    /// Stops bulk files still in flight; their changes stay queued.
+    async fn cancel_flights(&self, run: &mut RunRecord, f: &mut Flight) {
+        for (name, target) in f.targets.iter_mut() {
+            if !target.idle() {
+                target.cancel_bulk().await;
+                run.notes.push(format!(
+                    "export `{name}`: canceled the bulk files in flight; their changes stay queued (re-sending them is idempotent)"
+                ));
+            }
+        }
+    }
+
+    /// Request counts per export, and the embedded stores saved and stopped.
+    async fn finish_targets(&self, run: &mut RunRecord, f: &mut Flight) -> Result<(), Error> {
+        for (name, target) in f.targets.iter_mut() {
+            if let Target::Shopify { target, flight, .. } = target {
+                let st = &target.client.stats;
+                let n = st.requests.load(Ordering::Relaxed);
+                if n > 0 {
+                    let files = if flight.files > 0 {
+                        format!(", {} bulk files of {} products", flight.files, flight.items)
+                    } else {
+                        String::new()
+                    };
+                    run.notes.push(format!(
+                        "export `{name}`: {n} requests, {} throttled, {} retried, {:.0} cost points in {:.1} s{files}",
+                        st.throttled.load(Ordering::Relaxed),
+                        st.retried.load(Ordering::Relaxed),
+                        st.cost_milli.load(Ordering::Relaxed) as f64 / 1000.0,
+                        f.started.elapsed().as_secs_f64()
+                    ));
+                }
+            }
+        }
+        for hosted in std::mem::take(&mut f.sandboxes) {
+            let summary = hosted.stop().await?;
+            run.notes.push(summary);
+        }
+        Ok(())
+    }
+
+    /// The run stopped on a transport failure: recorded `ERROR` with its queue, no item charged.
+    fn stopped(&self, run: &mut RunRecord, queue: &Queue, why: String) -> Error {
+        run.status = RunStatus::Error;
+        run.ended_at = Some(now_rfc3339());
+        run.notes.push(format!("stopped: {why}"));
+        self.progress.finish();
+        if let Err(e) = self.ns.put_run(run).map_err(Error::from).and_then(|_| Ok(self.state.flush()?)) {
+            return e;
+        }
+        Error::failed(format!(
+            "{why}. Nothing was lost: the run is stopped with its queue ({} changes) and no item was charged; `catsync run` resumes it",
+            queue.len()
+        ))
+    }
+
+    fn publish(&self, run: &RunRecord, queue: &Queue, f: &Flight) {
+        self.progress.advance(run.exported.len() as u64, f.total);
+        self.control.publish(&LiveStatus {
+            run: &run.id,
+            pid: std::process::id(),
+            started_at: &run.started_at,
+            queued: queue.len(),
+            exported: run.exported.len(),
+            errors: f.n_errors,
+            updated_at: now_rfc3339(),
+        });
+    }
+
+    /// Ends the run: its status, counts and summary.
+    fn close(&self, run: &mut RunRecord, f: Flight) -> Result<RunOutcome, Error> {
+        if run.status == RunStatus::InProgress {
+            run.status = RunStatus::Completed;
+        }
+        run.ended_at = Some(now_rfc3339());
+        self.ns.put_run(run)?;
+        self.state.flush()?;
+        let counts = run.counts.values().fold(Counts::default(), |mut t, c| {
+            t.merge(c);
+            t
+        });
+        let summary = format!(
+            "Run {} {}: {} created, {} updated, {} archived, {} deleted, {} item error{}.",
+            run.id,
+            run.status.name(),
+            counts.create,
+            counts.update,
+            counts.archive,
+            counts.delete,
+            run.errors.len(),
+            if run.errors.len() == 1 { "" } else { "s" }
+        );
+        let exit = f.exit.unwrap_or(if f.refused_merge {
+            Exit::Error
+        } else if run.errors.is_empty() {
+            Exit::Success
+        } else {
+            Exit::ItemErrors
+        });
+        Ok(RunOutcome { run: run.clone(), exit, summary })
+    }
+}
+
+/// Removes a batch from the queue: usually its front, so no scan of the whole queue.
+fn dequeue(queue: &mut Queue, batch: &[QueueEntry]) {
+    let done: std::collections::HashSet<u64> = batch.iter().map(|e| e.seq).collect();
+    let mut left = done.len();
+    while left > 0 && queue.front().is_some_and(|e| done.contains(&e.seq)) {
+        queue.pop_front();
+        left -= 1;
+    }
+    if left > 0 {
+        queue.retain(|e| !done.contains(&e.seq));
+    }
+}
+
+fn aborted(run: &RunRecord, n: u32) -> Error {
+    Error::failed(format!(
+        "run {} was aborted after {n} batch{} without finishing; `catsync run` resumes it from its queue",
+        run.id,
+        if n == 1 { "" } else { "es" }
+    ))
+}
+
+/// Queue order within an export: deletions and archives first, then by kind (collections
+/// before products), then as queued.
+fn queue_order(e: &QueueEntry) -> (&str, bool, ItemKind, u64) {
+    (e.change.export.as_str(), !matches!(e.change.action, Action::Delete | Action::Archive), e.change.kind, e.seq)
+}
+
+/// Records the changes the target confirmed in a batch (R06 hashes, target ids), in one write;
+/// the field hashes of the documents are computed on both cores.
+fn record(
+    ns: &Namespace,
+    export: &str,
+    confirmed: &[&Change],
+    gids: Vec<Option<String>>,
+    before: &Records,
+) -> Result<(), Error> {
+    use rayon::prelude::*;
+    let writes = confirmed
+        .par_iter()
+        .zip(gids)
+        .filter_map(|(c, gid)| {
+            let record = match (c.action, &c.document, &c.hash_after) {
+                (Action::Delete, _, _) => None,
+                (_, Some(doc), Some(hash)) => Some(ExportRecord {
+                    handle: c.handle.clone(),
+                    gid: gid.or_else(|| before.get(&(c.kind, c.source_id.clone())).and_then(|p| p.gid.clone())),
+                    hash: hash.clone(),
+                    fields: Fingerprint::of(doc).fields,
+                    archived: c.action == Action::Archive,
+                }),
+                _ => return None,
+            };
+            Some((c.kind, c.source_id.clone(), record))
+        })
+        .collect();
+    ns.write_records(export, writes)?;
+    Ok(())
+}
+
+/// The records of a batch's items, looked up by key.
+fn batch_records(ns: &Namespace, export: &str, batch: &[QueueEntry]) -> Result<Records, Error> {
+    let mut records = BTreeMap::new();
+    for e in batch {
+        if let Some(r) = ns.record(export, e.change.kind, &e.change.source_id)? {
+            records.insert((e.change.kind, e.change.source_id.clone()), r);
+        }
+    }
+    Ok(records)
+}

@@ -1,0 +1,195 @@
+//! What arrives while a run exports (issue 12): new source exports, withdrawals, empty full
+//! exports, refreshes, changed connection settings — through the real binary against a slow
+//! sandbox store on a loopback port. Each passes the same guards as at the start of a run.
+
+use std::time::Duration;
+
+use serde_json::Value;
+
+use crate::support::Test;
+use crate::sync::{finish, products, sandbox, slow, synced_setup, Project, PARAMS, TOKEN};
+
+/// A synced project whose next run has `delta` to export slowly, in batches of 2.
+fn running_delta(parameters: &str, delta: &str) -> (catsync::sandbox::Sandbox, Project, std::process::Child) {
+    running_delta_on(slow(), parameters, delta)
+}
+
+fn running_delta_on(
+    faults: catsync::sandbox::FaultSpec,
+    parameters: &str,
+    delta: &str,
+) -> (catsync::sandbox::Sandbox, Project, std::process::Child) {
+    let (s, p) = synced_setup(faults, &parameters.replace("batch_size: 5", "batch_size: 2"));
+    let out = p.cli(&["run", "p.yaml"]);
+    assert_eq!(out.code, 0, "{}\n{}", out.stderr, out.stdout);
+    p.source(delta);
+    // The live status of the finished run must not read as this run's progress.
+    std::fs::remove_file(p.dir().join(".catsync/control/acme@default.status.json")).unwrap();
+    let mut child = p.spawn(&["run", "p.yaml"]);
+    p.wait_until_exported(1, &mut child);
+    (s, p, child)
+}
+
+/// Drops a source export the way an upstream job would: written aside, then renamed in.
+fn drop_export(p: &Project, name: &str, text: &str) {
+    let dir = p.dir().join("exports");
+    let tmp = dir.join(format!(".{name}.partial"));
+    std::fs::write(&tmp, text).unwrap();
+    std::fs::rename(tmp, dir.join(name)).unwrap();
+}
+
+fn fixture(name: &str) -> String {
+    std::fs::read_to_string(crate::support::repo().join("fixtures/saleslayer/acme").join(name)).unwrap()
+}
+
+#[test]
+fn a_rename_arriving_mid_run_reaches_the_store() {
+    // About 1.5 s of exporting left when the rename arrives.
+    let slower = catsync::sandbox::FaultSpec { slow: 1.0, slow_by: Duration::from_millis(150), ..Default::default() };
+    let params = PARAMS.replace("poll_interval: 0s", "poll_interval: 500ms");
+    let (s, p, child) = running_delta_on(slower, &params, "01-rename-category.json");
+    drop_export(&p, "10-image-unchanged.json", &fixture("10-image-unchanged.json"));
+    let out = finish(child);
+    assert_eq!(out.code, 0, "{}\n{}", out.stderr, out.stdout);
+    let plan = p.cli(&["plan", "p.yaml"]);
+    assert_eq!(products(&s)["acme-tr-001"].0, "Zip-off Hiking Trousers", "run: {}\nplan: {}", out.stdout, plan.stdout);
+    assert!(plan.stdout.contains("No changes"), "{}", plan.stdout);
+}
+
+/// The full fixture with its rows replaced: `rows` maps a table to its new rows.
+fn export_with(time: i64, action: &str, rows: &[(&str, Value)]) -> String {
+    let mut v: Value = serde_json::from_str(&fixture("00-full.json")).unwrap();
+    v["time"] = time.into();
+    v["action"] = action.into();
+    for table in ["catalogue", "products", "product_formats"] {
+        v["data"][table] = serde_json::json!([]);
+    }
+    for (table, value) in rows {
+        v["data"][*table] = value.clone();
+    }
+    v.to_string()
+}
+
+fn last_run(p: &Project) -> Value {
+    p.log().pop().unwrap()
+}
+
+#[test]
+fn an_empty_full_export_arriving_mid_run_is_refused_by_the_mass_delete_guard() {
+    let params = PARAMS.replace("poll_interval: 0s", "poll_interval: 100ms");
+    let (s, p, child) = running_delta(&params, "01-rename-category.json");
+    drop_export(&p, "20-empty-full.json", &export_with(1717020000, "refresh", &[]));
+    let out = finish(child);
+    assert_eq!(out.code, 1, "a refused merge is an error: {}\n{}", out.stderr, out.stdout);
+    assert!(out.stdout.contains("refused to merge new source export (1717020000)"), "{}\n{}", out.stderr, out.stdout);
+    assert!(out.stdout.contains("max_delete_fraction"), "{}", out.stdout);
+    assert_eq!(products(&s).len(), 10, "nothing was deleted");
+    assert_eq!(s.snapshot().collections.len(), 6);
+    // The export was not read: the next run refuses it the same way, and deletes nothing.
+    let out = p.cli(&["run", "p.yaml"]);
+    assert_eq!(out.code, 1, "{}\n{}", out.stderr, out.stdout);
+    assert!(out.stderr.contains("refusing to run"), "{}\n{}", out.stderr, out.stdout);
+    assert_eq!(products(&s).len(), 10);
+}
+
+#[test]
+fn items_deleted_or_made_draft_while_their_create_is_queued_are_withdrawn() {
+    let (s, p) = synced_setup(slow(), &PARAMS.replace("batch_size: 5", "batch_size: 2"));
+    let mut child = p.spawn(&["run", "p.yaml"]);
+    p.wait_until_exported(1, &mut child);
+    drop_export(&p, "04-status-draft.json", &fixture("04-status-draft.json"));
+    drop_export(&p, "06-delete-product.json", &fixture("06-delete-product.json"));
+    let out = finish(child);
+    assert_eq!(out.code, 0, "{}\n{}", out.stderr, out.stdout);
+    let notes = last_run(&p)["notes"].to_string();
+    assert!(notes.contains("withdrew"), "{notes}");
+    let store = products(&s);
+    assert_eq!(store.len(), 8, "2012 (now draft) and 2013 (deleted) were never created: {:?}", store.keys());
+    let plan = p.cli(&["plan", "p.yaml"]);
+    assert!(plan.stdout.contains("No changes"), "{}", plan.stdout);
+}
+
+#[test]
+fn a_refresh_asked_for_during_a_run_is_recorded_and_replaces_its_queue() {
+    let (s, p) = synced_setup(slow(), &PARAMS.replace("batch_size: 5", "batch_size: 2"));
+    let mut child = p.spawn(&["run", "p.yaml"]);
+    p.wait_until_exported(2, &mut child);
+    let out = p.cli(&["refresh", "p.yaml"]);
+    assert_eq!(out.code, 0, "R05: accepted, not refused: {}\n{}", out.stderr, out.stdout);
+    assert!(out.stdout.contains("the refresh is recorded"), "{}", out.stdout);
+    let out = finish(child);
+    assert_eq!(out.code, 0, "{}\n{}", out.stderr, out.stdout);
+    let runs = p.log();
+    assert_eq!(runs.len(), 2, "{runs:?}");
+    assert_eq!(runs[0]["status"], "SUPERSEDED");
+    assert_eq!(runs[1]["mode"], "refresh");
+    assert_eq!(runs[1]["status"], "COMPLETED");
+    assert_eq!(products(&s).len(), 10);
+    assert!(p.cli(&["plan", "p.yaml"]).stdout.contains("No changes"));
+}
+
+#[test]
+fn a_fixed_store_url_is_used_by_the_unfinished_run_and_discard_abandons_one() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let wrong = format!("http://127.0.0.1:{port}");
+    let p = Project::new(&wrong, PARAMS);
+    p.source("00-full.json");
+    let run = |args: &[&str]| {
+        Test::at(p.dir()).env("SHOPIFY_TOKEN", TOKEN).env("CATSYNC_RETRY_SCALE", "0.01").args(args).run()
+    };
+    assert_eq!(run(&["run", "p.yaml"]).code, 1);
+    let s = sandbox(catsync::sandbox::FaultSpec::default(), 2000.0, 100.0);
+    p.edit(&wrong, &s.url());
+    let out = run(&["run", "p.yaml"]);
+    assert_eq!(out.code, 0, "the resumed run calls the fixed url: {}\n{}", out.stderr, out.stdout);
+    assert!(out.stdout.contains("resumed"), "{}", out.stdout);
+    assert_eq!(products(&s).len(), 10);
+
+    // An unfinished run abandoned explicitly.
+    p.edit(&s.url(), &wrong);
+    p.source("01-rename-category.json");
+    assert_eq!(run(&["run", "p.yaml"]).code, 1);
+    let out = run(&["run", "p.yaml", "--discard"]);
+    assert_eq!(out.code, 1, "--discard needs --yes");
+    assert!(out.stderr.contains("--yes"), "{}", out.stderr);
+    let out = run(&["run", "p.yaml", "--discard", "--yes"]);
+    assert_eq!(out.code, 0, "{}\n{}", out.stderr, out.stdout);
+    assert_eq!(last_run(&p)["status"], "DISCARDED");
+    // Nothing is lost: the next plan still has what the store needs.
+    p.edit(&wrong, &s.url());
+    let plan = run(&["plan", "p.yaml"]);
+    assert!(plan.stdout.contains("~ category 1002"), "{}", plan.stdout);
+}
+
+#[test]
+fn a_deleted_product_takes_its_unlisted_variants_with_it() {
+    let (s, p) = synced_setup(catsync::sandbox::FaultSpec::default(), PARAMS);
+    assert_eq!(p.cli(&["run", "p.yaml"]).code, 0);
+    // Product 2013 deleted; its variants 3037 and 3038 are not listed.
+    drop_export(
+        &p,
+        "06-only-product.json",
+        &export_with(1717006000, "update", &[("products", serde_json::json!([["D", "2013"]]))]),
+    );
+    let out = p.cli(&["run", "p.yaml"]);
+    assert_eq!(out.code, 0, "{}\n{}", out.stderr, out.stdout);
+    assert!(!out.stdout.contains("not in the export"), "{}", out.stdout);
+    assert_eq!(products(&s).len(), 9);
+    let out = p.cli(&["run", "p.yaml"]);
+    assert_eq!(out.code, 0, "the state converged: {}\n{}", out.stderr, out.stdout);
+}
+
+#[test]
+fn applying_a_saved_plan_without_changes_applies_nothing_and_reads_no_newer_export() {
+    let (s, p) = synced_setup(catsync::sandbox::FaultSpec::default(), PARAMS);
+    assert_eq!(p.cli(&["run", "p.yaml"]).code, 0);
+    assert_eq!(p.cli(&["plan", "p.yaml", "--out", "plan.json"]).code, 0);
+    p.source("10-image-unchanged.json");
+    let out = p.cli(&["apply", "plan.json"]);
+    assert_eq!(out.code, 0, "{}\n{}", out.stderr, out.stdout);
+    assert!(out.stdout.contains("nothing was applied"), "{}", out.stdout);
+    assert_eq!(products(&s)["acme-tr-001"].0, "Convertible Hiking Trousers");
+    // The newer export is still to be planned.
+    let plan = p.cli(&["plan", "p.yaml"]);
+    assert!(plan.stdout.contains("product 2005"), "{}", plan.stdout);
+}
