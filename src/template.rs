@@ -144,14 +144,12 @@ fn money(value: Value) -> Result<String, Error> {
     if text.is_empty() || value.is_none() || value.is_undefined() {
         return Ok(String::new());
     }
+    // Decimal text, rounded on its digits (never through f64: `2.675` stays `2.68`).
     let normalized = text.replace(',', ".");
-    let amount: f64 = normalized
-        .parse()
-        .map_err(|_| Error::new(ErrorKind::InvalidOperation, format!("`{text}` is not an amount of money")))?;
-    if !amount.is_finite() || amount < 0.0 {
-        return Err(Error::new(ErrorKind::InvalidOperation, format!("`{text}` is not an amount of money")));
+    match crate::sandbox::money::two_decimals(&normalized) {
+        Some(amount) if !amount.starts_with('-') => Ok(amount),
+        _ => Err(Error::new(ErrorKind::InvalidOperation, format!("`{text}` is not an amount of money"))),
     }
-    Ok(format!("{amount:.2}"))
 }
 
 /// `{{ text | html }}`: plain text as HTML paragraphs (escaped); text that already starts with a
@@ -232,7 +230,12 @@ mod tests {
         assert_eq!(money(Value::from("19.9")).unwrap(), "19.90");
         assert_eq!(money(Value::from(5)).unwrap(), "5.00");
         assert_eq!(money(Value::from("12,5")).unwrap(), "12.50");
+        // Rounded on the decimal digits, not through f64 (which gives 2.67 and 1.00).
+        assert_eq!(money(Value::from("2.675")).unwrap(), "2.68");
+        assert_eq!(money(Value::from(2.675)).unwrap(), "2.68");
+        assert_eq!(money(Value::from("1,005")).unwrap(), "1.01");
         assert!(money(Value::from("free")).is_err());
+        assert!(money(Value::from("-3")).is_err());
     }
 
     #[test]

@@ -624,3 +624,19 @@ fn deactivation_cancels_the_bulk_files_in_flight_and_the_next_run_sends_them_aga
     assert_eq!((all.len(), unique.len()), (16, 16), "each item exported once across the pause");
     assert_eq!(products(&s).len(), 10);
 }
+
+#[test]
+fn only_an_out_of_scope_product_brings_no_collection_along() {
+    let (s, p) = synced_setup(FaultSpec::default(), PARAMS);
+    // Product 2004 is a draft: out of scope with `export_status: visible`.
+    let out = p.cli(&["run", "p.yaml", "--only", "product:2004"]);
+    assert_eq!(out.code, 0, "{}\n{}", out.stderr, out.stdout);
+    let store = s.snapshot();
+    assert_eq!((store.products.len(), store.collections.len()), (0, 0), "{}", out.stdout);
+    // A product that is exported brings its collection along.
+    let out = p.cli(&["run", "p.yaml", "--only", "product:2001"]);
+    assert_eq!(out.code, 0, "{}\n{}", out.stderr, out.stdout);
+    let store = s.snapshot();
+    assert_eq!(store.products.len(), 1);
+    assert!(store.collections.values().any(|c| c.handle == "cat-tshirts"));
+}

@@ -140,9 +140,11 @@ pub fn exec_status(args: &FileArg, g: &Globals) -> Result<Exit, Error> {
         let queue = ns.queue()?;
         let _ = writeln!(
             out,
-            "  unfinished run {}: {} since {} ({} queued)",
+            "  unfinished run {}: {} since {} (started {}; {} queued)",
             run.id,
             run.status.name(),
+            // When it paused or stopped; a run that died while exporting has no end.
+            run.ended_at.as_deref().unwrap_or(&run.started_at),
             run.started_at,
             queue.len()
         );

@@ -192,6 +192,7 @@ pub async fn execute(
             })?;
             let mut run = run;
             run.status = RunStatus::InProgress;
+            run.ended_at = None;
             run.notes.extend(notes);
             run.notes.push(format!("resumed at {} with the configuration it started with", now_rfc3339()));
             ns.put_run(&run)?;

@@ -111,7 +111,10 @@ fn text(plan: &Plan) -> String {
         }
     }
     if !plan.errors.is_empty() {
-        let _ = writeln!(out, "\nItem errors (these items are left as they are in the targets):");
+        let _ = writeln!(
+            out,
+            "\nItem errors (each hint says what happens to the item: skipped, or exported without the broken part):"
+        );
         for e in &plan.errors {
             let _ = writeln!(out, "  {} {}: {}", e.kind.singular(), e.source_id, e.message);
             if let Some(h) = &e.hint {
@@ -151,7 +154,7 @@ fn markdown(plan: &Plan) -> String {
     if !plan.errors.is_empty() {
         let _ = writeln!(
             out,
-            "\n**{} item error{}** (left as they are):",
+            "\n**{} item error{}** (each is skipped, or exported without the broken part):",
             plan.errors.len(),
             if plan.errors.len() == 1 { "" } else { "s" }
         );

@@ -267,8 +267,7 @@ pub fn plan(pipeline: &CompiledPipeline, state: &State, opts: &PlanOptions) -> R
     let mut changes = Vec::new();
     let mut summary = Summary { errors: evaluation.errors.len(), ..Summary::default() };
     let mut warnings = Vec::new();
-    let wanted: Option<HashSet<(ItemKind, String)>> =
-        (!opts.only.is_empty()).then(|| resolve_only(&opts.only, &evaluation));
+    let wanted: Option<Selected> = (!opts.only.is_empty()).then(|| resolve_only(&opts.only, &evaluation));
     for (idx, stage) in pipeline.stages.iter().enumerate() {
         if !stage.compiled.is_export() {
             continue;
@@ -289,7 +288,7 @@ pub fn plan(pipeline: &CompiledPipeline, state: &State, opts: &PlanOptions) -> R
         let n_unchanged = docs.rendered.docs.len()
             - export_changes.iter().filter(|c| matches!(c.action, Action::Create | Action::Update)).count();
         if let Some(wanted) = &wanted {
-            export_changes.retain(|c| wanted.contains(&(c.kind, c.source_id.clone())));
+            wanted.keep(&mut export_changes);
         }
         export_changes.sort_by(|a, b| order_key(a).cmp(&order_key(b)));
         if let Some(limit) = opts.limit {
@@ -458,9 +457,42 @@ fn plan_from_checkpoints(
     Ok(Some(Planned { plan, evaluation }))
 }
 
+/// What `--only` selects: the items named (a variant names its product), and the collections
+/// of their categories, which go along only with a product that is itself created or updated.
+struct Selected {
+    items: HashSet<(ItemKind, String)>,
+    /// Category → the selected products that bring it along.
+    along: HashMap<String, Vec<String>>,
+}
+
+impl Selected {
+    fn keep(&self, changes: &mut Vec<Change>) {
+        let written: HashSet<&str> = changes
+            .iter()
+            .filter(|c| {
+                c.kind == ItemKind::Product
+                    && matches!(c.action, Action::Create | Action::Update)
+                    && self.items.contains(&(c.kind, c.source_id.clone()))
+            })
+            .map(|c| c.source_id.as_str())
+            .collect();
+        let along: HashSet<String> = self
+            .along
+            .iter()
+            .filter(|(_, products)| products.iter().any(|p| written.contains(p.as_str())))
+            .map(|(cat, _)| cat.clone())
+            .collect();
+        changes.retain(|c| {
+            self.items.contains(&(c.kind, c.source_id.clone()))
+                || (c.kind == ItemKind::Category && along.contains(&c.source_id))
+        });
+    }
+}
+
 /// `--only variant:ID` selects the variant's product; a product brings the collections of its
-/// categories along (when they have changes), so a first small sync of one product works.
-fn resolve_only(only: &[(ItemKind, String)], evaluation: &Evaluation) -> HashSet<(ItemKind, String)> {
+/// categories along (when it is exported and they have changes), so a first small sync of one
+/// product works.
+fn resolve_only(only: &[(ItemKind, String)], evaluation: &Evaluation) -> Selected {
     let catalogs: Vec<&Arc<crate::catalog::view::CatalogData>> = evaluation
         .outputs
         .iter()
@@ -469,7 +501,7 @@ fn resolve_only(only: &[(ItemKind, String)], evaluation: &Evaluation) -> HashSet
             _ => None,
         })
         .collect();
-    let mut out = HashSet::new();
+    let mut out = Selected { items: HashSet::new(), along: HashMap::new() };
     for (kind, id) in only {
         let products: Vec<String> = match kind {
             ItemKind::Variant => catalogs
@@ -479,17 +511,17 @@ fn resolve_only(only: &[(ItemKind, String)], evaluation: &Evaluation) -> HashSet
                 .collect(),
             ItemKind::Product => vec![id.clone()],
             ItemKind::Category => {
-                out.insert((ItemKind::Category, id.clone()));
+                out.items.insert((ItemKind::Category, id.clone()));
                 Vec::new()
             }
         };
         for p in products {
             for c in &catalogs {
                 for cat in c.relations.product_categories.get(p.as_str()).into_iter().flatten() {
-                    out.insert((ItemKind::Category, cat.to_string()));
+                    out.along.entry(cat.to_string()).or_default().push(p.clone());
                 }
             }
-            out.insert((ItemKind::Product, p));
+            out.items.insert((ItemKind::Product, p));
         }
     }
     out

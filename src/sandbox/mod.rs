@@ -18,6 +18,7 @@ mod execute;
 pub mod faults;
 mod handles;
 mod metafields;
+pub mod money;
 mod products;
 mod read;
 pub mod response;

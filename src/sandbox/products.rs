@@ -806,7 +806,7 @@ fn money(text: &str) -> Option<(f64, String)> {
     if !v.is_finite() {
         return None;
     }
-    Some((v, format!("{v:.2}")))
+    Some((v, super::money::two_decimals(text)?))
 }
 
 fn apply_variant_fields(
