@@ -193,3 +193,46 @@ fn applying_a_saved_plan_without_changes_applies_nothing_and_reads_no_newer_expo
     let plan = p.cli(&["plan", "p.yaml"]);
     assert!(plan.stdout.contains("product 2005"), "{}", plan.stdout);
 }
+
+fn closed_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+#[test]
+fn bulk_files_that_cannot_be_staged_fall_back_to_single_calls_and_charge_no_item() {
+    // The store names an upload host nobody answers at.
+    let config = catsync::sandbox::SandboxConfig {
+        upload_url: Some(format!("http://127.0.0.1:{}", closed_port())),
+        ..Default::default()
+    };
+    let s = crate::support::sandbox_with(TOKEN, config);
+    let p = Project::new(&s.url(), PARAMS);
+    p.source("00-full.json");
+    crate::sync::with_bulk(&p, "threshold: 1");
+    let out =
+        Test::at(p.dir()).env("SHOPIFY_TOKEN", TOKEN).env("CATSYNC_RETRY_SCALE", "0.01").args(["run", "p.yaml"]).run();
+    assert_eq!(out.code, 0, "{}\n{}", out.stderr, out.stdout);
+    assert!(out.stdout.contains("cannot stage bulk files"), "{}", out.stdout);
+    assert!(out.stdout.contains("by single calls instead"), "{}", out.stdout);
+    assert_eq!(products(&s).len(), 10, "every product sent by single calls");
+    let status = p.cli(&["status", "p.yaml"]).stdout;
+    assert!(!status.contains("failed items"), "no item was charged: {status}");
+}
+
+#[test]
+fn another_shop_behind_the_url_is_refused_before_anything_is_sent() {
+    let (first, p) = synced_setup(catsync::sandbox::FaultSpec::default(), PARAMS);
+    assert_eq!(p.cli(&["run", "p.yaml"]).code, 0);
+    let other = crate::support::sandbox_with(
+        TOKEN,
+        catsync::sandbox::SandboxConfig { shop_name: "another-shop".into(), ..Default::default() },
+    );
+    p.edit(&first.url(), &other.url());
+    p.source("01-rename-category.json");
+    let out = p.cli(&["run", "p.yaml"]);
+    assert_eq!(out.code, 1, "{}\n{}", out.stderr, out.stdout);
+    assert!(out.stderr.contains("another-shop.myshopify.com"), "{}", out.stderr);
+    assert!(out.stderr.contains("catsync-sandbox.myshopify.com"), "{}", out.stderr);
+    assert!(out.stderr.contains("--discard --yes"), "names the ways forward: {}", out.stderr);
+    assert!(other.requests().iter().all(|r| r.kind != "mutation"), "nothing was sent to the other shop");
+}

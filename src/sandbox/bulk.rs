@@ -57,7 +57,7 @@ pub fn staged_uploads_create(exec: &mut Exec<'_>, store: &mut Store, args: &Args
         let nonce = store.alloc_id();
         let key = format!("tmp/{}/{folder}/{}/{filename}", store.shop.id, uuid(&format!("{i}{filename}{nonce}")));
         store.staged.insert(key.clone(), StagedFile { filename: filename.to_string(), ..StagedFile::default() });
-        let base = &exec.env.base_url;
+        let base = &exec.env.upload_base;
         let (url, params) = if method == "POST" {
             let url = format!("{base}/staged-uploads");
             let params = vec![

@@ -19,6 +19,9 @@ use super::{bulk, collections, products, read, translations};
 pub struct Env {
     /// `http://127.0.0.1:PORT`, for URLs the sandbox hands out (uploads, bulk results).
     pub base_url: String,
+    /// Where staged uploads go (the sandbox itself unless configured: a test can name a host
+    /// that cannot be reached, as a real store's storage bucket may be from some networks).
+    pub upload_base: String,
 }
 
 /// Work a mutation leaves to do after the store lock is released (timers, background jobs).

@@ -79,6 +79,8 @@ pub struct SandboxConfig {
     pub bulk_batch: usize,
     /// The pause between steps of a running bulk operation.
     pub bulk_step_delay: Duration,
+    /// Base URL of the staged-upload targets it hands out (default: the sandbox itself).
+    pub upload_url: Option<String>,
 }
 
 impl Default for SandboxConfig {
@@ -97,6 +99,7 @@ impl Default for SandboxConfig {
             bulk_start_delay: Duration::from_millis(100),
             bulk_batch: 200,
             bulk_step_delay: Duration::from_millis(20),
+            upload_url: None,
         }
     }
 }
@@ -238,7 +241,10 @@ fn prepare(config: SandboxConfig) -> Result<(std::net::TcpListener, Arc<Shared>)
     let mut store = store;
     store.enable_locales(&config.locales);
     let shared = Shared {
-        env: Env { base_url: format!("http://{addr}") },
+        env: Env {
+            base_url: format!("http://{addr}"),
+            upload_base: config.upload_url.clone().unwrap_or_else(|| format!("http://{addr}")),
+        },
         bucket: Mutex::new(LeakyBucket::new(config.bucket_size, config.restore_rate)),
         faults: Mutex::new(Faults::new(config.faults.clone())),
         store: Mutex::new(store),

@@ -182,14 +182,22 @@ pub fn sandbox_store(
     bucket: f64,
     restore: f64,
 ) -> catsync::sandbox::Sandbox {
-    let s = catsync::sandbox::Sandbox::start(catsync::sandbox::SandboxConfig {
-        tokens: vec![token.to_string()],
-        faults,
-        bucket_size: bucket,
-        restore_rate: restore,
-        ..catsync::sandbox::SandboxConfig::default()
-    })
-    .expect("the sandbox starts");
+    sandbox_with(
+        token,
+        catsync::sandbox::SandboxConfig {
+            faults,
+            bucket_size: bucket,
+            restore_rate: restore,
+            ..catsync::sandbox::SandboxConfig::default()
+        },
+    )
+}
+
+/// A sandbox store started with `config`, accepting `token`, with Spanish enabled.
+pub fn sandbox_with(token: &str, config: catsync::sandbox::SandboxConfig) -> catsync::sandbox::Sandbox {
+    let s =
+        catsync::sandbox::Sandbox::start(catsync::sandbox::SandboxConfig { tokens: vec![token.to_string()], ..config })
+            .expect("the sandbox starts");
     s.with_store(|store| {
         store.locales.push(catsync::sandbox::store::ShopLocale {
             locale: "es".into(),
