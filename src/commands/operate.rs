@@ -43,7 +43,8 @@ pub struct LogArgs {
 fn control_for(file: &std::path::Path, g: &Globals) -> Result<(String, Control), Error> {
     let p = load_outline(file, g)?;
     let c = Control::new(&g.state, &p.raw.name, p.environment.as_deref());
-    Ok((p.raw.name, c))
+    // Named with its environment: each environment has its own kill switch (R11).
+    Ok((format!("`{}` (environment `{}`)", p.raw.name, p.environment.as_deref().unwrap_or("default")), c))
 }
 
 pub fn exec_deactivate(args: &FileArg, g: &Globals) -> Result<Exit, Error> {
@@ -52,13 +53,13 @@ pub fn exec_deactivate(args: &FileArg, g: &Globals) -> Result<Exit, Error> {
     if !g.quiet {
         match (changed, control.holder()) {
             (_, Some(h)) => out(format_args!(
-                "Pipeline `{name}` is deactivated. The run in progress (pid {}) stops after its current batch and is recorded as PAUSED.\n",
+                "Pipeline {name} is deactivated. The run in progress (pid {}) stops after its current batch and is recorded as PAUSED.\n",
                 h.pid
             ))?,
             (true, None) => out(format_args!(
-                "Pipeline `{name}` is deactivated: `catsync run` exports nothing until `catsync activate`.\n"
+                "Pipeline {name} is deactivated: `catsync run` exports nothing until `catsync activate`.\n"
             ))?,
-            (false, None) => out(format_args!("Pipeline `{name}` was already deactivated.\n"))?,
+            (false, None) => out(format_args!("Pipeline {name} was already deactivated.\n"))?,
         }
     }
     Ok(Exit::Success)
@@ -70,7 +71,7 @@ pub fn exec_activate(args: &ActivateArgs, g: &Globals) -> Result<Exit, Error> {
     if !g.quiet {
         // `--run` still runs when nobody reads this line.
         Printer::default()
-            .outln(format_args!("Pipeline `{name}` is {}active.", if changed { "" } else { "already " }))?;
+            .outln(format_args!("Pipeline {name} is {}active.", if changed { "" } else { "already " }))?;
     }
     if args.run {
         let req = crate::executor::RunRequest {
