@@ -117,6 +117,8 @@ pub async fn execute(
 ) -> Result<RunOutcome, Error> {
     let control = Control::new(state_dir, &current.name, current.environment.as_deref());
     let (_lock, stale) = take_lock(&control, &current, req.mode, state_dir)?;
+    // Taken before anything reads the sources: a file arriving after it is seen by the polls.
+    let signature = source_signature(&current);
     if let Some(since) = control.deactivated_since() {
         return Err(Error::refused(
             Exit::Deactivated,
@@ -211,6 +213,8 @@ pub async fn execute(
         }
     };
     let mut exporter = Exporter::new(connections.apply(pipeline), &state, &ns, &control, progress);
+    // A resumed run has not read the sources yet: its first poll plans.
+    exporter.signature = if queue.is_some() { signature } else { None };
     let mut queue = match queue {
         Some(q) => q,
         None => ns.queue()?.into(),
@@ -229,8 +233,10 @@ pub async fn execute(
                     )));
                 };
                 let notes = vec![format!("a refresh asked for at {at} replaced run {}'s queue", run.id)];
+                let signature = source_signature(&fresh);
                 let (fresh_run, fresh_queue) = begin_refresh(&fresh, &state, &ns, Some(run), &req.options, notes)?;
                 exporter = Exporter::new(fresh, &state, &ns, &control, progress);
+                exporter.signature = signature;
                 run = fresh_run;
                 queue = fresh_queue;
             }
@@ -467,6 +473,29 @@ fn start_run(
     Ok((run, queue))
 }
 
+/// A cheap signature of what the sources hold now: each source file's path, size and
+/// modification time (no content read). `None` when a source cannot be known without asking it
+/// (an API), so every poll plans. A poll whose signature equals the one taken before the last
+/// plan has nothing new to read, and skips the plan.
+fn source_signature(pipeline: &CompiledPipeline) -> Option<String> {
+    let mut h = blake3::Hasher::new();
+    for stage in &pipeline.stages {
+        let paths = match &stage.compiled {
+            CompiledStage::SalesLayer(src) => src.files()?,
+            CompiledStage::Table(t) => vec![t.path.clone()],
+            _ => continue,
+        };
+        for path in paths {
+            h.update(path.to_string_lossy().as_bytes());
+            if let Ok(meta) = std::fs::metadata(&path) {
+                let modified = meta.modified().ok()?.duration_since(std::time::UNIX_EPOCH).ok()?.as_nanos();
+                h.update(format!("\0{}\0{modified}\n", meta.len()).as_bytes());
+            }
+        }
+    }
+    Some(h.finalize().to_hex().to_string())
+}
+
 /// Parked failures of every export, by item.
 fn parked_failures(
     pipeline: &CompiledPipeline,
@@ -576,6 +605,8 @@ enum Ended {
 /// Sends a run's queue to its targets, batch by batch (see the module docs).
 struct Exporter<'a> {
     pipeline: CompiledPipeline,
+    /// The sources' signature before the last plan (see [`source_signature`]).
+    signature: Option<String>,
     state: &'a State,
     ns: &'a Namespace<'a>,
     control: &'a Control,
@@ -608,7 +639,7 @@ impl<'a> Exporter<'a> {
         control: &'a Control,
         progress: &'a dyn Progress,
     ) -> Exporter<'a> {
-        Exporter { pipeline, state, ns, control, progress }
+        Exporter { pipeline, signature: None, state, ns, control, progress }
     }
 
     /// Exports the queue until it is empty, paused, stopped by errors, or replaced by a refresh.
@@ -860,13 +891,18 @@ impl<'a> Exporter<'a> {
 
     /// R04: new source exports join the queue through the same admission as a run's start.
     /// `last`: the queue is empty and the run would end. Returns whether anything was read.
-    fn merge(&self, run: &mut RunRecord, queue: &mut Queue, f: &mut Flight, last: bool) -> Result<bool, Error> {
+    fn merge(&mut self, run: &mut RunRecord, queue: &mut Queue, f: &mut Flight, last: bool) -> Result<bool, Error> {
         f.last_poll = Instant::now();
         if run.mode == RunMode::Apply || f.refused_merge {
             // `apply` sends exactly its plan; a refused export waits for the operator.
             return Ok(false);
         }
         if !last && queue.is_empty() {
+            return Ok(false);
+        }
+        // Nothing new in the sources since the last plan: no plan (a poll costs a few `stat`s).
+        let signature = source_signature(&self.pipeline);
+        if signature.is_some() && signature == self.signature {
             return Ok(false);
         }
         let pipeline = &self.pipeline;
@@ -904,6 +940,7 @@ impl<'a> Exporter<'a> {
         };
         self.ns.replace_queue(queue.make_contiguous())?;
         persist_sources(self.ns, &planned.evaluation)?;
+        self.signature = signature;
         let merged = admitted.added + admitted.replaced;
         run.notes
             .push(format!("merged {merged} change{} from {what} into the queue", if merged == 1 { "" } else { "s" },));

@@ -411,6 +411,12 @@ fn read_files(paths: &[PathBuf], cursor: Option<i64>) -> Result<Vec<Export>, Sou
         let shown = path.display().to_string();
         let bytes =
             std::fs::read(path).map_err(|e| SourceError::File { path: shown.clone(), problem: e.to_string() })?;
+        // An export the cursor is past is skimmed (its layouts learned), not decoded.
+        if let Some(c) = cursor {
+            if page::skim(&bytes, &mut layouts).is_some_and(|time| time <= c) {
+                continue;
+            }
+        }
         let page =
             page::decode(&bytes, &mut layouts).map_err(|error| SourceError::Page { path: shown.clone(), error })?;
         if cursor.is_some_and(|c| page.time <= c) {

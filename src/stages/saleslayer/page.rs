@@ -179,6 +179,54 @@ pub enum PageError {
 /// The layout learned from the first page, reused by later pages that omit `data_schema`.
 pub type Layouts = BTreeMap<String, Arc<Vec<Column>>>;
 
+/// Registers a page's `data_schema` in `layouts` (later pages of an export may omit it).
+fn learn_layouts(
+    schema: Option<BTreeMap<String, Vec<ColumnEntry>>>,
+    info: Option<BTreeMap<String, BTreeMap<String, FieldInfo>>>,
+    languages: &[String],
+    layouts: &mut Layouts,
+) {
+    let Some(schema) = schema else { return };
+    let info = info.unwrap_or_default();
+    for (table, cols) in schema {
+        let table_info = info.get(&table);
+        let columns = cols
+            .into_iter()
+            .filter_map(|c| column(c, table_info, languages))
+            .filter(|c| c.name != "STATUS" && c.name != "ID")
+            .collect();
+        layouts.insert(table, Arc::new(columns));
+    }
+}
+
+/// What [`skim`] reads of a page: everything but its rows.
+#[derive(Deserialize)]
+struct RawHeader {
+    #[serde(default, deserialize_with = "time_value")]
+    time: Option<i64>,
+    #[serde(default)]
+    schema: Option<SchemaInfo>,
+    #[serde(default)]
+    data_schema: Option<BTreeMap<String, Vec<ColumnEntry>>>,
+    #[serde(default)]
+    data_schema_info: Option<BTreeMap<String, BTreeMap<String, FieldInfo>>>,
+}
+
+/// A page's `time`, learning its layouts, without decoding its rows (they are scanned, not
+/// kept): how a source skips the exports its cursor is already past. `None` when the page has
+/// no usable `time` (then it is decoded, and [`decode`] says what is wrong).
+pub fn skim(bytes: &[u8], layouts: &mut Layouts) -> Option<i64> {
+    let raw: RawHeader = serde_json::from_slice(bytes).ok()?;
+    let mut languages = raw.schema.as_ref().map(|s| s.languages.clone()).unwrap_or_default();
+    if let Some(d) = raw.schema.as_ref().and_then(|s| s.default_language.clone()) {
+        if !languages.contains(&d) {
+            languages.insert(0, d);
+        }
+    }
+    learn_layouts(raw.data_schema, raw.data_schema_info, &languages, layouts);
+    raw.time
+}
+
 /// Decodes a page. `layouts` carries the column layouts from earlier pages of the same export and
 /// is updated with this page's `data_schema`.
 pub fn decode(bytes: &[u8], layouts: &mut Layouts) -> Result<Page, PageError> {
@@ -210,18 +258,7 @@ pub fn decode(bytes: &[u8], layouts: &mut Layouts) -> Result<Page, PageError> {
             languages.insert(0, d.clone());
         }
     }
-    if let Some(schema) = raw.data_schema {
-        let info = raw.data_schema_info.unwrap_or_default();
-        for (table, cols) in schema {
-            let table_info = info.get(&table);
-            let columns = cols
-                .into_iter()
-                .filter_map(|c| column(c, table_info, &languages))
-                .filter(|c| c.name != "STATUS" && c.name != "ID")
-                .collect();
-            layouts.insert(table, Arc::new(columns));
-        }
-    }
+    learn_layouts(raw.data_schema, raw.data_schema_info, &languages, layouts);
     let mut tables = BTreeMap::new();
     for (table, rows) in raw.data.unwrap_or_default() {
         let columns = match layouts.get(&table) {
