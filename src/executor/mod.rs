@@ -407,6 +407,9 @@ fn start_run(
     plan_file: Option<&Plan>,
     mut notes: Vec<String>,
 ) -> Result<(RunRecord, Queue), Error> {
+    // What the sources hold before the plan reads them: a checkpoint must not cover a file that
+    // arrives while the plan runs (it would stand for inputs this run never read).
+    let before = source_signature(pipeline);
     let planned = plan(pipeline, state, opts)?;
     if let Some(saved) = plan_file {
         check_plan_file(pipeline, saved, &planned.plan)?;
@@ -469,7 +472,9 @@ fn start_run(
     if !queue.is_empty() {
         state.flush()?;
     }
-    store_checkpoints(pipeline, ns, &planned.evaluation)?;
+    if before.is_some() && source_signature(pipeline) == before {
+        store_checkpoints(pipeline, ns, &planned.evaluation)?;
+    }
     Ok((run, queue))
 }
 
