@@ -6,9 +6,10 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::{Command, Stdio};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use catsync::sandbox::{FaultSpec, Sandbox};
+use catsync::sandbox::store::Metafield;
+use catsync::sandbox::{digest, FaultSpec, Sandbox, Store};
 use serde_json::Value;
 
 use crate::support::{repo, Output, Test};
@@ -206,28 +207,153 @@ fn store_faults_are_retried_and_bad_items_isolated_within_the_error_budget() {
     assert!(out.stdout.contains("ERROR"), "{}", out.stdout);
 }
 
-/// Every product and collection of a store, by handle, in a comparable form.
+/// Every product and collection of a store, one entry per field the test pipeline maps, keyed
+/// `product HANDLE field` / `collection HANDLE field`, in a comparable form: ids and timestamps
+/// (which differ between runs) are left out, lists without a defined order are sorted, lists with
+/// one (media, options, variants) are kept in store order.
 fn normalized(s: &Sandbox) -> BTreeMap<String, String> {
-    let store = s.snapshot();
+    normalize(&s.snapshot())
+}
+
+fn normalize(store: &Store) -> BTreeMap<String, String> {
     let mut out = BTreeMap::new();
+    let mut put = |key: String, value: String| {
+        let prev = out.insert(key.clone(), value);
+        assert!(prev.is_none(), "duplicate entry {key} (two resources with one handle?)");
+    };
+    let metafields = |list: &[Metafield]| {
+        let mut m: Vec<String> =
+            list.iter().map(|m| format!("{}.{}:{}={:?}", m.namespace, m.key, m.type_, m.value)).collect();
+        m.sort();
+        m.join(" ; ")
+    };
+    // Translations as (locale, key, value), and whether each was registered against the current
+    // source value (an outdated translation is a lost update too).
+    let translations = |gid: &str, source: &[(&str, &str)]| {
+        let mut t: Vec<String> = store
+            .translations
+            .get(gid)
+            .map(Vec::as_slice)
+            .unwrap_or_default()
+            .iter()
+            .map(|t| {
+                let current = source.iter().find(|(k, _)| *k == t.key).map(|(_, v)| digest(v));
+                let outdated = if current.as_deref() == Some(t.digest.as_str()) { "" } else { " (outdated)" };
+                format!("{}/{}={:?}{outdated}", t.locale, t.key, t.value)
+            })
+            .collect();
+        t.sort();
+        t.join(" ; ")
+    };
+    let seo = |title: &Option<String>, description: &Option<String>| format!("{title:?} / {description:?}");
     for p in store.products.values() {
-        let mut variants: Vec<String> =
-            p.variants.iter().map(|v| format!("{:?}/{}/{:?}", v.sku, v.price, v.option_values)).collect();
-        variants.sort();
+        let k = format!("product {}", p.handle);
+        put(format!("{k} title"), p.title.clone());
+        put(format!("{k} status"), p.status.clone());
+        put(format!("{k} vendor"), p.vendor.clone());
+        put(format!("{k} productType"), p.product_type.clone());
+        put(format!("{k} descriptionHtml"), p.description_html.clone());
+        put(format!("{k} templateSuffix/category"), format!("{:?} / {:?}", p.template_suffix, p.category));
+        let mut tags = p.tags.clone();
+        tags.sort();
+        put(format!("{k} tags"), format!("{tags:?}"));
+        put(format!("{k} seo"), seo(&p.seo_title, &p.seo_description));
+        let media: Vec<String> =
+            p.media.iter().map(|m| format!("{} alt={:?} {}", m.url, m.alt, m.content_type)).collect();
+        put(format!("{k} media"), format!("{media:?}"));
+        put(format!("{k} metafields"), metafields(&p.metafields));
+        let options: Vec<String> = p
+            .options
+            .iter()
+            .map(|o| {
+                let values: Vec<&str> = o.values.iter().map(|v| v.name.as_str()).collect();
+                format!("{}@{}={values:?}", o.name, o.position)
+            })
+            .collect();
+        put(format!("{k} options"), format!("{options:?}"));
+        let variants: Vec<String> = p
+            .variants
+            .iter()
+            .map(|v| {
+                format!(
+                    "{:?} {:?} price={} compareAt={:?} barcode={:?} position={} taxable={} policy={} metafields=[{}]",
+                    v.sku,
+                    v.option_values,
+                    v.price,
+                    v.compare_at_price,
+                    v.barcode,
+                    v.position,
+                    v.taxable,
+                    v.inventory_policy,
+                    metafields(&v.metafields)
+                )
+            })
+            .collect();
+        put(format!("{k} variants"), variants.join("\n"));
         let mut collections: Vec<&str> =
             store.collections.values().filter(|c| c.products.contains(&p.id)).map(|c| c.handle.as_str()).collect();
         collections.sort();
-        let prev = out.insert(
-            format!("product {}", p.handle),
-            format!("{} | {} | {} | {:?} | {:?} | {:?}", p.title, p.status, p.vendor, p.tags, variants, collections),
-        );
-        assert!(prev.is_none(), "duplicate product handle {}", p.handle);
+        put(format!("{k} collections"), format!("{collections:?}"));
+        let source = [
+            ("title", p.title.as_str()),
+            ("body_html", p.description_html.as_str()),
+            ("handle", p.handle.as_str()),
+            ("product_type", p.product_type.as_str()),
+            ("meta_title", p.seo_title.as_deref().unwrap_or_default()),
+            ("meta_description", p.seo_description.as_deref().unwrap_or_default()),
+        ];
+        put(format!("{k} translations"), translations(&p.gid(), &source));
     }
     for c in store.collections.values() {
-        let prev = out.insert(format!("collection {}", c.handle), c.title.clone());
-        assert!(prev.is_none(), "duplicate collection handle {}", c.handle);
+        let k = format!("collection {}", c.handle);
+        put(format!("{k} title"), c.title.clone());
+        put(format!("{k} descriptionHtml"), c.description_html.clone());
+        put(format!("{k} sortOrder/templateSuffix"), format!("{} / {:?}", c.sort_order, c.template_suffix));
+        put(format!("{k} seo"), seo(&c.seo_title, &c.seo_description));
+        put(format!("{k} metafields"), metafields(&c.metafields));
+        let source = [
+            ("title", c.title.as_str()),
+            ("body_html", c.description_html.as_str()),
+            ("handle", c.handle.as_str()),
+            ("meta_title", c.seo_title.as_deref().unwrap_or_default()),
+            ("meta_description", c.seo_description.as_deref().unwrap_or_default()),
+        ];
+        put(format!("{k} translations"), translations(&c.gid(), &source));
     }
+    // Translations of resources no longer in the store (left behind by a deletion).
+    let mut orphans: Vec<String> = store
+        .translations
+        .iter()
+        .filter(|(gid, list)| {
+            !list.is_empty()
+                && !store.products.values().any(|p| p.gid() == **gid)
+                && !store.collections.values().any(|c| c.gid() == **gid)
+        })
+        .flat_map(|(gid, list)| {
+            let kind = gid.trim_start_matches("gid://shopify/").split('/').next().unwrap_or_default().to_string();
+            list.iter().map(move |t| format!("{kind} {}/{}={:?}", t.locale, t.key, t.value))
+        })
+        .collect();
+    orphans.sort();
+    put("translations of deleted resources".to_string(), format!("{orphans:?}"));
     out
+}
+
+/// Asserts two normalized stores are equal, listing only the entries that differ.
+fn assert_same_store(actual: &BTreeMap<String, String>, expected: &BTreeMap<String, String>, what: &str) {
+    let mut diffs = Vec::new();
+    for key in actual.keys().chain(expected.keys().filter(|k| !actual.contains_key(*k))) {
+        let (a, e) = (actual.get(key), expected.get(key));
+        if a != e {
+            diffs.push(format!("  {key}:\n    expected {e:?}\n    actual   {a:?}"));
+        }
+    }
+    assert!(
+        diffs.is_empty(),
+        "{what}: the store differs from an uninterrupted run in {} entries:\n{}",
+        diffs.len(),
+        diffs.join("\n")
+    );
 }
 
 /// A deterministic pseudo-random sequence (xorshift), so a failing trial can be replayed.
@@ -247,44 +373,87 @@ fn add_source(dir: &Path, name: &str) {
     std::fs::copy(repo().join("fixtures/saleslayer/acme").join(name), dir.join("exports").join(name)).unwrap();
 }
 
-/// Runs `catsync run`, killing it with SIGKILL after a random delay, until a run completes.
-fn run_with_crashes(dir: &Path, rng: &mut Rng, max_kill_ms: u64) -> usize {
-    let mut kills = 0;
-    loop {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_catsync"))
-            .args(["-q", "run", "p.yaml"])
-            .current_dir(dir)
-            .env_clear()
-            .env("SHOPIFY_TOKEN", TOKEN)
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let delay = if kills < 12 { rng.next(max_kill_ms) } else { u64::MAX };
-        let deadline = std::time::Instant::now() + Duration::from_millis(delay.min(60_000));
-        let status = loop {
-            if let Some(status) = child.try_wait().unwrap() {
-                break Some(status);
-            }
-            if std::time::Instant::now() >= deadline {
-                break None;
-            }
-            std::thread::sleep(Duration::from_millis(2));
-        };
-        match status {
-            Some(status) => {
-                let mut err = String::new();
-                std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut err).unwrap();
-                assert_eq!(status.code(), Some(0), "a run after {kills} kills failed: {err}");
-                return kills;
-            }
-            None => {
-                child.kill().unwrap(); // SIGKILL
-                child.wait().unwrap();
-                kills += 1;
+/// After this many kills a crash loop lets its command finish.
+const MAX_KILLS: usize = 12;
+
+/// Spawns `catsync -q COMMAND p.yaml` and SIGKILLs it `kill_after` ms later (`None`: lets it
+/// finish); while it runs, `during` is polled and may set a new kill delay (ms from then).
+/// Returns whether it was killed; a command that ends by itself must succeed.
+fn attempt(dir: &Path, command: &str, kill_after: Option<u64>, during: &mut dyn FnMut() -> Option<u64>) -> bool {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_catsync"))
+        .args(["-q", command, "p.yaml"])
+        .current_dir(dir)
+        .env_clear()
+        .env("SHOPIFY_TOKEN", TOKEN)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let at = |delay: Option<u64>| Instant::now() + Duration::from_millis(delay.unwrap_or(u64::MAX).min(60_000));
+    let mut deadline = at(kill_after);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break Some(status);
+        }
+        if Instant::now() >= deadline {
+            break None;
+        }
+        if kill_after.is_some() {
+            if let Some(delay) = during() {
+                deadline = at(Some(delay));
             }
         }
+        std::thread::sleep(Duration::from_millis(2));
+    };
+    match status {
+        Some(status) => {
+            let mut err = String::new();
+            std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut err).unwrap();
+            assert_eq!(status.code(), Some(0), "`catsync {command}` failed: {err}");
+            false
+        }
+        None => {
+            child.kill().unwrap(); // SIGKILL
+            child.wait().unwrap();
+            true
+        }
     }
+}
+
+/// Runs the command `choose` picks for each attempt (it is told the kills so far), SIGKILLing it
+/// after a random delay below `max_kill_ms` (or the one `during` sets), until one completes.
+/// Returns the number of kills.
+fn crash_loop(
+    dir: &Path,
+    rng: &mut Rng,
+    max_kill_ms: u64,
+    mut choose: impl FnMut(&mut Rng, usize) -> &'static str,
+    mut during: impl FnMut(&mut Rng) -> Option<u64>,
+) -> usize {
+    let mut kills = 0;
+    loop {
+        let command = choose(rng, kills);
+        let delay = (kills < MAX_KILLS).then(|| rng.next(max_kill_ms));
+        if !attempt(dir, command, delay, &mut || during(rng)) {
+            return kills;
+        }
+        kills += 1;
+    }
+}
+
+/// Runs `catsync run`, killing it with SIGKILL after a random delay, until a run completes.
+fn run_with_crashes(dir: &Path, rng: &mut Rng, max_kill_ms: u64) -> usize {
+    crash_loop(dir, rng, max_kill_ms, |_, _| "run", |_| None)
+}
+
+/// The number of trials: `CATSYNC_CRASH_TRIALS` (to stress), or `default`.
+fn trial_count(default: u64) -> u64 {
+    std::env::var("CATSYNC_CRASH_TRIALS").ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+}
+
+/// The seed of a trial's random sequence.
+fn trial_rng(trial: u64) -> Rng {
+    Rng(0x9E37_79B9_7F4A_7C15 ^ (trial + 1).wrapping_mul(0x2545_F491_4F6C_DD1D))
 }
 
 #[test]
@@ -307,7 +476,7 @@ fn crash_trials_with_bulk_files_end_in_the_store_of_an_uninterrupted_run() {
 /// Runs the full export then five deltas, SIGKILLing runs at random moments until each completes,
 /// and compares the store with the one an uninterrupted run of the plain pipeline gives.
 fn crash_trials(default_trials: u64, bulk: bool, variant: fn(String) -> String) {
-    let trials: u64 = std::env::var("CATSYNC_CRASH_TRIALS").ok().and_then(|v| v.parse().ok()).unwrap_or(default_trials);
+    let trials = trial_count(default_trials);
     let faults = || FaultSpec { slow: 1.0, slow_by: Duration::from_millis(4), ..FaultSpec::default() };
     let deltas = [
         "01-rename-category.json",
@@ -330,7 +499,7 @@ fn crash_trials(default_trials: u64, bulk: bool, variant: fn(String) -> String) 
 
     let mut total_kills = 0;
     for trial in 0..trials {
-        let mut rng = Rng(0x9E37_79B9_7F4A_7C15 ^ (trial + 1).wrapping_mul(0x2545_F491_4F6C_DD1D));
+        let mut rng = trial_rng(trial);
         let s = sandbox(faults());
         let text = variant(pipeline(&s.url(), PARAMS, false));
         let t = Test::new().file("p.yaml", &text);
@@ -340,7 +509,7 @@ fn crash_trials(default_trials: u64, bulk: bool, variant: fn(String) -> String) 
             add_source(t.path(), d);
         }
         total_kills += run_with_crashes(t.path(), &mut rng, 400);
-        assert_eq!(normalized(&s), expected, "trial {trial}: the store differs from an uninterrupted run");
+        assert_same_store(&normalized(&s), &expected, &format!("trial {trial}"));
         let bulk_files =
             s.requests().iter().filter(|r| r.root_fields.iter().any(|f| f == "bulkOperationRunMutation")).count();
         assert_eq!(bulk_files > 0, bulk, "trial {trial}: {bulk_files} bulk files");
@@ -349,6 +518,220 @@ fn crash_trials(default_trials: u64, bulk: bool, variant: fn(String) -> String) 
     }
     eprintln!("crash trials: {trials} trials, {total_kills} kills");
     assert!(total_kills > 0, "the trials killed no run: the delays are too long for this machine");
+}
+
+/// The run records of a project (`catsync log --format json`), oldest first.
+fn runs(dir: &Path) -> Vec<Value> {
+    let out = cli(dir, &["log", "p.yaml", "--format", "json"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    serde_json::from_str(&out.stdout).unwrap()
+}
+
+/// The exports the merge trials drop into a running full export: each newer than the full one,
+/// and none changing an item's scope (a create withdrawn before it is sent and an archive after
+/// it is sent are both right, so those end states depend on timing).
+const MERGED: [&str; 6] = [
+    "01-rename-category.json",
+    "02-variant-price.json",
+    "07-tag-first-test.json",
+    "08-vendor-change.json",
+    "09-new-product.json",
+    "10-image-unchanged.json",
+];
+
+/// The live status of a project's running export (`status`, its file): the changes it has
+/// exported and the changes still queued, `(0, 0)` when none runs.
+fn live_counts(status: &Path) -> (u64, u64) {
+    let v = std::fs::read(status).ok().and_then(|b| serde_json::from_slice::<Value>(&b).ok()).unwrap_or_default();
+    (v["exported"].as_u64().unwrap_or(0), v["queued"].as_u64().unwrap_or(0))
+}
+
+/// Kills runs while they merge new source exports (R04): the deltas (a category rename, a price,
+/// tags, vendors, a new product, a title) arrive while the full export runs, and kills go on
+/// after they arrive. A final clean run must leave the store an uninterrupted run fed the same
+/// exports gives.
+#[test]
+fn crash_trials_during_mid_run_merges_end_in_the_store_of_an_uninterrupted_run() {
+    let trials = trial_count(3);
+    let faults = || FaultSpec { slow: 1.0, slow_by: Duration::from_millis(8), ..FaultSpec::default() };
+    let params = format!("{PARAMS}\n  poll_interval: 0s");
+
+    let reference = sandbox(faults());
+    let r = Test::new().file("p.yaml", &pipeline(&reference.url(), &params, false));
+    add_source(r.path(), "00-full.json");
+    assert_eq!(cli(r.path(), &["run", "p.yaml"]).code, 0);
+    for d in MERGED {
+        add_source(r.path(), d);
+    }
+    assert_eq!(cli(r.path(), &["run", "p.yaml"]).code, 0);
+    let expected = normalized(&reference);
+
+    let (mut total_kills, mut kills_after_drop, mut merging_trials) = (0, 0, 0);
+    for trial in 0..trials {
+        let mut rng = trial_rng(trial);
+        let s = sandbox(faults());
+        let t = Test::new().file("p.yaml", &pipeline(&s.url(), &params, false));
+        let dir = t.path();
+        add_source(dir, "00-full.json");
+        let status = dir.join(".catsync/control/acme@default.status.json");
+        // The exports arrive once the run of attempt `drop_on` (or a later one) has exported
+        // something, i.e. while it runs with a queue left to merge into. Then either a kill comes
+        // at a random moment (before, during or after the merge), or, in every other trial, only
+        // once the run has merged them (its queued and exported changes grew), so that some merge
+        // is recorded whatever the timing.
+        let await_merge = trial % 2 == 0;
+        let drop_on = if await_merge { 0 } else { rng.next(3) as usize };
+        let mut dropped: Option<usize> = None;
+        let mut awaiting: Option<u64> = None;
+        let attempts = std::cell::Cell::new(0);
+        let kills = crash_loop(
+            dir,
+            &mut rng,
+            600,
+            |_, kills| {
+                attempts.set(kills);
+                // A killed run leaves its last live status behind.
+                let _ = std::fs::remove_file(&status);
+                "run"
+            },
+            |rng| {
+                let (exported, queued) = live_counts(&status);
+                if let Some(before) = awaiting {
+                    if exported + queued <= before {
+                        return None;
+                    }
+                    awaiting = None;
+                    return Some(rng.next(300));
+                }
+                if dropped.is_some() || attempts.get() < drop_on || exported == 0 {
+                    return None;
+                }
+                for name in MERGED {
+                    // Written aside, then renamed in, as an upstream job would.
+                    let tmp = dir.join("exports").join(format!(".{name}.partial"));
+                    std::fs::copy(repo().join("fixtures/saleslayer/acme").join(name), &tmp).unwrap();
+                    std::fs::rename(tmp, dir.join("exports").join(name)).unwrap();
+                }
+                dropped = Some(attempts.get());
+                if await_merge {
+                    awaiting = Some(exported + queued);
+                    Some(60_000)
+                } else {
+                    Some(rng.next(300))
+                }
+            },
+        );
+        total_kills += kills;
+        match dropped {
+            Some(at) => kills_after_drop += kills - at,
+            // The run ended before it exported anything the drop waited for: the next run reads them.
+            None => {
+                for d in MERGED {
+                    add_source(dir, d);
+                }
+            }
+        }
+        let out = cli(dir, &["run", "p.yaml"]);
+        assert_eq!(out.code, 0, "trial {trial}: the final run: {}\n{}", out.stderr, out.stdout);
+        assert_same_store(&normalized(&s), &expected, &format!("merge trial {trial}"));
+        let plan = cli(dir, &["plan", "p.yaml", "--detailed-exitcode"]);
+        assert_eq!(plan.code, 0, "trial {trial}: nothing left to do:\n{}", plan.stdout);
+        let merged = runs(dir).iter().any(|r| r["notes"].to_string().contains("merged "));
+        merging_trials += usize::from(merged);
+    }
+    eprintln!(
+        "merge crash trials: {trials} trials, {total_kills} kills ({kills_after_drop} after the exports arrived), \
+         {merging_trials} trials merged mid-run"
+    );
+    assert!(total_kills > 0, "the trials killed no run: the delays are too long for this machine");
+    assert!(merging_trials > 0, "no run merged the exports mid-run: the runs are too fast for this machine");
+}
+
+/// Kills a run, then `catsync refresh` (which supersedes the unfinished run and replaces its
+/// queue, dropping its pending deletion) at random moments, resuming a killed refresh with either
+/// `refresh` or `run`; a final `run` plans the dropped deletion again. The store must be the one an
+/// uninterrupted run and refresh give.
+#[test]
+fn crash_trials_during_a_refresh_that_replaces_a_queue_end_in_the_store_of_an_uninterrupted_run() {
+    let trials = trial_count(3);
+    let faults = || FaultSpec { slow: 1.0, slow_by: Duration::from_millis(4), ..FaultSpec::default() };
+    let deltas = ["01-rename-category.json", "02-variant-price.json", "06-delete-product.json", "09-new-product.json"];
+
+    // Batches of 2, so the delta run has several batch boundaries.
+    let params = PARAMS.replace("batch_size: 5", "batch_size: 2");
+    let reference = sandbox(faults());
+    let r = Test::new().file("p.yaml", &pipeline(&reference.url(), &params, false));
+    add_source(r.path(), "00-full.json");
+    assert_eq!(cli(r.path(), &["run", "p.yaml"]).code, 0);
+    for d in deltas {
+        add_source(r.path(), d);
+    }
+    assert_eq!(cli(r.path(), &["run", "p.yaml"]).code, 0);
+    assert_eq!(cli(r.path(), &["refresh", "p.yaml"]).code, 0);
+    let expected = normalized(&reference);
+
+    let (mut total_kills, mut replaced, mut dropped) = (0, 0, 0);
+    for trial in 0..trials {
+        let mut rng = trial_rng(trial);
+        let s = sandbox(faults());
+        let t = Test::new().file("p.yaml", &pipeline(&s.url(), &params, false));
+        let dir = t.path();
+        add_source(dir, "00-full.json");
+        assert_eq!(cli(dir, &["run", "p.yaml"]).code, 0);
+        for d in deltas {
+            add_source(dir, d);
+        }
+        // One run leaves a queue behind: killed at a random early moment (maybe before its first
+        // batch, with its deletion still queued; maybe before its record exists), or, in every
+        // other trial, a moment after its first batch.
+        let status = dir.join(".catsync/control/acme@default.status.json");
+        std::fs::remove_file(&status).unwrap();
+        let (early, delay) = (trial % 2 == 1, rng.next(40));
+        let mut fired = early;
+        let mut exporting = || {
+            let kill = !fired && live_counts(&status).0 > 0;
+            fired |= kill;
+            kill.then_some(delay)
+        };
+        let kill_after = if early { 110 + rng.next(120) } else { 10_000 };
+        let killed = attempt(dir, "run", Some(kill_after), &mut exporting);
+        total_kills += usize::from(killed);
+        total_kills += crash_loop(
+            dir,
+            &mut rng,
+            500,
+            |rng, kills| {
+                // A killed refresh is taken up again by `refresh` (superseding it) or by `run`
+                // (resuming it) once its run record exists.
+                let unfinished = |r: &Value| r["mode"] == "refresh" && r["status"] == "IN_PROGRESS";
+                let resumable = kills > 0 && runs(dir).last().is_some_and(unfinished);
+                if resumable && rng.next(2) == 0 {
+                    "run"
+                } else {
+                    "refresh"
+                }
+            },
+            |_| None,
+        );
+        let out = cli(dir, &["run", "p.yaml"]);
+        assert_eq!(out.code, 0, "trial {trial}: the final run: {}\n{}", out.stderr, out.stdout);
+        assert_same_store(&normalized(&s), &expected, &format!("refresh trial {trial}"));
+        let plan = cli(dir, &["plan", "p.yaml", "--detailed-exitcode"]);
+        assert_eq!(plan.code, 0, "trial {trial}: nothing left to do:\n{}", plan.stdout);
+        let log = runs(dir);
+        assert!(
+            log.iter().any(|r| r["mode"] == "refresh" && r["status"] == "COMPLETED"),
+            "trial {trial}: a refresh completed: {log:?}"
+        );
+        replaced += log.iter().filter(|r| r["status"] == "SUPERSEDED" && r["mode"] != "refresh").count();
+        dropped += log.iter().filter(|r| r["notes"].to_string().contains("the refresh dropped")).count();
+    }
+    eprintln!(
+        "refresh crash trials: {trials} trials, {total_kills} kills, {replaced} killed runs whose queue a refresh \
+         replaced ({dropped} refreshes dropped a pending deletion)"
+    );
+    assert!(total_kills > 0, "the trials killed no run: the delays are too long for this machine");
+    assert!(replaced > 0, "no refresh replaced a queue: the runs are too fast for this machine");
 }
 
 #[test]
