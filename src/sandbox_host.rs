@@ -1,13 +1,13 @@
 //! The embedded default store: a pipeline whose Shopify export says `url: sandbox://NAME` gets
 //! the sandbox run in-process on a loopback port, its data kept in the state directory
-//! (`{state}/sandbox/NAME.json`) and saved after every batch, so `catsync run` works on a fresh
+//! (`{state}/sandbox/NAME.json`, one writing process at a time) and saved after every batch, so `catsync run` works on a fresh
 //! machine with no store and no credentials.
 
 use std::path::{Path, PathBuf};
 
 use crate::config::secret::Secret;
-use crate::error::Error;
-use crate::sandbox::{Sandbox, SandboxConfig};
+use crate::error::{Error, Exit};
+use crate::sandbox::{Sandbox, SandboxConfig, SandboxError};
 
 /// The token the embedded sandbox accepts (it is local and holds no real data).
 const TOKEN: &str = "catsync-embedded-sandbox";
@@ -43,8 +43,14 @@ impl Hosted {
             shop_name: name.to_string(),
             ..SandboxConfig::default()
         };
-        let sandbox = Sandbox::start(config)
-            .map_err(|e| Error::failed(format!("cannot start the embedded sandbox `{name}`: {e}")))?;
+        let sandbox = Sandbox::start(config).map_err(|e| {
+            let message = format!("cannot start the embedded sandbox `{name}`: {e}");
+            match e {
+                // Another process writes this store (the message names it and what to do).
+                SandboxError::InUse(_) => Error::refused(Exit::InProgress, message),
+                _ => Error::failed(message),
+            }
+        })?;
         enable_locales(&sandbox, languages);
         Ok(Hosted { sandbox, data })
     }
@@ -57,22 +63,22 @@ impl Hosted {
         Secret::new("(embedded sandbox)", TOKEN)
     }
 
-    /// Saves the store now (after each batch, so a crash loses nothing the records claim).
+    /// Saves the store now (after each batch, so a crash loses nothing the records claim): a
+    /// copy taken under the store's lock, written outside it through a temp file of its own,
+    /// and only when the store changed since the last save.
     pub fn save(&self) -> Result<(), Error> {
-        self.sandbox
-            .with_store(|s| s.save(&self.data))
-            .map_err(|e| Error::failed(format!("cannot save the embedded sandbox: {e}")))
+        self.sandbox.save().map_err(|e| Error::failed(format!("cannot save the embedded sandbox: {e}")))
     }
 
     /// Saves and stops the store; returns a one-line summary of what it holds and how to look.
     pub async fn stop(self) -> Result<String, Error> {
         self.save()?;
         let (products, collections, shop) =
-            self.sandbox.with_store(|s| (s.products.len(), s.collections.len(), s.shop.name.clone()));
+            self.sandbox.inspect(|s| (s.products.len(), s.collections.len(), s.shop.name.clone()));
         let data = self.data.display().to_string();
         tokio::task::spawn_blocking(move || self.sandbox.shutdown()).await.map_err(Error::failed)?;
         Ok(format!(
-            "Store `sandbox://{shop}`: {products} product{}, {collections} collection{} (kept in {data}; browse it with `catsync sandbox --data {data}`)",
+            "Store `sandbox://{shop}`: {products} product{}, {collections} collection{} (kept in {data}; browse it with `catsync sandbox --data {data} --read-only`)",
             if products == 1 { "" } else { "s" },
             if collections == 1 { "" } else { "s" },
         ))

@@ -226,3 +226,214 @@ fn planning_only_an_item_the_catalog_does_not_have_says_so() {
     assert_eq!(out.code, 0, "{}", out.stderr);
     assert!(out.stdout.contains("\n  - product 2013"), "{}", out.stdout);
 }
+
+/// The demo pipeline over the ACME fixtures into the built-in store `sandbox://demo` (kept in
+/// `.catsync/sandbox/demo.json`), its audit trail in `out/`; `exports/` starts with the full export.
+fn built_in_store_project() -> Test {
+    let demo = std::fs::read_to_string(repo().join("pipelines/demo.yaml")).expect("the demo pipeline");
+    let pipeline = demo
+        .replace(r#"files: ["../fixtures/saleslayer/acme/00-full.json"]"#, r#"files: ["exports/*.json"]"#)
+        .replace("path: ../.catsync/demo-audit.jsonl", "path: out/audit.jsonl");
+    let t = Test::new().file("p.yaml", &pipeline);
+    add_export(&t, "00-full.json");
+    t
+}
+
+/// A `catsync sandbox --port 0 ARGS…` process in `dir`, serving once it printed its address.
+struct SandboxProcess {
+    child: std::process::Child,
+}
+
+impl SandboxProcess {
+    fn start(dir: &std::path::Path, args: &[&str]) -> (SandboxProcess, Vec<String>) {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_catsync"))
+            .args(["sandbox", "--port", "0"])
+            .args(args)
+            .current_dir(dir)
+            .env_clear()
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start catsync sandbox");
+        let mut stdout = std::io::BufReader::new(child.stdout.take().expect("stdout"));
+        let mut lines = Vec::new();
+        // The address, the endpoint, and for a browse the read-only line.
+        for _ in 0..if args.contains(&"--read-only") { 3 } else { 2 } {
+            let mut line = String::new();
+            stdout.read_line(&mut line).expect("a line");
+            assert!(!line.is_empty(), "the sandbox ended early: {lines:?}");
+            lines.push(line.trim_end().to_string());
+        }
+        assert!(lines[0].starts_with("sandbox listening on http://127.0.0.1:"), "{lines:?}");
+        // Keep draining so the sandbox never writes into a closed pipe.
+        std::thread::spawn(move || std::io::copy(&mut stdout, &mut std::io::sink()));
+        (SandboxProcess { child }, lines)
+    }
+
+    fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// SIGTERM: the sandbox saves (unless read-only) and exits 0.
+    fn terminate(mut self) {
+        // SAFETY: a signal to our own child process.
+        unsafe { libc::kill(self.child.id() as libc::pid_t, libc::SIGTERM) };
+        let status = self.child.wait().expect("wait for the sandbox");
+        assert!(status.success(), "{status}");
+    }
+}
+
+impl Drop for SandboxProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The files in `dir`, sorted.
+fn files_in(dir: &std::path::Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .expect("read dir")
+        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
+}
+
+#[test]
+fn the_built_in_store_has_one_writer_at_a_time() {
+    let t = built_in_store_project();
+    let cli = |args: &[&str]| Test::at(t.path()).args(args).run();
+    std::fs::create_dir_all(t.path().join(".catsync/sandbox")).unwrap();
+    let (writer, _) = SandboxProcess::start(t.path(), &["--data", ".catsync/sandbox/demo.json"]);
+
+    // A run whose built-in store another process writes is stopped before it sends anything,
+    // naming that process and what to do.
+    let out = cli(&["run", "p.yaml"]);
+    assert_eq!(out.code, 1, "{}\n{}", out.stdout, out.stderr);
+    let expected = format!(
+        "error: cannot start the embedded sandbox `demo`: sandbox data `.catsync/sandbox/demo.json` is in use by process {} (`",
+        writer.pid()
+    );
+    assert!(out.stderr.starts_with(&expected), "{}", out.stderr);
+    assert!(
+        out.stderr.contains(
+            "`), and only one process may write it at a time; wait for that process to finish or stop it, \
+             or browse it meanwhile with `catsync sandbox --data .catsync/sandbox/demo.json --read-only`. \
+             Nothing was lost: the run is stopped with its queue (32 changes) and no item was charged; `catsync run` resumes it\n"
+        ),
+        "{}",
+        out.stderr
+    );
+    // So is a second `catsync sandbox` on the same file.
+    let out = cli(&["sandbox", "--port", "0", "--data", ".catsync/sandbox/demo.json"]);
+    assert_eq!(out.code, 4, "{}", out.stderr);
+    assert!(
+        out.stderr.starts_with(&format!(
+            "error: sandbox data `.catsync/sandbox/demo.json` is in use by process {} (`",
+            writer.pid()
+        )),
+        "{}",
+        out.stderr
+    );
+
+    // Once the writer is gone, the run goes through, and says how to look without writing.
+    writer.terminate();
+    let out = cli(&["run", "p.yaml"]);
+    assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
+    assert!(
+        out.stdout.contains(
+            "(kept in .catsync/sandbox/demo.json; browse it with `catsync sandbox --data .catsync/sandbox/demo.json --read-only`)"
+        ),
+        "{}",
+        out.stdout
+    );
+    // Saved after every batch, through temp files of its own: none is left behind.
+    assert_eq!(files_in(&t.path().join(".catsync/sandbox")), ["demo.json", "demo.json.lock"]);
+}
+
+#[test]
+fn browsing_the_built_in_store_read_only_while_a_run_writes_keeps_the_runs_data() {
+    let t = built_in_store_project();
+    let cli = |args: &[&str]| Test::at(t.path()).args(args).run();
+    let data = t.path().join(".catsync/sandbox/demo.json");
+    assert_eq!(cli(&["run", "p.yaml"]).code, 0);
+
+    // The hint the run printed: a browse that takes no lock and never saves.
+    let (browser, lines) = SandboxProcess::start(t.path(), &["--data", ".catsync/sandbox/demo.json", "--read-only"]);
+    assert_eq!(lines[2], "read-only: `.catsync/sandbox/demo.json` is never saved (changes made here are lost on exit)");
+
+    // A run meanwhile writes a new product to the store.
+    add_export(&t, "09-new-product.json");
+    let out = cli(&["run", "p.yaml"]);
+    assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
+    let written = std::fs::read(&data).expect("the store file");
+    let store = catsync::sandbox::Store::load(&data).expect("a store");
+    assert!(store.product_by_handle("acme-tr-004").is_some(), "the run wrote the new product");
+
+    // The browse ends (on SIGTERM it used to save its stale copy over the run's writes).
+    browser.terminate();
+    assert!(std::fs::read(&data).expect("the store file") == written, "the read-only browse wrote the store file");
+    let store = catsync::sandbox::Store::load(&data).expect("a store");
+    assert!(store.product_by_handle("acme-tr-004").is_some());
+    assert_eq!(files_in(&t.path().join(".catsync/sandbox")), ["demo.json", "demo.json.lock"]);
+
+    // A read-only browse needs a file to browse, and `--read-only` needs `--data`.
+    cli(&["sandbox", "--port", "0", "--data", "missing.json", "--read-only"])
+        .fails(1, "error: `missing.json` does not exist: a read-only sandbox browses an existing data file\n");
+    let out = cli(&["sandbox", "--port", "0", "--read-only"]);
+    assert_eq!(out.code, 2, "{}", out.stderr);
+    assert!(out.stderr.contains("--data <FILE>"), "{}", out.stderr);
+}
+
+#[test]
+fn saves_of_the_store_never_collide_and_leave_no_temp_files() {
+    use catsync::sandbox::{Sandbox, SandboxConfig, SandboxError, Store};
+    use std::os::unix::fs::MetadataExt as _;
+
+    // Many saves of the same file at once (a run's save and the periodic saver did this with one
+    // shared temp file: `cannot replace …: No such file or directory`).
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("store.json");
+    let store = Store::new("shop");
+    std::thread::scope(|s| {
+        for _ in 0..8 {
+            s.spawn(|| {
+                for _ in 0..25 {
+                    store.save(&path).expect("a save");
+                }
+            });
+        }
+    });
+    assert_eq!(Store::load(&path).expect("a store"), store);
+    assert_eq!(files_in(dir.path()), ["store.json"]);
+
+    // One sandbox writes a data file; another one in the same process is refused too.
+    let config = SandboxConfig { data: Some(path.clone()), ..SandboxConfig::default() };
+    let first = Sandbox::start(config.clone()).expect("the first writer");
+    let second = Sandbox::start(config.clone()).err().expect("a second writer is refused");
+    assert!(matches!(second, SandboxError::InUse(_)), "{second:?}");
+    assert!(second.to_string().contains("is already open for writing in this process"), "{second}");
+    // A read-only one is not.
+    let browse = Sandbox::start(SandboxConfig { read_only: true, ..config.clone() }).expect("a browse");
+
+    // A save writes only a store that changed since the last one.
+    first.with_store(|s| s.enable_locales(&["es".to_string()]));
+    first.save().expect("a save");
+    let inode = std::fs::metadata(&path).expect("the file").ino();
+    first.save().expect("a save");
+    assert_eq!(std::fs::metadata(&path).expect("the file").ino(), inode, "an unchanged store was rewritten");
+    first.with_store(|s| s.enable_locales(&["fr".to_string()]));
+    first.save().expect("a save");
+    assert_ne!(std::fs::metadata(&path).expect("the file").ino(), inode, "a changed store was not saved");
+
+    // The browse never saves; the writer's lock goes with it.
+    browse.with_store(|s| s.enable_locales(&["de".to_string()]));
+    browse.save().expect("nothing to save");
+    browse.shutdown();
+    assert!(!Store::load(&path).expect("a store").locales.iter().any(|l| l.locale == "de"));
+    first.shutdown();
+    Sandbox::start(config).expect("the file is free again").shutdown();
+    assert_eq!(files_in(dir.path()), ["store.json", "store.json.lock"]);
+}

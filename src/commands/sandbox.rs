@@ -14,9 +14,14 @@ pub struct SandboxArgs {
     /// Port on 127.0.0.1 (0 picks a free one).
     #[arg(long, default_value_t = 8787)]
     pub port: u16,
-    /// Keep the store in this file (loaded at start, saved every two seconds and on exit).
+    /// Keep the store in this file (loaded at start, saved every two seconds and on exit). One
+    /// process at a time may write a data file.
     #[arg(long, value_name = "FILE")]
     pub data: Option<PathBuf>,
+    /// Browse the `--data` file without ever saving it (safe while a run writes to it; changes
+    /// made through this sandbox are lost when it stops).
+    #[arg(long, requires = "data")]
+    pub read_only: bool,
     /// Cost points restored per second.
     #[arg(long, value_name = "R", default_value_t = 100.0)]
     pub restore_rate: f64,
@@ -52,6 +57,7 @@ pub fn exec(args: SandboxArgs, g: &Globals) -> Result<Exit, Error> {
     let config = SandboxConfig {
         port: args.port,
         data: args.data,
+        read_only: args.read_only,
         bucket_size: args.bucket,
         restore_rate: args.restore_rate,
         faults: args.faults.unwrap_or_default(),
@@ -63,6 +69,7 @@ pub fn exec(args: SandboxArgs, g: &Globals) -> Result<Exit, Error> {
     };
     let latest = config.api_versions.last().cloned().unwrap_or_else(|| "2026-07".to_string());
     let tokens_given = !config.tokens.is_empty();
+    let read_only = config.data.as_ref().filter(|_| config.read_only).map(|d| d.display().to_string());
     let quiet = g.quiet;
     sandbox::serve(config, |addr| {
         // The first line is for people and scripts alike (`sandbox listening on URL`); a closed
@@ -75,8 +82,14 @@ pub fn exec(args: SandboxArgs, g: &Globals) -> Result<Exit, Error> {
                 "GraphQL endpoint: http://{addr}/admin/api/{latest}/graphql.json (header X-Shopify-Access-Token: {})",
                 if tokens_given { "one of the --token values" } else { "any non-empty token" }
             );
+            if let Some(data) = &read_only {
+                let _ = writeln!(out, "read-only: `{data}` is never saved (changes made here are lost on exit)");
+            }
         }
     })
-    .map_err(Error::failed)?;
+    .map_err(|e| match e {
+        sandbox::SandboxError::InUse(message) => Error::refused(Exit::InProgress, message),
+        e => Error::failed(e),
+    })?;
     Ok(Exit::Success)
 }

@@ -2,13 +2,14 @@
 //! operation, coerce variables, input-size limits, cost and the bucket (`MAX_COST_EXCEEDED`,
 //! `THROTTLED`), execution under the store lock, refund of unused cost.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
 use std::sync::{Mutex, MutexGuard};
 
 use apollo_compiler::ast::{self, OperationType};
 use serde_json::{Map, Value};
 
 use super::cost::{self, LeakyBucket, MAX_QUERY_COST};
+use super::datalock::DataLock;
 use super::document::{self, Document};
 use super::execute::{select_operation, Env, Exec, Followup};
 use super::faults::Faults;
@@ -27,16 +28,48 @@ pub struct Shared {
     pub bucket: Mutex<LeakyBucket>,
     pub faults: Mutex<Faults>,
     pub log: Mutex<Vec<RequestRecord>>,
-    /// The store changed since it was last saved.
-    pub dirty: AtomicBool,
-    /// Serialises writes of the `--data` file; holds the number of the last snapshot written, so
-    /// an older snapshot never overwrites a newer one.
+    /// Counts changes to the store (bumped after each one; a save writes only when it moved).
+    pub changes: AtomicU64,
+    /// Serialises saves of the `--data` file; holds the change count the file was last saved
+    /// at, so an older copy never overwrites a newer one and an unchanged store is not rewritten.
     pub saving: Mutex<u64>,
-    /// Numbers snapshots taken for saving.
-    pub snapshots: AtomicU64,
+    /// The lock that makes this sandbox the one writer of its `--data` file (none when
+    /// read-only or without a file); released once the server stopped and saved.
+    pub data_lock: Mutex<Option<DataLock>>,
     /// Where bulk operations wait (a [`super::BulkHold`] as `u8`); tests use it to observe
     /// operations that are not finished.
     pub hold_bulk: AtomicU8,
+}
+
+impl Shared {
+    /// Notes that the store changed (after changing it).
+    pub fn changed(&self) {
+        self.changes.fetch_add(1, Ordering::SeqCst);
+    }
+
+    /// Saves the store to its `--data` file if it changed since the last save (never when
+    /// read-only). The store's mutex is held only to copy it; serialising and writing happen
+    /// outside it, so requests go on while a big store is saved. Saves are serialised, and
+    /// when this returns every change made before the call is on disk.
+    pub fn save(&self) -> Result<(), String> {
+        let Some(path) = self.config.data.as_ref().filter(|_| !self.config.read_only) else { return Ok(()) };
+        let mut saved = lock(&self.saving);
+        if self.changes.load(Ordering::SeqCst) == *saved {
+            return Ok(());
+        }
+        let (count, copy) = {
+            let store = lock(&self.store);
+            (self.changes.load(Ordering::SeqCst), store.clone())
+        };
+        copy.save(path)?;
+        *saved = count;
+        Ok(())
+    }
+
+    /// Lets go of the `--data` file (once the server stopped and saved).
+    pub fn release_data(&self) {
+        lock(&self.data_lock).take();
+    }
 }
 
 /// Locks a mutex, recovering the data if a task panicked while holding it (the sandbox keeps
@@ -167,7 +200,7 @@ impl Shared {
             match op.operation_type {
                 OperationType::Mutation => {
                     let data = exec.run_mutation(&op, &mut store);
-                    self.dirty.store(true, Ordering::Relaxed);
+                    self.changed();
                     data
                 }
                 _ => {

@@ -12,6 +12,7 @@
 mod bulk;
 mod collections;
 pub mod cost;
+pub mod datalock;
 mod document;
 mod engine;
 mod execute;
@@ -32,7 +33,7 @@ mod variables;
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -56,8 +57,12 @@ pub const API_VERSIONS: &[&str] = &["2025-01", "2025-04", "2025-07", "2025-10", 
 pub struct SandboxConfig {
     /// The loopback port; 0 picks a free one (tests).
     pub port: u16,
-    /// Where the store is persisted and reloaded from.
+    /// Where the store is persisted and reloaded from. One sandbox at a time writes a data
+    /// file (a lock beside it, `FILE.lock`); another one is refused with the holder's pid.
     pub data: Option<PathBuf>,
+    /// Loads `data` but never saves it nor takes its lock: a browse of a file another process
+    /// may be writing (changes made through this sandbox are lost when it stops).
+    pub read_only: bool,
     /// Bucket size in cost points (Shopify standard: 2000).
     pub bucket_size: f64,
     /// Points restored per second (Shopify standard: 100).
@@ -88,6 +93,7 @@ impl Default for SandboxConfig {
         SandboxConfig {
             port: 0,
             data: None,
+            read_only: false,
             bucket_size: 2000.0,
             restore_rate: 100.0,
             faults: FaultSpec::default(),
@@ -126,6 +132,9 @@ pub enum SandboxError {
     },
     #[error("{0}")]
     Data(String),
+    /// Another process (or sandbox) writes the data file; the message names it and what to do.
+    #[error("{0}")]
+    InUse(String),
     #[error("the sandbox runtime failed: {0}")]
     Runtime(String),
 }
@@ -188,8 +197,20 @@ impl Sandbox {
         let mut store = lock(&self.shared.store);
         let r = f(&mut store);
         store.reindex();
-        self.shared.dirty.store(true, Ordering::Relaxed);
+        self.shared.changed();
         r
+    }
+
+    /// Reads the store without changing it (so nothing is saved for it).
+    pub fn inspect<R>(&self, f: impl FnOnce(&Store) -> R) -> R {
+        f(&lock(&self.shared.store))
+    }
+
+    /// Saves the store to its data file now, if it changed since the last save (a read-only
+    /// sandbox, or one without a data file, saves nothing). The store is copied under its lock
+    /// and written outside it; when this returns, every change made before is on disk.
+    pub fn save(&self) -> Result<(), SandboxError> {
+        self.shared.save().map_err(SandboxError::Data)
     }
 
     /// The GraphQL requests received so far (the last 100,000 at least).
@@ -230,15 +251,27 @@ fn prepare(config: SandboxConfig) -> Result<(std::net::TcpListener, Arc<Shared>)
         .map_err(|source| SandboxError::Bind { port: config.port, source })?;
     listener.set_nonblocking(true).map_err(|e| SandboxError::Runtime(e.to_string()))?;
     let addr = listener.local_addr().map_err(|e| SandboxError::Runtime(e.to_string()))?;
-    let store = match &config.data {
+    let data_lock = match &config.data {
+        Some(path) if !config.read_only => Some(datalock::acquire(path)?),
+        Some(path) if !path.exists() => {
+            return Err(SandboxError::Data(format!(
+                "`{}` does not exist: a read-only sandbox browses an existing data file",
+                path.display()
+            )))
+        }
+        _ => None,
+    };
+    // Loaded once the lock is held, so a writer starts from the last save of the previous one.
+    let (mut store, changes) = match &config.data {
         Some(path) if path.exists() => {
             let mut store = Store::load(path).map_err(SandboxError::Data)?;
             store.interrupt_unfinished();
-            store
+            (store, 0)
         }
-        _ => Store::new(&config.shop_name),
+        // A data file that does not exist yet is written at the first save even if unchanged.
+        Some(_) => (Store::new(&config.shop_name), 1),
+        None => (Store::new(&config.shop_name), 0),
     };
-    let mut store = store;
     store.enable_locales(&config.locales);
     let shared = Shared {
         env: Env {
@@ -249,9 +282,9 @@ fn prepare(config: SandboxConfig) -> Result<(std::net::TcpListener, Arc<Shared>)
         faults: Mutex::new(Faults::new(config.faults.clone())),
         store: Mutex::new(store),
         log: Mutex::new(Vec::new()),
-        dirty: AtomicBool::new(false),
+        changes: AtomicU64::new(changes),
         saving: Mutex::new(0),
-        snapshots: AtomicU64::new(0),
+        data_lock: Mutex::new(data_lock),
         hold_bulk: AtomicU8::new(BulkHold::None as u8),
         config,
     };

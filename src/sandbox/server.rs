@@ -112,40 +112,19 @@ pub async fn run(listener: TcpListener, shared: Arc<Shared>, mut shutdown: onesh
 async fn save_periodically(shared: Arc<Shared>) {
     loop {
         tokio::time::sleep(Duration::from_secs(2)).await;
-        if shared.config.data.is_some() && shared.dirty.swap(false, Ordering::Relaxed) {
-            // Copy under the lock, write without it: requests go on while a big store is saved.
-            let snapshot = snapshot(&shared);
-            let worker = shared.clone();
-            let _ = tokio::task::spawn_blocking(move || write(&worker, snapshot)).await;
-        }
-    }
-}
-
-fn save(shared: &Shared) {
-    if shared.config.data.is_some() {
-        write(shared, snapshot(shared));
-    }
-}
-
-/// A numbered copy of the store.
-fn snapshot(shared: &Shared) -> (u64, super::store::Store) {
-    let store = lock(&shared.store);
-    (shared.snapshots.fetch_add(1, Ordering::Relaxed) + 1, store.clone())
-}
-
-fn write(shared: &Shared, (number, store): (u64, super::store::Store)) {
-    let Some(path) = &shared.config.data else { return };
-    let mut last = lock(&shared.saving);
-    if number <= *last {
-        return; // a newer snapshot is already on disk
-    }
-    match store.save(path) {
-        Ok(()) => *last = number,
-        Err(e) => {
+        let worker = shared.clone();
+        if let Ok(Err(e)) = tokio::task::spawn_blocking(move || worker.save()).await {
             tracing::error!("{e}");
-            shared.dirty.store(true, Ordering::Relaxed);
         }
     }
+}
+
+/// The last save, once the server stopped; then the data file is free for another writer.
+fn save(shared: &Shared) {
+    if let Err(e) = shared.save() {
+        tracing::error!("{e}");
+    }
+    shared.release_data();
 }
 
 fn json(status: StatusCode, body: &Out) -> Response {
@@ -220,7 +199,7 @@ fn spawn_followup(shared: Arc<Shared>, followup: Followup) {
                 let job_error = lock(&shared.faults).job_error();
                 let mut store = lock(&shared.store);
                 products::complete_operation(&mut store, operation, identifier.as_ref(), &input, job_error);
-                shared.dirty.store(true, Ordering::Relaxed);
+                shared.changed();
             });
         }
         Followup::BulkOperation { operation } => {
@@ -234,20 +213,20 @@ async fn run_bulk(shared: Arc<Shared>, operation: u64) {
     wait_while_held(&shared, operation, BulkHold::Created).await;
     let job_error = lock(&shared.faults).job_error();
     let Some(mut run) = BulkRun::start(&mut lock(&shared.store), operation) else {
-        shared.dirty.store(true, Ordering::Relaxed);
+        shared.changed();
         return;
     };
-    shared.dirty.store(true, Ordering::Relaxed);
+    shared.changed();
     wait_while_held(&shared, operation, BulkHold::Running).await;
     if job_error {
         run.fail(&mut lock(&shared.store));
-        shared.dirty.store(true, Ordering::Relaxed);
+        shared.changed();
         return;
     }
     let batch = shared.config.bulk_batch.max(1);
     loop {
         let done = run.step(&mut lock(&shared.store), &shared.env, batch);
-        shared.dirty.store(true, Ordering::Relaxed);
+        shared.changed();
         if done {
             break;
         }

@@ -3,7 +3,8 @@
 //! written to `--data` and read back; GIDs are derived from numeric ids.
 
 use std::collections::{BTreeMap, HashMap};
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
@@ -547,14 +548,53 @@ impl Store {
         Ok(store)
     }
 
-    /// Writes the store atomically (temp file, then rename).
+    /// Writes the store atomically: into a temp file of its own beside `path` (named after the
+    /// process and a counter, so no two saves ever share one), synced to disk, then renamed over
+    /// `path`. A reader sees the old file or the new one, never a part; a failed save leaves no
+    /// temp file behind.
     pub fn save(&self, path: &Path) -> Result<(), String> {
         let file = StoreFileRef { format: FILE_FORMAT, version: FILE_VERSION, store: self };
-        let text = serde_json::to_string(&file).map_err(|e| format!("cannot serialise the sandbox store: {e}"))?;
-        let tmp = path.with_extension("tmp");
-        std::fs::write(&tmp, text).map_err(|e| format!("cannot write `{}`: {e}", tmp.display()))?;
-        std::fs::rename(&tmp, path).map_err(|e| format!("cannot replace `{}`: {e}", path.display()))
+        let text = serde_json::to_vec(&file).map_err(|e| format!("cannot serialise the sandbox store: {e}"))?;
+        write_atomically(path, &text)
     }
+}
+
+/// Numbers the temp files of this process.
+static TEMP_FILES: AtomicU64 = AtomicU64::new(0);
+
+/// The temp file a save writes before renaming it over `path`: hidden, in the same directory
+/// (a rename is atomic only within one file system), unique to this process and this save.
+pub fn temp_path(path: &Path) -> PathBuf {
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let n = TEMP_FILES.fetch_add(1, Ordering::Relaxed);
+    path.with_file_name(format!(".{name}.{}.{n}.tmp", std::process::id()))
+}
+
+/// Writes `bytes` to `path` through a unique temp file, `fsync`, and a rename.
+fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), String> {
+    use std::io::Write as _;
+    let tmp = temp_path(path);
+    let written = (|| {
+        let mut file = std::fs::OpenOptions::new().write(true).create_new(true).open(&tmp)?;
+        file.write_all(bytes)?;
+        file.sync_all()
+    })();
+    if let Err(e) = written {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(format!("cannot write `{}`: {e}", tmp.display()));
+    }
+    if let Err(e) = std::fs::rename(&tmp, path) {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(format!("cannot replace `{}`: {e}", path.display()));
+    }
+    // The rename itself is durable once the directory is synced (best effort: not every
+    // platform lets a directory be opened).
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        if let Ok(dir) = std::fs::File::open(dir) {
+            let _ = dir.sync_all();
+        }
+    }
+    Ok(())
 }
 
 #[derive(Deserialize)]
