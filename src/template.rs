@@ -1,14 +1,17 @@
 //! The minijinja environment of field mappings: strict undefined, catsync's filters, and every
 //! template of a pipeline compiled once under a stable name.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 
-use minijinja::value::Value;
-use minijinja::{Environment, Error, ErrorKind, State, UndefinedBehavior};
+use minijinja::value::{Value, ValueKind};
+use minijinja::{Environment, Error, ErrorKind, Output, State, UndefinedBehavior};
 
 /// All compiled templates of one pipeline.
 pub struct TemplateSet {
     env: Environment<'static>,
+    /// Templates whose whole output is one expression (`{{ product_tags }}`), by name: the
+    /// expression's source, so a list it gives can be taken as a list where one is expected.
+    single: HashMap<String, String>,
 }
 
 impl std::fmt::Debug for TemplateSet {
@@ -34,7 +37,8 @@ impl TemplateSet {
         env.add_filter("money", money);
         env.add_filter("html", html);
         env.add_function("t", translated);
-        TemplateSet { env }
+        env.set_formatter(list_formatter);
+        TemplateSet { env, single: HashMap::new() }
     }
 
     /// Compiles `source` under `name`; returns the variables it reads (dotted for attribute access,
@@ -42,7 +46,25 @@ impl TemplateSet {
     pub fn add(&mut self, name: &str, source: &str) -> Result<BTreeSet<String>, Error> {
         self.env.add_template_owned(name.to_string(), source.to_string())?;
         let tmpl = self.env.get_template(name)?;
-        Ok(tmpl.undeclared_variables(true).into_iter().collect())
+        let vars = tmpl.undeclared_variables(true).into_iter().collect();
+        if let Some(expr) = single_expression(source) {
+            if self.env.compile_expression(expr).is_ok() {
+                self.single.insert(name.to_string(), expr.to_string());
+            }
+        }
+        Ok(vars)
+    }
+
+    /// The items of template `name` when its whole output is one expression that gives a list
+    /// (`{{ product_tags }}` over a list field): `None` for any other template or value, which
+    /// renders as text (a list inside text is joined with `, `).
+    pub fn render_list(&self, name: &str, ctx: Value) -> Result<Option<Vec<String>>, Error> {
+        let Some(expr) = self.single.get(name) else { return Ok(None) };
+        let value = self.env.compile_expression(expr)?.eval(ctx)?;
+        if !is_list(&value) {
+            return Ok(None);
+        }
+        Ok(Some(value.try_iter()?.map(|item| list_text(&item)).collect()))
     }
 
     /// Checks a filter expression; returns the variables it reads.
@@ -112,6 +134,43 @@ impl Simple {
             Some(SimpleFilter::Money) => money(Value::from(text))?,
             Some(SimpleFilter::Html) => html(text),
         })
+    }
+}
+
+/// The expression of a template that is nothing but `{{ expr }}` (whitespace control allowed).
+fn single_expression(source: &str) -> Option<&str> {
+    let inner = source.trim().strip_prefix("{{")?.strip_suffix("}}")?;
+    if ["{{", "}}", "{%", "%}", "{#", "#}"].iter().any(|m| inner.contains(m)) {
+        return None;
+    }
+    let inner = inner.strip_prefix(['-', '+']).unwrap_or(inner);
+    let inner = inner.strip_suffix(['-', '+']).unwrap_or(inner);
+    Some(inner.trim()).filter(|e| !e.is_empty())
+}
+
+/// A sequence (a list field, a filter's list), not a string or a map.
+fn is_list(value: &Value) -> bool {
+    matches!(value.kind(), ValueKind::Seq | ValueKind::Iterable)
+}
+
+/// A value as text, lists as their items joined with `, ` (never a Python-like `['a', 'b']`).
+pub fn list_text(value: &Value) -> String {
+    if is_list(value) {
+        match value.try_iter() {
+            Ok(items) => items.map(|item| list_text(&item)).collect::<Vec<_>>().join(", "),
+            Err(_) => value.to_string(),
+        }
+    } else {
+        value.to_string()
+    }
+}
+
+/// Prints values as minijinja does, except lists: their items joined with `, `.
+fn list_formatter(out: &mut Output, state: &mut State, value: &Value) -> Result<(), Error> {
+    if is_list(value) {
+        out.write_str(&list_text(value)).map_err(|e| Error::new(ErrorKind::WriteFailure, e.to_string()))
+    } else {
+        minijinja::escape_formatter(out, state, value)
     }
 }
 
@@ -216,6 +275,31 @@ mod tests {
         ] {
             assert_eq!(Simple::parse(not_simple), None, "{not_simple}");
         }
+    }
+
+    #[test]
+    fn a_list_renders_as_its_items_never_as_a_repr() {
+        let mut set = TemplateSet::new();
+        let one = minijinja::context! { product_tags => vec!["first-test"] };
+        let two = || minijinja::context! { product_tags => vec!["first-test", "summer sale"], name => "x" };
+        set.add("whole", "{{ product_tags }}").unwrap();
+        set.add("spaced", " {{- product_tags -}} ").unwrap();
+        set.add("filtered", "{{ product_tags | reject('eq', 'first-test') | list }}").unwrap();
+        set.add("text", "Tags: {{ product_tags }}").unwrap();
+        set.add("scalar", "{{ name }}").unwrap();
+        // Where a list is expected, the whole output being one list value gives its items.
+        assert_eq!(set.render_list("whole", one.clone()).unwrap(), Some(vec!["first-test".to_string()]));
+        assert_eq!(
+            set.render_list("spaced", two()).unwrap(),
+            Some(vec!["first-test".to_string(), "summer sale".to_string()])
+        );
+        assert_eq!(set.render_list("filtered", two()).unwrap(), Some(vec!["summer sale".to_string()]));
+        assert_eq!(set.render_list("text", two()).unwrap(), None);
+        assert_eq!(set.render_list("scalar", two()).unwrap(), None);
+        // As text, a list is its items joined with `, `.
+        assert_eq!(set.render("whole", one).unwrap(), "first-test");
+        assert_eq!(set.render("text", two()).unwrap(), "Tags: first-test, summer sale");
+        assert_eq!(set.render("scalar", two()).unwrap(), "x");
     }
 
     #[test]

@@ -437,3 +437,92 @@ fn saves_of_the_store_never_collide_and_leave_no_temp_files() {
     Sandbox::start(config).expect("the file is free again").shutdown();
     assert_eq!(files_in(dir.path()), ["store.json", "store.json.lock"]);
 }
+
+/// A Sales Layer export whose `product_tags` is a list field.
+const LIST_TAGS_EXPORT: &str = r#"{"version":"1.18","time":1,"action":"refresh",
+ "schema":{"default_language":"en","languages":["en"]},
+ "data_schema_info":{"products":{"product_tags":{"type":"list"}}},
+ "data_schema":{"catalogue":["STATUS","ID","ID_PARENT","section_name"],
+                "products":["STATUS","ID","ID_catalogue","product_name","product_reference","product_tags"],
+                "product_formats":["STATUS","ID","ID_products","format_sku"]},
+ "data":{"catalogue":[],
+         "products":[["M","10",[],"Shirt","SH-1",["first-test"]],
+                     ["M","11",[],"Shorts","SH-2",["first-test","summer sale"]]],
+         "product_formats":[]}}"#;
+
+#[test]
+fn a_list_field_in_a_template_gives_the_list_never_its_repr() {
+    // The starter's own mapping, `tags: "{{ product_tags }}"`, over a list field; the same list
+    // inside text, and through a filter that keeps it a list.
+    let t = Test::new().file("export.json", LIST_TAGS_EXPORT).file(
+        "p.yaml",
+        r#"version: 1
+name: tags
+parameters:
+  export_status: all
+  deletions: disabled
+stages:
+  pim:
+    type: saleslayer
+    files: [export.json]
+  docs:
+    type: map
+    inputs: [pim]
+    products:
+      title: "{{ product_name }}"
+      handle: "{{ product_reference | slug }}"
+      tags: "{{ product_tags }}"
+      descriptionHtml: "<p>Tagged {{ product_tags }}</p>"
+      seo:
+        title: "{{ product_tags | reject('eq', 'first-test') | list }}"
+    variants:
+      sku: "{{ format_sku }}"
+      options: { Size: "{{ format_sku }}" }
+  out:
+    type: jsonl_export
+    inputs: [docs]
+    path: out.jsonl
+"#,
+    );
+    let out = Test::at(t.path()).args(["plan", "p.yaml", "--out", "plan.json"]).run();
+    assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
+    let plan: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(t.path().join("plan.json")).expect("the plan file"))
+            .expect("JSON");
+    let text = plan.to_string();
+    assert!(!text.contains("['") && !text.contains("[\\\""), "a list rendered as its repr: {text}");
+    let documents: Vec<&serde_json::Value> = plan["changes"]
+        .as_array()
+        .expect("changes")
+        .iter()
+        .map(|c| c.get("document").unwrap_or_else(|| panic!("a document in {c}")))
+        .collect();
+    let shown: Vec<(String, serde_json::Value, String, String)> = documents
+        .iter()
+        .map(|d| {
+            (
+                d["handle"].as_str().unwrap_or_default().to_string(),
+                d["tags"].clone(),
+                d["descriptionHtml"].as_str().unwrap_or_default().to_string(),
+                d["seo"]["title"].as_str().unwrap_or_default().to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        shown,
+        [
+            (
+                "sh-1".to_string(),
+                serde_json::json!(["first-test"]),
+                "<p>Tagged first-test</p>".to_string(),
+                String::new()
+            ),
+            (
+                "sh-2".to_string(),
+                serde_json::json!(["first-test", "summer sale"]),
+                "<p>Tagged first-test, summer sale</p>".to_string(),
+                "summer sale".to_string()
+            ),
+        ]
+    );
+}

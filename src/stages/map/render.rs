@@ -189,6 +189,38 @@ impl<'a> Renderer<'a> {
         }
     }
 
+    /// A mapped value where the target expects a list (`tags`): a template whose whole output is
+    /// one list value (`{{ product_tags }}` over a Sales Layer list field) gives its items; any
+    /// other value is text, split on commas.
+    fn items(
+        &self,
+        kind: ItemKind,
+        id: &Arc<str>,
+        mapped: &Mapped,
+        lang: Option<&str>,
+        what: &str,
+    ) -> Result<Vec<String>> {
+        if let Mapped::Template(name, simple) = mapped {
+            // A template that prints one field gives a list only when the field is one.
+            if let Some(simple) = simple {
+                if let (None, Some(Cell::List(items))) =
+                    (simple.filter, self.data.cell_ref(kind, id, &simple.field, lang))
+                {
+                    return Ok(items.iter().map(|i| i.to_string()).collect());
+                }
+                return Ok(self.value(kind, id, mapped, lang, what)?.split(',').map(str::to_string).collect());
+            }
+            let list = self
+                .templates
+                .render_list(name, self.object(kind, id, lang))
+                .map_err(|e| format!("`{what}`: {}", template_error(&e)))?;
+            if let Some(items) = list {
+                return Ok(items);
+            }
+        }
+        Ok(self.value(kind, id, mapped, lang, what)?.split(',').map(str::to_string).collect())
+    }
+
     fn optional(
         &self,
         kind: ItemKind,
@@ -350,7 +382,7 @@ impl<'a> Renderer<'a> {
         let product_type = self.optional(k, id, &m.product_type, lang, "productType")?;
         let mut tags: Vec<String> = Vec::new();
         for t in &m.tags {
-            for tag in self.value(k, id, t, lang, "tags")?.split(',') {
+            for tag in self.items(k, id, t, lang, "tags")? {
                 let tag = tag.trim();
                 if !tag.is_empty() && !tags.iter().any(|x| x == tag) {
                     tags.push(tag.to_string());
