@@ -22,3 +22,4 @@ pub mod shopify;
 pub mod stages;
 pub mod state;
 pub mod template;
+pub mod template_names;

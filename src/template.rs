@@ -6,6 +6,8 @@ use std::collections::{BTreeSet, HashMap};
 use minijinja::value::{Value, ValueKind};
 use minijinja::{Environment, Error, ErrorKind, Output, State, UndefinedBehavior};
 
+use crate::template_names::{Called, Use};
+
 /// All compiled templates of one pipeline.
 pub struct TemplateSet {
     env: Environment<'static>,
@@ -73,6 +75,44 @@ impl TemplateSet {
         Ok(expr.undeclared_variables(true).into_iter().collect())
     }
 
+    /// The filters, tests and functions `source` calls that this environment does not have
+    /// (minijinja would only fail when rendering), each with a did-you-mean hint.
+    /// `expression`: `source` is an expression (a `filter` stage's `where`), not a template.
+    pub fn unknown_calls(&self, source: &str, expression: bool) -> Vec<(Called, Option<String>)> {
+        let (calls, defined) = crate::template_names::called(source, expression);
+        let mut out: Vec<(Called, Option<String>)> = Vec::new();
+        for call in calls {
+            if out.iter().any(|(c, _)| c.what == call.what && c.name == call.name) || self.has(call.what, &call.name) {
+                continue;
+            }
+            if call.what == Use::Function && (defined.contains(&call.name) || CALLABLES.contains(&call.name.as_str())) {
+                continue;
+            }
+            let known: Vec<String> = match call.what {
+                Use::Filter => FILTERS.iter().filter(|f| self.has(Use::Filter, f)).map(|f| f.to_string()).collect(),
+                Use::Test => TESTS.iter().filter(|t| self.has(Use::Test, t)).map(|t| t.to_string()).collect(),
+                Use::Function => self.env.globals().map(|(name, _)| name.to_string()).chain(defined.clone()).collect(),
+            };
+            let hint = crate::diagnostics::did_you_mean(&call.name, known.iter().map(String::as_str));
+            out.push((call, hint));
+        }
+        out
+    }
+
+    /// Whether the environment has a filter, test or global function `name` (asked of minijinja
+    /// itself, so every built-in counts).
+    fn has(&self, what: Use, name: &str) -> bool {
+        let probe = match what {
+            Use::Filter => format!("none | {name}"),
+            Use::Test => format!("none is {name}"),
+            Use::Function => return self.env.globals().any(|(n, _)| n == name),
+        };
+        match self.env.compile_expression(&probe).and_then(|e| e.eval(())) {
+            Err(e) => !matches!(e.kind(), ErrorKind::UnknownFilter | ErrorKind::UnknownTest),
+            Ok(_) => true,
+        }
+    }
+
     /// Renders template `name` with `ctx`.
     pub fn render(&self, name: &str, ctx: Value) -> Result<String, Error> {
         self.env.get_template(name)?.render(ctx)
@@ -82,6 +122,107 @@ impl TemplateSet {
         &self.env
     }
 }
+
+/// Names a template may call that are not global functions: the loop (`loop(…)` in recursive
+/// loops) and the block and macro helpers.
+const CALLABLES: &[&str] = &["loop", "super", "caller", "self", "varargs", "kwargs"];
+
+/// catsync's filters and minijinja's built-in ones (for did-you-mean hints; whether a filter
+/// exists is asked of the environment).
+const FILTERS: &[&str] = &[
+    "slug",
+    "money",
+    "html",
+    "safe",
+    "escape",
+    "e",
+    "lower",
+    "upper",
+    "title",
+    "capitalize",
+    "replace",
+    "length",
+    "count",
+    "dictsort",
+    "items",
+    "reverse",
+    "trim",
+    "join",
+    "split",
+    "lines",
+    "default",
+    "d",
+    "round",
+    "abs",
+    "int",
+    "float",
+    "attr",
+    "first",
+    "last",
+    "min",
+    "max",
+    "sort",
+    "list",
+    "string",
+    "bool",
+    "batch",
+    "slice",
+    "sum",
+    "indent",
+    "select",
+    "reject",
+    "selectattr",
+    "rejectattr",
+    "map",
+    "groupby",
+    "unique",
+    "chain",
+    "zip",
+    "pprint",
+    "format",
+    "tojson",
+    "urlencode",
+];
+
+/// minijinja's built-in tests (for did-you-mean hints).
+const TESTS: &[&str] = &[
+    "undefined",
+    "defined",
+    "none",
+    "safe",
+    "escaped",
+    "boolean",
+    "odd",
+    "even",
+    "divisibleby",
+    "number",
+    "integer",
+    "int",
+    "float",
+    "string",
+    "sequence",
+    "iterable",
+    "mapping",
+    "startingwith",
+    "endingwith",
+    "lower",
+    "upper",
+    "sameas",
+    "eq",
+    "equalto",
+    "ne",
+    "lt",
+    "lessthan",
+    "le",
+    "gt",
+    "greaterthan",
+    "ge",
+    "in",
+    "true",
+    "false",
+    "filter",
+    "test",
+];
 
 /// A template that only prints one field, optionally through one of catsync's filters
 /// (`{{ product_name }}`, `{{ format_price | money }}`): most mappings are like this. Rendering it

@@ -526,3 +526,63 @@ stages:
         ]
     );
 }
+
+#[test]
+fn validate_rejects_unknown_template_filters_tests_and_functions() {
+    // minijinja compiles these; a run used to fail every item that rendered them.
+    Test::edited(&[
+        ("{{ product_reference | slug }}", "{{ product_reference | sluggify }}"),
+        (
+            r#"title: "{{ product_name }}""#,
+            r#"title: "{{ product_name if product_name is definedd else tt('product_name', 'es') }}""#,
+        ),
+        (r#"price: "{{ format_price | money }}""#, "price: |\n        {{ format_price\n           | trim | mony }}"),
+    ])
+    .args(["validate", "p.yaml"])
+    .run()
+    .fails(
+        3,
+        r#"
+            p.yaml:14:14: error: stage `docs`: template uses unknown test `definedd`
+               |
+            14 |       title: "{{ product_name if product_name is definedd else tt('product_name', 'es') }}"
+               |              ^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^
+               = hint: did you mean `defined`?
+            p.yaml:14:14: error: stage `docs`: template uses unknown function `tt`
+               |
+            14 |       title: "{{ product_name if product_name is definedd else tt('product_name', 'es') }}"
+               |              ^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^
+               = hint: did you mean `t`?
+            p.yaml:15:15: error: stage `docs`: template uses unknown filter `sluggify`
+               |
+            15 |       handle: "{{ product_reference | sluggify }}"
+               |               ^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^
+               = hint: did you mean `slug`?
+            p.yaml:20:9: error: stage `docs`: template uses unknown filter `mony` (template line 2)
+               |
+            20 |         {{ format_price
+               |         ^^^^^^^^^^^^^^^
+               = hint: did you mean `money`?
+            1 of 1 file invalid: 4 errors, 0 warnings
+            "#,
+    );
+
+    // A `filter` stage's expression too.
+    let with_filter =
+        crate::support::GOOD_PIPELINE.replacen("    inputs: [pim]\n", "    inputs: [keep]\n", 1).replacen(
+            "  docs:\n",
+            "  keep:\n    type: filter\n    inputs: [pim]\n    where: \"product_name | lenght > 3\"\n  docs:\n",
+            1,
+        );
+    Test::pipeline(&with_filter).args(["validate", "p.yaml"]).run().fails(
+        3,
+        r#"
+            p.yaml:13:12: error: stage `keep`: expression uses unknown filter `lenght`
+               |
+            13 |     where: "product_name | lenght > 3"
+               |            ^^^^^^^^^^^^^^^^^^^^^^^^^^^
+               = hint: did you mean `length`?
+            1 of 1 file invalid: 1 error, 0 warnings
+            "#,
+    );
+}

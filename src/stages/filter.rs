@@ -44,12 +44,16 @@ pub fn compile(cfg: &FilterConfig, inputs: &[(&str, &Output)], cx: &mut StageCx)
     let fields = catalog_input("filter", inputs, cx);
     match cx.templates.check_expression(&cfg.where_) {
         Ok(vars) => {
+            let calls = super::unknown_calls(cx.templates, &cfg.where_, true);
             if let Some(vocab) = Vocabulary::for_filter(&fields) {
-                for var in vars {
-                    if let Some((wrong, hint)) = vocab.check(&var) {
+                for var in vars.iter().filter(|v| !calls.iter().any(|(_, name, _)| name == *v)) {
+                    if let Some((wrong, hint)) = vocab.check(var) {
                         cx.error("where", format!("expression uses unknown field `{wrong}`"), hint);
                     }
                 }
+            }
+            for (message, _, hint) in calls {
+                cx.error("where", format!("expression uses {message}"), hint);
             }
         }
         Err(e) => cx.error("where", format!("expression does not compile: {}", template_error(&e)), None),

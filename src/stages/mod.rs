@@ -231,12 +231,17 @@ impl StageCx<'_> {
         let name = format!("{}/{}", self.name, rel);
         match self.templates.add(&name, source) {
             Ok(vars) => {
+                let calls = unknown_calls(self.templates, source, false);
                 if let Some(known) = known {
-                    for var in vars {
-                        if let Some((wrong, hint)) = known.check(&var) {
+                    // A function that does not exist is reported as one, not as a field too.
+                    for var in vars.iter().filter(|v| !calls.iter().any(|(_, name, _)| name == *v)) {
+                        if let Some((wrong, hint)) = known.check(var) {
                             self.error(rel, format!("template uses unknown field `{wrong}`"), hint);
                         }
                     }
+                }
+                for (message, _, hint) in calls {
+                    self.error(rel, format!("template uses {message}"), hint);
                 }
                 Some(name)
             }
@@ -246,6 +251,29 @@ impl StageCx<'_> {
             }
         }
     }
+}
+
+/// The filters, tests and functions `source` calls that do not exist (minijinja would fail
+/// only when rendering), as `unknown filter `x`` messages with the name and a hint.
+pub fn unknown_calls(templates: &TemplateSet, source: &str, expression: bool) -> Vec<(String, String, Option<String>)> {
+    use crate::template_names::Use;
+    templates
+        .unknown_calls(source, expression)
+        .into_iter()
+        .map(|(call, hint)| {
+            let at = if source.contains('\n') { format!(" (template line {})", call.line) } else { String::new() };
+            let hint = hint.or_else(|| match call.what {
+                Use::Filter => Some(
+                    "catsync's filters are `slug`, `money` and `html`, besides minijinja's built-in ones \
+                     (`upper`, `trim`, `replace`, `default`, `join`, …)"
+                        .to_string(),
+                ),
+                Use::Function => Some("the functions are `t`, `range`, `dict` and `namespace`".to_string()),
+                Use::Test => None,
+            });
+            (format!("unknown {} `{}`{at}", call.what.word(), call.name), call.name, hint)
+        })
+        .collect()
 }
 
 /// What a single-input stage expects, in words for its error messages.
