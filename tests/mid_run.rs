@@ -236,3 +236,25 @@ fn another_shop_behind_the_url_is_refused_before_anything_is_sent() {
     assert!(out.stderr.contains("--discard --yes"), "names the ways forward: {}", out.stderr);
     assert!(other.requests().iter().all(|r| r.kind != "mutation"), "nothing was sent to the other shop");
 }
+
+#[test]
+fn a_language_the_store_has_not_enabled_stops_the_run_before_anything_is_sent() {
+    // A store with English only; the pipeline exports English and Spanish.
+    let s = catsync::sandbox::Sandbox::start(catsync::sandbox::SandboxConfig {
+        tokens: vec![TOKEN.to_string()],
+        ..Default::default()
+    })
+    .unwrap();
+    let p = Project::new(&s.url(), PARAMS);
+    p.source("00-full.json");
+    let out = p.cli(&["run", "p.yaml"]);
+    assert_eq!(out.code, 1, "{}\n{}", out.stderr, out.stdout);
+    assert!(out.stderr.contains("the pipeline's language es is not enabled in the store"), "{}", out.stderr);
+    assert!(out.stderr.contains("Settings → Languages"), "{}", out.stderr);
+    assert!(s.requests().iter().all(|r| r.kind != "mutation"), "nothing was sent");
+    // Enabled, the same run goes through.
+    s.with_store(|store| store.enable_locales(&["es".to_string()]));
+    let out = p.cli(&["run", "p.yaml"]);
+    assert_eq!(out.code, 0, "{}\n{}", out.stderr, out.stdout);
+    assert_eq!(products(&s).len(), 10);
+}

@@ -758,6 +758,29 @@ impl<'a> Exporter<'a> {
                     Some(_) => {}
                     None => self.ns.set_meta(&key, &identity).map_err(|e| e.to_string())?,
                 }
+                // Preflight: a language the shop has not enabled would fail every translation
+                // (`INVALID_LOCALE_FOR_SHOP`) and every product waiting on its collection.
+                let languages = &self.pipeline.params.languages;
+                if languages.len() > 1 {
+                    let locales =
+                        shop.locales().await.map_err(|e| format!("export `{}`: {e}; {}", stage.name, e.hint()))?;
+                    if let Some(enabled) = locales {
+                        let missing: Vec<&str> =
+                            languages.iter().filter(|l| !enabled.contains(l)).map(String::as_str).collect();
+                        if !missing.is_empty() {
+                            return Err(format!(
+                                "export `{}`: the pipeline's language{} {} {} not enabled in the store `{identity}` (enabled: {}); nothing was sent. Enable {} in Shopify admin → Settings → Languages, or remove {} from `parameters.languages`",
+                                stage.name,
+                                if missing.len() == 1 { "" } else { "s" },
+                                missing.join(", "),
+                                if missing.len() == 1 { "is" } else { "are" },
+                                enabled.join(", "),
+                                if missing.len() == 1 { "it" } else { "them" },
+                                if missing.len() == 1 { "it" } else { "them" },
+                            ));
+                        }
+                    }
+                }
             }
             f.targets.insert(stage.name.clone(), target);
         }

@@ -107,6 +107,21 @@ impl ShopifyTarget {
         }
     }
 
+    /// The locales enabled in the shop, or `None` when the token may not read them (then the
+    /// check is left to the store's answers).
+    pub async fn locales(&self) -> Result<Option<Vec<String>>, GqlError> {
+        match self.client.execute(ops::SHOP_LOCALES, json!({}), 1.0).await {
+            Ok(data) => Ok(Some(
+                data["shopLocales"]
+                    .as_array()
+                    .map(|ls| ls.iter().filter_map(|l| l["locale"].as_str().map(str::to_string)).collect())
+                    .unwrap_or_default(),
+            )),
+            Err(GqlError::Rejected { .. }) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
     async fn lookup(&self, kind: ItemKind, handle: &str) -> Result<Option<String>, GqlError> {
         let (query, field) = match kind {
             ItemKind::Category => (ops::COLLECTION_BY_HANDLE, "collectionByIdentifier"),

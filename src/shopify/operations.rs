@@ -31,6 +31,11 @@ pub const SHOP_IDENTITY: &str = "query CatsyncShop {
   shop { id myshopifyDomain }
 }";
 
+/// The shop's languages: a run checks the pipeline's are enabled before sending anything.
+pub const SHOP_LOCALES: &str = "query CatsyncShopLocales {
+  shopLocales { locale primary published }
+}";
+
 pub const COLLECTION_BY_HANDLE: &str = "query CatsyncCollectionByHandle($identifier: CollectionIdentifierInput!) {
   collectionByIdentifier(identifier: $identifier) { id handle }
 }";
@@ -94,6 +99,7 @@ pub const ALL: &[(&str, &str)] = &[
     ("productSet", PRODUCT_SET),
     ("productDelete", PRODUCT_DELETE),
     ("shop", SHOP_IDENTITY),
+    ("shopLocales", SHOP_LOCALES),
     ("productByIdentifier", PRODUCT_BY_HANDLE),
     ("collectionByIdentifier", COLLECTION_BY_HANDLE),
     ("collectionCreate", COLLECTION_CREATE),
