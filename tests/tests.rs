@@ -15,5 +15,6 @@ mod saleslayer_http;
 mod sandbox;
 mod schema_agreement;
 mod shopify_documents;
+mod state_golden;
 mod sync;
 mod validate;
