@@ -258,3 +258,20 @@ fn a_language_the_store_has_not_enabled_stops_the_run_before_anything_is_sent() 
     assert_eq!(out.code, 0, "{}\n{}", out.stderr, out.stdout);
     assert_eq!(products(&s).len(), 10);
 }
+
+#[test]
+fn a_lock_file_naming_a_live_process_that_holds_no_lock_is_taken_over() {
+    // A pid that is alive (this test process) but holds no lock: a reused pid, or a file left
+    // half-written. Only the OS lock decides who runs.
+    let (_s, p) = synced_setup(catsync::sandbox::FaultSpec::default(), PARAMS);
+    std::fs::create_dir_all(p.dir().join(".catsync/control")).unwrap();
+    let me = std::process::id();
+    std::fs::write(
+        p.dir().join(".catsync/control/acme@default.lock"),
+        format!(r#"{{"pid": {me}, "started_at": "2026-01-01T00:00:00Z", "command": "run"}}"#),
+    )
+    .unwrap();
+    let out = p.cli(&["run", "p.yaml"]);
+    assert_eq!(out.code, 0, "{}\n{}", out.stderr, out.stdout);
+    assert!(out.stdout.contains(&format!("took over the lock of process {me}")), "{}", out.stdout);
+}
