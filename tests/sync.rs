@@ -417,6 +417,10 @@ fn an_unreachable_store_is_a_clear_error_and_loses_nothing() {
         out.stderr
     );
     assert!(out.stderr.contains("Nothing was lost: the run is stopped with its queue (16 changes)"), "{}", out.stderr);
+    // The retries were shown as they happened, not a silent minute.
+    assert!(out.stderr.contains("did not answer"), "{}", out.stderr);
+    assert!(out.stderr.contains("retry 1/7 in"), "{}", out.stderr);
+    assert!(out.stderr.contains("retry 7/7 in"), "{}", out.stderr);
     // Nothing was recorded as exported: a working store later gets everything.
     let s = sandbox(FaultSpec::default(), 2000.0, 100.0);
     p.edit(&format!("http://127.0.0.1:{port}"), &s.url());

@@ -167,7 +167,9 @@ impl Client {
                     // A request that may have been sent (timeout, reset mid-answer) reached the store.
                     reached |= !e.is_connect();
                     last_error = describe(&e);
-                    tokio::time::sleep(backoff(attempt, None)).await;
+                    let wait = backoff(attempt, None);
+                    self.retrying(attempt, &last_error, wait);
+                    tokio::time::sleep(wait).await;
                     continue;
                 }
             };
@@ -196,7 +198,13 @@ impl Client {
                     self.stats.throttled.fetch_add(1, Ordering::Relaxed);
                 }
                 last_error = format!("HTTP {status}");
-                tokio::time::sleep(backoff(attempt, retry_after)).await;
+                let wait = backoff(attempt, retry_after);
+                if status == 429 {
+                    tracing::info!(attempt, wait_ms = wait.as_millis() as u64, "throttled (HTTP 429); waiting");
+                } else {
+                    self.retrying(attempt, &last_error, wait);
+                }
+                tokio::time::sleep(wait).await;
                 continue;
             }
             let value: Value = match serde_json::from_slice(&bytes) {
@@ -243,6 +251,20 @@ impl Client {
 }
 
 impl Client {
+    /// Says that a request failed and is tried again: an unreachable or failing store is never
+    /// silent for the minute its retries can take.
+    fn retrying(&self, attempt: u32, error: &str, wait: Duration) {
+        if attempt < MAX_ATTEMPTS {
+            tracing::warn!(
+                "the store at {} did not answer ({error}); retry {}/{} in {:.1} s",
+                self.endpoint,
+                attempt,
+                MAX_ATTEMPTS - 1,
+                wait.as_secs_f64()
+            );
+        }
+    }
+
     /// Uploads a file to a staged-upload target (a form POST: the target's parameters, then the
     /// file). The store's token is never sent there: the target is a storage bucket.
     pub async fn upload_form(
