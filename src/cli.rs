@@ -62,15 +62,18 @@ pub enum Command {
         format: GraphFormat,
     },
     /// Show what a run would change and why; changes nothing (exit 2 with --detailed-exitcode when there are changes).
+    #[command(after_help = PLAN_EXAMPLES)]
     Plan(commands::plan::PlanArgs),
     /// Synchronize: plan, queue, export in batches, record what the targets confirmed; resumes an unfinished run.
+    #[command(after_help = RUN_EXAMPLES)]
     Run(commands::run::RunArgs),
     /// Force refresh: queue every in-scope item with the current configuration, no deletions (R05).
+    #[command(after_help = REFRESH_EXAMPLES)]
     Refresh(commands::run::RefreshArgs),
     /// Apply exactly a plan saved with `plan --out`; refuses a stale one.
     Apply(commands::run::ApplyArgs),
     /// Active flag, run in progress or paused, queue, cursor, last runs, failed items.
-    Status(commands::operate::FileArg),
+    Status(commands::operate::StatusArgs),
     /// The activity log: runs with mode, times, configuration digest, counts, errors.
     Log(commands::operate::LogArgs),
     /// Stop exporting: a run in progress stops after its current batch (PAUSED); runs export nothing.
@@ -100,7 +103,62 @@ pub enum Command {
     Sandbox(commands::sandbox::SandboxArgs),
     /// Run fixture-replay scenarios against in-process sandbox stores (exit 1 when one fails).
     Test(commands::test::TestArgs),
+    /// Print a shell completion script.
+    #[command(after_help = COMPLETIONS_EXAMPLES)]
+    Completions {
+        /// The shell to complete in.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff), every command included.
+    #[command(after_help = MAN_EXAMPLES)]
+    Man,
 }
+
+const PLAN_EXAMPLES: &str = "Examples:
+  # what the next run would send, and why
+  catsync plan pipelines/shop.yaml
+  # the same as markdown, for a pull request
+  catsync plan pipelines/shop.yaml --format markdown
+  # one item (repeatable)
+  catsync plan pipelines/shop.yaml --only product:2001
+  # save it, then apply exactly that
+  catsync plan pipelines/shop.yaml --out shop.plan && catsync apply shop.plan
+  # in CI: exit 2 when there are changes
+  catsync --env production plan pipelines/shop.yaml --detailed-exitcode";
+
+const RUN_EXAMPLES: &str = "Examples:
+  # sync the demo into the built-in store
+  catsync run pipelines/demo.yaml
+  # the production environment
+  catsync --env production run pipelines/shop.yaml
+  # a few items first
+  catsync run pipelines/shop.yaml --only product:2001 --only product:2002
+  # finish an unfinished run even if the scope changed since it started
+  catsync run pipelines/shop.yaml --resume
+  # abandon an unfinished run
+  catsync run pipelines/shop.yaml --discard --yes
+  # from another terminal: stop it after its batch, or see how far it is
+  catsync deactivate pipelines/shop.yaml
+  catsync status pipelines/shop.yaml";
+
+const REFRESH_EXAMPLES: &str = "Examples:
+  # what a refresh would send
+  catsync plan pipelines/shop.yaml --refresh
+  # re-send every in-scope item with the current configuration (no deletions)
+  catsync refresh pipelines/shop.yaml
+  catsync --env production refresh pipelines/shop.yaml
+  # while a run exports, the refresh is recorded and that run carries it out";
+
+const MAN_EXAMPLES: &str = "Examples:
+  catsync man | man -l -
+  catsync man > ~/.local/share/man/man1/catsync.1 && man catsync";
+
+const COMPLETIONS_EXAMPLES: &str = "Examples:
+  catsync completions bash > ~/.local/share/bash-completion/completions/catsync
+  # zsh: with `fpath+=~/.zfunc` before `compinit` in ~/.zshrc
+  catsync completions zsh > ~/.zfunc/_catsync
+  catsync completions fish > ~/.config/fish/completions/catsync.fish";
 
 /// Global settings every command can use.
 pub struct Globals {
@@ -152,14 +210,19 @@ fn run(command: Command, g: &Globals) -> Result<Exit, Error> {
         Command::Explain(args) => commands::explain::exec(&args, g),
         Command::Sandbox(args) => commands::sandbox::exec(args, g),
         Command::Test(args) => commands::test::exec(&args, g),
+        Command::Completions { shell } => commands::docs::exec_completions(shell),
+        Command::Man => commands::docs::exec_man(),
     }
 }
 
 fn init_logging(cli: &Cli) {
+    // `-v` and `-vv` show catsync's own decisions (batches, retries, throttling, merges);
+    // dependencies (sled, hyper, …) stay at warnings unless `-vvv` or `CATSYNC_LOG` asks.
     let level = match (cli.quiet, cli.verbose) {
         (true, _) => "error",
         (false, 0) => "warn",
-        (false, 1) => "info",
+        (false, 1) => "warn,catsync=info",
+        (false, 2) => "warn,catsync=debug",
         (false, _) => "debug",
     };
     let filter = tracing_subscriber::EnvFilter::try_from_env("CATSYNC_LOG")

@@ -586,3 +586,126 @@ fn validate_rejects_unknown_template_filters_tests_and_functions() {
             "#,
     );
 }
+
+#[test]
+fn shell_completions_complete_commands_and_options() {
+    let out = Test::new().args(["completions", "bash"]).run();
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(out.stdout.starts_with("_catsync() {\n"), "{}", out.stdout);
+    // Loaded into bash, `catsync pl<TAB>` completes to `plan`, and `catsync status --f<TAB>` to
+    // `--format`.
+    let t = Test::new().file("catsync.bash", &out.stdout);
+    let complete = |words: &str| {
+        let script = format!(
+            "source catsync.bash; COMP_WORDS=({words}); COMP_CWORD=$((${{#COMP_WORDS[@]}} - 1)); \
+             _catsync catsync \"${{COMP_WORDS[COMP_CWORD]}}\" \"${{COMP_WORDS[COMP_CWORD-1]}}\"; echo \"${{COMPREPLY[@]}}\""
+        );
+        let out = Command::new("bash").args(["-c", &script]).current_dir(t.path()).output().expect("bash");
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    };
+    assert_eq!(complete("catsync pl"), "plan");
+    assert_eq!(complete("catsync status --f"), "--format");
+    assert_eq!(complete("catsync completions z"), "zsh");
+
+    for (shell, start) in [("zsh", "#compdef catsync\n"), ("fish", "# Print an optspec")] {
+        let out = Test::new().args(["completions", shell]).run();
+        assert_eq!(out.code, 0, "{}", out.stderr);
+        assert!(out.stdout.starts_with(start), "{shell}: {}", out.stdout);
+        assert!(out.stdout.contains("refresh"), "{shell}");
+    }
+    let out = Test::new().args(["completions", "tcsh"]).run();
+    assert_eq!(out.code, 2);
+    assert!(out.stderr.contains("[possible values: bash, elvish, fish, powershell, zsh]"), "{}", out.stderr);
+}
+
+#[test]
+fn the_man_page_documents_every_command_with_examples() {
+    let out = Test::new().args(["man"]).run();
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let page = &out.stdout;
+    assert!(page.contains("\n.TH catsync 1 "), "{page}");
+    assert!(page.contains("\n.SH NAME\ncatsync \\- Catalog sync as code"), "{page}");
+    // Every command: listed, and a section of its own with its options.
+    for command in ["validate", "plan", "run", "refresh", "apply", "status", "explain", "sandbox", "completions", "man"]
+    {
+        assert!(page.contains(&format!("\n.TP\n\\fBcatsync {command}\\fR\n")), "{command} is not listed");
+        assert!(page.contains(&format!("\n.SH \"{}\"\n", command.to_uppercase())), "{command} has no section");
+    }
+    assert!(!page.contains("catsync\\-plan(1)"), "no page of its own");
+    assert!(page.contains("\\fB\\-\\-detailed\\-exitcode\\fR"), "the plan's options");
+    assert!(
+        page.contains(
+            ".SS EXAMPLES\n.nf\n  # sync the demo into the built\\-in store\n  catsync run pipelines/demo.yaml\n"
+        ),
+        "{page}"
+    );
+    // It renders, where `man` is installed.
+    if let Ok(mut man) = Command::new("man")
+        .args(["-l", "-"])
+        .env("MANWIDTH", "100")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+    {
+        use std::io::Write as _;
+        man.stdin.take().expect("stdin").write_all(page.as_bytes()).expect("write the page");
+        let rendered = man.wait_with_output().expect("man");
+        let text = String::from_utf8_lossy(&rendered.stdout);
+        assert!(text.contains("catsync run pipelines/demo.yaml"), "{text}");
+    }
+}
+
+#[test]
+fn run_plan_and_refresh_help_show_examples() {
+    for (command, example) in [
+        ("run", "\nExamples:\n  # sync the demo into the built-in store\n  catsync run pipelines/demo.yaml\n"),
+        ("plan", "\nExamples:\n  # what the next run would send, and why\n  catsync plan pipelines/shop.yaml\n"),
+        ("refresh", "\nExamples:\n  # what a refresh would send\n  catsync plan pipelines/shop.yaml --refresh\n"),
+    ] {
+        let out = Test::new().args([command, "--help"]).run();
+        assert_eq!(out.code, 0, "{}", out.stderr);
+        assert!(out.stdout.contains(example), "{command}:\n{}", out.stdout);
+    }
+}
+
+#[test]
+fn status_as_json() {
+    let t = acme_project();
+    let cli = |args: &[&str]| Test::at(t.path()).args(args).run();
+    cli(&["status", "p.yaml", "--format", "json"]).succeeds(
+        r#"
+        {
+          "active": true,
+          "deactivated_since": null,
+          "environment": "default",
+          "failed_items": [],
+          "last_runs": [],
+          "pipeline": "demo",
+          "running": null,
+          "sources": [
+            {
+              "cursor": null,
+              "stage": "pim"
+            }
+          ],
+          "unfinished_run": null
+        }
+        "#,
+    );
+    assert_eq!(cli(&["run", "p.yaml"]).code, 0);
+    assert_eq!(cli(&["deactivate", "p.yaml"]).code, 0);
+    let out = cli(&["status", "p.yaml", "--format", "json"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let status: serde_json::Value = serde_json::from_str(&out.stdout).expect("JSON");
+    assert_eq!(status["active"], false);
+    assert!(status["deactivated_since"].is_string(), "{status}");
+    assert_eq!(status["sources"], serde_json::json!([{"stage": "pim", "cursor": 1717000000}]));
+    let runs = status["last_runs"].as_array().expect("runs");
+    assert_eq!(runs.len(), 1);
+    assert_eq!(runs[0]["status"], "COMPLETED");
+    assert_eq!(runs[0]["errors"], 0);
+    assert_eq!(runs[0]["counts"]["audit"]["create"], 16);
+    assert_eq!(status["failed_items"], serde_json::json!([]));
+}

@@ -1,5 +1,6 @@
 //! One module per command: small functions over the library, called by `cli`.
 
+pub mod docs;
 pub mod explain;
 pub mod gen;
 pub mod graph;

@@ -7,11 +7,21 @@ use super::{load_outline, out, Printer};
 use crate::cli::Globals;
 use crate::control::Control;
 use crate::error::{Error, Exit};
+use serde_json::json;
+
 use crate::state::{RunRecord, State};
 
 #[derive(Debug, clap::Args)]
 pub struct FileArg {
     pub file: PathBuf,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct StatusArgs {
+    pub file: PathBuf,
+    /// `json`: the same, as one JSON object (for scripts and monitoring).
+    #[arg(long, value_enum, default_value_t = LogFormat::Text)]
+    pub format: LogFormat,
 }
 
 #[derive(Debug, clap::Args)]
@@ -97,106 +107,204 @@ fn counts_line(run: &RunRecord) -> String {
     }
 }
 
-pub fn exec_status(args: &FileArg, g: &Globals) -> Result<Exit, Error> {
+pub fn exec_status(args: &StatusArgs, g: &Globals) -> Result<Exit, Error> {
     let p = load_outline(&args.file, g)?;
     let control = Control::new(&g.state, &p.raw.name, p.environment.as_deref());
-    let mut out = String::new();
     let env = p.environment.as_deref().unwrap_or("default");
-    let _ = writeln!(out, "pipeline `{}` (environment `{env}`)", p.raw.name);
+    let deactivated_since = control.deactivated_since().map(|s| s.trim().to_string());
+    let mut status = json!({
+        "pipeline": p.raw.name,
+        "environment": env,
+        "active": deactivated_since.is_none(),
+        "deactivated_since": deactivated_since,
+        "running": null,
+        "sources": null,
+        "unfinished_run": null,
+        "last_runs": null,
+        "failed_items": null,
+    });
+    if let Some(h) = control.holder() {
+        // A running export holds the state: what it publishes is all there is to show.
+        status["running"] = json!({
+            "pid": h.pid,
+            "command": h.command,
+            "started_at": h.started_at,
+            "progress": control.published(),
+        });
+    } else {
+        let state = State::open_or_empty(&g.state)?;
+        let ns = state.namespace(&p.raw.name, p.environment.as_deref());
+        let mut sources = Vec::new();
+        for source in p.sources() {
+            sources.push(json!({ "stage": source, "cursor": ns.cursor(source)? }));
+        }
+        status["sources"] = sources.into();
+        let runs = ns.runs()?;
+        if let Some(run) = runs.iter().rev().find(|r| r.status.unfinished()) {
+            let queue = ns.queue()?;
+            let mut by: std::collections::BTreeMap<(String, &str, &str), usize> = Default::default();
+            for e in &queue {
+                *by.entry((e.change.export.clone(), e.change.kind.singular(), e.change.action.name())).or_default() +=
+                    1;
+            }
+            let by: Vec<_> = by
+                .into_iter()
+                .map(
+                    |((export, kind, action), n)| json!({"export": export, "kind": kind, "action": action, "count": n}),
+                )
+                .collect();
+            status["unfinished_run"] = json!({
+                "id": run.id,
+                "status": run.status.name(),
+                // When it paused or stopped; a run that died while exporting has no end.
+                "since": run.ended_at.as_deref().unwrap_or(&run.started_at),
+                "started_at": run.started_at,
+                "queued": queue.len(),
+                "queue": by,
+            });
+        }
+        let last: Vec<_> = runs
+            .iter()
+            .rev()
+            .take(5)
+            .map(|run| {
+                json!({
+                    "id": run.id,
+                    "status": run.status.name(),
+                    "mode": format!("{:?}", run.mode),
+                    "started_at": run.started_at,
+                    "ended_at": run.ended_at,
+                    "counts": run.counts,
+                    "errors": run.errors.len(),
+                })
+            })
+            .collect();
+        status["last_runs"] = last.into();
+        let mut failed = Vec::new();
+        for export in p.exports() {
+            for ((kind, id), f) in ns.failures(export)? {
+                failed.push(json!({
+                    "export": export,
+                    "kind": kind.singular(),
+                    "id": id,
+                    "parked": f.parked,
+                    "attempts": f.attempts,
+                    "message": f.message,
+                }));
+            }
+        }
+        status["failed_items"] = failed.into();
+    }
+    match args.format {
+        LogFormat::Json => super::outln(serde_json::to_string_pretty(&status).unwrap_or_default())?,
+        LogFormat::Text => super::out(status_text(&status))?,
+    }
+    Ok(Exit::Success)
+}
+
+/// The text of `catsync status` from its JSON form (one model, two renderings).
+fn status_text(s: &serde_json::Value) -> String {
+    let text = |v: &serde_json::Value| v.as_str().unwrap_or("?").to_string();
+    let mut out = String::new();
+    let _ = writeln!(out, "pipeline `{}` (environment `{}`)", text(&s["pipeline"]), text(&s["environment"]));
     let _ = writeln!(
         out,
         "  active: {}",
-        match control.deactivated_since() {
-            Some(since) => format!("no (deactivated since {})", since.trim()),
+        match s["deactivated_since"].as_str() {
+            Some(since) => format!("no (deactivated since {since})"),
             None => "yes".to_string(),
         }
     );
-    if let Some(h) = control.holder() {
-        let _ = writeln!(out, "  running: `{}` since {} (pid {})", h.command, h.started_at, h.pid);
-        if let Some(live) = control.published() {
+    let running = &s["running"];
+    if !running.is_null() {
+        let _ = writeln!(
+            out,
+            "  running: `{}` since {} (pid {})",
+            text(&running["command"]),
+            text(&running["started_at"]),
+            running["pid"]
+        );
+        let live = &running["progress"];
+        if !live.is_null() {
             let _ = writeln!(
                 out,
                 "    run {}: {} exported, {} queued, {} errors (as of {})",
-                live["run"].as_str().unwrap_or("?"),
+                text(&live["run"]),
                 live["exported"],
                 live["queued"],
                 live["errors"],
-                live["updated_at"].as_str().unwrap_or("?")
+                text(&live["updated_at"])
             );
         }
-        super::out(out)?;
-        return Ok(Exit::Success);
+        return out;
     }
-    let state = State::open_or_empty(&g.state)?;
-    let ns = state.namespace(&p.raw.name, p.environment.as_deref());
-    for source in p.sources() {
-        let _ = writeln!(
-            out,
-            "  source `{source}`: cursor {}",
-            ns.cursor(source)?.map(|c| c.to_string()).unwrap_or_else(|| "none (never run)".to_string())
-        );
+    for source in s["sources"].as_array().into_iter().flatten() {
+        let cursor = match &source["cursor"] {
+            serde_json::Value::Null => "none (never run)".to_string(),
+            c => c.to_string(),
+        };
+        let _ = writeln!(out, "  source `{}`: cursor {cursor}", text(&source["stage"]));
     }
-    let runs = ns.runs()?;
-    if let Some(run) = runs.iter().rev().find(|r| r.status.unfinished()) {
-        let queue = ns.queue()?;
+    let run = &s["unfinished_run"];
+    if !run.is_null() {
         let _ = writeln!(
             out,
             "  unfinished run {}: {} since {} (started {}; {} queued)",
-            run.id,
-            run.status.name(),
-            // When it paused or stopped; a run that died while exporting has no end.
-            run.ended_at.as_deref().unwrap_or(&run.started_at),
-            run.started_at,
-            queue.len()
+            text(&run["id"]),
+            text(&run["status"]),
+            text(&run["since"]),
+            text(&run["started_at"]),
+            run["queued"]
         );
-        let mut by: std::collections::BTreeMap<(String, &str, &str), usize> = Default::default();
-        for e in &queue {
-            *by.entry((e.change.export.clone(), e.change.kind.singular(), e.change.action.name())).or_default() += 1;
-        }
-        for ((export, kind, action), n) in by {
-            let _ = writeln!(out, "    {export}: {n} {kind} {action}");
+        for q in run["queue"].as_array().into_iter().flatten() {
+            let _ =
+                writeln!(out, "    {}: {} {} {}", text(&q["export"]), q["count"], text(&q["kind"]), text(&q["action"]));
         }
         let _ = writeln!(out, "    `catsync run` resumes it with the configuration it started with");
     }
     let _ = writeln!(out, "  last runs:");
+    let runs = s["last_runs"].as_array().cloned().unwrap_or_default();
     if runs.is_empty() {
         let _ = writeln!(out, "    none");
     }
-    for run in runs.iter().rev().take(5) {
+    for run in &runs {
+        let counts = run["counts"].as_object().cloned().unwrap_or_default();
+        let counts: Vec<String> = counts
+            .iter()
+            .map(|(export, c)| {
+                format!("{export}: +{} ~{} archived {} -{}", c["create"], c["update"], c["archive"], c["delete"])
+            })
+            .collect();
         let _ = writeln!(
             out,
-            "    {} {:<11} {:?} started {} — {}; {} errors",
-            run.id,
-            run.status.name(),
-            run.mode,
-            run.started_at,
-            counts_line(run),
-            run.errors.len()
+            "    {} {:<11} {} started {} — {}; {} errors",
+            text(&run["id"]),
+            text(&run["status"]),
+            text(&run["mode"]),
+            text(&run["started_at"]),
+            if counts.is_empty() { "nothing exported".to_string() } else { counts.join("; ") },
+            run["errors"]
         );
     }
-    let mut failed = Vec::new();
-    for export in p.exports() {
-        for ((kind, id), f) in ns.failures(export)? {
-            failed.push(format!(
-                "    {} {} {}:{} — {} attempt{}: {}",
-                if f.parked { "parked  " } else { "retrying" },
-                export,
-                kind.singular(),
-                id,
-                f.attempts,
-                if f.attempts == 1 { "" } else { "s" },
-                f.message
-            ));
-        }
-    }
+    let failed = s["failed_items"].as_array().cloned().unwrap_or_default();
     if !failed.is_empty() {
         let _ = writeln!(out, "  failed items:");
-        for f in failed {
-            let _ = writeln!(out, "{f}");
+        for f in &failed {
+            let attempts = f["attempts"].as_u64().unwrap_or(0);
+            let _ = writeln!(
+                out,
+                "    {} {} {}:{} — {} attempt{}: {}",
+                if f["parked"].as_bool() == Some(true) { "parked  " } else { "retrying" },
+                text(&f["export"]),
+                text(&f["kind"]),
+                text(&f["id"]),
+                attempts,
+                if attempts == 1 { "" } else { "s" },
+                text(&f["message"])
+            );
         }
     }
-    super::out(out)?;
-    Ok(Exit::Success)
+    out
 }
 
 pub fn exec_log(args: &LogArgs, g: &Globals) -> Result<Exit, Error> {
