@@ -275,3 +275,28 @@ fn a_lock_file_naming_a_live_process_that_holds_no_lock_is_taken_over() {
     assert_eq!(out.code, 0, "{}\n{}", out.stderr, out.stdout);
     assert!(out.stdout.contains(&format!("took over the lock of process {me}")), "{}", out.stdout);
 }
+
+#[test]
+fn a_run_with_two_exports_counts_each_apart_and_a_resume_shows_only_its_own_notes() {
+    let (s, p) = synced_setup(slow(), &PARAMS.replace("batch_size: 5", "batch_size: 3"));
+    let path = p.dir().join("p.yaml");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let audit = "  audit:\n    type: jsonl_export\n    inputs: [shopify_docs]\n    path: out/audit.jsonl\n";
+    std::fs::write(&path, format!("{text}{audit}")).unwrap();
+    let mut child = p.spawn(&["run", "p.yaml"]);
+    p.wait_until_exported(3, &mut child);
+    assert_eq!(p.cli(&["deactivate", "p.yaml"]).code, 0);
+    let paused = finish(child);
+    assert_eq!(paused.code, 5, "{}\n{}", paused.stderr, paused.stdout);
+    assert!(paused.stdout.contains("paused at"), "{}", paused.stdout);
+    assert_eq!(p.cli(&["activate", "p.yaml"]).code, 0);
+    let out = p.cli(&["run", "p.yaml"]);
+    assert_eq!(out.code, 0, "{}\n{}", out.stderr, out.stdout);
+    // The JSONL audit trail's documents are not store items: each export is counted apart.
+    assert!(out.stdout.contains("export `store`: "), "{}", out.stdout);
+    assert!(out.stdout.contains("export `audit`: "), "{}", out.stdout);
+    // The earlier attempt's notes are in the log, not printed again.
+    assert!(!out.stdout.contains("paused at"), "{}", out.stdout);
+    assert!(out.stdout.contains("resumed at"), "{}", out.stdout);
+    assert_eq!(products(&s).len(), 10);
+}

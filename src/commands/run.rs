@@ -66,7 +66,7 @@ pub fn run_request(file: &std::path::Path, req: RunRequest, g: &Globals) -> Resu
     if !g.quiet {
         // The run is over and recorded: a closed stdout only loses this summary, not the status.
         let mut out = String::new();
-        for note in &outcome.run.notes {
+        for note in outcome.run.notes.iter().skip(outcome.first_note) {
             let _ = writeln!(out, "note: {note}");
         }
         for e in outcome.run.errors.iter().take(20) {

@@ -51,6 +51,8 @@ pub struct RunOutcome {
     pub exit: Exit,
     /// One line for the operator.
     pub summary: String,
+    /// Notes before this index were written by earlier attempts of a resumed run.
+    pub first_note: usize,
 }
 
 /// Where long work reports progress.
@@ -156,6 +158,8 @@ pub async fn execute(
     }
     let connections = Connections::of(&current);
     let (file, environment) = (current.file.clone(), current.environment.clone());
+    // Notes of earlier attempts of a resumed run are not shown again.
+    let mut first_note = 0;
     // A new run hands its queue over in memory; a resumed one reads it from the state.
     let (pipeline, mut run, queue) = match (mode, unfinished) {
         (RunMode::Refresh, previous) => {
@@ -193,6 +197,7 @@ pub async fn execute(
                 Error::failed(format!("cannot resume run {}: its pinned configuration no longer compiles: {e}", run.id))
             })?;
             let mut run = run;
+            first_note = run.notes.len();
             run.status = RunStatus::InProgress;
             run.ended_at = None;
             run.notes.extend(notes);
@@ -221,7 +226,10 @@ pub async fn execute(
     };
     loop {
         match exporter.export(&mut run, queue).await? {
-            Ended::Done(outcome) => return Ok(*outcome),
+            Ended::Done(mut outcome) => {
+                outcome.first_note = first_note;
+                return Ok(*outcome);
+            }
             Ended::RefreshRequested(at) => {
                 // R05: a refresh asked for during the run replaces its queue, with the current file.
                 let options = crate::config::LoadOptions { environment: environment.as_deref(), env: &ProcessEnv };
@@ -237,6 +245,7 @@ pub async fn execute(
                 let (fresh_run, fresh_queue) = begin_refresh(&fresh, &state, &ns, Some(run), &req.options, notes)?;
                 exporter = Exporter::new(fresh, &state, &ns, &control, progress);
                 exporter.signature = signature;
+                first_note = 0;
                 run = fresh_run;
                 queue = fresh_queue;
             }
@@ -325,6 +334,7 @@ fn nothing_to_apply(current: &CompiledPipeline, saved: &Plan) -> RunOutcome {
         run,
         exit: Exit::Success,
         summary: "The plan has no changes: nothing was applied, and the state is unchanged.".to_string(),
+        first_note: 0,
     }
 }
 
@@ -1056,18 +1066,27 @@ impl<'a> Exporter<'a> {
         run.ended_at = Some(now_rfc3339());
         self.ns.put_run(run)?;
         self.state.flush()?;
-        let counts = run.counts.values().fold(Counts::default(), |mut t, c| {
-            t.merge(c);
-            t
-        });
+        let line = |c: &Counts| {
+            format!("{} created, {} updated, {} archived, {} deleted", c.create, c.update, c.archive, c.delete)
+        };
+        // Per export when there are several: a JSONL audit trail's documents are not store items.
+        let exports: Vec<&str> = self.pipeline.exports().map(|s| s.name.as_str()).collect();
+        let counts = if exports.len() > 1 {
+            exports
+                .iter()
+                .map(|e| format!("export `{e}`: {}", line(&run.counts.get(*e).cloned().unwrap_or_default())))
+                .collect::<Vec<_>>()
+                .join("; ")
+        } else {
+            line(&run.counts.values().fold(Counts::default(), |mut t, c| {
+                t.merge(c);
+                t
+            }))
+        };
         let summary = format!(
-            "Run {} {}: {} created, {} updated, {} archived, {} deleted, {} item error{}.",
+            "Run {} {}: {counts}, {} item error{}.",
             run.id,
             run.status.name(),
-            counts.create,
-            counts.update,
-            counts.archive,
-            counts.delete,
             run.errors.len(),
             if run.errors.len() == 1 { "" } else { "s" }
         );
@@ -1078,7 +1097,7 @@ impl<'a> Exporter<'a> {
         } else {
             Exit::ItemErrors
         });
-        Ok(RunOutcome { run: run.clone(), exit, summary })
+        Ok(RunOutcome { run: run.clone(), exit, summary, first_note: 0 })
     }
 }
 
