@@ -300,3 +300,29 @@ fn a_run_with_two_exports_counts_each_apart_and_a_resume_shows_only_its_own_note
     assert!(out.stdout.contains("resumed at"), "{}", out.stdout);
     assert_eq!(products(&s).len(), 10);
 }
+
+#[test]
+fn products_whose_collection_failed_wait_and_are_not_charged() {
+    let s = sandbox(catsync::sandbox::FaultSpec::default(), 2000.0, 100.0);
+    let p = Project::new(&s.url(), PARAMS);
+    // Category 1002's name is longer than a collection title may be: the store refuses it.
+    let mut v: Value = serde_json::from_str(&fixture("00-full.json")).unwrap();
+    let cats = v["data"]["catalogue"].as_array_mut().unwrap();
+    let row = cats.iter_mut().find(|r| r[1] == "1002").unwrap();
+    let name = row.as_array().unwrap().iter().position(|c| c == "T-shirts").unwrap();
+    row[name] = "X".repeat(300).into();
+    drop_export_dir(&p);
+    drop_export(&p, "00-full.json", &v.to_string());
+    let out = p.cli(&["run", "p.yaml"]);
+    assert_eq!(out.code, 6, "the collection's error: {}\n{}", out.stderr, out.stdout);
+    assert!(out.stdout.contains("error: category 1002"), "{}", out.stdout);
+    assert!(!out.stdout.contains("error: product"), "its products are not errors: {}", out.stdout);
+    assert!(out.stdout.contains("waited for something that failed first"), "{}", out.stdout);
+    let status = p.cli(&["status", "p.yaml"]).stdout;
+    assert!(!status.contains("product:"), "no product is charged: {status}");
+    assert!(products(&s).len() < 10);
+}
+
+fn drop_export_dir(p: &Project) {
+    std::fs::create_dir_all(p.dir().join("exports")).unwrap();
+}

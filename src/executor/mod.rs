@@ -641,6 +641,8 @@ struct Flight {
     exit: Option<Exit>,
     /// A merge the mass-delete guard refused: the run finishes its queue and exits 1.
     refused_merge: bool,
+    /// Items not sent because what they need failed first (a product's collection).
+    waiting: Vec<String>,
 }
 
 /// One batch's changes, their outcomes, and their records before it.
@@ -670,6 +672,7 @@ impl<'a> Exporter<'a> {
             started: Instant::now(),
             exit: None,
             refused_merge: false,
+            waiting: Vec::new(),
         };
         if let Err(why) = self.connect(&mut f, run).await {
             return Err(self.stopped(run, &queue, why));
@@ -897,6 +900,10 @@ impl<'a> Exporter<'a> {
                     confirmed.push(c);
                     done.push(i);
                 }
+                Outcome::Waiting { message } => {
+                    // Dequeued uncharged: the next run plans it again (it has no new record).
+                    f.waiting.push(format!("{} {}: {message}", c.kind.singular(), c.source_id));
+                }
                 Outcome::Failed { message, retryable } => {
                     let previous = failures.get(&(c.kind, c.source_id.clone()));
                     let attempts = match previous {
@@ -1060,6 +1067,18 @@ impl<'a> Exporter<'a> {
 
     /// Ends the run: its status, counts and summary.
     fn close(&self, run: &mut RunRecord, f: Flight) -> Result<RunOutcome, Error> {
+        if !f.waiting.is_empty() {
+            let shown: Vec<&str> = f.waiting.iter().take(5).map(String::as_str).collect();
+            run.notes.push(format!(
+                "{} item{} waited for something that failed first and {} not sent (the next run sends {} once it is fixed): {}{}",
+                f.waiting.len(),
+                if f.waiting.len() == 1 { "" } else { "s" },
+                if f.waiting.len() == 1 { "was" } else { "were" },
+                if f.waiting.len() == 1 { "it" } else { "them" },
+                shown.join("; "),
+                if f.waiting.len() > 5 { format!("; … and {} more", f.waiting.len() - 5) } else { String::new() }
+            ));
+        }
         if run.status == RunStatus::InProgress {
             run.status = RunStatus::Completed;
         }

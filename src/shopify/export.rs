@@ -20,6 +20,9 @@ pub enum Outcome {
     Done { gid: Option<String> },
     /// The store refused the item (`userErrors`) or could not be reached for it; other items go on.
     Failed { message: String, retryable: bool },
+    /// Not sent: it waits for something that failed first (its collection). Not an error of its
+    /// own: nothing is charged to it, and the next run plans it again.
+    Waiting { message: String },
 }
 
 /// A Shopify store as an export target.
@@ -182,9 +185,8 @@ impl ShopifyTarget {
                     match collections.get(handle) {
                         Some(id) => ids.push(id.clone()),
                         None => {
-                            return Ok(Outcome::Failed {
+                            return Ok(Outcome::Waiting {
                                 message: format!("its collection `{handle}` is not in the store yet"),
-                                retryable: true,
                             })
                         }
                     }
@@ -322,9 +324,8 @@ impl ShopifyTarget {
             let ids = match ids {
                 Ok(ids) => ids,
                 Err(handle) => {
-                    outcomes[i] = Some(Outcome::Failed {
+                    outcomes[i] = Some(Outcome::Waiting {
                         message: format!("its collection `{handle}` is not in the store yet"),
-                        retryable: true,
                     });
                     continue;
                 }
