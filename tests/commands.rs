@@ -53,6 +53,7 @@ fn init_writes_a_starter_that_validates_with_deletions_disabled() {
     t.run().succeeds(
         "
         wrote pipelines/saleslayer-shopify.yaml
+        added `.catsync/` to .gitignore (the state and the built-in store's data are not for git)
         next: set SALESLAYER_CODE and SALESLAYER_SECRET, then run `catsync validate pipelines/saleslayer-shopify.yaml`
         ",
     );

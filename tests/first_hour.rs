@@ -709,3 +709,101 @@ fn status_as_json() {
     assert_eq!(runs[0]["counts"]["audit"]["create"], 16);
     assert_eq!(status["failed_items"], serde_json::json!([]));
 }
+
+#[test]
+fn status_counts_many_failed_items_by_message() {
+    // Every product's vendor is longer than Shopify's 255 characters: the store refuses each.
+    let vendor = vec!["{{ product_name }}"; 20].join(" ");
+    let t = Test::new().file(
+        "p.yaml",
+        &format!(
+            r#"version: 1
+name: big
+parameters:
+  export_status: visible
+  deletions: disabled
+stages:
+  pim:
+    type: saleslayer
+    files: [exports/00-full.json]
+  docs:
+    type: map
+    inputs: [pim]
+    products:
+      title: "{{{{ product_name }}}}"
+      handle: "{{{{ product_reference | slug }}}}"
+      vendor: "{vendor}"
+    variants:
+      sku: "{{{{ format_sku }}}}"
+      options: {{ Color: "{{{{ color }}}}", Size: "{{{{ size }}}}" }}
+  store:
+    type: shopify
+    inputs: [docs]
+    url: sandbox://big
+"#
+        ),
+    );
+    let cli = |args: &[&str]| Test::at(t.path()).args(args).run();
+    assert_eq!(cli(&["gen", "--size", "S", "--out", "exports"]).code, 0);
+    let out = cli(&["run", "p.yaml", "--limit", "25"]);
+    assert_eq!(out.code, 6, "{}\n{}", out.stdout, out.stderr);
+
+    // 25 failures of one cause: the cause once, with how many and a few of them.
+    let out = cli(&["status", "p.yaml"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let failed = &out.stdout[out.stdout.find("  failed items").expect("failed items")..];
+    similar_asserts::assert_eq!(
+        failed,
+        "  failed items: 25, by message (`catsync status p.yaml --all` lists each item):\n    \
+         25 items (parked): `input`: Vendor is too long (maximum is 255 characters) (INVALID_PRODUCT)\n      \
+         e.g. store product:100000002, store product:100000003, store product:100000004, …\n"
+    );
+    // `--all`: each of them.
+    let out = cli(&["status", "p.yaml", "--all"]);
+    let lines: Vec<&str> = out.stdout.lines().skip_while(|l| *l != "  failed items:").skip(1).collect();
+    assert_eq!(lines.len(), 25, "{}", out.stdout);
+    assert!(lines
+        .iter()
+        .all(|l| l.starts_with("    parked   store product:1000000") && l.ends_with("(INVALID_PRODUCT)")));
+    let json: serde_json::Value =
+        serde_json::from_str(&cli(&["status", "p.yaml", "--format", "json"]).stdout).expect("JSON");
+    assert_eq!(json["failed_items"].as_array().expect("items").len(), 25);
+}
+
+#[test]
+fn init_keeps_the_state_out_of_git() {
+    // No `.gitignore` yet: one is written.
+    let t = Test::new();
+    let cli = |args: &[&str]| Test::at(t.path()).args(args).run();
+    let out = cli(&["init"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(out
+        .stdout
+        .contains("\nadded `.catsync/` to .gitignore (the state and the built-in store's data are not for git)\n"));
+    let gitignore = || std::fs::read_to_string(t.path().join(".gitignore")).expect("a .gitignore");
+    assert_eq!(gitignore(), "# catsync: the state and the built-in store's data\n.catsync/\n");
+    // Already there: left alone.
+    let out = cli(&["init", "--out", "pipelines/second.yaml"]);
+    assert!(!out.stdout.contains(".gitignore"), "{}", out.stdout);
+    assert_eq!(gitignore(), "# catsync: the state and the built-in store's data\n.catsync/\n");
+
+    // An existing `.gitignore` is appended to, without a final newline or not.
+    let t = Test::new().file(".gitignore", "target");
+    assert_eq!(Test::at(t.path()).args(["init"]).run().code, 0);
+    assert_eq!(
+        std::fs::read_to_string(t.path().join(".gitignore")).unwrap(),
+        "target\n# catsync: the state and the built-in store's data\n.catsync/\n"
+    );
+    // One that covers it already (`/.catsync`), or a state outside the project: unchanged.
+    let t = Test::new().file(".gitignore", "/.catsync\n");
+    assert_eq!(Test::at(t.path()).args(["init"]).run().code, 0);
+    assert_eq!(std::fs::read_to_string(t.path().join(".gitignore")).unwrap(), "/.catsync\n");
+    let t = Test::new();
+    let state = t.path().join("state").display().to_string();
+    assert_eq!(Test::at(t.path()).args(["--state", &state, "init"]).run().code, 0);
+    assert!(!t.path().join(".gitignore").exists());
+    // `--state` inside the project: that directory.
+    let t = Test::new();
+    assert_eq!(Test::at(t.path()).args(["--state", "var/catsync", "init"]).run().code, 0);
+    assert!(std::fs::read_to_string(t.path().join(".gitignore")).unwrap().ends_with("\nvar/catsync/\n"));
+}

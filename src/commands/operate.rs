@@ -22,6 +22,9 @@ pub struct StatusArgs {
     /// `json`: the same, as one JSON object (for scripts and monitoring).
     #[arg(long, value_enum, default_value_t = LogFormat::Text)]
     pub format: LogFormat,
+    /// List every failed item (by default, more than ten are counted by message).
+    #[arg(long)]
+    pub all: bool,
 }
 
 #[derive(Debug, clap::Args)]
@@ -197,13 +200,17 @@ pub fn exec_status(args: &StatusArgs, g: &Globals) -> Result<Exit, Error> {
     }
     match args.format {
         LogFormat::Json => super::outln(serde_json::to_string_pretty(&status).unwrap_or_default())?,
-        LogFormat::Text => super::out(status_text(&status))?,
+        LogFormat::Text => super::out(status_text(&status, args.all, &args.file.display().to_string()))?,
     }
     Ok(Exit::Success)
 }
 
-/// The text of `catsync status` from its JSON form (one model, two renderings).
-fn status_text(s: &serde_json::Value) -> String {
+/// Failed items `status` lists one by one (more are counted by message unless `--all`).
+const FAILED_SHOWN: usize = 10;
+
+/// The text of `catsync status` from its JSON form (one model, two renderings); `file` names the
+/// pipeline in hints.
+fn status_text(s: &serde_json::Value, all: bool, file: &str) -> String {
     let text = |v: &serde_json::Value| v.as_str().unwrap_or("?").to_string();
     let mut out = String::new();
     let _ = writeln!(out, "pipeline `{}` (environment `{}`)", text(&s["pipeline"]), text(&s["environment"]));
@@ -287,7 +294,48 @@ fn status_text(s: &serde_json::Value) -> String {
         );
     }
     let failed = s["failed_items"].as_array().cloned().unwrap_or_default();
-    if !failed.is_empty() {
+    if failed.len() > FAILED_SHOWN && !all {
+        // One cause usually fails many items: show each message once, with how many it failed.
+        let mut by: Vec<(String, Vec<&serde_json::Value>)> = Vec::new();
+        for f in &failed {
+            let message = text(&f["message"]);
+            match by.iter_mut().find(|(m, _)| *m == message) {
+                Some((_, items)) => items.push(f),
+                None => by.push((message, vec![f])),
+            }
+        }
+        by.sort_by_key(|(_, items)| std::cmp::Reverse(items.len()));
+        let _ = writeln!(
+            out,
+            "  failed items: {}, by message (`catsync status {file} --all` lists each item):",
+            failed.len()
+        );
+        for (message, items) in by.iter().take(FAILED_SHOWN) {
+            let parked = items.iter().filter(|f| f["parked"].as_bool() == Some(true)).count();
+            let state = match (parked, items.len() - parked) {
+                (0, _) => "retrying".to_string(),
+                (_, 0) => "parked".to_string(),
+                (p, r) => format!("{p} parked, {r} retrying"),
+            };
+            let _ = writeln!(
+                out,
+                "    {} item{} ({state}): {message}",
+                items.len(),
+                if items.len() == 1 { "" } else { "s" }
+            );
+            let examples: Vec<String> = items
+                .iter()
+                .take(3)
+                .map(|f| format!("{} {}:{}", text(&f["export"]), text(&f["kind"]), text(&f["id"])))
+                .collect();
+            let more = if items.len() > 3 { ", …" } else { "" };
+            let _ = writeln!(out, "      e.g. {}{more}", examples.join(", "));
+        }
+        if by.len() > FAILED_SHOWN {
+            let rest: usize = by.iter().skip(FAILED_SHOWN).map(|(_, items)| items.len()).sum();
+            let _ = writeln!(out, "    … and {} other messages ({rest} items)", by.len() - FAILED_SHOWN);
+        }
+    } else if !failed.is_empty() {
         let _ = writeln!(out, "  failed items:");
         for f in &failed {
             let attempts = f["attempts"].as_u64().unwrap_or(0);
