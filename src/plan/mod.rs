@@ -273,12 +273,13 @@ pub fn plan(pipeline: &CompiledPipeline, state: &State, opts: &PlanOptions) -> R
             continue;
         }
         let Some(docs) = evaluation.documents_for(pipeline, idx) else { continue };
-        let records = ns.records(&stage.name)?;
+        let records = ns.record_heads(&stage.name)?;
         let mut export_changes = ExportPlanner {
             pipeline,
             export: &stage.name,
             docs,
             records: &records,
+            full_record: &|kind: ItemKind, id: &str| ns.record(&stage.name, kind, id).ok().flatten(),
             refresh: opts.refresh,
             config_changed,
             errored: evaluation.errors.iter().map(|e| (e.kind, e.source_id.clone())).collect(),
@@ -542,7 +543,10 @@ struct ExportPlanner<'a> {
     pipeline: &'a CompiledPipeline,
     export: &'a str,
     docs: &'a Arc<DocSet>,
+    /// Records without their field hashes (see [`Namespace::record_heads`]).
     records: &'a BTreeMap<(ItemKind, String), ExportRecord>,
+    /// The whole record of an item, field hashes included (read for the items that changed).
+    full_record: &'a dyn Fn(ItemKind, &str) -> Option<ExportRecord>,
     refresh: bool,
     config_changed: bool,
     errored: HashSet<(ItemKind, String)>,
@@ -559,7 +563,7 @@ impl ExportPlanner<'_> {
             let record = self.records.get(&(*kind, id.to_string()));
             let (action, fields_changed, reasons) = match record {
                 None => (Action::Create, Vec::new(), self.create_reasons(*kind, id, &index)),
-                Some(r) => match (self.refresh, self.diff.diff(r, &hash, doc)) {
+                Some(r) => match (self.refresh, self.diff_with(*kind, id, r, &hash, doc)) {
                     (true, d) => {
                         let fields = match d {
                             Difference::Changed(f) => f,
@@ -632,7 +636,7 @@ impl ExportPlanner<'_> {
                     action: Action::Archive,
                     skipped,
                     reasons: vec![format!("product {id} left scope: {why}")],
-                    fields_changed: match self.diff.diff(record, &hash, &doc) {
+                    fields_changed: match self.diff_with(*kind, id, record, &hash, &doc) {
                         Difference::Changed(f) => f,
                         Difference::Unchanged => Vec::new(),
                     },
@@ -666,6 +670,18 @@ impl ExportPlanner<'_> {
             }
         }
         out
+    }
+
+    /// The diff of an item against its record; the record's field hashes are read only when
+    /// the item hash differs.
+    fn diff_with(&self, kind: ItemKind, id: &str, head: &ExportRecord, hash: &str, doc: &Document) -> Difference {
+        if head.hash == hash {
+            return Difference::Unchanged;
+        }
+        match (self.full_record)(kind, id) {
+            Some(full) => self.diff.diff(&full, hash, doc),
+            None => self.diff.diff(head, hash, doc),
+        }
     }
 
     fn map(&self) -> Option<&crate::stages::map::MapFields> {

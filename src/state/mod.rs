@@ -538,6 +538,35 @@ impl Namespace<'_> {
         Ok(out)
     }
 
+    /// Every export record of `export` without its per-field hashes (what a plan compares; the
+    /// field hashes of the few records whose item changed are read with [`Namespace::record`]).
+    pub fn record_heads(&self, export: &str) -> Result<BTreeMap<(ItemKind, String), ExportRecord>, StateError> {
+        /// An [`ExportRecord`] read without its `fields` (skipped, not allocated).
+        #[derive(Deserialize)]
+        struct Head {
+            handle: String,
+            #[serde(default)]
+            gid: Option<String>,
+            hash: String,
+            #[serde(default)]
+            archived: bool,
+        }
+        let mut out = BTreeMap::new();
+        for kind in ItemKind::ALL {
+            for (id, h) in self.scan::<Head>("records", &[export, kind.singular()])? {
+                let record = ExportRecord {
+                    handle: h.handle,
+                    gid: h.gid,
+                    hash: h.hash,
+                    fields: BTreeMap::new(),
+                    archived: h.archived,
+                };
+                out.insert((kind, id), record);
+            }
+        }
+        Ok(out)
+    }
+
     /// The export records of one kind of item, by source id.
     pub fn records_of(&self, export: &str, kind: ItemKind) -> Result<Vec<(String, ExportRecord)>, StateError> {
         self.scan("records", &[export, kind.singular()])
