@@ -172,12 +172,12 @@ pub struct Globals {
 /// Parses arguments, runs the command, prints its error, and returns the exit code.
 pub fn main() -> i32 {
     let cli = Cli::parse();
-    init_logging(&cli);
     let color = match cli.color {
         ColorChoice::Always => true,
         ColorChoice::Never => false,
         ColorChoice::Auto => std::env::var_os("NO_COLOR").is_none() && std::io::stderr().is_terminal(),
     };
+    init_logging(&cli, color);
     let globals = Globals { environment: cli.environment.clone(), state: cli.state.clone(), quiet: cli.quiet, color };
     match run(cli.command, &globals) {
         Ok(exit) => exit.code(),
@@ -215,7 +215,8 @@ fn run(command: Command, g: &Globals) -> Result<Exit, Error> {
     }
 }
 
-fn init_logging(cli: &Cli) {
+/// Logs go to stderr, coloured only when stderr gets colours (never escape codes in a file).
+fn init_logging(cli: &Cli, color: bool) {
     // `-v` and `-vv` show catsync's own decisions (batches, retries, throttling, merges);
     // dependencies (sled, hyper, …) stay at warnings unless `-vvv` or `CATSYNC_LOG` asks.
     let level = match (cli.quiet, cli.verbose) {
@@ -227,7 +228,11 @@ fn init_logging(cli: &Cli) {
     };
     let filter = tracing_subscriber::EnvFilter::try_from_env("CATSYNC_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .with_ansi(color);
     let _ = match cli.log_format {
         LogFormat::Json => builder.json().try_init(),
         LogFormat::Text => builder.without_time().try_init(),

@@ -326,3 +326,18 @@ fn products_whose_collection_failed_wait_and_are_not_charged() {
 fn drop_export_dir(p: &Project) {
     std::fs::create_dir_all(p.dir().join("exports")).unwrap();
 }
+
+#[test]
+fn logs_written_to_a_file_carry_no_colour_codes() {
+    let port = closed_port();
+    let p = Project::new(&format!("http://127.0.0.1:{port}"), PARAMS);
+    p.source("00-full.json");
+    // stderr is a pipe here, as when redirected to a file: `--color auto` means no escape codes.
+    let out = Test::at(p.dir())
+        .env("SHOPIFY_TOKEN", TOKEN)
+        .env("CATSYNC_RETRY_SCALE", "0.01")
+        .args(["-v", "run", "p.yaml"])
+        .run();
+    assert!(out.stderr.contains("did not answer"), "{}", out.stderr);
+    assert!(!out.stderr.contains('\u{1b}'), "escape codes in: {:?}", out.stderr);
+}
