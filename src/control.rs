@@ -8,6 +8,8 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use crate::sandbox::datalock::flock_nb as try_flock;
+
 /// Files of one pipeline × environment in `{state}/control/`.
 pub struct Control {
     dir: PathBuf,
@@ -45,23 +47,6 @@ pub enum LockError {
 
 pub fn now_rfc3339() -> String {
     humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string()
-}
-
-/// Tries to take `flock(operation | LOCK_NB)` on `file`: `Ok(false)` when another process holds
-/// a conflicting lock.
-fn try_flock(file: &std::fs::File, operation: libc::c_int) -> std::io::Result<bool> {
-    use std::os::fd::AsRawFd;
-    // SAFETY: flock on a file descriptor we own; no memory is passed.
-    let r = unsafe { libc::flock(file.as_raw_fd(), operation | libc::LOCK_NB) };
-    if r == 0 {
-        return Ok(true);
-    }
-    let e = std::io::Error::last_os_error();
-    if e.raw_os_error() == Some(libc::EWOULDBLOCK) {
-        Ok(false)
-    } else {
-        Err(e)
-    }
 }
 
 /// The holder written in a lock file. The holder writes it right after taking the lock: a

@@ -48,9 +48,15 @@ pub fn acquire(data: &Path) -> Result<DataLock, SandboxError> {
 }
 
 fn try_flock(file: &std::fs::File, path: &Path) -> Result<bool, String> {
+    flock_nb(file, libc::LOCK_EX).map_err(|e| format!("cannot lock `{}`: {e}", path.display()))
+}
+
+/// Tries `flock(operation | LOCK_NB)` on `file`: `Ok(false)` when another process holds a
+/// conflicting lock. The kernel releases it when the file is closed or the process dies.
+pub fn flock_nb(file: &std::fs::File, operation: libc::c_int) -> std::io::Result<bool> {
     use std::os::fd::AsRawFd;
     // SAFETY: flock on a file descriptor we own; no memory is passed.
-    let r = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+    let r = unsafe { libc::flock(file.as_raw_fd(), operation | libc::LOCK_NB) };
     if r == 0 {
         return Ok(true);
     }
@@ -58,7 +64,7 @@ fn try_flock(file: &std::fs::File, path: &Path) -> Result<bool, String> {
     if e.raw_os_error() == Some(libc::EWOULDBLOCK) {
         Ok(false)
     } else {
-        Err(format!("cannot lock `{}`: {e}", path.display()))
+        Err(e)
     }
 }
 

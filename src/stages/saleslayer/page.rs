@@ -199,24 +199,12 @@ fn learn_layouts(
     }
 }
 
-/// What [`skim`] reads of a page: everything but its rows.
-#[derive(Deserialize)]
-struct RawHeader {
-    #[serde(default, deserialize_with = "time_value")]
-    time: Option<i64>,
-    #[serde(default)]
-    schema: Option<SchemaInfo>,
-    #[serde(default)]
-    data_schema: Option<BTreeMap<String, Vec<ColumnEntry>>>,
-    #[serde(default)]
-    data_schema_info: Option<BTreeMap<String, BTreeMap<String, FieldInfo>>>,
-}
-
 /// A page's `time`, learning its layouts, without decoding its rows (they are scanned, not
 /// kept): how a source skips the exports its cursor is already past. `None` when the page has
 /// no usable `time` (then it is decoded, and [`decode`] says what is wrong).
 pub fn skim(bytes: &[u8], layouts: &mut Layouts) -> Option<i64> {
-    let raw: RawHeader = serde_json::from_slice(bytes).ok()?;
+    // The rows are scanned as `IgnoredAny`: validated JSON, nothing kept.
+    let raw: RawPage<de::IgnoredAny> = serde_json::from_slice(bytes).ok()?;
     let mut languages = raw.schema.as_ref().map(|s| s.languages.clone()).unwrap_or_default();
     if let Some(d) = raw.schema.as_ref().and_then(|s| s.default_language.clone()) {
         if !languages.contains(&d) {
@@ -236,7 +224,8 @@ pub fn decode(bytes: &[u8], layouts: &mut Layouts) -> Result<Page, PageError> {
         serde_json::from_slice::<de::IgnoredAny>(bytes).map_err(|e| PageError::Json(describe_json_error(&e)))?;
         return Err(PageError::Json("not a Sales Layer export: a page is a JSON object".to_string()));
     }
-    let raw: RawPage = serde_json::from_slice(bytes).map_err(|e| PageError::Json(describe_json_error(&e)))?;
+    let raw: RawPage<BTreeMap<String, Rows>> =
+        serde_json::from_slice(bytes).map_err(|e| PageError::Json(describe_json_error(&e)))?;
     if let Some(code) =
         raw.error.as_ref().filter(|c| !matches!(c, serde_json::Value::Null | serde_json::Value::Bool(false)))
     {
@@ -365,7 +354,8 @@ fn column(entry: ColumnEntry, info: Option<&BTreeMap<String, FieldInfo>>, langua
 }
 
 #[derive(Deserialize)]
-struct RawPage {
+/// A page as sent; `D` is how its `data` is read (decoded rows, or skipped).
+struct RawPage<D> {
     #[serde(default)]
     error: Option<serde_json::Value>,
     #[serde(default)]
@@ -381,7 +371,7 @@ struct RawPage {
     #[serde(default)]
     data_schema_info: Option<BTreeMap<String, BTreeMap<String, FieldInfo>>>,
     #[serde(default)]
-    data: Option<BTreeMap<String, Rows>>,
+    data: Option<D>,
     #[serde(default)]
     next_page: Option<String>,
     #[serde(default)]
