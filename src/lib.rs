@@ -15,7 +15,8 @@ pub mod executor;
 pub mod gen;
 pub mod graph;
 pub mod plan;
-pub mod sandbox;
+/// The sandbox store: the `catsync-sandbox` crate (`crates/sandbox/`).
+pub use catsync_sandbox as sandbox;
 pub mod sandbox_host;
 pub mod scenario;
 pub mod shopify;

@@ -208,7 +208,7 @@ fn coerce_scalar(scalar: &str, value: &Value) -> Option<Value> {
         ("Money" | "Decimal", Value::Number(n)) => Some(Value::String(n.to_string())),
         ("UnsignedInt64", Value::String(s)) if s.parse::<u64>().is_ok() => Some(value.clone()),
         ("UnsignedInt64", Value::Number(n)) if n.is_u64() => Some(Value::String(n.to_string())),
-        ("DateTime", Value::String(s)) if crate::sandbox::store::parse_time(s).is_some() => Some(value.clone()),
+        ("DateTime", Value::String(s)) if crate::store::parse_time(s).is_some() => Some(value.clone()),
         ("String" | "HTML" | "URL", Value::String(_)) => Some(value.clone()),
         _ => None,
     }
@@ -305,8 +305,8 @@ pub fn field_arguments(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sandbox::document::parse;
-    use crate::sandbox::schema::schema;
+    use crate::document::parse;
+    use crate::schema::schema;
     use serde_json::json;
 
     fn run(src: &str, vars: Value) -> Result<Map<String, Value>, Vec<String>> {

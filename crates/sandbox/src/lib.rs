@@ -2,9 +2,10 @@
 //! of the Admin API that catsync uses (`schema.graphql`), validates every request like Shopify
 //! does, keeps its catalog in memory (optionally in a `--data` file), charges query costs to a
 //! leaky bucket, and can inject faults. See `ARCHITECTURE.md` for the module map.
+//! catsync uses it as `catsync::sandbox`.
 //!
 //! ```no_run
-//! use catsync::sandbox::{Sandbox, SandboxConfig};
+//! use catsync_sandbox::{Sandbox, SandboxConfig};
 //! let sandbox = Sandbox::start(SandboxConfig::default()).unwrap(); // 127.0.0.1, ephemeral port
 //! println!("{}", sandbox.graphql_url("2026-07"));
 //! ```

@@ -350,8 +350,8 @@ pub fn extension(requested: u64, actual: Option<u64>, status: ThrottleStatus) ->
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sandbox::document::parse;
-    use crate::sandbox::schema::schema;
+    use crate::document::parse;
+    use crate::schema::schema;
     use serde_json::json;
 
     fn cost(src: &str, vars: Value) -> u64 {

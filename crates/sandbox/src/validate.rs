@@ -829,8 +829,8 @@ pub fn print_value(value: &ast::Value) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sandbox::document::parse;
-    use crate::sandbox::schema::schema;
+    use crate::document::parse;
+    use crate::schema::schema;
 
     fn errors(src: &str) -> Vec<String> {
         let doc = parse(src).unwrap();

@@ -984,7 +984,7 @@ mod tests {
     use serde_json::json;
 
     fn product_gid(id: u64) -> String {
-        crate::sandbox::store::gid("Product", id)
+        crate::store::gid("Product", id)
     }
 
     fn set(store: &mut Store, identifier: Value, input: Value) -> SetOutcome {
