@@ -341,3 +341,21 @@ fn logs_written_to_a_file_carry_no_colour_codes() {
     assert!(out.stderr.contains("did not answer"), "{}", out.stderr);
     assert!(!out.stderr.contains('\u{1b}'), "escape codes in: {:?}", out.stderr);
 }
+
+#[test]
+fn a_new_export_merged_into_a_refresh_keeps_every_item_the_refresh_sends() {
+    let params = PARAMS.replace("batch_size: 5", "batch_size: 2").replace("poll_interval: 0s", "poll_interval: 100ms");
+    let (s, p) = synced_setup(slow(), &params);
+    assert_eq!(p.cli(&["run", "p.yaml"]).code, 0);
+    std::fs::remove_file(p.dir().join(".catsync/control/acme@default.status.json")).unwrap();
+    let mut child = p.spawn(&["refresh", "p.yaml"]);
+    p.wait_until_exported(2, &mut child);
+    drop_export(&p, "10-image-unchanged.json", &fixture("10-image-unchanged.json"));
+    let out = finish(child);
+    assert_eq!(out.code, 0, "{}\n{}", out.stderr, out.stdout);
+    let run = last_run(&p);
+    assert_eq!(run["mode"], "refresh");
+    assert!(run["notes"].to_string().contains("merged 1 change"), "{}", run["notes"]);
+    assert_eq!(run["exported"].as_array().unwrap().len(), 16, "every item re-sent once: {}", run["exported"]);
+    assert_eq!(products(&s)["acme-tr-001"].0, "Zip-off Hiking Trousers");
+}

@@ -957,14 +957,17 @@ impl<'a> Exporter<'a> {
         if exports.is_empty() && !tables_changed {
             return Ok(false);
         }
-        let parked = parked_failures(pipeline, self.ns)?;
+        // A refresh's queue holds items that are unchanged on purpose (R05 re-sends them): a
+        // merge adds and replaces there, and withdraws only what the new plan says is gone.
+        let refresh = run.mode == RunMode::Refresh;
+        let parked = if refresh { HashMap::new() } else { parked_failures(pipeline, self.ns)? };
         let records = |export: &str| self.ns.records_digest(export).map(|d| d.count).unwrap_or(0);
         let rules = Rules {
             max_delete_fraction: pipeline.params.max_delete_fraction,
             allow_mass_delete: false,
             records: &records,
             parked: &parked,
-            complete: true,
+            complete: !refresh,
         };
         let what = format!(
             "new source export{} ({})",
