@@ -359,3 +359,19 @@ fn a_new_export_merged_into_a_refresh_keeps_every_item_the_refresh_sends() {
     assert_eq!(run["exported"].as_array().unwrap().len(), 16, "every item re-sent once: {}", run["exported"]);
     assert_eq!(products(&s)["acme-tr-001"].0, "Zip-off Hiking Trousers");
 }
+
+#[test]
+fn a_run_of_only_some_items_merges_changes_of_those_items_only() {
+    let slower = catsync::sandbox::FaultSpec { slow: 1.0, slow_by: Duration::from_millis(150), ..Default::default() };
+    let (s, p) = synced_setup(slower, &PARAMS.replace("batch_size: 5", "batch_size: 1"));
+    let mut child = p.spawn(&["run", "p.yaml", "--only", "product:2001"]);
+    p.wait_until_exported(1, &mut child);
+    drop_export(&p, "10-image-unchanged.json", &fixture("10-image-unchanged.json"));
+    let out = finish(child);
+    assert_eq!(out.code, 0, "{}\n{}", out.stderr, out.stdout);
+    let exported = last_run(&p)["exported"].to_string();
+    assert!(exported.contains("store product:2001"), "{exported}");
+    assert!(!exported.contains("product:2005"), "R12: an `--only` run stays small: {exported}");
+    let store = products(&s);
+    assert_eq!(store.len(), 1, "{:?}", store.keys());
+}

@@ -329,6 +329,7 @@ fn nothing_to_apply(current: &CompiledPipeline, saved: &Plan) -> RunOutcome {
         exported: Vec::new(),
         errors: Vec::new(),
         notes: Vec::new(),
+        selection: Default::default(),
     };
     RunOutcome {
         run,
@@ -469,6 +470,7 @@ fn start_run(
             })
             .collect(),
         notes,
+        selection: crate::state::RunSelection { only: opts.only.clone(), limit: opts.limit },
     };
     ns.replace_queue(queue.make_contiguous())?;
     for export in pipeline.exports() {
@@ -938,8 +940,9 @@ impl<'a> Exporter<'a> {
     /// `last`: the queue is empty and the run would end. Returns whether anything was read.
     fn merge(&mut self, run: &mut RunRecord, queue: &mut Queue, f: &mut Flight, last: bool) -> Result<bool, Error> {
         f.last_poll = Instant::now();
-        if run.mode == RunMode::Apply || f.refused_merge {
-            // `apply` sends exactly its plan; a refused export waits for the operator.
+        if run.mode == RunMode::Apply || f.refused_merge || run.selection.limit.is_some() {
+            // `apply` sends exactly its plan, a `--limit` run its first items (R12: start small);
+            // a refused export waits for the operator.
             return Ok(false);
         }
         if !last && queue.is_empty() {
@@ -951,7 +954,10 @@ impl<'a> Exporter<'a> {
             return Ok(false);
         }
         let pipeline = &self.pipeline;
-        let planned = plan(pipeline, self.state, &PlanOptions { ignore_checkpoints: true, ..PlanOptions::default() })?;
+        // A run of `--only` items merges changes of those items (and their collections) only.
+        let options =
+            PlanOptions { ignore_checkpoints: true, only: run.selection.only.clone(), ..PlanOptions::default() };
+        let planned = plan(pipeline, self.state, &options)?;
         let exports: Vec<i64> = planned.evaluation.updates.iter().flat_map(|u| u.exports.iter().map(|e| e.0)).collect();
         let tables_changed = planned.evaluation.updates.iter().any(|u| u.exports.is_empty() && !u.changes.is_empty());
         if exports.is_empty() && !tables_changed {

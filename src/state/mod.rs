@@ -186,6 +186,24 @@ pub struct RunRecord {
     pub errors: Vec<RunError>,
     /// What else happened: merged modifications (R04), dropped deletions (R05), pauses.
     pub notes: Vec<String>,
+    /// `--only` items and `--limit` of the run, which new source exports merged mid-run respect.
+    #[serde(default, skip_serializing_if = "RunSelection::is_all")]
+    pub selection: RunSelection,
+}
+
+/// What part of the catalog a run was asked to sync (R12: start small).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct RunSelection {
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub only: Vec<(ItemKind, String)>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limit: Option<usize>,
+}
+
+impl RunSelection {
+    pub fn is_all(&self) -> bool {
+        self.only.is_empty() && self.limit.is_none()
+    }
 }
 
 /// An item whose export failed: retried by the next runs, parked after 3 attempts.
@@ -877,6 +895,7 @@ mod tests {
             },
             counts: BTreeMap::new(),
             exported: Vec::new(),
+            selection: RunSelection::default(),
             errors: Vec::new(),
             notes: Vec::new(),
         };
