@@ -758,8 +758,9 @@ impl<'a> Exporter<'a> {
                 let key = format!("shop_identity/{}", stage.name);
                 let identity =
                     shop.identity().await.map_err(|e| format!("export `{}`: {e}; {}", stage.name, e.hint()))?;
-                match self.ns.meta::<String>(&key).map_err(|e| e.to_string())? {
-                    Some(known) if known != identity => {
+                let known = self.ns.meta::<String>(&key).map_err(|e| e.to_string())?;
+                match (known, identity.as_deref()) {
+                    (Some(known), Some(identity)) if known != identity => {
                         return Err(format!(
                             "export `{}`: the store at its `url` is `{identity}`, but catsync's records of this pipeline are for `{known}` (another shop). Point `url` back at `{known}`; or, to sync the new shop from scratch, use another `--state` directory (or environment) for it{}",
                             stage.name,
@@ -770,9 +771,10 @@ impl<'a> Exporter<'a> {
                             }
                         ));
                     }
-                    Some(_) => {}
-                    None => self.ns.set_meta(&key, &identity).map_err(|e| e.to_string())?,
+                    (None, Some(identity)) => self.ns.set_meta(&key, &identity).map_err(|e| e.to_string())?,
+                    _ => {}
                 }
+                let identity = identity.unwrap_or_else(|| "the store".to_string());
                 // Preflight: a language the shop has not enabled would fail every translation
                 // (`INVALID_LOCALE_FOR_SHOP`) and every product waiting on its collection.
                 let languages = &self.pipeline.params.languages;
