@@ -59,6 +59,9 @@ fn init_writes_a_starter_that_validates_with_deletions_disabled() {
     );
     let text = std::fs::read_to_string(t.path().join("pipelines/saleslayer-shopify.yaml")).unwrap();
     assert!(text.contains("deletions: disabled"), "BP4: a new pipeline has deletions disabled");
+    // Collection URLs come from the category reference, which a rename does not change.
+    assert!(text.contains(r#"handle: "{{ section_reference | slug }}""#), "{text}");
+    assert!(!text.contains("docs/"), "the starter points at nothing the user's project lacks: {text}");
 
     // Without credentials the starter says exactly what to set.
     let out = Test::new().file("pipelines/saleslayer-shopify.yaml", &text).args(["validate"]).run();
