@@ -35,11 +35,11 @@ fn status_log_and_the_kill_switch_work_without_the_token() {
     cli(&["log", "p.yaml", "--format", "json"]).succeeds("[]\n");
 
     cli(&["deactivate", "p.yaml"])
-        .succeeds("Pipeline `shop` (environment `default`) is deactivated: `catsync run` exports nothing until `catsync activate`.\n");
+        .succeeds("Pipeline `shop` is deactivated in environment `default`: `catsync run` exports nothing until `catsync activate`.\n");
     let out = cli(&["status", "p.yaml"]);
     assert_eq!(out.code, 0, "{}", out.stderr);
     assert!(out.stdout.contains("\n  active: no (deactivated since "), "{}", out.stdout);
-    cli(&["activate", "p.yaml"]).succeeds("Pipeline `shop` (environment `default`) is active.\n");
+    cli(&["activate", "p.yaml"]).succeeds("Pipeline `shop` is active in environment `default`.\n");
     cli(&["status", "p.yaml"]).succeeds(
         "
         pipeline `shop` (environment `default`)
@@ -52,7 +52,7 @@ fn status_log_and_the_kill_switch_work_without_the_token() {
 
     // An environment whose token is not set either; the kill switch is per environment.
     cli(&["--env", "production", "deactivate", "p.yaml"])
-        .succeeds("Pipeline `shop` (environment `production`) is deactivated: `catsync run` exports nothing until `catsync activate`.\n");
+        .succeeds("Pipeline `shop` is deactivated in environment `production`: `catsync run` exports nothing until `catsync activate`.\n");
     let out = cli(&["--env", "production", "status", "p.yaml"]);
     assert!(out.stdout.starts_with("pipeline `shop` (environment `production`)\n  active: no"), "{}", out.stdout);
     assert!(cli(&["status", "p.yaml"]).stdout.contains("\n  active: yes\n"));

@@ -238,7 +238,7 @@ fn r08_r09_deactivation_pauses_at_a_batch_boundary_and_activation_resumes_with_t
     let before = mutations(&s);
     let out = p.cli(&["run", "p.yaml"]);
     assert_eq!(out.code, 5);
-    assert!(out.stderr.contains("pipeline `acme` (environment `default`) is deactivated"), "{}", out.stderr);
+    assert!(out.stderr.contains("pipeline `acme` is deactivated in environment `default`"), "{}", out.stderr);
     assert_eq!(mutations(&s), before);
 
     // The mapping changes meanwhile (not the scope): the paused run finishes with its own.

@@ -53,38 +53,40 @@ pub struct LogArgs {
 
 /// The kill switch of a pipeline. Only its outline is loaded: pulling the switch never needs a
 /// secret, a source file or even a pipeline that compiles.
-fn control_for(file: &std::path::Path, g: &Globals) -> Result<(String, Control), Error> {
+/// The pipeline's name, its environment (each has its own kill switch, R11) and its control files.
+fn control_for(file: &std::path::Path, g: &Globals) -> Result<(String, String, Control), Error> {
     let p = load_outline(file, g)?;
     let c = Control::new(&g.state, &p.raw.name, p.environment.as_deref());
-    // Named with its environment: each environment has its own kill switch (R11).
-    Ok((format!("`{}` (environment `{}`)", p.raw.name, p.environment.as_deref().unwrap_or("default")), c))
+    Ok((p.raw.name, p.environment.unwrap_or_else(|| "default".to_string()), c))
 }
 
 pub fn exec_deactivate(args: &FileArg, g: &Globals) -> Result<Exit, Error> {
-    let (name, control) = control_for(&args.file, g)?;
+    let (name, env, control) = control_for(&args.file, g)?;
     let changed = control.set_active(false).map_err(|e| Error::io("write", &g.state, e))?;
     if !g.quiet {
         match (changed, control.holder()) {
             (_, Some(h)) => out(format_args!(
-                "Pipeline {name} is deactivated. The run in progress (pid {}) stops after its current batch and is recorded as PAUSED.\n",
+                "Pipeline `{name}` is deactivated in environment `{env}`. The run in progress (pid {}) stops after its current batch and is recorded as PAUSED.\n",
                 h.pid
             ))?,
             (true, None) => out(format_args!(
-                "Pipeline {name} is deactivated: `catsync run` exports nothing until `catsync activate`.\n"
+                "Pipeline `{name}` is deactivated in environment `{env}`: `catsync run` exports nothing until `catsync activate`.\n"
             ))?,
-            (false, None) => out(format_args!("Pipeline {name} was already deactivated.\n"))?,
+            (false, None) => out(format_args!("Pipeline `{name}` was already deactivated in environment `{env}`.\n"))?,
         }
     }
     Ok(Exit::Success)
 }
 
 pub fn exec_activate(args: &ActivateArgs, g: &Globals) -> Result<Exit, Error> {
-    let (name, control) = control_for(&args.file, g)?;
+    let (name, env, control) = control_for(&args.file, g)?;
     let changed = control.set_active(true).map_err(|e| Error::io("write", &g.state, e))?;
     if !g.quiet {
         // `--run` still runs when nobody reads this line.
-        Printer::default()
-            .outln(format_args!("Pipeline {name} is {}active.", if changed { "" } else { "already " }))?;
+        Printer::default().outln(format_args!(
+            "Pipeline `{name}` is {}active in environment `{env}`.",
+            if changed { "" } else { "already " }
+        ))?;
     }
     if args.run {
         let req = crate::executor::RunRequest {

@@ -125,7 +125,7 @@ pub async fn execute(
         return Err(Error::refused(
             Exit::Deactivated,
             format!(
-                "pipeline `{}` (environment `{}`) is deactivated (since {}); nothing was exported. `catsync activate` it (or `catsync activate --run`) to resume",
+                "pipeline `{}` is deactivated in environment `{}` (since {}); nothing was exported. `catsync activate` it (or `catsync activate --run`) to resume",
                 current.name,
                 current.environment.as_deref().unwrap_or("default"),
                 since.trim()
