@@ -375,3 +375,18 @@ fn a_run_of_only_some_items_merges_changes_of_those_items_only() {
     let store = products(&s);
     assert_eq!(store.len(), 1, "{:?}", store.keys());
 }
+
+#[test]
+fn plan_without_a_file_plans_the_only_pipeline_and_names_them_when_there_are_several() {
+    let text = crate::sync::pipeline("http://127.0.0.1:9", PARAMS);
+    let t = Test::new().file("pipelines/shop.yaml", &text);
+    std::fs::create_dir_all(t.path().join("pipelines/exports")).unwrap();
+    std::fs::write(t.path().join("pipelines/exports/00-full.json"), fixture("00-full.json")).unwrap();
+    let plan = Test::at(t.path()).env("SHOPIFY_TOKEN", TOKEN).args(["plan"]).run();
+    assert_eq!(plan.code, 0, "{}\n{}", plan.stderr, plan.stdout);
+    assert!(plan.stdout.contains("Plan for pipeline `acme`"), "{}", plan.stdout);
+    std::fs::write(t.path().join("pipelines/other.yaml"), &text).unwrap();
+    let plan = Test::at(t.path()).env("SHOPIFY_TOKEN", TOKEN).args(["plan"]).run();
+    assert_eq!(plan.code, 1, "{}", plan.stdout);
+    assert!(plan.stderr.contains("pipelines/other.yaml, pipelines/shop.yaml"), "{}", plan.stderr);
+}

@@ -41,7 +41,8 @@ pub fn parse_item(text: &str) -> Result<(ItemKind, String), String> {
 
 #[derive(Debug, clap::Args)]
 pub struct PlanArgs {
-    pub file: PathBuf,
+    /// The pipeline; without it, the only one in `pipelines/`.
+    pub file: Option<PathBuf>,
     #[arg(long, value_enum, default_value_t = PlanFormat::Text)]
     pub format: PlanFormat,
     /// Save the plan (with the documents) for `catsync apply`.
@@ -58,7 +59,11 @@ pub struct PlanArgs {
 }
 
 pub fn exec(args: &PlanArgs, g: &Globals) -> Result<Exit, Error> {
-    let pipeline = load_pipeline(&args.file, g)?;
+    let file = match &args.file {
+        Some(f) => f.clone(),
+        None => only_pipeline()?,
+    };
+    let pipeline = load_pipeline(&file, g)?;
     let state = State::open_or_empty(&g.state)?;
     let only = &args.selection.only;
     let opts = PlanOptions {
@@ -141,4 +146,18 @@ pub fn not_in_catalog(items: &[(ItemKind, String)], pipeline: &str) -> Error {
 fn save(plan: &crate::plan::Plan, out: &Path) -> Result<(), Error> {
     let json = serde_json::to_vec_pretty(plan).map_err(Error::failed)?;
     std::fs::write(out, json).map_err(|e| Error::io("write", out, e))
+}
+
+/// The pipeline `plan` uses without a file: the only one in `pipelines/` (like `validate`).
+fn only_pipeline() -> Result<PathBuf, Error> {
+    let mut files = super::validate::default_files()?;
+    match files.len() {
+        1 => Ok(files.remove(0)),
+        _ => Err(Error::failed(format!(
+            "`pipelines/` has {} pipelines ({}); name the one to plan, e.g. `catsync plan {}`",
+            files.len(),
+            files.iter().map(|f| f.display().to_string()).collect::<Vec<_>>().join(", "),
+            files[0].display()
+        ))),
+    }
 }

@@ -62,7 +62,7 @@ fn plural(n: usize) -> &'static str {
 }
 
 /// `pipelines/*.yaml` and `pipelines/*.yml`, sorted.
-fn default_files() -> Result<Vec<PathBuf>, Error> {
+pub fn default_files() -> Result<Vec<PathBuf>, Error> {
     let dir = Path::new("pipelines");
     let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
         .map_err(|e| {
