@@ -54,6 +54,10 @@ pub enum Command {
     Validate {
         /// Pipeline files (default: `pipelines/*.yaml`).
         files: Vec<PathBuf>,
+        /// Check without the secrets: a `${NAME}` that is not set stands for a placeholder value
+        /// (for CI jobs that validate pull requests without the store's or the PIM's credentials).
+        #[arg(long)]
+        no_secrets: bool,
     },
     /// Print the stage DAG of a pipeline.
     Graph {
@@ -194,7 +198,7 @@ pub fn main() -> i32 {
 
 fn run(command: Command, g: &Globals) -> Result<Exit, Error> {
     match command {
-        Command::Validate { files } => commands::validate::exec(&files, g),
+        Command::Validate { files, no_secrets } => commands::validate::exec(&files, no_secrets, g),
         Command::Graph { file, format } => commands::graph::exec(&file, format, g),
         Command::Init { from, out, force } => commands::init::exec(from, &out, force, g),
         Command::Plan(args) => commands::plan::exec(&args, g),

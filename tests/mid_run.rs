@@ -390,3 +390,21 @@ fn plan_without_a_file_plans_the_only_pipeline_and_names_them_when_there_are_sev
     assert_eq!(plan.code, 1, "{}", plan.stdout);
     assert!(plan.stderr.contains("pipelines/other.yaml, pipelines/shop.yaml"), "{}", plan.stderr);
 }
+
+#[test]
+fn validate_without_secrets_checks_everything_else_and_says_what_it_did_not_have() {
+    let t = Test::new().args(["init"]);
+    assert_eq!(t.run().code, 0);
+    let text = std::fs::read_to_string(t.path().join("pipelines/saleslayer-shopify.yaml")).unwrap();
+    let without = Test::new().file("pipelines/saleslayer-shopify.yaml", &text).args(["validate"]).run();
+    assert_eq!(without.code, 3, "the secrets are needed by default: {}", without.stderr);
+    let out = Test::new().file("pipelines/saleslayer-shopify.yaml", &text).args(["validate", "--no-secrets"]).run();
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(out.stdout.contains("ok (pipeline `saleslayer-shopify`"), "{}", out.stdout);
+    assert!(out.stderr.contains("`${SALESLAYER_CODE}`"), "{}", out.stderr);
+    assert!(!out.stderr.contains("placeholder-saleslayer"), "placeholder values stay out of messages: {}", out.stderr);
+    // Everything else is still checked.
+    let broken = text.replacen("version: 1", "version: 1\nbogus_key: 1", 1);
+    let out = Test::new().file("pipelines/saleslayer-shopify.yaml", &broken).args(["validate", "--no-secrets"]).run();
+    assert_eq!(out.code, 3, "{}", out.stderr);
+}

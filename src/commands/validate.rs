@@ -8,14 +8,31 @@ use crate::config::{self, LoadOptions};
 use crate::diagnostics::Severity;
 use crate::error::{Error, Exit};
 
-pub fn exec(files: &[PathBuf], g: &Globals) -> Result<Exit, Error> {
+/// The process environment, with a placeholder for each `${NAME}` that is not set (`--no-secrets`);
+/// remembers which were used.
+struct Placeholders {
+    used: std::sync::Mutex<std::collections::BTreeSet<String>>,
+}
+
+impl crate::config::secret::EnvSource for Placeholders {
+    fn var(&self, name: &str) -> Option<String> {
+        std::env::var(name).ok().or_else(|| {
+            self.used.lock().expect("placeholders").insert(name.to_string());
+            Some(format!("catsync-placeholder-{}", name.to_lowercase()))
+        })
+    }
+}
+
+pub fn exec(files: &[PathBuf], no_secrets: bool, g: &Globals) -> Result<Exit, Error> {
+    let placeholders = Placeholders { used: Default::default() };
+    let env: &dyn crate::config::secret::EnvSource = if no_secrets { &placeholders } else { &ProcessEnv };
     let files = if files.is_empty() { default_files()? } else { files.to_vec() };
     // The status says whether every file is valid, so it is kept when nobody reads the output.
     let mut printer = super::Printer::default();
     let mut n_invalid = 0;
     let (mut n_errors, mut n_warnings) = (0, 0);
     for file in &files {
-        let report = config::load(file, &LoadOptions { environment: g.environment.as_deref(), env: &ProcessEnv });
+        let report = config::load(file, &LoadOptions { environment: g.environment.as_deref(), env });
         let errors = report.diagnostics.count(Severity::Error);
         let warnings = report.diagnostics.count(Severity::Warning);
         if errors > 0 || (!g.quiet && warnings > 0) {
@@ -39,6 +56,14 @@ pub fn exec(files: &[PathBuf], g: &Globals) -> Result<Exit, Error> {
             Some(_) => {}
             None => n_invalid += 1,
         }
+    }
+    let used = placeholders.used.lock().expect("placeholders").clone();
+    if !used.is_empty() && !g.quiet {
+        let names: Vec<String> = used.iter().map(|n| format!("`${{{n}}}`")).collect();
+        eprintln!(
+            "note: not set, checked with a placeholder (`--no-secrets`): {}; `plan` and `run` need them",
+            names.join(", ")
+        );
     }
     if n_invalid > 0 {
         let summary = format!(
