@@ -311,7 +311,7 @@ fn the_built_in_store_has_one_writer_at_a_time() {
     // A run whose built-in store another process writes is stopped before it sends anything,
     // naming that process and what to do.
     let out = cli(&["run", "p.yaml"]);
-    assert_eq!(out.code, 1, "{}\n{}", out.stdout, out.stderr);
+    assert_eq!(out.code, 4, "in use by another process, like a run in progress: {}\n{}", out.stdout, out.stderr);
     let expected = format!(
         "error: cannot start the embedded sandbox `demo`: sandbox data `.catsync/sandbox/demo.json` is in use by process {} (`",
         writer.pid()

@@ -676,8 +676,8 @@ impl<'a> Exporter<'a> {
             refused_merge: false,
             waiting: Vec::new(),
         };
-        if let Err(why) = self.connect(&mut f, run).await {
-            return Err(self.stopped(run, &queue, why));
+        if let Err((why, exit)) = self.connect(&mut f, run).await {
+            return Err(self.stopped(run, &queue, why, exit));
         }
         self.progress.start(f.total);
         if self.progress.at_boundary(0, &[]) == Proceed::Abort {
@@ -747,21 +747,24 @@ impl<'a> Exporter<'a> {
     }
 
     /// Builds the targets and checks that each Shopify store is the one the records are for.
-    async fn connect(&self, f: &mut Flight, run: &mut RunRecord) -> Result<(), String> {
+    /// `Err` with the exit status it deserves: 4 when another process holds the built-in store.
+    async fn connect(&self, f: &mut Flight, run: &mut RunRecord) -> Result<(), (String, Exit)> {
         let state_dir = self.state.dir();
         for stage in self.pipeline.exports() {
             let built = Target::build(stage, &self.pipeline, self.ns, &mut f.sandboxes, state_dir)
                 .await
-                .map_err(|e| e.to_string())?;
+                .map_err(|e| (e.to_string(), e.exit()))?;
             let Some(target) = built else { continue };
             if let Target::Shopify { target: shop, .. } = &target {
                 let key = format!("shop_identity/{}", stage.name);
-                let identity =
-                    shop.identity().await.map_err(|e| format!("export `{}`: {e}; {}", stage.name, e.hint()))?;
-                let known = self.ns.meta::<String>(&key).map_err(|e| e.to_string())?;
+                let identity = shop
+                    .identity()
+                    .await
+                    .map_err(|e| (format!("export `{}`: {e}; {}", stage.name, e.hint()), Exit::Error))?;
+                let known = self.ns.meta::<String>(&key).map_err(|e| (e.to_string(), Exit::Error))?;
                 match (known, identity.as_deref()) {
                     (Some(known), Some(identity)) if known != identity => {
-                        return Err(format!(
+                        return Err((format!(
                             "export `{}`: the store at its `url` is `{identity}`, but catsync's records of this pipeline are for `{known}` (another shop). Point `url` back at `{known}`; or, to sync the new shop from scratch, use another `--state` directory (or environment) for it{}",
                             stage.name,
                             if run.status.unfinished() {
@@ -769,9 +772,11 @@ impl<'a> Exporter<'a> {
                             } else {
                                 String::new()
                             }
-                        ));
+                        ), Exit::Error));
                     }
-                    (None, Some(identity)) => self.ns.set_meta(&key, &identity).map_err(|e| e.to_string())?,
+                    (None, Some(identity)) => {
+                        self.ns.set_meta(&key, &identity).map_err(|e| (e.to_string(), Exit::Error))?
+                    }
                     _ => {}
                 }
                 let identity = identity.unwrap_or_else(|| "the store".to_string());
@@ -779,13 +784,15 @@ impl<'a> Exporter<'a> {
                 // (`INVALID_LOCALE_FOR_SHOP`) and every product waiting on its collection.
                 let languages = &self.pipeline.params.languages;
                 if languages.len() > 1 {
-                    let locales =
-                        shop.locales().await.map_err(|e| format!("export `{}`: {e}; {}", stage.name, e.hint()))?;
+                    let locales = shop
+                        .locales()
+                        .await
+                        .map_err(|e| (format!("export `{}`: {e}; {}", stage.name, e.hint()), Exit::Error))?;
                     if let Some(enabled) = locales {
                         let missing: Vec<&str> =
                             languages.iter().filter(|l| !enabled.contains(l)).map(String::as_str).collect();
                         if !missing.is_empty() {
-                            return Err(format!(
+                            return Err((format!(
                                 "export `{}`: the pipeline's language{} {} {} not enabled in the store `{identity}` (enabled: {}); nothing was sent. Enable {} in Shopify admin → Settings → Languages, or remove {} from `parameters.languages`",
                                 stage.name,
                                 if missing.len() == 1 { "" } else { "s" },
@@ -794,7 +801,7 @@ impl<'a> Exporter<'a> {
                                 enabled.join(", "),
                                 if missing.len() == 1 { "it" } else { "them" },
                                 if missing.len() == 1 { "it" } else { "them" },
-                            ));
+                            ), Exit::Error));
                         }
                     }
                 }
@@ -859,7 +866,7 @@ impl<'a> Exporter<'a> {
             Err(e) => {
                 let message = format!("export `{export_name}`: {e}; {}", e.hint());
                 self.cancel_flights(run, f).await;
-                return Err(self.stopped(run, queue, message));
+                return Err(self.stopped(run, queue, message, Exit::Error));
             }
         };
         // The embedded store is saved before the results are recorded: a record never claims
@@ -1049,7 +1056,7 @@ impl<'a> Exporter<'a> {
     }
 
     /// The run stopped on a transport failure: recorded `ERROR` with its queue, no item charged.
-    fn stopped(&self, run: &mut RunRecord, queue: &Queue, why: String) -> Error {
+    fn stopped(&self, run: &mut RunRecord, queue: &Queue, why: String, exit: Exit) -> Error {
         run.status = RunStatus::Error;
         run.ended_at = Some(now_rfc3339());
         run.notes.push(format!("stopped: {why}"));
@@ -1057,10 +1064,14 @@ impl<'a> Exporter<'a> {
         if let Err(e) = self.ns.put_run(run).map_err(Error::from).and_then(|_| Ok(self.state.flush()?)) {
             return e;
         }
-        Error::failed(format!(
+        let message = format!(
             "{why}. Nothing was lost: the run is stopped with its queue ({} changes) and no item was charged; `catsync run` resumes it",
             queue.len()
-        ))
+        );
+        match exit {
+            Exit::Error => Error::failed(message),
+            exit => Error::refused(exit, message),
+        }
     }
 
     fn publish(&self, run: &RunRecord, queue: &Queue, f: &Flight) {
