@@ -408,3 +408,21 @@ fn validate_without_secrets_checks_everything_else_and_says_what_it_did_not_have
     let out = Test::new().file("pipelines/saleslayer-shopify.yaml", &broken).args(["validate", "--no-secrets"]).run();
     assert_eq!(out.code, 3, "{}", out.stderr);
 }
+
+#[test]
+fn explain_as_json_gives_the_rendered_document_the_last_export_and_what_is_planned() {
+    let (_s, p) = synced_setup(catsync::sandbox::FaultSpec::default(), PARAMS);
+    assert_eq!(p.cli(&["run", "p.yaml"]).code, 0);
+    p.source("10-image-unchanged.json");
+    let out = p.cli(&["explain", "p.yaml", "product:2005", "--format", "json"]);
+    assert_eq!(out.code, 0, "{}\n{}", out.stderr, out.stdout);
+    let v: Value = serde_json::from_str(&out.stdout).unwrap();
+    assert_eq!(v["item"], "product:2005");
+    let store = &v["exports"][0];
+    assert_eq!(store["export"], "store");
+    assert_eq!(store["scope"], "in scope");
+    assert_eq!(store["document"]["title"], "Zip-off Hiking Trousers", "{store:#}");
+    assert!(store["last_export"]["hash"].as_str().is_some_and(|h| h.len() > 16), "{store:#}");
+    assert!(store["changed_fields"].as_array().unwrap().iter().any(|f| f == "title"), "{store:#}");
+    assert_eq!(store["planned"][0]["action"], "update");
+}

@@ -21,6 +21,15 @@ pub struct ExplainArgs {
     /// The item: `product:2001`, `category:1001` or `variant:3001`.
     #[arg(value_parser = parse_item, value_name = "KIND:ID")]
     pub item: (ItemKind, String),
+    /// `json`: the same, with the whole rendered document of the item per export.
+    #[arg(long, value_enum, default_value_t = ExplainFormat::Text)]
+    pub format: ExplainFormat,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ExplainFormat {
+    Text,
+    Json,
 }
 
 pub fn exec(args: &ExplainArgs, g: &Globals) -> Result<Exit, Error> {
@@ -35,6 +44,7 @@ pub fn exec(args: &ExplainArgs, g: &Globals) -> Result<Exit, Error> {
     }
     let evaluation = &planned.evaluation;
     let mut out = String::new();
+    let mut exports_json: Vec<serde_json::Value> = Vec::new();
     let _ = writeln!(out, "{} {id}", kind.singular());
     let mut found = false;
     for (idx, stage) in pipeline.stages.iter().enumerate().filter(|(_, s)| s.compiled.is_export()) {
@@ -83,6 +93,20 @@ pub fn exec(args: &ExplainArgs, g: &Globals) -> Result<Exit, Error> {
             }
         );
         let doc = docs.rendered.docs.get(&(kind, Arc::from(id.as_str())));
+        let mut json = serde_json::json!({
+            "export": stage.name,
+            "kind": kind.singular(),
+            "id": id,
+            "scope": scope,
+            "errors": planned.plan.errors.iter().filter(|e| e.kind == kind && e.source_id == id).map(|e| e.message.clone()).collect::<Vec<_>>(),
+            "last_export": record.map(|r| serde_json::json!({"hash": r.hash, "handle": r.handle, "gid": r.gid, "archived": r.archived})),
+            "document": doc.map(|d| serde_json::to_value(d.as_ref()).unwrap_or_default()),
+            "document_hash": doc.map(|d| Fingerprint::of(d).hash),
+            "planned": planned.plan.changes.iter()
+                .filter(|c| c.export == stage.name && c.kind == kind && c.source_id == id)
+                .map(|c| serde_json::json!({"action": c.action.name(), "skipped": c.skipped, "reasons": c.reasons, "fields_changed": c.fields_changed}))
+                .collect::<Vec<_>>(),
+        });
         match doc {
             Some(doc) => {
                 let fp = Fingerprint::of(doc);
@@ -93,6 +117,7 @@ pub fn exec(args: &ExplainArgs, g: &Globals) -> Result<Exit, Error> {
                             let _ = writeln!(out, "    unchanged since the last export: nothing to send (R06)");
                         }
                         Difference::Changed(fields) => {
+                            json["changed_fields"] = serde_json::json!(fields);
                             let value = serde_json::to_value(doc).unwrap_or_default();
                             let _ = writeln!(out, "    changed fields:");
                             for f in fields {
@@ -117,6 +142,11 @@ pub fn exec(args: &ExplainArgs, g: &Globals) -> Result<Exit, Error> {
                 let _ = writeln!(out, "      because {r}");
             }
         }
+        exports_json.push(json);
+    }
+    if args.format == ExplainFormat::Json {
+        let value = serde_json::json!({ "item": format!("{}:{}", args.item.0.singular(), args.item.1), "exports": exports_json });
+        return super::outln(serde_json::to_string_pretty(&value).unwrap_or_default()).map(|_| Exit::Success);
     }
     super::out(out)?;
     Ok(Exit::Success)
