@@ -1,6 +1,9 @@
-//! What arrives while a run exports (issue 12): new source exports, withdrawals, empty full
-//! exports, refreshes, changed connection settings — through the real binary against a slow
-//! sandbox store on a loopback port. Each passes the same guards as at the start of a run.
+//! Runs that never surprise (issue 12), through the real binary against a sandbox store on a
+//! loopback port: what arrives while a run exports (new source exports, withdrawals, empty full
+//! exports, refreshes, changed connection settings) passes the same guards as at the start of a
+//! run; transport failures, preflight, the run lock, selections; then the command-line details
+//! met on the way (summaries, log colours, `plan` without a file, `validate --no-secrets`,
+//! `explain --format json`).
 
 use std::time::Duration;
 
