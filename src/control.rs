@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::sandbox::datalock::flock_nb as try_flock;
+use crate::sandbox::datalock::{flock_nb as try_flock, lock_file};
 
 /// Files of one pipeline × environment in `{state}/control/`.
 pub struct Control {
@@ -22,6 +22,13 @@ pub struct LockHolder {
     pub pid: u32,
     pub started_at: String,
     pub command: String,
+}
+
+impl LockHolder {
+    /// A holder whose lock file could not be read (it had not written it yet).
+    fn unknown() -> LockHolder {
+        LockHolder { pid: 0, started_at: "?".to_string(), command: "run".to_string() }
+    }
 }
 
 /// A held run lock: an OS advisory lock (`flock`) on the lock file, held as long as this value
@@ -75,11 +82,7 @@ impl Control {
         let path = self.path("lock");
         let file = std::fs::File::open(&path).ok()?;
         match try_flock(&file, libc::LOCK_SH) {
-            Ok(false) => Some(read_holder(&path).unwrap_or(LockHolder {
-                pid: 0,
-                started_at: "?".to_string(),
-                command: "run".to_string(),
-            })),
+            Ok(false) => Some(read_holder(&path).unwrap_or_else(LockHolder::unknown)),
             _ => None,
         }
     }
@@ -89,20 +92,9 @@ impl Control {
     pub fn lock(&self, command: &str) -> Result<(RunLock, Option<LockHolder>), LockError> {
         std::fs::create_dir_all(&self.dir).map_err(LockError::Io)?;
         let path = self.path("lock");
-        let mut file = std::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(&path)
-            .map_err(LockError::Io)?;
-        if !try_flock(&file, libc::LOCK_EX).map_err(LockError::Io)? {
-            return Err(LockError::Held(read_holder(&path).unwrap_or(LockHolder {
-                pid: 0,
-                started_at: "?".to_string(),
-                command: "run".to_string(),
-            })));
-        }
+        let Some(mut file) = lock_file(&path).map_err(LockError::Io)? else {
+            return Err(LockError::Held(read_holder(&path).unwrap_or_else(LockHolder::unknown)));
+        };
         // Whatever the file holds was written by a process that ended without releasing it.
         let me = LockHolder { pid: std::process::id(), started_at: now_rfc3339(), command: command.to_string() };
         let stale = serde_json::from_str::<LockHolder>(&std::fs::read_to_string(&path).unwrap_or_default())

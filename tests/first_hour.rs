@@ -67,12 +67,10 @@ fn status_log_and_the_kill_switch_work_without_the_token() {
     assert!(out.stderr.contains("environment variable `SHOPIFY_TOKEN` is not set"), "{}", out.stderr);
 }
 
-/// A pipeline over a synthetic catalog of 1000 products (`catsync gen --size S`), with two
-/// exports, so that its plan is far longer than a pipe holds.
-fn big_plan_project() -> Test {
-    let t = Test::new().file(
-        "p.yaml",
-        r#"version: 1
+/// A pipeline over a synthetic catalog of 1000 products (`catsync gen --size S`): its products
+/// mapped with `product_fields` added, sent to `exports` (stages in YAML).
+fn synthetic_project(product_fields: &str, exports: &str) -> Test {
+    let text = r#"version: 1
 name: big
 parameters:
   export_status: visible
@@ -87,22 +85,23 @@ stages:
     products:
       title: "{{ product_name }}"
       handle: "{{ product_reference | slug }}"
-    variants:
+PRODUCT_FIELDS    variants:
       sku: "{{ format_sku }}"
       options: { Color: "{{ color }}", Size: "{{ size }}" }
-  first:
-    type: jsonl_export
-    inputs: [docs]
-    path: out/first.jsonl
-  second:
-    type: jsonl_export
-    inputs: [docs]
-    path: out/second.jsonl
-"#,
-    );
+"#
+    .replace("PRODUCT_FIELDS", product_fields);
+    let t = Test::new().file("p.yaml", &format!("{text}{exports}"));
     let out = Test::at(t.path()).args(["gen", "--size", "S", "--out", "exports"]).run();
     assert_eq!(out.code, 0, "{}", out.stderr);
     t
+}
+
+/// [`synthetic_project`] with two JSONL exports, so that its plan is far longer than a pipe holds.
+fn big_plan_project() -> Test {
+    synthetic_project(
+        "",
+        "  first:\n    type: jsonl_export\n    inputs: [docs]\n    path: out/first.jsonl\n  second:\n    type: jsonl_export\n    inputs: [docs]\n    path: out/second.jsonl\n",
+    )
 }
 
 #[test]
@@ -714,37 +713,11 @@ fn status_as_json() {
 fn status_counts_many_failed_items_by_message() {
     // Every product's vendor is longer than Shopify's 255 characters: the store refuses each.
     let vendor = vec!["{{ product_name }}"; 20].join(" ");
-    let t = Test::new().file(
-        "p.yaml",
-        &format!(
-            r#"version: 1
-name: big
-parameters:
-  export_status: visible
-  deletions: disabled
-stages:
-  pim:
-    type: saleslayer
-    files: [exports/00-full.json]
-  docs:
-    type: map
-    inputs: [pim]
-    products:
-      title: "{{{{ product_name }}}}"
-      handle: "{{{{ product_reference | slug }}}}"
-      vendor: "{vendor}"
-    variants:
-      sku: "{{{{ format_sku }}}}"
-      options: {{ Color: "{{{{ color }}}}", Size: "{{{{ size }}}}" }}
-  store:
-    type: shopify
-    inputs: [docs]
-    url: sandbox://big
-"#
-        ),
+    let t = synthetic_project(
+        &format!("      vendor: \"{vendor}\"\n"),
+        "  store:\n    type: shopify\n    inputs: [docs]\n    url: sandbox://big\n",
     );
     let cli = |args: &[&str]| Test::at(t.path()).args(args).run();
-    assert_eq!(cli(&["gen", "--size", "S", "--out", "exports"]).code, 0);
     let out = cli(&["run", "p.yaml", "--limit", "25"]);
     assert_eq!(out.code, 6, "{}\n{}", out.stdout, out.stderr);
 

@@ -392,6 +392,12 @@ fn an_item_the_store_rejects_fails_alone_and_is_retried_by_the_next_run() {
     let plan = p.cli(&["plan", "p.yaml", "--detailed-exitcode"]);
     assert_eq!(plan.code, 2, "{}", plan.stdout);
     assert!(plan.stdout.contains("product 2009"), "{}", plan.stdout);
+    // Parked: a run leaves it alone (no attempt, no new error) until its document changes.
+    let before = mutations(&s);
+    let out = p.cli(&["run", "p.yaml"]);
+    assert_eq!(out.code, 0, "{}\n{}", out.stderr, out.stdout);
+    assert!(out.stdout.contains("left 1 parked item alone"), "{}", out.stdout);
+    assert_eq!(mutations(&s), before, "nothing sent for the parked item");
     // Fixed at the source: the next run sends it.
     brand(&mut v, "Trailhead");
     std::fs::write(p.dir().join("exports/00-full.json"), v.to_string().replace("1717000000", "1717000500")).unwrap();

@@ -49,7 +49,7 @@ impl Admitted {
         self.added + self.replaced + self.withdrawn.len()
     }
 
-    /// One line for the run's notes (empty when nothing happened).
+    /// Lines for the run's notes (none when nothing was withdrawn or left alone).
     pub fn describe(&self) -> Vec<String> {
         let mut notes = Vec::new();
         if !self.withdrawn.is_empty() {

@@ -119,8 +119,6 @@ pub async fn execute(
 ) -> Result<RunOutcome, Error> {
     let control = Control::new(state_dir, &current.name, current.environment.as_deref());
     let (_lock, stale) = take_lock(&control, &current, req.mode, state_dir)?;
-    // Taken before anything reads the sources: a file arriving after it is seen by the polls.
-    let signature = source_signature(&current);
     if let Some(since) = control.deactivated_since() {
         return Err(Error::refused(
             Exit::Deactivated,
@@ -161,10 +159,11 @@ pub async fn execute(
     // Notes of earlier attempts of a resumed run are not shown again.
     let mut first_note = 0;
     // A new run hands its queue over in memory; a resumed one reads it from the state.
-    let (pipeline, mut run, queue) = match (mode, unfinished) {
+    // A resumed run has not read the sources yet (no signature): its first poll plans.
+    let (pipeline, mut run, queue, signature) = match (mode, unfinished) {
         (RunMode::Refresh, previous) => {
-            let (run, queue) = begin_refresh(&current, &state, &ns, previous, &req.options, notes)?;
-            (current, run, Some(queue))
+            let started = begin_refresh(&current, &state, &ns, previous, &req.options, notes)?;
+            (current, started.run, Some(started.queue), started.signature)
         }
         (mode, Some(run)) => {
             let changed = scope_diff(&run.pinned.raw, &current.raw);
@@ -204,7 +203,7 @@ pub async fn execute(
             run.notes.push(format!("resumed at {} with the configuration it started with", now_rfc3339()));
             ns.put_run(&run)?;
             state.flush()?;
-            (pinned, run, None)
+            (pinned, run, None, None)
         }
         (_, None) if req.resume => {
             return Err(Error::failed(format!(
@@ -213,13 +212,12 @@ pub async fn execute(
             )))
         }
         (mode, None) => {
-            let (run, queue) = start_run(&current, &state, &ns, mode, &req.options, req.plan_file.as_ref(), notes)?;
-            (current, run, Some(queue))
+            let started = start_run(&current, &state, &ns, mode, &req.options, req.plan_file.as_ref(), notes)?;
+            (current, started.run, Some(started.queue), started.signature)
         }
     };
     let mut exporter = Exporter::new(connections.apply(pipeline), &state, &ns, &control, progress);
-    // A resumed run has not read the sources yet: its first poll plans.
-    exporter.signature = if queue.is_some() { signature } else { None };
+    exporter.signature = signature;
     let mut queue = match queue {
         Some(q) => q,
         None => ns.queue()?.into(),
@@ -241,13 +239,12 @@ pub async fn execute(
                     )));
                 };
                 let notes = vec![format!("a refresh asked for at {at} replaced run {}'s queue", run.id)];
-                let signature = source_signature(&fresh);
-                let (fresh_run, fresh_queue) = begin_refresh(&fresh, &state, &ns, Some(run), &req.options, notes)?;
+                let started = begin_refresh(&fresh, &state, &ns, Some(run), &req.options, notes)?;
                 exporter = Exporter::new(fresh, &state, &ns, &control, progress);
-                exporter.signature = signature;
+                exporter.signature = started.signature;
                 first_note = 0;
-                run = fresh_run;
-                queue = fresh_queue;
+                run = started.run;
+                queue = started.queue;
             }
         }
     }
@@ -381,7 +378,7 @@ fn begin_refresh(
     previous: Option<RunRecord>,
     options: &PlanOptions,
     mut notes: Vec<String>,
-) -> Result<(RunRecord, Queue), Error> {
+) -> Result<Started, Error> {
     if let Some(mut old) = previous {
         let dropped: Vec<String> = ns
             .queue()?
@@ -407,6 +404,14 @@ fn begin_refresh(
     start_run(pipeline, state, ns, RunMode::Refresh, &opts, None, notes)
 }
 
+/// A run made durable by [`start_run`], and the sources' signature taken before its plan read
+/// them (a file arriving after it is seen by the first poll).
+struct Started {
+    run: RunRecord,
+    queue: Queue,
+    signature: Option<String>,
+}
+
 /// Plans, then makes the run durable: queue, record with the pinned configuration, source
 /// mirrors and cursors (only now that every change is queued), config digest.
 fn start_run(
@@ -417,7 +422,7 @@ fn start_run(
     opts: &PlanOptions,
     plan_file: Option<&Plan>,
     mut notes: Vec<String>,
-) -> Result<(RunRecord, Queue), Error> {
+) -> Result<Started, Error> {
     // What the sources hold before the plan reads them: a checkpoint must not cover a file that
     // arrives while the plan runs (it would stand for inputs this run never read).
     let before = source_signature(pipeline);
@@ -487,7 +492,7 @@ fn start_run(
     if before.is_some() && source_signature(pipeline) == before {
         store_checkpoints(pipeline, ns, &planned.evaluation)?;
     }
-    Ok((run, queue))
+    Ok(Started { run, queue, signature: before })
 }
 
 /// A cheap signature of what the sources hold now: each source file's path, size and
@@ -695,7 +700,7 @@ impl<'a> Exporter<'a> {
                 // Nothing left: one last look at the source (at most every `poll_interval`), so a
                 // run does not end on exports that arrived while it ran.
                 let due = f.n_batches > 0 && f.last_poll.elapsed() >= self.pipeline.params.poll_interval;
-                if !due || !self.merge(run, &mut queue, &mut f, true)? || queue.is_empty() {
+                if !due || !self.merge(run, &mut queue, &mut f)? || queue.is_empty() {
                     break;
                 }
             }
@@ -737,7 +742,7 @@ impl<'a> Exporter<'a> {
                 break;
             }
             if f.last_poll.elapsed() >= self.pipeline.params.poll_interval && f.targets.values().all(Target::idle) {
-                self.merge(run, &mut queue, &mut f, false)?;
+                self.merge(run, &mut queue, &mut f)?;
             }
         }
         self.progress.finish();
@@ -946,15 +951,12 @@ impl<'a> Exporter<'a> {
     }
 
     /// R04: new source exports join the queue through the same admission as a run's start.
-    /// `last`: the queue is empty and the run would end. Returns whether anything was read.
-    fn merge(&mut self, run: &mut RunRecord, queue: &mut Queue, f: &mut Flight, last: bool) -> Result<bool, Error> {
+    /// Returns whether anything was read (also called once more when the queue is empty).
+    fn merge(&mut self, run: &mut RunRecord, queue: &mut Queue, f: &mut Flight) -> Result<bool, Error> {
         f.last_poll = Instant::now();
         if run.mode == RunMode::Apply || f.refused_merge || run.selection.limit.is_some() {
             // `apply` sends exactly its plan, a `--limit` run its first items (R12: start small);
             // a refused export waits for the operator.
-            return Ok(false);
-        }
-        if !last && queue.is_empty() {
             return Ok(false);
         }
         // Nothing new in the sources since the last plan: no plan (a poll costs a few `stat`s).

@@ -30,16 +30,11 @@ pub fn lock_path(data: &Path) -> PathBuf {
 /// Takes the lock of `data` for this process, or says who holds it and what to do.
 pub fn acquire(data: &Path) -> Result<DataLock, SandboxError> {
     let path = lock_path(data);
-    let mut file = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .open(&path)
-        .map_err(|e| SandboxError::Data(format!("cannot open the lock file `{}`: {e}", path.display())))?;
-    if !try_flock(&file, &path).map_err(SandboxError::Data)? {
+    let Some(mut file) =
+        lock_file(&path).map_err(|e| SandboxError::Data(format!("cannot lock `{}`: {e}", path.display())))?
+    else {
         return Err(SandboxError::InUse(held_message(data, &path)));
-    }
+    };
     let command: Vec<String> = std::env::args().collect();
     let holder = format!("{}\n{}\n", std::process::id(), command.join(" "));
     let written = file.set_len(0).and_then(|()| file.write_all(holder.as_bytes())).and_then(|()| file.flush());
@@ -47,8 +42,11 @@ pub fn acquire(data: &Path) -> Result<DataLock, SandboxError> {
     Ok(DataLock { file })
 }
 
-fn try_flock(file: &std::fs::File, path: &Path) -> Result<bool, String> {
-    flock_nb(file, libc::LOCK_EX).map_err(|e| format!("cannot lock `{}`: {e}", path.display()))
+/// Opens (creating it, keeping its content) and exclusively locks the lock file at `path`;
+/// `None` when another process holds it. Shared with catsync's run lock.
+pub fn lock_file(path: &Path) -> std::io::Result<Option<std::fs::File>> {
+    let file = std::fs::OpenOptions::new().read(true).write(true).create(true).truncate(false).open(path)?;
+    Ok(flock_nb(&file, libc::LOCK_EX)?.then_some(file))
 }
 
 /// Tries `flock(operation | LOCK_NB)` on `file`: `Ok(false)` when another process holds a
