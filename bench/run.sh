@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 size="${1:-L}"
 only_plan="${2:-}"
 work="bench/work/$size"
-cargo build --release --quiet --bin catsync --example floor
+cargo build --release --quiet --bin catsync --example floor --example state_costs
 bin=target/release/catsync
 rm -rf "$work" && mkdir -p "$work/exports" "$work/delta"
 cp bench/pipeline.yaml "$work/p.yaml"
@@ -36,5 +36,9 @@ measure "first run (plan + JSONL export + records)" "$bin" -q --state "$work/sta
 measure "no-op plan after the run (checkpoint reused)" "$bin" --state "$work/state" plan "$work/p.yaml" --format json
 cp "$work/delta/01-delta.json" "$work/exports/"
 measure "incremental plan: 1% products, 1% variants, 5 categories renamed" "$bin" --state "$work/state" plan "$work/p.yaml" --format json
+measure "the same plan evaluating every item (plan --full): its baseline" "$bin" --state "$work/state" plan --full "$work/p.yaml" --format json
 measure "incremental run of that delta" "$bin" -q --state "$work/state" run "$work/p.yaml"
+measure "no-op plan after it" "$bin" --state "$work/state" plan "$work/p.yaml" --format json
 measure "no-op incremental run" "$bin" -q --state "$work/state" run "$work/p.yaml"
+echo
+target/release/examples/state_costs "$work/state"

@@ -14,6 +14,8 @@ pub struct TemplateSet {
     /// Templates whose whole output is one expression (`{{ product_tags }}`), by name: the
     /// expression's source, so a list it gives can be taken as a list where one is expected.
     single: HashMap<String, String>,
+    /// Every template's name and source.
+    sources: Vec<(String, String)>,
 }
 
 impl std::fmt::Debug for TemplateSet {
@@ -40,13 +42,14 @@ impl TemplateSet {
         env.add_filter("html", html);
         env.add_function("t", translated);
         env.set_formatter(list_formatter);
-        TemplateSet { env, single: HashMap::new() }
+        TemplateSet { env, single: HashMap::new(), sources: Vec::new() }
     }
 
     /// Compiles `source` under `name`; returns the variables it reads (dotted for attribute access,
     /// e.g. `category.section_name`).
     pub fn add(&mut self, name: &str, source: &str) -> Result<BTreeSet<String>, Error> {
         self.env.add_template_owned(name.to_string(), source.to_string())?;
+        self.sources.push((name.to_string(), source.to_string()));
         let tmpl = self.env.get_template(name)?;
         let vars = tmpl.undeclared_variables(true).into_iter().collect();
         if let Some(expr) = single_expression(source) {
@@ -67,6 +70,11 @@ impl TemplateSet {
             return Ok(None);
         }
         Ok(Some(value.try_iter()?.map(|item| list_text(&item)).collect()))
+    }
+
+    /// Whether a template whose name `which` accepts mentions `word` anywhere in its source.
+    pub fn mentions(&self, word: &str, which: impl Fn(&str) -> bool) -> bool {
+        self.sources.iter().any(|(name, source)| which(name) && source.contains(word))
     }
 
     /// Checks a filter expression; returns the variables it reads.

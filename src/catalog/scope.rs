@@ -61,8 +61,18 @@ fn status_name(export_status: ExportStatus) -> &'static str {
     }
 }
 
+/// Whether a category has a product in scope, given the products' decisions so far: what an
+/// incremental evaluation, which holds only some products, asks its stored outputs.
+pub type HasProducts<'a> = dyn Fn(&Arc<str>, &Scope) -> bool + 'a;
+
 /// Decides the scope of every item.
 pub fn decide(data: &CatalogData, params: &Params) -> Scope {
+    decide_with(data, params, None)
+}
+
+/// [`decide`], with `has_products` answering for categories whose products the catalog may not
+/// all hold (it is asked only when the catalog's own products do not put the category in scope).
+pub fn decide_with(data: &CatalogData, params: &Params, has_products: Option<&HasProducts<'_>>) -> Scope {
     let mut scope = Scope::default();
     let src = &data.source;
     let rel = &data.relations;
@@ -149,7 +159,8 @@ pub fn decide(data: &CatalogData, params: &Params) -> Scope {
     for (id, mut d) in category_base {
         if d == Decision::In && !params.include_empty_categories {
             let has_products =
-                rel.category_products.get(&id).is_some_and(|ps| ps.iter().any(|p| scope.is_in(ItemKind::Product, p)));
+                rel.category_products.get(&id).is_some_and(|ps| ps.iter().any(|p| scope.is_in(ItemKind::Product, p)))
+                    || has_products.is_some_and(|f| f(&id, &scope));
             if !has_products {
                 d = Decision::Out("none of its products is in scope (`include_empty_categories` is false)".to_string());
             }

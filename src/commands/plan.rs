@@ -54,6 +54,10 @@ pub struct PlanArgs {
     /// The plan a force refresh would make (every in-scope item, no deletions).
     #[arg(long)]
     pub refresh: bool,
+    /// Evaluate every item of the catalog, not only what changed since the last run (the same
+    /// plan, made the slow way: a check of the incremental engine).
+    #[arg(long)]
+    pub full: bool,
     #[command(flatten)]
     pub selection: Selection,
 }
@@ -72,7 +76,7 @@ pub fn exec(args: &PlanArgs, g: &Globals) -> Result<Exit, Error> {
         limit: args.selection.limit,
         allow_mass_delete: false,
         // `--only` is checked against the catalog, which the no-op fast path does not read.
-        ignore_checkpoints: !only.is_empty(),
+        ignore_checkpoints: !only.is_empty() || args.full,
     };
     let planned = plan(&pipeline, &state, &opts)?;
     let ns = state.namespace(&pipeline.name, pipeline.environment.as_deref());

@@ -477,12 +477,15 @@ fn start_run(
         notes,
         selection: crate::state::RunSelection { only: opts.only.clone(), limit: opts.limit },
     };
+    let started_at = Instant::now();
     ns.replace_queue(queue.make_contiguous())?;
+    tracing::debug!(elapsed_ms = started_at.elapsed().as_millis() as u64, "queue stored");
     for export in pipeline.exports() {
         ns.keep_records_digest(&export.name)?;
     }
     ns.put_run(&run)?;
     persist_sources(ns, &planned.evaluation)?;
+    tracing::debug!(elapsed_ms = started_at.elapsed().as_millis() as u64, "sources stored");
     ns.set_meta("config_digest", &config_digest(pipeline))?;
     // Durable before anything is sent; a run with nothing to send is made durable at its end
     // (a crash before then loses nothing the next plan would not find again).
@@ -490,7 +493,10 @@ fn start_run(
         state.flush()?;
     }
     if before.is_some() && source_signature(pipeline) == before {
-        store_checkpoints(pipeline, ns, &planned.evaluation)?;
+        // Only a whole plan, queued as planned, leaves the records an incremental plan can trust.
+        let whole = mode == RunMode::Incremental && plan_file.is_none() && opts.only.is_empty() && opts.limit.is_none();
+        store_checkpoints(pipeline, ns, &planned.evaluation, &planned.plan, whole)?;
+        tracing::debug!(elapsed_ms = started_at.elapsed().as_millis() as u64, "checkpoints stored");
     }
     Ok(Started { run, queue, signature: before })
 }
@@ -574,7 +580,7 @@ fn run_id() -> String {
 
 fn persist_sources(ns: &Namespace, evaluation: &Evaluation) -> Result<(), Error> {
     for update in &evaluation.updates {
-        ns.save_mirror(&update.stage, &update.mirror, &update.changes)?;
+        ns.save_mirror(&update.stage, &update.mirror, &update.changes, update.index.as_ref(), update.complete)?;
         if let Some(cursor) = update.cursor {
             ns.set_cursor(&update.stage, cursor)?;
         }
@@ -582,27 +588,90 @@ fn persist_sources(ns: &Namespace, evaluation: &Evaluation) -> Result<(), Error>
     Ok(())
 }
 
-/// Stores each evaluated `map` stage's output fingerprint against the state as it is now.
-fn store_checkpoints(pipeline: &CompiledPipeline, ns: &Namespace, evaluation: &Evaluation) -> Result<(), Error> {
+/// Stores each evaluated `map` stage's checkpoint against the state as it is now: the
+/// fingerprint of its inputs and configuration, the digest of its documents, its errors, and —
+/// when `plan` is the whole plan this run queued (`whole`) — its per-item outputs and the base an
+/// incremental plan starts from once the queue is sent.
+fn store_checkpoints(
+    pipeline: &CompiledPipeline,
+    ns: &Namespace,
+    evaluation: &Evaluation,
+    plan: &Plan,
+    whole: bool,
+) -> Result<(), Error> {
     let mut files: crate::engine::FileHashes = ns.meta("file_hashes")?.unwrap_or_default();
     let fps = crate::engine::fingerprints(pipeline, ns, &mut files).map_err(Error::failed)?;
     if files.changed {
         ns.set_meta("file_hashes", &files)?;
     }
+    let whole = whole && plan.changes.iter().all(|c| c.skipped.is_none());
     for (idx, out) in evaluation.outputs.iter().enumerate() {
-        let (Data::Documents(docs), Some(fp)) = (out, &fps[idx]) else { continue };
-        let mut items = crate::state::RecordsDigest::default();
-        for ((kind, id), hash) in &docs.hashes {
-            items.add(*kind, id, hash, false);
+        let Data::Documents(docs) = out else { continue };
+        let map = &pipeline.stages[idx].name;
+        let base = if whole { delta_base(pipeline, ns, idx, plan)? } else { None };
+        if base.is_none() && fps[idx].is_none() {
+            continue;
+        }
+        // The stored outputs change below: the old base no longer stands for them.
+        if let Some(old) = ns.checkpoint(map)?.filter(|cp| cp.base.is_some()) {
+            ns.put_checkpoint(map, &crate::state::Checkpoint { base: None, ..old })?;
+        }
+        if base.is_some() {
+            match &docs.partial {
+                None => ns.write_outputs(map, true, docs.outputs.iter().map(|((k, id), o)| (*k, &**id, Some(o))))?,
+                Some(p) => {
+                    ns.write_outputs(map, false, p.evaluated.iter().map(|key| (key.0, &*key.1, docs.outputs.get(key))))?
+                }
+            }
         }
         let checkpoint = crate::state::Checkpoint {
-            fingerprint: fp.clone(),
-            digest: Some(items),
+            // Without one (an API source) the checkpoint serves incremental plans only.
+            fingerprint: fps[idx].clone().unwrap_or_default(),
+            digest: Some(docs.digest()),
             errors: evaluation.errors.clone(),
+            base,
         };
-        ns.put_checkpoint(&pipeline.stages[idx].name, &checkpoint)?;
+        ns.put_checkpoint(map, &checkpoint)?;
     }
     Ok(())
+}
+
+/// The base of `map`'s checkpoint: the configuration, the cursors, and the records each export
+/// it feeds holds once this plan is applied (its digest now, with each change's record swapped).
+fn delta_base(
+    pipeline: &CompiledPipeline,
+    ns: &Namespace,
+    map: usize,
+    plan: &Plan,
+) -> Result<Option<crate::state::DeltaBase>, Error> {
+    let map_name = &pipeline.stages[map].name;
+    let mut records = BTreeMap::new();
+    for (idx, export) in pipeline.stages.iter().enumerate().filter(|(_, s)| s.compiled.is_export()) {
+        if pipeline.inputs_of(idx).first() != Some(&map_name.as_str()) {
+            continue;
+        }
+        let mut digest = ns.records_digest(&export.name)?;
+        for c in plan.changes.iter().filter(|c| c.export == export.name) {
+            if c.hash_before.is_some() {
+                if let Some(old) = ns.record(&export.name, c.kind, &c.source_id)? {
+                    digest.remove(c.kind, &c.source_id, &old.hash, old.archived);
+                }
+            }
+            match (c.action, &c.hash_after) {
+                (Action::Delete, _) => {}
+                (action, Some(hash)) => digest.add(c.kind, &c.source_id, hash, action == Action::Archive),
+                (_, None) => return Ok(None),
+            }
+        }
+        records.insert(export.name.clone(), digest);
+    }
+    let mut cursors = BTreeMap::new();
+    for stage in &pipeline.stages {
+        if matches!(stage.compiled, CompiledStage::SalesLayer(_)) {
+            cursors.insert(stage.name.clone(), ns.cursor(&stage.name)?);
+        }
+    }
+    Ok(Some(crate::state::DeltaBase { config_digest: config_digest(pipeline), cursors, records }))
 }
 
 /// The live status a running export publishes.

@@ -261,7 +261,11 @@ pub fn plan(pipeline: &CompiledPipeline, state: &State, opts: &PlanOptions) -> R
         }
     }
     let started = std::time::Instant::now();
-    let evaluation = evaluate(pipeline, &ns, false)?;
+    let incremental = !opts.refresh && !config_changed && !opts.ignore_checkpoints && opts.only.is_empty();
+    let evaluation = match incremental.then(|| delta_evaluation(pipeline, &ns, &digest)).transpose()?.flatten() {
+        Some(evaluation) => evaluation,
+        None => evaluate(pipeline, &ns, false)?,
+    };
     tracing::debug!(elapsed_ms = started.elapsed().as_millis() as u64, "pipeline evaluated");
 
     let mut changes = Vec::new();
@@ -273,7 +277,19 @@ pub fn plan(pipeline: &CompiledPipeline, state: &State, opts: &PlanOptions) -> R
             continue;
         }
         let Some(docs) = evaluation.documents_for(pipeline, idx) else { continue };
-        let records = ns.record_heads(&stage.name)?;
+        // An incremental evaluation compares only the items it evaluated: the others are, by
+        // construction, as their records say.
+        let (records, total_records, docs_total) = match &docs.partial {
+            None => {
+                let heads = ns.record_heads(&stage.name)?;
+                let n = heads.len();
+                (heads, n, docs.rendered.docs.len())
+            }
+            Some(partial) => {
+                let records = ns.records_at(&stage.name, partial.evaluated.iter().map(|(k, id)| (*k, &**id)))?;
+                (records, ns.records_digest(&stage.name)?.count as usize, partial.docs_total)
+            }
+        };
         let mut export_changes = ExportPlanner {
             pipeline,
             export: &stage.name,
@@ -286,8 +302,8 @@ pub fn plan(pipeline: &CompiledPipeline, state: &State, opts: &PlanOptions) -> R
             diff: &FieldDiff,
         }
         .changes();
-        let n_unchanged = docs.rendered.docs.len()
-            - export_changes.iter().filter(|c| matches!(c.action, Action::Create | Action::Update)).count();
+        let n_unchanged =
+            docs_total - export_changes.iter().filter(|c| matches!(c.action, Action::Create | Action::Update)).count();
         if let Some(wanted) = &wanted {
             wanted.keep(&mut export_changes);
         }
@@ -301,14 +317,14 @@ pub fn plan(pipeline: &CompiledPipeline, state: &State, opts: &PlanOptions) -> R
         }
         let removing = counts.archive + counts.delete;
         if !opts.allow_mass_delete
-            && !records.is_empty()
-            && removing as f64 > pipeline.params.max_delete_fraction * records.len() as f64
+            && total_records > 0
+            && removing as f64 > pipeline.params.max_delete_fraction * total_records as f64
         {
             warnings.push(format!(
                 "export `{}`: this plan deletes or archives {removing} of {} exported items ({:.0}%), more than `max_delete_fraction` ({:.0}%); `run` refuses it without `--allow-mass-delete` (is the source export complete?)",
                 stage.name,
-                records.len(),
-                100.0 * removing as f64 / records.len() as f64,
+                total_records,
+                100.0 * removing as f64 / total_records as f64,
                 100.0 * pipeline.params.max_delete_fraction
             ));
         }
@@ -374,6 +390,47 @@ pub fn plan(pipeline: &CompiledPipeline, state: &State, opts: &PlanOptions) -> R
     };
     tracing::debug!(elapsed_ms = started.elapsed().as_millis() as u64, "plan made");
     Ok(Planned { plan, evaluation })
+}
+
+/// The incremental evaluation, when every `map` stage's checkpoint has a base that still holds:
+/// the same configuration, the sources' cursors where it left them, each export's records as
+/// its run left them, and no run unfinished. `None`: evaluate everything.
+fn delta_evaluation(
+    pipeline: &CompiledPipeline,
+    ns: &Namespace,
+    digest: &str,
+) -> Result<Option<Evaluation>, PlanError> {
+    if ns.unfinished_run()?.is_some() {
+        return Ok(None);
+    }
+    let mut checkpoints = BTreeMap::new();
+    for (idx, stage) in pipeline.stages.iter().enumerate() {
+        if !stage.compiled.is_export() {
+            continue;
+        }
+        let Some(map) = pipeline.inputs_of(idx).first().map(|m| m.to_string()) else { return Ok(None) };
+        let cp = match checkpoints.remove(&map) {
+            Some(cp) => cp,
+            None => match ns.checkpoint(&map)? {
+                Some(cp) => cp,
+                None => return Ok(None),
+            },
+        };
+        let Some(base) = &cp.base else { return Ok(None) };
+        if base.config_digest != digest {
+            return Ok(None);
+        }
+        for (source, cursor) in &base.cursors {
+            if ns.cursor(source)? != *cursor {
+                return Ok(None);
+            }
+        }
+        if base.records.get(&stage.name) != Some(&ns.records_digest(&stage.name)?) {
+            return Ok(None);
+        }
+        checkpoints.insert(map, cp);
+    }
+    Ok(crate::engine::delta::evaluate_delta(pipeline, ns, &checkpoints)?)
 }
 
 /// Digest of every export record and source cursor: what a plan was made against.

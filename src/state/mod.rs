@@ -9,6 +9,10 @@ use std::sync::Arc;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
+mod index;
+
+pub use index::{IndexSpec, ItemOutput};
+
 use crate::catalog::mirror::{ChangeKind, Mirror, RowChange, Table};
 use crate::stages::saleslayer::page::Cell;
 use crate::stages::ItemKind;
@@ -57,6 +61,21 @@ pub struct Checkpoint {
     #[serde(default)]
     pub digest: Option<RecordsDigest>,
     pub errors: Vec<crate::catalog::ItemError>,
+    /// What an incremental plan may start from: set when the run that stored this checkpoint
+    /// queued its whole plan, so that once the run has sent it, every item the next changes do
+    /// not touch is exactly as this evaluation left it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub base: Option<DeltaBase>,
+}
+
+/// The conditions under which a checkpoint's stored item outputs stand for the catalog: the
+/// same configuration, the sources' cursors where this evaluation left them, and each export's
+/// records as the run leaves them once its queue is sent.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DeltaBase {
+    pub config_digest: String,
+    pub cursors: BTreeMap<String, Option<i64>>,
+    pub records: BTreeMap<String, RecordsDigest>,
 }
 
 /// The count and an order-independent digest (a sum of per-record hashes) of an export's
@@ -516,21 +535,51 @@ impl Namespace<'_> {
         Ok(mirror)
     }
 
-    /// Writes the rows that `changes` touched (and every table layout) in one atomic batch.
-    pub fn save_mirror(&self, stage: &str, mirror: &Mirror, changes: &[RowChange]) -> Result<(), StateError> {
+    /// Writes the rows that `changes` touched (and every table layout) in one atomic batch, with
+    /// the dependency index entries of those rows (`index`). `complete`: `mirror` holds every
+    /// row (not only those an incremental evaluation loaded), so a missing index is built whole.
+    pub fn save_mirror(
+        &self,
+        stage: &str,
+        mirror: &Mirror,
+        changes: &[RowChange],
+        index: Option<&IndexSpec>,
+        complete: bool,
+    ) -> Result<(), StateError> {
+        use rayon::prelude::*;
+        let started = std::time::Instant::now();
         let tree = self.state.tree("mirror")?;
         let mut batch = sled::Batch::default();
+        if let Some(spec) = index {
+            let indexed = self.has_mirror_index(stage)?;
+            if indexed || complete {
+                self.index_mirror(&mut batch, stage, mirror, changes, spec, !indexed)?;
+            }
+        }
+        tracing::debug!(elapsed_ms = started.elapsed().as_millis() as u64, "mirror index written");
         for (name, table) in &mirror.tables {
             batch.insert(self.key(&[stage, name, "columns"]), json(&table.columns));
         }
-        for c in changes {
-            let key = self.key(&[stage, &c.table, "row", &c.id]);
-            match (c.kind, mirror.tables.get(&c.table).and_then(|t| t.rows.get(&c.id))) {
-                (ChangeKind::Deleted, _) | (_, None) => batch.remove(key),
-                (_, Some(cells)) => batch.insert(key, json(cells.as_ref())),
+        // Rows are serialized on both cores, then written in one batch.
+        let rows: Vec<(Vec<u8>, Option<Vec<u8>>)> = changes
+            .par_iter()
+            .map(|c| {
+                let key = self.key(&[stage, &c.table, "row", &c.id]);
+                match (c.kind, mirror.tables.get(&c.table).and_then(|t| t.rows.get(&c.id))) {
+                    (ChangeKind::Deleted, _) | (_, None) => (key, None),
+                    (_, Some(cells)) => (key, Some(json(cells.as_ref()))),
+                }
+            })
+            .collect();
+        for (key, value) in rows {
+            match value {
+                Some(v) => batch.insert(key, v),
+                None => batch.remove(key),
             }
         }
+        tracing::debug!(elapsed_ms = started.elapsed().as_millis() as u64, "mirror rows serialized");
         tree.apply_batch(batch).map_err(|e| self.state.corrupt(e))?;
+        tracing::debug!(elapsed_ms = started.elapsed().as_millis() as u64, "mirror saved");
         let meta = self.state.tree("meta")?;
         let tables: Vec<&String> = mirror.tables.keys().collect();
         meta.insert(self.key(&["tables", stage]), json(&tables)).map_err(|e| self.state.corrupt(e))?;
@@ -593,6 +642,28 @@ impl Namespace<'_> {
     /// One export record, by key (no scan).
     pub fn record(&self, export: &str, kind: ItemKind, id: &str) -> Result<Option<ExportRecord>, StateError> {
         self.get("records", &[export, kind.singular(), id])
+    }
+
+    /// The records of some items by key (absent ones are left out), decoded on both cores.
+    pub fn records_at<'k>(
+        &self,
+        export: &str,
+        keys: impl IntoIterator<Item = (ItemKind, &'k str)>,
+    ) -> Result<BTreeMap<(ItemKind, String), ExportRecord>, StateError> {
+        use rayon::prelude::*;
+        let tree = self.state.tree("records")?;
+        let mut raw = Vec::new();
+        for (kind, id) in keys {
+            if let Some(bytes) =
+                tree.get(self.key(&[export, kind.singular(), id])).map_err(|e| self.state.corrupt(e))?
+            {
+                raw.push(((kind, id.to_string()), bytes));
+            }
+        }
+        raw.into_par_iter()
+            .map(|(key, bytes)| serde_json::from_slice(&bytes).map(|r| (key, r)))
+            .collect::<Result<BTreeMap<_, _>, _>>()
+            .map_err(|e| self.state.corrupt(e))
     }
 
     /// One item's failure, by key (no scan).

@@ -24,6 +24,8 @@ use crate::template::{slug, TemplateSet};
 pub struct Rendered {
     pub docs: BTreeMap<(ItemKind, Arc<str>), Arc<Document>>,
     pub errors: Vec<ItemError>,
+    /// The handle and SKUs of every item that rendered, including those a clash then removed.
+    pub identities: BTreeMap<(ItemKind, Arc<str>), (String, Vec<String>)>,
 }
 
 /// Renders documents of one `map` stage over one catalog.
@@ -86,6 +88,17 @@ impl<'a> Renderer<'a> {
                 Err(e) => out.errors.push(item_error(ItemKind::Product, id, e)),
             }
         }
+        out.identities = out
+            .docs
+            .iter()
+            .map(|(key, doc)| {
+                let skus = match &**doc {
+                    Document::Product(p) => p.variants.iter().filter_map(|v| v.sku.clone()).collect(),
+                    _ => Vec::new(),
+                };
+                (key.clone(), (doc.handle().to_string(), skus))
+            })
+            .collect();
         self.check_unique(&mut out);
         out
     }
@@ -364,7 +377,7 @@ impl<'a> Renderer<'a> {
     }
 
     /// The handle a category would have, if it renders.
-    fn category_handle(&self, id: &Arc<str>) -> Option<String> {
+    pub fn category_handle(&self, id: &Arc<str>) -> Option<String> {
         let m = self.map.categories.as_ref()?;
         self.handle(ItemKind::Category, id, &m.handle).ok()
     }

@@ -1,20 +1,24 @@
 //! Evaluates a compiled pipeline's DAG in topological order: sources read what is new since their
 //! cursor and apply it to their mirror (in memory), joins and filters shape the catalog, `map`
 //! stages decide scope and render documents. Nothing here writes to state or to a target: the
-//! result says what a run would persist.
+//! result says what a run would persist. [`delta`] evaluates only what a change touches.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use crate::catalog::mirror::{Mirror, RowChange};
-use crate::catalog::scope::{decide, Scope};
+use crate::catalog::scope::{decide_with, HasProducts, Scope};
 use crate::catalog::view::CatalogData;
 use crate::catalog::{reference_columns, CatalogTables, ItemError, Relations, Table};
 use crate::config::CompiledPipeline;
 use crate::stages::map::render::{Rendered, Renderer};
+use crate::stages::map::MapFields;
 use crate::stages::saleslayer::page::Action;
-use crate::stages::CompiledStage;
-use crate::state::{Namespace, StateError};
+use crate::stages::saleslayer::{Export, SalesLayerSource};
+use crate::stages::{CompiledStage, ItemKind};
+use crate::state::{IndexSpec, ItemOutput, Namespace, RecordsDigest, StateError};
+
+pub mod delta;
 
 /// What flows along an edge at run time.
 #[derive(Debug, Clone)]
@@ -32,21 +36,56 @@ pub struct DocSet {
     pub data: Arc<CatalogData>,
     pub scope: Arc<Scope>,
     pub rendered: Rendered,
-    /// The hash and field hashes of every rendered document, computed once for all exports.
     /// Item hash of each document (field hashes are computed only for documents that changed).
-    pub hashes: BTreeMap<(crate::stages::ItemKind, Arc<str>), String>,
+    pub hashes: BTreeMap<(ItemKind, Arc<str>), String>,
+    /// What each in-scope category and product produced (stored for incremental plans).
+    pub outputs: BTreeMap<(ItemKind, Arc<str>), ItemOutput>,
+    /// Set when only the items a change touches were evaluated ([`delta`]).
+    pub partial: Option<Partial>,
+}
+
+/// What an incremental evaluation knows about the items it did not evaluate.
+#[derive(Debug, Clone)]
+pub struct Partial {
+    /// Every category and product evaluated (their stored outputs are replaced by `outputs`).
+    pub evaluated: BTreeSet<(ItemKind, Arc<str>)>,
+    /// How many documents the whole catalog has: the unevaluated ones are unchanged.
+    pub docs_total: usize,
+    /// The digest of every document's hash (as a full evaluation's checkpoint has it).
+    pub digest: RecordsDigest,
+}
+
+impl DocSet {
+    /// The digest of the documents' hashes, as the records hold them once every one is sent.
+    pub fn digest(&self) -> RecordsDigest {
+        match &self.partial {
+            Some(p) => p.digest,
+            None => {
+                let mut d = RecordsDigest::default();
+                for ((kind, id), hash) in &self.hashes {
+                    d.add(*kind, id, hash, false);
+                }
+                d
+            }
+        }
+    }
 }
 
 /// What a source stage would persist if a run applied this evaluation.
 #[derive(Debug, Clone)]
 pub struct SourceUpdate {
     pub stage: String,
+    /// The mirror after the exports read: every row, or (`complete: false`) the rows an
+    /// incremental evaluation loaded, which include every row `changes` names.
     pub mirror: Arc<Mirror>,
+    pub complete: bool,
     pub changes: Arc<Vec<RowChange>>,
     /// The cursor after the exports read (unchanged if none).
     pub cursor: Option<i64>,
     /// `(time, action, origin)` of each export read.
     pub exports: Vec<(i64, Action, Vec<String>)>,
+    /// The mirror's dependency index (Sales Layer sources).
+    pub index: Option<IndexSpec>,
 }
 
 /// The outcome of evaluating every stage.
@@ -79,6 +118,126 @@ pub enum EngineError {
     State(#[from] StateError),
 }
 
+/// The mirror index of a Sales Layer source: its products' categories, its variants' products.
+pub fn index_spec(src: &SalesLayerSource) -> IndexSpec {
+    let cats = src.tables.get(ItemKind::Category);
+    let prods = src.tables.get(ItemKind::Product);
+    let (category_column, product_column) = reference_columns(cats, prods);
+    IndexSpec {
+        products: prods.to_string(),
+        variants: src.tables.get(ItemKind::Variant).to_string(),
+        category_column,
+        product_column,
+    }
+}
+
+/// Applies a source's exports to `mirror` and returns the net row changes (a deleted product
+/// takes its variants).
+fn apply_exports(mirror: &mut Mirror, src: &SalesLayerSource, exports: &mut [Export]) -> Vec<RowChange> {
+    let mut changes = Vec::new();
+    for export in exports.iter_mut() {
+        changes.extend(mirror.apply_export(std::mem::take(&mut export.pages)));
+    }
+    let spec = index_spec(src);
+    mirror.cascade_deletions(&spec.products, &spec.variants, &spec.product_column, &mut changes);
+    // One export touches each row once: nothing to net.
+    if exports.len() > 1 {
+        net_changes(changes)
+    } else {
+        changes
+    }
+}
+
+/// The catalog a source stage outputs, and what a run would persist of it.
+fn source_output(
+    stage: &str,
+    src: &SalesLayerSource,
+    mirror: Mirror,
+    changes: Vec<RowChange>,
+    read: (Option<i64>, &[Export]),
+    complete: bool,
+    errors: &mut Vec<ItemError>,
+) -> (CatalogData, SourceUpdate) {
+    let spec = index_spec(src);
+    let relations = Relations::build(&CatalogTables {
+        categories: mirror.tables.get(src.tables.get(ItemKind::Category)),
+        products: mirror.tables.get(&spec.products),
+        variants: mirror.tables.get(&spec.variants),
+        parent_column: "ID_PARENT",
+        product_category_column: spec.category_column.clone(),
+        variant_product_column: spec.product_column.clone(),
+    });
+    errors.extend(relations.errors.iter().cloned());
+    let mirror = Arc::new(mirror);
+    let changes = Arc::new(changes);
+    let (cursor, exports) = read;
+    let update = SourceUpdate {
+        stage: stage.to_string(),
+        mirror: mirror.clone(),
+        complete,
+        changes: changes.clone(),
+        cursor: exports.last().map(|e| e.time).or(cursor),
+        exports: exports.iter().map(|e| (e.time, e.action, e.origin.clone())).collect(),
+        index: Some(spec),
+    };
+    let data = CatalogData {
+        source_stage: stage.to_string(),
+        mirror,
+        source: Arc::new(src.clone()),
+        relations: Arc::new(relations),
+        joined: Default::default(),
+        joins: Vec::new(),
+        filtered: Default::default(),
+        errored: Default::default(),
+        changes,
+    };
+    (data, update)
+}
+
+/// The documents of a `map` stage over `data`. `has_products` replaces the catalog's own
+/// answer to "does this category have a product in scope" (an incremental evaluation holds
+/// only some products).
+fn map_output(
+    stage: &str,
+    m: &MapFields,
+    data: Arc<CatalogData>,
+    pipeline: &CompiledPipeline,
+    has_products: Option<&HasProducts<'_>>,
+    errors: &mut Vec<ItemError>,
+) -> DocSet {
+    let started = std::time::Instant::now();
+    let scope = Arc::new(decide_with(&data, &pipeline.params, has_products));
+    tracing::debug!(elapsed_ms = started.elapsed().as_millis() as u64, "scope decided");
+    let renderer = Renderer::new(m, &data, &scope, &pipeline.templates, &pipeline.params);
+    let rendered = renderer.render_all();
+    tracing::debug!(elapsed_ms = started.elapsed().as_millis() as u64, "documents rendered");
+    errors.extend(rendered.errors.iter().cloned());
+    let hashes: BTreeMap<(ItemKind, Arc<str>), String> = {
+        use rayon::prelude::*;
+        let docs: Vec<_> = rendered.docs.iter().collect();
+        docs.par_iter()
+            .map(|(k, d)| ((*k).clone(), crate::document::hash::item_hash(&***d)))
+            .collect::<Vec<_>>()
+            .into_iter()
+            .collect()
+    };
+    let mut outputs = BTreeMap::new();
+    for kind in [ItemKind::Category, ItemKind::Product] {
+        for id in scope.in_scope(kind) {
+            let key = (kind, id.clone());
+            // A category that fails to render still lends its handle to its products' collections.
+            let (handle, skus) = match rendered.identities.get(&key) {
+                Some((h, s)) => (Some(h.clone()), s.clone()),
+                None if kind == ItemKind::Category => (renderer.category_handle(id), Vec::new()),
+                None => (None, Vec::new()),
+            };
+            let hash = hashes.get(&key).cloned();
+            outputs.insert(key, ItemOutput { in_scope: true, hash, handle, skus });
+        }
+    }
+    DocSet { map_stage: stage.to_string(), data, scope, rendered, hashes, outputs, partial: None }
+}
+
 /// Evaluates every stage of `pipeline` against the state in `ns`. `refresh` ignores the cursors
 /// and rebuilds the mirrors from every export the sources have.
 pub fn evaluate(pipeline: &CompiledPipeline, ns: &Namespace, refresh_sources: bool) -> Result<Evaluation, EngineError> {
@@ -100,47 +259,12 @@ pub fn evaluate(pipeline: &CompiledPipeline, ns: &Namespace, refresh_sources: bo
                 let mut mirror = if refresh_sources { Mirror::default() } else { ns.mirror(&stage.name)? };
                 let mut exports = src.read_since(cursor).map_err(|e| fail(e.to_string()))?;
                 tracing::debug!(elapsed_ms = started.elapsed().as_millis() as u64, "source decoded");
-                let mut changes = Vec::new();
-                for export in &mut exports {
-                    changes.extend(mirror.apply_export(std::mem::take(&mut export.pages)));
-                }
+                let changes = apply_exports(&mut mirror, src, &mut exports);
                 tracing::debug!(elapsed_ms = started.elapsed().as_millis() as u64, "source read and applied");
-                let cats = src.tables.get(crate::stages::ItemKind::Category);
-                let prods = src.tables.get(crate::stages::ItemKind::Product);
-                let vars = src.tables.get(crate::stages::ItemKind::Variant);
-                let (product_category_column, variant_product_column) = reference_columns(cats, prods);
-                mirror.cascade_deletions(prods, vars, &variant_product_column, &mut changes);
-                // One export touches each row once: nothing to net.
-                let changes = Arc::new(if exports.len() > 1 { net_changes(changes) } else { changes });
-                tracing::debug!(elapsed_ms = started.elapsed().as_millis() as u64, "row changes netted");
-                let relations = Relations::build(&CatalogTables {
-                    categories: mirror.tables.get(cats),
-                    products: mirror.tables.get(prods),
-                    variants: mirror.tables.get(vars),
-                    parent_column: "ID_PARENT",
-                    product_category_column,
-                    variant_product_column,
-                });
-                errors.extend(relations.errors.iter().cloned());
-                let mirror = Arc::new(mirror);
-                updates.push(SourceUpdate {
-                    stage: stage.name.clone(),
-                    mirror: mirror.clone(),
-                    changes: changes.clone(),
-                    cursor: exports.last().map(|e| e.time).or(cursor),
-                    exports: exports.iter().map(|e| (e.time, e.action, e.origin.clone())).collect(),
-                });
-                Data::Catalog(Arc::new(CatalogData {
-                    source_stage: stage.name.clone(),
-                    mirror,
-                    source: Arc::new(src.clone()),
-                    relations: Arc::new(relations),
-                    joined: Default::default(),
-                    joins: Vec::new(),
-                    filtered: Default::default(),
-                    errored: Default::default(),
-                    changes,
-                }))
+                let (data, update) =
+                    source_output(&stage.name, src, mirror, changes, (cursor, &exports), true, &mut errors);
+                updates.push(update);
+                Data::Catalog(Arc::new(data))
             }
             CompiledStage::Table(t) => {
                 let table = t.read().map_err(|e| fail(e.to_string()))?;
@@ -152,9 +276,11 @@ pub fn evaluate(pipeline: &CompiledPipeline, ns: &Namespace, refresh_sources: bo
                 updates.push(SourceUpdate {
                     stage: stage.name.clone(),
                     mirror,
+                    complete: true,
                     changes,
                     cursor: None,
                     exports: Vec::new(),
+                    index: None,
                 });
                 Data::Table(Arc::new(table))
             }
@@ -178,28 +304,10 @@ pub fn evaluate(pipeline: &CompiledPipeline, ns: &Namespace, refresh_sources: bo
                 data.changes = Arc::new(changes);
                 Data::Catalog(Arc::new(data))
             }
-            CompiledStage::Filter(f) => {
-                let mut data = catalog_of(&inputs).ok_or_else(|| fail("the input is not a catalog".into()))?;
-                errors.extend(f.apply(&stage.name, &mut data, &pipeline.templates).map_err(fail)?);
-                Data::Catalog(Arc::new(data))
-            }
+            CompiledStage::Filter(f) => filter_output(&stage.name, f, &inputs, pipeline, &mut errors)?,
             CompiledStage::Map(m) => {
                 let data = Arc::new(catalog_of(&inputs).ok_or_else(|| fail("the input is not a catalog".into()))?);
-                let scope = Arc::new(decide(&data, &pipeline.params));
-                tracing::debug!(elapsed_ms = started.elapsed().as_millis() as u64, "scope decided");
-                let rendered = Renderer::new(m, &data, &scope, &pipeline.templates, &pipeline.params).render_all();
-                tracing::debug!(elapsed_ms = started.elapsed().as_millis() as u64, "documents rendered");
-                errors.extend(rendered.errors.iter().cloned());
-                let hashes = {
-                    use rayon::prelude::*;
-                    let docs: Vec<_> = rendered.docs.iter().collect();
-                    docs.par_iter()
-                        .map(|(k, d)| ((*k).clone(), crate::document::hash::item_hash(&***d)))
-                        .collect::<Vec<_>>()
-                        .into_iter()
-                        .collect()
-                };
-                Data::Documents(Arc::new(DocSet { map_stage: stage.name.clone(), data, scope, rendered, hashes }))
+                Data::Documents(Arc::new(map_output(&stage.name, m, data, pipeline, None, &mut errors)))
             }
             CompiledStage::Shopify(_) | CompiledStage::JsonlExport(_) => Data::Nothing,
         };
@@ -209,6 +317,20 @@ pub fn evaluate(pipeline: &CompiledPipeline, ns: &Namespace, refresh_sources: bo
     errors.sort();
     errors.dedup();
     Ok(Evaluation { outputs, updates, errors })
+}
+
+/// The catalog a `filter` stage outputs.
+fn filter_output(
+    stage: &str,
+    f: &crate::stages::filter::FilterItems,
+    inputs: &[(&str, &Data)],
+    pipeline: &CompiledPipeline,
+    errors: &mut Vec<ItemError>,
+) -> Result<Data, EngineError> {
+    let fail = |message: String| EngineError::Stage { stage: stage.to_string(), message };
+    let mut data = catalog_of(inputs).ok_or_else(|| fail("the input is not a catalog".into()))?;
+    errors.extend(f.apply(stage, &mut data, &pipeline.templates).map_err(fail)?);
+    Ok(Data::Catalog(Arc::new(data)))
 }
 
 fn catalog_of(inputs: &[(&str, &Data)]) -> Option<CatalogData> {

@@ -1,0 +1,454 @@
+//! The incremental evaluation: from the row changes of the exports since the cursor, the items
+//! they can affect are found through the mirror's dependency index and the `map` stages' stored
+//! outputs, loaded by key, and evaluated by the same stage code as a full evaluation; every other
+//! item is, by construction, as the stored checkpoint left it.
+//!
+//! Affected products: those whose row changed; the products a changed variant names, before and
+//! after; the products of a changed category (and of its descendants when tags or templates
+//! look at ancestors); the products of a category
+//! whose scope or handle changed (products list their collections); items with an error at the
+//! checkpoint; and the items an evaluated product's handle or SKU now clashes with. Categories
+//! are few and are all evaluated. Whatever this cannot follow (a joined table, a refresh export,
+//! a new table or column, several sources, a language change) returns `None`: the caller
+//! evaluates everything.
+
+use std::cell::RefCell;
+use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::sync::Arc;
+
+use super::{
+    apply_exports, catalog_of, filter_output, index_spec, map_output, source_output, Data, EngineError, Evaluation,
+    Partial,
+};
+use crate::catalog::mirror::{Mirror, Row};
+use crate::catalog::scope::Scope;
+use crate::config::CompiledPipeline;
+use crate::stages::saleslayer::page::Action;
+use crate::stages::saleslayer::SalesLayerSource;
+use crate::stages::{CompiledStage, ItemKind};
+use crate::state::{Checkpoint, IndexSpec, ItemOutput, Namespace, StateError};
+
+/// Evaluates only what the source's new exports touch. `checkpoints` holds, per `map` stage,
+/// the checkpoint whose base the caller checked against the state (same configuration, same
+/// cursors, records as that run left them). `None`: the change cannot be followed item by item.
+pub fn evaluate_delta(
+    pipeline: &CompiledPipeline,
+    ns: &Namespace,
+    checkpoints: &BTreeMap<String, Checkpoint>,
+) -> Result<Option<Evaluation>, EngineError> {
+    let mut source = None;
+    for (idx, stage) in pipeline.stages.iter().enumerate() {
+        match &stage.compiled {
+            CompiledStage::SalesLayer(src) => {
+                if source.replace((idx, src)).is_some() {
+                    return Ok(None);
+                }
+            }
+            CompiledStage::Map(_) if !checkpoints.contains_key(&stage.name) => return Ok(None),
+            CompiledStage::Filter(_)
+            | CompiledStage::Map(_)
+            | CompiledStage::Shopify(_)
+            | CompiledStage::JsonlExport(_) => {}
+            CompiledStage::Table(_) | CompiledStage::Join(_) => return Ok(None),
+        }
+    }
+    let Some((src_idx, src)) = source else { return Ok(None) };
+    let name = pipeline.stages[src_idx].name.as_str();
+    if !ns.has_mirror_index(name)? {
+        return Ok(None);
+    }
+    let started = std::time::Instant::now();
+    let fail = |message: String| EngineError::Stage { stage: name.to_string(), message };
+    let cursor = ns.cursor(name)?;
+    let mut exports = src.read_since(cursor).map_err(|e| fail(e.to_string()))?;
+    tracing::debug!(elapsed_ms = started.elapsed().as_millis() as u64, "delta decoded");
+    let mut loader =
+        Loader { ns, stage: name, spec: index_spec(src), known: HashSet::new(), mirror: ns.mirror_layout(name)? };
+    if !loader.follows(&exports) {
+        return Ok(None);
+    }
+    // The rows the exports touch, as they were, and every category.
+    let mut touched: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    for page in exports.iter().flat_map(|e| &e.pages) {
+        for (table, tp) in &page.tables {
+            touched.entry(table.clone()).or_default().extend(tp.rows.iter().map(|r| r.id.to_string()));
+        }
+    }
+    let categories = src.tables.get(ItemKind::Category).to_string();
+    loader.load_table(&categories)?;
+    let (products, variants) = (loader.spec.products.clone(), loader.spec.variants.clone());
+    let touched_products = touched.remove(&products).unwrap_or_default();
+    let mut variant_ids = touched.remove(&variants).unwrap_or_default();
+    variant_ids.extend(ns.variants_of_many(name, touched_products.iter().map(String::as_str))?);
+    loader.load(&products, touched_products.iter().map(String::as_str))?;
+    loader.load(&variants, variant_ids.iter().map(String::as_str))?;
+    for (table, ids) in &touched {
+        loader.load(table, ids.iter().map(String::as_str))?;
+    }
+    tracing::debug!(elapsed_ms = started.elapsed().as_millis() as u64, "touched rows loaded");
+    let widths = loader.widths();
+    let changes = apply_exports(&mut loader.mirror, src, &mut exports);
+    if loader.widths() != widths {
+        return Ok(None);
+    }
+    tracing::debug!(elapsed_ms = started.elapsed().as_millis() as u64, rows = changes.len(), "delta read and applied");
+
+    // Products the row changes affect.
+    let mut affected: BTreeSet<Arc<str>> = BTreeSet::new();
+    let mut changed_categories: BTreeSet<Arc<str>> = BTreeSet::new();
+    for c in &changes {
+        if c.table == products {
+            affected.insert(c.id.clone());
+        } else if c.table == variants {
+            let now = loader.mirror.tables.get(&variants).and_then(|t| t.rows.get(&c.id)).cloned();
+            // The fault injected by the `break-dependency-index` feature: forget the product a
+            // moved or deleted variant belonged to.
+            let previous = if cfg!(feature = "break-dependency-index") { None } else { c.previous.as_ref() };
+            for row in now.iter().chain(previous) {
+                affected.extend(loader.product_of(row));
+            }
+        } else if c.table == categories {
+            changed_categories.insert(c.id.clone());
+        }
+    }
+    // Products see their categories' ancestors only through tags and `parent`: otherwise a
+    // category's change reaches the products that name it, not those below it.
+    let through_ancestors = !pipeline.params.tags.is_empty()
+        || pipeline.templates.mentions("parent", |name| !name.contains("/categories/"))
+        || pipeline
+            .stages
+            .iter()
+            .any(|s| matches!(&s.compiled, CompiledStage::Filter(f) if f.expression.contains("parent")));
+    let reached = if through_ancestors {
+        loader.with_descendants(&categories, &changed_categories)
+    } else {
+        changed_categories.clone()
+    };
+    for category in reached {
+        affected.extend(ns.products_in_category(name, &category)?.into_iter().map(Arc::from));
+    }
+    // Items with an error are evaluated again (what made them fail may be gone).
+    let mut extra_variants = Vec::new();
+    for e in checkpoints.values().flat_map(|cp| &cp.errors) {
+        match e.kind {
+            ItemKind::Product => {
+                affected.insert(Arc::from(e.source_id.as_str()));
+            }
+            ItemKind::Variant => extra_variants.push(e.source_id.clone()),
+            ItemKind::Category => {}
+        }
+    }
+    loader.load(&variants, extra_variants.iter().map(String::as_str))?;
+
+    let maps: Vec<(usize, &str)> = pipeline
+        .stages
+        .iter()
+        .enumerate()
+        .filter(|(_, s)| matches!(s.compiled, CompiledStage::Map(_)))
+        .map(|(i, s)| (i, s.name.as_str()))
+        .collect();
+    let mut stored: BTreeMap<&str, Stored> = BTreeMap::new();
+    for (_, map) in &maps {
+        let categories = ns.item_outputs(map, ItemKind::Category)?;
+        stored.insert(map, Stored { categories, products: BTreeMap::new() });
+    }
+    let mut rounds = 0;
+    let evaluation = loop {
+        rounds += 1;
+        loader.load_products(&mut affected)?;
+        tracing::debug!(elapsed_ms = started.elapsed().as_millis() as u64, "affected rows loaded");
+        let evaluation =
+            evaluate_loaded(pipeline, src_idx, src, &loader, &affected, changes.clone(), (cursor, &exports))?;
+        tracing::debug!(elapsed_ms = started.elapsed().as_millis() as u64, "affected items evaluated");
+        // Items this evaluation reaches beyond the affected set: grow it and evaluate again.
+        let mut more: BTreeSet<Arc<str>> = BTreeSet::new();
+        for &(idx, map) in &maps {
+            let Data::Documents(docs) = &evaluation.outputs[idx] else { continue };
+            let Some(stored) = stored.get_mut(map) else { continue };
+            let missing: Vec<&str> =
+                affected.iter().filter(|p| !stored.products.contains_key(&***p)).map(|p| &**p).collect();
+            let found = ns.item_outputs_of(map, ItemKind::Product, missing.iter().copied())?;
+            for p in missing {
+                stored.products.insert(p.to_string(), found.get(p).cloned());
+            }
+            for ((kind, id), (handle, skus)) in &docs.rendered.identities {
+                if *kind != ItemKind::Product {
+                    continue;
+                }
+                // An item that kept its handle and SKUs clashes with no unaffected item: a clash
+                // at the checkpoint put both in its errors, and so among the affected.
+                let before = stored.products.get(&**id).cloned().flatten();
+                if before.as_ref().is_some_and(|b| b.handle.as_ref() == Some(handle) && b.skus == *skus) {
+                    continue;
+                }
+                let holders = ns.handle_holders(map, ItemKind::Product, handle)?;
+                let sku_holders = skus.iter().map(|s| ns.sku_holders(map, s)).collect::<Result<Vec<_>, _>>()?;
+                for holder in holders.into_iter().chain(sku_holders.into_iter().flatten()) {
+                    if *holder != **id && !affected.contains(holder.as_str()) {
+                        more.insert(Arc::from(holder));
+                    }
+                }
+            }
+            let stored = &stored.categories;
+            let ids: BTreeSet<&str> =
+                stored.keys().map(String::as_str).chain(loader.ids(&categories).map(|id| &**id)).collect();
+            for id in ids {
+                let now = docs.outputs.get(&(ItemKind::Category, Arc::from(id)));
+                let identity = |o: Option<&ItemOutput>| o.map(|o| (o.in_scope, o.handle.clone()));
+                if identity(now) != identity(stored.get(id)) {
+                    more.extend(ns.products_in_category(name, id)?.into_iter().map(Arc::from));
+                }
+            }
+        }
+        more.retain(|p| !affected.contains(p));
+        if more.is_empty() {
+            break evaluation;
+        }
+        affected.extend(more);
+    };
+    tracing::debug!(
+        elapsed_ms = started.elapsed().as_millis() as u64,
+        products = affected.len(),
+        rounds,
+        "incremental evaluation"
+    );
+    finish(pipeline, evaluation, &maps, &stored, checkpoints).map(Some)
+}
+
+/// One evaluation of the stages over the rows loaded so far.
+fn evaluate_loaded(
+    pipeline: &CompiledPipeline,
+    src_idx: usize,
+    src: &SalesLayerSource,
+    loader: &Loader,
+    affected: &BTreeSet<Arc<str>>,
+    changes: Vec<crate::catalog::mirror::RowChange>,
+    read: (Option<i64>, &[crate::stages::saleslayer::Export]),
+) -> Result<Evaluation, EngineError> {
+    let mut outputs: Vec<Data> = vec![Data::Nothing; pipeline.stages.len()];
+    let mut errors = Vec::new();
+    let mut updates = Vec::new();
+    let problem: RefCell<Option<StateError>> = RefCell::new(None);
+    for &idx in &pipeline.order {
+        let stage = &pipeline.stages[idx];
+        let fail = |message: String| EngineError::Stage { stage: stage.name.clone(), message };
+        let input = pipeline
+            .inputs_of(idx)
+            .first()
+            .and_then(|n| pipeline.stages.iter().position(|s| s.name == *n))
+            .map(|i| &outputs[i]);
+        let inputs: Vec<(&str, &Data)> = input.map(|d| ("", d)).into_iter().collect();
+        let out = match &stage.compiled {
+            CompiledStage::SalesLayer(_) if idx == src_idx => {
+                let (data, update) =
+                    source_output(&stage.name, src, loader.mirror.clone(), changes.clone(), read, false, &mut errors);
+                updates.push(update);
+                Data::Catalog(Arc::new(data))
+            }
+            CompiledStage::Filter(f) => filter_output(&stage.name, f, &inputs, pipeline, &mut errors)?,
+            CompiledStage::Map(m) => {
+                let data = Arc::new(catalog_of(&inputs).ok_or_else(|| fail("the input is not a catalog".into()))?);
+                // A category has a product in scope among those loaded, or among the others as
+                // their stored outputs say.
+                let map = stage.name.as_str();
+                let has_products = |category: &Arc<str>, _: &Scope| -> bool {
+                    let found = (|| -> Result<bool, StateError> {
+                        for p in loader.ns.products_in_category(loader.stage, category)? {
+                            if affected.contains(p.as_str()) {
+                                continue;
+                            }
+                            if loader.ns.item_output(map, ItemKind::Product, &p)?.is_some_and(|o| o.in_scope) {
+                                return Ok(true);
+                            }
+                        }
+                        Ok(false)
+                    })();
+                    found.unwrap_or_else(|e| {
+                        problem.borrow_mut().get_or_insert(e);
+                        false
+                    })
+                };
+                let docs = map_output(&stage.name, m, data, pipeline, Some(&has_products), &mut errors);
+                if let Some(e) = problem.borrow_mut().take() {
+                    return Err(e.into());
+                }
+                Data::Documents(Arc::new(docs))
+            }
+            _ => Data::Nothing,
+        };
+        outputs[idx] = out;
+    }
+    errors.sort();
+    errors.dedup();
+    Ok(Evaluation { outputs, updates, errors })
+}
+
+/// Marks each `map` stage's documents as partial: which items were evaluated, and the whole
+/// catalog's document count and digest.
+fn finish(
+    pipeline: &CompiledPipeline,
+    mut evaluation: Evaluation,
+    maps: &[(usize, &str)],
+    stored: &BTreeMap<&str, Stored>,
+    checkpoints: &BTreeMap<String, Checkpoint>,
+) -> Result<Evaluation, EngineError> {
+    for &(idx, map) in maps {
+        let Data::Documents(docs) = &evaluation.outputs[idx] else { continue };
+        let Some(base) = checkpoints.get(map).and_then(|cp| cp.digest) else {
+            return Err(EngineError::Stage {
+                stage: pipeline.stages[idx].name.clone(),
+                message: "its checkpoint has no digest".to_string(),
+            });
+        };
+        let mut evaluated: BTreeSet<(ItemKind, Arc<str>)> = BTreeSet::new();
+        let mut digest = base;
+        let Some(stored) = stored.get(map) else { continue };
+        for (id, out) in &stored.categories {
+            evaluated.insert((ItemKind::Category, Arc::from(id.as_str())));
+            if let Some(hash) = &out.hash {
+                digest.remove(ItemKind::Category, id, hash, false);
+            }
+        }
+        evaluated.extend(docs.data.ids(ItemKind::Category).into_iter().map(|id| (ItemKind::Category, id)));
+        for (p, out) in &stored.products {
+            evaluated.insert((ItemKind::Product, Arc::from(p.as_str())));
+            if let Some(hash) = out.as_ref().and_then(|o| o.hash.as_ref()) {
+                digest.remove(ItemKind::Product, p, hash, false);
+            }
+        }
+        for ((kind, id), hash) in &docs.hashes {
+            digest.add(*kind, id, hash, false);
+        }
+        let partial = Partial { evaluated, docs_total: digest.count as usize, digest };
+        let Data::Documents(docs) = std::mem::replace(&mut evaluation.outputs[idx], Data::Nothing) else {
+            continue;
+        };
+        let mut docs = Arc::try_unwrap(docs).map_err(|_| EngineError::Stage {
+            stage: map.to_string(),
+            message: "its documents are shared".to_string(),
+        })?;
+        docs.partial = Some(partial);
+        evaluation.outputs[idx] = Data::Documents(Arc::new(docs));
+    }
+    Ok(evaluation)
+}
+
+/// The stored outputs an incremental evaluation compares with, for one `map` stage.
+struct Stored {
+    /// Every category's (there are few).
+    categories: BTreeMap<String, ItemOutput>,
+    /// The affected products' (`None`: it was not in scope).
+    products: BTreeMap<String, Option<ItemOutput>>,
+}
+
+/// Loads mirror rows by key into a mirror that starts with the stored layout.
+struct Loader<'n, 's> {
+    ns: &'n Namespace<'s>,
+    stage: &'n str,
+    spec: IndexSpec,
+    /// Rows loaded or touched by the exports (a row the exports deleted must not come back).
+    known: HashSet<(String, Arc<str>)>,
+    mirror: Mirror,
+}
+
+impl Loader<'_, '_> {
+    /// Whether the exports change only rows of known tables and columns, in the known
+    /// languages: otherwise rows this evaluation does not load would change too.
+    fn follows(&self, exports: &[crate::stages::saleslayer::Export]) -> bool {
+        exports.iter().all(|e| e.action != Action::Refresh)
+            && exports.iter().flat_map(|e| &e.pages).all(|page| {
+                (page.languages.is_empty() || page.languages == self.mirror.languages)
+                    && page.tables.iter().all(|(name, tp)| {
+                        self.mirror
+                            .tables
+                            .get(name)
+                            .is_some_and(|t| tp.columns.iter().all(|c| t.column_index(&c.name).is_some()))
+                    })
+            })
+    }
+
+    fn widths(&self) -> Vec<usize> {
+        self.mirror.tables.values().map(|t| t.columns.len()).collect()
+    }
+
+    fn ids<'a>(&'a self, table: &str) -> impl Iterator<Item = &'a Arc<str>> + 'a {
+        self.mirror.tables.get(table).into_iter().flat_map(|t| t.rows.keys())
+    }
+
+    fn insert(&mut self, table: &str, rows: Vec<(Arc<str>, Row)>) {
+        if let Some(t) = self.mirror.tables.get_mut(table) {
+            for (id, row) in rows {
+                t.rows.insert(id, row);
+            }
+        }
+    }
+
+    fn load_table(&mut self, table: &str) -> Result<(), StateError> {
+        let rows = self.ns.mirror_table_rows(self.stage, table)?;
+        self.known.extend(rows.iter().map(|(id, _)| (table.to_string(), id.clone())));
+        self.insert(table, rows);
+        Ok(())
+    }
+
+    fn load<'i>(&mut self, table: &str, ids: impl Iterator<Item = &'i str>) -> Result<(), StateError> {
+        let wanted: Vec<&str> = ids.filter(|id| self.known.insert((table.to_string(), Arc::from(*id)))).collect();
+        let rows = self.ns.mirror_rows(self.stage, table, wanted)?;
+        self.insert(table, rows);
+        Ok(())
+    }
+
+    /// Loads the affected products and their variants; a loaded variant's product is affected
+    /// too (so relations are never judged on a partial product).
+    fn load_products(&mut self, affected: &mut BTreeSet<Arc<str>>) -> Result<(), StateError> {
+        let (products, variants) = (self.spec.products.clone(), self.spec.variants.clone());
+        loop {
+            let new: Vec<Arc<str>> =
+                affected.iter().filter(|p| !self.known.contains(&(products.clone(), (*p).clone()))).cloned().collect();
+            self.load(&products, new.iter().map(|p| &**p))?;
+            let of_new = self.ns.variants_of_many(self.stage, new.iter().map(|p| &**p))?;
+            self.load(&variants, of_new.iter().map(String::as_str))?;
+            let missing: Vec<Arc<str>> = self
+                .mirror
+                .tables
+                .get(&variants)
+                .into_iter()
+                .flat_map(|t| t.rows.values())
+                .filter_map(|row| self.product_of(row))
+                .filter(|p| !affected.contains(p))
+                .collect();
+            if missing.is_empty() {
+                return Ok(());
+            }
+            affected.extend(missing);
+        }
+    }
+
+    /// The product a variant row names.
+    fn product_of(&self, row: &Row) -> Option<Arc<str>> {
+        let col = self.mirror.tables.get(&self.spec.variants)?.column_index(&self.spec.product_column)?;
+        let product = row.get(col)?.text();
+        (!product.is_empty()).then(|| Arc::from(&*product))
+    }
+
+    /// `roots` and every category below them (by the `ID_PARENT` of the loaded categories).
+    fn with_descendants(&self, table: &str, roots: &BTreeSet<Arc<str>>) -> BTreeSet<Arc<str>> {
+        let Some(t) = self.mirror.tables.get(table) else { return roots.clone() };
+        let Some(col) = t.column_index("ID_PARENT") else { return roots.clone() };
+        let mut children: BTreeMap<String, Vec<Arc<str>>> = BTreeMap::new();
+        for (id, row) in &t.rows {
+            if let Some(parent) = row.get(col) {
+                children.entry(parent.text().into_owned()).or_default().push(id.clone());
+            }
+        }
+        let mut out = roots.clone();
+        let mut todo: Vec<Arc<str>> = roots.iter().cloned().collect();
+        while let Some(c) = todo.pop() {
+            for child in children.get(&*c).into_iter().flatten() {
+                if out.insert(child.clone()) {
+                    todo.push(child.clone());
+                }
+            }
+        }
+        out
+    }
+}

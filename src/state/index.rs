@@ -1,0 +1,468 @@
+//! Dependency indexes an incremental plan reads by point lookups instead of loading the whole
+//! catalog: per source, category → products and product → variants, written in the same sled
+//! batch as the mirror rows they derive from; per `map` stage, what its last evaluation produced
+//! for each category and product (scope, document hash, handle, SKUs) with handle → item and
+//! SKU → product indexes, written with the stage's checkpoint.
+//!
+//! Every index is a map spread over [`BUCKETS`] sled values by a hash of its key: a catalog of
+//! 100,000 products with 400,000 variants is a few thousand sled values, not a million keys
+//! (sled's cost, in time and memory, is per key), and a change rewrites only its buckets.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+use super::{json, Namespace, StateError};
+use crate::catalog::mirror::{ChangeKind, Mirror, Row, RowChange};
+use crate::stages::ItemKind;
+
+/// Version of the mirror index layout; a mirror without this marker is indexed anew by the next
+/// full evaluation's save (and incremental plans wait for it).
+const MIRROR_INDEX_VERSION: &str = "2";
+const MARKER: &str = "~index";
+const BY_CATEGORY: &str = "~cat";
+const BY_PRODUCT: &str = "~var";
+
+/// How many sled values each index is spread over.
+pub const BUCKETS: u16 = 4096;
+
+fn bucket_of(key: &str) -> String {
+    let h = blake3::hash(key.as_bytes());
+    let b = h.as_bytes();
+    format!("{:03x}", u16::from_le_bytes([b[0], b[1]]) % BUCKETS)
+}
+
+/// The tables and reference columns the mirror index derives from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IndexSpec {
+    pub products: String,
+    pub variants: String,
+    /// The product column naming its categories (`ID_catalogue`).
+    pub category_column: String,
+    /// The variant column naming its product (`ID_products`).
+    pub product_column: String,
+}
+
+impl IndexSpec {
+    /// The index (`~cat`/`~var`) and parents one row of `table` is listed under.
+    fn entries(&self, mirror: &Mirror, table: &str, row: &Row) -> Vec<(&'static str, String)> {
+        let column = |name: &str| mirror.tables.get(table).and_then(|t| t.column_index(name));
+        if table == self.products {
+            let Some(cell) = column(&self.category_column).and_then(|col| row.get(col)) else { return Vec::new() };
+            cell.ids().into_iter().map(|c| (BY_CATEGORY, c.to_string())).collect()
+        } else if table == self.variants {
+            let product = column(&self.product_column)
+                .and_then(|col| row.get(col))
+                .map(|c| c.text().into_owned())
+                .unwrap_or_default();
+            if product.is_empty() {
+                return Vec::new();
+            }
+            vec![(BY_PRODUCT, product)]
+        } else {
+            Vec::new()
+        }
+    }
+}
+
+/// What a `map` stage's last evaluation produced for one category or product in scope.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ItemOutput {
+    /// The scope decision was `In`.
+    pub in_scope: bool,
+    /// Item hash of its document, when it had one (rendered, no clash).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hash: Option<String>,
+    /// The handle it rendered with (also when a clash then removed its document).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub handle: Option<String>,
+    /// Its variants' SKUs (products).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub skus: Vec<String>,
+}
+
+const OUTPUT: &str = "o";
+const HANDLE: &str = "h";
+const SKU: &str = "s";
+
+/// One edit of a multimap index: add or remove `member` under `key`.
+struct Edit {
+    key: String,
+    member: String,
+    add: bool,
+}
+
+impl Namespace<'_> {
+    /// Every key under `parts` (with the separator after the last part).
+    fn keys_under(&self, tree: &sled::Tree, parts: &[&str]) -> Result<Vec<sled::IVec>, StateError> {
+        let mut prefix = self.key(parts);
+        prefix.push(0);
+        tree.scan_prefix(&prefix).keys().collect::<Result<Vec<_>, _>>().map_err(|e| self.state.corrupt(e))
+    }
+
+    /// The bucket of `key` in the index at `parts`.
+    fn bucket<V: DeserializeOwned>(
+        &self,
+        tree: &str,
+        parts: &[&str],
+        key: &str,
+    ) -> Result<BTreeMap<String, V>, StateError> {
+        let b = bucket_of(key);
+        let mut full = parts.to_vec();
+        full.push(&b);
+        Ok(self.get(tree, &full)?.unwrap_or_default())
+    }
+
+    /// The value of `key` in the index at `parts`.
+    fn indexed<V: DeserializeOwned>(&self, tree: &str, parts: &[&str], key: &str) -> Result<Option<V>, StateError> {
+        Ok(self.bucket::<V>(tree, parts, key)?.remove(key))
+    }
+
+    /// The values of `keys` in the index at `parts`, reading each bucket once.
+    fn indexed_many<'k, V: DeserializeOwned>(
+        &self,
+        tree: &str,
+        parts: &[&str],
+        keys: impl IntoIterator<Item = &'k str>,
+    ) -> Result<BTreeMap<String, V>, StateError> {
+        let mut by_bucket: BTreeMap<String, Vec<&str>> = BTreeMap::new();
+        for k in keys {
+            by_bucket.entry(bucket_of(k)).or_default().push(k);
+        }
+        let mut out = BTreeMap::new();
+        for (b, keys) in by_bucket {
+            let mut full = parts.to_vec();
+            full.push(&b);
+            let mut map: BTreeMap<String, V> = self.get(tree, &full)?.unwrap_or_default();
+            for k in keys {
+                if let Some(v) = map.remove(k) {
+                    out.insert(k.to_string(), v);
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Rewrites, in `batch`, the buckets of the index at `parts` that `edit` changes: `edit`
+    /// gets each touched bucket's map and the keys of that bucket being edited.
+    fn edit_buckets<V: DeserializeOwned + Serialize>(
+        &self,
+        batch: &mut sled::Batch,
+        tree: &str,
+        parts: &[&str],
+        keys: impl Iterator<Item = String>,
+        mut edit: impl FnMut(&mut BTreeMap<String, V>, &str),
+    ) -> Result<(), StateError> {
+        let mut by_bucket: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+        for k in keys {
+            by_bucket.entry(bucket_of(&k)).or_default().insert(k);
+        }
+        for (b, keys) in by_bucket {
+            let mut full = parts.to_vec();
+            full.push(&b);
+            let mut map: BTreeMap<String, V> = self.get(tree, &full)?.unwrap_or_default();
+            for k in &keys {
+                edit(&mut map, k);
+            }
+            let key = self.key(&full);
+            if map.is_empty() {
+                batch.remove(key);
+            } else {
+                batch.insert(key, json(&map));
+            }
+        }
+        Ok(())
+    }
+
+    /// Applies multimap edits (removals before additions) to the index at `parts`.
+    fn edit_multimap(
+        &self,
+        batch: &mut sled::Batch,
+        tree: &str,
+        parts: &[&str],
+        edits: Vec<Edit>,
+    ) -> Result<(), StateError> {
+        let mut by_key: BTreeMap<String, Vec<&Edit>> = BTreeMap::new();
+        for e in &edits {
+            by_key.entry(e.key.clone()).or_default().push(e);
+        }
+        self.edit_buckets::<BTreeSet<String>>(batch, tree, parts, by_key.keys().cloned(), |map, k| {
+            let set = map.entry(k.to_string()).or_default();
+            for e in by_key[k].iter().filter(|e| !e.add) {
+                set.remove(&e.member);
+            }
+            for e in by_key[k].iter().filter(|e| e.add) {
+                set.insert(e.member.clone());
+            }
+            if set.is_empty() {
+                map.remove(k);
+            }
+        })
+    }
+
+    /// Replaces the index at `parts` by `entries` (key → members).
+    fn rebuild_multimap(
+        &self,
+        batch: &mut sled::Batch,
+        tree: &sled::Tree,
+        parts: &[&str],
+        entries: BTreeMap<String, BTreeSet<String>>,
+    ) -> Result<(), StateError> {
+        for key in self.keys_under(tree, parts)? {
+            batch.remove(key);
+        }
+        let mut buckets: BTreeMap<String, BTreeMap<String, BTreeSet<String>>> = BTreeMap::new();
+        for (k, members) in entries {
+            buckets.entry(bucket_of(&k)).or_default().insert(k, members);
+        }
+        for (b, map) in buckets {
+            let mut full = parts.to_vec();
+            full.push(&b);
+            batch.insert(self.key(&full), json(&map));
+        }
+        Ok(())
+    }
+
+    /// Whether the mirror of `stage` carries its dependency index.
+    pub fn has_mirror_index(&self, stage: &str) -> Result<bool, StateError> {
+        let tree = self.state.tree("mirror")?;
+        let found = tree.get(self.key(&[stage, MARKER])).map_err(|e| self.state.corrupt(e))?;
+        Ok(found.as_deref() == Some(MIRROR_INDEX_VERSION.as_bytes()))
+    }
+
+    /// The mirror of `stage` with its tables' columns and languages but no rows.
+    pub fn mirror_layout(&self, stage: &str) -> Result<Mirror, StateError> {
+        let mut mirror =
+            Mirror { languages: self.get("meta", &["languages", stage])?.unwrap_or_default(), ..Mirror::default() };
+        let tables: Vec<String> = self.get("meta", &["tables", stage])?.unwrap_or_default();
+        for name in tables {
+            let table = crate::catalog::Table::new(self.get("mirror", &[stage, &name, "columns"])?.unwrap_or_default());
+            mirror.tables.insert(name, table);
+        }
+        Ok(mirror)
+    }
+
+    /// Rows of one mirror table by id (absent ids are skipped).
+    pub fn mirror_rows<'i>(
+        &self,
+        stage: &str,
+        table: &str,
+        ids: impl IntoIterator<Item = &'i str>,
+    ) -> Result<Vec<(Arc<str>, Row)>, StateError> {
+        use rayon::prelude::*;
+        let tree = self.state.tree("mirror")?;
+        let mut raw = Vec::new();
+        for id in ids {
+            if let Some(bytes) = tree.get(self.key(&[stage, table, "row", id])).map_err(|e| self.state.corrupt(e))? {
+                raw.push((id, bytes));
+            }
+        }
+        raw.par_iter()
+            .map(|(id, bytes)| serde_json::from_slice(bytes).map(|cells| (Arc::from(*id), Arc::new(cells))))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| self.state.corrupt(e))
+    }
+
+    /// Every row of one mirror table (for small tables: categories).
+    pub fn mirror_table_rows(&self, stage: &str, table: &str) -> Result<Vec<(Arc<str>, Row)>, StateError> {
+        Ok(self
+            .scan::<Vec<crate::stages::saleslayer::page::Cell>>("mirror", &[stage, table, "row"])?
+            .into_iter()
+            .map(|(id, cells)| (Arc::from(id), Arc::new(cells)))
+            .collect())
+    }
+
+    /// The products whose row names `category`, from the mirror index.
+    pub fn products_in_category(&self, stage: &str, category: &str) -> Result<BTreeSet<String>, StateError> {
+        Ok(self.indexed("mirror", &[stage, BY_CATEGORY], category)?.unwrap_or_default())
+    }
+
+    /// The variants whose row names `product`, from the mirror index.
+    pub fn variants_of(&self, stage: &str, product: &str) -> Result<BTreeSet<String>, StateError> {
+        Ok(self.indexed("mirror", &[stage, BY_PRODUCT], product)?.unwrap_or_default())
+    }
+
+    /// The variants whose rows name any of `products`, from the mirror index.
+    pub fn variants_of_many<'p>(
+        &self,
+        stage: &str,
+        products: impl IntoIterator<Item = &'p str>,
+    ) -> Result<BTreeSet<String>, StateError> {
+        let found: BTreeMap<String, BTreeSet<String>> = self.indexed_many("mirror", &[stage, BY_PRODUCT], products)?;
+        Ok(found.into_values().flatten().collect())
+    }
+
+    /// Adds the index writes for the rows `changes` touched to `batch`; with `rebuild`, the whole
+    /// index is written anew from `mirror` (which must then hold every row).
+    pub(super) fn index_mirror(
+        &self,
+        batch: &mut sled::Batch,
+        stage: &str,
+        mirror: &Mirror,
+        changes: &[RowChange],
+        spec: &IndexSpec,
+        rebuild: bool,
+    ) -> Result<(), StateError> {
+        if rebuild {
+            let tree = self.state.tree("mirror")?;
+            let mut all: BTreeMap<&str, BTreeMap<String, BTreeSet<String>>> = BTreeMap::new();
+            for name in [&spec.products, &spec.variants] {
+                for (id, row) in mirror.tables.get(name.as_str()).map(|t| &t.rows).into_iter().flatten() {
+                    for (which, parent) in spec.entries(mirror, name, row) {
+                        all.entry(which).or_default().entry(parent).or_default().insert(id.to_string());
+                    }
+                }
+            }
+            for which in [BY_CATEGORY, BY_PRODUCT] {
+                self.rebuild_multimap(batch, &tree, &[stage, which], all.remove(which).unwrap_or_default())?;
+            }
+        } else {
+            let mut edits: BTreeMap<&str, Vec<Edit>> = BTreeMap::new();
+            let mut put = |table: &str, id: &str, row: &Row, add: bool| {
+                for (which, parent) in spec.entries(mirror, table, row) {
+                    edits.entry(which).or_default().push(Edit { key: parent, member: id.to_string(), add });
+                }
+            };
+            for c in changes {
+                if let Some(previous) = &c.previous {
+                    put(&c.table, &c.id, previous, false);
+                }
+                if c.kind != ChangeKind::Deleted {
+                    if let Some(row) = mirror.tables.get(&c.table).and_then(|t| t.rows.get(&c.id)) {
+                        put(&c.table, &c.id, row, true);
+                    }
+                }
+            }
+            for (which, edits) in edits {
+                self.edit_multimap(batch, "mirror", &[stage, which], edits)?;
+            }
+        }
+        batch.insert(self.key(&[stage, MARKER]), MIRROR_INDEX_VERSION.as_bytes());
+        Ok(())
+    }
+
+    /// What `map` stage `map` produced for an item at its last stored evaluation (`None`: it
+    /// was not in scope).
+    pub fn item_output(&self, map: &str, kind: ItemKind, id: &str) -> Result<Option<ItemOutput>, StateError> {
+        self.indexed("outputs", &[map, OUTPUT, kind.singular()], id)
+    }
+
+    /// The stored outputs of some items of one kind (absent: not in scope).
+    pub fn item_outputs_of<'i>(
+        &self,
+        map: &str,
+        kind: ItemKind,
+        ids: impl IntoIterator<Item = &'i str>,
+    ) -> Result<BTreeMap<String, ItemOutput>, StateError> {
+        self.indexed_many("outputs", &[map, OUTPUT, kind.singular()], ids)
+    }
+
+    /// Every stored output of one kind (for categories: there are few).
+    pub fn item_outputs(&self, map: &str, kind: ItemKind) -> Result<BTreeMap<String, ItemOutput>, StateError> {
+        let mut out = BTreeMap::new();
+        for (_, bucket) in self.scan::<BTreeMap<String, ItemOutput>>("outputs", &[map, OUTPUT, kind.singular()])? {
+            out.extend(bucket);
+        }
+        Ok(out)
+    }
+
+    /// The items of `kind` whose stored output rendered `handle`.
+    pub fn handle_holders(&self, map: &str, kind: ItemKind, handle: &str) -> Result<BTreeSet<String>, StateError> {
+        Ok(self.indexed("outputs", &[map, HANDLE, kind.singular()], handle)?.unwrap_or_default())
+    }
+
+    /// The products whose stored output has a variant with `sku`.
+    pub fn sku_holders(&self, map: &str, sku: &str) -> Result<BTreeSet<String>, StateError> {
+        Ok(self.indexed("outputs", &[map, SKU], sku)?.unwrap_or_default())
+    }
+
+    /// Writes the outputs of the items evaluated (`None`: not in scope, or gone) with their
+    /// handle and SKU index entries, in one batch. `complete`: these are every item, and
+    /// whatever else the stage had stored is removed.
+    pub fn write_outputs<'o>(
+        &self,
+        map: &str,
+        complete: bool,
+        outputs: impl Iterator<Item = (ItemKind, &'o str, Option<&'o ItemOutput>)>,
+    ) -> Result<(), StateError> {
+        let tree = self.state.tree("outputs")?;
+        let mut batch = sled::Batch::default();
+        let outputs: Vec<(ItemKind, &str, Option<&ItemOutput>)> = outputs.collect();
+        let mut handles: BTreeMap<ItemKind, Vec<Edit>> = BTreeMap::new();
+        let mut skus: Vec<Edit> = Vec::new();
+        let mut index = |kind: ItemKind, id: &str, out: &ItemOutput, add: bool| {
+            if let Some(h) = &out.handle {
+                handles.entry(kind).or_default().push(Edit { key: h.clone(), member: id.to_string(), add });
+            }
+            skus.extend(out.skus.iter().map(|s| Edit { key: s.clone(), member: id.to_string(), add }));
+        };
+        if complete {
+            let mut by_kind: BTreeMap<ItemKind, BTreeMap<String, BTreeMap<String, &ItemOutput>>> = BTreeMap::new();
+            for (kind, id, out) in &outputs {
+                if let Some(out) = out {
+                    by_kind.entry(*kind).or_default().entry(bucket_of(id)).or_default().insert(id.to_string(), out);
+                    index(*kind, id, out, true);
+                }
+            }
+            for key in self.keys_under(&tree, &[map])? {
+                batch.remove(key);
+            }
+            for (kind, buckets) in by_kind {
+                for (b, map_) in buckets {
+                    batch.insert(self.key(&[map, OUTPUT, kind.singular(), &b]), json(&map_));
+                }
+            }
+            let group = |edits: Vec<Edit>| {
+                let mut all: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+                for e in edits {
+                    all.entry(e.key).or_default().insert(e.member);
+                }
+                all
+            };
+            for (kind, edits) in handles {
+                let entries = group(edits);
+                self.rebuild_multimap(&mut batch, &tree, &[map, HANDLE, kind.singular()], entries)?;
+            }
+            self.rebuild_multimap(&mut batch, &tree, &[map, SKU], group(skus))?;
+        } else {
+            let mut by_kind: BTreeMap<ItemKind, BTreeMap<String, Option<&ItemOutput>>> = BTreeMap::new();
+            let mut old: BTreeMap<ItemKind, BTreeMap<String, ItemOutput>> = BTreeMap::new();
+            for kind in ItemKind::ALL {
+                let ids = outputs.iter().filter(|(k, _, _)| *k == kind).map(|(_, id, _)| *id);
+                old.insert(kind, self.item_outputs_of(map, kind, ids)?);
+            }
+            for (kind, id, out) in &outputs {
+                if let Some(old) = old[kind].get(*id) {
+                    index(*kind, id, old, false);
+                }
+                if let Some(out) = out {
+                    index(*kind, id, out, true);
+                }
+                by_kind.entry(*kind).or_default().insert(id.to_string(), *out);
+            }
+            for (kind, items) in &by_kind {
+                self.edit_buckets::<ItemOutput>(
+                    &mut batch,
+                    "outputs",
+                    &[map, OUTPUT, kind.singular()],
+                    items.keys().cloned(),
+                    |bucket, id| match items[id] {
+                        Some(out) => {
+                            bucket.insert(id.to_string(), out.clone());
+                        }
+                        None => {
+                            bucket.remove(id);
+                        }
+                    },
+                )?;
+            }
+            for (kind, edits) in handles {
+                self.edit_multimap(&mut batch, "outputs", &[map, HANDLE, kind.singular()], edits)?;
+            }
+            self.edit_multimap(&mut batch, "outputs", &[map, SKU], skus)?;
+        }
+        tree.apply_batch(batch).map_err(|e| self.state.corrupt(e))
+    }
+}
