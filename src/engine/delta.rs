@@ -60,7 +60,8 @@ pub fn evaluate_delta(
     let started = std::time::Instant::now();
     let fail = |message: String| EngineError::Stage { stage: name.to_string(), message };
     let cursor = ns.cursor(name)?;
-    let mut exports = src.read_since(cursor).map_err(|e| fail(e.to_string()))?;
+    let mut skims = super::source_skims(ns, name)?;
+    let mut exports = src.read_since(cursor, &mut skims).map_err(|e| fail(e.to_string()))?;
     tracing::debug!(elapsed_ms = started.elapsed().as_millis() as u64, "delta decoded");
     let mut loader =
         Loader { ns, stage: name, spec: index_spec(src), known: HashSet::new(), mirror: ns.mirror_layout(name)? };
@@ -212,6 +213,10 @@ pub fn evaluate_delta(
         rounds,
         "incremental evaluation"
     );
+    let mut evaluation = evaluation;
+    if let Some(update) = evaluation.updates.first_mut() {
+        update.skims = skims.changed.then_some(skims);
+    }
     finish(pipeline, evaluation, &maps, &stored, checkpoints).map(Some)
 }
 

@@ -14,7 +14,7 @@ use crate::config::CompiledPipeline;
 use crate::stages::map::render::{Rendered, Renderer};
 use crate::stages::map::MapFields;
 use crate::stages::saleslayer::page::Action;
-use crate::stages::saleslayer::{Export, SalesLayerSource};
+use crate::stages::saleslayer::{Export, SalesLayerSource, Skims};
 use crate::stages::{CompiledStage, ItemKind};
 use crate::state::{IndexSpec, ItemOutput, Namespace, RecordsDigest, StateError};
 
@@ -86,6 +86,18 @@ pub struct SourceUpdate {
     pub exports: Vec<(i64, Action, Vec<String>)>,
     /// The mirror's dependency index (Sales Layer sources).
     pub index: Option<IndexSpec>,
+    /// What reading the source's files learned, when it learned something.
+    pub skims: Option<Skims>,
+}
+
+/// The state's key for what a source's files held ([`Skims`]).
+pub fn skims_key(stage: &str) -> String {
+    format!("skims/{stage}")
+}
+
+/// What the files of source `stage` held when a run last read them.
+fn source_skims(ns: &Namespace, stage: &str) -> Result<Skims, StateError> {
+    Ok(ns.meta(&skims_key(stage))?.unwrap_or_default())
 }
 
 /// The outcome of evaluating every stage.
@@ -179,6 +191,7 @@ fn source_output(
         cursor: exports.last().map(|e| e.time).or(cursor),
         exports: exports.iter().map(|e| (e.time, e.action, e.origin.clone())).collect(),
         index: Some(spec),
+        skims: None,
     };
     let data = CatalogData {
         source_stage: stage.to_string(),
@@ -257,12 +270,14 @@ pub fn evaluate(pipeline: &CompiledPipeline, ns: &Namespace, refresh_sources: bo
             CompiledStage::SalesLayer(src) => {
                 let cursor = if refresh_sources { None } else { ns.cursor(&stage.name)? };
                 let mut mirror = if refresh_sources { Mirror::default() } else { ns.mirror(&stage.name)? };
-                let mut exports = src.read_since(cursor).map_err(|e| fail(e.to_string()))?;
+                let mut skims = source_skims(ns, &stage.name)?;
+                let mut exports = src.read_since(cursor, &mut skims).map_err(|e| fail(e.to_string()))?;
                 tracing::debug!(elapsed_ms = started.elapsed().as_millis() as u64, "source decoded");
                 let changes = apply_exports(&mut mirror, src, &mut exports);
                 tracing::debug!(elapsed_ms = started.elapsed().as_millis() as u64, "source read and applied");
-                let (data, update) =
+                let (data, mut update) =
                     source_output(&stage.name, src, mirror, changes, (cursor, &exports), true, &mut errors);
+                update.skims = skims.changed.then_some(skims);
                 updates.push(update);
                 Data::Catalog(Arc::new(data))
             }
@@ -281,6 +296,7 @@ pub fn evaluate(pipeline: &CompiledPipeline, ns: &Namespace, refresh_sources: bo
                     cursor: None,
                     exports: Vec::new(),
                     index: None,
+                    skims: None,
                 });
                 Data::Table(Arc::new(table))
             }

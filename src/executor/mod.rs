@@ -581,6 +581,9 @@ fn run_id() -> String {
 fn persist_sources(ns: &Namespace, evaluation: &Evaluation) -> Result<(), Error> {
     for update in &evaluation.updates {
         ns.save_mirror(&update.stage, &update.mirror, &update.changes, update.index.as_ref(), update.complete)?;
+        if let Some(skims) = &update.skims {
+            ns.set_meta(&crate::engine::skims_key(&update.stage), skims)?;
+        }
         if let Some(cursor) = update.cursor {
             ns.set_cursor(&update.stage, cursor)?;
         }

@@ -393,10 +393,11 @@ impl SalesLayerSource {
         }
     }
 
-    /// The exports newer than `cursor`, oldest first.
-    pub fn read_since(&self, cursor: Option<i64>) -> Result<Vec<Export>, SourceError> {
+    /// The exports newer than `cursor`, oldest first. `skims` remembers what the files the
+    /// cursor is past hold, so they are not read again (and learns the files read now).
+    pub fn read_since(&self, cursor: Option<i64>, skims: &mut Skims) -> Result<Vec<Export>, SourceError> {
         match &self.origin {
-            Origin::Files(_) => read_files(&self.files().unwrap_or_default(), cursor),
+            Origin::Files(_) => read_files(&self.files().unwrap_or_default(), cursor, skims),
             Origin::Api { code, secret, url, pagination } => {
                 http::ApiCall { url, code, secret, pagination: *pagination, last_update: cursor }.read()
             }
@@ -404,21 +405,89 @@ impl SalesLayerSource {
     }
 }
 
-fn read_files(paths: &[PathBuf], cursor: Option<i64>) -> Result<Vec<Export>, SourceError> {
+/// What each export file held when it was last read — its `time` and the column layouts it
+/// declares — by path, with the size and modification time it had: a file the cursor is past is
+/// then not even read (a directory of past exports costs a `stat` each). Trusted like
+/// [`crate::engine::FileHashes`]: same size and time, recorded over two seconds after that time.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Skims {
+    entries: BTreeMap<String, Skim>,
+    #[serde(skip)]
+    pub changed: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Skim {
+    size: u64,
+    modified_ns: u128,
+    recorded_ns: u128,
+    time: i64,
+    layouts: page::Layouts,
+}
+
+fn nanos(t: std::time::SystemTime) -> u128 {
+    t.duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0)
+}
+
+impl Skims {
+    /// The remembered skim of `path`, if the file is still what it was.
+    fn get(&self, path: &str, meta: &std::fs::Metadata) -> Option<&Skim> {
+        let modified = meta.modified().map(nanos).ok()?;
+        self.entries
+            .get(path)
+            .filter(|e| e.size == meta.len() && e.modified_ns == modified && e.recorded_ns > modified + 2_000_000_000)
+    }
+
+    fn remember(&mut self, path: &str, meta: &std::fs::Metadata, time: i64, layouts: page::Layouts) {
+        let modified = meta.modified().map(nanos).unwrap_or(0);
+        let recorded_ns = nanos(std::time::SystemTime::now());
+        self.entries
+            .insert(path.to_string(), Skim { size: meta.len(), modified_ns: modified, recorded_ns, time, layouts });
+        self.changed = true;
+    }
+}
+
+fn read_files(paths: &[PathBuf], cursor: Option<i64>, skims: &mut Skims) -> Result<Vec<Export>, SourceError> {
     let mut layouts = page::Layouts::new();
     let mut exports: Vec<Export> = Vec::new();
     for path in paths {
         let shown = path.display().to_string();
-        let bytes =
-            std::fs::read(path).map_err(|e| SourceError::File { path: shown.clone(), problem: e.to_string() })?;
-        // An export the cursor is past is skimmed (its layouts learned), not decoded.
-        if let Some(c) = cursor {
-            if page::skim(&bytes, &mut layouts).is_some_and(|time| time <= c) {
+        let meta = std::fs::metadata(path).ok();
+        // An export the cursor is past is not decoded: its layouts come from what the last read
+        // remembered, or from a skim.
+        if let (Some(c), Some(skim)) = (cursor, meta.as_ref().and_then(|m| skims.get(&shown, m))) {
+            if skim.time <= c {
+                tracing::debug!(file = %shown, "past the cursor, not read");
+                layouts.extend(skim.layouts.iter().map(|(t, cols)| (t.clone(), cols.clone())));
                 continue;
             }
         }
+        let bytes =
+            std::fs::read(path).map_err(|e| SourceError::File { path: shown.clone(), problem: e.to_string() })?;
+        if let Some(c) = cursor {
+            let mut own = page::Layouts::new();
+            if let Some(time) = page::skim(&bytes, &mut own) {
+                if let Some(meta) = &meta {
+                    skims.remember(&shown, meta, time, own.clone());
+                }
+                if time <= c {
+                    layouts.extend(own);
+                    continue;
+                }
+            }
+        }
+        let before = layouts.clone();
         let page =
             page::decode(&bytes, &mut layouts).map_err(|error| SourceError::Page { path: shown.clone(), error })?;
+        if let Some(meta) = &meta {
+            // The layouts this file declared: every entry decoding replaced.
+            let own: page::Layouts = layouts
+                .iter()
+                .filter(|(t, cols)| before.get(*t).is_none_or(|b| !std::sync::Arc::ptr_eq(b, cols)))
+                .map(|(t, cols)| (t.clone(), cols.clone()))
+                .collect();
+            skims.remember(&shown, meta, page.time, own);
+        }
         if cursor.is_some_and(|c| page.time <= c) {
             continue;
         }
@@ -445,4 +514,41 @@ fn read_files(paths: &[PathBuf], cursor: Option<i64>) -> Result<Vec<Export>, Sou
         exports.truncate(first_incomplete);
     }
     Ok(exports)
+}
+
+#[cfg(test)]
+mod skim_tests {
+    use std::time::{Duration, SystemTime};
+
+    use super::{read_files, Skims};
+
+    fn write(path: &std::path::Path, bytes: &[u8], modified: SystemTime) {
+        std::fs::write(path, bytes).unwrap();
+        std::fs::File::options().write(true).open(path).unwrap().set_modified(modified).unwrap();
+    }
+
+    #[test]
+    fn an_export_the_cursor_is_past_is_not_read_again_until_it_changes() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("00-full.json");
+        let full =
+            std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/saleslayer/acme/00-full.json")).unwrap();
+        let old = SystemTime::now() - Duration::from_secs(60);
+        write(&path, &full, old);
+        let mut skims = Skims::default();
+        let first = read_files(std::slice::from_ref(&path), None, &mut skims).unwrap();
+        assert_eq!(first.len(), 1);
+        assert!(skims.changed, "what the file held is remembered");
+
+        // Same size and time, other bytes: the cursor is past it, so it is not even read.
+        let mut garbage = full.clone();
+        garbage.iter_mut().for_each(|b| *b = b' ');
+        write(&path, &garbage, old);
+        let time = first[0].time;
+        assert!(read_files(std::slice::from_ref(&path), Some(time), &mut skims).unwrap().is_empty());
+
+        // Another modification time: read again (and here, found not to be an export).
+        write(&path, &garbage, old + Duration::from_secs(1));
+        assert!(read_files(std::slice::from_ref(&path), Some(time), &mut skims).is_err());
+    }
 }
