@@ -428,4 +428,33 @@ fn explain_as_json_gives_the_rendered_document_the_last_export_and_what_is_plann
     assert!(store["last_export"]["hash"].as_str().is_some_and(|h| h.len() > 16), "{store:#}");
     assert!(store["changed_fields"].as_array().unwrap().iter().any(|f| f == "title"), "{store:#}");
     assert_eq!(store["planned"][0]["action"], "update");
+    // The values sent last, rebuilt from the stored mirror and checked against the record's hash.
+    let title = store["changes"].as_array().unwrap().iter().find(|c| c["field"] == "title").cloned();
+    assert_eq!(
+        title,
+        Some(
+            serde_json::json!({"field": "title", "before": "Convertible Hiking Trousers", "after": "Zip-off Hiking Trousers"})
+        ),
+        "{store:#}"
+    );
+
+    // The same in text, as a reviewer reads it.
+    let text = p.cli(&["explain", "p.yaml", "product:2005"]);
+    assert_eq!(text.code, 0, "{}", text.stderr);
+    assert!(
+        text.stdout.contains("~ title: \"Convertible Hiking Trousers\" → \"Zip-off Hiking Trousers\""),
+        "{}",
+        text.stdout
+    );
+
+    // With another title template, what the store holds cannot be rebuilt from this
+    // configuration; the last run's pinned one still rebuilds it.
+    p.edit("title: \"{{ product_name }}\"", "title: \"{{ product_name | upper }}\"");
+    let text = p.cli(&["explain", "p.yaml", "product:2005"]);
+    assert_eq!(text.code, 0, "{}", text.stderr);
+    assert!(
+        text.stdout.contains("~ title: \"Convertible Hiking Trousers\" → \"ZIP-OFF HIKING TROUSERS\""),
+        "{}",
+        text.stdout
+    );
 }

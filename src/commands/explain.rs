@@ -1,5 +1,5 @@
 //! `catsync explain FILE KIND:ID`: why an item is, or is not, in the plan — its scope decision,
-//! its hash before and after, and which document fields changed.
+//! its hash before and after, and which document fields changed, from what to what.
 
 use std::fmt::Write as _;
 use std::path::PathBuf;
@@ -9,11 +9,13 @@ use super::load_pipeline;
 use super::plan::{known_item, not_in_catalog, parse_item};
 use crate::catalog::scope::Decision;
 use crate::cli::Globals;
+use crate::config::CompiledPipeline;
+use crate::engine::{evaluate, Evaluation, Read};
 use crate::error::{Error, Exit};
 use crate::plan::diff::{Difference, FieldDiff, Fingerprint, SnapshotDiff};
 use crate::plan::{plan, PlanOptions};
 use crate::stages::ItemKind;
-use crate::state::State;
+use crate::state::{Namespace, State};
 
 #[derive(Debug, clap::Args)]
 pub struct ExplainArgs {
@@ -47,6 +49,8 @@ pub fn exec(args: &ExplainArgs, g: &Globals) -> Result<Exit, Error> {
     let mut exports_json: Vec<serde_json::Value> = Vec::new();
     let _ = writeln!(out, "{} {id}", kind.singular());
     let mut found = false;
+    // What the exports sent last, rebuilt when first needed.
+    let mut stored: Option<LastSent> = None;
     for (idx, stage) in pipeline.stages.iter().enumerate().filter(|(_, s)| s.compiled.is_export()) {
         let Some(docs) = evaluation.documents_for(&pipeline, idx) else { continue };
         let (kind, id) = match kind {
@@ -119,13 +123,37 @@ pub fn exec(args: &ExplainArgs, g: &Globals) -> Result<Exit, Error> {
                         Difference::Changed(fields) => {
                             json["changed_fields"] = serde_json::json!(fields);
                             let value = serde_json::to_value(doc).unwrap_or_default();
+                            let sent = stored.get_or_insert_with(|| LastSent::rebuild(&pipeline, &ns)).document(
+                                &pipeline,
+                                &stage.name,
+                                (kind, &id),
+                                &r.hash,
+                            );
                             let _ = writeln!(out, "    changed fields:");
+                            let mut changes = Vec::new();
                             for f in fields {
-                                let shown = value
-                                    .get(&f)
-                                    .map(|v| short(&v.to_string()))
-                                    .unwrap_or_else(|| "(removed)".to_string());
-                                let _ = writeln!(out, "      ~ {f}: {shown}");
+                                let after = value.get(&f).cloned();
+                                let shown = |v: &Option<serde_json::Value>| {
+                                    v.as_ref().map(|v| short(&v.to_string())).unwrap_or_else(|| "(absent)".to_string())
+                                };
+                                match &sent {
+                                    Some(before) => {
+                                        let before = before.get(&f).cloned();
+                                        let _ = writeln!(out, "      ~ {f}: {} → {}", shown(&before), shown(&after));
+                                        changes.push(serde_json::json!({"field": f, "before": before, "after": after}));
+                                    }
+                                    None => {
+                                        let _ = writeln!(out, "      ~ {f}: {}", shown(&after));
+                                    }
+                                }
+                            }
+                            if sent.is_some() {
+                                json["changes"] = serde_json::json!(changes);
+                            } else {
+                                let _ = writeln!(
+                                    out,
+                                    "      (the values sent last cannot be rebuilt: the source or the configuration changed since the run that sent them; the state keeps their hashes)"
+                                );
                             }
                         }
                     }
@@ -150,6 +178,54 @@ pub fn exec(args: &ExplainArgs, g: &Globals) -> Result<Exit, Error> {
     }
     super::out(out)?;
     Ok(Exit::Success)
+}
+
+/// The documents the last run rendered, rebuilt from the stored mirrors (what that run read) with
+/// the current configuration, and with the last run's pinned one when it differs. A document
+/// counts as "sent" only when its hash is the one the export recorded: then its values are
+/// exactly what the store received.
+struct LastSent {
+    evaluations: Vec<(Option<CompiledPipeline>, Evaluation)>,
+}
+
+impl LastSent {
+    fn rebuild(pipeline: &CompiledPipeline, ns: &Namespace) -> LastSent {
+        let mut evaluations = Vec::new();
+        if let Ok(e) = evaluate(pipeline, ns, Read::Stored) {
+            evaluations.push((None, e));
+        }
+        let last = ns.runs().ok().and_then(|runs| runs.into_iter().last());
+        if let Some(run) = last.filter(|r| r.pinned.digest != crate::plan::config_digest(pipeline)) {
+            let env = crate::config::secret::ProcessEnv;
+            if let Ok(pinned) = crate::config::compile_pinned(
+                run.pinned.raw.clone(),
+                &run.pinned.file,
+                run.pinned.environment.as_deref(),
+                &env,
+            ) {
+                if let Ok(e) = evaluate(&pinned, ns, Read::Stored) {
+                    evaluations.push((Some(pinned), e));
+                }
+            }
+        }
+        LastSent { evaluations }
+    }
+
+    /// The document export `export` last sent for an item, as JSON, if it can be rebuilt.
+    fn document(
+        &self,
+        current: &CompiledPipeline,
+        export: &str,
+        (kind, id): (ItemKind, &str),
+        hash: &str,
+    ) -> Option<serde_json::Value> {
+        self.evaluations.iter().find_map(|(pinned, evaluation)| {
+            let pipeline = pinned.as_ref().unwrap_or(current);
+            let idx = pipeline.stages.iter().position(|s| s.name == export)?;
+            let doc = evaluation.documents_for(pipeline, idx)?.rendered.docs.get(&(kind, Arc::from(id)))?;
+            (crate::document::hash::item_hash(doc) == hash).then(|| serde_json::to_value(doc.as_ref()).ok()).flatten()
+        })
+    }
 }
 
 fn short(text: &str) -> String {

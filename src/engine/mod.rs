@@ -251,9 +251,18 @@ fn map_output(
     DocSet { map_stage: stage.to_string(), data, scope, rendered, hashes, outputs, partial: None }
 }
 
-/// Evaluates every stage of `pipeline` against the state in `ns`. `refresh` ignores the cursors
-/// and rebuilds the mirrors from every export the sources have.
-pub fn evaluate(pipeline: &CompiledPipeline, ns: &Namespace, refresh_sources: bool) -> Result<Evaluation, EngineError> {
+/// What an evaluation reads of its sources.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Read {
+    /// What is new since the cursors, applied to the stored mirrors (what a plan does).
+    Since,
+    /// Nothing: the stored mirrors as the last run left them (what that run rendered, for
+    /// `explain`'s old values).
+    Stored,
+}
+
+/// Evaluates every stage of `pipeline` against the state in `ns`, over what `read` says.
+pub fn evaluate(pipeline: &CompiledPipeline, ns: &Namespace, read: Read) -> Result<Evaluation, EngineError> {
     let mut outputs: Vec<Data> = vec![Data::Nothing; pipeline.stages.len()];
     let mut updates = Vec::new();
     let mut errors = Vec::new();
@@ -268,10 +277,13 @@ pub fn evaluate(pipeline: &CompiledPipeline, ns: &Namespace, refresh_sources: bo
         let started = std::time::Instant::now();
         let out = match &stage.compiled {
             CompiledStage::SalesLayer(src) => {
-                let cursor = if refresh_sources { None } else { ns.cursor(&stage.name)? };
-                let mut mirror = if refresh_sources { Mirror::default() } else { ns.mirror(&stage.name)? };
+                let cursor = ns.cursor(&stage.name)?;
+                let mut mirror = ns.mirror(&stage.name)?;
                 let mut skims = source_skims(ns, &stage.name)?;
-                let mut exports = src.read_since(cursor, &mut skims).map_err(|e| fail(e.to_string()))?;
+                let mut exports = match read {
+                    Read::Since => src.read_since(cursor, &mut skims).map_err(|e| fail(e.to_string()))?,
+                    Read::Stored => Vec::new(),
+                };
                 tracing::debug!(elapsed_ms = started.elapsed().as_millis() as u64, "source decoded");
                 let changes = apply_exports(&mut mirror, src, &mut exports);
                 tracing::debug!(elapsed_ms = started.elapsed().as_millis() as u64, "source read and applied");
@@ -282,9 +294,12 @@ pub fn evaluate(pipeline: &CompiledPipeline, ns: &Namespace, refresh_sources: bo
                 Data::Catalog(Arc::new(data))
             }
             CompiledStage::Table(t) => {
-                let table = t.read().map_err(|e| fail(e.to_string()))?;
                 // A table's mirror holds its previous version, so changed rows become reasons.
-                let previous = if refresh_sources { Mirror::default() } else { ns.mirror(&stage.name)? };
+                let previous = ns.mirror(&stage.name)?;
+                let table = match read {
+                    Read::Since => t.read().map_err(|e| fail(e.to_string()))?,
+                    Read::Stored => previous.tables.get(&stage.name).cloned().unwrap_or_default(),
+                };
                 let mut mirror = previous.clone();
                 let changes = Arc::new(mirror.replace_table(&stage.name, table.clone()));
                 let mirror = Arc::new(mirror);

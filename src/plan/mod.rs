@@ -264,7 +264,7 @@ pub fn plan(pipeline: &CompiledPipeline, state: &State, opts: &PlanOptions) -> R
     let incremental = !opts.refresh && !config_changed && !opts.ignore_checkpoints && opts.only.is_empty();
     let evaluation = match incremental.then(|| delta_evaluation(pipeline, &ns, &digest)).transpose()?.flatten() {
         Some(evaluation) => evaluation,
-        None => evaluate(pipeline, &ns, false)?,
+        None => evaluate(pipeline, &ns, crate::engine::Read::Since)?,
     };
     tracing::debug!(elapsed_ms = started.elapsed().as_millis() as u64, "pipeline evaluated");
 
