@@ -1,5 +1,6 @@
 //! Command-line interface: argument definitions (clap) and dispatch to `commands`.
 
+use std::ffi::OsString;
 use std::io::IsTerminal;
 use std::path::PathBuf;
 
@@ -11,14 +12,8 @@ use crate::graph::GraphFormat;
 
 /// Catalog sync as code: YAML pipelines from a PIM (Sales Layer) to a store (Shopify).
 #[derive(Debug, Parser)]
-#[command(name = "catsync", version, about, long_about = None, propagate_version = true)]
+#[command(name = "catsync", version, about, long_about = None, propagate_version = true, after_help = SCOPE_HELP)]
 pub struct Cli {
-    /// Environment of the pipeline to use (its `environments:` overrides).
-    #[arg(long = "env", global = true, value_name = "NAME")]
-    pub environment: Option<String>,
-    /// State directory (one sled database; keys are namespaced by pipeline and environment).
-    #[arg(long = "state", global = true, env = "CATSYNC_STATE", default_value = ".catsync", value_name = "DIR")]
-    pub state: PathBuf,
     /// Print less (errors only).
     #[arg(short, long, global = true, conflicts_with = "verbose")]
     pub quiet: bool,
@@ -34,6 +29,41 @@ pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
 }
+
+const SCOPE_HELP: &str = "The commands that use a pipeline's environments take `--env NAME`; those that read or write \
+the state take `--state DIR` (default `.catsync`, env `CATSYNC_STATE`). Both may also come before the \
+command: `catsync --env production plan FILE`.";
+
+/// `--env`: for the commands that load a pipeline with an environment's overrides.
+#[derive(Debug, Clone, clap::Args)]
+pub struct EnvArg {
+    /// Environment of the pipeline to use (its `environments:` overrides).
+    #[arg(long = "env", value_name = "NAME")]
+    pub environment: Option<String>,
+}
+
+/// `--state`: for the commands that read or write the state directory.
+#[derive(Debug, Clone, clap::Args)]
+pub struct StateArg {
+    /// State directory (one sled database; keys are namespaced by pipeline and environment).
+    // `global` reaches the subcommands of `catsync state` (a leaf command has none).
+    #[arg(long = "state", global = true, env = "CATSYNC_STATE", default_value = DEFAULT_STATE, value_name = "DIR")]
+    pub state: PathBuf,
+}
+
+/// A command's own arguments with `--env` and `--state`: for the commands that work on a
+/// pipeline's state in one environment.
+#[derive(Debug, Clone, clap::Args)]
+pub struct Scoped<A: clap::Args> {
+    #[command(flatten)]
+    pub args: A,
+    #[command(flatten)]
+    pub env: EnvArg,
+    #[command(flatten)]
+    pub state: StateArg,
+}
+
+const DEFAULT_STATE: &str = ".catsync";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum LogFormat {
@@ -58,6 +88,8 @@ pub enum Command {
         /// (for CI jobs that validate pull requests without the store's or the PIM's credentials).
         #[arg(long)]
         no_secrets: bool,
+        #[command(flatten)]
+        env: EnvArg,
     },
     /// Print the stage DAG of a pipeline.
     Graph {
@@ -67,30 +99,34 @@ pub enum Command {
     },
     /// Show what a run would change and why; changes nothing (exit 2 with --detailed-exitcode when there are changes).
     #[command(after_help = PLAN_EXAMPLES)]
-    Plan(commands::plan::PlanArgs),
+    Plan(Scoped<commands::plan::PlanArgs>),
     /// Synchronize: plan, queue, export in batches, record what the targets confirmed; resumes an unfinished run.
     #[command(after_help = RUN_EXAMPLES)]
-    Run(commands::run::RunArgs),
+    Run(Scoped<commands::run::RunArgs>),
     /// Force refresh: queue every in-scope item with the current configuration, no deletions (R05).
     #[command(after_help = REFRESH_EXAMPLES)]
-    Refresh(commands::run::RefreshArgs),
+    Refresh(Scoped<commands::run::RefreshArgs>),
     /// Apply exactly a plan saved with `plan --out`; refuses a stale one.
-    Apply(commands::run::ApplyArgs),
+    Apply(Scoped<commands::run::ApplyArgs>),
     /// Active flag, run in progress or paused, queue, cursor, last runs, failed items.
-    Status(commands::operate::StatusArgs),
+    Status(Scoped<commands::operate::StatusArgs>),
     /// The activity log: runs with mode, times, configuration digest, counts, errors.
-    Log(commands::operate::LogArgs),
+    Log(Scoped<commands::operate::LogArgs>),
     /// Stop exporting: a run in progress stops after its current batch (PAUSED); runs export nothing.
-    Deactivate(commands::operate::FileArg),
+    Deactivate(Scoped<commands::operate::FileArg>),
     /// Allow exporting again; `--run` resumes a paused run with its pinned configuration.
-    Activate(commands::operate::ActivateArgs),
+    Activate(Scoped<commands::operate::ActivateArgs>),
     /// Explain why an item is (not) in the plan: scope, hashes, changed fields.
-    Explain(commands::explain::ExplainArgs),
+    Explain(Scoped<commands::explain::ExplainArgs>),
     /// Write deterministic synthetic Sales Layer exports (benchmarks).
     Gen(commands::gen::GenArgs),
     /// Back up or restore the state directory.
-    #[command(subcommand)]
-    State(commands::state::StateCommand),
+    State {
+        #[command(subcommand)]
+        command: commands::state::StateCommand,
+        #[command(flatten)]
+        state: StateArg,
+    },
     /// Write a commented starter pipeline (deletions disabled).
     Init {
         /// Template to start from.
@@ -102,6 +138,9 @@ pub enum Command {
         /// Overwrite an existing file.
         #[arg(long)]
         force: bool,
+        // The state directory is the one `.gitignore` gets.
+        #[command(flatten)]
+        state: StateArg,
     },
     /// Serve a local Shopify-compatible Admin GraphQL store on 127.0.0.1 (Ctrl-C stops it).
     Sandbox(commands::sandbox::SandboxArgs),
@@ -166,23 +205,37 @@ const COMPLETIONS_EXAMPLES: &str = "Examples:
 
 /// Global settings every command can use.
 pub struct Globals {
+    /// `--env` of the commands that take it; none for the others.
     pub environment: Option<String>,
+    /// `--state` of the commands that take it; the default for the others.
     pub state: PathBuf,
     pub quiet: bool,
     /// Whether stderr gets ANSI colours.
     pub color: bool,
+    /// Whether stdout gets ANSI colours (the plan's `+ ~ -`, the diffs of `catsync test`).
+    pub stdout_color: bool,
+}
+
+impl ColorChoice {
+    /// Whether a stream gets colours: `always`, or `auto` on a terminal unless `NO_COLOR` is set
+    /// to something (an empty `NO_COLOR` does not count, as <https://no-color.org> says).
+    fn colors(self, is_terminal: bool) -> bool {
+        match self {
+            ColorChoice::Always => true,
+            ColorChoice::Never => false,
+            ColorChoice::Auto => is_terminal && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty()),
+        }
+    }
 }
 
 /// Parses arguments, runs the command, prints its error, and returns the exit code.
 pub fn main() -> i32 {
-    let cli = Cli::parse();
-    let color = match cli.color {
-        ColorChoice::Always => true,
-        ColorChoice::Never => false,
-        ColorChoice::Auto => std::env::var_os("NO_COLOR").is_none() && std::io::stderr().is_terminal(),
-    };
+    let cli = Cli::parse_from(scope_after_the_command(std::env::args_os().collect()));
+    let color = cli.color.colors(std::io::stderr().is_terminal());
+    let stdout_color = cli.color.colors(std::io::stdout().is_terminal());
     init_logging(&cli, color);
-    let globals = Globals { environment: cli.environment.clone(), state: cli.state.clone(), quiet: cli.quiet, color };
+    let (environment, state) = cli.command.scope();
+    let globals = Globals { environment, state, quiet: cli.quiet, color, stdout_color };
     match run(cli.command, &globals) {
         Ok(exit) => exit.code(),
         Err(Error::StdoutClosed) => Exit::Success.code(),
@@ -196,22 +249,76 @@ pub fn main() -> i32 {
     }
 }
 
+/// `catsync --env NAME --state DIR COMMAND …` (the way scripts and CI jobs often write it) is
+/// `catsync COMMAND --env NAME --state DIR …`: these options belong to the commands they mean
+/// something to, so clap knows them only there, and a command without them refuses them in
+/// either place. Everything else is left where it is, and clap reports what it does not know.
+fn scope_after_the_command(args: Vec<OsString>) -> Vec<OsString> {
+    let mut before = Vec::new();
+    let mut moved = Vec::new();
+    let mut rest = args.iter().skip(1);
+    while let Some(arg) = rest.next() {
+        match arg.to_str() {
+            Some("--env" | "--state") => {
+                moved.push(arg.clone());
+                moved.extend(rest.next().cloned());
+            }
+            Some(a) if a.starts_with("--env=") || a.starts_with("--state=") => moved.push(arg.clone()),
+            Some("--log-format" | "--color") => {
+                before.push(arg.clone());
+                before.extend(rest.next().cloned());
+            }
+            Some(a) if a.starts_with('-') => before.push(arg.clone()),
+            // The command.
+            _ if moved.is_empty() => return args,
+            _ => return args.iter().take(1).chain(&before).chain([arg]).chain(&moved).chain(rest).cloned().collect(),
+        }
+    }
+    args
+}
+
+impl Command {
+    /// The `--env` and `--state` of this command (none and the default state for a command
+    /// without them).
+    fn scope(&self) -> (Option<String>, PathBuf) {
+        match self {
+            Command::Plan(Scoped { env, state, .. })
+            | Command::Run(Scoped { env, state, .. })
+            | Command::Refresh(Scoped { env, state, .. })
+            | Command::Apply(Scoped { env, state, .. })
+            | Command::Status(Scoped { env, state, .. })
+            | Command::Log(Scoped { env, state, .. })
+            | Command::Deactivate(Scoped { env, state, .. })
+            | Command::Activate(Scoped { env, state, .. })
+            | Command::Explain(Scoped { env, state, .. }) => (env.environment.clone(), state.state.clone()),
+            Command::Validate { env, .. } => (env.environment.clone(), PathBuf::from(DEFAULT_STATE)),
+            Command::State { state, .. } | Command::Init { state, .. } => (None, state.state.clone()),
+            Command::Graph { .. }
+            | Command::Gen(_)
+            | Command::Sandbox(_)
+            | Command::Test(_)
+            | Command::Completions { .. }
+            | Command::Man => (None, PathBuf::from(DEFAULT_STATE)),
+        }
+    }
+}
+
 fn run(command: Command, g: &Globals) -> Result<Exit, Error> {
     match command {
-        Command::Validate { files, no_secrets } => commands::validate::exec(&files, no_secrets, g),
+        Command::Validate { files, no_secrets, .. } => commands::validate::exec(&files, no_secrets, g),
         Command::Graph { file, format } => commands::graph::exec(&file, format, g),
-        Command::Init { from, out, force } => commands::init::exec(from, &out, force, g),
-        Command::Plan(args) => commands::plan::exec(&args, g),
-        Command::State(cmd) => commands::state::exec(&cmd, g),
+        Command::Init { from, out, force, .. } => commands::init::exec(from, &out, force, g),
+        Command::Plan(Scoped { args, .. }) => commands::plan::exec(&args, g),
+        Command::State { command, .. } => commands::state::exec(&command, g),
         Command::Gen(args) => commands::gen::exec(&args, g),
-        Command::Run(args) => commands::run::exec(&args, g),
-        Command::Refresh(args) => commands::run::exec_refresh(&args, g),
-        Command::Apply(args) => commands::run::exec_apply(&args, g),
-        Command::Status(args) => commands::operate::exec_status(&args, g),
-        Command::Log(args) => commands::operate::exec_log(&args, g),
-        Command::Deactivate(args) => commands::operate::exec_deactivate(&args, g),
-        Command::Activate(args) => commands::operate::exec_activate(&args, g),
-        Command::Explain(args) => commands::explain::exec(&args, g),
+        Command::Run(Scoped { args, .. }) => commands::run::exec(&args, g),
+        Command::Refresh(Scoped { args, .. }) => commands::run::exec_refresh(&args, g),
+        Command::Apply(Scoped { args, .. }) => commands::run::exec_apply(&args, g),
+        Command::Status(Scoped { args, .. }) => commands::operate::exec_status(&args, g),
+        Command::Log(Scoped { args, .. }) => commands::operate::exec_log(&args, g),
+        Command::Deactivate(Scoped { args, .. }) => commands::operate::exec_deactivate(&args, g),
+        Command::Activate(Scoped { args, .. }) => commands::operate::exec_activate(&args, g),
+        Command::Explain(Scoped { args, .. }) => commands::explain::exec(&args, g),
         Command::Sandbox(args) => commands::sandbox::exec(args, g),
         Command::Test(args) => commands::test::exec(&args, g),
         Command::Completions { shell } => commands::docs::exec_completions(shell),
@@ -241,4 +348,48 @@ fn init_logging(cli: &Cli, color: bool) {
         LogFormat::Json => builder.json().try_init(),
         LogFormat::Text => builder.without_time().try_init(),
     };
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn moved(args: &str) -> String {
+        let args = args.split(' ').map(OsString::from).collect();
+        scope_after_the_command(args).iter().map(|a| a.to_str().unwrap()).collect::<Vec<_>>().join(" ")
+    }
+
+    #[test]
+    fn env_and_state_before_the_command_move_after_it() {
+        assert_eq!(moved("catsync --state s run p.yaml"), "catsync run --state s p.yaml");
+        assert_eq!(
+            moved("catsync -q --env prod --color never --state=s plan p.yaml --full"),
+            "catsync -q --color never plan --env prod --state=s p.yaml --full"
+        );
+        assert_eq!(
+            moved("catsync --log-format json --env run plan p.yaml"),
+            "catsync --log-format json plan --env run p.yaml"
+        );
+        assert_eq!(moved("catsync --state s state import b.jsonl"), "catsync state --state s import b.jsonl");
+        // Nothing to move, or no command: unchanged (clap says what is wrong).
+        assert_eq!(moved("catsync plan --state s p.yaml"), "catsync plan --state s p.yaml");
+        assert_eq!(moved("catsync --state s"), "catsync --state s");
+        assert_eq!(moved("catsync --state"), "catsync --state");
+    }
+
+    #[test]
+    fn env_and_state_are_options_of_the_commands_that_use_them() {
+        let parse =
+            |args: &str| Cli::try_parse_from(scope_after_the_command(args.split(' ').map(OsString::from).collect()));
+        let cli = parse("catsync --env prod --state s status p.yaml").expect("status takes both");
+        assert_eq!(cli.command.scope(), (Some("prod".to_string()), PathBuf::from("s")));
+        let cli = parse("catsync state export b.jsonl --state s").expect("state takes --state");
+        assert_eq!(cli.command.scope(), (None, PathBuf::from("s")));
+        for refused in
+            ["catsync --state s completions bash", "catsync man --env prod", "catsync --state s validate p.yaml"]
+        {
+            let e = parse(refused).expect_err(refused);
+            assert_eq!(e.kind(), clap::error::ErrorKind::UnknownArgument, "{refused}");
+        }
+    }
 }

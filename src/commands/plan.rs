@@ -95,7 +95,8 @@ pub fn exec(args: &PlanArgs, g: &Globals) -> Result<Exit, Error> {
     let exit = if args.detailed_exitcode && planned.plan.has_changes() { Exit::Changes } else { Exit::Success };
     // A closed stdout (`catsync plan … | head`) ends the output, not the status.
     let mut printer = Printer::default();
-    printer.out(render(&planned.plan, args.format))?;
+    let text = render(&planned.plan, args.format);
+    printer.out(if args.format == PlanFormat::Text && g.stdout_color { colored(&text) } else { text })?;
     if let Some(out) = &args.out {
         if args.format == PlanFormat::Text && !g.quiet {
             printer.outln(format_args!("Saved the plan to {}.", out.display()))?;
@@ -104,6 +105,26 @@ pub fn exec(args: &PlanArgs, g: &Globals) -> Result<Exit, Error> {
     // The process ends right after: freeing a large catalog piece by piece would only cost time.
     std::mem::forget(planned);
     Ok(exit)
+}
+
+/// The text plan with the marker of each change coloured as terraform does: `+` green, `~`
+/// yellow, `-` red. A change's line is the only one that starts with two spaces and a marker
+/// (its reasons are indented further, an item error's line starts with the item's kind).
+fn colored(text: &str) -> String {
+    let mut out = String::with_capacity(text.len() + text.len() / 8);
+    for line in text.split_inclusive('\n') {
+        let color = match line.get(..4) {
+            Some("  + ") => "32",
+            Some("  ~ ") => "33",
+            Some("  - ") => "31",
+            _ => {
+                out.push_str(line);
+                continue;
+            }
+        };
+        out.push_str(&format!("  \x1b[{color}m{}\x1b[0m{}", &line[2..3], &line[3..]));
+    }
+    out
 }
 
 /// Whether the pipeline knows `kind:id`: a source has it (a variant as a row, or through its

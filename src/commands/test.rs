@@ -1,7 +1,6 @@
 //! `catsync test [PATHS…]`: runs fixture-replay scenarios (see `scenario`) and reports them as
 //! text or JUnit XML; exit 0 when every scenario passed, 1 otherwise.
 
-use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::time::Instant;
 
@@ -41,8 +40,8 @@ pub fn exec(args: &TestArgs, g: &Globals) -> Result<Exit, Error> {
     let files = scenario::discover(&paths).map_err(Error::failed)?;
     let opts = scenario::Options { update_goldens: args.update };
     let text = args.format == TestFormat::Text;
-    // Diffs are coloured on a terminal only (`Globals::color` is about stderr).
-    let color = g.color && std::io::stdout().is_terminal();
+    // Diffs go to stdout: coloured as stdout is (`Globals::color` is about stderr).
+    let color = g.stdout_color;
     let started = Instant::now();
     let mut results = Vec::new();
     // The status says whether every scenario passed, so it is kept when nobody reads the output.

@@ -148,6 +148,38 @@ impl Test {
             stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
         }
     }
+
+    /// Runs the command under a pseudo-terminal (util-linux `script`), stdin, stdout and stderr
+    /// all on it, with `TERM=xterm` and an 80x24 window whatever the machine's terminal is, and the
+    /// environment otherwise cleared like [`Test::run`] (so no `NO_COLOR` unless [`Test::env`]
+    /// sets it). `shell` follows the command in the shell line (`"| cat"`, `"> plan.txt"`), for
+    /// stdout sent elsewhere than the terminal. The output's `stdout` is what the terminal showed
+    /// (stdout and stderr together, its `\r\n` read as `\n`); `code` is the shell line's status.
+    pub fn run_in_terminal(&self, shell: &str) -> Output {
+        let quote = |a: &str| format!("'{}'", a.replace('\'', r"'\''"));
+        let mut line = format!("stty cols 80 rows 24 && {}", quote(env!("CARGO_BIN_EXE_catsync")));
+        for a in &self.args {
+            line.push(' ');
+            line.push_str(&quote(a));
+        }
+        line.push(' ');
+        line.push_str(shell);
+        let out = Command::new("script")
+            .args(["--quiet", "--return", "--command", &line, "/dev/null"])
+            .current_dir(self.cwd.as_deref().unwrap_or(self.dir.path()))
+            .env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env("TERM", "xterm")
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
+            .stdin(std::process::Stdio::null())
+            .output()
+            .expect("run `script` (util-linux, Debian's bsdutils) to give catsync a terminal");
+        Output {
+            code: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&out.stdout).replace("\r\n", "\n"),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    }
 }
 
 impl Output {
