@@ -654,8 +654,8 @@ fn explain_says_why_an_item_is_or_is_not_planned() {
             last export: hash [hash] (handle `acme-ts-001`)
             document now: hash [hash]
             changed fields:
-              ~ productType: \"T-shirts & Tops\"
-              ~ translations: {\"es\":{\"body_html\":\"<p>Camiseta de algodón orgánico para el día a día.</p>\",\"meta_title\":\"Camiseta b…
+              ~ productType: \"T-shirts\" → \"T-shirts & Tops\"
+              ~ translations.es.product_type: \"Camisetas\" → \"Camisetas y tops\"
             planned: update
               because category 1002 changed: section_name
         "

@@ -139,7 +139,11 @@ pub fn exec(args: &ExplainArgs, g: &Globals) -> Result<Exit, Error> {
                                 match &sent {
                                     Some(before) => {
                                         let before = before.get(&f).cloned();
-                                        let _ = writeln!(out, "      ~ {f}: {} → {}", shown(&before), shown(&after));
+                                        // Nested values (translations, variants) show only the
+                                        // parts that changed, each by its path.
+                                        for (path, b, a) in leaf_changes(&f, before.as_ref(), after.as_ref()) {
+                                            let _ = writeln!(out, "      ~ {path}: {} → {}", shown(&b), shown(&a));
+                                        }
                                         changes.push(serde_json::json!({"field": f, "before": before, "after": after}));
                                     }
                                     None => {
@@ -225,6 +229,30 @@ impl LastSent {
             let doc = evaluation.documents_for(pipeline, idx)?.rendered.docs.get(&(kind, Arc::from(id)))?;
             (crate::document::hash::item_hash(doc) == hash).then(|| serde_json::to_value(doc.as_ref()).ok()).flatten()
         })
+    }
+}
+
+/// The smallest parts of two JSON values that differ, by path (`translations.es.title`,
+/// `variants[1].price`): objects are compared key by key, lists of the same length item by item.
+fn leaf_changes(
+    path: &str,
+    before: Option<&serde_json::Value>,
+    after: Option<&serde_json::Value>,
+) -> Vec<(String, Option<serde_json::Value>, Option<serde_json::Value>)> {
+    use serde_json::Value;
+    match (before, after) {
+        (Some(Value::Object(b)), Some(Value::Object(a))) => {
+            let keys: std::collections::BTreeSet<&String> = b.keys().chain(a.keys()).collect();
+            keys.into_iter().flat_map(|k| leaf_changes(&format!("{path}.{k}"), b.get(k), a.get(k))).collect()
+        }
+        (Some(Value::Array(b)), Some(Value::Array(a))) if b.len() == a.len() => b
+            .iter()
+            .zip(a)
+            .enumerate()
+            .flat_map(|(i, (b, a))| leaf_changes(&format!("{path}[{i}]"), Some(b), Some(a)))
+            .collect(),
+        (b, a) if b == a => Vec::new(),
+        (b, a) => vec![(path.to_string(), b.cloned(), a.cloned())],
     }
 }
 
