@@ -3,14 +3,14 @@
 //! outputs, loaded by key, and evaluated by the same stage code as a full evaluation; every other
 //! item is, by construction, as the stored checkpoint left it.
 //!
-//! Affected products: those whose row changed; the products a changed variant names, before and
-//! after; the products of a changed category (and of its descendants when tags or templates
-//! look at ancestors); the products of a category
-//! whose scope or handle changed (products list their collections); items with an error at the
-//! checkpoint; and the items an evaluated product's handle or SKU now clashes with. Categories
-//! are few and are all evaluated. Whatever this cannot follow (a joined table, a refresh export,
-//! a new table or column, several sources, a language change) returns `None`: the caller
-//! evaluates everything.
+//! Affected products: those whose row the exports carry (changed, or sent again unchanged: every
+//! product loaded is evaluated); the products a changed variant names, before and after; the
+//! products of a changed category (and of its descendants when tags or templates look at
+//! ancestors); the products of a category whose scope or handle changed (products list their
+//! collections); items with an error at the checkpoint; and the items an evaluated product's
+//! handle or SKU now clashes with. Categories are few and are all evaluated. Whatever this cannot
+//! follow (a joined table, a refresh export, a new table or column, several sources, a language
+//! change) returns `None`: the caller evaluates everything.
 
 use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet, HashSet};
@@ -20,7 +20,7 @@ use super::{
     apply_exports, catalog_of, filter_output, index_spec, map_output, source_output, Data, EngineError, Evaluation,
     Partial,
 };
-use crate::catalog::mirror::{Mirror, Row};
+use crate::catalog::mirror::{ChangeKind, Mirror, Row};
 use crate::catalog::scope::Scope;
 use crate::config::CompiledPipeline;
 use crate::stages::saleslayer::page::Action;
@@ -314,7 +314,13 @@ fn finish(
                 digest.remove(ItemKind::Category, id, hash, false);
             }
         }
+        // Every category is evaluated: those in scope at the base (above), those in the source
+        // now, and those the exports deleted (one broken or failing at the base kept its record
+        // but has no stored output: its record must be compared, and deleted, too).
         evaluated.extend(docs.data.ids(ItemKind::Category).into_iter().map(|id| (ItemKind::Category, id)));
+        let category_table = docs.data.table_name(ItemKind::Category);
+        let deleted = docs.data.changes.iter().filter(|c| c.table == category_table && c.kind == ChangeKind::Deleted);
+        evaluated.extend(deleted.map(|c| (ItemKind::Category, c.id.clone())));
         for (p, out) in &stored.products {
             evaluated.insert((ItemKind::Product, Arc::from(p.as_str())));
             if let Some(hash) = out.as_ref().and_then(|o| o.hash.as_ref()) {
@@ -403,7 +409,9 @@ impl Loader<'_, '_> {
     }
 
     /// Loads the affected products and their variants; a loaded variant's product is affected
-    /// too (so relations are never judged on a partial product).
+    /// too (so relations are never judged on a partial product), and so is every loaded product:
+    /// the partial catalog renders it, so it must count as evaluated (a row the exports sent
+    /// again unchanged is loaded but has no row change).
     fn load_products(&mut self, affected: &mut BTreeSet<Arc<str>>) -> Result<(), StateError> {
         let (products, variants) = (self.spec.products.clone(), self.spec.variants.clone());
         loop {
@@ -419,6 +427,7 @@ impl Loader<'_, '_> {
                 .into_iter()
                 .flat_map(|t| t.rows.values())
                 .filter_map(|row| self.product_of(row))
+                .chain(self.ids(&products).cloned())
                 .filter(|p| !affected.contains(p))
                 .collect();
             if missing.is_empty() {
