@@ -12,6 +12,7 @@ pub mod document;
 pub mod engine;
 pub mod error;
 pub mod executor;
+pub mod file_stamp;
 pub mod gen;
 pub mod graph;
 pub mod plan;

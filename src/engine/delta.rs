@@ -154,7 +154,7 @@ pub fn evaluate_delta(
         stored.insert(map, Stored { categories, products: BTreeMap::new() });
     }
     let mut rounds = 0;
-    let evaluation = loop {
+    let mut evaluation = loop {
         rounds += 1;
         loader.load_products(&mut affected)?;
         tracing::debug!(elapsed_ms = started.elapsed().as_millis() as u64, "affected rows loaded");
@@ -172,30 +172,36 @@ pub fn evaluate_delta(
             for p in missing {
                 stored.products.insert(p.to_string(), found.get(p).cloned());
             }
-            for ((kind, id), (handle, skus)) in &docs.rendered.identities {
-                if *kind != ItemKind::Product {
-                    continue;
-                }
-                // An item that kept its handle and SKUs clashes with no unaffected item: a clash
-                // at the checkpoint put both in its errors, and so among the affected.
-                let before = stored.products.get(&**id).cloned().flatten();
-                if before.as_ref().is_some_and(|b| b.handle.as_ref() == Some(handle) && b.skus == *skus) {
-                    continue;
-                }
-                let holders = ns.handle_holders(map, ItemKind::Product, handle)?;
-                let sku_holders = skus.iter().map(|s| ns.sku_holders(map, s)).collect::<Result<Vec<_>, _>>()?;
-                for holder in holders.into_iter().chain(sku_holders.into_iter().flatten()) {
-                    if *holder != **id && !affected.contains(holder.as_str()) {
-                        more.insert(Arc::from(holder));
+            // A product that kept its handle and SKUs clashes with no unaffected item: a clash at
+            // the checkpoint put both in its errors, and so among the affected. The others are
+            // looked up together (each index bucket read once).
+            let changed: Vec<(&Arc<str>, &String, &Vec<String>)> = docs
+                .rendered
+                .identities
+                .iter()
+                .filter(|((kind, _), _)| *kind == ItemKind::Product)
+                .filter(|((_, id), (handle, skus))| {
+                    let before = stored.products.get(&**id).and_then(Option::as_ref);
+                    !before.is_some_and(|b| b.handle.as_ref() == Some(handle) && b.skus == *skus)
+                })
+                .map(|((_, id), (handle, skus))| (id, handle, skus))
+                .collect();
+            let handles = ns.handle_holders(map, ItemKind::Product, changed.iter().map(|(_, h, _)| h.as_str()))?;
+            let skus = ns.sku_holders(map, changed.iter().flat_map(|(_, _, s)| s.iter().map(String::as_str)))?;
+            for (id, handle, own_skus) in &changed {
+                let holders = handles.get(*handle).into_iter().chain(own_skus.iter().filter_map(|s| skus.get(s)));
+                for holder in holders.flatten() {
+                    if **holder != ***id && !affected.contains(holder.as_str()) {
+                        more.insert(Arc::from(holder.as_str()));
                     }
                 }
             }
             let stored = &stored.categories;
             let ids: BTreeSet<&str> =
                 stored.keys().map(String::as_str).chain(loader.ids(&categories).map(|id| &**id)).collect();
+            let identity = |o: Option<&ItemOutput>| o.map(|o| (o.in_scope, o.handle.clone()));
             for id in ids {
                 let now = docs.outputs.get(&(ItemKind::Category, Arc::from(id)));
-                let identity = |o: Option<&ItemOutput>| o.map(|o| (o.in_scope, o.handle.clone()));
                 if identity(now) != identity(stored.get(id)) {
                     more.extend(ns.products_in_category(name, id)?.into_iter().map(Arc::from));
                 }
@@ -213,7 +219,6 @@ pub fn evaluate_delta(
         rounds,
         "incremental evaluation"
     );
-    let mut evaluation = evaluation;
     if let Some(update) = evaluation.updates.first_mut() {
         update.skims = skims.changed.then_some(skims);
     }

@@ -11,6 +11,7 @@ use crate::catalog::scope::{decide_with, HasProducts, Scope};
 use crate::catalog::view::CatalogData;
 use crate::catalog::{reference_columns, CatalogTables, ItemError, Relations, Table};
 use crate::config::CompiledPipeline;
+use crate::file_stamp::FileStamp;
 use crate::stages::map::render::{Rendered, Renderer};
 use crate::stages::map::MapFields;
 use crate::stages::saleslayer::page::Action;
@@ -456,14 +457,9 @@ pub struct FileHashes {
 
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 struct FileHash {
-    size: u64,
-    modified_ns: u128,
-    recorded_ns: u128,
+    #[serde(flatten)]
+    stamp: FileStamp,
     hash: String,
-}
-
-fn nanos(t: std::time::SystemTime) -> u128 {
-    t.duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0)
 }
 
 impl FileHashes {
@@ -472,12 +468,9 @@ impl FileHashes {
         h.update(path.to_string_lossy().as_bytes());
         let Ok(meta) = std::fs::metadata(path) else { return false };
         let key = path.to_string_lossy().into_owned();
-        let modified = meta.modified().map(nanos).unwrap_or(0);
-        if let Some(e) = self.entries.get(&key) {
-            if e.size == meta.len() && e.modified_ns == modified && e.recorded_ns > modified + 2_000_000_000 {
-                h.update(e.hash.as_bytes());
-                return true;
-            }
+        if let Some(e) = self.entries.get(&key).filter(|e| e.stamp.holds_for(&meta)) {
+            h.update(e.hash.as_bytes());
+            return true;
         }
         let mut content = blake3::Hasher::new();
         let Ok(mut f) = std::fs::File::open(path) else { return false };
@@ -486,8 +479,7 @@ impl FileHashes {
         }
         let hash = content.finalize().to_hex().to_string();
         h.update(hash.as_bytes());
-        let recorded_ns = nanos(std::time::SystemTime::now());
-        self.entries.insert(key, FileHash { size: meta.len(), modified_ns: modified, recorded_ns, hash });
+        self.entries.insert(key, FileHash { stamp: FileStamp::of(&meta), hash });
         self.changed = true;
         true
     }

@@ -279,11 +279,6 @@ impl Namespace<'_> {
         Ok(self.indexed("mirror", &[stage, BY_CATEGORY], category)?.unwrap_or_default())
     }
 
-    /// The variants whose row names `product`, from the mirror index.
-    pub fn variants_of(&self, stage: &str, product: &str) -> Result<BTreeSet<String>, StateError> {
-        Ok(self.indexed("mirror", &[stage, BY_PRODUCT], product)?.unwrap_or_default())
-    }
-
     /// The variants whose rows name any of `products`, from the mirror index.
     pub fn variants_of_many<'p>(
         &self,
@@ -368,14 +363,23 @@ impl Namespace<'_> {
         Ok(out)
     }
 
-    /// The items of `kind` whose stored output rendered `handle`.
-    pub fn handle_holders(&self, map: &str, kind: ItemKind, handle: &str) -> Result<BTreeSet<String>, StateError> {
-        Ok(self.indexed("outputs", &[map, HANDLE, kind.singular()], handle)?.unwrap_or_default())
+    /// The items of `kind` whose stored output rendered each of `handles`.
+    pub fn handle_holders<'h>(
+        &self,
+        map: &str,
+        kind: ItemKind,
+        handles: impl IntoIterator<Item = &'h str>,
+    ) -> Result<BTreeMap<String, BTreeSet<String>>, StateError> {
+        self.indexed_many("outputs", &[map, HANDLE, kind.singular()], handles)
     }
 
-    /// The products whose stored output has a variant with `sku`.
-    pub fn sku_holders(&self, map: &str, sku: &str) -> Result<BTreeSet<String>, StateError> {
-        Ok(self.indexed("outputs", &[map, SKU], sku)?.unwrap_or_default())
+    /// The products whose stored output has a variant with each of `skus`.
+    pub fn sku_holders<'s>(
+        &self,
+        map: &str,
+        skus: impl IntoIterator<Item = &'s str>,
+    ) -> Result<BTreeMap<String, BTreeSet<String>>, StateError> {
+        self.indexed_many("outputs", &[map, SKU], skus)
     }
 
     /// Writes the outputs of the items evaluated (`None`: not in scope, or gone) with their

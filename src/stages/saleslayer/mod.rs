@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{FieldSchema, ItemKind, Output, StageCx};
 use crate::config::secret::Secret;
+use crate::file_stamp::FileStamp;
 
 /// The stage as written in YAML.
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
@@ -408,7 +409,7 @@ impl SalesLayerSource {
 /// What each export file held when it was last read — its `time` and the column layouts it
 /// declares — by path, with the size and modification time it had: a file the cursor is past is
 /// then not even read (a directory of past exports costs a `stat` each). Trusted like
-/// [`crate::engine::FileHashes`]: same size and time, recorded over two seconds after that time.
+/// [`crate::engine::FileHashes`] ([`FileStamp`]).
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct Skims {
     entries: BTreeMap<String, Skim>,
@@ -418,31 +419,20 @@ pub struct Skims {
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct Skim {
-    size: u64,
-    modified_ns: u128,
-    recorded_ns: u128,
+    #[serde(flatten)]
+    stamp: FileStamp,
     time: i64,
     layouts: page::Layouts,
-}
-
-fn nanos(t: std::time::SystemTime) -> u128 {
-    t.duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0)
 }
 
 impl Skims {
     /// The remembered skim of `path`, if the file is still what it was.
     fn get(&self, path: &str, meta: &std::fs::Metadata) -> Option<&Skim> {
-        let modified = meta.modified().map(nanos).ok()?;
-        self.entries
-            .get(path)
-            .filter(|e| e.size == meta.len() && e.modified_ns == modified && e.recorded_ns > modified + 2_000_000_000)
+        self.entries.get(path).filter(|e| e.stamp.holds_for(meta))
     }
 
     fn remember(&mut self, path: &str, meta: &std::fs::Metadata, time: i64, layouts: page::Layouts) {
-        let modified = meta.modified().map(nanos).unwrap_or(0);
-        let recorded_ns = nanos(std::time::SystemTime::now());
-        self.entries
-            .insert(path.to_string(), Skim { size: meta.len(), modified_ns: modified, recorded_ns, time, layouts });
+        self.entries.insert(path.to_string(), Skim { stamp: FileStamp::of(meta), time, layouts });
         self.changed = true;
     }
 }
