@@ -201,12 +201,11 @@ impl LastSent {
         let last = ns.runs().ok().and_then(|runs| runs.into_iter().last());
         if let Some(run) = last.filter(|r| r.pinned.digest != crate::plan::config_digest(pipeline)) {
             let env = crate::config::secret::ProcessEnv;
-            if let Ok(pinned) = crate::config::compile_pinned(
-                run.pinned.raw.clone(),
-                &run.pinned.file,
-                run.pinned.environment.as_deref(),
-                &env,
-            ) {
+            // A configuration this catsync cannot read explains nothing: the current one stands.
+            let compiled = run.pinned.raw.read().ok().and_then(|raw| {
+                crate::config::compile_pinned(raw, &run.pinned.file, run.pinned.environment.as_deref(), &env).ok()
+            });
+            if let Some(pinned) = compiled {
                 if let Ok(e) = evaluate(&pinned, ns, Read::Stored) {
                     evaluations.push((Some(pinned), e));
                 }

@@ -146,11 +146,10 @@ pub fn exec_status(args: &StatusArgs, g: &Globals) -> Result<Exit, Error> {
         status["sources"] = sources.into();
         let runs = ns.runs()?;
         if let Some(run) = runs.iter().rev().find(|r| r.status.unfinished()) {
-            let queue = ns.queue()?;
-            let mut by: std::collections::BTreeMap<(String, &str, &str), usize> = Default::default();
+            let queue = ns.queue_heads()?;
+            let mut by: std::collections::BTreeMap<(&str, &str, &str), usize> = Default::default();
             for e in &queue {
-                *by.entry((e.change.export.clone(), e.change.kind.singular(), e.change.action.name())).or_default() +=
-                    1;
+                *by.entry((&e.export, e.kind.singular(), &e.action)).or_default() += 1;
             }
             let by: Vec<_> = by
                 .into_iter()
@@ -167,6 +166,9 @@ pub fn exec_status(args: &StatusArgs, g: &Globals) -> Result<Exit, Error> {
                 "queued": queue.len(),
                 "queue": by,
             });
+            if let Err(e) = run.pinned.raw.read() {
+                status["unfinished_run"]["unreadable_configuration"] = e.into();
+            }
         }
         let last: Vec<_> = runs
             .iter()
@@ -269,7 +271,17 @@ fn status_text(s: &serde_json::Value, all: bool, file: &str) -> String {
             let _ =
                 writeln!(out, "    {}: {} {} {}", text(&q["export"]), q["count"], text(&q["kind"]), text(&q["action"]));
         }
-        let _ = writeln!(out, "    `catsync run` resumes it with the configuration it started with");
+        match run.get("unreadable_configuration").and_then(|e| e.as_str()) {
+            None => {
+                let _ = writeln!(out, "    `catsync run` resumes it with the configuration it started with");
+            }
+            Some(e) => {
+                let _ = writeln!(
+                    out,
+                    "    this catsync cannot read the configuration it started with ({e}): finish it with the catsync that started it, or drop its queue with `catsync run --discard --yes`"
+                );
+            }
+        }
     }
     let _ = writeln!(out, "  last runs:");
     let runs = s["last_runs"].as_array().cloned().unwrap_or_default();

@@ -166,7 +166,16 @@ pub async fn execute(
             (current, started.run, Some(started.queue), started.signature)
         }
         (mode, Some(run)) => {
-            let changed = scope_diff(&run.pinned.raw, &current.raw);
+            let pinned_raw = run.pinned.raw.read().map_err(|e| {
+                Error::failed(format!(
+                    "cannot resume run {} of pipeline `{}`: the configuration it started with was stored by a catsync that reads pipelines differently ({e}). Finish it with that catsync, or drop its queue with `catsync run --discard --yes {}`, or replace it with `catsync refresh {}`",
+                    run.id,
+                    current.name,
+                    current.file.display(),
+                    current.file.display()
+                ))
+            })?;
+            let changed = scope_diff(&pinned_raw, &current.raw);
             if mode == RunMode::Apply {
                 return Err(Error::failed(format!(
                     "run {} of pipeline `{}` is unfinished ({}); finish it with `catsync run --resume`, or replace it with `catsync refresh`, before applying a plan",
@@ -186,13 +195,8 @@ pub async fn execute(
                     current.file.display()
                 )));
             }
-            let pinned = compile_pinned(
-                run.pinned.raw.clone(),
-                &run.pinned.file,
-                run.pinned.environment.as_deref(),
-                &ProcessEnv,
-            )
-            .map_err(|e| {
+            let pinned = compile_pinned(pinned_raw, &run.pinned.file, run.pinned.environment.as_deref(), &ProcessEnv)
+                .map_err(|e| {
                 Error::failed(format!("cannot resume run {}: its pinned configuration no longer compiles: {e}", run.id))
             })?;
             let mut run = run;
@@ -286,7 +290,7 @@ pub fn discard(current: &CompiledPipeline, state_dir: &Path) -> Result<String, E
     let Some(mut run) = ns.unfinished_run()? else {
         return Ok(format!("pipeline `{}` has no unfinished run: nothing to discard", current.name));
     };
-    let queued = ns.queue()?.len();
+    let queued = ns.queue_heads()?.len();
     run.status = RunStatus::Discarded;
     run.ended_at = Some(now_rfc3339());
     run.notes.push(format!(
@@ -317,7 +321,7 @@ fn nothing_to_apply(current: &CompiledPipeline, saved: &Plan) -> RunOutcome {
         started_at: now.clone(),
         ended_at: Some(now),
         pinned: PinnedConfig {
-            raw: current.raw.clone(),
+            raw: crate::state::PinnedPipeline::of(&current.raw),
             digest: saved.config_digest.clone(),
             file: current.file.clone(),
             environment: current.environment.clone(),
@@ -381,10 +385,10 @@ fn begin_refresh(
 ) -> Result<Started, Error> {
     if let Some(mut old) = previous {
         let dropped: Vec<String> = ns
-            .queue()?
+            .queue_heads()?
             .iter()
-            .filter(|e| matches!(e.change.action, Action::Delete | Action::Archive))
-            .map(|e| format!("{} {}", e.change.kind.singular(), e.change.source_id))
+            .filter(|e| e.action == Action::Delete.name() || e.action == Action::Archive.name())
+            .map(|e| format!("{} {}", e.kind.singular(), e.source_id))
             .collect();
         if !dropped.is_empty() {
             notes.push(format!(
@@ -456,7 +460,7 @@ fn start_run(
         started_at: started,
         ended_at: None,
         pinned: PinnedConfig {
-            raw: pipeline.raw.clone(),
+            raw: crate::state::PinnedPipeline::of(&pipeline.raw),
             digest: config_digest(pipeline),
             file: pipeline.file.clone(),
             environment: pipeline.environment.clone(),

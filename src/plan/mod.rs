@@ -344,7 +344,20 @@ pub fn plan(pipeline: &CompiledPipeline, state: &State, opts: &PlanOptions) -> R
     }
     // R07: `run` refuses a scope change while a run is unfinished; the plan says so first.
     if let Some(run) = ns.unfinished_run()? {
-        let changed = crate::config::scope_diff(&run.pinned.raw, &pipeline.raw);
+        let changed = match run.pinned.raw.read() {
+            Ok(pinned) => crate::config::scope_diff(&pinned, &pipeline.raw),
+            Err(e) => {
+                warnings.insert(
+                    0,
+                    format!(
+                        "run {} is unfinished ({}) and was started by a configuration this catsync cannot read ({e}); `catsync run` cannot resume it: finish it with the catsync that started it, or drop its queue with `catsync run --discard --yes`",
+                        run.id,
+                        run.status.name()
+                    ),
+                );
+                Vec::new()
+            }
+        };
         if !changed.is_empty() {
             let keys: Vec<String> = changed.iter().map(|k| format!("`{k}`")).collect();
             warnings.insert(

@@ -509,7 +509,7 @@ fn runs(state_dir: &Path, name: &str, env: Option<&str>) -> Result<(BTreeMap<Str
     let ns = state.namespace(name, env);
     let fail = |e: crate::state::StateError| Problem::message("state", e.to_string());
     let runs = ns.runs().map_err(fail)?.into_iter().map(|r| (r.id.clone(), r)).collect();
-    Ok((runs, ns.queue().map_err(fail)?.len()))
+    Ok((runs, ns.queue_heads().map_err(fail)?.len()))
 }
 
 /// The run a step started or changed (a refresh also supersedes the run it replaces).

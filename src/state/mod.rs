@@ -28,6 +28,8 @@ pub enum StateError {
     Newer { dir: String, found: u32, supported: u32 },
     #[error("the state in `{dir}` is unreadable ({detail}); restore it from a backup (`catsync state import`) rather than starting over, which would re-create the whole catalog")]
     Corrupt { dir: String, detail: String },
+    #[error("the queue of the unfinished run in `{dir}` was written by a catsync that stores changes differently ({detail}); finish the run with that catsync, or drop its queue with `catsync run --discard --yes FILE` (or replace it with `catsync refresh FILE`); nothing else in the state is affected")]
+    QueueUnreadable { dir: String, detail: String },
     #[error("cannot open the state in `{dir}`: {detail}")]
     Open { dir: String, detail: String },
 }
@@ -127,6 +129,19 @@ pub struct QueueEntry {
     pub change: crate::plan::Change,
 }
 
+/// What the state itself needs of a queued change — which export, item and action — read without
+/// the change's document, so that `status`, `run --discard` and `refresh` read a queue written by
+/// another catsync version (whose documents or reasons may be shaped differently). Only resuming
+/// the run decodes whole changes ([`Namespace::queue`]).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct QueuedHead {
+    pub export: String,
+    pub kind: ItemKind,
+    pub source_id: String,
+    /// The action's name as stored (`create`, `update`, `delete`, `archive`, …).
+    pub action: String,
+}
+
 /// Status of a run (the Sales Layer activity log's vocabulary).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
@@ -171,11 +186,30 @@ pub enum RunMode {
 /// The configuration a run started with (R09): the resolved pipeline, secrets by reference only.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PinnedConfig {
-    pub raw: crate::config::raw::RawPipeline,
+    pub raw: PinnedPipeline,
     pub digest: String,
     /// The pipeline file, to resolve relative paths when the run resumes.
     pub file: PathBuf,
     pub environment: Option<String>,
+}
+
+/// A pinned pipeline, stored in the pipeline file's own format (the JSON of its YAML, resolved) and
+/// kept opaque: a run record stays readable when a later catsync reads pipelines differently (a
+/// renamed key, a new required one). Only what needs the configuration itself — resuming the run,
+/// comparing scopes, `explain` — parses it, and says what to do when it cannot.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct PinnedPipeline(serde_json::Value);
+
+impl PinnedPipeline {
+    pub fn of(raw: &crate::config::raw::RawPipeline) -> PinnedPipeline {
+        PinnedPipeline(serde_json::to_value(raw).expect("a pipeline serializes"))
+    }
+
+    /// The pipeline, or why this catsync cannot read it.
+    pub fn read(&self) -> Result<crate::config::raw::RawPipeline, String> {
+        crate::config::raw::RawPipeline::deserialize(&self.0).map_err(|e| e.to_string())
+    }
 }
 
 /// One item that failed in a run.
@@ -735,9 +769,31 @@ impl Namespace<'_> {
         self.write_records(export, vec![(kind, id.to_string(), None)])
     }
 
-    /// The queue of the current run, in order.
+    /// The queue of the current run, in order, whole (to resume it). A change this catsync cannot
+    /// decode — written by another version — is [`StateError::QueueUnreadable`], which names the
+    /// ways out; the rest of the state stays usable.
     pub fn queue(&self) -> Result<Vec<QueueEntry>, StateError> {
-        Ok(self.scan::<QueueEntry>("queue", &["q"])?.into_iter().map(|(_, e)| e).collect())
+        let tree = self.state.tree("queue")?;
+        let mut prefix = self.key(&["q"]);
+        prefix.push(0);
+        let mut out = Vec::new();
+        for entry in tree.scan_prefix(&prefix) {
+            let (_, v) = entry.map_err(|e| self.state.corrupt(e))?;
+            out.push(serde_json::from_slice::<QueueEntry>(&v).map_err(|e| StateError::QueueUnreadable {
+                dir: self.state.dir.display().to_string(),
+                detail: e.to_string(),
+            })?);
+        }
+        Ok(out)
+    }
+
+    /// Export, item and action of each queued change, in order (see [`QueuedHead`]).
+    pub fn queue_heads(&self) -> Result<Vec<QueuedHead>, StateError> {
+        #[derive(Deserialize)]
+        struct Entry {
+            change: QueuedHead,
+        }
+        Ok(self.scan::<Entry>("queue", &["q"])?.into_iter().map(|(_, e)| e.change).collect())
     }
 
     /// Replaces the whole queue.
@@ -959,7 +1015,7 @@ mod tests {
             started_at: "t0".into(),
             ended_at: None,
             pinned: PinnedConfig {
-                raw: serde_yaml::from_str("version: 1\nname: shop\nstages: {}").unwrap(),
+                raw: PinnedPipeline::of(&serde_yaml::from_str("version: 1\nname: shop\nstages: {}").unwrap()),
                 digest: "d".into(),
                 file: "p.yaml".into(),
                 environment: None,
