@@ -299,6 +299,29 @@ fn undefined_template_variable() {
 }
 
 #[test]
+fn templates_follow_a_related_items_own_relations() {
+    // Rendering follows `category.parent` (and further up); so does validation, field by field.
+    Test::edited(&[(r#"{{ product_name }}"#, r#"{{ category.parent.parent.section_name }} {{ product_name }}"#)])
+        .args(["validate", "p.yaml"])
+        .run()
+        .succeeds_with_code(0);
+    Test::edited(&[(r#"{{ product_name }}"#, r#"{{ category.parent.secton_name }}"#)])
+        .args(["validate", "p.yaml"])
+        .run()
+        .fails(
+            3,
+            r#"
+            p.yaml:14:14: error: stage `docs`: template uses unknown field `category.parent.secton_name`
+               |
+            14 |       title: "{{ category.parent.secton_name }}"
+               |              ^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^
+               = hint: did you mean `section_name`?
+            1 of 1 file invalid: 1 error, 0 warnings
+            "#,
+        );
+}
+
+#[test]
 fn missing_environment_variable() {
     Test::edited(&[(r#"    url: sandbox://shop"#, r#"    url: ${SHOPIFY_STORE}
     token: ${SHOPIFY_TOKEN}"#)])

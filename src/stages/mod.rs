@@ -354,11 +354,37 @@ impl Vocabulary {
             return None;
         }
         if let Some((_, rel_fields)) = self.relations.iter().find(|(n, _)| *n == root) {
-            let (Some(attr), Some(rel_fields)) = (parts.next(), rel_fields) else { return None };
-            if rel_fields.contains(attr) {
-                return None;
+            // A related item's own relations are followed (`category.parent.name`,
+            // `product.category.name`, `category.parent.parent.name`), as rendering does.
+            let (mut path, mut relation, mut rel_fields) = (root.to_string(), root, rel_fields.as_ref());
+            loop {
+                // (`None` means known: a path that ends here, or fields that are not known.)
+                let attr = parts.next()?;
+                let is_category = matches!(relation, "category" | "parent");
+                let nested = match attr {
+                    "kind" | "lang" => return None,
+                    "categories" | "variants" if relation == "product" => return None,
+                    "parent" if is_category => Some(rel_fields),
+                    "category" if relation == "product" => Some(
+                        self.relations
+                            .iter()
+                            .find(|(n, _)| matches!(*n, "category" | "parent"))
+                            .and_then(|(_, f)| f.as_ref()),
+                    ),
+                    _ => None,
+                };
+                if let Some(fields) = nested {
+                    path = format!("{path}.{attr}");
+                    (relation, rel_fields) = (attr, fields);
+                    continue;
+                }
+                let fields = rel_fields?;
+                if fields.contains(attr) {
+                    return None;
+                }
+                let candidates = fields.iter().map(String::as_str).chain(is_category.then_some("parent"));
+                return Some((format!("{path}.{attr}"), did_you_mean(attr, candidates)));
             }
-            return Some((format!("{root}.{attr}"), did_you_mean(attr, rel_fields.iter().map(String::as_str))));
         }
         let candidates = self
             .fields

@@ -120,29 +120,42 @@ impl Namespace<'_> {
         Ok(self.bucket::<V>(tree, parts, key)?.remove(key))
     }
 
-    /// The values of `keys` in the index at `parts`, reading each bucket once.
-    fn indexed_many<'k, V: DeserializeOwned>(
+    fn get_bytes(&self, tree: &str, parts: &[&str]) -> Result<Option<sled::IVec>, StateError> {
+        self.state.tree(tree)?.get(self.key(parts)).map_err(|e| self.state.corrupt(e))
+    }
+
+    /// The values of `keys` in the index at `parts`, reading each bucket once and decoding, on
+    /// both cores, only the entries asked for (a bucket holds a few dozen; the rest are skipped
+    /// unparsed into values).
+    fn indexed_many<'k, V: DeserializeOwned + Send>(
         &self,
         tree: &str,
         parts: &[&str],
         keys: impl IntoIterator<Item = &'k str>,
     ) -> Result<BTreeMap<String, V>, StateError> {
-        let mut by_bucket: BTreeMap<String, Vec<&str>> = BTreeMap::new();
+        use rayon::prelude::*;
+        let mut by_bucket: BTreeMap<String, BTreeSet<&str>> = BTreeMap::new();
         for k in keys {
-            by_bucket.entry(bucket_of(k)).or_default().push(k);
+            by_bucket.entry(bucket_of(k)).or_default().insert(k);
         }
-        let mut out = BTreeMap::new();
-        for (b, keys) in by_bucket {
+        let mut raw = Vec::with_capacity(by_bucket.len());
+        for (b, keys) in &by_bucket {
             let mut full = parts.to_vec();
-            full.push(&b);
-            let mut map: BTreeMap<String, V> = self.get(tree, &full)?.unwrap_or_default();
-            for k in keys {
-                if let Some(v) = map.remove(k) {
-                    out.insert(k.to_string(), v);
-                }
+            full.push(b);
+            if let Some(bytes) = self.get_bytes(tree, &full)? {
+                raw.push((bytes, keys));
             }
         }
-        Ok(out)
+        let found = raw
+            .par_iter()
+            .map(|(bytes, keys)| {
+                let mut de = serde_json::Deserializer::from_slice(bytes);
+                let picked = serde::de::DeserializeSeed::deserialize(Pick { keys, found: Vec::new() }, &mut de)?;
+                de.end().map(|()| picked)
+            })
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| self.state.corrupt(e))?;
+        Ok(found.into_iter().flatten().collect())
     }
 
     /// Rewrites, in `batch`, the buckets of the index at `parts` that `edit` changes: `edit`
@@ -253,16 +266,20 @@ impl Namespace<'_> {
     ) -> Result<Vec<(Arc<str>, Row)>, StateError> {
         use rayon::prelude::*;
         let tree = self.state.tree("mirror")?;
-        let mut raw = Vec::new();
-        for id in ids {
-            if let Some(bytes) = tree.get(self.key(&[stage, table, "row", id])).map_err(|e| self.state.corrupt(e))? {
-                raw.push((id, bytes));
-            }
-        }
-        raw.par_iter()
-            .map(|(id, bytes)| serde_json::from_slice(bytes).map(|cells| (Arc::from(*id), Arc::new(cells))))
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| self.state.corrupt(e))
+        // sled reads from several threads at once: both cores look up and decode.
+        let ids: Vec<&str> = ids.into_iter().collect();
+        let rows = ids
+            .par_iter()
+            .map(|id| {
+                let Some(bytes) = tree.get(self.key(&[stage, table, "row", id])).map_err(|e| self.state.corrupt(e))?
+                else {
+                    return Ok(None);
+                };
+                let cells = serde_json::from_slice(&bytes).map_err(|e| self.state.corrupt(e))?;
+                Ok(Some((Arc::from(*id), Arc::new(cells))))
+            })
+            .collect::<Result<Vec<_>, StateError>>()?;
+        Ok(rows.into_iter().flatten().collect())
     }
 
     /// Every row of one mirror table (for small tables: categories).
@@ -468,5 +485,40 @@ impl Namespace<'_> {
             self.edit_multimap(&mut batch, "outputs", &[map, SKU], skus)?;
         }
         tree.apply_batch(batch).map_err(|e| self.state.corrupt(e))
+    }
+}
+
+/// Decodes the entries of one index bucket (a JSON object) whose keys are in `keys`, skipping the
+/// others without building them.
+struct Pick<'a, V> {
+    keys: &'a BTreeSet<&'a str>,
+    found: Vec<(String, V)>,
+}
+
+impl<'de, V: Deserialize<'de>> serde::de::DeserializeSeed<'de> for Pick<'_, V> {
+    type Value = Vec<(String, V)>;
+
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_map(self)
+    }
+}
+
+impl<'de, V: Deserialize<'de>> serde::de::Visitor<'de> for Pick<'_, V> {
+    type Value = Vec<(String, V)>;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("an index bucket (an object)")
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(mut self, mut map: A) -> Result<Self::Value, A::Error> {
+        while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
+            if self.keys.contains(key.as_ref()) {
+                let value = map.next_value::<V>()?;
+                self.found.push((key.into_owned(), value));
+            } else {
+                map.next_value::<serde::de::IgnoredAny>()?;
+            }
+        }
+        Ok(self.found)
     }
 }
