@@ -7,6 +7,7 @@ mod bulk;
 mod cli;
 mod conformance;
 mod faults;
+mod reads;
 mod replay;
 mod schema;
 mod throttle;

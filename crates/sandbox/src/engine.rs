@@ -104,9 +104,13 @@ pub struct Answer {
     pub followups: Vec<Followup>,
 }
 
-/// The shapes of inputs Shopify limits with `MAX_INPUT_SIZE_EXCEEDED`.
-const INPUT_LIMITS: &[(&str, &[&str], usize)] =
-    &[("productSet", &["input", "variants"], 2048), ("productSet", &["input", "variants", "inventoryQuantities"], 250)];
+/// The shapes of inputs Shopify limits with `MAX_INPUT_SIZE_EXCEEDED` (an input array holds at
+/// most 250 items, `productSet`'s variants 2048).
+const INPUT_LIMITS: &[(&str, &[&str], usize)] = &[
+    ("productSet", &["input", "variants"], 2048),
+    ("productSet", &["input", "variants", "inventoryQuantities"], 250),
+    ("nodes", &["ids"], 250),
+];
 
 impl Shared {
     /// Runs one GraphQL request body. `force_throttle` is the throttle fault.

@@ -291,6 +291,30 @@ fn query_root(store: &Store, field: &str, args: &Args<'_>) -> FieldResult {
             }
             Resolved::List(out)
         }
+        "productVariants" => {
+            let query = search::parse(args.str("query").unwrap_or(""));
+            let mut items: Vec<(&Product, &Variant)> = store
+                .products
+                .values()
+                .flat_map(|p| p.variants.iter().map(move |v| (p, v)))
+                .filter(|(p, v)| search::matches_variant(store, p, v, &query))
+                .collect();
+            match args.str("sortKey").unwrap_or("ID") {
+                "SKU" => items.sort_by(|a, b| a.1.sku.cmp(&b.1.sku).then(a.1.id.cmp(&b.1.id))),
+                "TITLE" | "NAME" => items.sort_by(|a, b| a.1.title().cmp(&b.1.title()).then(a.1.id.cmp(&b.1.id))),
+                "FULL_TITLE" => items.sort_by(|a, b| {
+                    (a.0.title.as_str(), a.1.title()).cmp(&(b.0.title.as_str(), b.1.title())).then(a.1.id.cmp(&b.1.id))
+                }),
+                "POSITION" => items.sort_by_key(|(p, v)| (p.id, v.position, v.id)),
+                "INVENTORY_QUANTITY" => items.sort_by_key(|(_, v)| (v.inventory_quantity(), v.id)),
+                _ => items.sort_by_key(|(_, v)| v.id),
+            }
+            if args.bool("reverse") == Some(true) {
+                items.reverse();
+            }
+            let items = items.into_iter().map(|(p, v)| (v.id, Obj::Variant(p.id, v.id), v.id.to_string())).collect();
+            paginate("ProductVariantConnection", "ProductVariantEdge", items, args)?
+        }
         "productVariant" => match gid_arg(args, "id", "ProductVariant")?.and_then(|id| store.variant(id)) {
             Some((p, v)) => Resolved::obj(Obj::Variant(p.id, v.id)),
             None => Resolved::Null,
