@@ -258,8 +258,10 @@ fn normalize(store: &Store) -> BTreeMap<String, String> {
         tags.sort();
         put(format!("{k} tags"), format!("{tags:?}"));
         put(format!("{k} seo"), seo(&p.seo_title, &p.seo_description));
+        // By source: the CDN URL a media is served from has its time and, when its file name was
+        // taken, a UUID.
         let media: Vec<String> =
-            p.media.iter().map(|m| format!("{} alt={:?} {}", m.url, m.alt, m.content_type)).collect();
+            p.media.iter().map(|m| format!("{} alt={:?} {}", m.source, m.alt, m.content_type)).collect();
         put(format!("{k} media"), format!("{media:?}"));
         put(format!("{k} metafields"), metafields(&p.metafields));
         let options: Vec<String> = p
@@ -275,8 +277,9 @@ fn normalize(store: &Store) -> BTreeMap<String, String> {
             .variants
             .iter()
             .map(|v| {
+                let image = v.image.and_then(|id| p.media.iter().find(|m| m.id == id)).map(|m| m.source.as_str());
                 format!(
-                    "{:?} {:?} price={} compareAt={:?} barcode={:?} position={} taxable={} policy={} metafields=[{}]",
+                    "{:?} {:?} price={} compareAt={:?} barcode={:?} position={} taxable={} policy={} metafields=[{}] image={image:?}",
                     v.sku,
                     v.option_values,
                     v.price,

@@ -6,6 +6,7 @@ mod support;
 mod commands;
 mod first_hour;
 mod fixture_replay;
+mod images;
 mod mid_run;
 mod pipelines;
 mod plan;

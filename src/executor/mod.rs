@@ -905,7 +905,8 @@ impl<'a> Exporter<'a> {
             let top_up = f.last_poll.elapsed() < self.pipeline.params.poll_interval;
             let control = self.control;
             let stop = || stop_reason(control).is_some() || control.refresh_requested();
-            match target.next_bulk_file(queue, &export_name, top_up, &run.id, &stop).await? {
+            let records = |entries: &[QueueEntry]| batch_records(self.ns, &export_name, entries);
+            match target.next_bulk_file(queue, &export_name, top_up, &run.id, &stop, &records).await? {
                 Some((entries, outcomes)) => {
                     let records = batch_records(self.ns, &export_name, &entries)?;
                     (entries, outcomes, records)
@@ -984,8 +985,8 @@ impl<'a> Exporter<'a> {
             let c = &entry.change;
             let item = format!("{} {}:{}", c.export, c.kind.singular(), c.source_id);
             match outcome {
-                Outcome::Done { gid } => {
-                    gids.push(gid);
+                Outcome::Done { gid, images } => {
+                    gids.push((gid, images));
                     ns.remove_failure(&c.export, c.kind, &c.source_id)?;
                     run.counts.entry(c.export.clone()).or_default().add(c);
                     run.exported.push(item);
@@ -1253,14 +1254,14 @@ fn record(
     ns: &Namespace,
     export: &str,
     confirmed: &[&Change],
-    gids: Vec<Option<String>>,
+    gids: Vec<(Option<String>, Option<crate::state::ImagesRecord>)>,
     before: &Records,
 ) -> Result<(), Error> {
     use rayon::prelude::*;
     let writes = confirmed
         .par_iter()
         .zip(gids)
-        .filter_map(|(c, gid)| {
+        .filter_map(|(c, (gid, images))| {
             let record = match (c.action, &c.document, &c.hash_after) {
                 (Action::Delete, _, _) => None,
                 (_, Some(doc), Some(hash)) => Some(ExportRecord {
@@ -1269,6 +1270,7 @@ fn record(
                     hash: hash.clone(),
                     fields: Fingerprint::of(doc).fields,
                     archived: c.action == Action::Archive,
+                    images,
                 }),
                 _ => return None,
             };

@@ -116,7 +116,7 @@ impl Target {
             Target::Jsonl(j) => {
                 let changes: Vec<&Change> = batch.iter().map(|e| &e.change).collect();
                 Ok(match j.write(&changes) {
-                    Ok(()) => batch.iter().map(|_| Outcome::Done { gid: None }).collect(),
+                    Ok(()) => batch.iter().map(|_| Outcome::done(None)).collect(),
                     Err(e) => batch
                         .iter()
                         .map(|_| Outcome::Failed {
@@ -130,9 +130,9 @@ impl Target {
                 let mut out = Vec::with_capacity(batch.len());
                 for e in batch {
                     let c = &e.change;
-                    let gid = records.get(&(c.kind, c.source_id.clone())).and_then(|r| r.gid.as_deref());
-                    let outcome = target.apply(c, gid, collections, languages).await?;
-                    if let (ItemKind::Category, Outcome::Done { gid }) = (c.kind, &outcome) {
+                    let record = records.get(&(c.kind, c.source_id.clone()));
+                    let outcome = target.apply(c, record, collections, languages).await?;
+                    if let (ItemKind::Category, Outcome::Done { gid, .. }) = (c.kind, &outcome) {
                         match (c.action, gid) {
                             (Action::Delete, _) => {
                                 collections.remove(&c.handle);
@@ -172,7 +172,8 @@ impl Target {
 
     /// Starts bulk files (up to the concurrency) when `top_up`, then waits for the first to
     /// finish and returns its changes and outcomes; `None` when `stop()` turns true meanwhile
-    /// (a pause does not wait for files that may take minutes).
+    /// (a pause does not wait for files that may take minutes). `records` reads the records of
+    /// a file's changes before it is sent (their products' media ids).
     pub(super) async fn next_bulk_file(
         &mut self,
         queue: &Queue,
@@ -180,6 +181,7 @@ impl Target {
         top_up: bool,
         run_id: &str,
         stop: &dyn Fn() -> bool,
+        records: &dyn Fn(&[QueueEntry]) -> Result<Records, Error>,
     ) -> Result<Option<BulkJob>, Error> {
         let Target::Shopify { target, languages, collections, flight } = self else {
             return Err(Error::failed("bulk files are only for Shopify exports"));
@@ -194,6 +196,9 @@ impl Target {
                 if entries.is_empty() {
                     break;
                 }
+                let found = records(&entries)?;
+                let records: Vec<Option<ExportRecord>> =
+                    entries.iter().map(|e| found.get(&(e.change.kind, e.change.source_id.clone())).cloned()).collect();
                 flight.in_flight.extend(entries.iter().map(|e| e.seq));
                 flight.files += 1;
                 flight.items += entries.len() as u64;
@@ -202,7 +207,8 @@ impl Target {
                     (Arc::clone(target), collections.clone(), languages.clone(), Arc::clone(&flight.running));
                 flight.jobs.spawn(async move {
                     let changes: Vec<&Change> = entries.iter().map(|e| &e.change).collect();
-                    let result = target.apply_bulk(&changes, &collections, &languages, &label, &running).await;
+                    let result =
+                        target.apply_bulk(&changes, &records, &collections, &languages, &label, &running).await;
                     (entries, result)
                 });
             }

@@ -83,6 +83,7 @@ mod tests {
             hash: hash.into(),
             fields: fields.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
             archived: false,
+            images: None,
         }
     }
 

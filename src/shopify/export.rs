@@ -8,16 +8,19 @@ use serde_json::{json, Value};
 
 use super::bulk;
 use super::client::{Client, GqlError};
+use super::images::Images;
 use super::operations as ops;
-use crate::document::{Document, Translations};
+use crate::document::{Document, ProductDoc, Translations};
 use crate::plan::{Action, Change};
 use crate::stages::ItemKind;
+use crate::state::{ExportRecord, ImagesRecord};
 
 /// What happened to one change.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Outcome {
-    /// The store confirmed it; the item's id in the store, if it still exists.
-    Done { gid: Option<String> },
+    /// The store confirmed it; the item's id in the store, if it still exists, and a product's
+    /// images as the store has them (`None`: nothing known, for items without images too).
+    Done { gid: Option<String>, images: Option<ImagesRecord> },
     /// The store refused the item (`userErrors`) or could not be reached for it; other items go on.
     Failed { message: String, retryable: bool },
     /// Not sent: it waits for something that failed first (its collection). Not an error of its
@@ -73,6 +76,40 @@ pub(super) fn user_errors(payload: &Value) -> Option<String> {
             .collect::<Vec<_>>()
             .join("; "),
     )
+}
+
+impl Outcome {
+    /// A confirmation without images.
+    pub fn done(gid: Option<String>) -> Outcome {
+        Outcome::Done { gid, images: None }
+    }
+
+    /// This outcome with a product's images, when it is a confirmation.
+    fn with_images(self, images: Option<ImagesRecord>) -> Outcome {
+        match self {
+            Outcome::Done { gid, .. } => Outcome::Done { gid, images },
+            other => other,
+        }
+    }
+}
+
+/// Whether a change sends its document again unchanged (a force refresh).
+fn resent(change: &Change) -> bool {
+    change.hash_before.is_some() && change.hash_before == change.hash_after
+}
+
+/// Whether a `productSet` payload's user errors are about its files (a media id the store no
+/// longer has: deleted in the store since catsync recorded it).
+fn media_refused(payload: &Value) -> bool {
+    let errors = payload.get("userErrors").and_then(Value::as_array).map_or(&[][..], Vec::as_slice);
+    errors.iter().any(|e| {
+        let about_files = e
+            .get("field")
+            .and_then(Value::as_array)
+            .is_some_and(|f| f.iter().any(|p| matches!(p.as_str(), Some("files" | "file"))));
+        let message = e.get("message").and_then(Value::as_str).unwrap_or_default().to_lowercase();
+        about_files || message.contains("file") || message.contains("media")
+    })
 }
 
 /// A failed operation: only the store's verdict about the item (a GraphQL error about this
@@ -141,15 +178,17 @@ impl ShopifyTarget {
         Ok(data.get(field).and_then(|c| c.get("id")).and_then(Value::as_str).map(str::to_string))
     }
 
-    /// Applies one change. `gid` is the item's id recorded by an earlier run, if any;
-    /// `collections` maps collection handles to ids (for product memberships).
+    /// Applies one change. `record` is what an earlier run recorded of the item, if any (its id,
+    /// a product's images); `collections` maps collection handles to ids (for product
+    /// memberships).
     pub async fn apply(
         &self,
         change: &Change,
-        gid: Option<&str>,
+        record: Option<&ExportRecord>,
         collections: &HashMap<String, String>,
         languages: &[String],
     ) -> Result<Outcome, GqlError> {
+        let gid = record.and_then(|r| r.gid.as_deref());
         match (change.kind, change.action, change.document.as_deref()) {
             (ItemKind::Category, Action::Delete, _) => self.delete(ItemKind::Category, &change.handle, gid).await,
             (_, Action::Delete, _) => self.delete(ItemKind::Product, &change.handle, gid).await,
@@ -200,22 +239,44 @@ impl ShopifyTarget {
                 }
                 // An existing product is identified by the handle it has in the store.
                 let identifier = if change.action == Action::Create { &p.handle } else { &change.handle };
-                let variables =
-                    json!({ "identifier": { "handle": identifier }, "input": ops::product_set_input(p, &ids) });
-                let data = try_item!(self.client.execute(ops::PRODUCT_SET, variables, ops::product_set_cost(p)).await);
-                let payload = &data["productSet"];
-                if let Some(message) = user_errors(payload) {
-                    return Ok(Outcome::Failed { message, retryable: false });
-                }
-                let Some(id) = payload.pointer("/product/id").and_then(Value::as_str) else {
-                    return Ok(Outcome::Failed {
-                        message: "`productSet` returned no product".to_string(),
-                        retryable: true,
-                    });
-                };
-                self.translate(doc, id, languages).await
+                let images = Images::plan(p, record, Some(doc), resent(change));
+                let outcome = self.set_product(p, identifier, &ids, images).await?;
+                let Outcome::Done { gid: Some(id), images } = outcome else { return Ok(outcome) };
+                Ok(self.translate(doc, &id, languages).await?.with_images(images))
             }
             _ => Ok(Outcome::Failed { message: "the change has no document to send".to_string(), retryable: false }),
+        }
+    }
+
+    /// One `productSet`, and the product's images as the store then has them. A store that
+    /// refuses media ids recorded earlier (deleted in the store since) gets the product once
+    /// more with every image by source.
+    async fn set_product(
+        &self,
+        p: &ProductDoc,
+        identifier: &str,
+        collections: &[String],
+        mut images: Images<'_>,
+    ) -> Result<Outcome, GqlError> {
+        loop {
+            let variables = ops::product_set_variables(p, identifier, collections, &images);
+            let cost = ops::product_set_cost(p, &images);
+            let data = try_item!(self.client.execute(ops::PRODUCT_SET, variables, cost).await);
+            let payload = &data["productSet"];
+            if let Some(message) = user_errors(payload) {
+                if images.by_id() && media_refused(payload) {
+                    images = Images::fresh(p);
+                    continue;
+                }
+                return Ok(Outcome::Failed { message, retryable: false });
+            }
+            return Ok(match payload.pointer("/product/id").and_then(Value::as_str) {
+                Some(id) => Outcome::Done {
+                    gid: Some(id.to_string()),
+                    images: images.confirmed(payload.pointer("/product/media")),
+                },
+                None => Outcome::Failed { message: "`productSet` returned no product".to_string(), retryable: true },
+            });
         }
     }
 
@@ -224,7 +285,7 @@ impl ShopifyTarget {
             Some(g) => g.to_string(),
             None => match try_item!(self.lookup(kind, handle).await) {
                 Some(id) => id,
-                None => return Ok(Outcome::Done { gid: None }),
+                None => return Ok(Outcome::done(None)),
             },
         };
         let (query, field) = match kind {
@@ -235,10 +296,10 @@ impl ShopifyTarget {
         match user_errors(&data[field]) {
             // Already gone is what a delete wants.
             Some(m) if m.to_lowercase().contains("not exist") || m.to_lowercase().contains("not found") => {
-                Ok(Outcome::Done { gid: None })
+                Ok(Outcome::done(None))
             }
             Some(message) => Ok(Outcome::Failed { message, retryable: false }),
-            None => Ok(Outcome::Done { gid: None }),
+            None => Ok(Outcome::done(None)),
         }
     }
 
@@ -254,7 +315,7 @@ impl ShopifyTarget {
                 return Ok(translation_failure(&message));
             }
         }
-        Ok(Outcome::Done { gid: Some(id.to_string()) })
+        Ok(Outcome::done(Some(id.to_string())))
     }
 }
 
@@ -307,18 +368,21 @@ pub fn bulk_eligible(change: &Change) -> bool {
 impl ShopifyTarget {
     /// Applies product writes through bulk mutations: one file of `productSet` variables, then one
     /// of `translationsRegister` variables for the products that have translations. One outcome
-    /// per change, as [`ShopifyTarget::apply`] gives; `Err` when the store refuses everything.
+    /// per change, as [`ShopifyTarget::apply`] gives; `records` are the changes' records, in the
+    /// same order. `Err` when the store refuses everything.
     pub async fn apply_bulk(
         &self,
         changes: &[&Change],
+        records: &[Option<ExportRecord>],
         collections: &HashMap<String, String>,
         languages: &[String],
         label: &str,
         running: &bulk::Running,
     ) -> Result<Vec<Outcome>, GqlError> {
         let mut outcomes: Vec<Option<Outcome>> = vec![None; changes.len()];
-        // Line → change.
+        // Line → change, and the images it sends.
         let mut sent = Vec::new();
+        let mut plans = Vec::new();
         let mut lines = Vec::new();
         for (i, change) in changes.iter().enumerate() {
             let Some(Document::Product(p)) = change.document.as_deref() else {
@@ -338,11 +402,14 @@ impl ShopifyTarget {
                 }
             };
             let identifier = if change.action == Action::Create { &p.handle } else { &change.handle };
-            let vars = json!({ "identifier": { "handle": identifier }, "input": ops::product_set_input(p, &ids) });
-            lines.push(vars.to_string());
-            sent.push(i);
+            let record = records.get(i).and_then(Option::as_ref);
+            let images = Images::plan(p, record, change.document.as_deref(), resent(change));
+            lines.push(ops::product_set_variables(p, identifier, &ids, &images).to_string());
+            sent.push((i, identifier, ids));
+            plans.push(images);
         }
         let mut gids: HashMap<usize, String> = HashMap::new();
+        let mut confirmed_images: HashMap<usize, ImagesRecord> = HashMap::new();
         for (n, range) in bulk::files(&lines).into_iter().enumerate() {
             let result = match bulk::run(
                 &self.client,
@@ -356,29 +423,45 @@ impl ShopifyTarget {
                 Ok(r) => r,
                 Err(e) => {
                     let failed = item_failure(e)?;
-                    for &i in &sent[range] {
-                        outcomes[i] = Some(failed.clone());
+                    for (i, ..) in &sent[range] {
+                        outcomes[*i] = Some(failed.clone());
                     }
                     continue;
                 }
             };
-            for (line, &i) in sent[range.clone()].iter().enumerate() {
+            for (line, ((i, identifier, ids), images)) in sent[range.clone()].iter().zip(&plans[range]).enumerate() {
+                let i = *i;
+                let payload = result.lines.get(&line).and_then(|v| v.pointer("/data/productSet"));
                 let outcome = match result.lines.get(&line) {
                     None => Outcome::Failed { message: result.missing(), retryable: true },
                     Some(v) => match bulk_line_failure(v, "productSet") {
+                        // Media ids the store no longer has: this product again, by a single call
+                        // with every image by source (rare: images deleted in the store by hand).
+                        Some(_) if images.by_id() && payload.is_some_and(media_refused) => {
+                            let Some(Document::Product(p)) = changes[i].document.as_deref() else { continue };
+                            self.set_product(p, identifier, ids, Images::fresh(p)).await?
+                        }
                         Some(message) => Outcome::Failed { message, retryable: false },
                         None => match v.pointer("/data/productSet/product/id").and_then(Value::as_str) {
-                            Some(id) => {
-                                gids.insert(i, id.to_string());
-                                continue;
-                            }
+                            Some(id) => Outcome::Done {
+                                gid: Some(id.to_string()),
+                                images: images.confirmed(v.pointer("/data/productSet/product/media")),
+                            },
                             None => {
                                 Outcome::Failed { message: "`productSet` returned no product".into(), retryable: true }
                             }
                         },
                     },
                 };
-                outcomes[i] = Some(outcome);
+                match outcome {
+                    Outcome::Done { gid: Some(id), images } => {
+                        gids.insert(i, id);
+                        if let Some(images) = images {
+                            confirmed_images.insert(i, images);
+                        }
+                    }
+                    other => outcomes[i] = Some(other),
+                }
             }
         }
         // Translations of the products the store now has.
@@ -426,7 +509,9 @@ impl ShopifyTarget {
         Ok(outcomes
             .into_iter()
             .enumerate()
-            .map(|(i, o)| o.unwrap_or_else(|| Outcome::Done { gid: gids.get(&i).cloned() }))
+            .map(|(i, o)| {
+                o.unwrap_or_else(|| Outcome::Done { gid: gids.get(&i).cloned(), images: confirmed_images.remove(&i) })
+            })
             .collect())
     }
 }

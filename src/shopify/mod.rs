@@ -3,4 +3,5 @@
 pub mod bulk;
 pub mod client;
 pub mod export;
+pub mod images;
 pub mod operations;

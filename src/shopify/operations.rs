@@ -3,13 +3,16 @@
 
 use serde_json::{json, Map, Value};
 
-use crate::document::{CollectionDoc, ImageDoc, Metafield, ProductDoc, Seo};
+use super::images::Images;
+use crate::document::{CollectionDoc, Metafield, ProductDoc, Seo};
 
-/// Upsert of a product by handle: the identifier makes a retried create idempotent.
-pub const PRODUCT_SET: &str =
-    "mutation CatsyncProductSet($identifier: ProductSetIdentifiers!, $input: ProductSetInput!) {
+/// Upsert of a product by handle: the identifier makes a retried create idempotent. The
+/// product's media ids come back when new images were sent (`images::Images`): in the order of
+/// `files`, at most `$media`.
+pub const PRODUCT_SET: &str = "mutation CatsyncProductSet($identifier: ProductSetIdentifiers!, \
+$input: ProductSetInput!, $withMedia: Boolean!, $media: Int!) {
   productSet(identifier: $identifier, input: $input, synchronous: true) {
-    product { id handle }
+    product { id handle media(first: $media) @include(if: $withMedia) { nodes { id } } }
     userErrors { field message code }
   }
 }";
@@ -118,14 +121,6 @@ fn put(map: &mut Map<String, Value>, key: &str, value: &Option<String>) {
     }
 }
 
-fn file(image: &ImageDoc) -> Value {
-    let mut m = Map::new();
-    m.insert("originalSource".into(), image.original_source.clone().into());
-    m.insert("contentType".into(), "IMAGE".into());
-    put(&mut m, "alt", &image.alt);
-    Value::Object(m)
-}
-
 fn metafields(list: &[Metafield]) -> Value {
     list.iter().map(|m| json!({ "namespace": m.namespace, "key": m.key, "type": m.type_, "value": m.value })).collect()
 }
@@ -140,8 +135,9 @@ fn seo(seo: &Option<Seo>) -> Option<Value> {
 }
 
 /// `ProductSetInput` for a product document; `collections` are the collection GIDs. Every list is
-/// sent complete (Shopify deletes what a `productSet` list omits).
-pub fn product_set_input(doc: &ProductDoc, collections: &[String]) -> Value {
+/// sent complete (Shopify deletes what a `productSet` list omits) — `files` too, when it is sent
+/// at all (`images` says when, and by which ids).
+pub fn product_set_input(doc: &ProductDoc, collections: &[String], images: &Images) -> Value {
     let mut m = Map::new();
     m.insert("handle".into(), doc.handle.clone().into());
     m.insert("title".into(), doc.title.clone().into());
@@ -161,7 +157,8 @@ pub fn product_set_input(doc: &ProductDoc, collections: &[String]) -> Value {
         "variants".into(),
         doc.variants
             .iter()
-            .map(|v| {
+            .enumerate()
+            .map(|(i, v)| {
                 let mut vm = Map::new();
                 vm.insert(
                     "optionValues".into(),
@@ -171,8 +168,8 @@ pub fn product_set_input(doc: &ProductDoc, collections: &[String]) -> Value {
                 put(&mut vm, "price", &v.price);
                 put(&mut vm, "compareAtPrice", &v.compare_at_price);
                 put(&mut vm, "barcode", &v.barcode);
-                if let Some(f) = &v.file {
-                    vm.insert("file".into(), file(f));
+                if let Some(file) = images.variant_file(i) {
+                    vm.insert("file".into(), file);
                 }
                 if !v.metafields.is_empty() {
                     vm.insert("metafields".into(), metafields(&v.metafields));
@@ -182,7 +179,9 @@ pub fn product_set_input(doc: &ProductDoc, collections: &[String]) -> Value {
             .collect(),
     );
     m.insert("collections".into(), json!(collections));
-    m.insert("files".into(), doc.files.iter().map(file).collect());
+    if let Some(files) = images.files() {
+        m.insert("files".into(), files);
+    }
     if !doc.metafields.is_empty() {
         m.insert("metafields".into(), metafields(&doc.metafields));
     }
@@ -192,16 +191,33 @@ pub fn product_set_input(doc: &ProductDoc, collections: &[String]) -> Value {
     Value::Object(m)
 }
 
+/// The variables of [`PRODUCT_SET`] for a product document.
+pub fn product_set_variables(doc: &ProductDoc, identifier: &str, collections: &[String], images: &Images) -> Value {
+    let (with_media, media) = images.media_variables();
+    json!({
+        "identifier": { "handle": identifier },
+        "input": product_set_input(doc, collections, images),
+        "withMedia": with_media,
+        "media": media,
+    })
+}
+
 /// Requested cost of a `productSet`, per Shopify's complexity notes (10 for the mutation, 0.2 per
-/// variant, 0.4 per metafield, 1.9 per file, 0.6 per variant file), rounded up.
-pub fn product_set_cost(doc: &ProductDoc) -> f64 {
-    let variant_files = doc.variants.iter().filter(|v| v.file.is_some()).count() as f64;
+/// variant, 0.4 per metafield, 1.9 per file, 0.6 per variant file — of the files sent) and its
+/// media connection when asked for (2 + √first), rounded up.
+pub fn product_set_cost(doc: &ProductDoc, images: &Images) -> f64 {
+    let (files, variant_files) = images.counts();
     let metafields = doc.metafields.len() + doc.variants.iter().map(|v| v.metafields.len()).sum::<usize>();
+    let media = match images.media_variables() {
+        (true, first) => 2.0 + (first as f64).sqrt().ceil(),
+        (false, _) => 0.0,
+    };
     (10.0
         + 0.2 * doc.variants.len() as f64
         + 0.4 * metafields as f64
-        + 1.9 * doc.files.len() as f64
-        + 0.6 * variant_files)
+        + 1.9 * files as f64
+        + 0.6 * variant_files as f64
+        + media)
         .ceil()
 }
 

@@ -49,6 +49,29 @@ pub struct ExportRecord {
     /// The item was archived (left scope) rather than deleted.
     #[serde(default)]
     pub archived: bool,
+    /// A Shopify product's images as the store last confirmed them (none for other items, and
+    /// in states written before images were recorded).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub images: Option<ImagesRecord>,
+}
+
+/// A product's images in the store: what lets an update keep its media instead of re-creating
+/// them (`shopify::images`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ImagesRecord {
+    /// Hash of everything sent about the images: each one's source and alt text, in order, and
+    /// which one each variant shows.
+    pub digest: String,
+    /// Each image's media, in order.
+    pub media: Vec<MediaRecord>,
+}
+
+/// One image of a product: a hash of its source URL and the media the store made of it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MediaRecord {
+    pub source: String,
+    /// The media's GID (`gid://shopify/MediaImage/…`).
+    pub id: String,
 }
 
 /// The stored output of a `map` stage: the fingerprint of its inputs and configuration, and the
@@ -661,6 +684,7 @@ impl Namespace<'_> {
                     hash: h.hash,
                     fields: BTreeMap::new(),
                     archived: h.archived,
+                    images: None,
                 };
                 out.insert((kind, id), record);
             }
@@ -942,7 +966,14 @@ mod tests {
     use super::*;
 
     fn record(hash: &str, archived: bool) -> ExportRecord {
-        ExportRecord { handle: "h".into(), gid: None, hash: hash.into(), fields: BTreeMap::new(), archived }
+        ExportRecord {
+            handle: "h".into(),
+            gid: None,
+            hash: hash.into(),
+            fields: BTreeMap::new(),
+            archived,
+            images: None,
+        }
     }
 
     #[test]

@@ -666,6 +666,18 @@ fn variant(p: &Product, v: &Variant, field: &str, args: &Args<'_>) -> FieldResul
             (0..v.option_values.len().min(p.options.len())).map(|i| Resolved::obj(Obj::SelectedOption(p.id, v.id, i))),
         ),
         "metafield" | "metafields" => metafield_fields(&v.gid(), &v.metafields, field, args)?,
+        "media" => {
+            let mut items: Vec<_> = p
+                .media
+                .iter()
+                .filter(|m| v.image == Some(m.id))
+                .map(|m| (m.id, Obj::Media(p.id, m.id), m.id.to_string()))
+                .collect();
+            if args.bool("reverse") == Some(true) {
+                items.reverse();
+            }
+            paginate("MediaConnection", "MediaEdge", items, args)?
+        }
         _ => return unknown(&Obj::Variant(p.id, v.id), field),
     })
 }

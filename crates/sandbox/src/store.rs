@@ -2,7 +2,7 @@
 //! translations, product-set and bulk operations. Plain serde types, so the whole store can be
 //! written to `--data` and read back; GIDs are derived from numeric ids.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -206,6 +206,9 @@ pub struct Variant {
     /// Available quantity per location id.
     pub inventory: BTreeMap<u64, i64>,
     pub metafields: Vec<Metafield>,
+    /// The media of its product the variant shows (`ProductVariantSetInput.file`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image: Option<u64>,
     pub created_at: Timestamp,
     pub updated_at: Timestamp,
 }
@@ -240,14 +243,31 @@ pub struct Metafield {
     pub updated_at: Timestamp,
 }
 
-/// A product image (`MediaImage`), stored by its source URL.
+/// A product image (`MediaImage`). Like Shopify, the sandbox serves a processed image from its
+/// own CDN URL, never from the source it was fetched from: a client cannot find its media again
+/// by source URL, only by id.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Media {
     pub id: u64,
     pub alt: Option<String>,
+    /// Where the image is served from (`https://cdn.shopify.com/s/files/1/…/NAME?v=…`); the
+    /// source URL itself in stores saved before the sandbox had a CDN.
     pub url: String,
+    /// The `originalSource` it was fetched from (empty in stores saved before it was kept).
+    #[serde(default)]
+    pub source: String,
+    /// Its file name, unique in the shop (empty in stores saved before names were kept).
+    #[serde(default)]
+    pub filename: String,
     pub content_type: String,
     pub created_at: Timestamp,
+}
+
+impl Media {
+    /// The media's GID (`MediaImage`, the only kind the sandbox models).
+    pub fn gid(&self) -> String {
+        gid("MediaImage", self.id)
+    }
 }
 
 /// A custom (manual) collection and its member products.
@@ -374,6 +394,10 @@ pub struct Store {
     product_handles: HashMap<String, u64>,
     #[serde(skip)]
     collection_handles: HashMap<String, u64>,
+    /// The file names of every product's media (derived): a new file whose name is taken gets a
+    /// UUID appended, as Shopify's default `duplicateResolutionMode: APPEND_UUID` does.
+    #[serde(skip)]
+    file_names: HashSet<String>,
 }
 
 impl Store {
@@ -403,6 +427,7 @@ impl Store {
             staged: BTreeMap::new(),
             product_handles: HashMap::new(),
             collection_handles: HashMap::new(),
+            file_names: HashSet::new(),
         };
         store.shop.id = store.alloc_id();
         let loc = store.alloc_id();
@@ -456,12 +481,33 @@ impl Store {
         self.collection_handles.get(handle).is_some_and(|id| *id != except)
     }
 
+    /// Whether a media file of the shop has this name.
+    pub fn file_name_taken(&self, name: &str) -> bool {
+        self.file_names.contains(name)
+    }
+
+    /// The URL a processed image of this shop is served from: Shopify's CDN layout (the shop's
+    /// id in three groups of four digits, then the file name and a version).
+    pub fn cdn_url(&self, filename: &str, version: Timestamp) -> String {
+        let shop = format!("{:012}", self.shop.id);
+        format!(
+            "https://cdn.shopify.com/s/files/1/{}/{}/{}/files/{filename}?v={version}",
+            &shop[..4],
+            &shop[4..8],
+            &shop[8..12]
+        )
+    }
+
     /// Adds or replaces a product.
     pub fn insert_product(&mut self, product: Product) {
         if let Some(old) = self.products.get(&product.id) {
             self.product_handles.remove(&old.handle);
+            for m in &old.media {
+                self.file_names.remove(&m.filename);
+            }
         }
         self.product_handles.insert(product.handle.clone(), product.id);
+        self.file_names.extend(product.media.iter().filter(|m| !m.filename.is_empty()).map(|m| m.filename.clone()));
         self.products.insert(product.id, product);
     }
 
@@ -474,10 +520,18 @@ impl Store {
         self.collections.insert(collection.id, collection);
     }
 
-    /// Rebuilds the handle indexes (after loading, or after products were changed directly).
+    /// Rebuilds the handle and file name indexes (after loading, or after products were changed
+    /// directly).
     pub fn reindex(&mut self) {
         self.product_handles = self.products.values().map(|p| (p.handle.clone(), p.id)).collect();
         self.collection_handles = self.collections.values().map(|c| (c.handle.clone(), c.id)).collect();
+        self.file_names = self
+            .products
+            .values()
+            .flat_map(|p| &p.media)
+            .filter(|m| !m.filename.is_empty())
+            .map(|m| m.filename.clone())
+            .collect();
     }
 
     /// The collections `product` belongs to, by id.
@@ -499,6 +553,9 @@ impl Store {
     pub fn delete_product(&mut self, id: u64) -> bool {
         let Some(product) = self.products.remove(&id) else { return false };
         self.product_handles.remove(&product.handle);
+        for m in &product.media {
+            self.file_names.remove(&m.filename);
+        }
         for c in self.collections.values_mut() {
             c.products.retain(|p| *p != id);
         }
@@ -544,6 +601,10 @@ impl Store {
             ));
         }
         let mut store = file.store;
+        // Media saved before sources were kept were served from their source.
+        for m in store.products.values_mut().flat_map(|p| &mut p.media).filter(|m| m.source.is_empty()) {
+            m.source = m.url.clone();
+        }
         store.reindex();
         Ok(store)
     }
