@@ -118,6 +118,9 @@ pub enum Command {
     Activate(Scoped<commands::operate::ActivateArgs>),
     /// Explain why an item is (not) in the plan: scope, hashes, changed fields.
     Explain(Scoped<commands::explain::ExplainArgs>),
+    /// Compare each Shopify store with what catsync last sent it: items edited or deleted there, and look-alikes of catalog items it does not manage (exit 2 with --detailed-exitcode when it drifted).
+    #[command(after_help = DRIFT_EXAMPLES)]
+    Drift(Scoped<commands::drift::DriftArgs>),
     /// Write deterministic synthetic Sales Layer exports (benchmarks).
     Gen(commands::gen::GenArgs),
     /// Back up or restore the state directory.
@@ -192,6 +195,12 @@ const REFRESH_EXAMPLES: &str = "Examples:
   catsync refresh pipelines/shop.yaml
   catsync --env production refresh pipelines/shop.yaml
   # while a run exports, the refresh is recorded and that run carries it out";
+
+const DRIFT_EXAMPLES: &str = "Examples:
+  # what was edited or deleted in the store since catsync sent it, field by field
+  catsync drift pipelines/shop.yaml
+  # in CI or cron: exit 2 when the store drifted
+  catsync --env production drift pipelines/shop.yaml --detailed-exitcode --format json";
 
 const MAN_EXAMPLES: &str = "Examples:
   catsync man | man -l -
@@ -290,7 +299,8 @@ impl Command {
             | Command::Log(Scoped { env, state, .. })
             | Command::Deactivate(Scoped { env, state, .. })
             | Command::Activate(Scoped { env, state, .. })
-            | Command::Explain(Scoped { env, state, .. }) => (env.environment.clone(), state.state.clone()),
+            | Command::Explain(Scoped { env, state, .. })
+            | Command::Drift(Scoped { env, state, .. }) => (env.environment.clone(), state.state.clone()),
             Command::Validate { env, .. } => (env.environment.clone(), PathBuf::from(DEFAULT_STATE)),
             Command::State { state, .. } | Command::Init { state, .. } => (None, state.state.clone()),
             Command::Graph { .. }
@@ -319,6 +329,7 @@ fn run(command: Command, g: &Globals) -> Result<Exit, Error> {
         Command::Deactivate(Scoped { args, .. }) => commands::operate::exec_deactivate(&args, g),
         Command::Activate(Scoped { args, .. }) => commands::operate::exec_activate(&args, g),
         Command::Explain(Scoped { args, .. }) => commands::explain::exec(&args, g),
+        Command::Drift(Scoped { args, .. }) => commands::drift::exec(&args, g),
         Command::Sandbox(args) => commands::sandbox::exec(args, g),
         Command::Test(args) => commands::test::exec(&args, g),
         Command::Completions { shell } => commands::docs::exec_completions(shell),

@@ -9,12 +9,14 @@ pub mod config;
 pub mod control;
 pub mod diagnostics;
 pub mod document;
+pub mod drift;
 pub mod engine;
 pub mod error;
 pub mod executor;
 pub mod file_stamp;
 pub mod gen;
 pub mod graph;
+pub mod last_sent;
 pub mod plan;
 /// The sandbox store: the `catsync-sandbox` crate (`crates/sandbox/`).
 pub use catsync_sandbox as sandbox;

@@ -55,6 +55,23 @@ impl Hosted {
         Ok(Hosted { sandbox, data })
     }
 
+    /// The sandbox `name` as its data file holds it, read-only: no lock is taken and nothing is
+    /// ever saved (what `catsync drift` reads; changes made through it are lost). A store
+    /// that was never written is empty.
+    pub fn browse(state_dir: &Path, name: &str) -> Result<Hosted, Error> {
+        let data = data_file(state_dir, name);
+        let config = SandboxConfig {
+            data: data.exists().then(|| data.clone()),
+            read_only: true,
+            tokens: vec![TOKEN.to_string()],
+            shop_name: name.to_string(),
+            ..SandboxConfig::default()
+        };
+        let sandbox = Sandbox::start(config)
+            .map_err(|e| Error::failed(format!("cannot read the embedded sandbox `{name}`: {e}")))?;
+        Ok(Hosted { sandbox, data })
+    }
+
     pub fn url(&self) -> String {
         self.sandbox.url()
     }

@@ -71,7 +71,7 @@ fn status_log_and_the_kill_switch_work_without_the_token() {
 
 /// A pipeline over a synthetic catalog of 1000 products (`catsync gen --size S`): its products
 /// mapped with `product_fields` added, sent to `exports` (stages in YAML).
-fn synthetic_project(product_fields: &str, exports: &str) -> Test {
+pub(crate) fn synthetic_project(product_fields: &str, exports: &str) -> Test {
     let text = r#"version: 1
 name: big
 parameters:
@@ -713,7 +713,8 @@ fn the_man_page_documents_every_command_with_examples() {
     assert!(page.contains("\n.TH catsync 1 "), "{page}");
     assert!(page.contains("\n.SH NAME\ncatsync \\- Catalog sync as code"), "{page}");
     // Every command: listed, and a section of its own with its options.
-    for command in ["validate", "plan", "run", "refresh", "apply", "status", "explain", "sandbox", "completions", "man"]
+    for command in
+        ["validate", "plan", "run", "refresh", "apply", "status", "explain", "drift", "sandbox", "completions", "man"]
     {
         assert!(page.contains(&format!("\n.TP\n\\fBcatsync {command}\\fR\n")), "{command} is not listed");
         assert!(page.contains(&format!("\n.SH \"{}\"\n", command.to_uppercase())), "{command} has no section");
@@ -763,7 +764,7 @@ fn env_and_state_are_options_only_of_the_commands_they_mean_something_to() {
         assert_eq!(out.code, 0, "{command:?}: {}", out.stderr);
         (out.stdout.contains("--env <NAME>"), out.stdout.contains("--state <DIR>"))
     };
-    for command in ["plan", "run", "refresh", "apply", "status", "log", "deactivate", "activate", "explain"] {
+    for command in ["plan", "run", "refresh", "apply", "status", "log", "deactivate", "activate", "explain", "drift"] {
         assert_eq!(help(&[command]), (true, true), "{command} takes --env and --state");
     }
     assert_eq!(help(&["validate"]), (true, false));

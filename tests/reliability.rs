@@ -752,6 +752,8 @@ fn secrets_never_appear_in_output_logs_plans_or_state() {
         &["plan", "p.yaml", "--format", "markdown"],
         &["plan", "p.yaml", "--out", "saved.plan"],
         &["explain", "p.yaml", "product:2001"],
+        &["drift", "p.yaml"],
+        &["drift", "p.yaml", "--format", "json"],
         &["apply", "saved.plan"],
         &["refresh", "p.yaml"],
         &["status", "p.yaml"],

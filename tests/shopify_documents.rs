@@ -1,4 +1,4 @@
-//! Every GraphQL document catsync sends validates against the real Shopify Admin schema
+//! Every GraphQL document catsync sends (writes and reads) validates against the real Shopify Admin schema
 //! (`fixtures/shopify/admin-2026-07.graphql`, introspected from a live store).
 
 use apollo_compiler::{ExecutableDocument, Schema};
@@ -12,7 +12,7 @@ fn real_schema() -> apollo_compiler::validation::Valid<Schema> {
 #[test]
 fn every_document_validates_against_the_real_admin_schema() {
     let schema = real_schema();
-    for (name, doc) in catsync::shopify::operations::ALL {
+    for (name, doc) in catsync::shopify::operations::ALL.iter().chain(catsync::shopify::read::ALL) {
         if let Err(e) = ExecutableDocument::parse_and_validate(&schema, *doc, format!("{name}.graphql")) {
             panic!("`{name}` does not validate against the Admin schema:\n{}", e.errors);
         }

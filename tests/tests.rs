@@ -4,6 +4,7 @@
 mod support;
 
 mod commands;
+mod drift;
 mod first_hour;
 mod fixture_replay;
 mod images;

@@ -9,13 +9,12 @@ use super::load_pipeline;
 use super::plan::{known_item, not_in_catalog, parse_item};
 use crate::catalog::scope::Decision;
 use crate::cli::Globals;
-use crate::config::CompiledPipeline;
-use crate::engine::{evaluate, Evaluation, Read};
 use crate::error::{Error, Exit};
+use crate::last_sent::LastSent;
 use crate::plan::diff::{Difference, FieldDiff, Fingerprint, SnapshotDiff};
 use crate::plan::{plan, PlanOptions};
 use crate::stages::ItemKind;
-use crate::state::{Namespace, State};
+use crate::state::State;
 
 #[derive(Debug, clap::Args)]
 pub struct ExplainArgs {
@@ -182,53 +181,6 @@ pub fn exec(args: &ExplainArgs, g: &Globals) -> Result<Exit, Error> {
     }
     super::out(out)?;
     Ok(Exit::Success)
-}
-
-/// The documents the last run rendered, rebuilt from the stored mirrors (what that run read) with
-/// the current configuration, and with the last run's pinned one when it differs. A document
-/// counts as "sent" only when its hash is the one the export recorded: then its values are
-/// exactly what the store received.
-struct LastSent {
-    evaluations: Vec<(Option<CompiledPipeline>, Evaluation)>,
-}
-
-impl LastSent {
-    fn rebuild(pipeline: &CompiledPipeline, ns: &Namespace) -> LastSent {
-        let mut evaluations = Vec::new();
-        if let Ok(e) = evaluate(pipeline, ns, Read::Stored) {
-            evaluations.push((None, e));
-        }
-        let last = ns.runs().ok().and_then(|runs| runs.into_iter().last());
-        if let Some(run) = last.filter(|r| r.pinned.digest != crate::plan::config_digest(pipeline)) {
-            let env = crate::config::secret::ProcessEnv;
-            // A configuration this catsync cannot read explains nothing: the current one stands.
-            let compiled = run.pinned.raw.read().ok().and_then(|raw| {
-                crate::config::compile_pinned(raw, &run.pinned.file, run.pinned.environment.as_deref(), &env).ok()
-            });
-            if let Some(pinned) = compiled {
-                if let Ok(e) = evaluate(&pinned, ns, Read::Stored) {
-                    evaluations.push((Some(pinned), e));
-                }
-            }
-        }
-        LastSent { evaluations }
-    }
-
-    /// The document export `export` last sent for an item, as JSON, if it can be rebuilt.
-    fn document(
-        &self,
-        current: &CompiledPipeline,
-        export: &str,
-        (kind, id): (ItemKind, &str),
-        hash: &str,
-    ) -> Option<serde_json::Value> {
-        self.evaluations.iter().find_map(|(pinned, evaluation)| {
-            let pipeline = pinned.as_ref().unwrap_or(current);
-            let idx = pipeline.stages.iter().position(|s| s.name == export)?;
-            let doc = evaluation.documents_for(pipeline, idx)?.rendered.docs.get(&(kind, Arc::from(id)))?;
-            (crate::document::hash::item_hash(doc) == hash).then(|| serde_json::to_value(doc.as_ref()).ok()).flatten()
-        })
-    }
 }
 
 /// The smallest parts of two JSON values that differ, by path (`translations.es.title`,

@@ -1,6 +1,7 @@
 //! One module per command: small functions over the library, called by `cli`.
 
 pub mod docs;
+pub mod drift;
 pub mod explain;
 pub mod gen;
 pub mod graph;

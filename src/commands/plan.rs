@@ -109,8 +109,9 @@ pub fn exec(args: &PlanArgs, g: &Globals) -> Result<Exit, Error> {
 
 /// The text plan with the marker of each change coloured as terraform does: `+` green, `~`
 /// yellow, `-` red. A change's line is the only one that starts with two spaces and a marker
-/// (its reasons are indented further, an item error's line starts with the item's kind).
-fn colored(text: &str) -> String {
+/// (its reasons are indented further, an item error's line starts with the item's kind). `drift`
+/// marks its items the same way.
+pub(crate) fn colored(text: &str) -> String {
     let mut out = String::with_capacity(text.len() + text.len() / 8);
     for line in text.split_inclusive('\n') {
         let color = match line.get(..4) {

@@ -115,13 +115,15 @@ impl Client {
         &self.endpoint
     }
 
-    /// Waits until the bucket should hold `cost` points, then reserves them.
+    /// Waits until the bucket should hold `cost` points, then reserves them. An estimate above
+    /// the bucket's size waits for a full bucket, no longer (the store judges the real cost).
     async fn pace(&self, cost: f64) {
         let wait = {
             let mut guard = self.bucket.lock().expect("bucket lock");
             match guard.as_mut() {
                 None => Duration::ZERO,
                 Some(b) => {
+                    let cost = cost.min(b.maximum);
                     let now = b.now();
                     let wait = if now >= cost { 0.0 } else { (cost - now) / b.restore_rate.max(1.0) };
                     // Reserve: the next caller sees what this one will spend.

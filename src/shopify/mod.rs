@@ -5,3 +5,4 @@ pub mod client;
 pub mod export;
 pub mod images;
 pub mod operations;
+pub mod read;
