@@ -147,6 +147,14 @@ pub enum Command {
     },
     /// Serve a local Shopify-compatible Admin GraphQL store on 127.0.0.1 (Ctrl-C stops it).
     Sandbox(commands::sandbox::SandboxArgs),
+    /// Run the pipelines of a directory as a service: poll, sync what changed, serve a status page, a JSON API and metrics.
+    #[command(after_help = SERVE_EXAMPLES)]
+    Serve {
+        #[command(flatten)]
+        args: commands::serve::ServeArgs,
+        #[command(flatten)]
+        state: StateArg,
+    },
     /// Run fixture-replay scenarios against in-process sandbox stores (exit 1 when one fails).
     Test(commands::test::TestArgs),
     /// Print a shell completion script.
@@ -201,6 +209,15 @@ const DRIFT_EXAMPLES: &str = "Examples:
   catsync drift pipelines/shop.yaml
   # in CI or cron: exit 2 when the store drifted
   catsync --env production drift pipelines/shop.yaml --detailed-exitcode --format json";
+
+const SERVE_EXAMPLES: &str = "Examples:
+  # every pipeline of pipelines/, status page on http://127.0.0.1:8080
+  CATSYNC_TOKEN=$(cat ~/.catsync-token) catsync serve --token '${CATSYNC_TOKEN}'
+  # another directory, the production environment, a token file
+  catsync serve deploy/pipelines --env production --token-file /run/secrets/catsync-token
+  # from a script: the JSON API and the metrics
+  curl -s http://127.0.0.1:8080/api/pipelines
+  curl -s -X POST -H \"Authorization: Bearer $CATSYNC_TOKEN\" http://127.0.0.1:8080/api/pipelines/shop/deactivate";
 
 const MAN_EXAMPLES: &str = "Examples:
   catsync man | man -l -
@@ -302,7 +319,9 @@ impl Command {
             | Command::Explain(Scoped { env, state, .. })
             | Command::Drift(Scoped { env, state, .. }) => (env.environment.clone(), state.state.clone()),
             Command::Validate { env, .. } => (env.environment.clone(), PathBuf::from(DEFAULT_STATE)),
-            Command::State { state, .. } | Command::Init { state, .. } => (None, state.state.clone()),
+            Command::State { state, .. } | Command::Init { state, .. } | Command::Serve { state, .. } => {
+                (None, state.state.clone())
+            }
             Command::Graph { .. }
             | Command::Gen(_)
             | Command::Sandbox(_)
@@ -332,6 +351,7 @@ fn run(command: Command, g: &Globals) -> Result<Exit, Error> {
         Command::Drift(Scoped { args, .. }) => commands::drift::exec(&args, g),
         Command::Sandbox(args) => commands::sandbox::exec(args, g),
         Command::Test(args) => commands::test::exec(&args, g),
+        Command::Serve { args, .. } => commands::serve::exec(&args, g),
         Command::Completions { shell } => commands::docs::exec_completions(shell),
         Command::Man => commands::docs::exec_man(),
     }

@@ -154,6 +154,21 @@ impl Control {
         std::fs::read_to_string(self.path("deactivated")).ok()
     }
 
+    /// A cheap fingerprint of the control files (no content read): it changes whenever a
+    /// process takes or releases the run lock, or a flag is set or cleared. `catsync serve`
+    /// compares it between polls to notice what other processes did without opening the state.
+    pub fn fingerprint(&self) -> String {
+        let mut out = String::new();
+        for suffix in ["lock", "deactivated", "refresh"] {
+            let stamp = std::fs::metadata(self.path(suffix)).ok().map(|m| {
+                let modified = m.modified().ok().and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok());
+                (m.len(), modified.map(|d| d.as_nanos()).unwrap_or(0))
+            });
+            out.push_str(&format!("{suffix}={stamp:?};"));
+        }
+        out
+    }
+
     /// Publishes the running export's status (written atomically).
     pub fn publish<T: Serialize>(&self, status: &T) {
         let tmp = self.path("status.json.tmp");

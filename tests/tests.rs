@@ -16,6 +16,7 @@ mod reliability;
 mod saleslayer_http;
 mod sandbox;
 mod schema_agreement;
+mod serve;
 mod shopify_documents;
 mod state_golden;
 mod sync;

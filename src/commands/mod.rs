@@ -11,6 +11,7 @@ pub mod plan;
 pub mod progress;
 pub mod run;
 pub mod sandbox;
+pub mod serve;
 pub mod state;
 pub mod test;
 pub mod validate;

@@ -9,7 +9,7 @@ use crate::control::Control;
 use crate::error::{Error, Exit};
 use serde_json::json;
 
-use crate::state::{RunRecord, State};
+use crate::state::{Namespace, RunRecord, State};
 
 #[derive(Debug, clap::Args)]
 pub struct FileArg {
@@ -60,33 +60,44 @@ fn control_for(file: &std::path::Path, g: &Globals) -> Result<(String, String, C
     Ok((p.raw.name, p.environment.unwrap_or_else(|| "default".to_string()), c))
 }
 
+/// Pulls the kill switch of a pipeline in an environment (R08): a run in progress stops after
+/// its current batch. Says what it did (`deactivate`, and `catsync serve`'s API).
+pub fn deactivate(control: &Control, name: &str, env: &str) -> std::io::Result<String> {
+    let changed = control.set_active(false)?;
+    Ok(match (changed, control.holder()) {
+        (_, Some(h)) => format!(
+            "Pipeline `{name}` is deactivated in environment `{env}`. The run in progress (pid {}) stops after its current batch and is recorded as PAUSED.",
+            h.pid
+        ),
+        (true, None) => format!(
+            "Pipeline `{name}` is deactivated in environment `{env}`: `catsync run` exports nothing until `catsync activate`."
+        ),
+        (false, None) => format!("Pipeline `{name}` was already deactivated in environment `{env}`."),
+    })
+}
+
+/// Allows a pipeline to export again in an environment; says whether it changed (`activate`,
+/// and `catsync serve`'s API).
+pub fn activate(control: &Control, name: &str, env: &str) -> std::io::Result<String> {
+    let changed = control.set_active(true)?;
+    Ok(format!("Pipeline `{name}` is {}active in environment `{env}`.", if changed { "" } else { "already " }))
+}
+
 pub fn exec_deactivate(args: &FileArg, g: &Globals) -> Result<Exit, Error> {
     let (name, env, control) = control_for(&args.file, g)?;
-    let changed = control.set_active(false).map_err(|e| Error::io("write", &g.state, e))?;
+    let message = deactivate(&control, &name, &env).map_err(|e| Error::io("write", &g.state, e))?;
     if !g.quiet {
-        match (changed, control.holder()) {
-            (_, Some(h)) => out(format_args!(
-                "Pipeline `{name}` is deactivated in environment `{env}`. The run in progress (pid {}) stops after its current batch and is recorded as PAUSED.\n",
-                h.pid
-            ))?,
-            (true, None) => out(format_args!(
-                "Pipeline `{name}` is deactivated in environment `{env}`: `catsync run` exports nothing until `catsync activate`.\n"
-            ))?,
-            (false, None) => out(format_args!("Pipeline `{name}` was already deactivated in environment `{env}`.\n"))?,
-        }
+        out(format_args!("{message}\n"))?;
     }
     Ok(Exit::Success)
 }
 
 pub fn exec_activate(args: &ActivateArgs, g: &Globals) -> Result<Exit, Error> {
     let (name, env, control) = control_for(&args.file, g)?;
-    let changed = control.set_active(true).map_err(|e| Error::io("write", &g.state, e))?;
+    let message = activate(&control, &name, &env).map_err(|e| Error::io("write", &g.state, e))?;
     if !g.quiet {
         // `--run` still runs when nobody reads this line.
-        Printer::default().outln(format_args!(
-            "Pipeline `{name}` is {}active in environment `{env}`.",
-            if changed { "" } else { "already " }
-        ))?;
+        Printer::default().outln(message)?;
     }
     if args.run {
         let req = crate::executor::RunRequest {
@@ -116,97 +127,136 @@ pub fn exec_status(args: &StatusArgs, g: &Globals) -> Result<Exit, Error> {
     let p = load_outline(&args.file, g)?;
     let control = Control::new(&g.state, &p.raw.name, p.environment.as_deref());
     let env = p.environment.as_deref().unwrap_or("default");
-    let deactivated_since = control.deactivated_since().map(|s| s.trim().to_string());
-    let mut status = json!({
-        "pipeline": p.raw.name,
-        "environment": env,
-        "active": deactivated_since.is_none(),
-        "deactivated_since": deactivated_since,
-        "running": null,
-        "sources": null,
-        "unfinished_run": null,
-        "last_runs": null,
-        "failed_items": null,
-    });
-    if let Some(h) = control.holder() {
-        // A running export holds the state: what it publishes is all there is to show.
-        status["running"] = json!({
-            "pid": h.pid,
-            "command": h.command,
-            "started_at": h.started_at,
-            "progress": control.published(),
-        });
-    } else {
+    let mut status = live_status(&p.raw.name, env, &control);
+    // A running export holds the state: what it publishes is all there is to show.
+    if status["running"].is_null() {
         let state = State::open_or_empty(&g.state)?;
         let ns = state.namespace(&p.raw.name, p.environment.as_deref());
-        let mut sources = Vec::new();
-        for source in p.sources() {
-            sources.push(json!({ "stage": source, "cursor": ns.cursor(source)? }));
-        }
-        status["sources"] = sources.into();
-        let runs = ns.runs()?;
-        if let Some(run) = runs.iter().rev().find(|r| r.status.unfinished()) {
-            let queue = ns.queue_heads()?;
-            let mut by: std::collections::BTreeMap<(&str, &str, &str), usize> = Default::default();
-            for e in &queue {
-                *by.entry((&e.export, e.kind.singular(), &e.action)).or_default() += 1;
-            }
-            let by: Vec<_> = by
-                .into_iter()
-                .map(
-                    |((export, kind, action), n)| json!({"export": export, "kind": kind, "action": action, "count": n}),
-                )
-                .collect();
-            status["unfinished_run"] = json!({
-                "id": run.id,
-                "status": run.status.name(),
-                // When it paused or stopped; a run that died while exporting has no end.
-                "since": run.ended_at.as_deref().unwrap_or(&run.started_at),
-                "started_at": run.started_at,
-                "queued": queue.len(),
-                "queue": by,
-            });
-            if let Err(e) = run.pinned.raw.read() {
-                status["unfinished_run"]["unreadable_configuration"] = e.into();
-            }
-        }
-        let last: Vec<_> = runs
-            .iter()
-            .rev()
-            .take(5)
-            .map(|run| {
-                json!({
-                    "id": run.id,
-                    "status": run.status.name(),
-                    "mode": format!("{:?}", run.mode),
-                    "started_at": run.started_at,
-                    "ended_at": run.ended_at,
-                    "counts": run.counts,
-                    "errors": run.errors.len(),
-                })
-            })
-            .collect();
-        status["last_runs"] = last.into();
-        let mut failed = Vec::new();
-        for export in p.exports() {
-            for ((kind, id), f) in ns.failures(export)? {
-                failed.push(json!({
-                    "export": export,
-                    "kind": kind.singular(),
-                    "id": id,
-                    "parked": f.parked,
-                    "attempts": f.attempts,
-                    "message": f.message,
-                }));
-            }
-        }
-        status["failed_items"] = failed.into();
+        let runs = ns.run_heads()?;
+        let sources: Vec<&str> = p.sources().collect();
+        let exports: Vec<&str> = p.exports().collect();
+        recorded_status(&mut status, &ns, &sources, &exports, &runs)?;
     }
     match args.format {
         LogFormat::Json => super::outln(serde_json::to_string_pretty(&status).unwrap_or_default())?,
         LogFormat::Text => super::out(status_text(&status, args.all, &args.file.display().to_string()))?,
     }
     Ok(Exit::Success)
+}
+
+/// What `status` shows of a pipeline in an environment from its control files alone (no
+/// state): whether it is active, and the run in progress with the progress it publishes.
+/// `sources`, `unfinished_run`, `last_runs` and `failed_items` are left for [`recorded_status`].
+pub fn live_status(name: &str, environment: &str, control: &Control) -> serde_json::Value {
+    let deactivated_since = control.deactivated_since().map(|s| s.trim().to_string());
+    let running = control.holder().map(|h| {
+        json!({
+            "pid": h.pid,
+            "command": h.command,
+            "started_at": h.started_at,
+            "progress": control.published(),
+        })
+    });
+    json!({
+        "pipeline": name,
+        "environment": environment,
+        "active": deactivated_since.is_none(),
+        "deactivated_since": deactivated_since,
+        "running": running,
+        "sources": null,
+        "unfinished_run": null,
+        "last_runs": null,
+        "failed_items": null,
+    })
+}
+
+/// Fills in what `status` shows of a pipeline in an environment from its state: each source's
+/// cursor, the unfinished run with its queue by export, kind and action, the last five runs
+/// (with the configuration digest each used) and the failed items. `runs` are its run records
+/// (their exported items are not needed: `Namespace::run_heads`).
+pub fn recorded_status(
+    status: &mut serde_json::Value,
+    ns: &Namespace,
+    sources: &[&str],
+    exports: &[&str],
+    runs: &[RunRecord],
+) -> Result<(), Error> {
+    let mut cursors = Vec::new();
+    for source in sources {
+        cursors.push(json!({ "stage": source, "cursor": ns.cursor(source)? }));
+    }
+    status["sources"] = cursors.into();
+    if let Some(run) = runs.iter().rev().find(|r| r.status.unfinished()) {
+        let queue = ns.queue_heads()?;
+        let mut by: std::collections::BTreeMap<(&str, &str, &str), usize> = Default::default();
+        for e in &queue {
+            *by.entry((&e.export, e.kind.singular(), &e.action)).or_default() += 1;
+        }
+        let by: Vec<_> = by
+            .into_iter()
+            .map(|((export, kind, action), n)| json!({"export": export, "kind": kind, "action": action, "count": n}))
+            .collect();
+        status["unfinished_run"] = json!({
+            "id": run.id,
+            "status": run.status.name(),
+            // When it paused or stopped; a run that died while exporting has no end.
+            "since": run.ended_at.as_deref().unwrap_or(&run.started_at),
+            "started_at": run.started_at,
+            "queued": queue.len(),
+            "queue": by,
+        });
+        if let Err(e) = run.pinned.raw.read() {
+            status["unfinished_run"]["unreadable_configuration"] = e.into();
+        }
+    }
+    let last: Vec<_> = runs
+        .iter()
+        .rev()
+        .take(5)
+        .map(|run| {
+            json!({
+                "id": run.id,
+                "status": run.status.name(),
+                "mode": format!("{:?}", run.mode),
+                "started_at": run.started_at,
+                "ended_at": run.ended_at,
+                "counts": run.counts,
+                "errors": run.errors.len(),
+                "configuration": run.pinned.digest,
+            })
+        })
+        .collect();
+    status["last_runs"] = last.into();
+    let mut failed = Vec::new();
+    for export in exports {
+        for ((kind, id), f) in ns.failures(export)? {
+            failed.push(json!({
+                "export": export,
+                "kind": kind.singular(),
+                "id": id,
+                "parked": f.parked,
+                "attempts": f.attempts,
+                "message": f.message,
+            }));
+        }
+    }
+    status["failed_items"] = failed.into();
+    Ok(())
+}
+
+/// Failed items (as [`recorded_status`] lists them) by message, the most frequent first: one
+/// cause usually fails many items.
+pub fn failed_by_message(failed: &[serde_json::Value]) -> Vec<(String, Vec<&serde_json::Value>)> {
+    let mut by: Vec<(String, Vec<&serde_json::Value>)> = Vec::new();
+    for f in failed {
+        let message = f["message"].as_str().unwrap_or("?").to_string();
+        match by.iter_mut().find(|(m, _)| *m == message) {
+            Some((_, items)) => items.push(f),
+            None => by.push((message, vec![f])),
+        }
+    }
+    by.sort_by_key(|(_, items)| std::cmp::Reverse(items.len()));
+    by
 }
 
 /// Failed items `status` lists one by one (more are counted by message unless `--all`).
@@ -310,15 +360,7 @@ fn status_text(s: &serde_json::Value, all: bool, file: &str) -> String {
     let failed = s["failed_items"].as_array().cloned().unwrap_or_default();
     if failed.len() > FAILED_SHOWN && !all {
         // One cause usually fails many items: show each message once, with how many it failed.
-        let mut by: Vec<(String, Vec<&serde_json::Value>)> = Vec::new();
-        for f in &failed {
-            let message = text(&f["message"]);
-            match by.iter_mut().find(|(m, _)| *m == message) {
-                Some((_, items)) => items.push(f),
-                None => by.push((message, vec![f])),
-            }
-        }
-        by.sort_by_key(|(_, items)| std::cmp::Reverse(items.len()));
+        let by = failed_by_message(&failed);
         let _ = writeln!(
             out,
             "  failed items: {}, by message (`catsync status {file} --all` lists each item):",

@@ -88,15 +88,9 @@ fn plural(n: usize) -> &'static str {
 
 /// `pipelines/*.yaml` and `pipelines/*.yml`, sorted.
 pub fn default_files() -> Result<Vec<PathBuf>, Error> {
-    let dir = Path::new("pipelines");
-    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
-        .map_err(|e| {
-            Error::failed(format!("no files given and cannot list `pipelines/`: {e}; name the pipeline files to check"))
-        })?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| matches!(p.extension().and_then(|x| x.to_str()), Some("yaml" | "yml")))
-        .collect();
-    files.sort();
+    let files = config::pipeline_files(Path::new("pipelines")).map_err(|e| {
+        Error::failed(format!("no files given and cannot list `pipelines/`: {e}; name the pipeline files to check"))
+    })?;
     if files.is_empty() {
         return Err(Error::failed("no pipeline files in `pipelines/`; name the files to check, or run `catsync init`"));
     }

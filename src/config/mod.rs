@@ -39,6 +39,17 @@ pub struct LoadOptions<'a> {
     pub env: &'a dyn EnvSource,
 }
 
+/// The pipeline files of a directory: its `*.yaml` and `*.yml`, sorted. What `validate` and
+/// `plan` read without files (in `pipelines/`), and what `serve` runs.
+pub fn pipeline_files(dir: &Path) -> std::io::Result<Vec<std::path::PathBuf>> {
+    let mut files: Vec<std::path::PathBuf> = std::fs::read_dir(dir)?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| matches!(p.extension().and_then(|x| x.to_str()), Some("yaml" | "yml")))
+        .collect();
+    files.sort();
+    Ok(files)
+}
+
 /// Reads, validates and compiles the pipeline at `path`.
 pub fn load(path: &Path, opts: &LoadOptions) -> LoadReport {
     let mut diagnostics = Diagnostics::default();

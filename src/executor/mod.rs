@@ -509,7 +509,7 @@ fn start_run(
 /// modification time (no content read). `None` when a source cannot be known without asking it
 /// (an API), so every poll plans. A poll whose signature equals the one taken before the last
 /// plan has nothing new to read, and skips the plan.
-fn source_signature(pipeline: &CompiledPipeline) -> Option<String> {
+pub fn source_signature(pipeline: &CompiledPipeline) -> Option<String> {
     let mut h = blake3::Hasher::new();
     for stage in &pipeline.stages {
         let paths = match &stage.compiled {

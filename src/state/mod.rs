@@ -10,6 +10,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 mod index;
+mod shared;
 
 pub use index::{IndexSpec, ItemOutput};
 
@@ -299,13 +300,30 @@ pub const MAX_ATTEMPTS: u32 = 3;
 pub struct State {
     db: sled::Db,
     dir: PathBuf,
+    /// Its key among the databases this process has open ([`shared`]); none for a temporary one.
+    shared: Option<PathBuf>,
+}
+
+impl Drop for State {
+    fn drop(&mut self) {
+        if let Some(key) = &self.shared {
+            shared::release(key);
+        }
+    }
 }
 
 impl State {
-    /// Opens (creating if needed) the state in `dir`, migrating an older layout forward.
+    /// Opens (creating if needed) the state in `dir`, migrating an older layout forward. A
+    /// directory this process already has open is shared, not opened again (sled locks its
+    /// files per open: two pipelines of `catsync serve` run side by side on one state).
     pub fn open(dir: &Path) -> Result<State, StateError> {
         std::fs::create_dir_all(dir)
             .map_err(|e| StateError::Open { dir: dir.display().to_string(), detail: e.to_string() })?;
+        let key = std::fs::canonicalize(dir).unwrap_or_else(|_| dir.to_path_buf());
+        let mut open = shared::registry();
+        if let Some(db) = shared::take(&mut open, &key) {
+            return Ok(State { db, dir: dir.to_path_buf(), shared: Some(key) });
+        }
         // sled releases its file lock when its background flusher exits, a moment after the last
         // handle is dropped: a reopen in the same process (or right after another process ended)
         // waits briefly before reporting the state as in use.
@@ -328,8 +346,10 @@ impl State {
                 other => break other?,
             }
         };
-        let state = State { db, dir: dir.to_path_buf() };
+        let mut state = State { db, dir: dir.to_path_buf(), shared: None };
         migrate(&state)?;
+        shared::register(&mut open, &key, &state.db);
+        state.shared = Some(key);
         Ok(state)
     }
 
@@ -340,7 +360,7 @@ impl State {
             return State::open(dir);
         }
         let db = sled::Config::new().temporary(true).open().map_err(|e| open_error(dir, e))?;
-        let state = State { db, dir: dir.to_path_buf() };
+        let state = State { db, dir: dir.to_path_buf(), shared: None };
         migrate(&state)?;
         Ok(state)
     }
@@ -851,6 +871,12 @@ impl Namespace<'_> {
             runs.push(run);
         }
         Ok(runs)
+    }
+
+    /// The run records without their exported items (`status` and `serve` show counts, and
+    /// the items of a long log would be read for nothing).
+    pub fn run_heads(&self) -> Result<Vec<RunRecord>, StateError> {
+        Ok(self.scan::<RunRecord>("runs", &["r"])?.into_iter().map(|(_, run)| run).collect())
     }
 
     /// Adds a run's exported items (stored in chunks beside its record).

@@ -1,0 +1,139 @@
+//! What the page, the JSON API and the metrics show of each pipeline: one JSON view per
+//! pipeline × environment, made of what `catsync status` shows (the control files read now,
+//! through `commands::operate::live_status`; the state as its worker last read it, through
+//! `recorded_status`) and what the controller knows (the file's validity, polls, the run's
+//! progress). Reads control files: call it off the async runtime. Holds no secret: pipelines
+//! keep them as references, and diagnostics are shown without source snippets.
+
+use std::time::Instant;
+
+use serde_json::{json, Value};
+
+use super::controller::{Controller, Entry};
+use crate::control::Control;
+
+/// Every pipeline, with the controller's own state.
+pub(super) fn all(c: &Controller) -> Value {
+    let pipelines: Vec<Value> = c.entries().iter().map(|e| pipeline(c, e)).collect();
+    json!({
+        "controller": {
+            "directory": c.options.dir.display().to_string(),
+            "state": c.options.state_dir.display().to_string(),
+            "started_at": c.started_at,
+            "ready": c.ready(),
+            "stopping": c.stopping(),
+            "listing_error": c.listing_error(),
+            "token_configured": c.options.token.is_some(),
+        },
+        "pipelines": pipelines,
+    })
+}
+
+/// One pipeline × environment.
+pub(super) fn pipeline(c: &Controller, e: &Entry) -> Value {
+    let (valid, invalid, poll, running, recorded, recorded_error) = {
+        let inner = e.inner();
+        let next_in_ms = inner.poll.next_at.map(|t| t.saturating_duration_since(Instant::now()).as_millis() as u64);
+        let poll = json!({
+            "polls": inner.poll.polls,
+            "last_at": inner.poll.last_at,
+            "last_result": inner.poll.last_result,
+            "failing": inner.poll.failing,
+            "failures": inner.poll.failures,
+            "next_in_ms": next_in_ms,
+            "runs_started": inner.poll.runs_started,
+        });
+        (
+            inner.valid.clone(),
+            inner.invalid.clone(),
+            poll,
+            inner.running.clone(),
+            inner.recorded.clone(),
+            inner.recorded_error.clone(),
+        )
+    };
+    let env = e.environment_name();
+    let mut v = match &valid {
+        Some(valid) => {
+            let control = Control::new(&c.options.state_dir, &valid.pipeline.name, e.environment.as_deref());
+            crate::commands::operate::live_status(&valid.pipeline.name, env, &control)
+        }
+        None => json!({
+            "pipeline": null,
+            "environment": env,
+            "active": null,
+            "deactivated_since": null,
+            "running": null,
+            "sources": null,
+            "unfinished_run": null,
+            "last_runs": null,
+            "failed_items": null,
+        }),
+    };
+    v["id"] = match &valid {
+        Some(valid) => format!("{}@{env}", valid.pipeline.name).into(),
+        None => Value::Null,
+    };
+    v["file"] = e.file.display().to_string().into();
+    v["configuration"] = json!({
+        "digest": valid.as_ref().map(|v| v.digest.clone()),
+        "loaded_at": valid.as_ref().map(|v| v.loaded_at.clone()),
+        "poll_interval": valid.as_ref().map(|v| humantime::format_duration(v.pipeline.params.poll_interval).to_string()),
+        "batch_size": valid.as_ref().map(|v| v.pipeline.params.batch_size),
+        "error": invalid.map(|i| json!({"since": i.since, "diagnostics": i.diagnostics})),
+    });
+    v["poll"] = poll;
+    if let Some(obj) = v["running"].as_object_mut() {
+        // This controller's run reports its progress in memory; another process's publishes it.
+        let (done, total, rate) = match &running {
+            Some(r) => {
+                let elapsed = r.started.elapsed().as_secs_f64();
+                (r.done, r.total, (elapsed > 0.5).then(|| r.done as f64 / elapsed))
+            }
+            None => {
+                let live = &obj["progress"];
+                let done = live["exported"].as_u64().unwrap_or(0);
+                (done, done + live["queued"].as_u64().unwrap_or(0), None)
+            }
+        };
+        obj.insert("done".into(), done.into());
+        obj.insert("total".into(), total.into());
+        obj.insert("rate_per_second".into(), rate.map(|r| (r * 10.0).round() / 10.0).into());
+        let eta = rate.filter(|r| *r > 0.0).map(|r| (total.saturating_sub(done) as f64 / r).round() as u64);
+        obj.insert("eta_seconds".into(), eta.into());
+    }
+    match &recorded {
+        Some(r) => {
+            for key in ["sources", "unfinished_run", "last_runs", "failed_items", "totals"] {
+                v[key] = r.status[key].clone();
+            }
+            v["recorded_at"] = r.at.clone().into();
+        }
+        None => v["recorded_at"] = Value::Null,
+    }
+    v["recorded_error"] = recorded_error.into();
+    let failed = v["failed_items"].as_array().cloned().unwrap_or_default();
+    let by: Vec<Value> = crate::commands::operate::failed_by_message(&failed)
+        .into_iter()
+        .map(|(message, items)| {
+            let parked = items.iter().filter(|f| f["parked"].as_bool() == Some(true)).count();
+            let examples: Vec<String> = items
+                .iter()
+                .take(3)
+                .map(|f| {
+                    let s = |k: &str| f[k].as_str().unwrap_or("?").to_string();
+                    format!("{} {}:{}", s("export"), s("kind"), s("id"))
+                })
+                .collect();
+            json!({
+                "message": message,
+                "items": items.len(),
+                "parked": parked,
+                "retrying": items.len() - parked,
+                "examples": examples,
+            })
+        })
+        .collect();
+    v["failed_by_message"] = by.into();
+    v
+}

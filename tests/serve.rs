@@ -1,0 +1,506 @@
+//! `catsync serve` over real HTTP on loopback: two pipelines with sandbox stores synced from
+//! the exports dropped in their folders, shown on the page, the JSON API and `/metrics`
+//! (checked as Prometheus text); an edit applies at the next poll only (R03) and an invalid
+//! file keeps the last valid version; deactivation through the API (token required) pauses at
+//! a batch boundary (R08), activation resumes (R09), SIGTERM pauses and exits 0, and the next
+//! controller resumes; health endpoints; secrets never shown.
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use catsync::sandbox::FaultSpec;
+use serde_json::Value;
+
+use crate::support::{repo, Test};
+use crate::sync::{mutations, products, sandbox, TOKEN};
+
+/// The bearer token of the controllers under test.
+const API_TOKEN: &str = "serve-test-token-0123456789";
+
+/// A project with `pipelines/` and one exports folder per pipeline.
+struct Project {
+    test: Test,
+}
+
+impl Project {
+    fn new() -> Project {
+        Project { test: Test::new().file("token", &format!("{API_TOKEN}\n")) }
+    }
+
+    fn dir(&self) -> &Path {
+        self.test.path()
+    }
+
+    /// Adds pipeline `name` exporting to `url`, reading `{name}-exports/*.json`.
+    fn pipeline(&self, name: &str, url: &str, parameters: &str) {
+        let text = crate::sync::pipeline(url, parameters)
+            .replace("name: acme\n", &format!("name: {name}\n"))
+            .replace(r#"files: ["exports/*.json"]"#, &format!(r#"files: ["../{name}-exports/*.json"]"#));
+        write(&self.file(name), &text);
+    }
+
+    fn file(&self, name: &str) -> PathBuf {
+        self.dir().join("pipelines").join(format!("{name}.yaml"))
+    }
+
+    /// Drops a fixture export into a pipeline's folder.
+    fn source(&self, name: &str, fixture: &str) {
+        let dir = self.dir().join(format!("{name}-exports"));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::copy(repo().join("fixtures/saleslayer/acme").join(fixture), dir.join(fixture)).unwrap();
+    }
+
+    fn edit(&self, name: &str, from: &str, to: &str) {
+        let path = self.file(name);
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(text.contains(from), "the pipeline has no `{from}`");
+        write(&path, &text.replacen(from, to, 1));
+    }
+
+    fn serve(&self, extra: &[&str]) -> Serve {
+        Serve::start(self.dir(), extra)
+    }
+}
+
+/// Writes through a temporary file and a rename, as an editor or `git checkout` does, so the
+/// watcher never reads half a file.
+fn write(path: &Path, text: &str) {
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    let tmp = path.with_extension("tmp~");
+    std::fs::write(&tmp, text).unwrap();
+    std::fs::rename(tmp, path).unwrap();
+}
+
+fn params(poll: &str, batch_size: usize) -> String {
+    crate::sync::PARAMS
+        .replace("poll_interval: 0s", &format!("poll_interval: {poll}"))
+        .replace("batch_size: 5", &format!("batch_size: {batch_size}"))
+}
+
+/// A `catsync serve` process and an HTTP client for it.
+struct Serve {
+    child: Child,
+    base: String,
+    stdout: Arc<Mutex<Vec<String>>>,
+    http: reqwest::blocking::Client,
+}
+
+impl Serve {
+    fn start(dir: &Path, extra: &[&str]) -> Serve {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_catsync"))
+            .args(["serve", "pipelines", "--listen", "127.0.0.1:0", "--watch-interval", "100ms"])
+            .args(extra)
+            .current_dir(dir)
+            .env_clear()
+            .env("SHOPIFY_TOKEN", TOKEN)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap();
+        let stdout = Arc::new(Mutex::new(Vec::new()));
+        let lines = stdout.clone();
+        let pipe = child.stdout.take().unwrap();
+        std::thread::spawn(move || {
+            for line in BufReader::new(pipe).lines().map_while(Result::ok) {
+                lines.lock().unwrap().push(line);
+            }
+        });
+        let start = Instant::now();
+        let base = loop {
+            let found = stdout.lock().unwrap().iter().find_map(|l: &String| {
+                l.split_once("listening on ").map(|(_, rest)| rest.split(' ').next().unwrap_or("").to_string())
+            });
+            if let Some(base) = found {
+                break base;
+            }
+            if let Some(status) = child.try_wait().unwrap() {
+                panic!("catsync serve ended ({status}): {:?}", stdout.lock().unwrap());
+            }
+            assert!(start.elapsed() < Duration::from_secs(30), "catsync serve did not start");
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        let http = reqwest::blocking::Client::builder().timeout(Duration::from_secs(20)).build().unwrap();
+        Serve { child, base, stdout, http }
+    }
+
+    fn get(&self, path: &str) -> (u16, String) {
+        let r = self.http.get(format!("{}{path}", self.base)).send().unwrap();
+        (r.status().as_u16(), r.text().unwrap())
+    }
+
+    fn post(&self, path: &str, token: Option<&str>) -> (u16, Value) {
+        let mut req = self.http.post(format!("{}{path}", self.base));
+        if let Some(token) = token {
+            req = req.bearer_auth(token);
+        }
+        let r = req.send().unwrap();
+        (r.status().as_u16(), r.json().unwrap())
+    }
+
+    fn api(&self, id: &str) -> Value {
+        let (status, body) = self.get(&format!("/api/pipelines/{id}"));
+        assert_eq!(status, 200, "{body}");
+        serde_json::from_str(&body).unwrap()
+    }
+
+    /// Polls `check` until it returns something, for at most `secs` seconds.
+    fn wait<T>(&mut self, what: &str, secs: u64, mut check: impl FnMut(&Serve) -> Option<T>) -> T {
+        let start = Instant::now();
+        loop {
+            if let Some(found) = check(self) {
+                return found;
+            }
+            if let Some(status) = self.child.try_wait().unwrap() {
+                panic!("catsync serve ended ({status}) while waiting for {what}: {:?}", self.stdout());
+            }
+            assert!(start.elapsed() < Duration::from_secs(secs), "timed out waiting for {what}: {:?}", self.stdout());
+            std::thread::sleep(Duration::from_millis(25));
+        }
+    }
+
+    /// Waits until `id`'s last run has `status`; returns the pipeline's view.
+    fn wait_for_run(&mut self, id: &str, runs: usize, status: &str) -> Value {
+        self.wait(&format!("{id}: run {runs} {status}"), 60, |s| {
+            let view = s.api(id);
+            let last = &view["last_runs"];
+            let n = view["totals"]["runs"].as_object().map(|m| m.values().filter_map(Value::as_u64).sum::<u64>());
+            (n == Some(runs as u64) && last[0]["status"] == status && view["running"].is_null()).then_some(view)
+        })
+    }
+
+    fn stdout(&self) -> Vec<String> {
+        self.stdout.lock().unwrap().clone()
+    }
+
+    fn signal(&self, signal: i32) {
+        assert_eq!(unsafe { libc::kill(self.child.id() as i32, signal) }, 0);
+    }
+
+    /// Waits for the process to end; its exit code.
+    fn ended(&mut self) -> i32 {
+        let start = Instant::now();
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status.code().unwrap_or(-1);
+            }
+            assert!(start.elapsed() < Duration::from_secs(60), "catsync serve did not stop: {:?}", self.stdout());
+            std::thread::sleep(Duration::from_millis(25));
+        }
+    }
+}
+
+impl Drop for Serve {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn serve_syncs_each_pipeline_and_shows_it_on_the_page_the_api_and_the_metrics() {
+    let (a, b) = (sandbox(FaultSpec::default(), 2000.0, 100.0), sandbox(FaultSpec::default(), 2000.0, 100.0));
+    let p = Project::new();
+    p.pipeline("acme", &a.url(), &params("200ms", 5));
+    p.pipeline("beta", &b.url(), &params("200ms", 5));
+    p.source("acme", "00-full.json");
+    p.source("beta", "00-full.json");
+    let mut serve = p.serve(&["--token-file", "token"]);
+
+    assert_eq!(serve.get("/healthz"), (200, "ok\n".to_string()));
+    serve.wait("ready", 30, |s| (s.get("/readyz").0 == 200).then_some(()));
+    let first = serve.wait_for_run("acme", 1, "COMPLETED");
+    serve.wait_for_run("beta", 1, "COMPLETED");
+    assert_eq!(products(&a).len(), 10);
+    assert_eq!(products(&b).len(), 10);
+    assert_eq!(first["last_runs"][0]["counts"]["store"]["create"], 16, "{first}");
+
+    // A delta export dropped into one pipeline's folder is synced by its next poll; the other
+    // store hears nothing.
+    let beta_before = mutations(&b);
+    p.source("acme", "09-new-product.json");
+    serve.wait("the new product in the store", 30, |_| (products(&a).len() == 11).then_some(()));
+    let acme = serve.wait_for_run("acme", 2, "COMPLETED");
+    assert!(products(&a).contains_key("acme-tr-004"), "{:?}", products(&a).keys());
+    assert_eq!(mutations(&b), beta_before, "the other pipeline sent nothing");
+    let run = &acme["last_runs"][0];
+    assert_eq!(run["counts"]["store"]["create"], 1, "{run}");
+    assert_eq!(run["configuration"], acme["configuration"]["digest"], "the run used the loaded configuration");
+    assert_eq!(acme["sources"], serde_json::json!([{"stage": "pim", "cursor": 1717009000}]));
+    assert_eq!(acme["active"], true);
+    assert_eq!(acme["id"], "acme@default");
+
+    // The JSON API lists both; a pipeline by `name@environment` too.
+    let (status, all) = serve.get("/api/pipelines");
+    assert_eq!(status, 200);
+    let all: Value = serde_json::from_str(&all).unwrap();
+    let ids: Vec<&str> = all["pipelines"].as_array().unwrap().iter().map(|p| p["id"].as_str().unwrap()).collect();
+    assert_eq!(ids, ["acme@default", "beta@default"]);
+    assert_eq!(serve.api("beta@default")["pipeline"], "beta");
+    assert_eq!(serve.get("/api/pipelines/nope").0, 404);
+    assert_eq!(serve.get("/nowhere").0, 404);
+
+    // The page: both pipelines, their state, the last run with its counts and configuration.
+    let (status, page) = serve.get("/");
+    assert_eq!(status, 200);
+    for expected in [
+        "<h2>acme <span class=\"env\">default</span> <span class=\"badge active\">active</span></h2>",
+        "<h2>beta <span class=\"env\">default</span> <span class=\"badge active\">active</span></h2>",
+        &format!("<td>{}</td><td class=\"status completed\">COMPLETED</td>", run["id"].as_str().unwrap()),
+        "store: +1 ~0 archived 0 −0",
+        &format!(
+            "<code title=\"{0}\">{1}</code> (current)",
+            run["configuration"].as_str().unwrap(),
+            &run["configuration"].as_str().unwrap()[..12]
+        ),
+        "data-action=\"deactivate\" data-id=\"acme@default\"",
+    ] {
+        assert!(page.contains(expected), "the page has no `{expected}`:\n{page}");
+    }
+
+    // The metrics, as Prometheus text.
+    let (status, text) = serve.get("/metrics");
+    assert_eq!(status, 200);
+    let metrics = prometheus(&text);
+    let acme = r#"pipeline="acme",environment="default""#;
+    assert_eq!(metrics[&format!(r#"catsync_items_exported_total{{{acme},export="store",action="create"}}"#)], 17.0);
+    assert_eq!(metrics[&format!(r#"catsync_runs{{{acme},status="COMPLETED"}}"#)], 2.0);
+    assert_eq!(metrics[&format!(r#"catsync_queue_depth{{{acme}}}"#)], 0.0);
+    assert_eq!(metrics[&format!(r#"catsync_item_errors_total{{{acme}}}"#)], 0.0);
+    assert_eq!(metrics[&format!(r#"catsync_pipeline_active{{{acme}}}"#)], 1.0);
+    let ended = humantime::parse_rfc3339(run["ended_at"].as_str().unwrap()).unwrap();
+    let ended = ended.duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as f64;
+    assert_eq!(metrics[&format!(r#"catsync_last_success_timestamp_seconds{{{acme}}}"#)], ended);
+    assert!(metrics.contains_key(r#"catsync_last_success_timestamp_seconds{pipeline="beta",environment="default"}"#));
+
+    // State-changing requests need the token.
+    assert_eq!(serve.post("/api/pipelines/acme/refresh", None).0, 401);
+    assert_eq!(serve.post("/api/pipelines/acme/refresh", Some("wrong")).0, 401);
+
+    // No secret anywhere.
+    for path in ["/", "/api/pipelines", "/api/pipelines/acme", "/metrics"] {
+        let body = serve.get(path).1;
+        assert!(!body.contains(TOKEN) && !body.contains(API_TOKEN), "a secret in {path}");
+    }
+    assert!(!serve.stdout().join("\n").contains(TOKEN));
+}
+
+#[test]
+fn an_edit_applies_at_the_next_poll_and_an_invalid_file_keeps_the_last_valid_version() {
+    let s = sandbox(FaultSpec::default(), 2000.0, 100.0);
+    let p = Project::new();
+    p.pipeline("acme", &s.url(), &params("2s", 25));
+    p.source("acme", "00-full.json");
+    let mut serve = p.serve(&[]);
+    let first = serve.wait_for_run("acme", 1, "COMPLETED");
+    let digest = first["configuration"]["digest"].clone();
+
+    // Right after a poll, the edit: the file is reloaded within the watch interval, but nothing
+    // is sent until the next poll (R03).
+    let polls = |s: &Serve| s.api("acme")["poll"]["polls"].as_u64().unwrap();
+    let seen = polls(&serve);
+    serve.wait("a poll", 30, |s| (polls(s) > seen).then_some(()));
+    let before = (mutations(&s), polls(&serve));
+    p.edit("acme", "vendor: { field: product_brand }", r#"vendor: "{{ product_brand | upper }}""#);
+    let reloaded = serve.wait("the edit reloaded", 30, |s| {
+        let view = s.api("acme");
+        (view["configuration"]["digest"] != digest).then_some(view)
+    });
+    assert_eq!(mutations(&s), before.0, "nothing sent on the edit");
+    assert_eq!(polls(&serve), before.1, "no poll between the edit and these checks (the poll interval is 2 s)");
+    assert!(reloaded["last_runs"][0]["configuration"] == digest);
+    assert!(serve.get("/").1.contains("(changed since)"), "the page says the last run used another configuration");
+    // The next poll syncs it, with the new configuration.
+    let synced = serve.wait_for_run("acme", 2, "COMPLETED");
+    assert_eq!(synced["last_runs"][0]["configuration"], reloaded["configuration"]["digest"]);
+    assert!(s.snapshot().products.values().any(|p| p.vendor == "TRAILHEAD"));
+
+    // An invalid file is reported with its position; the last valid version stays in use.
+    let valid = synced["configuration"]["digest"].clone();
+    p.edit("acme", "  batch_size: 25\n", "  batch_size: lots\n");
+    let broken = serve.wait("the error reported", 30, |s| {
+        let view = s.api("acme");
+        (!view["configuration"]["error"].is_null()).then_some(view)
+    });
+    let diagnostics = broken["configuration"]["error"]["diagnostics"].to_string();
+    assert!(diagnostics.contains("acme.yaml:7:15: error: "), "{diagnostics}");
+    assert_eq!(broken["configuration"]["digest"], valid);
+    let page = serve.get("/").1;
+    assert!(
+        page.contains("The file is invalid (since ") && page.contains("The last valid version stays in use."),
+        "{page}"
+    );
+    let metrics = prometheus(&serve.get("/metrics").1);
+    assert_eq!(metrics[r#"catsync_pipeline_config_valid{pipeline="acme",environment="default"}"#], 0.0);
+    p.source("acme", "09-new-product.json");
+    serve.wait_for_run("acme", 3, "COMPLETED");
+    assert_eq!(products(&s).len(), 11, "synced with the last valid version");
+}
+
+#[test]
+fn deactivation_through_the_api_pauses_at_a_batch_boundary_and_sigterm_pauses_and_exits_0() {
+    let slow = FaultSpec { slow: 1.0, slow_by: Duration::from_millis(120), ..FaultSpec::default() };
+    let s = sandbox(slow, 2000.0, 100.0);
+    let p = Project::new();
+    p.pipeline("acme", &s.url(), &params("200ms", 2));
+    p.source("acme", "00-full.json");
+    let mut serve = p.serve(&["--token-file", "token"]);
+    let running = |s: &Serve, at_least: u64| {
+        let view = s.api("acme");
+        (view["running"]["done"].as_u64().unwrap_or(0) >= at_least).then_some(view)
+    };
+    let view = serve.wait("a run exporting", 60, |s| running(s, 2));
+    assert_eq!(view["running"]["total"], 16, "{view}");
+
+    // One run at a time: the CLI's run of the same pipeline is refused while the controller's goes.
+    let out = Test::at(p.dir()).env("SHOPIFY_TOKEN", TOKEN).args(["run", "pipelines/acme.yaml"]).run();
+    assert_eq!(out.code, 4, "{}", out.stderr);
+
+    // Without the token, refused; with it, the run stops after its batch (R08).
+    assert_eq!(serve.post("/api/pipelines/acme/deactivate", None).0, 401);
+    let at_flag = serve.api("acme")["running"]["done"].as_u64().unwrap();
+    let (status, answer) = serve.post("/api/pipelines/acme/deactivate", Some(API_TOKEN));
+    assert_eq!(status, 200, "{answer}");
+    assert!(answer["message"].as_str().unwrap().contains("stops after its current batch"), "{answer}");
+    let paused = serve.wait("the run paused", 30, |s| {
+        let view = s.api("acme");
+        (view["running"].is_null() && view["unfinished_run"]["status"] == "PAUSED").then_some(view)
+    });
+    assert_eq!(paused["active"], false);
+    let exported: u64 =
+        ["create", "update"].iter().map(|a| paused["last_runs"][0]["counts"]["store"][a].as_u64().unwrap_or(0)).sum();
+    assert!(exported <= at_flag + 2 * 2, "at most a batch after the flag (and one in flight): {exported} vs {at_flag}");
+    assert!(exported < 16, "{paused}");
+    let page = serve.get("/").1;
+    assert!(page.contains("<span class=\"badge paused\">paused (deactivated since "), "{page}");
+    assert!(page.contains("<strong>PAUSED</strong>"), "{page}");
+    // While deactivated, polls send nothing.
+    let (sent, polls) = (mutations(&s), paused["poll"]["polls"].as_u64().unwrap());
+    serve.wait("two more polls", 30, |s| (s.api("acme")["poll"]["polls"].as_u64().unwrap() >= polls + 2).then_some(()));
+    assert_eq!(mutations(&s), sent);
+
+    // Activation resumes the paused run (R09); SIGTERM stops it after its batch, recorded PAUSED.
+    let (status, answer) = serve.post("/api/pipelines/acme/activate", Some(API_TOKEN));
+    assert_eq!(status, 200, "{answer}");
+    serve.wait("the run resumed", 60, |s| running(s, exported + 2));
+    serve.signal(libc::SIGTERM);
+    assert_eq!(serve.ended(), 0, "{:?}", serve.stdout());
+    assert!(serve.stdout().iter().any(|l| l.starts_with("stopping: ")), "{:?}", serve.stdout());
+    let log = Test::at(p.dir()).args(["log", "pipelines/acme.yaml", "--format", "json"]).run();
+    let log: Vec<Value> = serde_json::from_str(&log.stdout).unwrap();
+    let run = log.last().unwrap();
+    assert_eq!(run["status"], "PAUSED", "{run}");
+    assert!(run["notes"].to_string().contains("interrupted"), "{run}");
+
+    // The next controller resumes it: everything once, nothing twice.
+    let mut serve = p.serve(&[]);
+    let done = serve.wait_for_run("acme", 1, "COMPLETED");
+    assert_eq!(done["unfinished_run"], Value::Null);
+    assert_eq!(products(&s).len(), 10);
+    assert_eq!(s.snapshot().collections.len(), 6);
+    serve.signal(libc::SIGINT);
+    assert_eq!(serve.ended(), 0);
+}
+
+#[test]
+fn without_a_token_state_changing_requests_are_refused_and_a_token_is_never_an_argument() {
+    let p = Project::new();
+    std::fs::create_dir_all(p.dir().join("pipelines")).unwrap();
+    let mut serve = p.serve(&[]);
+    serve.wait("ready", 30, |s| (s.get("/readyz").0 == 200).then_some(()));
+    let (status, answer) = serve.post("/api/pipelines/acme/deactivate", Some(API_TOKEN));
+    assert_eq!(status, 403, "{answer}");
+    assert!(answer["error"].as_str().unwrap().contains("no token is configured"), "{answer}");
+    assert!(serve.get("/").1.contains("No pipeline files"));
+    assert!(serve.stdout().iter().any(|l| l.starts_with("note: no token configured")), "{:?}", serve.stdout());
+    // Request bodies are bounded.
+    let big =
+        serve.http.post(format!("{}/api/pipelines/acme/refresh", serve.base)).body(vec![b'x'; 100_000]).send().unwrap();
+    assert_eq!(big.status().as_u16(), 413);
+    serve.signal(libc::SIGTERM);
+    assert_eq!(serve.ended(), 0);
+
+    let out = Test::at(p.dir()).args(["serve", "--token", API_TOKEN, "--listen", "127.0.0.1:0"]).run();
+    assert_eq!(out.code, 1);
+    assert!(out.stderr.contains("`--token` takes a reference, not the token"), "{}", out.stderr);
+    assert!(!out.stderr.contains(API_TOKEN), "{}", out.stderr);
+}
+
+/// Parses Prometheus text strictly (exposition format 0.0.4): every sample belongs to a family
+/// declared by one `# HELP` and one `# TYPE` line before it, metric and label names have the
+/// allowed syntax, label values are quoted and escaped, values are numbers, counters end in
+/// `_total`. Returns each sample's value by `name{labels}`.
+fn prometheus(text: &str) -> BTreeMap<String, f64> {
+    let name_ok = |n: &str| {
+        let mut chars = n.chars();
+        chars.next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_' || c == ':')
+            && chars.all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':')
+    };
+    let mut help = BTreeMap::new();
+    let mut types: BTreeMap<String, String> = BTreeMap::new();
+    let mut samples = BTreeMap::new();
+    assert!(text.ends_with('\n'), "the text ends with a newline");
+    for line in text.lines() {
+        if let Some(rest) = line.strip_prefix("# HELP ") {
+            let (name, doc) = rest.split_once(' ').expect("HELP name text");
+            assert!(name_ok(name) && !doc.is_empty(), "{line}");
+            assert!(help.insert(name.to_string(), doc.to_string()).is_none(), "HELP twice: {line}");
+            continue;
+        }
+        if let Some(rest) = line.strip_prefix("# TYPE ") {
+            let (name, kind) = rest.split_once(' ').expect("TYPE name type");
+            assert!(name_ok(name), "{line}");
+            assert!(["counter", "gauge", "histogram", "summary", "untyped"].contains(&kind), "{line}");
+            assert!(help.contains_key(name), "TYPE before HELP: {line}");
+            assert!(types.insert(name.to_string(), kind.to_string()).is_none(), "TYPE twice: {line}");
+            if kind == "counter" {
+                assert!(name.ends_with("_total"), "a counter's name ends in _total: {line}");
+            }
+            continue;
+        }
+        assert!(!line.starts_with('#') && !line.trim().is_empty(), "unexpected line: {line:?}");
+        let (series, value) = line.rsplit_once(' ').expect("a sample: series value");
+        let value: f64 = match value {
+            "+Inf" => f64::INFINITY,
+            "-Inf" => f64::NEG_INFINITY,
+            v => v.parse().unwrap_or_else(|_| panic!("not a number: {line}")),
+        };
+        let name = match series.split_once('{') {
+            None => series,
+            Some((name, labels)) => {
+                let labels = labels.strip_suffix('}').unwrap_or_else(|| panic!("unclosed labels: {line}"));
+                let mut rest = labels;
+                while !rest.is_empty() {
+                    let (label, after) = rest.split_once("=\"").unwrap_or_else(|| panic!("label=\"value\": {line}"));
+                    assert!(name_ok(label) && !label.contains(':'), "label name: {line}");
+                    // The value runs to the first unescaped quote.
+                    let mut end = None;
+                    let mut escaped = false;
+                    for (i, c) in after.char_indices() {
+                        match (escaped, c) {
+                            (true, '\\' | '"' | 'n') => escaped = false,
+                            (true, _) => panic!("bad escape in {line}"),
+                            (false, '\\') => escaped = true,
+                            (false, '"') => {
+                                end = Some(i);
+                                break;
+                            }
+                            (false, '\n') => panic!("raw newline in {line}"),
+                            _ => {}
+                        }
+                    }
+                    let end = end.unwrap_or_else(|| panic!("unterminated label value: {line}"));
+                    rest = after[end + 1..].strip_prefix(',').unwrap_or(&after[end + 1..]);
+                }
+                name
+            }
+        };
+        assert!(name_ok(name), "metric name: {line}");
+        assert!(types.contains_key(name), "a sample before its TYPE: {line}");
+        assert!(samples.insert(series.to_string(), value).is_none(), "a series twice: {line}");
+    }
+    samples
+}
