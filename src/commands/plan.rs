@@ -104,6 +104,7 @@ pub fn exec(args: &PlanArgs, g: &Globals) -> Result<Exit, Error> {
     }
     // The process ends right after: freeing a large catalog piece by piece would only cost time.
     std::mem::forget(planned);
+    state.close_for_exit()?;
     Ok(exit)
 }
 

@@ -375,6 +375,21 @@ impl State {
     }
 
     /// Makes everything written so far durable (sled writes are durable only after a flush).
+    /// Ends the use of the state in a process that exits right after: writes what is pending,
+    /// then leaves sled's in-memory pages to the operating system instead of freeing them one by
+    /// one (a tenth of an incremental plan's time on a 100,000-product state). Only for a state
+    /// on disk that the process does not open again.
+    pub fn close_for_exit(self) -> Result<(), StateError> {
+        if !self.dir.join("db").exists() {
+            // A temporary database (`open_or_empty` on a new directory) removes its files when
+            // dropped.
+            return Ok(());
+        }
+        self.flush()?;
+        std::mem::forget(self);
+        Ok(())
+    }
+
     pub fn flush(&self) -> Result<(), StateError> {
         self.db.flush().map(|_| ()).map_err(|e| self.corrupt(e))
     }
