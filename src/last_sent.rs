@@ -21,8 +21,15 @@ impl LastSent {
     /// Evaluates the stored mirrors with the current configuration, and with the last run's
     /// pinned one when it differs. Nothing is read from the sources.
     pub fn rebuild(pipeline: &CompiledPipeline, ns: &Namespace) -> LastSent {
+        LastSent::from_stored(evaluate(pipeline, ns, Read::Stored).ok(), pipeline, ns)
+    }
+
+    /// [`LastSent::rebuild`] from an evaluation of the stored mirrors with the current
+    /// configuration already made (an evaluation that read no new export nor changed table is
+    /// one).
+    pub fn from_stored(current: Option<Evaluation>, pipeline: &CompiledPipeline, ns: &Namespace) -> LastSent {
         let mut evaluations = Vec::new();
-        if let Ok(e) = evaluate(pipeline, ns, Read::Stored) {
+        if let Some(e) = current {
             evaluations.push((None, e));
         }
         let last = ns.runs().ok().and_then(|runs| runs.into_iter().last());

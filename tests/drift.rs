@@ -76,8 +76,10 @@ fn a_synced_store_has_no_drift_and_drift_only_reads() {
     assert!(p.cli(&["plan", "p.yaml"]).stdout.contains("No changes"));
 }
 
-#[test]
-fn edits_deletions_and_look_alikes_in_the_store_are_reported() {
+/// A synced store edited by hand: a price and a title changed, product 2009 and collection 1005
+/// deleted, and two products made that look like product 2015, which catsync has not sent yet.
+/// Also the ids of the products the report names.
+fn edited_store() -> (Sandbox, Project, (u64, u64, u64, u64, u64)) {
     let (s, p) = synced();
     // A new catalog product (2015, `acme-tr-004`) that catsync has not sent yet.
     p.source("09-new-product.json");
@@ -108,6 +110,12 @@ fn edits_deletions_and_look_alikes_in_the_store_are_reported() {
         let gid = |handle: &str| store.products.values().find(|p| p.handle == handle).map(|p| p.id).unwrap_or(0);
         (gid("acme-ts-001"), gid("acme-ts-002"), gid("acme-bt-001"), gid("acme-tr-004"), gid("khaki-shorts"))
     });
+    (s, p, ids)
+}
+
+#[test]
+fn edits_deletions_and_look_alikes_in_the_store_are_reported() {
+    let (s, p, ids) = edited_store();
     let before = s.requests().len();
     let out = drift(&p, &[]);
     assert_eq!(out.code, 2, "{}\n{}", out.stderr, out.stdout);
@@ -238,6 +246,38 @@ fn before_the_first_sync_the_store_is_listed_for_look_alikes() {
         roots,
         [vec!["productsCount", "collectionsCount"], vec!["products"], vec!["collections"]]
             .map(|r| r.iter().map(|s| s.to_string()).collect::<Vec<_>>())
+    );
+}
+
+#[test]
+fn a_large_store_is_read_with_one_bulk_query_and_drifts_the_same() {
+    let (s, p, _) = edited_store();
+    let paged = drift(&p, &["--format", "json"]);
+    let before = s.requests().len();
+    let out = Test::at(p.dir())
+        .env("SHOPIFY_TOKEN", TOKEN)
+        .env("CATSYNC_BULK_READ_FROM", "10")
+        .args(["drift", "p.yaml", "--detailed-exitcode", "--format", "json"])
+        .run();
+    assert_eq!(out.code, 2, "{}", out.stderr);
+    let without_reads = |text: &str| {
+        let mut v: Value = serde_json::from_str(text).unwrap();
+        v["exports"][0]["reads"] = Value::Null;
+        v
+    };
+    similar_asserts::assert_eq!(without_reads(&out.stdout), without_reads(&paged.stdout));
+    let reads = requests_since(&s, before);
+    let runs: Vec<&catsync::sandbox::RequestRecord> =
+        reads.iter().filter(|r| r.root_fields.iter().any(|f| f == "bulkOperationRunQuery")).collect();
+    assert_eq!(runs.len(), 1, "one bulk query reads the products");
+    assert!(
+        !reads.iter().any(|r| r.operation_name.as_deref() == Some("CatsyncReadProducts")),
+        "and no page of products"
+    );
+    assert!(reads.iter().all(|r| r.error_code.is_none()));
+    assert_eq!(
+        s.snapshot().bulk_operations.values().filter(|o| o.type_ == "QUERY" && o.status == "COMPLETED").count(),
+        1
     );
 }
 

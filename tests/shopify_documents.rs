@@ -20,6 +20,20 @@ fn every_document_validates_against_the_real_admin_schema() {
 }
 
 #[test]
+fn the_bulk_read_query_validates_against_the_real_admin_schema() {
+    let schema = real_schema();
+    let keys = |ks: &[&str]| ks.iter().map(|k| k.to_string()).collect::<std::collections::BTreeSet<_>>();
+    for (metafields, variant_metafields) in
+        [(keys(&[]), keys(&[])), (keys(&["custom.care", "catsync.family"]), keys(&["custom.size"]))]
+    {
+        let query = catsync::shopify::read::bulk_products_query(&metafields, &variant_metafields);
+        if let Err(e) = ExecutableDocument::parse_and_validate(&schema, &query, "bulk.graphql") {
+            panic!("the bulk read query does not validate against the Admin schema:\n{}\n{query}", e.errors);
+        }
+    }
+}
+
+#[test]
 fn selecting_code_on_a_plain_user_error_is_rejected() {
     // The check above can fail: `UserError` has no `code` (SPEC §4).
     let schema = real_schema();

@@ -19,7 +19,7 @@ use crate::last_sent::LastSent;
 use crate::plan::format::PlanFormat;
 use crate::sandbox_host::Hosted;
 use crate::shopify::client::Client;
-use crate::shopify::read::Reader;
+use crate::shopify::read::{Reader, BULK_READ_FROM};
 use crate::stages::shopify::Store;
 use crate::stages::{CompiledStage, ItemKind};
 use crate::state::State;
@@ -53,6 +53,10 @@ pub fn exec(args: &DriftArgs, g: &Globals) -> Result<Exit, Error> {
     let ns = state.namespace(&pipeline.name, pipeline.environment.as_deref());
     // The catalog now: its items without a record are looked for in the store.
     let current = evaluate(&pipeline, &ns, Read::Since).map_err(Error::failed)?;
+    let catalogs: Vec<_> = exports.iter().map(|&idx| catalog_documents(&current, &pipeline, idx)).collect();
+    // With nothing new read, the catalog now is what the last run rendered: no second evaluation.
+    let nothing_new = current.updates.iter().all(|u| u.exports.is_empty() && u.changes.is_empty());
+    let mut current = nothing_new.then_some(current);
     let mut last_sent: Option<LastSent> = None;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -60,17 +64,19 @@ pub fn exec(args: &DriftArgs, g: &Globals) -> Result<Exit, Error> {
         .build()
         .map_err(|e| Error::failed(format!("cannot start the runtime: {e}")))?;
     let mut drifts = Vec::new();
-    for idx in exports {
+    for (idx, catalog) in exports.into_iter().zip(catalogs) {
         let stage = &pipeline.stages[idx];
         let CompiledStage::Shopify(shopify) = &stage.compiled else { continue };
         let records = ns.records(&stage.name)?;
         let sent = if records.is_empty() {
             BTreeMap::new()
         } else {
-            let rebuilt = last_sent.get_or_insert_with(|| LastSent::rebuild(&pipeline, &ns));
+            let rebuilt = last_sent.get_or_insert_with(|| match current.take() {
+                Some(e) => LastSent::from_stored(Some(e), &pipeline, &ns),
+                None => LastSent::rebuild(&pipeline, &ns),
+            });
             sent_documents(rebuilt, &pipeline, &stage.name, &records)
         };
-        let catalog = catalog_documents(&current, &pipeline, idx);
         // The built-in store is read from its data file, never written.
         let (url, token, _browsed) = match &shopify.store {
             Store::Http { url } => (url.clone(), shopify.token.clone(), None),
@@ -87,7 +93,11 @@ pub fn exec(args: &DriftArgs, g: &Globals) -> Result<Exit, Error> {
             catalog: &catalog,
             languages: &pipeline.params.languages,
         };
-        let mut drift: ExportDrift = runtime.block_on(check(&Reader::new(&client), &inputs)).map_err(|e| {
+        let mut reader = Reader::new(&client);
+        if shopify.bulk.enabled {
+            reader = reader.bulk_from(bulk_read_from());
+        }
+        let mut drift: ExportDrift = runtime.block_on(check(&reader, &inputs)).map_err(|e| {
             Error::failed(format!("cannot read the store of export `{}`: {e} ({})", stage.name, e.hint()))
         })?;
         drift.reads = Reads {
@@ -108,6 +118,12 @@ pub fn exec(args: &DriftArgs, g: &Globals) -> Result<Exit, Error> {
     // A closed stdout ends the output, not the status.
     Printer::default().out(text)?;
     Ok(exit)
+}
+
+/// Managed products from which a store is read with a bulk query: `CATSYNC_BULK_READ_FROM`
+/// (tests, benchmarks), else [`BULK_READ_FROM`].
+fn bulk_read_from() -> usize {
+    std::env::var("CATSYNC_BULK_READ_FROM").ok().and_then(|v| v.parse().ok()).unwrap_or(BULK_READ_FROM)
 }
 
 /// The document each record's export sent last, where it can be rebuilt.

@@ -1,7 +1,8 @@
 //! Bulk mutations, the fast path for large queues: a JSONL file of variables is staged
 //! (`stagedUploadsCreate` + a form upload), run by `bulkOperationRunMutation`, polled with
 //! `bulkOperation(id)`, and its result file is read back and matched line by line
-//! (`__lineNumber`, 0-based), so each item is recorded exactly as a single call would be.
+//! (`__lineNumber`, 0-based), so each item is recorded exactly as a single call would be. Bulk
+//! queries (`run_query`), the fast path for reading a large store, are polled the same way.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
@@ -103,25 +104,11 @@ pub async fn run(
     };
     // 2. The file.
     client.upload_form(&url, &parameters, &filename, body).await?;
-    // 3. The operation; another app's (or an earlier run's) operations may hold the shop's slots.
-    let mut wait = Duration::from_millis(250);
-    let id = loop {
-        let vars = json!({ "mutation": mutation, "path": path, "client": label });
-        let data = client.execute(ops::BULK_RUN, vars, 10.0).await?;
-        let payload = &data["bulkOperationRunMutation"];
-        let errors = payload.get("userErrors").and_then(Value::as_array).cloned().unwrap_or_default();
-        if errors.iter().any(|e| e.get("code").and_then(Value::as_str) == Some("OPERATION_IN_PROGRESS")) {
-            tokio::time::sleep(wait).await;
-            wait = next_poll(wait);
-            continue;
-        }
-        if let Some(message) = user_errors(payload) {
-            return Err(GqlError::Staging(format!("bulkOperationRunMutation: {message}")));
-        }
-        match payload.pointer("/bulkOperation/id").and_then(Value::as_str) {
-            Some(id) => break id.to_string(),
-            None => return Err(GqlError::Garbage("bulkOperationRunMutation returned no operation".to_string())),
-        }
+    // 3. The operation.
+    let vars = json!({ "mutation": mutation, "path": path, "client": label });
+    let id = match start(client, ops::BULK_RUN, "bulkOperationRunMutation", vars).await? {
+        Ok(id) => id,
+        Err(message) => return Err(GqlError::Staging(format!("bulkOperationRunMutation: {message}"))),
     };
     // 4. Its end (registered meanwhile, so a stopping run can cancel it).
     running.lock().expect("bulk registry").insert(id.clone());
@@ -145,6 +132,62 @@ pub async fn run(
         }
     }
     Ok(BulkResult { status: text, error_code, lines: results })
+}
+
+/// Runs a bulk query and returns its result lines: one JSON object per node, the nodes of nested
+/// connections with the `__parentId` of theirs (in no guaranteed order). Operations of other
+/// apps or runs holding the shop's slots are waited for; a query the store refuses, or an
+/// operation that does not complete, is an error.
+pub async fn run_query(client: &Client, query: &str) -> Result<Vec<Value>, GqlError> {
+    let vars = json!({ "query": query });
+    let id = match start(client, super::read::BULK_RUN_QUERY, "bulkOperationRunQuery", vars).await? {
+        Ok(id) => id,
+        Err(message) => {
+            return Err(GqlError::Rejected { code: None, message: format!("bulkOperationRunQuery: {message}") })
+        }
+    };
+    let status = wait_for_end(client, &id).await?;
+    match status.get("status").and_then(Value::as_str) {
+        Some("COMPLETED") => {}
+        other => {
+            let code = status.get("errorCode").and_then(Value::as_str).unwrap_or("no error code");
+            return Err(GqlError::Exhausted {
+                attempts: 1,
+                message: format!("the bulk query {id} ended {} ({code})", other.unwrap_or("without a status")),
+            });
+        }
+    }
+    // No result file: nothing matched.
+    let Some(url) = status.get("url").and_then(Value::as_str) else { return Ok(Vec::new()) };
+    let file = client.download(url).await?;
+    file.lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| serde_json::from_str(l).map_err(|e| GqlError::Garbage(format!("bulk query line is not JSON: {e}"))))
+        .collect()
+}
+
+/// Starts a bulk operation (`document`, its payload under `field`), waiting while other
+/// operations (another app's, an earlier run's) hold the shop's slots. Its GID, or the store's
+/// refusal (`userErrors`) as text.
+async fn start(client: &Client, document: &str, field: &str, vars: Value) -> Result<Result<String, String>, GqlError> {
+    let mut wait = Duration::from_millis(250);
+    loop {
+        let data = client.execute(document, vars.clone(), 10.0).await?;
+        let payload = &data[field];
+        let errors = payload.get("userErrors").and_then(Value::as_array).cloned().unwrap_or_default();
+        if errors.iter().any(|e| e.get("code").and_then(Value::as_str) == Some("OPERATION_IN_PROGRESS")) {
+            tokio::time::sleep(wait).await;
+            wait = next_poll(wait);
+            continue;
+        }
+        if let Some(message) = user_errors(payload) {
+            return Ok(Err(message));
+        }
+        return match payload.pointer("/bulkOperation/id").and_then(Value::as_str) {
+            Some(id) => Ok(Ok(id.to_string())),
+            None => Err(GqlError::Garbage(format!("{field} returned no operation"))),
+        };
+    }
 }
 
 /// Polls a bulk operation until it ends; returns its last `bulkOperation` object.

@@ -4,7 +4,9 @@
 //! most 1000 requested points a query; a connection costs 2 plus `first` times its node, and a
 //! `nodes` list is counted once per id — the larger of Shopify's published rules and the
 //! sandbox's calibrated ones), through the same paced, retrying [`Client`] the export uses.
-//! Every document here is validated against the real Admin schema by a test.
+//! A large store is read with one bulk query instead (`bulkOperationRunQuery`, the result JSONL
+//! put back together by `__parentId`). Every document here is validated against the real Admin
+//! schema by a test.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -139,6 +141,39 @@ pub const LIST_COLLECTIONS: &str = "query CatsyncListCollections($first: Int!, $
   }
 }";
 
+/// Starts a bulk query ([`bulk_products_query`]): the fast way to read a large store, charged as
+/// one mutation.
+pub const BULK_RUN_QUERY: &str = "mutation CatsyncBulkRunQuery($query: String!) {
+  bulkOperationRunQuery(query: $query) {
+    bulkOperation { id status }
+    userErrors { field message code }
+  }
+}";
+
+/// Managed products from which a read goes through a bulk query rather than pages (unless the
+/// export's `bulk` is disabled): about 35 pages of small products. `CATSYNC_BULK_READ_FROM`
+/// overrides it (tests, benchmarks).
+pub const BULK_READ_FROM: usize = 2_000;
+
+/// The bulk query reading every product of the store with the fields product documents carry:
+/// the connections `products`, `variants`, `collections` and, when documents set some, the
+/// product's and the variants' `metafields` with these `namespace.key`s (at most five
+/// connections, nested two deep, as Shopify allows).
+pub fn bulk_products_query(metafields: &BTreeSet<String>, variant_metafields: &BTreeSet<String>) -> String {
+    let keyed = |keys: &BTreeSet<String>| {
+        if keys.is_empty() {
+            return String::new();
+        }
+        let list: Vec<String> = keys.iter().map(|k| serde_json::to_string(k).unwrap_or_default()).collect();
+        format!(" metafields(keys: [{}]) {{ edges {{ node {{ id namespace key type value }} }} }}", list.join(", "))
+    };
+    format!(
+        "{{ products {{ edges {{ node {{ id handle title descriptionHtml vendor productType tags status seo {{ title description }} options {{ name optionValues {{ name }} }} variants {{ edges {{ node {{ id sku price compareAtPrice barcode selectedOptions {{ name value }}{} }} }} }} collections {{ edges {{ node {{ id handle }} }} }}{} }} }} }} }}",
+        keyed(variant_metafields),
+        keyed(metafields)
+    )
+}
+
 /// Every read document, for the schema-validation test.
 pub const ALL: &[(&str, &str)] = &[
     ("readProducts", READ_PRODUCTS),
@@ -153,6 +188,7 @@ pub const ALL: &[(&str, &str)] = &[
     ("listProducts", LIST_PRODUCTS),
     ("listProductSkus", LIST_PRODUCT_SKUS),
     ("listCollections", LIST_COLLECTIONS),
+    ("bulkOperationRunQuery", BULK_RUN_QUERY),
 ];
 
 /// Variants asked for per product when listing a store (more are read on by cursor).
@@ -354,11 +390,19 @@ pub struct Reader<'c> {
     client: &'c Client,
     /// How many products and collections the store has, once asked.
     counts: std::sync::Mutex<Option<(usize, usize)>>,
+    /// Products from which [`Reader::products`] runs a bulk query; none: always pages.
+    bulk_from: Option<usize>,
 }
 
 impl<'c> Reader<'c> {
     pub fn new(client: &'c Client) -> Reader<'c> {
-        Reader { client, counts: std::sync::Mutex::new(None) }
+        Reader { client, counts: std::sync::Mutex::new(None), bulk_from: None }
+    }
+
+    /// Reads `from` products or more through a bulk query.
+    pub fn bulk_from(mut self, from: usize) -> Reader<'c> {
+        self.bulk_from = Some(from);
+        self
     }
 
     /// Runs one read; `cost` is its estimated requested cost.
@@ -372,6 +416,9 @@ impl<'c> Reader<'c> {
         &self,
         wanted: &[(String, ProductWants)],
     ) -> Result<BTreeMap<String, Option<StoreProduct>>, GqlError> {
+        if self.bulk_from.is_some_and(|from| wanted.len() >= from.max(1)) {
+            return self.products_in_bulk(wanted).await;
+        }
         // Products of similar sizes share pages, so a big one does not inflate every page.
         let mut order: Vec<&(String, ProductWants)> = wanted.iter().collect();
         order.sort_by_key(|(gid, w)| (w.variants, w.collections, gid.clone()));
@@ -419,39 +466,52 @@ impl<'c> Reader<'c> {
             collections.extend(nodes_of(connection).iter().map(|c| text(c, "handle")));
             after = end_cursor(connection);
         }
-        Ok(StoreProduct {
-            id,
-            handle: text(n, "handle"),
-            title: text(n, "title"),
-            description_html: text(n, "descriptionHtml"),
-            vendor: text(n, "vendor"),
-            product_type: text(n, "productType"),
-            tags: n["tags"]
-                .as_array()
-                .map(|t| t.iter().filter_map(|t| t.as_str().map(str::to_string)).collect())
-                .unwrap_or_default(),
-            status: text(n, "status"),
-            seo_title: opt_text(&n["seo"], "title"),
-            seo_description: opt_text(&n["seo"], "description"),
-            options: n["options"]
-                .as_array()
-                .map(|os| {
-                    os.iter()
-                        .map(|o| {
-                            let values = o["optionValues"]
-                                .as_array()
-                                .map(|vs| vs.iter().map(|v| text(v, "name")).collect())
-                                .unwrap_or_default();
-                            (text(o, "name"), values)
-                        })
-                        .collect()
-                })
-                .unwrap_or_default(),
-            variants,
-            collections,
-            metafields: metafields(&n["metafields"]),
-            translations: BTreeMap::new(),
-        })
+        Ok(StoreProduct { variants, collections, metafields: metafields(&n["metafields"]), ..product_fields(n) })
+    }
+
+    /// Every product of the store through one bulk query, kept for the GIDs wanted.
+    async fn products_in_bulk(
+        &self,
+        wanted: &[(String, ProductWants)],
+    ) -> Result<BTreeMap<String, Option<StoreProduct>>, GqlError> {
+        let shape = wanted.iter().fold(PageShape::default(), |shape, (_, w)| shape.with(w));
+        let query = bulk_products_query(&shape.metafields, &shape.variant_metafields);
+        let lines = super::bulk::run_query(self.client, &query).await?;
+        let kind = |line: &Value| {
+            let id = text(line, "id");
+            id.strip_prefix("gid://shopify/").and_then(|rest| rest.split('/').next()).unwrap_or_default().to_string()
+        };
+        let mut products: BTreeMap<String, StoreProduct> = BTreeMap::new();
+        for line in lines.iter().filter(|l| l.get("__parentId").is_none() && kind(l) == "Product") {
+            products.insert(text(line, "id"), product_fields(line));
+        }
+        // Children, whatever their order: variants and collections, then metafields (of a
+        // product or of one of its variants).
+        let mut variant_of: BTreeMap<String, (String, usize)> = BTreeMap::new();
+        for line in lines.iter().filter(|l| l.get("__parentId").is_some()) {
+            let Some(p) = products.get_mut(&text(line, "__parentId")) else { continue };
+            match kind(line).as_str() {
+                "ProductVariant" => {
+                    variant_of.insert(text(line, "id"), (p.id.clone(), p.variants.len()));
+                    p.variants.push(variant(line));
+                }
+                "Collection" => p.collections.push(text(line, "handle")),
+                _ => {}
+            }
+        }
+        for line in lines.iter().filter(|l| kind(l) == "Metafield") {
+            let parent = text(line, "__parentId");
+            let target = match variant_of.get(&parent) {
+                Some((product, i)) => {
+                    products.get_mut(product).and_then(|p| p.variants.get_mut(*i)).map(|v| &mut v.metafields)
+                }
+                None => products.get_mut(&parent).map(|p| &mut p.metafields),
+            };
+            if let Some(list) = target {
+                list.push(metafield(line));
+            }
+        }
+        Ok(wanted.iter().map(|(gid, _)| (gid.clone(), products.remove(gid))).collect())
     }
 
     /// The collections with these GIDs: `None` for a collection the store no longer has.
@@ -678,16 +738,51 @@ fn end_cursor(connection: &Value) -> Option<String> {
     opt_text(info, "endCursor")
 }
 
+fn metafield(m: &Value) -> StoreMetafield {
+    StoreMetafield {
+        namespace: text(m, "namespace"),
+        key: text(m, "key"),
+        type_: text(m, "type"),
+        value: text(m, "value"),
+    }
+}
+
 fn metafields(connection: &Value) -> Vec<StoreMetafield> {
-    nodes_of(connection)
-        .iter()
-        .map(|m| StoreMetafield {
-            namespace: text(m, "namespace"),
-            key: text(m, "key"),
-            type_: text(m, "type"),
-            value: text(m, "value"),
-        })
-        .collect()
+    nodes_of(connection).iter().map(metafield).collect()
+}
+
+/// A product node's own fields (its connections are read apart).
+fn product_fields(n: &Value) -> StoreProduct {
+    StoreProduct {
+        id: text(n, "id"),
+        handle: text(n, "handle"),
+        title: text(n, "title"),
+        description_html: text(n, "descriptionHtml"),
+        vendor: text(n, "vendor"),
+        product_type: text(n, "productType"),
+        tags: n["tags"]
+            .as_array()
+            .map(|t| t.iter().filter_map(|t| t.as_str().map(str::to_string)).collect())
+            .unwrap_or_default(),
+        status: text(n, "status"),
+        seo_title: opt_text(&n["seo"], "title"),
+        seo_description: opt_text(&n["seo"], "description"),
+        options: n["options"]
+            .as_array()
+            .map(|os| {
+                os.iter()
+                    .map(|o| {
+                        let values = o["optionValues"]
+                            .as_array()
+                            .map(|vs| vs.iter().map(|v| text(v, "name")).collect())
+                            .unwrap_or_default();
+                        (text(o, "name"), values)
+                    })
+                    .collect()
+            })
+            .unwrap_or_default(),
+        ..StoreProduct::default()
+    }
 }
 
 fn variant(v: &Value) -> StoreVariant {

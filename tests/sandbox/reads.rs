@@ -63,3 +63,85 @@ fn nodes_reads_by_gid_with_null_for_what_is_gone_and_at_most_250_ids() {
     assert_eq!(body["errors"][0]["extensions"]["code"], "MAX_INPUT_SIZE_EXCEEDED", "{body}");
     assert_eq!(body["errors"][0]["message"], "The input array size of 251 is greater than the maximum allowed of 250.");
 }
+
+const RUN_QUERY: &str = "mutation($q: String!) {
+  bulkOperationRunQuery(query: $q) { bulkOperation { id status type } userErrors { field message code } }
+}";
+const STATUS: &str = "query($id: ID!) { bulkOperation(id: $id) { status type objectCount rootObjectCount url } }";
+
+/// Runs a bulk query to its end; its result lines.
+fn bulk_query(client: &Client, query: &str) -> (Value, Vec<Value>) {
+    let data = client.data(RUN_QUERY, json!({"q": query}));
+    let payload = &data["bulkOperationRunQuery"];
+    assert_eq!(payload["userErrors"], json!([]), "{payload}");
+    assert_eq!(payload["bulkOperation"]["type"], "QUERY");
+    let id = payload["bulkOperation"]["id"].clone();
+    let started = std::time::Instant::now();
+    let op = loop {
+        let op = client.data(STATUS, json!({"id": id}))["bulkOperation"].clone();
+        if op["status"] == "COMPLETED" {
+            break op;
+        }
+        assert!(started.elapsed() < std::time::Duration::from_secs(10), "{op}");
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    };
+    let text = client.http.get(op["url"].as_str().expect("url")).send().expect("download").text().expect("text");
+    (op, text.lines().map(|l| serde_json::from_str(l).expect("a JSON line")).collect())
+}
+
+#[test]
+fn a_bulk_query_writes_a_line_per_node_and_nested_nodes_name_their_parent() {
+    let client = Client::new();
+    let shirt = product(&client, "shirt", &["SH-S", "SH-M"]);
+    let mug = product(&client, "mug", &["MUG"]);
+    let create = "mutation($input: CollectionInput!) { collectionCreate(input: $input) { collection { id } } }";
+    let collection = client.data(create, json!({"input": {"title": "Tops", "handle": "tops", "products": [shirt]}}))
+        ["collectionCreate"]["collection"]["id"]
+        .clone();
+    let query = "{ products { edges { node { id handle seo { title } variants { edges { node { id sku } } } collections { nodes { id handle } } } } } }";
+    let (op, lines) = bulk_query(&client, query);
+    let variant = |sku: &str| {
+        client.sandbox.inspect(|s| {
+            s.products
+                .values()
+                .flat_map(|p| &p.variants)
+                .find(|v| v.sku.as_deref() == Some(sku))
+                .map(|v| v.gid())
+                .unwrap()
+        })
+    };
+    assert_eq!(
+        lines,
+        [
+            json!({"id": shirt, "handle": "shirt", "seo": {"title": null}}),
+            json!({"id": variant("SH-S"), "sku": "SH-S", "__parentId": shirt}),
+            json!({"id": variant("SH-M"), "sku": "SH-M", "__parentId": shirt}),
+            json!({"id": collection, "handle": "tops", "__parentId": shirt}),
+            json!({"id": mug, "handle": "mug", "seo": {"title": null}}),
+            json!({"id": variant("MUG"), "sku": "MUG", "__parentId": mug}),
+        ]
+    );
+    assert_eq!((op["objectCount"].clone(), op["rootObjectCount"].clone()), (json!("6"), json!("2")));
+    let current = client.data("{ currentBulkOperation(type: QUERY) { id type } }", json!({}));
+    assert_eq!(current["currentBulkOperation"]["type"], "QUERY");
+}
+
+#[test]
+fn bulk_queries_outside_shopifys_limits_are_refused() {
+    let client = Client::new();
+    let refused = |query: &str| {
+        let data = client.data(RUN_QUERY, json!({"q": query}));
+        let errors = data["bulkOperationRunQuery"]["userErrors"].clone();
+        assert_eq!(errors[0]["code"], "INVALID", "{query}: {errors}");
+        errors[0]["message"].as_str().unwrap_or_default().to_string()
+    };
+    assert!(refused(r#"{ nodes(ids: ["gid://shopify/Product/1"]) { id } }"#).contains("`node` and `nodes`"));
+    assert!(refused("{ shop { id } }").contains("at least one connection"));
+    assert!(refused(
+        "{ collections { nodes { id products { nodes { id variants { nodes { id metafields { nodes { id } } } } } } } } }"
+    )
+    .contains("nesting depth greater than 2"));
+    let six = "{ products { nodes { id variants { nodes { id metafields { nodes { id } } } } collections { nodes { id } } metafields { nodes { id } } media { nodes { id } } } } }";
+    assert!(refused(six).contains("more than 5 connections"), "{six}");
+    assert!(refused("{ products { nodes { id unknownField } } }").contains("unknownField"));
+}

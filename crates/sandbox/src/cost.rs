@@ -17,7 +17,6 @@
 use std::time::Instant;
 
 use apollo_compiler::ast::{self, OperationType};
-use apollo_compiler::schema::ExtendedType;
 use apollo_compiler::Schema;
 use serde_json::{Map, Value};
 
@@ -173,7 +172,7 @@ impl<'a> Costing<'a> {
     fn own_cost(&self, parent: &str, name: &str) -> f64 {
         let Some(def) = sch::field(self.schema, &field_owner(self.schema, parent, name), name) else { return 0.0 };
         let named = def.ty.inner_named_type().as_str();
-        if is_connection(self.schema, named) {
+        if sch::is_connection(self.schema, named) {
             0.0
         } else if sch::is_composite(self.schema, named) {
             1.0
@@ -185,7 +184,7 @@ impl<'a> Costing<'a> {
     fn field(&self, f: &ast::Field, parent: &str, result: Option<&Out>) -> f64 {
         let Some(def) = sch::field(self.schema, parent, &f.name) else { return 0.0 };
         let named = def.ty.inner_named_type().as_str();
-        if is_connection(self.schema, named) {
+        if sch::is_connection(self.schema, named) {
             let args = field_arguments(self.schema, &def.arguments, &f.arguments, self.vars);
             let requested_n =
                 args.get("first").or_else(|| args.get("last")).and_then(Value::as_i64).unwrap_or(0).max(0);
@@ -265,11 +264,6 @@ fn field_owner(schema: &Schema, parent: &str, name: &str) -> String {
         .into_iter()
         .find(|t| sch::field(schema, t, name).is_some())
         .unwrap_or_else(|| parent.to_string())
-}
-
-fn is_connection(schema: &Schema, ty: &str) -> bool {
-    ty.ends_with("Connection")
-        && matches!(schema.types.get(ty), Some(ExtendedType::Object(o)) if o.fields.contains_key("pageInfo"))
 }
 
 /// Shopify's leaky bucket of cost points.

@@ -295,6 +295,7 @@ impl<'a> Exec<'a> {
             "translationsRemove" => translations::translations_remove(store, &args),
             "stagedUploadsCreate" => bulk::staged_uploads_create(self, store, &args),
             "bulkOperationRunMutation" => bulk::bulk_operation_run_mutation(self, store, &args),
+            "bulkOperationRunQuery" => bulk::bulk_operation_run_query(self, store, &args),
             "bulkOperationCancel" => bulk::bulk_operation_cancel(store, &args),
             other => Err(FieldError::new(format!("the sandbox does not implement `{other}`"))),
         }
@@ -389,7 +390,14 @@ impl<'a> Exec<'a> {
                 continue;
             }
             let Some(def) = sch::field(self.schema, type_name, &field.name) else { continue };
-            let args = field_arguments(self.schema, &def.arguments, &field.arguments, &self.vars);
+            let mut args = field_arguments(self.schema, &def.arguments, &field.arguments, &self.vars);
+            if self.bulk && sch::is_connection(self.schema, def.ty.inner_named_type()) {
+                // A bulk query reads every node of its connections: pagination does not apply.
+                for k in ["first", "last", "after", "before"] {
+                    args.remove(k);
+                }
+                args.insert(BULK_ALL.to_string(), Value::Bool(true));
+            }
             path.push(Out::str(&key));
             self.current_pos = self.doc.pos(field);
             self.current_path = path.clone();
@@ -466,6 +474,8 @@ fn merged_selections(fields: &[&apollo_compiler::Node<ast::Field>]) -> Vec<ast::
 
 /// The most items a page may hold.
 pub const MAX_PAGE: i64 = 250;
+/// The argument a bulk query's connections get instead of `first`/`last`: every item.
+const BULK_ALL: &str = "__bulk_all";
 
 /// Encodes a cursor the way Shopify's look (base64 of a small JSON object).
 pub fn cursor(id: u64, value: &str) -> String {
@@ -505,6 +515,16 @@ pub fn paginate(
 ) -> FieldResult {
     let first = args.int("first");
     let last = args.int("last");
+    if args.bool(BULK_ALL) == Some(true) {
+        let page = items.into_iter().map(|(id, obj, sort_value)| (obj, cursor(id, &sort_value))).collect();
+        return Ok(Resolved::Object(Obj::Connection(Box::new(Connection {
+            type_name,
+            edge_type,
+            items: page,
+            has_next: false,
+            has_previous: false,
+        }))));
+    }
     if first.is_none() && last.is_none() {
         return Err(FieldError::new("you must provide one of first or last"));
     }

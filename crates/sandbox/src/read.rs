@@ -337,8 +337,7 @@ fn query_root(store: &Store, field: &str, args: &Args<'_>) -> FieldResult {
         ),
         "currentBulkOperation" => {
             let wanted = args.str("type").unwrap_or("QUERY");
-            // The sandbox runs bulk mutations only.
-            let latest = if wanted == "MUTATION" { store.bulk_operations.keys().next_back().copied() } else { None };
+            let latest = store.bulk_operations.values().rev().find(|o| o.type_ == wanted).map(|o| o.id);
             Resolved::opt_obj(latest.map(Obj::BulkOperation))
         }
         "shopLocales" => {

@@ -40,6 +40,13 @@ pub fn is_composite(schema: &Schema, ty: &str) -> bool {
     matches!(schema.types.get(ty), Some(ExtendedType::Object(_) | ExtendedType::Interface(_) | ExtendedType::Union(_)))
 }
 
+/// Whether `ty` is a connection type (`…Connection` with `pageInfo`): paginated by `first`/
+/// `last`, costed per node, and split into lines of their own by bulk queries.
+pub fn is_connection(schema: &Schema, ty: &str) -> bool {
+    ty.ends_with("Connection")
+        && matches!(schema.types.get(ty), Some(ExtendedType::Object(o)) if o.fields.contains_key("pageInfo"))
+}
+
 /// Whether `ty` is a scalar or an enum.
 pub fn is_leaf(schema: &Schema, ty: &str) -> bool {
     matches!(schema.types.get(ty), Some(ExtendedType::Scalar(_) | ExtendedType::Enum(_)))

@@ -333,10 +333,13 @@ pub struct ProductOperation {
     pub user_errors: Vec<UserErr>,
 }
 
-/// A bulk mutation and its progress.
+/// A bulk operation (a mutation over a staged file, or a query) and its progress.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct BulkOperation {
     pub id: u64,
+    /// `MUTATION` or `QUERY` (stores saved before bulk queries hold mutations only).
+    #[serde(rename = "type", default = "mutation_type")]
+    pub type_: String,
     pub status: String,
     pub error_code: Option<String>,
     pub created_at: Timestamp,
@@ -350,6 +353,10 @@ pub struct BulkOperation {
     /// Whether a result file exists (served at `/bulk-operation-outputs/{id}.jsonl`).
     pub has_output: bool,
     pub partial: bool,
+}
+
+fn mutation_type() -> String {
+    "MUTATION".to_string()
 }
 
 impl BulkOperation {
