@@ -19,15 +19,15 @@ use crate::support::{repo, Test};
 use crate::sync::{mutations, products, sandbox, TOKEN};
 
 /// The bearer token of the controllers under test.
-const API_TOKEN: &str = "serve-test-token-0123456789";
+pub(crate) const API_TOKEN: &str = "serve-test-token-0123456789";
 
 /// A project with `pipelines/` and one exports folder per pipeline.
-struct Project {
+pub(crate) struct Project {
     test: Test,
 }
 
 impl Project {
-    fn new() -> Project {
+    pub(crate) fn new() -> Project {
         Project { test: Test::new().file("token", &format!("{API_TOKEN}\n")) }
     }
 
@@ -36,7 +36,7 @@ impl Project {
     }
 
     /// Adds pipeline `name` exporting to `url`, reading `{name}-exports/*.json`.
-    fn pipeline(&self, name: &str, url: &str, parameters: &str) {
+    pub(crate) fn pipeline(&self, name: &str, url: &str, parameters: &str) {
         let text = crate::sync::pipeline(url, parameters)
             .replace("name: acme\n", &format!("name: {name}\n"))
             .replace(r#"files: ["exports/*.json"]"#, &format!(r#"files: ["../{name}-exports/*.json"]"#));
@@ -48,7 +48,7 @@ impl Project {
     }
 
     /// Drops a fixture export into a pipeline's folder.
-    fn source(&self, name: &str, fixture: &str) {
+    pub(crate) fn source(&self, name: &str, fixture: &str) {
         let dir = self.dir().join(format!("{name}-exports"));
         std::fs::create_dir_all(&dir).unwrap();
         std::fs::copy(repo().join("fixtures/saleslayer/acme").join(fixture), dir.join(fixture)).unwrap();
@@ -61,7 +61,7 @@ impl Project {
         write(&path, &text.replacen(from, to, 1));
     }
 
-    fn serve(&self, extra: &[&str]) -> Serve {
+    pub(crate) fn serve(&self, extra: &[&str]) -> Serve {
         Serve::start(self.dir(), extra)
     }
 }
@@ -75,22 +75,22 @@ fn write(path: &Path, text: &str) {
     std::fs::rename(tmp, path).unwrap();
 }
 
-fn params(poll: &str, batch_size: usize) -> String {
+pub(crate) fn params(poll: &str, batch_size: usize) -> String {
     crate::sync::PARAMS
         .replace("poll_interval: 0s", &format!("poll_interval: {poll}"))
         .replace("batch_size: 5", &format!("batch_size: {batch_size}"))
 }
 
 /// A `catsync serve` process and an HTTP client for it.
-struct Serve {
+pub(crate) struct Serve {
     child: Child,
-    base: String,
+    pub(crate) base: String,
     stdout: Arc<Mutex<Vec<String>>>,
     http: reqwest::blocking::Client,
 }
 
 impl Serve {
-    fn start(dir: &Path, extra: &[&str]) -> Serve {
+    pub(crate) fn start(dir: &Path, extra: &[&str]) -> Serve {
         let mut child = Command::new(env!("CARGO_BIN_EXE_catsync"))
             .args(["serve", "pipelines", "--listen", "127.0.0.1:0", "--watch-interval", "100ms"])
             .args(extra)
@@ -127,7 +127,7 @@ impl Serve {
         Serve { child, base, stdout, http }
     }
 
-    fn get(&self, path: &str) -> (u16, String) {
+    pub(crate) fn get(&self, path: &str) -> (u16, String) {
         let r = self.http.get(format!("{}{path}", self.base)).send().unwrap();
         (r.status().as_u16(), r.text().unwrap())
     }
@@ -141,14 +141,14 @@ impl Serve {
         (r.status().as_u16(), r.json().unwrap())
     }
 
-    fn api(&self, id: &str) -> Value {
+    pub(crate) fn api(&self, id: &str) -> Value {
         let (status, body) = self.get(&format!("/api/pipelines/{id}"));
         assert_eq!(status, 200, "{body}");
         serde_json::from_str(&body).unwrap()
     }
 
     /// Polls `check` until it returns something, for at most `secs` seconds.
-    fn wait<T>(&mut self, what: &str, secs: u64, mut check: impl FnMut(&Serve) -> Option<T>) -> T {
+    pub(crate) fn wait<T>(&mut self, what: &str, secs: u64, mut check: impl FnMut(&Serve) -> Option<T>) -> T {
         let start = Instant::now();
         loop {
             if let Some(found) = check(self) {
@@ -163,7 +163,7 @@ impl Serve {
     }
 
     /// Waits until `id`'s last run has `status`; returns the pipeline's view.
-    fn wait_for_run(&mut self, id: &str, runs: usize, status: &str) -> Value {
+    pub(crate) fn wait_for_run(&mut self, id: &str, runs: usize, status: &str) -> Value {
         self.wait(&format!("{id}: run {runs} {status}"), 60, |s| {
             let view = s.api(id);
             let last = &view["last_runs"];
@@ -355,6 +355,12 @@ fn deactivation_through_the_api_pauses_at_a_batch_boundary_and_sigterm_pauses_an
     let view = serve.wait("a run exporting", 60, |s| running(s, 2));
     assert_eq!(view["running"]["total"], 16, "{view}");
 
+    // A plan is made while the run goes, from the state the run holds.
+    let served = std::fs::read_to_string(p.file("acme")).unwrap();
+    let (status, _, plan) = post_plan(&serve, "file=acme.yaml", "application/json", &served, Some(API_TOKEN));
+    assert_eq!(status, 200, "{plan}");
+    assert_eq!(serde_json::from_str::<Value>(&plan).unwrap()["format_version"], 1, "{plan}");
+
     // One run at a time: the CLI's run of the same pipeline is refused while the controller's goes.
     let out = Test::at(p.dir()).env("SHOPIFY_TOKEN", TOKEN).args(["run", "pipelines/acme.yaml"]).run();
     assert_eq!(out.code, 4, "{}", out.stderr);
@@ -427,6 +433,137 @@ fn without_a_token_state_changing_requests_are_refused_and_a_token_is_never_an_a
     assert_eq!(out.code, 1);
     assert!(out.stderr.contains("`--token` takes a reference, not the token"), "{}", out.stderr);
     assert!(!out.stderr.contains(API_TOKEN), "{}", out.stderr);
+}
+
+/// `POST /api/plan` with `body` (a pipeline file) and `query`; the status, the
+/// `Catsync-Plan-Changes` header and the body.
+fn post_plan(
+    serve: &Serve,
+    query: &str,
+    accept: &str,
+    body: &str,
+    token: Option<&str>,
+) -> (u16, Option<String>, String) {
+    let mut req =
+        serve.http.post(format!("{}/api/plan?{query}", serve.base)).header("Accept", accept).body(body.to_string());
+    if let Some(token) = token {
+        req = req.bearer_auth(token);
+    }
+    let r = req.send().unwrap();
+    let changes = r.headers().get("catsync-plan-changes").map(|v| v.to_str().unwrap().to_string());
+    (r.status().as_u16(), changes, r.text().unwrap())
+}
+
+#[test]
+fn a_plan_posted_to_the_controller_is_the_plan_the_cli_makes_and_writes_nothing() {
+    let s = sandbox(FaultSpec::default(), 2000.0, 100.0);
+    let p = Project::new();
+    p.pipeline("acme", &s.url(), &params("200ms", 25));
+    p.source("acme", "00-full.json");
+    let cli = |args: &[&str]| Test::at(p.dir()).env("SHOPIFY_TOKEN", TOKEN).args(args).run();
+    assert_eq!(cli(&["run", "pipelines/acme.yaml"]).code, 0);
+    // A new export to plan, and the pipeline deactivated so the controller does not run it.
+    p.source("acme", "09-new-product.json");
+    assert_eq!(cli(&["deactivate", "pipelines/acme.yaml"]).code, 0);
+
+    // The CLI's plans, before the controller holds the state: of the file as served, and of an
+    // edit not merged yet (written in its place for the plan, then put back).
+    let served = std::fs::read_to_string(p.file("acme")).unwrap();
+    let edited = served.replacen("vendor: { field: product_brand }", r#"vendor: "{{ product_brand | upper }}""#, 1);
+    assert_ne!(served, edited);
+    let local = |format: &str| {
+        let out = cli(&["plan", "pipelines/acme.yaml", "--format", format]);
+        assert_eq!(out.code, 0, "{}", out.stderr);
+        out.stdout
+    };
+    let (served_json, served_markdown, served_text) = (local("json"), local("markdown"), local("text"));
+    write(&p.file("acme"), &edited);
+    let edited_json = local("json");
+    write(&p.file("acme"), &served);
+    assert_ne!(served_json, edited_json, "the edit changes the plan");
+    assert!(edited_json.contains(r#""vendor""#), "{edited_json}");
+    let state = |name: &str| {
+        assert_eq!(cli(&["state", "export", name]).code, 0);
+        std::fs::read_to_string(p.dir().join(name)).unwrap()
+    };
+    let before = state("before.jsonl");
+    let sent = mutations(&s);
+
+    let mut serve = p.serve(&["--token-file", "token"]);
+    serve.wait("a poll", 30, |s| (s.api("acme")["poll"]["polls"].as_u64().unwrap() >= 1).then_some(()));
+    let json = |text: &str| serde_json::from_str::<Value>(text).unwrap();
+    let q = "file=pipelines%2Facme.yaml";
+
+    // The same plan as the CLI's, for the file as served and as edited: JSON (the default, and
+    // by `Accept`), markdown by `Accept`, text by `?format=`.
+    let (status, changes, body) = post_plan(&serve, q, "application/json", &served, Some(API_TOKEN));
+    assert_eq!((status, changes.as_deref()), (200, Some("true")), "{body}");
+    assert_eq!(json(&body), json(&served_json));
+    assert_eq!(body, served_json, "the very text `catsync plan --format json` prints");
+    let (status, _, body) = post_plan(&serve, q, "*/*", &edited, Some(API_TOKEN));
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(json(&body), json(&edited_json));
+    let (_, _, body) = post_plan(&serve, q, "text/markdown", &served, Some(API_TOKEN));
+    assert_eq!(body, served_markdown);
+    let (_, _, body) = post_plan(&serve, &format!("{q}&format=text"), "text/markdown", &served, Some(API_TOKEN));
+    assert_eq!(body, served_text);
+
+    // `catsync plan --remote` prints it as `catsync plan` does, with the same exit statuses.
+    let remote = |file: &str, extra: &[&str]| {
+        let mut args = vec!["plan", "--remote", &serve.base, "--token-file", "token", file];
+        args.extend(extra);
+        cli(&args)
+    };
+    let out = remote("pipelines/acme.yaml", &["--format", "json", "--detailed-exitcode"]);
+    assert_eq!((out.code, out.stdout.as_str()), (2, served_json.as_str()), "{}", out.stderr);
+    let out = remote("pipelines/acme.yaml", &["--format", "markdown"]);
+    assert_eq!((out.code, out.stdout.as_str()), (0, served_markdown.as_str()), "{}", out.stderr);
+    // A pull request's version, from a checkout elsewhere: named as the client names it.
+    let pr = p.dir().join("pr/pipelines");
+    std::fs::create_dir_all(&pr).unwrap();
+    write(&pr.join("acme.yaml"), &edited);
+    let out = remote("pr/pipelines/acme.yaml", &["--format", "json"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let mut expected = json(&edited_json);
+    expected["pipeline_file"] = "pr/pipelines/acme.yaml".into();
+    assert_eq!(json(&out.stdout), expected);
+
+    // An invalid file: 422 with what `catsync validate` prints; the client exits 3 as a local
+    // plan of the file does, printing the same.
+    let broken = edited.replacen("  batch_size: 25\n", "  batch_size: lots\n", 1);
+    write(&pr.join("acme.yaml"), &broken);
+    let (status, _, body) = post_plan(&serve, "file=pr%2Fpipelines%2Facme.yaml", "*/*", &broken, Some(API_TOKEN));
+    assert_eq!(status, 422, "{body}");
+    let validate = cli(&["validate", "pr/pipelines/acme.yaml"]);
+    assert_eq!(validate.code, 3);
+    let rendered = json(&body)["rendered"].as_str().unwrap().to_string();
+    assert!(rendered.contains("pr/pipelines/acme.yaml:7:15: error: "), "{rendered}");
+    assert_eq!(validate.stderr, format!("{rendered}1 of 1 file invalid: 1 error, 0 warnings\n"));
+    let out = remote("pr/pipelines/acme.yaml", &[]);
+    assert_eq!((out.code, out.stderr.as_str()), (3, rendered.as_str()));
+
+    // What a posted file may reach is what the served pipelines reach.
+    let elsewhere = served.replace("../acme-exports/*.json", "../elsewhere/*.json");
+    let (status, _, body) = post_plan(&serve, q, "*/*", &elsewhere, Some(API_TOKEN));
+    assert_eq!(status, 422, "{body}");
+    assert!(body.contains("none reads the files `../elsewhere/*.json`"), "{body}");
+    let environ = served.replace("token: ${SHOPIFY_TOKEN}", "token: ${HOME}");
+    let (status, _, body) = post_plan(&serve, q, "*/*", &environ, Some(API_TOKEN));
+    assert_eq!(status, 422, "{body}");
+    assert!(body.contains("environment variable `HOME` is not set"), "{body}");
+    assert!(body.contains("may use only the references its served pipelines use: `${SHOPIFY_TOKEN}`"), "{body}");
+
+    // The token is required; bodies are bounded.
+    assert_eq!(post_plan(&serve, q, "*/*", &served, None).0, 401);
+    assert_eq!(post_plan(&serve, q, "*/*", &served, Some("wrong")).0, 401);
+    assert_eq!(post_plan(&serve, q, "*/*", &"#\n".repeat(600_000), Some(API_TOKEN)).0, 413);
+    assert_eq!(post_plan(&serve, "format=yaml", "*/*", &served, Some(API_TOKEN)).0, 400);
+
+    // Nothing was written: the state is as it was.
+    serve.signal(libc::SIGTERM);
+    assert_eq!(serve.ended(), 0);
+    assert_eq!(state("after.jsonl"), before, "the state did not change");
+    assert_eq!(mutations(&s), sent, "nothing was sent to the store");
 }
 
 /// Parses Prometheus text strictly (exposition format 0.0.4): every sample belongs to a family

@@ -3,7 +3,9 @@
 
 mod support;
 
+mod browser;
 mod commands;
+mod deploy;
 mod drift;
 mod first_hour;
 mod fixture_replay;

@@ -60,6 +60,17 @@ pub struct PlanArgs {
     pub full: bool,
     #[command(flatten)]
     pub selection: Selection,
+    /// Ask the `catsync serve` at this address for the plan, made against its state (the file
+    /// is sent to it; nothing is written there): a pull request's plan against production.
+    #[arg(long, value_name = "URL", conflicts_with = "out")]
+    pub remote: Option<String>,
+    /// With `--remote`: a file holding the controller's bearer token.
+    #[arg(long, value_name = "PATH", requires = "remote", conflicts_with = "token")]
+    pub token_file: Option<PathBuf>,
+    /// With `--remote`: the bearer token by reference, `${NAME}` (an environment variable) or
+    /// `${file:PATH}`.
+    #[arg(long, value_name = "REF", requires = "remote")]
+    pub token: Option<String>,
 }
 
 pub fn exec(args: &PlanArgs, g: &Globals) -> Result<Exit, Error> {
@@ -67,28 +78,12 @@ pub fn exec(args: &PlanArgs, g: &Globals) -> Result<Exit, Error> {
         Some(f) => f.clone(),
         None => only_pipeline()?,
     };
+    if let Some(url) = &args.remote {
+        return exec_remote(args, url, &file, g);
+    }
     let pipeline = load_pipeline(&file, g)?;
     let state = State::open_or_empty(&g.state)?;
-    let only = &args.selection.only;
-    let opts = PlanOptions {
-        refresh: args.refresh,
-        only: only.clone(),
-        limit: args.selection.limit,
-        allow_mass_delete: false,
-        // `--only` is checked against the catalog, which the no-op fast path does not read.
-        ignore_checkpoints: !only.is_empty() || args.full,
-    };
-    let planned = plan(&pipeline, &state, &opts)?;
-    let ns = state.namespace(&pipeline.name, pipeline.environment.as_deref());
-    let mut unknown = Vec::new();
-    for (kind, id) in only {
-        if !known_item(&pipeline, &ns, &planned, *kind, id)? && !unknown.contains(&(*kind, id.clone())) {
-            unknown.push((*kind, id.clone()));
-        }
-    }
-    if !unknown.is_empty() {
-        return Err(not_in_catalog(&unknown, &pipeline.name));
-    }
+    let planned = planned(&pipeline, &state, args.refresh, args.full, &args.selection)?;
     if let Some(out) = &args.out {
         save(&planned.plan, out)?;
     }
@@ -106,6 +101,63 @@ pub fn exec(args: &PlanArgs, g: &Globals) -> Result<Exit, Error> {
     std::mem::forget(planned);
     state.close_for_exit()?;
     Ok(exit)
+}
+
+/// `plan --remote URL`: the plan the controller at `url` makes of `file` against its state,
+/// printed and mapped to an exit status as a local plan is.
+fn exec_remote(args: &PlanArgs, url: &str, file: &Path, g: &Globals) -> Result<Exit, Error> {
+    let text = std::fs::read(file).map_err(|e| Error::io("read", file, e))?;
+    let token = super::serve::bearer_token(args.token_file.as_deref(), args.token.as_deref())?;
+    let request = crate::serve::remote::PlanRequest {
+        file,
+        text,
+        environment: g.environment.as_deref(),
+        format: args.format,
+        refresh: args.refresh,
+        full: args.full,
+        selection: &args.selection,
+    };
+    let answer = crate::serve::remote::plan(url, token.as_ref(), &request)?;
+    if !g.quiet {
+        eprint!("{}", answer.warnings);
+    }
+    let mut printer = Printer::default();
+    let text = answer.body;
+    printer.out(if args.format == PlanFormat::Text && g.stdout_color { colored(&text) } else { text })?;
+    Ok(if args.detailed_exitcode && answer.changes { Exit::Changes } else { Exit::Success })
+}
+
+/// The plan `catsync plan` makes, `--only` items checked against the catalog (an item the
+/// pipeline does not know is an error). `catsync serve` makes the plans it is asked for
+/// (`POST /api/plan`) with it too.
+pub fn planned(
+    pipeline: &CompiledPipeline,
+    state: &State,
+    refresh: bool,
+    full: bool,
+    selection: &Selection,
+) -> Result<Planned, Error> {
+    let only = &selection.only;
+    let opts = PlanOptions {
+        refresh,
+        only: only.clone(),
+        limit: selection.limit,
+        allow_mass_delete: false,
+        // `--only` is checked against the catalog, which the no-op fast path does not read.
+        ignore_checkpoints: !only.is_empty() || full,
+    };
+    let planned = plan(pipeline, state, &opts)?;
+    let ns = state.namespace(&pipeline.name, pipeline.environment.as_deref());
+    let mut unknown = Vec::new();
+    for (kind, id) in only {
+        if !known_item(pipeline, &ns, &planned, *kind, id)? && !unknown.contains(&(*kind, id.clone())) {
+            unknown.push((*kind, id.clone()));
+        }
+    }
+    if !unknown.is_empty() {
+        return Err(not_in_catalog(&unknown, &pipeline.name));
+    }
+    Ok(planned)
 }
 
 /// The text plan with the marker of each change coloured as terraform does: `+` green, `~`

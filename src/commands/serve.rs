@@ -35,7 +35,7 @@ pub struct ServeArgs {
 }
 
 pub fn exec(args: &ServeArgs, g: &Globals) -> Result<Exit, Error> {
-    let token = token(args)?;
+    let token = bearer_token(args.token_file.as_deref(), args.token.as_deref())?;
     let environments =
         if args.environments.is_empty() { vec![None] } else { args.environments.iter().cloned().map(Some).collect() };
     let options = ServeOptions {
@@ -59,8 +59,9 @@ pub fn exec(args: &ServeArgs, g: &Globals) -> Result<Exit, Error> {
 
 /// The bearer token: from a file, or a `${NAME}` / `${file:PATH}` reference (never the token
 /// itself on the command line, where `ps` shows it).
-fn token(args: &ServeArgs) -> Result<Option<Secret>, Error> {
-    let token = match (&args.token_file, &args.token) {
+/// `catsync plan --remote` sends it the same way.
+pub fn bearer_token(file: Option<&std::path::Path>, reference: Option<&str>) -> Result<Option<Secret>, Error> {
+    let token = match (file, reference) {
         (Some(path), _) => {
             let text = std::fs::read_to_string(path).map_err(|e| Error::io("read the token file", path, e))?;
             Secret::new(format!("file `{}`", path.display()), text.trim_end_matches(['\n', '\r']))

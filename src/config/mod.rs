@@ -151,8 +151,9 @@ pub fn load_str_with(
     compile::compile(raw, &input, diags)
 }
 
-/// Parses `text` and checks it against the schema: the raw pipeline and its span index.
-fn parse_raw(file: &Path, text: &str, diags: &mut Diagnostics) -> Option<(raw::RawPipeline, yaml::SpanIndex)> {
+/// Parses `text` and checks it against the schema, resolving nothing: the raw pipeline and its
+/// span index.
+pub fn parse_raw(file: &Path, text: &str, diags: &mut Diagnostics) -> Option<(raw::RawPipeline, yaml::SpanIndex)> {
     let doc = match yaml::parse(file, text) {
         Ok(doc) => doc,
         Err(d) => {

@@ -1,9 +1,10 @@
 //! The HTTP side of `catsync serve` (axum over a hyper accept loop): the status page `/`, the
 //! JSON API (`GET /api/pipelines`, `GET /api/pipelines/{id}`, and the token-guarded
-//! `POST /api/pipelines/{id}/deactivate|activate|refresh`), `/metrics`, `/healthz` and
-//! `/readyz`. Requests are bounded: headers must arrive within 10 s, a body may not exceed
-//! 64 KiB, and an answer that takes more than 30 s is a 503. Views read control files, so they
-//! are made on the blocking pool, never on the runtime's workers.
+//! `POST /api/pipelines/{id}/deactivate|activate|refresh` and `POST /api/plan`), `/metrics`,
+//! `/healthz` and `/readyz`. Requests are bounded: headers must arrive within 10 s, a body may
+//! not exceed 64 KiB (a pipeline file sent to `/api/plan`, 1 MiB), and an answer that takes more
+//! than 30 s is a 503. Views read control files and plans read the state, so they are made on the
+//! blocking pool, never on the runtime's workers; one plan is made at a time.
 
 use std::convert::Infallible;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -11,8 +12,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Body;
+use axum::body::Bytes;
 use axum::extract::{Path, State};
-use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
@@ -24,8 +26,10 @@ use tower::Service;
 use super::controller::{ActionError, Controller};
 use crate::config::secret::Secret;
 
-/// Largest request body accepted (the API's requests have none).
+/// Largest request body accepted (the API's requests have none)…
 const MAX_BODY_BYTES: u64 = 64 * 1024;
+/// …but for a pipeline file sent to `POST /api/plan`.
+const MAX_PIPELINE_BYTES: u64 = 1024 * 1024;
 /// How long a client may take to send a request's headers.
 const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long an answer may take.
@@ -35,6 +39,8 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 struct App {
     controller: Arc<Controller>,
     token: Option<Secret>,
+    /// One plan at a time: each evaluates a catalog.
+    plans: Arc<tokio::sync::Semaphore>,
 }
 
 type Shared = Arc<App>;
@@ -45,6 +51,7 @@ fn router(app: Shared) -> Router {
         .route("/api/pipelines", get(api_pipelines))
         .route("/api/pipelines/{id}", get(api_pipeline))
         .route("/api/pipelines/{id}/{action}", post(api_action))
+        .route("/api/plan", post(api_plan))
         .route("/metrics", get(metrics))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
@@ -59,7 +66,7 @@ pub(super) async fn serve(
     token: Option<Secret>,
     shutdown: impl std::future::Future<Output = ()>,
 ) {
-    let app = router(Arc::new(App { controller, token }));
+    let app = router(Arc::new(App { controller, token, plans: Arc::new(tokio::sync::Semaphore::new(1)) }));
     tokio::pin!(shutdown);
     loop {
         tokio::select! {
@@ -71,16 +78,17 @@ pub(super) async fn serve(
                     let service = hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
                         let mut app = app.clone();
                         async move {
+                            let limit = if req.uri().path() == "/api/plan" { MAX_PIPELINE_BYTES } else { MAX_BODY_BYTES };
                             let too_big = req
                                 .headers()
                                 .get(header::CONTENT_LENGTH)
                                 .and_then(|v| v.to_str().ok())
                                 .and_then(|v| v.parse::<u64>().ok())
-                                .is_some_and(|n| n > MAX_BODY_BYTES);
+                                .is_some_and(|n| n > limit);
                             if too_big {
                                 return Ok::<_, Infallible>(error(StatusCode::PAYLOAD_TOO_LARGE, "the request body is too large"));
                             }
-                            let req = req.map(|body| Body::new(http_body_util::Limited::new(body, MAX_BODY_BYTES as usize)));
+                            let req = req.map(|body| Body::new(http_body_util::Limited::new(body, limit as usize)));
                             match tokio::time::timeout(REQUEST_TIMEOUT, app.call(req)).await {
                                 Ok(response) => Ok(response.unwrap_or_else(|never| match never {})),
                                 Err(_) => Ok(error(StatusCode::SERVICE_UNAVAILABLE, "the answer took too long")),
@@ -145,16 +153,8 @@ async fn api_action(
     if !matches!(action.as_str(), "deactivate" | "activate" | "refresh") {
         return error(StatusCode::NOT_FOUND, "unknown action: `deactivate`, `activate` or `refresh`");
     }
-    let Some(token) = &app.token else {
-        return error(
-            StatusCode::FORBIDDEN,
-            "no token is configured: start `catsync serve` with `--token-file PATH` or `--token '${CATSYNC_TOKEN}'` to allow state-changing requests",
-        );
-    };
-    if !authorized(&headers, token) {
-        let mut response = error(StatusCode::UNAUTHORIZED, "a valid `Authorization: Bearer TOKEN` header is required");
-        response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
-        return response;
+    if let Some(refused) = refused(&app, &headers) {
+        return refused;
     }
     let c = app.controller.clone();
     let done = tokio::task::spawn_blocking(move || match action.as_str() {
@@ -167,6 +167,84 @@ async fn api_action(
         Ok(Ok(message)) => json_response(StatusCode::OK, &json!({"message": message})),
         Ok(Err(e)) => action_error(e),
         Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
+    }
+}
+
+/// The refusal of a request that needs the token and does not carry it, if it does not.
+fn refused(app: &App, headers: &HeaderMap) -> Option<Response> {
+    let Some(token) = &app.token else {
+        return Some(error(
+            StatusCode::FORBIDDEN,
+            "no token is configured: start `catsync serve` with `--token-file PATH` or `--token '${CATSYNC_TOKEN}'` to allow these requests",
+        ));
+    };
+    if authorized(headers, token) {
+        return None;
+    }
+    let mut response = error(StatusCode::UNAUTHORIZED, "a valid `Authorization: Bearer TOKEN` header is required");
+    response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+    Some(response)
+}
+
+/// `POST /api/plan`: the plan of the pipeline file in the body against the controller's state
+/// (see `serve::plan`), as JSON, markdown or text (`?format=`, else the `Accept` header); the
+/// header `Catsync-Plan-Changes` says whether it has changes.
+async fn api_plan(State(app): State<Shared>, uri: Uri, headers: HeaderMap, body: Bytes) -> Response {
+    if let Some(refused) = refused(&app, &headers) {
+        return refused;
+    }
+    let query = match super::plan::PlanQuery::parse(uri.query().unwrap_or("")) {
+        Ok(q) => q,
+        Err(message) => return error(StatusCode::BAD_REQUEST, &message),
+    };
+    let format = query.format.unwrap_or_else(|| {
+        super::plan::format_accepted(headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()).unwrap_or(""))
+    });
+    let Ok(permit) = app.plans.clone().acquire_owned().await else {
+        return error(StatusCode::SERVICE_UNAVAILABLE, "the controller is stopping");
+    };
+    let c = app.controller.clone();
+    let answer = tokio::task::spawn_blocking(move || {
+        let _one_at_a_time = permit;
+        super::plan::plan(&c, &query, format, &body)
+    })
+    .await;
+    let answer = match answer {
+        Ok(answer) => answer,
+        Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, &format!("the plan failed: {e}")),
+    };
+    match answer {
+        super::plan::Answer::Plan { body, format, changes, warnings } => {
+            let kind = match format {
+                crate::plan::format::PlanFormat::Json => "application/json; charset=utf-8",
+                crate::plan::format::PlanFormat::Markdown => "text/markdown; charset=utf-8",
+                crate::plan::format::PlanFormat::Text => "text/plain; charset=utf-8",
+            };
+            let mut response =
+                ([(header::CONTENT_TYPE, kind), (header::CACHE_CONTROL, "no-store")], body).into_response();
+            let headers = response.headers_mut();
+            headers.insert("catsync-plan-changes", HeaderValue::from_static(if changes { "true" } else { "false" }));
+            if !warnings.is_empty() {
+                // Warnings are a few lines; a header too large for a proxy is left out.
+                let json = super::plan::ascii_json(&warnings);
+                if let Ok(v) =
+                    HeaderValue::from_str(&json).map_err(drop).and_then(|v| (json.len() <= 8192).then_some(v).ok_or(()))
+                {
+                    headers.insert("catsync-warnings", v);
+                }
+            }
+            response
+        }
+        other => {
+            let status = match &other {
+                super::plan::Answer::Invalid { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+                super::plan::Answer::Failed { status, .. } => {
+                    StatusCode::from_u16(*status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
+                }
+                super::plan::Answer::Plan { .. } => StatusCode::OK,
+            };
+            json_response(status, &other.error_body())
+        }
     }
 }
 

@@ -16,6 +16,8 @@ mod controller;
 mod http;
 mod metrics;
 mod page;
+mod plan;
+pub mod remote;
 mod view;
 mod worker;
 
