@@ -13,8 +13,9 @@ pub enum GraphFormat {
     Mermaid,
 }
 
-/// Node shape by role, so sources, transforms and exports read apart at a glance.
-fn role(type_name: &str) -> &'static str {
+/// A stage's role by its type: `source`, `transform` or `export` (node shapes and colours, so
+/// they read apart at a glance).
+pub fn role(type_name: &str) -> &'static str {
     match type_name {
         "saleslayer" | "csv" | "jsonl" => "source",
         "shopify" | "jsonl_export" => "export",

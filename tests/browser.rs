@@ -5,7 +5,8 @@
 //! screenshot taken of it; typing the token and clicking a pipeline's Deactivate button pauses
 //! it, and the page says so after its reload. Without a Chromium the test says it is skipped —
 //! unless `CATSYNC_REQUIRE_BROWSER=1` (set by `.ci/run`), when that is a failure.
-//! `CATSYNC_SCREENSHOT=docs/serve.png` keeps the last screenshot (the README's).
+//! `CATSYNC_SCREENSHOT=docs/serve.png` keeps a screenshot of the whole page at the end (the
+//! README's).
 
 use std::collections::VecDeque;
 use std::fs::File;
@@ -261,6 +262,17 @@ impl Browser {
         let shot = self.call("Page.captureScreenshot", json!({"format": "png"})).unwrap();
         base64(shot["data"].as_str().unwrap())
     }
+
+    /// A PNG of the whole page, below the viewport too.
+    fn screenshot_page(&mut self) -> Vec<u8> {
+        let metrics = self.call("Page.getLayoutMetrics", json!({})).unwrap();
+        let height = metrics["cssContentSize"]["height"].as_f64().unwrap().ceil();
+        let clip = json!({"x": 0, "y": 0, "width": WIDTH, "height": height, "scale": 1});
+        let shot = self
+            .call("Page.captureScreenshot", json!({"format": "png", "clip": clip, "captureBeyondViewport": true}))
+            .unwrap();
+        base64(shot["data"].as_str().unwrap())
+    }
 }
 
 impl Drop for Browser {
@@ -355,6 +367,12 @@ fn the_page_in_headless_chromium_shows_the_pipelines_and_its_deactivate_button_p
         assert!(inside, "the title of `{name}` is inside the screenshot: {s}");
     }
 
+    // Each pipeline's stage graph is drawn: three boxes, two arrows.
+    let drawn = browser
+        .evaluate("[...document.querySelectorAll('svg.dag')].map(g => [g.getBBox().width > 300, g.querySelectorAll('rect').length, g.querySelectorAll('path[marker-end]').length])")
+        .unwrap();
+    assert_eq!(drawn, json!([[true, 3, 2], [true, 3, 2]]));
+
     // The token typed into its field, then a click on acme's Deactivate button: the page
     // reports the answer, reloads, and shows acme paused; beta goes on.
     browser.click("#token");
@@ -377,6 +395,8 @@ fn the_page_in_headless_chromium_shows_the_pipelines_and_its_deactivate_button_p
     let png = browser.screenshot();
     assert_eq!(png_size(&png), (WIDTH, HEIGHT));
     if let Some(path) = std::env::var_os("CATSYNC_SCREENSHOT") {
-        std::fs::write(crate::support::repo().join(path), &png).unwrap();
+        let page = browser.screenshot_page();
+        assert_eq!(png_size(&page).0, WIDTH);
+        std::fs::write(crate::support::repo().join(path), page).unwrap();
     }
 }

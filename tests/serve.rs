@@ -96,6 +96,7 @@ impl Serve {
             .args(extra)
             .current_dir(dir)
             .env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
             .env("SHOPIFY_TOKEN", TOKEN)
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -261,6 +262,14 @@ fn serve_syncs_each_pipeline_and_shows_it_on_the_page_the_api_and_the_metrics() 
         assert!(page.contains(expected), "the page has no `{expected}`:\n{page}");
     }
 
+    // The stage graph, drawn on the page (no script, no network) and given in the API.
+    let stages: Vec<&str> =
+        acme["graph"]["stages"].as_array().unwrap().iter().map(|s| s["name"].as_str().unwrap()).collect();
+    assert_eq!(stages, ["pim", "shopify_docs", "store"]);
+    assert!(acme["graph"]["mermaid"].as_str().unwrap().starts_with("flowchart LR\n"), "{acme}");
+    assert_eq!(page.matches(r#"<svg class="dag""#).count(), 2, "a graph per pipeline");
+    assert!(page.contains("<title>shopify_docs (map)</title>"), "{page}");
+
     // The metrics, as Prometheus text.
     let (status, text) = serve.get("/metrics");
     assert_eq!(status, 200);
@@ -275,6 +284,16 @@ fn serve_syncs_each_pipeline_and_shows_it_on_the_page_the_api_and_the_metrics() 
     let ended = ended.duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as f64;
     assert_eq!(metrics[&format!(r#"catsync_last_success_timestamp_seconds{{{acme}}}"#)], ended);
     assert!(metrics.contains_key(r#"catsync_last_success_timestamp_seconds{pipeline="beta",environment="default"}"#));
+    // The API budget each store spent: per run on the page and in the API, added up in the metrics.
+    let api = &run["api"]["store"];
+    let (requests, points) = (api["requests"].as_f64().unwrap(), api["cost_points"].as_f64().unwrap());
+    assert!(requests >= 1.0 && points > 0.0 && api["throttled"] == 0 && api["restore_rate"] == 100.0, "{run}");
+    let store = |family: &str| metrics[&format!(r#"{family}{{{acme},export="store"}}"#)];
+    assert!(store("catsync_api_requests_total") > requests, "both runs add up");
+    assert!(store("catsync_api_cost_points_total") > points);
+    assert_eq!(store("catsync_api_throttled_requests_total"), 0.0);
+    let shown = format!("store: {points:.0} points in ");
+    assert!(page.contains(&shown) && page.contains(&format!("0 of {requests} requests throttled")), "{page}");
 
     // State-changing requests need the token.
     assert_eq!(serve.post("/api/pipelines/acme/refresh", None).0, 401);
@@ -433,6 +452,86 @@ fn without_a_token_state_changing_requests_are_refused_and_a_token_is_never_an_a
     assert_eq!(out.code, 1);
     assert!(out.stderr.contains("`--token` takes a reference, not the token"), "{}", out.stderr);
     assert!(!out.stderr.contains(API_TOKEN), "{}", out.stderr);
+}
+
+/// `git ARGS` in `dir`, which must succeed; its stdout.
+fn git(dir: &Path, args: &[&str]) -> String {
+    let out = Command::new("git")
+        .arg("-C")
+        .arg(dir)
+        .args(["-c", "user.name=catsync tests", "-c", "user.email=tests@catsync.invalid", "-c", "commit.gpgsign=false"])
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+#[test]
+fn git_pull_brings_what_is_merged_upstream_which_applies_at_the_next_poll() {
+    let s = sandbox(FaultSpec::default(), 2000.0, 100.0);
+    // Upstream: the pipelines' repository, where pull requests are merged.
+    let p = Project::new();
+    p.pipeline("acme", &s.url(), &params("300ms", 25));
+    p.source("acme", "00-full.json");
+    let upstream = p.dir();
+    git(upstream, &["init", "-q", "-b", "main"]);
+    git(upstream, &["add", "pipelines", "acme-exports"]);
+    git(upstream, &["commit", "-q", "-m", "acme"]);
+    // The controller's checkout.
+    let checkout = tempfile::tempdir().unwrap();
+    git(checkout.path(), &["clone", "-q", upstream.to_str().unwrap(), "."]);
+    let mut serve = Serve::start(checkout.path(), &["--git-pull", "200ms"]);
+    let first = serve.wait_for_run("acme", 1, "COMPLETED");
+    let digest = first["configuration"]["digest"].clone();
+
+    // A merged edit is pulled, reloaded, and synced by the next poll with the new configuration.
+    p.edit("acme", "vendor: { field: product_brand }", r#"vendor: "{{ product_brand | upper }}""#);
+    git(upstream, &["commit", "-q", "-am", "vendor in capitals"]);
+    let head = git(upstream, &["rev-parse", "--short", "HEAD"]);
+    let synced = serve.wait_for_run("acme", 2, "COMPLETED");
+    assert_ne!(synced["configuration"]["digest"], digest);
+    assert_eq!(synced["last_runs"][0]["configuration"], synced["configuration"]["digest"]);
+    assert!(s.snapshot().products.values().any(|p| p.vendor == "TRAILHEAD"));
+    let (_, all) = serve.get("/api/pipelines");
+    let pulled: Value = serde_json::from_str(&all).unwrap();
+    let pulls = &pulled["controller"]["git_pull"];
+    assert_eq!(pulls["head"], head.as_str(), "{pulls}");
+    assert!(
+        serve.stdout().iter().any(|l| l.starts_with("git pull: updated ") && l.ends_with(&head)),
+        "{:?}",
+        serve.stdout()
+    );
+    assert!(serve.get("/").1.contains(&format!("git pull every 200ms · at <code>{head}</code>")));
+
+    // A pull that fails changes nothing: reported once, shown, and the pipelines go on.
+    std::fs::rename(upstream.join(".git"), upstream.join("git-away")).unwrap();
+    let failing = serve.wait("a failing pull", 30, |s| {
+        let all: Value = serde_json::from_str(&s.get("/api/pipelines").1).unwrap();
+        (all["controller"]["git_pull"]["failing"] == true).then_some(all)
+    });
+    assert!(failing["controller"]["git_pull"]["last_result"]
+        .as_str()
+        .unwrap()
+        .contains("`git pull --ff-only --quiet` failed"));
+    serve.wait("the error reported", 30, |s| {
+        s.stdout().iter().any(|l| l.starts_with("git pull: error: ")).then_some(())
+    });
+    std::thread::sleep(Duration::from_millis(600));
+    assert_eq!(serve.stdout().iter().filter(|l| l.starts_with("git pull: error: ")).count(), 1, "once per reason");
+    assert!(serve.get("/").1.contains(r#"<p class="poll failing">git pull every 200ms"#));
+    p.source("acme", "09-new-product.json");
+    std::fs::copy(
+        upstream.join("acme-exports/09-new-product.json"),
+        checkout.path().join("acme-exports/09-new-product.json"),
+    )
+    .unwrap();
+    serve.wait_for_run("acme", 3, "COMPLETED");
+
+    // Without a checkout to pull, the controller does not start.
+    let out = Test::at(checkout.path()).args(["serve", "/", "--git-pull", "1m", "--listen", "127.0.0.1:0"]).run();
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    assert!(out.stderr.contains("`--git-pull`: `/` is not in a git checkout"), "{}", out.stderr);
 }
 
 /// `POST /api/plan` with `body` (a pipeline file) and `query`; the status, the

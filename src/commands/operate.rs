@@ -223,6 +223,7 @@ pub fn recorded_status(
                 "counts": run.counts,
                 "errors": run.errors.len(),
                 "configuration": run.pinned.digest,
+                "api": run.api,
             })
         })
         .collect();

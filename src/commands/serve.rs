@@ -32,6 +32,10 @@ pub struct ServeArgs {
     /// How often the pipeline files are looked at for changes (`500ms`, `1s`, `1m`).
     #[arg(long, default_value = "1s", value_name = "DURATION", value_parser = humantime::parse_duration)]
     pub watch_interval: Duration,
+    /// Pull the git checkout DIR is in every INTERVAL (`git pull --ff-only`, the system's git):
+    /// what is merged upstream reaches the controller, and applies at each pipeline's next poll.
+    #[arg(long, value_name = "INTERVAL", value_parser = humantime::parse_duration)]
+    pub git_pull: Option<Duration>,
 }
 
 pub fn exec(args: &ServeArgs, g: &Globals) -> Result<Exit, Error> {
@@ -45,6 +49,7 @@ pub fn exec(args: &ServeArgs, g: &Globals) -> Result<Exit, Error> {
         state_dir: g.state.clone(),
         environments,
         watch_interval: args.watch_interval.max(Duration::from_millis(50)),
+        git_pull: args.git_pull.map(|i| i.max(Duration::from_millis(100))),
     };
     // Lines go to stdout as they happen; a reader that went away does not stop the service.
     let quiet = g.quiet;

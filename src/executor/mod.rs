@@ -327,6 +327,7 @@ fn nothing_to_apply(current: &CompiledPipeline, saved: &Plan) -> RunOutcome {
             environment: current.environment.clone(),
         },
         counts: BTreeMap::new(),
+        api: BTreeMap::new(),
         exported: Vec::new(),
         errors: Vec::new(),
         notes: Vec::new(),
@@ -466,6 +467,7 @@ fn start_run(
             environment: pipeline.environment.clone(),
         },
         counts: BTreeMap::new(),
+        api: BTreeMap::new(),
         exported: Vec::new(),
         errors: planned
             .plan
@@ -1117,13 +1119,20 @@ impl<'a> Exporter<'a> {
                     } else {
                         String::new()
                     };
+                    let usage = crate::state::ApiUsage {
+                        requests: n,
+                        throttled: st.throttled.load(Ordering::Relaxed),
+                        retried: st.retried.load(Ordering::Relaxed),
+                        cost_points: st.cost_milli.load(Ordering::Relaxed) as f64 / 1000.0,
+                        bucket: target.client.budget().map(|(bucket, _)| bucket),
+                        restore_rate: target.client.budget().map(|(_, rate)| rate),
+                        seconds: f.started.elapsed().as_secs_f64(),
+                    };
                     run.notes.push(format!(
                         "export `{name}`: {n} requests, {} throttled, {} retried, {:.0} cost points in {:.1} s{files}",
-                        st.throttled.load(Ordering::Relaxed),
-                        st.retried.load(Ordering::Relaxed),
-                        st.cost_milli.load(Ordering::Relaxed) as f64 / 1000.0,
-                        f.started.elapsed().as_secs_f64()
+                        usage.throttled, usage.retried, usage.cost_points, usage.seconds
                     ));
+                    run.api.insert(name.clone(), usage);
                 }
             }
         }

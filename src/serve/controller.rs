@@ -33,6 +33,8 @@ pub struct Controller {
     workers: Mutex<Vec<JoinHandle<()>>>,
     /// Why the directory could not be listed at the last look, if it could not.
     listing_error: Mutex<Option<String>>,
+    /// What `--git-pull` did.
+    pub(super) pulls: Mutex<super::git::Pulls>,
     stopping: AtomicBool,
     ready: AtomicBool,
     pub(super) started_at: String,
@@ -171,6 +173,7 @@ impl Controller {
             entries: Mutex::new(Vec::new()),
             workers: Mutex::new(Vec::new()),
             listing_error: Mutex::new(None),
+            pulls: Mutex::default(),
             stopping: AtomicBool::new(false),
             ready: AtomicBool::new(false),
             started_at: now_rfc3339(),

@@ -53,6 +53,21 @@ pub(super) fn render(all: &Value) -> String {
         "gauge",
         "When the pipeline's last completed run ended, in seconds since the Unix epoch.",
     );
+    let mut api_requests = Family::new(
+        "catsync_api_requests_total",
+        "counter",
+        "Requests the pipeline's runs sent to each store (Shopify exports), retries included.",
+    );
+    let mut api_throttled = Family::new(
+        "catsync_api_throttled_requests_total",
+        "counter",
+        "Requests a store refused for its API budget (THROTTLED, HTTP 429), retried later.",
+    );
+    let mut api_points = Family::new(
+        "catsync_api_cost_points_total",
+        "counter",
+        "Cost points each store charged the pipeline's runs (its API budget spent).",
+    );
     let mut polls = Family::new("catsync_polls_total", "counter", "Polls of the pipeline by this controller.");
     let mut poll_failures = Family::new(
         "catsync_poll_failures_total",
@@ -84,6 +99,11 @@ pub(super) fn render(all: &Value) -> String {
             }
         }
         errors.samples.push((labels.clone(), totals["item_errors"].as_f64().unwrap_or(0.0)));
+        for (export, usage) in totals["api"].as_object().into_iter().flatten() {
+            api_requests.samples.push((with("export", export), usage["requests"].as_f64().unwrap_or(0.0)));
+            api_throttled.samples.push((with("export", export), usage["throttled"].as_f64().unwrap_or(0.0)));
+            api_points.samples.push((with("export", export), usage["cost_points"].as_f64().unwrap_or(0.0)));
+        }
         let queued = p["running"]["progress"]["queued"].as_f64().or_else(|| p["unfinished_run"]["queued"].as_f64());
         queue.samples.push((labels.clone(), queued.unwrap_or(0.0)));
         let items = p["failed_items"].as_array().cloned().unwrap_or_default();
@@ -98,7 +118,23 @@ pub(super) fn render(all: &Value) -> String {
         poll_failures.samples.push((labels.clone(), p["poll"]["failures"].as_f64().unwrap_or(0.0)));
     }
     let mut out = String::new();
-    for family in [valid, active, running, runs, exported, errors, queue, failed, success, polls, poll_failures] {
+    let families = [
+        valid,
+        active,
+        running,
+        runs,
+        exported,
+        errors,
+        queue,
+        failed,
+        success,
+        api_requests,
+        api_throttled,
+        api_points,
+        polls,
+        poll_failures,
+    ];
+    for family in families {
         let _ = writeln!(out, "# HELP {} {}", family.name, escape_help(family.help));
         let _ = writeln!(out, "# TYPE {} {}", family.name, family.kind);
         for (labels, value) in &family.samples {

@@ -13,6 +13,8 @@
 //! of its own ([`controller::Controller`]).
 
 mod controller;
+mod dag;
+mod git;
 mod http;
 mod metrics;
 mod page;
@@ -43,6 +45,8 @@ pub struct ServeOptions {
     pub environments: Vec<Option<String>>,
     /// How often the pipeline files are looked at.
     pub watch_interval: Duration,
+    /// How often the checkout of the directory is pulled (`--git-pull`), if it is.
+    pub git_pull: Option<Duration>,
 }
 
 /// Where the controller reports what it does (a line each: pipelines loaded, runs, failures).
@@ -56,6 +60,9 @@ pub fn serve(options: ServeOptions, report: Report) -> Result<(), Error> {
     crate::config::pipeline_files(&options.dir).map_err(|e| {
         Error::failed(format!("cannot list `{}`: {e}; name the directory of the pipeline files", options.dir.display()))
     })?;
+    if options.git_pull.is_some() {
+        git::check(&options.dir)?;
+    }
     let listener = std::net::TcpListener::bind(options.listen)
         .map_err(|e| Error::failed(format!("cannot listen on {}: {e}", options.listen)))?;
     let address = listener.local_addr().map_err(|e| Error::failed(format!("cannot listen: {e}")))?;
@@ -77,6 +84,16 @@ pub fn serve(options: ServeOptions, report: Report) -> Result<(), Error> {
             .name("catsync-watch".to_string())
             .spawn(move || c.watch())
             .map_err(|e| Error::failed(format!("cannot start the file watcher: {e}")))?
+    };
+    let puller = match controller.options.git_pull {
+        Some(interval) => {
+            let c = controller.clone();
+            let thread = std::thread::Builder::new()
+                .name("catsync-git".to_string())
+                .spawn(move || git::pull_every(&c, interval));
+            Some(thread.map_err(|e| Error::failed(format!("cannot start the git puller: {e}")))?)
+        }
+        None => None,
     };
     let runtime = runtime("catsync-http")?;
     let served = runtime.block_on(async {
@@ -128,6 +145,9 @@ pub fn serve(options: ServeOptions, report: Report) -> Result<(), Error> {
         controller.join_workers();
     }
     let _ = watcher.join();
+    if let Some(puller) = puller {
+        let _ = puller.join();
+    }
     report("stopped".to_string());
     served
 }

@@ -43,6 +43,20 @@ pub(super) fn render(all: &Value, nonce: &str) -> String {
             "no token configured: buttons are refused"
         },
     );
+    let git = &c["git_pull"];
+    if !git.is_null() {
+        let last = match git["last_at"].as_str() {
+            Some(at) => format!("; last {}: {}", esc(at), esc(&text(&git["last_result"]))),
+            None => String::new(),
+        };
+        let _ = writeln!(
+            out,
+            r#"<p class="poll{}">git pull every {} · at <code>{}</code>{last}</p>"#,
+            if git["failing"].as_bool() == Some(true) { " failing" } else { "" },
+            esc(&text(&git["interval"])),
+            esc(git["head"].as_str().unwrap_or("?")),
+        );
+    }
     if let Some(e) = c["listing_error"].as_str() {
         let _ = writeln!(out, r#"<p class="error">{}</p>"#, esc(e));
     }
@@ -140,7 +154,22 @@ fn pipeline(out: &mut String, p: &Value) {
     last_runs(out, p);
     cursors(out, &p["sources"]);
     failed(out, &p["failed_by_message"]);
+    graph(out, &p["graph"]);
     out.push_str("</section>\n");
+}
+
+/// The stage DAG, drawn here (see `dag`), and its mermaid source for documentation.
+fn graph(out: &mut String, graph: &Value) {
+    let Some(stages) = graph["stages"].as_array() else { return };
+    let _ = write!(
+        out,
+        r#"<h3>Stages</h3>
+<div class="graph">{}</div>
+<details><summary>Mermaid source</summary><p class="meta">The page draws the graph itself and loads no script (mermaid is not bundled); this is <code>catsync graph FILE --format mermaid</code>, for your documentation.</p><pre>{}</pre></details>
+"#,
+        super::dag::svg(stages),
+        esc(&text(&graph["mermaid"]))
+    );
 }
 
 fn running(out: &mut String, r: &Value) {
@@ -203,7 +232,7 @@ fn last_runs(out: &mut String, p: &Value) {
         return;
     }
     let current = p["configuration"]["digest"].as_str();
-    out.push_str("<table class=\"runs\"><tr><th>run</th><th>status</th><th>mode</th><th>started</th><th>ended</th><th>exported</th><th>errors</th><th>configuration</th></tr>\n");
+    out.push_str("<table class=\"runs\"><tr><th>run</th><th>status</th><th>mode</th><th>started</th><th>ended</th><th>exported</th><th>errors</th><th>API budget</th><th>configuration</th></tr>\n");
     for run in &runs {
         let counts: Vec<String> = run["counts"]
             .as_object()
@@ -213,6 +242,8 @@ fn last_runs(out: &mut String, p: &Value) {
                 format!("{}: +{} ~{} archived {} −{}", esc(export), c["create"], c["update"], c["archive"], c["delete"])
             })
             .collect();
+        let api: Vec<String> =
+            run["api"].as_object().into_iter().flatten().map(|(export, u)| api_usage(export, u)).collect();
         let digest = run["configuration"].as_str().unwrap_or("");
         let note = match current {
             Some(d) if d == digest => " (current)",
@@ -221,7 +252,7 @@ fn last_runs(out: &mut String, p: &Value) {
         };
         let _ = writeln!(
             out,
-            r#"<tr><td>{}</td><td class="status {}">{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td><code title="{}">{}</code>{note}</td></tr>"#,
+            r#"<tr><td>{}</td><td class="status {}">{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td><code title="{}">{}</code>{note}</td></tr>"#,
             esc(&text(&run["id"])),
             esc(&text(&run["status"]).to_lowercase().replace(' ', "-")),
             esc(&text(&run["status"])),
@@ -230,11 +261,32 @@ fn last_runs(out: &mut String, p: &Value) {
             esc(run["ended_at"].as_str().unwrap_or("–")),
             if counts.is_empty() { "nothing".to_string() } else { counts.join("; ") },
             run["errors"],
+            if api.is_empty() { "–".to_string() } else { api.join("; ") },
             esc(digest),
             esc(short(digest))
         );
     }
     out.push_str("</table>\n");
+}
+
+/// What a run spent of a store's API budget: `store: 1234 points in 61 s (95% of the budget),
+/// 0 of 130 requests throttled`. The budget a run had is a full bucket and what the store
+/// restored while it ran (how `bench/export.sh` counts it).
+fn api_usage(export: &str, u: &Value) -> String {
+    let points = u["cost_points"].as_f64().unwrap_or(0.0);
+    let seconds = u["seconds"].as_f64().unwrap_or(0.0);
+    let share = match (u["bucket"].as_f64(), u["restore_rate"].as_f64()) {
+        (Some(bucket), Some(rate)) if bucket + rate * seconds > 0.0 => {
+            format!(" ({:.0}% of the budget)", 100.0 * points / (bucket + rate * seconds))
+        }
+        _ => String::new(),
+    };
+    format!(
+        "{}: {points:.0} points in {seconds:.0} s{share}, {} of {} requests throttled",
+        esc(export),
+        u["throttled"].as_u64().unwrap_or(0),
+        u["requests"].as_u64().unwrap_or(0)
+    )
 }
 
 fn cursors(out: &mut String, sources: &Value) {
@@ -320,6 +372,7 @@ table { border-collapse: collapse; margin: .2rem 0; } th, td { text-align: left;
 .status.completed { color: #1a7f37; } .status.error, .status.paused { color: #cf222e; }
 progress { width: 16rem; vertical-align: middle; }
 button { margin-right: .3rem; }
+.graph { overflow-x: auto; } details pre { background: #f6f8fa; padding: .4rem .6rem; border-radius: 6px; }
 ";
 
 const SCRIPT: &str = "
@@ -344,6 +397,17 @@ token.addEventListener('focus', () => clearTimeout(reload));
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_runs_api_budget_counts_a_full_bucket_and_what_was_restored() {
+        let u = serde_json::json!({"requests": 130, "throttled": 2, "cost_points": 9000.0, "bucket": 2000.0, "restore_rate": 100.0, "seconds": 70.0});
+        assert_eq!(
+            api_usage("store", &u),
+            "store: 9000 points in 70 s (100% of the budget), 2 of 130 requests throttled"
+        );
+        let unknown = serde_json::json!({"requests": 1, "throttled": 0, "cost_points": 10.0, "seconds": 0.2});
+        assert_eq!(api_usage("s<1>", &unknown), "s&lt;1&gt;: 10 points in 0 s, 0 of 1 requests throttled");
+    }
 
     #[test]
     fn everything_shown_is_escaped() {

@@ -24,6 +24,7 @@ pub(super) fn all(c: &Controller) -> Value {
             "stopping": c.stopping(),
             "listing_error": c.listing_error(),
             "token_configured": c.options.token.is_some(),
+            "git_pull": c.options.git_pull.map(|interval| super::controller::lock(&c.pulls).view(interval)),
         },
         "pipelines": pipelines,
     })
@@ -83,6 +84,7 @@ pub(super) fn pipeline(c: &Controller, e: &Entry) -> Value {
         "error": invalid.map(|i| json!({"since": i.since, "diagnostics": i.diagnostics})),
     });
     v["poll"] = poll;
+    v["graph"] = valid.as_ref().map(|v| graph(&v.pipeline)).unwrap_or(Value::Null);
     if let Some(obj) = v["running"].as_object_mut() {
         // This controller's run reports its progress in memory; another process's publishes it.
         let (done, total, rate) = match &running {
@@ -136,4 +138,23 @@ pub(super) fn pipeline(c: &Controller, e: &Entry) -> Value {
         .collect();
     v["failed_by_message"] = by.into();
     v
+}
+
+/// The stage DAG of a pipeline: its stages in topological order, each with its type, role and
+/// inputs, and the same graph as mermaid source (`catsync graph --format mermaid`).
+fn graph(p: &crate::config::CompiledPipeline) -> Value {
+    let stages: Vec<Value> = p
+        .order
+        .iter()
+        .map(|&i| {
+            let s = &p.stages[i];
+            json!({
+                "name": s.name,
+                "type": s.type_name,
+                "role": crate::graph::role(s.type_name),
+                "inputs": p.inputs_of(i),
+            })
+        })
+        .collect();
+    json!({"stages": stages, "mermaid": crate::graph::render(p, crate::graph::GraphFormat::Mermaid)})
 }

@@ -339,13 +339,25 @@ fn recorded(pipeline: &CompiledPipeline, state: &State) -> Result<Value, Error> 
     Ok(status)
 }
 
-/// Runs by status, items exported by export and action, item errors, and when the last run that
+/// Runs by status, items exported by export and action, item errors, what each store's API
+/// spent (requests, throttled requests, cost points, per export), and when the last run that
 /// completed ended.
 fn totals(runs: &[RunRecord]) -> Value {
     let mut by_status = serde_json::Map::new();
     let mut exported: std::collections::BTreeMap<String, crate::plan::Counts> = Default::default();
+    let mut api: std::collections::BTreeMap<String, crate::state::ApiUsage> = Default::default();
     let mut item_errors = 0;
     for run in runs {
+        for (export, usage) in &run.api {
+            let sum = api.entry(export.clone()).or_default();
+            sum.requests += usage.requests;
+            sum.throttled += usage.throttled;
+            sum.retried += usage.retried;
+            sum.cost_points += usage.cost_points;
+            sum.seconds += usage.seconds;
+            sum.bucket = usage.bucket.or(sum.bucket);
+            sum.restore_rate = usage.restore_rate.or(sum.restore_rate);
+        }
         let n = by_status.get(run.status.name()).and_then(Value::as_u64).unwrap_or(0);
         by_status.insert(run.status.name().to_string(), (n + 1).into());
         for (export, counts) in &run.counts {
@@ -364,6 +376,7 @@ fn totals(runs: &[RunRecord]) -> Value {
         "runs": by_status,
         "exported": exported,
         "item_errors": item_errors,
+        "api": api,
         "last_success_at": last_success,
     })
 }

@@ -115,6 +115,12 @@ impl Client {
         &self.endpoint
     }
 
+    /// The store's budget as its last answer said (none before one did): the bucket's size in
+    /// cost points, and the points it restores per second.
+    pub fn budget(&self) -> Option<(f64, f64)> {
+        self.bucket.lock().ok().and_then(|b| b.as_ref().map(|b| (b.maximum, b.restore_rate)))
+    }
+
     /// Waits until the bucket should hold `cost` points, then reserves them. An estimate above
     /// the bucket's size waits for a full bucket, no longer (the store judges the real cost).
     async fn pace(&self, cost: f64) {

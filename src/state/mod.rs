@@ -266,6 +266,31 @@ pub struct RunRecord {
     /// `--only` items and `--limit` of the run, which new source exports merged mid-run respect.
     #[serde(default, skip_serializing_if = "RunSelection::is_all")]
     pub selection: RunSelection,
+    /// What each store's API spent on the run, per Shopify export that sent requests (absent
+    /// in runs recorded before it was kept).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub api: BTreeMap<String, ApiUsage>,
+}
+
+/// The requests a run made of one store, from its client's counters: what the page and the
+/// metrics show of the API budget.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ApiUsage {
+    pub requests: u64,
+    /// Requests the store refused for its budget (`THROTTLED`, HTTP 429), retried later.
+    pub throttled: u64,
+    pub retried: u64,
+    /// Cost points the store charged.
+    pub cost_points: f64,
+    /// The store's bucket (cost points) and the points it restores per second, as its last
+    /// answer said.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bucket: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restore_rate: Option<f64>,
+    /// How long the export took. The budget it had is at most `bucket + restore_rate ×
+    /// seconds` (a full bucket at the start, and what was restored meanwhile).
+    pub seconds: f64,
 }
 
 /// What part of the catalog a run was asked to sync (R12: start small).
@@ -915,6 +940,8 @@ impl Namespace<'_> {
             counts: &'a BTreeMap<String, crate::plan::Counts>,
             errors: &'a [RunError],
             notes: &'a [String],
+            #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+            api: &'a BTreeMap<String, ApiUsage>,
         }
         let tree = self.state.tree("runs")?;
         let mut batch = sled::Batch::default();
@@ -941,6 +968,7 @@ impl Namespace<'_> {
             counts: &run.counts,
             errors: &run.errors,
             notes: &run.notes,
+            api: &run.api,
         };
         batch.insert(self.key(&["r", &run.id]), json(&head));
         tree.apply_batch(batch).map_err(|e| self.state.corrupt(e))
@@ -1093,6 +1121,7 @@ mod tests {
                 environment: None,
             },
             counts: BTreeMap::new(),
+            api: BTreeMap::new(),
             exported: Vec::new(),
             selection: RunSelection::default(),
             errors: Vec::new(),
