@@ -380,6 +380,28 @@ fn a_run_of_only_some_items_merges_changes_of_those_items_only() {
 }
 
 #[test]
+fn a_paused_run_of_only_some_items_resumes_with_its_selection() {
+    // The selection is part of the run: a resumed `--only` run still merges only its items.
+    let slower = catsync::sandbox::FaultSpec { slow: 1.0, slow_by: Duration::from_millis(150), ..Default::default() };
+    let (s, p) = synced_setup(slower, &PARAMS.replace("batch_size: 5", "batch_size: 1"));
+    let mut child = p.spawn(&["run", "p.yaml", "--only", "product:2001", "--only", "product:2002"]);
+    p.wait_until_exported(1, &mut child);
+    assert_eq!(p.cli(&["deactivate", "p.yaml"]).code, 0);
+    let paused = finish(child);
+    assert_eq!(paused.code, 5, "{}\n{}", paused.stderr, paused.stdout);
+    drop_export(&p, "10-image-unchanged.json", &fixture("10-image-unchanged.json"));
+    assert_eq!(p.cli(&["activate", "p.yaml"]).code, 0);
+    let out = p.cli(&["run", "p.yaml"]);
+    assert_eq!(out.code, 0, "{}\n{}", out.stderr, out.stdout);
+    assert!(out.stdout.contains("resumed at"), "{}", out.stdout);
+    let exported = last_run(&p)["exported"].to_string();
+    assert!(exported.contains("store product:2002"), "{exported}");
+    assert!(!exported.contains("product:2005"), "R12: the resumed run stays small: {exported}");
+    let store = products(&s);
+    assert_eq!(store.len(), 2, "{:?}", store.keys());
+}
+
+#[test]
 fn plan_without_a_file_plans_the_only_pipeline_and_names_them_when_there_are_several() {
     let text = crate::sync::pipeline("http://127.0.0.1:9", PARAMS);
     let t = Test::new().file("pipelines/shop.yaml", &text);

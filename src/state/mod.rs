@@ -942,6 +942,9 @@ impl Namespace<'_> {
             notes: &'a [String],
             #[serde(skip_serializing_if = "BTreeMap::is_empty")]
             api: &'a BTreeMap<String, ApiUsage>,
+            /// What the run was asked to sync: a resumed `--only`/`--limit` run stays as small.
+            #[serde(skip_serializing_if = "RunSelection::is_all")]
+            selection: &'a RunSelection,
         }
         let tree = self.state.tree("runs")?;
         let mut batch = sled::Batch::default();
@@ -969,6 +972,7 @@ impl Namespace<'_> {
             errors: &run.errors,
             notes: &run.notes,
             api: &run.api,
+            selection: &run.selection,
         };
         batch.insert(self.key(&["r", &run.id]), json(&head));
         tree.apply_batch(batch).map_err(|e| self.state.corrupt(e))
