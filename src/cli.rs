@@ -121,9 +121,12 @@ pub enum Command {
     /// Compare each Shopify store with what catsync last sent it: items edited or deleted there, and look-alikes of catalog items it does not manage (exit 2 with --detailed-exitcode when it drifted).
     #[command(after_help = DRIFT_EXAMPLES)]
     Drift(Scoped<commands::drift::DriftArgs>),
+    /// Adopt the store's existing products and collections as managed (writes the state, never the store), so the first run updates them instead of creating duplicates; `state import` restores a backup.
+    #[command(after_help = IMPORT_EXAMPLES)]
+    Import(Scoped<commands::import::ImportArgs>),
     /// Write deterministic synthetic Sales Layer exports (benchmarks).
     Gen(commands::gen::GenArgs),
-    /// Back up or restore the state directory.
+    /// Back up or restore the state directory (`state import` restores a backup; `catsync import` adopts store items).
     State {
         #[command(subcommand)]
         command: commands::state::StateCommand,
@@ -192,6 +195,8 @@ const RUN_EXAMPLES: &str = "Examples:
   catsync run pipelines/shop.yaml --resume
   # abandon an unfinished run
   catsync run pipelines/shop.yaml --discard --yes
+  # first sync into a store that already has the catalog's products: adopt them, then update
+  catsync run pipelines/shop.yaml --adopt
   # from another terminal: stop it after its batch, or see how far it is
   catsync deactivate pipelines/shop.yaml
   catsync status pipelines/shop.yaml";
@@ -209,6 +214,16 @@ const DRIFT_EXAMPLES: &str = "Examples:
   catsync drift pipelines/shop.yaml
   # in CI or cron: exit 2 when the store drifted
   catsync --env production drift pipelines/shop.yaml --detailed-exitcode --format json";
+
+const IMPORT_EXAMPLES: &str = "Examples:
+  # what would be adopted, writing nothing
+  catsync import pipelines/shop.yaml --dry-run
+  # adopt by handle, then see what the first run changes in the adopted products
+  catsync import pipelines/shop.yaml && catsync plan pipelines/shop.yaml
+  # a store whose products have other handles than the catalog's: match them by SKU
+  catsync --env production import pipelines/shop.yaml --match sku
+  # or adopt and sync in one go (refused if a match is ambiguous)
+  catsync run pipelines/shop.yaml --adopt";
 
 const SERVE_EXAMPLES: &str = "Examples:
   # every pipeline of pipelines/, status page on http://127.0.0.1:8080
@@ -317,7 +332,8 @@ impl Command {
             | Command::Deactivate(Scoped { env, state, .. })
             | Command::Activate(Scoped { env, state, .. })
             | Command::Explain(Scoped { env, state, .. })
-            | Command::Drift(Scoped { env, state, .. }) => (env.environment.clone(), state.state.clone()),
+            | Command::Drift(Scoped { env, state, .. })
+            | Command::Import(Scoped { env, state, .. }) => (env.environment.clone(), state.state.clone()),
             Command::Validate { env, .. } => (env.environment.clone(), PathBuf::from(DEFAULT_STATE)),
             Command::State { state, .. } | Command::Init { state, .. } | Command::Serve { state, .. } => {
                 (None, state.state.clone())
@@ -349,6 +365,7 @@ fn run(command: Command, g: &Globals) -> Result<Exit, Error> {
         Command::Activate(Scoped { args, .. }) => commands::operate::exec_activate(&args, g),
         Command::Explain(Scoped { args, .. }) => commands::explain::exec(&args, g),
         Command::Drift(Scoped { args, .. }) => commands::drift::exec(&args, g),
+        Command::Import(Scoped { args, .. }) => commands::import::exec(&args, g),
         Command::Sandbox(args) => commands::sandbox::exec(args, g),
         Command::Test(args) => commands::test::exec(&args, g),
         Command::Serve { args, .. } => commands::serve::exec(&args, g),

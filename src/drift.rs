@@ -9,16 +9,22 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
+use std::path::Path;
 use std::sync::Arc;
 
 use serde::Serialize;
 use serde_json::{json, Value};
 
+use crate::config::CompiledPipeline;
 use crate::document::{CollectionDoc, Document, Metafield, ProductDoc, Seo, VariantDoc};
+use crate::engine::{evaluate, Evaluation, Read};
+use crate::error::Error;
+use crate::last_sent::LastSent;
 use crate::shopify::client::GqlError;
 use crate::shopify::read::{Found, ProductWants, Reader, StoreCollection, StoreMetafield, StoreProduct, StoreVariant};
 use crate::stages::ItemKind;
-use crate::state::ExportRecord;
+use crate::state::{ExportRecord, State};
+use crate::store_read::{runtime, shopify_exports, ReadOnlyStore};
 
 /// The version of the JSON report's shape.
 pub const FORMAT_VERSION: u32 = 1;
@@ -89,13 +95,7 @@ pub struct ExportDrift {
     pub reads: Reads,
 }
 
-/// Requests sent to read the store, the points they cost and how many were throttled.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
-pub struct Reads {
-    pub requests: u64,
-    pub points: f64,
-    pub throttled: u64,
-}
+pub use crate::store_read::Reads;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -171,7 +171,84 @@ pub struct ExportInputs<'a> {
     pub languages: &'a [String],
 }
 
+const ADOPTED: &str = "adopted from the store (`catsync import`) and not sent since: there is no document sent to compare it with; only its presence and handle were checked";
 const NOT_REBUILT: &str = "the document sent last cannot be rebuilt (the source or the configuration changed since the run that sent it, and the state keeps only its hash); only its presence and handle were checked";
+
+/// The drift of every Shopify export of `pipeline` against the state in `state_dir`: the catalog
+/// evaluated now (nothing written), the documents sent last rebuilt, each store read through a
+/// read-only client (a `sandbox://` store from its data file).
+pub fn inspect(pipeline: &CompiledPipeline, state_dir: &Path) -> Result<Report, Error> {
+    let exports = shopify_exports(pipeline);
+    if exports.is_empty() {
+        return Err(Error::failed(format!(
+            "pipeline `{}` has no `shopify` export: drift compares a Shopify store with what catsync sent it",
+            pipeline.name
+        )));
+    }
+    let state = State::open_or_empty(state_dir)?;
+    let ns = state.namespace(&pipeline.name, pipeline.environment.as_deref());
+    // The catalog now: its items without a record are looked for in the store.
+    let current = evaluate(pipeline, &ns, Read::Since).map_err(Error::failed)?;
+    let catalogs: Vec<_> = exports.iter().map(|(idx, _)| catalog_documents(&current, pipeline, *idx)).collect();
+    // With nothing new read, the catalog now is what the last run rendered: no second evaluation.
+    let nothing_new = current.updates.iter().all(|u| u.exports.is_empty() && u.changes.is_empty());
+    let mut current = nothing_new.then_some(current);
+    let mut last_sent: Option<LastSent> = None;
+    let rt = runtime()?;
+    let mut drifts = Vec::new();
+    for ((idx, export), catalog) in exports.into_iter().zip(catalogs) {
+        let name = &pipeline.stages[idx].name;
+        let records = ns.records(name)?;
+        let sent = if records.is_empty() {
+            BTreeMap::new()
+        } else {
+            let rebuilt = last_sent.get_or_insert_with(|| match current.take() {
+                Some(e) => LastSent::from_stored(Some(e), pipeline, &ns),
+                None => LastSent::rebuild(pipeline, &ns),
+            });
+            sent_documents(rebuilt, pipeline, name, &records)
+        };
+        let store = ReadOnlyStore::open(export, state_dir)?;
+        let inputs = ExportInputs {
+            export: name,
+            records: &records,
+            sent: &sent,
+            catalog: &catalog,
+            languages: &pipeline.params.languages,
+        };
+        let mut drift = rt
+            .block_on(check(&store.reader(export), &inputs))
+            .map_err(|e| Error::failed(format!("cannot read the store of export `{name}`: {e} ({})", e.hint())))?;
+        drift.reads = store.reads();
+        drifts.push(drift);
+    }
+    Ok(Report::new(&pipeline.name, pipeline.environment.as_deref(), drifts))
+}
+
+/// The document each record's export sent last, where it can be rebuilt.
+fn sent_documents(
+    rebuilt: &LastSent,
+    pipeline: &CompiledPipeline,
+    export: &str,
+    records: &BTreeMap<(ItemKind, String), ExportRecord>,
+) -> BTreeMap<(ItemKind, String), Arc<Document>> {
+    records
+        .iter()
+        .filter(|(_, r)| !r.archived)
+        .filter_map(|((kind, id), r)| {
+            rebuilt.sent(pipeline, export, (*kind, id), &r.hash).map(|doc| ((*kind, id.clone()), doc))
+        })
+        .collect()
+}
+
+/// The documents export `idx` would send now.
+fn catalog_documents(
+    evaluation: &Evaluation,
+    pipeline: &CompiledPipeline,
+    idx: usize,
+) -> BTreeMap<(ItemKind, Arc<str>), Arc<Document>> {
+    evaluation.documents_for(pipeline, idx).map(|d| d.rendered.docs.clone()).unwrap_or_default()
+}
 
 /// Reads the export's managed items and the catalog's look-alikes from the store and compares.
 pub async fn check(reader: &Reader<'_>, inputs: &ExportInputs<'_>) -> Result<ExportDrift, GqlError> {
@@ -261,7 +338,7 @@ pub async fn check(reader: &Reader<'_>, inputs: &ExportInputs<'_>) -> Result<Exp
                 (Some(Some(store)), Some(Document::Product(doc))) => compare_product(doc, store, inputs.languages),
                 (Some(Some(store)), _) if record.archived => compare_archived(store),
                 (Some(Some(store)), _) => {
-                    out.not_compared.push(not_compared(NOT_REBUILT));
+                    out.not_compared.push(not_compared(if record.adopted { ADOPTED } else { NOT_REBUILT }));
                     compare_handle(&record.handle, &store.handle)
                 }
             },
@@ -275,7 +352,7 @@ pub async fn check(reader: &Reader<'_>, inputs: &ExportInputs<'_>) -> Result<Exp
                     compare_collection(doc, store, inputs.languages)
                 }
                 (Some(Some(store)), _) => {
-                    out.not_compared.push(not_compared(NOT_REBUILT));
+                    out.not_compared.push(not_compared(if record.adopted { ADOPTED } else { NOT_REBUILT }));
                     compare_handle(&record.handle, &store.handle)
                 }
             },
@@ -339,7 +416,7 @@ pub async fn check(reader: &Reader<'_>, inputs: &ExportInputs<'_>) -> Result<Exp
 }
 
 /// What to read of a product, from its document.
-fn wants_of(p: &ProductDoc) -> ProductWants {
+pub(crate) fn wants_of(p: &ProductDoc) -> ProductWants {
     let keys = |ms: &[Metafield]| ms.iter().map(|m| format!("{}.{}", m.namespace, m.key)).collect::<BTreeSet<_>>();
     ProductWants {
         variants: p.variants.len(),
@@ -349,7 +426,7 @@ fn wants_of(p: &ProductDoc) -> ProductWants {
     }
 }
 
-fn translations_of(doc: &Document) -> &crate::document::Translations {
+pub(crate) fn translations_of(doc: &Document) -> &crate::document::Translations {
     match doc {
         Document::Product(p) => &p.translations,
         Document::Collection(c) => &c.translations,
@@ -357,7 +434,7 @@ fn translations_of(doc: &Document) -> &crate::document::Translations {
 }
 
 /// Whether an export sends translations in `locale` (all when the pipeline names no languages).
-fn sent_language(languages: &[String], locale: &str) -> bool {
+pub(crate) fn sent_language(languages: &[String], locale: &str) -> bool {
     languages.is_empty() || languages.iter().any(|l| l == locale)
 }
 
@@ -643,7 +720,7 @@ fn environment(r: &Report) -> String {
     r.environment.as_deref().map(|e| format!(", environment `{e}`")).unwrap_or_default()
 }
 
-fn plural(n: usize, one: &str, many: &str) -> String {
+pub(crate) fn plural(n: usize, one: &str, many: &str) -> String {
     format!("{n} {}", if n == 1 { one } else { many })
 }
 
@@ -719,13 +796,7 @@ pub fn text_report(r: &Report) -> String {
         for n in &e.not_compared {
             let _ = writeln!(out, "  ? {} {} `{}`: {}", n.kind, n.source_id, n.handle, n.reason);
         }
-        let _ = writeln!(
-            out,
-            "  (read in {}, {} points, {} throttled)",
-            plural(e.reads.requests as usize, "request", "requests"),
-            e.reads.points,
-            e.reads.throttled
-        );
+        let _ = writeln!(out, "  ({})", e.reads);
     }
     let _ = writeln!(out, "\n{}", summary_line(&r.summary));
     out
@@ -784,11 +855,12 @@ pub fn json_report(r: &Report) -> String {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::document::{OptionValue, ProductOption, VariantOptionValue};
 
-    fn doc() -> ProductDoc {
+    /// A product document (shared with `adopt`'s tests).
+    pub(crate) fn doc() -> ProductDoc {
         ProductDoc {
             handle: "tee".into(),
             title: "Tee".into(),
@@ -827,7 +899,8 @@ mod tests {
         }
     }
 
-    fn store() -> StoreProduct {
+    /// The store's product of [`doc`], the same but for how it is written.
+    pub(crate) fn store() -> StoreProduct {
         StoreProduct {
             id: "gid://shopify/Product/1".into(),
             handle: "tee".into(),

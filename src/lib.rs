@@ -1,6 +1,7 @@
 //! catsync: product-catalog synchronization as code — YAML pipelines from a PIM (Sales Layer) to a
 //! store (Shopify), validated, planned and applied incrementally. See `ARCHITECTURE.md`.
 
+pub mod adopt;
 pub mod canonical;
 pub mod catalog;
 pub mod cli;
@@ -26,5 +27,6 @@ pub mod serve;
 pub mod shopify;
 pub mod stages;
 pub mod state;
+pub mod store_read;
 pub mod template;
 pub mod template_names;

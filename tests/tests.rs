@@ -10,6 +10,7 @@ mod drift;
 mod first_hour;
 mod fixture_replay;
 mod images;
+mod import;
 mod mid_run;
 mod pipelines;
 mod plan;

@@ -5,6 +5,7 @@ pub mod drift;
 pub mod explain;
 pub mod gen;
 pub mod graph;
+pub mod import;
 pub mod init;
 pub mod operate;
 pub mod plan;

@@ -30,6 +30,11 @@ pub struct RunArgs {
     /// Confirms `--discard`.
     #[arg(long, requires = "discard")]
     pub yes: bool,
+    /// First sync into a store that already has the catalog's products: adopt the store items of
+    /// the catalog items catsync has not sent (as `catsync import --match BY` does: by `handle`,
+    /// the default, or `sku`), then run. Adopts nothing and sends nothing when a match is ambiguous.
+    #[arg(long, value_enum, value_name = "BY", num_args = 0..=1, default_missing_value = "handle", conflicts_with_all = ["discard", "resume"])]
+    pub adopt: Option<crate::adopt::MatchBy>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -56,7 +61,11 @@ fn runtime() -> Result<tokio::runtime::Runtime, Error> {
 
 /// Runs a request and prints its outcome.
 pub fn run_request(file: &std::path::Path, req: RunRequest, g: &Globals) -> Result<Exit, Error> {
-    let pipeline = load_pipeline(file, g)?;
+    run_pipeline(load_pipeline(file, g)?, req, g)
+}
+
+/// [`run_request`] with the pipeline loaded.
+fn run_pipeline(pipeline: crate::config::CompiledPipeline, req: RunRequest, g: &Globals) -> Result<Exit, Error> {
     let progress = TerminalProgress::new(g.quiet);
     let state_dir = g.state.clone();
     let outcome = runtime()?.block_on(async move {
@@ -102,7 +111,22 @@ pub fn exec(args: &RunArgs, g: &Globals) -> Result<Exit, Error> {
         allow_mass_delete: args.allow_mass_delete,
         ..PlanOptions::default()
     };
-    run_request(&args.file, RunRequest { mode: RunMode::Incremental, options, resume: args.resume, plan_file: None }, g)
+    let req = RunRequest { mode: RunMode::Incremental, options, resume: args.resume, plan_file: None };
+    let Some(by) = args.adopt else { return run_request(&args.file, req, g) };
+    let pipeline = load_pipeline(&args.file, g)?;
+    let report = crate::adopt::adopt(&pipeline, &g.state, by, crate::adopt::Writing::AllOrNothing)?;
+    let mut printer = super::Printer::default();
+    if !g.quiet || !report.written {
+        printer.out(crate::adopt::text_report(&report))?;
+    }
+    if !report.written {
+        return Err(Error::failed(format!(
+            "`--adopt` found {} ambiguous: nothing was adopted and nothing sent. Make each one unambiguous in the store, or adopt the others with `catsync import {}` and decide about these",
+            if report.summary.ambiguous == 1 { "1 catalog item".to_string() } else { format!("{} catalog items", report.summary.ambiguous) },
+            args.file.display()
+        )));
+    }
+    run_pipeline(pipeline, req, g)
 }
 
 /// R05: a refresh while a run exports is recorded, and the running process carries it out at its

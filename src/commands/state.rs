@@ -10,7 +10,7 @@ use crate::state::State;
 pub enum StateCommand {
     /// Write every entry of the state to FILE (JSON lines).
     Export { file: PathBuf },
-    /// Restore a backup into an empty state directory (`--force` replaces a non-empty one).
+    /// Restore a backup into an empty state directory (`--force` replaces a non-empty one); not `catsync import`, which adopts store items.
     Import {
         file: PathBuf,
         #[arg(long)]

@@ -263,7 +263,16 @@ fn describe(cx: &Cx, err: &ValidationError<'_>) -> Vec<Diagnostic> {
             )
         }
         ValidationErrorKind::MaxProperties { limit } => {
-            let hint = (name == "options").then(|| "Shopify products have at most 3 options".to_string());
+            let hint = if name == "options" {
+                Some("Shopify products have at most 3 options".to_string())
+            } else if name.starts_with("edit_store[") {
+                Some(
+                    "each edit of the store is its own list entry: `- set_product: {…}` then `- delete_product: …`"
+                        .to_string(),
+                )
+            } else {
+                None
+            };
             one(at_value, format!("`{name}` takes at most {limit} entries"), hint)
         }
         ValidationErrorKind::MinLength { .. } => one(at_value, format!("`{name}` must not be empty"), None),

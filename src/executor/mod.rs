@@ -1280,6 +1280,7 @@ fn record(
                     fields: Fingerprint::of(doc).fields,
                     archived: c.action == Action::Archive,
                     images,
+                    adopted: false,
                 }),
                 _ => return None,
             };

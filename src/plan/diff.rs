@@ -84,6 +84,7 @@ mod tests {
             fields: fields.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
             archived: false,
             images: None,
+            adopted: false,
         }
     }
 

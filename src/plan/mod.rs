@@ -808,10 +808,21 @@ impl ExportPlanner<'_> {
             ItemKind::Variant => {}
         }
         let mut reasons = Vec::new();
+        if record.adopted {
+            // What was recorded is the store's item, not a document catsync sent.
+            reasons.push(format!(
+                "{} {id} was adopted from the store, which has other values than the catalog",
+                kind.singular()
+            ));
+        }
         let mut seen = BTreeSet::new();
         for (dep_kind, table, dep_id) in deps {
             let table_name = table.clone().unwrap_or_else(|| data.table_name(dep_kind).to_string());
             let Some(change) = index.get(&table_name, &dep_id) else { continue };
+            // A row new to the mirror is not new to an adopted item's store.
+            if record.adopted && change.kind == ChangeKind::Created {
+                continue;
+            }
             if !seen.insert((table_name.clone(), dep_id.clone())) {
                 continue;
             }

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 
 use serde_json::{json, Map, Value};
 
-use super::file::{Action, ChangeMatcher, Count, Expect, StoreExpect};
+use super::file::{Action, ChangeMatcher, Count, DriftExpect, DriftMatcher, Expect, StoreExpect};
 use super::render::{diff, yaml};
 use crate::plan::{Action as ChangeAction, Change, Plan};
 use crate::sandbox::store::{Collection, Product};
@@ -34,6 +34,18 @@ pub struct Observed {
     pub requests: Vec<RequestRecord>,
     /// The store to check, when the step has a `store` expectation.
     pub store: Option<Result<Store, String>>,
+    /// What adoption found (`import`, `run` with `adopt`).
+    pub adoption: Option<crate::adopt::Report>,
+    /// What `drift` reported.
+    pub drift: Option<crate::drift::Report>,
+}
+
+impl Observed {
+    /// The action ended with `e`.
+    pub fn failed(&mut self, e: &crate::error::Error) {
+        self.exit = Some(e.exit().code());
+        self.error = Some(e.to_string());
+    }
 }
 
 /// One unmet expectation.
@@ -160,6 +172,21 @@ pub fn check(expect: &Expect, action: &Action, obs: &Observed) -> Vec<Problem> {
             want.keys().map(|field| (field.clone(), json!(request_count(&obs.requests, field)))).collect();
         mismatch("requests", json!(want), Value::Object(actual));
     }
+    if let Some(want) = &expect.adopted {
+        let adopted: Vec<ItemKind> =
+            obs.adoption.iter().flat_map(|r| &r.exports).flat_map(|e| &e.adopted).map(|a| a.item).collect();
+        let (expected, actual) =
+            by_kind_views(want, |kind| adopted.iter().filter(|k| kind.is_none_or(|want| want == **k)).count());
+        mismatch("adopted", expected, actual);
+    }
+    if let Some(want) = &expect.ambiguous {
+        let (expected, actual) = ambiguous_views(want, obs.adoption.as_ref());
+        mismatch("ambiguous", expected, actual);
+    }
+    if let Some(want) = &expect.drift {
+        let (expected, actual) = drift_views(want, obs.drift.as_ref());
+        mismatch("drift", expected, actual);
+    }
     if let Some(want) = &expect.store {
         match &obs.store {
             Some(Ok(store)) => {
@@ -205,9 +232,13 @@ fn is_counted(c: &Change, action: Option<ChangeAction>) -> bool {
 }
 
 fn count_views(want: &Count, changes: &[Change], action: Option<ChangeAction>) -> (Value, Value) {
-    let n = |kind: Option<ItemKind>| {
+    by_kind_views(want, |kind| {
         changes.iter().filter(|c| is_counted(c, action) && kind.is_none_or(|k| c.kind == k)).count()
-    };
+    })
+}
+
+/// A count as written and as observed: `n(None)` counts everything, `n(Some(kind))` a kind.
+fn by_kind_views(want: &Count, n: impl Fn(Option<ItemKind>) -> usize) -> (Value, Value) {
     match want {
         Count::Total(t) => (json!(t), json!(n(None))),
         Count::ByKind(by) => {
@@ -247,23 +278,23 @@ fn sorted(v: &[String]) -> Vec<&str> {
     s
 }
 
+/// An object of the entries that have a value, in order.
+fn present<const N: usize>(entries: [(&str, Option<Value>); N]) -> Value {
+    Value::Object(entries.into_iter().filter_map(|(k, v)| v.map(|v| (k.to_string(), v))).collect())
+}
+
 /// A matcher as the user wrote it (ids as strings).
 fn matcher_view(m: &ChangeMatcher) -> Value {
-    let mut o = Map::new();
-    let mut put = |k: &str, v: Option<Value>| {
-        if let Some(v) = v {
-            o.insert(k.to_string(), v);
-        }
-    };
-    put("kind", m.kind.clone().map(Value::from));
-    put("id", m.id.as_ref().map(|i| Value::from(i.text())));
-    put("action", m.action.clone().map(Value::from));
-    put("skipped", m.skipped.clone().map(Value::from));
-    put("reason", m.reason.clone().map(Value::from));
-    put("fields", m.fields.as_ref().map(|f| json!(f)));
-    put("handle", m.handle.clone().map(Value::from));
-    put("export", m.export.clone().map(Value::from));
-    Value::Object(o)
+    present([
+        ("kind", m.kind.clone().map(Value::from)),
+        ("id", m.id.as_ref().map(|i| Value::from(i.text()))),
+        ("action", m.action.clone().map(Value::from)),
+        ("skipped", m.skipped.clone().map(Value::from)),
+        ("reason", m.reason.clone().map(Value::from)),
+        ("fields", m.fields.as_ref().map(|f| json!(f))),
+        ("handle", m.handle.clone().map(Value::from)),
+        ("export", m.export.clone().map(Value::from)),
+    ])
 }
 
 /// An actual change seen through a matcher's keys (equal to the matcher's view when it matches);
@@ -320,29 +351,44 @@ fn change_view(c: &Change) -> Value {
     Value::Object(o)
 }
 
-/// Pairs matchers with changes: first exact matches, then (for a readable diff) a change of the
-/// same item for each unmatched matcher; in `exact` mode the changes left over are unexpected.
-fn changes_views(matchers: &[ChangeMatcher], changes: &[Change], exact: bool) -> (Value, Value) {
-    let mut used = vec![false; changes.len()];
+/// Pairs matchers with observed items: first exact matches, then (for a readable diff) an item
+/// that is the same one (`same_item`; `None`: the matcher names no item) for each unmatched
+/// matcher. Which item each matcher got, and which items were taken.
+fn pair<M, C>(
+    matchers: &[M],
+    items: &[C],
+    matches: impl Fn(&M, &C) -> bool,
+    same_item: impl Fn(&M, &C) -> Option<bool>,
+) -> (Vec<Option<usize>>, Vec<bool>) {
+    let mut used = vec![false; items.len()];
     let mut paired: Vec<Option<usize>> = vec![None; matchers.len()];
     for (i, m) in matchers.iter().enumerate() {
-        if let Some(j) = (0..changes.len()).find(|&j| !used[j] && matches(m, &changes[j])) {
+        if let Some(j) = (0..items.len()).find(|&j| !used[j] && matches(m, &items[j])) {
             used[j] = true;
             paired[i] = Some(j);
         }
     }
     for (i, m) in matchers.iter().enumerate() {
-        if paired[i].is_some() || (m.id.is_none() && m.kind.is_none()) {
+        if paired[i].is_some() {
             continue;
         }
-        let same_item = |c: &Change| {
-            m.item_kind().is_none_or(|k| k == c.kind) && m.id.as_ref().is_none_or(|id| id.text() == c.source_id)
-        };
-        if let Some(j) = (0..changes.len()).find(|&j| !used[j] && same_item(&changes[j])) {
+        if let Some(j) = (0..items.len()).find(|&j| !used[j] && same_item(m, &items[j]) == Some(true)) {
             used[j] = true;
             paired[i] = Some(j);
         }
     }
+    (paired, used)
+}
+
+/// Pairs matchers with changes (see [`pair`]); in `exact` mode the changes left over are
+/// unexpected.
+fn changes_views(matchers: &[ChangeMatcher], changes: &[Change], exact: bool) -> (Value, Value) {
+    let same_item = |m: &ChangeMatcher, c: &Change| {
+        (m.id.is_some() || m.kind.is_some()).then(|| {
+            m.item_kind().is_none_or(|k| k == c.kind) && m.id.as_ref().is_none_or(|id| id.text() == c.source_id)
+        })
+    };
+    let (paired, used) = pair(matchers, changes, matches, same_item);
     let expected: Vec<Value> = matchers.iter().map(matcher_view).collect();
     let mut actual: Vec<Value> =
         matchers.iter().zip(&paired).filter_map(|(m, p)| p.map(|j| projected_view(m, &changes[j]))).collect();
@@ -350,6 +396,211 @@ fn changes_views(matchers: &[ChangeMatcher], changes: &[Change], exact: bool) ->
         actual.extend(changes.iter().zip(&used).filter(|(_, u)| !**u).map(|(c, _)| change_view(c)));
     }
     (Value::Array(expected), Value::Array(actual))
+}
+
+/// The catalog items adoption found ambiguous, as `KIND:ID` (`category:`, `collection:` and
+/// `product:` compare alike).
+fn ambiguous_views(want: &[String], report: Option<&crate::adopt::Report>) -> (Value, Value) {
+    let normal = |item: &str| match crate::commands::plan::parse_item(item) {
+        Ok((kind, id)) => format!("{}:{id}", kind.singular()),
+        Err(_) => item.to_string(),
+    };
+    let mut actual: Vec<String> = report
+        .iter()
+        .flat_map(|r| &r.exports)
+        .flat_map(|e| &e.not_adopted)
+        .filter(|n| n.why == "ambiguous")
+        .map(|n| format!("{}:{}", n.kind, n.source_id))
+        .collect();
+    actual.sort();
+    let mut expected: Vec<String> = want.iter().map(|w| normal(w)).collect();
+    expected.sort();
+    if expected == actual {
+        (json!(want), json!(want))
+    } else {
+        (json!(want), json!(actual))
+    }
+}
+
+/// An item `drift` reported, flattened: a managed item edited or deleted in the store, or a store
+/// item catsync does not manage (its ids: the catalog items it looks like).
+struct DriftSeen<'a> {
+    kind: &'a str,
+    ids: Vec<&'a str>,
+    handle: &'a str,
+    state: &'static str,
+    changes: &'a [crate::drift::FieldChange],
+    by: Vec<&'static str>,
+}
+
+fn drift_seen(report: &crate::drift::Report) -> Vec<DriftSeen<'_>> {
+    let mut out = Vec::new();
+    for e in &report.exports {
+        for d in &e.drifted {
+            out.push(DriftSeen {
+                kind: d.kind,
+                ids: vec![d.source_id.as_str()],
+                handle: &d.handle,
+                state: match d.state {
+                    crate::drift::ItemState::Edited => "edited",
+                    crate::drift::ItemState::Deleted => "deleted",
+                },
+                changes: &d.changes,
+                by: Vec::new(),
+            });
+        }
+        for u in &e.unmanaged {
+            out.push(DriftSeen {
+                kind: u.kind,
+                ids: u.matches.iter().map(|m| m.source_id.as_str()).collect(),
+                handle: &u.handle,
+                state: "unmanaged",
+                changes: &[],
+                by: u.matches.iter().map(|m| m.by).collect(),
+            });
+        }
+    }
+    out
+}
+
+/// The kind as the scenario format writes it (`collection` is a category).
+fn same_kind(want: &str, kind: &str) -> bool {
+    want == kind || (want == "collection" && kind == "category")
+}
+
+fn drift_fields(seen: &DriftSeen) -> Vec<String> {
+    seen.changes.iter().map(|c| c.field.clone()).collect()
+}
+
+/// Whether a field's `sent` and `store` values are as the matcher says.
+fn drift_values_match(m: &DriftMatcher, seen: &DriftSeen) -> bool {
+    m.values.as_ref().is_none_or(|values| {
+        values.iter().all(|(field, want)| {
+            seen.changes.iter().any(|c| {
+                c.field == *field
+                    && want.sent.as_ref().is_none_or(|v| *v == c.sent)
+                    && want.store.as_ref().is_none_or(|v| *v == c.store)
+            })
+        })
+    })
+}
+
+fn drift_matches(m: &DriftMatcher, seen: &DriftSeen) -> bool {
+    m.kind.as_deref().is_none_or(|k| same_kind(k, seen.kind))
+        && m.id.as_ref().is_none_or(|id| seen.ids.contains(&id.text().as_str()))
+        && m.handle.as_deref().is_none_or(|h| h == seen.handle)
+        && m.state.as_deref().is_none_or(|s| s == seen.state)
+        && m.fields.as_ref().is_none_or(|f| sorted(f) == sorted(&drift_fields(seen)))
+        && drift_values_match(m, seen)
+        && m.by.as_deref().is_none_or(|b| seen.by.contains(&b))
+}
+
+fn drift_matcher_view(m: &DriftMatcher) -> Value {
+    let values = m.values.as_ref().map(|values| {
+        Value::Object(values.iter().map(|(field, v)| (field.clone(), sent_store_view(&v.sent, &v.store))).collect())
+    });
+    present([
+        ("kind", m.kind.clone().map(Value::from)),
+        ("id", m.id.as_ref().map(|i| Value::from(i.text()))),
+        ("handle", m.handle.clone().map(Value::from)),
+        ("state", m.state.clone().map(Value::from)),
+        ("fields", m.fields.as_ref().map(|f| json!(f))),
+        ("values", values),
+        ("by", m.by.clone().map(Value::from)),
+    ])
+}
+
+fn sent_store_view(sent: &Option<Value>, store: &Option<Value>) -> Value {
+    present([("sent", sent.clone()), ("store", store.clone())])
+}
+
+/// A reported item through a matcher's keys (equal to the matcher's view when it matches).
+fn drift_projected(m: &DriftMatcher, seen: &DriftSeen) -> Value {
+    let mut o = Map::new();
+    if let Some(k) = &m.kind {
+        o.insert("kind".into(), json!(if same_kind(k, seen.kind) { k.as_str() } else { seen.kind }));
+    }
+    if let Some(id) = &m.id {
+        let id = id.text();
+        o.insert("id".into(), json!(if seen.ids.contains(&id.as_str()) { id } else { seen.ids.join(", ") }));
+    }
+    if m.handle.is_some() {
+        o.insert("handle".into(), json!(seen.handle));
+    }
+    if m.state.is_some() {
+        o.insert("state".into(), json!(seen.state));
+    }
+    if let Some(f) = &m.fields {
+        let fields = drift_fields(seen);
+        o.insert("fields".into(), if sorted(f) == sorted(&fields) { json!(f) } else { json!(fields) });
+    }
+    if let Some(values) = &m.values {
+        let shown = values
+            .keys()
+            .map(|field| {
+                let view = match seen.changes.iter().find(|c| c.field == *field) {
+                    Some(c) => sent_store_view(
+                        &values[field].sent.as_ref().map(|_| c.sent.clone()),
+                        &values[field].store.as_ref().map(|_| c.store.clone()),
+                    ),
+                    None => json!("(unchanged)"),
+                };
+                (field.clone(), view)
+            })
+            .collect();
+        o.insert("values".into(), Value::Object(shown));
+    }
+    if let Some(b) = &m.by {
+        o.insert("by".into(), json!(if seen.by.contains(&b.as_str()) { b.clone() } else { seen.by.join(", ") }));
+    }
+    Value::Object(o)
+}
+
+/// An unexpected drift item, in full.
+fn drift_item_view(seen: &DriftSeen) -> Value {
+    let mut o = Map::new();
+    o.insert("kind".into(), json!(seen.kind));
+    o.insert("id".into(), json!(seen.ids.join(", ")));
+    o.insert("handle".into(), json!(seen.handle));
+    o.insert("state".into(), json!(seen.state));
+    if !seen.changes.is_empty() {
+        o.insert("fields".into(), json!(drift_fields(seen)));
+    }
+    Value::Object(o)
+}
+
+/// `drift:` as written and as reported: counts, then exactly the `items` given (paired as
+/// changes are).
+fn drift_views(want: &DriftExpect, report: Option<&crate::drift::Report>) -> (Value, Value) {
+    let mut expected = Map::new();
+    let mut actual = Map::new();
+    let summary = report.map(|r| r.summary).unwrap_or_default();
+    for (key, want, have) in [
+        ("edited", want.edited, summary.edited),
+        ("deleted", want.deleted, summary.deleted),
+        ("unmanaged", want.unmanaged, summary.unmanaged),
+    ] {
+        if let Some(n) = want {
+            expected.insert(key.into(), json!(n));
+            actual.insert(key.into(), json!(have));
+        }
+    }
+    if let Some(matchers) = &want.items {
+        let seen = report.map(drift_seen).unwrap_or_default();
+        let same_item = |m: &DriftMatcher, s: &DriftSeen| {
+            (m.id.is_some() || m.handle.is_some()).then(|| {
+                m.id.as_ref().is_none_or(|id| s.ids.contains(&id.text().as_str()))
+                    && m.handle.as_deref().is_none_or(|h| h == s.handle)
+            })
+        };
+        let (paired, used) = pair(matchers, &seen, drift_matches, same_item);
+        let mut items: Vec<Value> =
+            matchers.iter().zip(&paired).filter_map(|(m, p)| p.map(|j| drift_projected(m, &seen[j]))).collect();
+        items.extend(seen.iter().zip(&used).filter(|(_, u)| !**u).map(|(s, _)| drift_item_view(s)));
+        expected.insert("items".into(), Value::Array(matchers.iter().map(drift_matcher_view).collect()));
+        actual.insert("items".into(), Value::Array(items));
+    }
+    (Value::Object(expected), Value::Object(actual))
 }
 
 /// The store's products and collections as the scenario format names their fields.

@@ -9,6 +9,7 @@ use indexmap::IndexMap;
 use serde::Deserialize;
 use serde_json::Value;
 
+use crate::adopt::MatchBy;
 use crate::config::schema::validate_with;
 use crate::config::yaml::{self, SpanIndex};
 use crate::diagnostics::{Diagnostic, Diagnostics};
@@ -113,7 +114,129 @@ pub struct RawStep {
     #[serde(default)]
     pub replay: Option<ReplayAction>,
     #[serde(default)]
+    pub edit_store: Option<Vec<StoreEdit>>,
+    #[serde(default)]
+    pub import: Option<ImportAction>,
+    #[serde(default)]
+    pub drift: Option<DriftAction>,
+    #[serde(default)]
     pub expect: Expect,
+}
+
+/// One edit of the store, as a merchant makes it in the Shopify admin: exactly one key.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StoreEdit {
+    #[serde(default)]
+    pub set_product: Option<SetProduct>,
+    #[serde(default)]
+    pub set_variant: Option<SetVariant>,
+    #[serde(default)]
+    pub set_collection: Option<SetCollection>,
+    #[serde(default)]
+    pub delete_product: Option<String>,
+    #[serde(default)]
+    pub delete_collection: Option<String>,
+    #[serde(default)]
+    pub create_product: Option<NewProduct>,
+    #[serde(default)]
+    pub create_collection: Option<NewCollection>,
+}
+
+/// `set_product`: the product with `handle`, fields set.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct SetProduct {
+    pub handle: String,
+    #[serde(default, rename = "new_handle")]
+    pub new_handle: Option<String>,
+    #[serde(default)]
+    pub title: Option<String>,
+    #[serde(default)]
+    pub status: Option<String>,
+    #[serde(default)]
+    pub vendor: Option<String>,
+    #[serde(default)]
+    pub product_type: Option<String>,
+    #[serde(default)]
+    pub description_html: Option<String>,
+    #[serde(default)]
+    pub tags: Option<Vec<String>>,
+}
+
+/// `set_variant`: the variant with `sku` (in whichever product), fields set.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct SetVariant {
+    pub sku: String,
+    #[serde(default)]
+    pub price: Option<String>,
+    #[serde(default)]
+    pub compare_at_price: Option<String>,
+    #[serde(default)]
+    pub barcode: Option<String>,
+}
+
+/// `set_collection`: the collection with `handle`, fields set.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct SetCollection {
+    pub handle: String,
+    #[serde(default)]
+    pub title: Option<String>,
+    #[serde(default)]
+    pub description_html: Option<String>,
+}
+
+/// `create_product`: a product catsync does not manage.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct NewProduct {
+    pub handle: String,
+    pub title: String,
+    #[serde(default)]
+    pub status: Option<String>,
+    #[serde(default)]
+    pub vendor: Option<String>,
+    #[serde(default)]
+    pub product_type: Option<String>,
+    #[serde(default)]
+    pub tags: Vec<String>,
+    /// By SKU.
+    pub variants: IndexMap<String, NewVariant>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewVariant {
+    pub price: String,
+    pub options: IndexMap<String, String>,
+}
+
+/// `create_collection`: a collection catsync does not manage.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewCollection {
+    pub handle: String,
+    pub title: String,
+}
+
+/// `import:` options.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ImportAction {
+    #[serde(default, rename = "match")]
+    pub by: Option<MatchBy>,
+    #[serde(default)]
+    pub dry_run: bool,
+}
+
+/// `drift:` options.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DriftAction {
+    #[serde(default)]
+    pub detailed_exitcode: bool,
 }
 
 /// An action without options (`deactivate: {}`).
@@ -165,6 +288,8 @@ pub struct RunAction {
     pub crash_after_batches: Option<u32>,
     #[serde(default)]
     pub inject: Option<OneOrMany<Inject>>,
+    #[serde(default)]
+    pub adopt: Option<MatchBy>,
 }
 
 /// A source export arriving mid-run.
@@ -239,6 +364,57 @@ pub struct Expect {
     pub requests: Option<IndexMap<String, usize>>,
     #[serde(default)]
     pub store: Option<StoreExpect>,
+    #[serde(default)]
+    pub adopted: Option<Count>,
+    #[serde(default)]
+    pub ambiguous: Option<Vec<String>>,
+    #[serde(default)]
+    pub drift: Option<DriftExpect>,
+}
+
+/// What `catsync drift` must report.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DriftExpect {
+    #[serde(default)]
+    pub edited: Option<usize>,
+    #[serde(default)]
+    pub deleted: Option<usize>,
+    #[serde(default)]
+    pub unmanaged: Option<usize>,
+    #[serde(default)]
+    pub items: Option<Vec<DriftMatcher>>,
+}
+
+/// An item `drift` must report; every key given must match.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DriftMatcher {
+    #[serde(default)]
+    pub kind: Option<String>,
+    /// The Sales Layer id (of an unmanaged store item: of the catalog item it looks like).
+    #[serde(default)]
+    pub id: Option<Id>,
+    #[serde(default)]
+    pub handle: Option<String>,
+    #[serde(default)]
+    pub state: Option<String>,
+    #[serde(default)]
+    pub fields: Option<Vec<String>>,
+    #[serde(default)]
+    pub values: Option<IndexMap<String, SentAndStore>>,
+    #[serde(default)]
+    pub by: Option<String>,
+}
+
+/// A field's value as catsync sent it and as the store has it.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SentAndStore {
+    #[serde(default)]
+    pub sent: Option<Value>,
+    #[serde(default)]
+    pub store: Option<Value>,
 }
 
 /// A number of changes: in all, or by kind.
@@ -346,7 +522,8 @@ pub struct Step {
     pub expect: Expect,
 }
 
-/// What a step does.
+/// What a step does (`EditStore`: edits of the store between steps, as a merchant makes them in
+/// the Shopify admin).
 #[derive(Debug, Clone)]
 pub enum Action {
     Plan { options: PlanAction, only: Vec<(ItemKind, String)>, golden: Option<PathBuf> },
@@ -354,6 +531,9 @@ pub enum Action {
     Deactivate,
     Activate,
     Replay { snapshots: Vec<PathBuf>, goldens: PathBuf, format: GoldenFormat, run: bool },
+    EditStore(Vec<StoreEdit>),
+    Import { by: MatchBy, dry_run: bool },
+    Drift { detailed_exitcode: bool },
 }
 
 /// A resolved [`Inject`].
@@ -374,7 +554,18 @@ impl Action {
             Action::Deactivate => "deactivate",
             Action::Activate => "activate",
             Action::Replay { .. } => "replay",
+            Action::EditStore(_) => "edit_store",
+            Action::Import { .. } => "import",
+            Action::Drift { .. } => "drift",
         }
+    }
+
+    /// Whether the action adopts store items (and so has an adoption report).
+    pub fn adopts(&self) -> bool {
+        matches!(
+            self,
+            Action::Import { .. } | Action::Run { refresh: false, options: RunAction { adopt: Some(_), .. }, .. }
+        )
     }
 
     /// Whether the action exports (and so has a run and exported changes).
@@ -531,12 +722,15 @@ impl Resolver<'_> {
             ("deactivate", raw.deactivate.is_some()),
             ("activate", raw.activate.is_some()),
             ("replay", raw.replay.is_some()),
+            ("edit_store", raw.edit_store.is_some()),
+            ("import", raw.import.is_some()),
+            ("drift", raw.drift.is_some()),
         ]
         .iter()
         .filter(|(_, set)| *set)
         .map(|(name, _)| *name)
         .collect();
-        let hint = "give each step one of `plan`, `run`, `refresh`, `deactivate`, `activate` or `replay` (`run: {}` runs with the defaults)";
+        let hint = "give each step one of `plan`, `run`, `refresh`, `deactivate`, `activate`, `replay`, `edit_store`, `import` or `drift` (`run: {}` runs with the defaults)";
         match actions.as_slice() {
             [] => {
                 self.error_at_key(&at, format!("step {} has no action", i + 1), Some(hint.to_string()));
@@ -567,6 +761,12 @@ impl Resolver<'_> {
             let snapshots = self.snapshots(&format!("{at}/replay/sources"), &replay.sources);
             let format = replay.format.unwrap_or(GoldenFormat::Text);
             Action::Replay { snapshots, goldens: self.dir.join(&replay.goldens), format, run: replay.run }
+        } else if let Some(edits) = raw.edit_store {
+            Action::EditStore(edits)
+        } else if let Some(import) = raw.import {
+            Action::Import { by: import.by.unwrap_or(MatchBy::Handle), dry_run: import.dry_run }
+        } else if let Some(drift) = raw.drift {
+            Action::Drift { detailed_exitcode: drift.detailed_exitcode }
         } else if raw.deactivate.is_some() {
             Action::Deactivate
         } else if raw.activate.is_some() {
@@ -681,6 +881,17 @@ impl Resolver<'_> {
             if expect.notes.is_some() {
                 misplaced("notes", "notes belong to runs");
             }
+        }
+        if !action.adopts() {
+            if expect.adopted.is_some() {
+                misplaced("adopted", "it adopts nothing (`import`, or `run` with `adopt`, do)");
+            }
+            if expect.ambiguous.is_some() {
+                misplaced("ambiguous", "it adopts nothing (`import`, or `run` with `adopt`, do)");
+            }
+        }
+        if expect.drift.is_some() && !matches!(action, Action::Drift { .. }) {
+            misplaced("drift", "drift is reported by `drift`");
         }
         if action.crashes() && expect.exit.is_some() {
             misplaced("exit", "a crashed process has no exit code (check `run_status: IN PROGRESS` instead)");

@@ -1,11 +1,12 @@
 //! Fixture replay (`catsync test`): scenario files drive a pipeline through steps — source
 //! exports arriving, pipeline edits, `plan`/`run`/`refresh`/`deactivate`/`activate`, mid-run
-//! deactivation, new exports and crashes at batch boundaries, replays against golden plans — in a
-//! scratch workspace with in-process sandbox stores, and check what a user would observe.
+//! deactivation, new exports and crashes at batch boundaries, replays against golden plans,
+//! edits of the store as a merchant makes them, `import` and `drift` — in a scratch workspace
+//! with in-process sandbox stores, and check what a user would observe.
 //!
 //! `file` reads and validates scenarios, `workspace` is their scratch world, `runner` performs
-//! the steps through the library, `expect` compares, `golden` keeps golden plans, `render` and
-//! `report` write the results. The format is documented in `docs/scenarios.md`.
+//! the steps through the library, `store_edit` edits a sandbox store between steps, `expect`
+//! compares, `golden` keeps golden plans, `render` and `report` write the results. The format is documented in `docs/scenarios.md`.
 
 pub mod expect;
 pub mod file;
@@ -13,6 +14,7 @@ pub mod golden;
 pub mod render;
 pub mod report;
 pub mod runner;
+pub mod store_edit;
 pub mod workspace;
 
 use std::path::{Path, PathBuf};

@@ -12,6 +12,7 @@ use super::expect::{check, Observed, Problem};
 use super::file::{Action, GoldenFormat, Injection, PlanAction, RunAction, Scenario, Step};
 use super::golden;
 use super::workspace::Workspace;
+use crate::adopt::{adopt, Writing};
 use crate::config::secret::ProcessEnv;
 use crate::config::{self, CompiledPipeline, LoadOptions};
 use crate::control::Control;
@@ -172,10 +173,14 @@ impl<'a> Runner<'a> {
             }
             Action::Run { refresh, options, only, injects } => {
                 let injects = self.injections(injects, &stages)?;
-                let req = run_request(*refresh, options, only);
-                let hooks = StepHooks::new(&self.ws.state_dir(), &pipeline, options, injects);
-                self.execute(pipeline, req, &hooks, &mut obs);
-                problems.extend(hooks.missed());
+                // `run --adopt`: adoption first, all or nothing; refused, nothing runs.
+                let adopted = options.adopt.is_none_or(|by| self.adopt_all(&pipeline, by, &mut obs));
+                if adopted {
+                    let req = run_request(*refresh, options, only);
+                    let hooks = StepHooks::new(&self.ws.state_dir(), &pipeline, options, injects);
+                    self.execute(pipeline, req, &hooks, &mut obs);
+                    problems.extend(hooks.missed());
+                }
             }
             Action::Deactivate | Action::Activate => {
                 let control = Control::new(&self.ws.state_dir(), &pipeline.name, pipeline.environment.as_deref());
@@ -186,6 +191,41 @@ impl<'a> Runner<'a> {
                 obs.exit = Some(0);
             }
             Action::Replay { .. } => self.replay(step, &stages, &mut obs, &mut problems)?,
+            Action::EditStore(edits) => {
+                let store = self.ws.store(None, env).map_err(|e| Problem::message("edit_store", e))?;
+                let api_version = crate::store_read::shopify_exports(&pipeline)
+                    .first()
+                    .map_or_else(|| "2026-07".to_string(), |(_, e)| e.api_version.clone());
+                for (i, edit) in edits.iter().enumerate() {
+                    let done = match super::store_edit::creation(edit) {
+                        Some(doc) => {
+                            let client =
+                                self.ws.client(store, &api_version).map_err(|e| Problem::message("edit_store", e))?;
+                            self.rt.block_on(super::store_edit::create(store, client, doc))
+                        }
+                        None => super::store_edit::apply(store, edit),
+                    };
+                    done.map_err(|e| Problem::message(format!("edit_store[{i}]"), e))?;
+                }
+                obs.exit = Some(0);
+            }
+            Action::Import { by, dry_run } => {
+                let writing = if *dry_run { Writing::Nothing } else { Writing::Adopted };
+                match adopt(&pipeline, &self.ws.state_dir(), *by, writing) {
+                    Ok(report) => {
+                        obs.exit = Some(0);
+                        obs.adoption = Some(report);
+                    }
+                    Err(e) => obs.failed(&e),
+                }
+            }
+            Action::Drift { detailed_exitcode } => match crate::drift::inspect(&pipeline, &self.ws.state_dir()) {
+                Ok(report) => {
+                    obs.exit = Some(if *detailed_exitcode && report.has_drift() { 2 } else { 0 });
+                    obs.drift = Some(report);
+                }
+                Err(e) => obs.failed(&e),
+            },
         }
         let (runs_after, queued) = runs(&self.ws.state_dir(), &name, environment.as_deref())?;
         obs.queued = queued;
@@ -201,6 +241,29 @@ impl<'a> Runner<'a> {
         }
         problems.extend(check(&step.expect, &step.action, &obs));
         Ok(problems)
+    }
+
+    /// Adopts the store items of the catalog items without a record, all or none (`run
+    /// --adopt`); whether the run may go on.
+    fn adopt_all(&self, pipeline: &CompiledPipeline, by: crate::adopt::MatchBy, obs: &mut Observed) -> bool {
+        match adopt(pipeline, &self.ws.state_dir(), by, Writing::AllOrNothing) {
+            Ok(report) => {
+                let written = report.written;
+                if !written {
+                    obs.exit = Some(1);
+                    obs.error = Some(format!(
+                        "`--adopt` found {} ambiguous: nothing was adopted and nothing sent",
+                        report.summary.ambiguous
+                    ));
+                }
+                obs.adoption = Some(report);
+                written
+            }
+            Err(e) => {
+                obs.failed(&e);
+                false
+            }
+        }
     }
 
     /// Copies the step's exports into the source directories; tables start as the pipeline's own.

@@ -159,6 +159,13 @@ impl Workspace {
             .ok_or_else(|| format!("export `{export}` has no store yet"))
     }
 
+    /// A client to `store` with the token every scenario store accepts (what `edit_store` creates
+    /// items with).
+    pub fn client(&self, store: &Sandbox, api_version: &str) -> Result<crate::shopify::client::Client, String> {
+        let token = crate::config::secret::Secret::new("(scenario store)", TOKEN);
+        crate::shopify::client::Client::new(&store.url(), api_version, Some(token)).map_err(|e| e.to_string())
+    }
+
     /// Every store started so far.
     pub fn stores(&self) -> impl Iterator<Item = &Sandbox> {
         self.stores.values()

@@ -15,6 +15,24 @@ use crate::plan::{Action, Change};
 use crate::stages::ItemKind;
 use crate::state::{ExportRecord, ImagesRecord};
 
+/// How `productSet` finds a product: by handle, which makes a retried create idempotent, except
+/// for a product catsync recorded under another handle than the document's (a handle renamed in
+/// the catalog, or a product adopted by SKU under its own handle): that one is found by its GID
+/// and takes the new handle — by handle, it would be created a second time beside the old one.
+fn product_identifier<'a>(
+    change: &'a Change,
+    p: &'a ProductDoc,
+    record: Option<&'a ExportRecord>,
+) -> ops::ProductIdentifier<'a> {
+    match record {
+        Some(ExportRecord { gid: Some(gid), handle, .. }) if change.action != Action::Create && *handle != p.handle => {
+            ops::ProductIdentifier::Id(gid)
+        }
+        _ if change.action == Action::Create => ops::ProductIdentifier::Handle(&p.handle),
+        _ => ops::ProductIdentifier::Handle(&change.handle),
+    }
+}
+
 /// What happened to one change.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Outcome {
@@ -237,8 +255,7 @@ impl ShopifyTarget {
                         }
                     }
                 }
-                // An existing product is identified by the handle it has in the store.
-                let identifier = if change.action == Action::Create { &p.handle } else { &change.handle };
+                let identifier = product_identifier(change, p, record);
                 let images = Images::plan(p, record, Some(doc), resent(change));
                 let outcome = self.set_product(p, identifier, &ids, images).await?;
                 let Outcome::Done { gid: Some(id), images } = outcome else { return Ok(outcome) };
@@ -254,7 +271,7 @@ impl ShopifyTarget {
     async fn set_product(
         &self,
         p: &ProductDoc,
-        identifier: &str,
+        identifier: ops::ProductIdentifier<'_>,
         collections: &[String],
         mut images: Images<'_>,
     ) -> Result<Outcome, GqlError> {
@@ -401,8 +418,8 @@ impl ShopifyTarget {
                     continue;
                 }
             };
-            let identifier = if change.action == Action::Create { &p.handle } else { &change.handle };
             let record = records.get(i).and_then(Option::as_ref);
+            let identifier = product_identifier(change, p, record);
             let images = Images::plan(p, record, change.document.as_deref(), resent(change));
             lines.push(ops::product_set_variables(p, identifier, &ids, &images).to_string());
             sent.push((i, identifier, ids));
@@ -439,7 +456,7 @@ impl ShopifyTarget {
                         // with every image by source (rare: images deleted in the store by hand).
                         Some(_) if images.by_id() && payload.is_some_and(media_refused) => {
                             let Some(Document::Product(p)) = changes[i].document.as_deref() else { continue };
-                            self.set_product(p, identifier, ids, Images::fresh(p)).await?
+                            self.set_product(p, *identifier, ids, Images::fresh(p)).await?
                         }
                         Some(message) => Outcome::Failed { message, retryable: false },
                         None => match v.pointer("/data/productSet/product/id").and_then(Value::as_str) {

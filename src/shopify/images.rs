@@ -265,6 +265,7 @@ mod tests {
             fields: Default::default(),
             archived: false,
             images,
+            adopted: false,
         }
     }
 

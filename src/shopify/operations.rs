@@ -191,11 +191,29 @@ pub fn product_set_input(doc: &ProductDoc, collections: &[String], images: &Imag
     Value::Object(m)
 }
 
+/// How a `productSet` finds the product it sets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProductIdentifier<'a> {
+    /// By handle: an upsert (a create when no product has it); the input carries the same handle.
+    Handle(&'a str),
+    /// By GID: the product catsync recorded, whose handle becomes the input's.
+    Id(&'a str),
+}
+
 /// The variables of [`PRODUCT_SET`] for a product document.
-pub fn product_set_variables(doc: &ProductDoc, identifier: &str, collections: &[String], images: &Images) -> Value {
+pub fn product_set_variables(
+    doc: &ProductDoc,
+    identifier: ProductIdentifier,
+    collections: &[String],
+    images: &Images,
+) -> Value {
     let (with_media, media) = images.media_variables();
+    let identifier = match identifier {
+        ProductIdentifier::Handle(handle) => json!({ "handle": handle }),
+        ProductIdentifier::Id(id) => json!({ "id": id }),
+    };
     json!({
-        "identifier": { "handle": identifier },
+        "identifier": identifier,
         "input": product_set_input(doc, collections, images),
         "withMedia": with_media,
         "media": media,

@@ -54,6 +54,11 @@ pub struct ExportRecord {
     /// in states written before images were recorded).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub images: Option<ImagesRecord>,
+    /// Recorded by adoption (`catsync import`, `run --adopt`): the store had the item before
+    /// catsync sent it anything, and the hash describes the store's state then. The first
+    /// export writes a plain record again.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub adopted: bool,
 }
 
 /// A product's images in the store: what lets an update keep its media instead of re-creating
@@ -734,6 +739,8 @@ impl Namespace<'_> {
             hash: String,
             #[serde(default)]
             archived: bool,
+            #[serde(default)]
+            adopted: bool,
         }
         let mut out = BTreeMap::new();
         for kind in ItemKind::ALL {
@@ -745,6 +752,7 @@ impl Namespace<'_> {
                     fields: BTreeMap::new(),
                     archived: h.archived,
                     images: None,
+                    adopted: h.adopted,
                 };
                 out.insert((kind, id), record);
             }
@@ -1046,6 +1054,7 @@ mod tests {
             fields: BTreeMap::new(),
             archived,
             images: None,
+            adopted: false,
         }
     }
 
