@@ -178,14 +178,42 @@ const NOT_REBUILT: &str = "the document sent last cannot be rebuilt (the source 
 /// evaluated now (nothing written), the documents sent last rebuilt, each store read through a
 /// read-only client (a `sandbox://` store from its data file).
 pub fn inspect(pipeline: &CompiledPipeline, state_dir: &Path) -> Result<Report, Error> {
-    let exports = shopify_exports(pipeline);
-    if exports.is_empty() {
+    if shopify_exports(pipeline).is_empty() {
         return Err(Error::failed(format!(
             "pipeline `{}` has no `shopify` export: drift compares a Shopify store with what catsync sent it",
             pipeline.name
         )));
     }
     let state = State::open_or_empty(state_dir)?;
+    inspect_exports(pipeline, &state, &|_| true)
+}
+
+/// The drift of the Shopify exports of `pipeline` that `wanted` names, against `state` (the
+/// same reading and comparison as [`inspect`]; a plan with `--refresh-store` uses it). Callable
+/// from inside an async runtime: the store is then read on a thread of its own.
+pub fn inspect_exports(
+    pipeline: &CompiledPipeline,
+    state: &State,
+    wanted: &(dyn Fn(&str) -> bool + Sync),
+) -> Result<Report, Error> {
+    if tokio::runtime::Handle::try_current().is_ok() {
+        return std::thread::scope(|s| {
+            s.spawn(|| inspect_here(pipeline, state, wanted))
+                .join()
+                .unwrap_or_else(|_| Err(Error::failed("reading the store panicked")))
+        });
+    }
+    inspect_here(pipeline, state, wanted)
+}
+
+fn inspect_here(
+    pipeline: &CompiledPipeline,
+    state: &State,
+    wanted: &(dyn Fn(&str) -> bool + Sync),
+) -> Result<Report, Error> {
+    let state_dir = state.dir();
+    let exports: Vec<_> =
+        shopify_exports(pipeline).into_iter().filter(|(idx, _)| wanted(&pipeline.stages[*idx].name)).collect();
     let ns = state.namespace(&pipeline.name, pipeline.environment.as_deref());
     // The catalog now: its items without a record are looked for in the store.
     let current = evaluate(pipeline, &ns, Read::Since).map_err(Error::failed)?;
@@ -704,7 +732,7 @@ pub fn compare_collection(doc: &CollectionDoc, store: &StoreCollection, language
 // ---------------------------------------------------------------------------------------------
 // Rendering
 
-fn shown(v: &Value) -> String {
+pub(crate) fn shown(v: &Value) -> String {
     let text = match v {
         Value::Null => "(none)".to_string(),
         other => other.to_string(),

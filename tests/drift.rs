@@ -16,7 +16,7 @@ fn requests_since(s: &Sandbox, from: usize) -> Vec<catsync::sandbox::RequestReco
 }
 
 /// A product the merchant creates in the store (catsync does not manage it).
-fn create_in_store(s: &Sandbox, handle: &str, title: &str, sku: &str) {
+pub(crate) fn create_in_store(s: &Sandbox, handle: &str, title: &str, sku: &str) {
     let query = "mutation($h: String!, $input: ProductSetInput!) { productSet(identifier: {handle: $h}, input: $input) { product { id } userErrors { message } } }";
     let input = json!({
         "handle": handle,
@@ -42,7 +42,7 @@ fn graphql(s: &Sandbox, query: &str, variables: Value) -> Value {
     body["data"].clone()
 }
 
-fn synced() -> (Sandbox, Project) {
+pub(crate) fn synced() -> (Sandbox, Project) {
     let (s, p) = synced_setup(FaultSpec::default(), PARAMS);
     let out = p.cli(&["-q", "run", "p.yaml"]);
     assert_eq!(out.code, 0, "{}\n{}", out.stderr, out.stdout);

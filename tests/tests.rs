@@ -7,6 +7,7 @@ mod browser;
 mod commands;
 mod deploy;
 mod drift;
+mod drift_plan;
 mod first_hour;
 mod fixture_replay;
 mod images;

@@ -58,6 +58,11 @@ pub struct PlanArgs {
     /// plan, made the slow way: a check of the incremental engine).
     #[arg(long)]
     pub full: bool,
+    /// Read the managed items back from the store and include their drift (what was edited or
+    /// deleted there since catsync sent it), handled by each export's `drift.policy`; still a
+    /// dry run. Without it (and without `drift: { refresh: true }`) a plan never reads the store.
+    #[arg(long, conflicts_with = "remote")]
+    pub refresh_store: bool,
     #[command(flatten)]
     pub selection: Selection,
     /// Ask the `catsync serve` at this address for the plan, made against its state (the file
@@ -83,7 +88,7 @@ pub fn exec(args: &PlanArgs, g: &Globals) -> Result<Exit, Error> {
     }
     let pipeline = load_pipeline(&file, g)?;
     let state = State::open_or_empty(&g.state)?;
-    let planned = planned(&pipeline, &state, args.refresh, args.full, &args.selection)?;
+    let planned = planned(&pipeline, &state, args.refresh, args.full, args.refresh_store, &args.selection)?;
     if let Some(out) = &args.out {
         save(&planned.plan, out)?;
     }
@@ -129,12 +134,13 @@ fn exec_remote(args: &PlanArgs, url: &str, file: &Path, g: &Globals) -> Result<E
 
 /// The plan `catsync plan` makes, `--only` items checked against the catalog (an item the
 /// pipeline does not know is an error). `catsync serve` makes the plans it is asked for
-/// (`POST /api/plan`) with it too.
+/// (`POST /api/plan`) with it too. `refresh_store`: read the store for drift (`--refresh-store`).
 pub fn planned(
     pipeline: &CompiledPipeline,
     state: &State,
     refresh: bool,
     full: bool,
+    refresh_store: bool,
     selection: &Selection,
 ) -> Result<Planned, Error> {
     let only = &selection.only;
@@ -145,6 +151,7 @@ pub fn planned(
         allow_mass_delete: false,
         // `--only` is checked against the catalog, which the no-op fast path does not read.
         ignore_checkpoints: !only.is_empty() || full,
+        refresh_store,
     };
     let planned = plan(pipeline, state, &opts)?;
     let ns = state.namespace(&pipeline.name, pipeline.environment.as_deref());

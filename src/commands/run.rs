@@ -35,6 +35,10 @@ pub struct RunArgs {
     /// the default, or `sku`), then run. Adopts nothing and sends nothing when a match is ambiguous.
     #[arg(long, value_enum, value_name = "BY", num_args = 0..=1, default_missing_value = "handle", conflicts_with_all = ["discard", "resume"])]
     pub adopt: Option<crate::adopt::MatchBy>,
+    /// Read the managed items back from the store first and handle their drift by each export's
+    /// `drift.policy` (`overwrite` restores what was edited or deleted there).
+    #[arg(long, conflicts_with_all = ["discard", "resume"])]
+    pub refresh_store: bool,
 }
 
 #[derive(Debug, clap::Args)]
@@ -109,6 +113,7 @@ pub fn exec(args: &RunArgs, g: &Globals) -> Result<Exit, Error> {
         only: args.selection.only.clone(),
         limit: args.selection.limit,
         allow_mass_delete: args.allow_mass_delete,
+        refresh_store: args.refresh_store,
         ..PlanOptions::default()
     };
     let req = RunRequest { mode: RunMode::Incremental, options, resume: args.resume, plan_file: None };

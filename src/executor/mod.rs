@@ -453,6 +453,7 @@ fn start_run(
     let admitted = admit(changes, &mut queue, &mut next_seq, &rules)
         .map_err(|Refused(why)| Error::failed(format!("refusing to run: {why}")))?;
     notes.extend(admitted.describe());
+    notes.extend(planned.drift.iter().cloned());
     let started = now_rfc3339();
     let run = RunRecord {
         id: run_id(),

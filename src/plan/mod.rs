@@ -3,6 +3,7 @@
 //! reads state and sources; it never writes to state or to a target (R03).
 
 pub mod diff;
+pub mod drift;
 pub mod format;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
@@ -213,6 +214,9 @@ pub struct PlanOptions {
     pub allow_mass_delete: bool,
     /// Evaluate every stage even when a checkpoint could be reused.
     pub ignore_checkpoints: bool,
+    /// Read the store and include its drift (`--refresh-store`); an export's `drift.refresh`
+    /// does it without this.
+    pub refresh_store: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -221,12 +225,18 @@ pub enum PlanError {
     Engine(#[from] EngineError),
     #[error(transparent)]
     State(#[from] StateError),
+    /// Reading the store for drift failed.
+    #[error("{0}")]
+    Store(String),
 }
 
 /// A plan and the evaluation it came from (what a run would persist).
 pub struct Planned {
     pub plan: Plan,
     pub evaluation: Evaluation,
+    /// What reading the store found (`--refresh-store`), one line an item: also among the
+    /// plan's warnings or its changes' reasons; a run keeps them as notes.
+    pub drift: Vec<String>,
 }
 
 /// Digest of the configuration: the raw pipeline with the environment applied; secrets are
@@ -251,6 +261,19 @@ pub fn config_digest(p: &CompiledPipeline) -> String {
 
 /// Makes the plan of `pipeline` against `state`.
 pub fn plan(pipeline: &CompiledPipeline, state: &State, opts: &PlanOptions) -> Result<Planned, PlanError> {
+    if drift::wanted(pipeline, opts.refresh_store) {
+        // Drift concerns items the catalog did not change: every item is evaluated, so each has
+        // its document at hand (no checkpoint fast path, no incremental evaluation).
+        let whole = PlanOptions { ignore_checkpoints: true, ..opts.clone() };
+        let mut planned = plan_catalog(pipeline, state, &whole)?;
+        drift::add_drift(pipeline, state, opts, &mut planned)?;
+        return Ok(planned);
+    }
+    plan_catalog(pipeline, state, opts)
+}
+
+/// The plan of what the catalog changed, the store not read.
+fn plan_catalog(pipeline: &CompiledPipeline, state: &State, opts: &PlanOptions) -> Result<Planned, PlanError> {
     let ns = state.namespace(&pipeline.name, pipeline.environment.as_deref());
     let digest = config_digest(pipeline);
     let last_digest: Option<String> = ns.meta("config_digest")?;
@@ -402,7 +425,7 @@ pub fn plan(pipeline: &CompiledPipeline, state: &State, opts: &PlanOptions) -> R
         ..Plan::empty(pipeline, digest, state_fingerprint(pipeline, &ns)?)
     };
     tracing::debug!(elapsed_ms = started.elapsed().as_millis() as u64, "plan made");
-    Ok(Planned { plan, evaluation })
+    Ok(Planned { plan, evaluation, drift: Vec::new() })
 }
 
 /// The incremental evaluation, when every `map` stage's checkpoint has a base that still holds:
@@ -525,7 +548,7 @@ fn plan_from_checkpoints(
     };
     let evaluation =
         Evaluation { outputs: vec![crate::engine::Data::Nothing; pipeline.stages.len()], updates: Vec::new(), errors };
-    Ok(Some(Planned { plan, evaluation }))
+    Ok(Some(Planned { plan, evaluation, drift: Vec::new() }))
 }
 
 /// What `--only` selects: the items named (a variant names its product), and the collections

@@ -362,6 +362,7 @@ impl<'a> Runner<'a> {
             limit: options.limit,
             allow_mass_delete: false,
             ignore_checkpoints: false,
+            refresh_store: false,
         };
         let Some(planned) = self.plan_now(pipeline, &opts, obs)? else { return Ok(()) };
         obs.exit = Some(if options.detailed_exitcode && planned.has_changes() { 2 } else { 0 });

@@ -22,6 +22,41 @@ pub struct ShopifyConfig {
     pub api_version: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub bulk: Option<BulkConfig>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub drift: Option<DriftConfig>,
+}
+
+/// `drift:` — whether plans read the store back, and what a run does with what it finds.
+#[derive(Debug, Clone, Copy, Default, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct DriftConfig {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refresh: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policy: Option<DriftPolicy>,
+}
+
+/// What a run does with an item whose store state differs from what catsync last sent.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DriftPolicy {
+    /// Restore the catalog's values; create again what was deleted in the store.
+    #[default]
+    Overwrite,
+    /// Leave the merchant's edits and deletions; warn.
+    Keep,
+    /// Only show the drift.
+    Report,
+}
+
+impl DriftPolicy {
+    pub fn name(self) -> &'static str {
+        match self {
+            DriftPolicy::Overwrite => "overwrite",
+            DriftPolicy::Keep => "keep",
+            DriftPolicy::Report => "report",
+        }
+    }
 }
 
 /// `bulk:` — when product writes go through bulk mutations instead of one call each.
@@ -70,6 +105,9 @@ pub struct ShopifyExport {
     pub token: Option<Secret>,
     pub api_version: String,
     pub bulk: BulkSettings,
+    /// `drift.refresh`: every plan reads the store.
+    pub drift_refresh: bool,
+    pub drift_policy: DriftPolicy,
 }
 
 pub fn compile(cfg: &ShopifyConfig, inputs: &[(&str, &Output)], cx: &mut StageCx) -> (Option<ShopifyExport>, Output) {
@@ -118,7 +156,16 @@ pub fn compile(cfg: &ShopifyConfig, inputs: &[(&str, &Output)], cx: &mut StageCx
         );
     }
     let bulk = cfg.bulk.as_ref().map(BulkConfig::settings).unwrap_or_default();
-    (Some(ShopifyExport { store, token, api_version: cfg.api_version.clone(), bulk }), Output::Nothing)
+    let drift = cfg.drift.unwrap_or_default();
+    let export = ShopifyExport {
+        store,
+        token,
+        api_version: cfg.api_version.clone(),
+        bulk,
+        drift_refresh: drift.refresh.unwrap_or(false),
+        drift_policy: drift.policy.unwrap_or_default(),
+    };
+    (Some(export), Output::Nothing)
 }
 
 /// Checks that an export reads exactly one `map` stage; returns the statuses it can produce.
