@@ -133,6 +133,7 @@ pub async fn execute(
     // A refresh asked for earlier (while another run exported) is carried out by this one.
     let refresh_requested = control.take_refresh_request();
     let state = State::open(state_dir)?;
+    let size_at_open = state.size_on_disk();
     let ns = state.namespace(&current.name, current.environment.as_deref());
     let mut notes = Vec::new();
     if let Some(h) = stale {
@@ -226,11 +227,11 @@ pub async fn execute(
         Some(q) => q,
         None => ns.queue()?.into(),
     };
-    loop {
+    let outcome = loop {
         match exporter.export(&mut run, queue).await? {
             Ended::Done(mut outcome) => {
                 outcome.first_note = first_note;
-                return Ok(*outcome);
+                break *outcome;
             }
             Ended::RefreshRequested(at) => {
                 // R05: a refresh asked for during the run replaces its queue, with the current file.
@@ -251,8 +252,16 @@ pub async fn execute(
                 queue = started.queue;
             }
         }
-    }
+    };
+    drop(exporter);
+    // Still under the run lock: no other catsync opens the state in between.
+    state.settle(size_at_open, SETTLE_AFTER_BYTES);
+    Ok(outcome)
 }
+
+/// How much a run writes before it folds sled's log on its way out ([`State::settle`]): a
+/// first run or a refresh of a large catalog, not an everyday delta.
+const SETTLE_AFTER_BYTES: u64 = 64 * 1024 * 1024;
 
 /// Takes the run lock, or says who holds it.
 fn take_lock(

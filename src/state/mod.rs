@@ -420,6 +420,27 @@ impl State {
         Ok(())
     }
 
+    /// Bytes of the database on disk (sled's log and snapshot).
+    pub fn size_on_disk(&self) -> u64 {
+        self.db.size_on_disk().unwrap_or(0)
+    }
+
+    /// Ends a command that wrote much — `grown` bytes or more since `size_before` (a first run, a
+    /// refresh) — by closing the database and opening it once more: sled folds its log into a
+    /// snapshot only when it opens, so otherwise the next command (a plan) would replay all of it
+    /// (about a second after a 100,000-product first run). Best effort: it changes no data.
+    pub fn settle(self, size_before: u64, grown: u64) {
+        let written = self.size_on_disk().saturating_sub(size_before);
+        let dir = self.dir.clone();
+        let on_disk = dir.join("db").exists();
+        drop(self);
+        if on_disk && written >= grown {
+            if let Err(e) = State::open(&dir) {
+                tracing::debug!(error = %e, "the state was not reopened to fold its log");
+            }
+        }
+    }
+
     pub fn flush(&self) -> Result<(), StateError> {
         self.db.flush().map(|_| ()).map_err(|e| self.corrupt(e))
     }
