@@ -11,11 +11,8 @@ runs="${2:-20}"
 work="bench/work/growth-$size"
 cargo build --release --quiet --bin catsync
 bin=target/release/catsync
-rm -rf "$work" && mkdir -p "$work/exports" "$work/delta"
-cp bench/pipeline.yaml "$work/p.yaml"
-"$bin" -q gen --size "$size" --out "$work/delta" --delta-products 0.01 --delta-variants 0.01 --delta-categories 5
-mv "$work/delta/00-full.json" "$work/exports/"
-sleep 2.5
+source bench/catalog.sh
+catalog "$work" "$size"
 
 disk() { du -sb "$work/state" | cut -f1; }
 row() { # label

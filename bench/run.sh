@@ -9,15 +9,8 @@ only_plan="${2:-}"
 work="bench/work/$size"
 cargo build --release --quiet --bin catsync --example floor --example state_costs
 bin=target/release/catsync
-rm -rf "$work" && mkdir -p "$work/exports" "$work/delta"
-cp bench/pipeline.yaml "$work/p.yaml"
-"$bin" -q gen --size "$size" --out "$work/delta" --delta-products 0.01 --delta-variants 0.01 --delta-categories 5
-mv "$work/delta/00-full.json" "$work/exports/"
-# An export is trusted by size and modification time only when catsync first read it more than two
-# seconds after it was written (a file rewritten within a coarse filesystem's timestamp tick keeps
-# both); otherwise the next plan reads it once more. Real exports arrive before the run that reads
-# them; the pause keeps `gen`'s just-written file from charging that one re-read to the delta plan.
-sleep 2.5
+source bench/catalog.sh
+catalog "$work" "$size"
 bytes=$(stat -c %s "$work/exports/00-full.json")
 
 measure() { # label, command...
