@@ -102,22 +102,14 @@ impl Namespace<'_> {
         tree.scan_prefix(&prefix).keys().collect::<Result<Vec<_>, _>>().map_err(|e| self.state.corrupt(e))
     }
 
-    /// The bucket of `key` in the index at `parts`.
-    fn bucket<V: DeserializeOwned>(
+    /// The value of `key` in the index at `parts`.
+    fn indexed<V: DeserializeOwned + Send>(
         &self,
         tree: &str,
         parts: &[&str],
         key: &str,
-    ) -> Result<BTreeMap<String, V>, StateError> {
-        let b = bucket_of(key);
-        let mut full = parts.to_vec();
-        full.push(&b);
-        Ok(self.get(tree, &full)?.unwrap_or_default())
-    }
-
-    /// The value of `key` in the index at `parts`.
-    fn indexed<V: DeserializeOwned>(&self, tree: &str, parts: &[&str], key: &str) -> Result<Option<V>, StateError> {
-        Ok(self.bucket::<V>(tree, parts, key)?.remove(key))
+    ) -> Result<Option<V>, StateError> {
+        Ok(self.indexed_many(tree, parts, [key])?.remove(key))
     }
 
     fn get_bytes(&self, tree: &str, parts: &[&str]) -> Result<Option<sled::IVec>, StateError> {

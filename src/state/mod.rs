@@ -410,7 +410,7 @@ impl State {
     /// one (a tenth of an incremental plan's time on a 100,000-product state). Only for a state
     /// on disk that the process does not open again.
     pub fn close_for_exit(self) -> Result<(), StateError> {
-        if !self.dir.join("db").exists() {
+        if self.shared.is_none() {
             // A temporary database (`open_or_empty` on a new directory) removes its files when
             // dropped.
             return Ok(());
@@ -432,7 +432,7 @@ impl State {
     pub fn settle(self, size_before: u64, grown: u64) {
         let written = self.size_on_disk().saturating_sub(size_before);
         let dir = self.dir.clone();
-        let on_disk = dir.join("db").exists();
+        let on_disk = self.shared.is_some();
         drop(self);
         if on_disk && written >= grown {
             if let Err(e) = State::open(&dir) {
