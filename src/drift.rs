@@ -24,7 +24,7 @@ use crate::shopify::client::GqlError;
 use crate::shopify::read::{Found, ProductWants, Reader, StoreCollection, StoreMetafield, StoreProduct, StoreVariant};
 use crate::stages::ItemKind;
 use crate::state::{ExportRecord, State};
-use crate::store_read::{runtime, shopify_exports, ReadOnlyStore};
+use crate::store_read::{shopify_exports, ReadOnlyStore};
 
 /// The version of the JSON report's shape.
 pub const FORMAT_VERSION: u32 = 1;
@@ -222,11 +222,11 @@ fn inspect_here(
     let nothing_new = current.updates.iter().all(|u| u.exports.is_empty() && u.changes.is_empty());
     let mut current = nothing_new.then_some(current);
     let mut last_sent: Option<LastSent> = None;
-    let rt = runtime()?;
+    let rt = crate::executor::runtime("catsync-store-read")?;
     let mut drifts = Vec::new();
     for ((idx, export), catalog) in exports.into_iter().zip(catalogs) {
         let name = &pipeline.stages[idx].name;
-        let records = ns.records(name)?;
+        let records = ns.record_heads(name)?;
         let sent = if records.is_empty() {
             BTreeMap::new()
         } else {
@@ -499,9 +499,13 @@ fn text(out: &mut Vec<FieldChange>, field: &str, sent: Option<&str>, store: Opti
     }
 }
 
+/// Compares a price as the store keeps it: two decimals, rounded as the store rounds
+/// (`crate::sandbox::money::two_decimals`: `19.999` is sent and kept as `20.00`); text that is not
+/// a number is compared without insignificant zeros.
 fn money(out: &mut Vec<FieldChange>, field: &str, sent: Option<&str>, store: Option<&str>) {
     let Some(sent) = sent.filter(|s| !s.trim().is_empty()) else { return };
-    if Some(decimal(sent)) != store.filter(|s| !s.trim().is_empty()).map(decimal) {
+    let norm = |s: &str| crate::sandbox::money::two_decimals(s).unwrap_or_else(|| decimal(s));
+    if Some(norm(sent)) != store.filter(|s| !s.trim().is_empty()).map(norm) {
         out.push(FieldChange { field: field.to_string(), sent: text_value(Some(sent)), store: text_value(store) });
     }
 }

@@ -338,14 +338,20 @@ impl Served {
     }
 }
 
-/// The names a pipeline text refers to with `${NAME}` or `${NAME:-default}` (not `${file:…}`).
-fn references(text: &str) -> impl Iterator<Item = String> + '_ {
-    text.match_indices("${").filter_map(move |(i, _)| {
-        let inner = &text[i + 2..];
-        let inner = &inner[..inner.find('}')?];
-        let name = inner.split_once(":-").map_or(inner, |(name, _)| name);
-        (!name.starts_with("file:") && !name.is_empty()).then(|| name.to_string())
-    })
+/// The names a pipeline text refers to with `${NAME}` or `${NAME:-default}` (not `${file:…}`),
+/// read by the interpolation the pipeline loader uses (so `$${NAME}`, an escaped dollar, names
+/// nothing).
+fn references(text: &str) -> impl Iterator<Item = String> {
+    struct Recorder(std::cell::RefCell<Vec<String>>);
+    impl EnvSource for Recorder {
+        fn var(&self, name: &str) -> Option<String> {
+            self.0.borrow_mut().push(name.to_string());
+            Some(String::new())
+        }
+    }
+    let recorder = Recorder(Default::default());
+    let _ = crate::config::secret::interpolate(text, &recorder);
+    recorder.0.into_inner().into_iter().filter(|name| !name.starts_with("file:") && !name.is_empty())
 }
 
 /// The process environment, limited to the names the served pipelines use.
@@ -436,6 +442,9 @@ mod tests {
         let text = "url: ${SHOP_URL}\ntoken: ${SHOPIFY_TOKEN}\nkey: ${file:secret}\nport: ${PORT:-8787}\n";
         let names: Vec<String> = references(text).collect();
         assert_eq!(names, ["SHOP_URL", "SHOPIFY_TOKEN", "PORT"]);
+        // An escaped dollar is text: it puts no name on the list a posted pipeline may read.
+        let names: Vec<String> = references("note: $${SECRET} and ${URL}\n").collect();
+        assert_eq!(names, ["URL"]);
     }
 
     #[test]
