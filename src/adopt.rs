@@ -33,7 +33,7 @@ use crate::shopify::client::GqlError;
 use crate::shopify::read::{Found, ProductWants, Reader, StoreCollection, StoreMetafield, StoreProduct};
 use crate::stages::ItemKind;
 use crate::state::{ExportRecord, State};
-use crate::store_read::{runtime, shopify_exports, ReadOnlyStore};
+use crate::store_read::{shopify_exports, ReadOnlyStore};
 
 /// The version of the JSON report's shape.
 pub const FORMAT_VERSION: u32 = 1;
@@ -635,7 +635,7 @@ pub fn adopt(pipeline: &CompiledPipeline, state_dir: &Path, by: MatchBy, writing
         )));
     }
     let evaluation = evaluate(pipeline, &ns, Read::Since).map_err(Error::failed)?;
-    let rt = runtime()?;
+    let rt = crate::executor::runtime("catsync-store-read")?;
     let mut adoptions = Vec::new();
     for (idx, export) in exports {
         let name = &pipeline.stages[idx].name;

@@ -60,8 +60,10 @@ impl LastSent {
         self.evaluations.iter().find_map(|(pinned, evaluation)| {
             let pipeline = pinned.as_ref().unwrap_or(current);
             let idx = pipeline.stages.iter().position(|s| s.name == export)?;
-            let doc = evaluation.documents_for(pipeline, idx)?.rendered.docs.get(&(kind, Arc::from(id)))?;
-            (crate::document::hash::item_hash(doc) == hash).then(|| doc.clone())
+            // The evaluation hashed every document it rendered: no second hash per item.
+            let docs = evaluation.documents_for(pipeline, idx)?;
+            let key = (kind, Arc::from(id));
+            (docs.hashes.get(&key)? == hash).then(|| docs.rendered.docs.get(&key).cloned()).flatten()
         })
     }
 

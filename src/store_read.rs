@@ -94,12 +94,3 @@ pub fn shopify_exports(pipeline: &CompiledPipeline) -> Vec<(usize, &ShopifyExpor
         })
         .collect()
 }
-
-/// A runtime for the reads (two workers: the machine's cores).
-pub fn runtime() -> Result<tokio::runtime::Runtime, Error> {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .map_err(|e| Error::failed(format!("cannot start the runtime: {e}")))
-}

@@ -55,14 +55,6 @@ pub struct ApplyArgs {
     pub pipeline: Option<PathBuf>,
 }
 
-fn runtime() -> Result<tokio::runtime::Runtime, Error> {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .map_err(|e| Error::failed(format!("cannot start the runtime: {e}")))
-}
-
 /// Runs a request and prints its outcome.
 pub fn run_request(file: &std::path::Path, req: RunRequest, g: &Globals) -> Result<Exit, Error> {
     run_pipeline(load_pipeline(file, g)?, req, g)
@@ -72,7 +64,7 @@ pub fn run_request(file: &std::path::Path, req: RunRequest, g: &Globals) -> Resu
 fn run_pipeline(pipeline: crate::config::CompiledPipeline, req: RunRequest, g: &Globals) -> Result<Exit, Error> {
     let progress = TerminalProgress::new(g.quiet);
     let state_dir = g.state.clone();
-    let outcome = runtime()?.block_on(async move {
+    let outcome = crate::executor::runtime("catsync-run")?.block_on(async move {
         install_signal_handlers();
         execute(pipeline, &state_dir, req, progress.as_ref()).await
     })?;

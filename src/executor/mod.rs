@@ -263,6 +263,17 @@ pub async fn execute(
 /// first run or a refresh of a large catalog, not an everyday delta.
 const SETTLE_AFTER_BYTES: u64 = 64 * 1024 * 1024;
 
+/// The runtime catsync's async work runs on (runs, store reads, the controller's server): two
+/// workers, as many as the machines it is made for have cores; `name` names its threads.
+pub fn runtime(name: &str) -> Result<tokio::runtime::Runtime, Error> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name(name)
+        .enable_all()
+        .build()
+        .map_err(|e| Error::failed(format!("cannot start the runtime `{name}`: {e}")))
+}
+
 /// Takes the run lock, or says who holds it.
 fn take_lock(
     control: &Control,

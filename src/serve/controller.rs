@@ -166,7 +166,7 @@ pub enum ActionError {
 
 impl Controller {
     pub(super) fn new(options: ServeOptions, report: Report) -> Result<Controller, Error> {
-        let runs = super::runtime("catsync-run")?;
+        let runs = crate::executor::runtime("catsync-run")?;
         Ok(Controller {
             options,
             report,

@@ -95,7 +95,7 @@ pub fn serve(options: ServeOptions, report: Report) -> Result<(), Error> {
         }
         None => None,
     };
-    let runtime = runtime("catsync-http")?;
+    let runtime = crate::executor::runtime("catsync-http")?;
     let served = runtime.block_on(async {
         use tokio::signal::unix::{signal, SignalKind};
         let listener = tokio::net::TcpListener::from_std(listener)
@@ -150,14 +150,4 @@ pub fn serve(options: ServeOptions, report: Report) -> Result<(), Error> {
     }
     report("stopped".to_string());
     served
-}
-
-/// A runtime of two worker threads named `name` (the machine's two cores).
-fn runtime(name: &str) -> Result<tokio::runtime::Runtime, Error> {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .thread_name(name)
-        .enable_all()
-        .build()
-        .map_err(|e| Error::failed(format!("cannot start the runtime `{name}`: {e}")))
 }

@@ -225,7 +225,18 @@ async fn run_bulk(shared: Arc<Shared>, operation: u64) {
     }
     let batch = shared.config.bulk_batch.max(1);
     loop {
-        let done = run.step(&mut lock(&shared.store), &shared.env, batch);
+        // A step walks up to `batch` lines (a bulk query: every node it reaches) under the store's
+        // lock: blocking work, kept off the runtime's workers as `graphql` is.
+        let worker = shared.clone();
+        let Ok((stepped, done)) = tokio::task::spawn_blocking(move || {
+            let done = run.step(&mut lock(&worker.store), &worker.env, batch);
+            (run, done)
+        })
+        .await
+        else {
+            return;
+        };
+        run = stepped;
         shared.changed();
         if done {
             break;
