@@ -1,7 +1,8 @@
 //! Cross-process control beside the state database (sled admits one process at a time): the run
 //! lock (who is exporting a pipeline, since when; stale locks of dead processes detected), the
-//! deactivation flag (R08, settable from any terminal while a run holds the database), and the
-//! live status snapshot a running export publishes for `catsync status`.
+//! deactivation flag (R08, settable from any terminal while a run holds the database), the
+//! live status snapshot a running export publishes for `catsync status`, and the last scheduled
+//! time `catsync serve` used.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -111,10 +112,27 @@ impl Control {
     /// R05: records a refresh asked for while a run exports; the run carries it out at its next
     /// batch boundary (or the next run does, if this one ended meanwhile).
     pub fn request_refresh(&self) -> std::io::Result<()> {
+        self.write_atomically("refresh", &now_rfc3339())
+    }
+
+    /// Writes a control file whole (a reader sees the old text or the new, never half).
+    fn write_atomically(&self, suffix: &str, text: &str) -> std::io::Result<()> {
         std::fs::create_dir_all(&self.dir)?;
-        let tmp = self.path(&format!("refresh.{}.tmp", std::process::id()));
-        std::fs::write(&tmp, now_rfc3339())?;
-        std::fs::rename(tmp, self.path("refresh"))
+        let tmp = self.path(&format!("{suffix}.{}.tmp", std::process::id()));
+        std::fs::write(&tmp, text)?;
+        std::fs::rename(tmp, self.path(suffix))
+    }
+
+    /// The last time of the pipeline's `schedule` that `catsync serve` used (a run started for
+    /// it, or it found nothing to do), as written by [`Control::set_schedule_used`]: kept
+    /// across restarts, so a scheduled time is used once, and one missed while no controller
+    /// ran is caught up.
+    pub fn schedule_used(&self) -> Option<String> {
+        Some(std::fs::read_to_string(self.path("schedule")).ok()?.trim().to_string())
+    }
+
+    pub fn set_schedule_used(&self, at: &str) -> std::io::Result<()> {
+        self.write_atomically("schedule", at)
     }
 
     pub fn refresh_requested(&self) -> bool {

@@ -23,6 +23,7 @@ pub mod plan;
 pub use catsync_sandbox as sandbox;
 pub mod sandbox_host;
 pub mod scenario;
+pub mod schedule;
 pub mod serve;
 pub mod shopify;
 pub mod stages;

@@ -31,7 +31,7 @@ impl Project {
         Project { test: Test::new().file("token", &format!("{API_TOKEN}\n")) }
     }
 
-    fn dir(&self) -> &Path {
+    pub(crate) fn dir(&self) -> &Path {
         self.test.path()
     }
 
@@ -64,11 +64,22 @@ impl Project {
     pub(crate) fn serve(&self, extra: &[&str]) -> Serve {
         Serve::start(self.dir(), extra)
     }
+
+    /// A controller judging schedules and sync windows at the time written in `clock`
+    /// (`set_clock`), not the system's.
+    pub(crate) fn serve_at_clock(&self, extra: &[&str], clock: &Path) -> Serve {
+        Serve::start_with_env(self.dir(), extra, &[(catsync::schedule::CLOCK_FILE_VAR, clock.as_os_str())])
+    }
+}
+
+/// Sets the time a controller started by `serve_at_clock` reads (RFC 3339).
+pub(crate) fn set_clock(clock: &Path, time: &str) {
+    write(clock, time);
 }
 
 /// Writes through a temporary file and a rename, as an editor or `git checkout` does, so the
 /// watcher never reads half a file.
-fn write(path: &Path, text: &str) {
+pub(crate) fn write(path: &Path, text: &str) {
     std::fs::create_dir_all(path.parent().unwrap()).unwrap();
     let tmp = path.with_extension("tmp~");
     std::fs::write(&tmp, text).unwrap();
@@ -91,6 +102,11 @@ pub(crate) struct Serve {
 
 impl Serve {
     pub(crate) fn start(dir: &Path, extra: &[&str]) -> Serve {
+        Serve::start_with_env(dir, extra, &[])
+    }
+
+    /// Starts it with these environment variables besides `PATH` and `SHOPIFY_TOKEN`.
+    pub(crate) fn start_with_env(dir: &Path, extra: &[&str], env: &[(&str, &std::ffi::OsStr)]) -> Serve {
         let mut child = Command::new(env!("CARGO_BIN_EXE_catsync"))
             .args(["serve", "pipelines", "--listen", "127.0.0.1:0", "--watch-interval", "100ms"])
             .args(extra)
@@ -98,6 +114,7 @@ impl Serve {
             .env_clear()
             .env("PATH", std::env::var_os("PATH").unwrap_or_default())
             .env("SHOPIFY_TOKEN", TOKEN)
+            .envs(env.iter().copied())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
@@ -133,7 +150,7 @@ impl Serve {
         (r.status().as_u16(), r.text().unwrap())
     }
 
-    fn post(&self, path: &str, token: Option<&str>) -> (u16, Value) {
+    pub(crate) fn post(&self, path: &str, token: Option<&str>) -> (u16, Value) {
         let mut req = self.http.post(format!("{}{path}", self.base));
         if let Some(token) = token {
             req = req.bearer_auth(token);
@@ -173,16 +190,16 @@ impl Serve {
         })
     }
 
-    fn stdout(&self) -> Vec<String> {
+    pub(crate) fn stdout(&self) -> Vec<String> {
         self.stdout.lock().unwrap().clone()
     }
 
-    fn signal(&self, signal: i32) {
+    pub(crate) fn signal(&self, signal: i32) {
         assert_eq!(unsafe { libc::kill(self.child.id() as i32, signal) }, 0);
     }
 
     /// Waits for the process to end; its exit code.
-    fn ended(&mut self) -> i32 {
+    pub(crate) fn ended(&mut self) -> i32 {
         let start = Instant::now();
         loop {
             if let Some(status) = self.child.try_wait().unwrap() {
@@ -669,7 +686,7 @@ fn a_plan_posted_to_the_controller_is_the_plan_the_cli_makes_and_writes_nothing(
 /// declared by one `# HELP` and one `# TYPE` line before it, metric and label names have the
 /// allowed syntax, label values are quoted and escaped, values are numbers, counters end in
 /// `_total`. Returns each sample's value by `name{labels}`.
-fn prometheus(text: &str) -> BTreeMap<String, f64> {
+pub(crate) fn prometheus(text: &str) -> BTreeMap<String, f64> {
     let name_ok = |n: &str| {
         let mut chars = n.chars();
         chars.next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_' || c == ':')

@@ -21,6 +21,7 @@ mod saleslayer_http;
 mod sandbox;
 mod schema_agreement;
 mod serve;
+mod serve_windows;
 mod shopify_documents;
 mod state_golden;
 mod sync;

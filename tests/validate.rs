@@ -911,3 +911,73 @@ A-1,10.00,3
             "#,
     );
 }
+
+#[test]
+fn bad_schedules_and_sync_windows() {
+    // Every cron expression, time zone and duration is checked where it is written, all at once.
+    Test::edited(&[(
+        r#"  deletions: disabled"#,
+        r#"  deletions: disabled
+  schedule: "0 */2 * *"
+  timezone: Europe/Madird
+  sync_windows:
+    - { kind: allow, schedule: "0 25 * * *", duration: 0h }
+    - { kind: deny, schedule: "@daily", duration: 1h, timezone: Mars/Olympus }"#,
+    )])
+    .args(["validate", "p.yaml"])
+    .run()
+    .fails(
+        3,
+        r#"
+            p.yaml:6:13: error: `0 */2 * *` is not a cron expression: it has 4 fields, not 5
+              |
+            6 |   schedule: "0 */2 * *"
+              |             ^^^^^^^^^^^
+              = hint: five fields: minute hour day-of-month month day-of-week, e.g. `0 */2 * * *` (every two hours), `30 1 * * MON-FRI`, `@daily`
+            p.yaml:7:13: error: `Europe/Madird` is not a time zone
+              |
+            7 |   timezone: Europe/Madird
+              |             ^^^^^^^^^^^^^
+              = hint: did you mean `Europe/Madrid`?
+            p.yaml:9:32: error: `0 25 * * *` is not a cron expression: the hour field `25`: number out of bounds (allowed: 0-23)
+              |
+            9 |     - { kind: allow, schedule: "0 25 * * *", duration: 0h }
+              |                                ^^^^^^^^^^^^
+              = hint: five fields: minute hour day-of-month month day-of-week, e.g. `0 */2 * * *` (every two hours), `30 1 * * MON-FRI`, `@daily`
+            p.yaml:9:56: error: a sync window of zero length never opens
+              |
+            9 |     - { kind: allow, schedule: "0 25 * * *", duration: 0h }
+              |                                                        ^^
+              = hint: write a number with a unit: `30m`, `6h`, `48h`
+            p.yaml:10:65: error: `Mars/Olympus` is not a time zone
+               |
+            10 |     - { kind: deny, schedule: "@daily", duration: 1h, timezone: Mars/Olympus }
+               |                                                                 ^^^^^^^^^^^^
+               = hint: write an IANA time zone name such as `Europe/Madrid` or `America/New_York`, or `UTC`
+            1 of 1 file invalid: 5 errors, 0 warnings
+            "#,
+    );
+}
+
+#[test]
+fn a_sync_window_of_an_unknown_kind() {
+    Test::edited(&[(
+        r#"  deletions: disabled"#,
+        r#"  deletions: disabled
+  sync_windows:
+    - { kind: sometimes, schedule: "0 2 * * *", duration: 1h }"#,
+    )])
+    .args(["validate", "p.yaml"])
+    .run()
+    .fails(
+        3,
+        r#"
+            p.yaml:7:15: error: `sometimes` is not a valid value for `kind`
+              |
+            7 |     - { kind: sometimes, schedule: "0 2 * * *", duration: 1h }
+              |               ^^^^^^^^^
+              = hint: use one of `allow`, `deny`
+            1 of 1 file invalid: 1 error, 0 warnings
+            "#,
+    );
+}

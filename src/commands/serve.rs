@@ -50,6 +50,7 @@ pub fn exec(args: &ServeArgs, g: &Globals) -> Result<Exit, Error> {
         environments,
         watch_interval: args.watch_interval.max(Duration::from_millis(50)),
         git_pull: args.git_pull.map(|i| i.max(Duration::from_millis(100))),
+        clock: crate::schedule::clock_from_env(),
     };
     // Lines go to stdout as they happen; a reader that went away does not stop the service.
     let quiet = g.quiet;

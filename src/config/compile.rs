@@ -15,6 +15,7 @@ use super::raw::{Deletions, ExportOverride, ExportStatus, Parameters, RawPipelin
 use super::secret::EnvSource;
 use super::yaml::{escape_segment, SpanIndex};
 use crate::diagnostics::{did_you_mean, Diagnostic, Diagnostics};
+use crate::schedule::{self, Cron, Problem, SyncWindow, Timing};
 use crate::stages::{self, CompiledStage, Output, StageCx};
 use crate::template::TemplateSet;
 
@@ -32,6 +33,8 @@ pub struct Params {
     pub poll_interval: Duration,
     /// Languages to export, default first; empty = the source's default language.
     pub languages: Vec<String>,
+    /// When `catsync serve` may start runs: `schedule` and `sync_windows`.
+    pub timing: Timing,
 }
 
 /// A compiled stage with its resolved inputs.
@@ -349,7 +352,40 @@ fn compile_params(p: &Parameters, input: &CompileInput, diags: &mut Diagnostics)
         max_delete_fraction: p.max_delete_fraction,
         poll_interval,
         languages: p.languages.clone().unwrap_or_default(),
+        timing: compile_timing(p, input, diags),
     }
+}
+
+/// `schedule`, `timezone` and `sync_windows`: each cron expression, time zone and duration
+/// checked where it is written (all of them, not the first only).
+fn compile_timing(p: &Parameters, input: &CompileInput, diags: &mut Diagnostics) -> Timing {
+    let zone = |name: &Option<String>| name.as_deref().map_or(Ok(jiff::tz::TimeZone::UTC), schedule::parse_timezone);
+    let default_zone = checked(zone(&p.timezone), "/parameters/timezone", input, diags);
+    let schedule = p.schedule.as_ref().and_then(|text| {
+        let cron = checked(schedule::parse_cron(text), "/parameters/schedule", input, diags)?;
+        Some(Cron::new(text, cron, default_zone.clone()?))
+    });
+    let mut windows = Vec::new();
+    for (i, w) in p.sync_windows.iter().enumerate() {
+        let at = |key: &str| format!("/parameters/sync_windows/{i}/{key}");
+        let zone = match w.timezone {
+            Some(_) => checked(zone(&w.timezone), &at("timezone"), input, diags),
+            None => default_zone.clone(),
+        };
+        let cron = checked(schedule::parse_cron(&w.schedule), &at("schedule"), input, diags);
+        let duration = checked(schedule::parse_window_duration(&w.duration), &at("duration"), input, diags);
+        if let (Some(zone), Some(cron), Some(duration)) = (zone, cron, duration) {
+            windows.push(SyncWindow { kind: w.kind, cron: Cron::new(&w.schedule, cron, zone), duration });
+        }
+    }
+    Timing { schedule, windows }
+}
+
+/// The value of `result`, or `None` with its problem reported at `pointer`'s value.
+fn checked<T>(result: Result<T, Problem>, pointer: &str, input: &CompileInput, diags: &mut Diagnostics) -> Option<T> {
+    result
+        .map_err(|e| diags.push(Diagnostic::error(input.file, input.spans.value(pointer), e.message).with_hint(e.hint)))
+        .ok()
 }
 
 /// `500ms`, `30s`, `5m`, `1h`.

@@ -6,6 +6,7 @@
 use indexmap::IndexMap;
 use serde::{Deserialize, Serialize};
 
+pub use crate::schedule::WindowKind;
 use crate::stages;
 
 /// A whole pipeline file as written.
@@ -47,6 +48,28 @@ pub struct Parameters {
     pub poll_interval: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub languages: Option<Vec<String>>,
+    /// `catsync serve`: the cron expression of the times new runs start at.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schedule: Option<String>,
+    /// The time zone of `schedule` and of the windows that name none (default UTC).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timezone: Option<String>,
+    /// `catsync serve`: when runs may start (Argo CD's allow and deny windows).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub sync_windows: Vec<RawSyncWindow>,
+}
+
+/// One of `parameters.sync_windows` as written.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct RawSyncWindow {
+    pub kind: WindowKind,
+    /// The cron expression of the times it opens.
+    pub schedule: String,
+    /// How long it stays open each time (`30m`, `6h`).
+    pub duration: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timezone: Option<String>,
 }
 
 fn default_batch_size() -> u32 {
@@ -75,6 +98,9 @@ impl Default for Parameters {
             max_delete_fraction: default_max_delete_fraction(),
             poll_interval: default_poll_interval(),
             languages: None,
+            schedule: None,
+            timezone: None,
+            sync_windows: Vec::new(),
         }
     }
 }

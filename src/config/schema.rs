@@ -296,7 +296,7 @@ fn describe(cx: &Cx, err: &ValidationError<'_>) -> Vec<Diagnostic> {
                     format!("{} is not a valid pipeline name", show(instance)),
                     Some("use lowercase letters, digits, `-` and `_`".to_string()),
                 )
-            } else if name == "poll_interval" {
+            } else if name == "poll_interval" || name == "duration" {
                 (
                     format!("{} is not a duration", show(instance)),
                     Some("write a number with a unit: `500ms`, `30s`, `5m`, `1h`".to_string()),

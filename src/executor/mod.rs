@@ -70,6 +70,14 @@ pub trait Progress: Send + Sync {
     fn at_boundary(&self, _batches: u32, _exported: &[&Change]) -> Proceed {
         Proceed::Continue
     }
+
+    /// Why the run should pause now, if it should: asked wherever the deactivation flag is
+    /// (after each batch, while bulk files are in flight), and handled the same way — the run
+    /// stops at the batch boundary, recorded `PAUSED` with its queue, and the next run resumes
+    /// it. `catsync serve` pauses a run whose sync windows closed.
+    fn pause(&self) -> Option<String> {
+        None
+    }
 }
 
 /// What [`Progress::at_boundary`] asks the export to do next.
@@ -98,16 +106,18 @@ pub fn request_stop() -> u32 {
     STOP_REQUESTS.fetch_add(1, Ordering::SeqCst)
 }
 
-/// Why a run should stop now: the pipeline was deactivated, or the process interrupted. Both are
-/// pauses, with one exit status (5); `catsync run` resumes either.
-fn stop_reason(control: &Control) -> Option<(RunStatus, Exit, &'static str)> {
-    if control.is_deactivated() {
-        Some((RunStatus::Paused, Exit::Deactivated, "the pipeline was deactivated"))
+/// Why a run should stop now: the pipeline was deactivated, the process interrupted, or its
+/// `progress` asks for a pause. All are pauses, with one exit status (5); `catsync run` resumes
+/// any of them.
+fn stop_reason(control: &Control, progress: &dyn Progress) -> Option<(RunStatus, Exit, String)> {
+    let why = if control.is_deactivated() {
+        "the pipeline was deactivated".to_string()
     } else if STOP_REQUESTS.load(Ordering::SeqCst) > 0 {
-        Some((RunStatus::Paused, Exit::Deactivated, "interrupted"))
+        "interrupted".to_string()
     } else {
-        None
-    }
+        progress.pause()?
+    };
+    Some((RunStatus::Paused, Exit::Deactivated, why))
 }
 
 /// Runs a pipeline (see the module docs). `current` is the pipeline as the files say now.
@@ -834,7 +844,7 @@ impl<'a> Exporter<'a> {
             if queue.is_empty() {
                 continue;
             }
-            if let Some((status, exit, why)) = stop_reason(self.control) {
+            if let Some((status, exit, why)) = stop_reason(self.control, self.progress) {
                 run.status = status;
                 run.notes.push(format!("paused at {}: {why}; {} changes stay queued", now_rfc3339(), queue.len()));
                 f.exit = Some(exit);
@@ -926,8 +936,8 @@ impl<'a> Exporter<'a> {
         let (batch, outcomes, records) = if target.next_is_bulk(queue, &export_name) {
             // A merge of new source modifications waits until no file is in flight.
             let top_up = f.last_poll.elapsed() < self.pipeline.params.poll_interval;
-            let control = self.control;
-            let stop = || stop_reason(control).is_some() || control.refresh_requested();
+            let (control, progress) = (self.control, self.progress);
+            let stop = || stop_reason(control, progress).is_some() || control.refresh_requested();
             let records = |entries: &[QueueEntry]| batch_records(self.ns, &export_name, entries);
             match target.next_bulk_file(queue, &export_name, top_up, &run.id, &stop, &records).await? {
                 Some((entries, outcomes)) => {
@@ -937,8 +947,11 @@ impl<'a> Exporter<'a> {
                 // The refresh is carried out at this boundary (the files in flight are canceled).
                 None if self.control.refresh_requested() => return Ok(Some((Vec::new(), Vec::new(), Records::new()))),
                 None => {
-                    let (status, exit, why) =
-                        stop_reason(self.control).unwrap_or((RunStatus::Paused, Exit::Deactivated, "interrupted"));
+                    let (status, exit, why) = stop_reason(self.control, self.progress).unwrap_or((
+                        RunStatus::Paused,
+                        Exit::Deactivated,
+                        "interrupted".to_string(),
+                    ));
                     run.status = status;
                     run.notes.push(format!(
                         "paused at {}: {why} while bulk files were in flight; {} changes stay queued",

@@ -83,6 +83,17 @@ pub(super) struct PollInfo {
     pub failures: u64,
     pub next_at: Option<Instant>,
     pub runs_started: u64,
+    /// What the last poll's due run waits for, if the schedule or the sync windows held it back.
+    pub waiting: Option<Waiting>,
+}
+
+/// A due run held back by the pipeline's schedule or sync windows.
+#[derive(Clone)]
+pub(super) struct Waiting {
+    /// `the sync window (…)`, `the next time of schedule …`.
+    pub blocked: String,
+    /// When a run may start (RFC 3339), if within a year.
+    pub until: Option<String>,
 }
 
 /// A run of this controller in progress, as its `Progress` reports it.
@@ -414,8 +425,22 @@ impl Controller {
             .map_err(|e| ActionError::Failed(format!("cannot clear the deactivation flag: {e}")))?;
         entry.wake();
         Ok(format!(
-            "{message} The controller polls it now (a paused run resumes with the configuration it started with)."
+            "{message} The controller polls it now (a paused run resumes with the configuration it started with{}).",
+            self.closed_windows(&valid)
         ))
+    }
+
+    /// `, once its sync windows open at …` when they are closed now; else nothing.
+    fn closed_windows(&self, valid: &Valid) -> String {
+        let timing = &valid.pipeline.params.timing;
+        let now = self.options.clock.now();
+        if timing.open_at(now) {
+            return String::new();
+        }
+        match timing.window_at(now).until {
+            Some(at) => format!(", once its sync windows open at {at}"),
+            None => ", once its sync windows open, which they do not within a year".to_string(),
+        }
     }
 
     /// R05 from the API: recorded, and carried out by the run in progress at its next batch
@@ -432,7 +457,10 @@ impl Controller {
         } else if control.is_deactivated() {
             format!("The refresh of pipeline `{name}` is recorded; it runs once the pipeline is activated.")
         } else {
-            format!("The refresh of pipeline `{name}` is recorded; the controller runs it now.")
+            match self.closed_windows(&valid).strip_prefix(", ") {
+                Some(when) => format!("The refresh of pipeline `{name}` is recorded; the controller runs it {when}."),
+                None => format!("The refresh of pipeline `{name}` is recorded; the controller runs it now."),
+            }
         };
         entry.wake();
         Ok(message)

@@ -31,6 +31,11 @@ pub(super) fn render(all: &Value) -> String {
     let mut active =
         Family::new("catsync_pipeline_active", "gauge", "Whether the pipeline is active (0: deactivated, paused).");
     let mut running = Family::new("catsync_run_in_progress", "gauge", "Whether a run of the pipeline is exporting.");
+    let mut window = Family::new(
+        "catsync_sync_window_open",
+        "gauge",
+        "Whether the pipeline's sync windows let a run start now (1 for a pipeline without windows).",
+    );
     let mut runs = Family::new("catsync_runs", "gauge", "Runs in the pipeline's activity log, by their status now.");
     let mut exported = Family::new(
         "catsync_items_exported_total",
@@ -87,6 +92,7 @@ pub(super) fn render(all: &Value) -> String {
         valid.samples.push((labels.clone(), flag(p["configuration"]["error"].is_null())));
         active.samples.push((labels.clone(), flag(p["active"].as_bool() == Some(true))));
         running.samples.push((labels.clone(), flag(!p["running"].is_null())));
+        window.samples.push((labels.clone(), flag(p["timing"]["window_open"].as_bool() != Some(false))));
         let totals = &p["totals"];
         for (status, n) in totals["runs"].as_object().into_iter().flatten() {
             runs.samples.push((with("status", status), n.as_f64().unwrap_or(0.0)));
@@ -122,6 +128,7 @@ pub(super) fn render(all: &Value) -> String {
         valid,
         active,
         running,
+        window,
         runs,
         exported,
         errors,

@@ -1,7 +1,8 @@
 //! `catsync serve`: a controller that runs the pipelines of a directory as a service. Per
 //! pipeline file × environment a worker thread polls the sources every `poll_interval` and runs
 //! the pipeline through `executor::execute` when there is something to do — one run at a time,
-//! under the run lock the CLI takes too. The files are watched: a valid edit applies at the next
+//! under the run lock the CLI takes too — at the pipeline's `schedule` and inside its
+//! `sync_windows` if it has them (a run in progress pauses when its windows close). The files are watched: a valid edit applies at the next
 //! poll (it never starts a run by itself, R03), an invalid one is reported and the last valid
 //! version stays. An HTTP server (loopback by default) serves the status page, a JSON API with
 //! token-guarded deactivate / activate / refresh, Prometheus metrics and health endpoints.
@@ -32,6 +33,7 @@ use controller::Controller;
 
 use crate::config::secret::Secret;
 use crate::error::Error;
+use crate::schedule::Clock;
 
 /// How `catsync serve` runs.
 pub struct ServeOptions {
@@ -47,6 +49,8 @@ pub struct ServeOptions {
     pub watch_interval: Duration,
     /// How often the checkout of the directory is pulled (`--git-pull`), if it is.
     pub git_pull: Option<Duration>,
+    /// The time schedules and sync windows are judged at (the system's, but for tests).
+    pub clock: Arc<dyn Clock>,
 }
 
 /// Where the controller reports what it does (a line each: pipelines loaded, runs, failures).

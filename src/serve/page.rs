@@ -141,6 +141,7 @@ fn pipeline(out: &mut String, p: &Value) {
     if let Some(e) = p["recorded_error"].as_str() {
         let _ = writeln!(out, r#"<p class="poll failing">Cannot read the state: {}</p>"#, esc(e));
     }
+    timing(out, &p["timing"]);
     running(out, &p["running"]);
     unfinished(out, &p["unfinished_run"]);
     if let Some(id) = p["id"].as_str() {
@@ -156,6 +157,61 @@ fn pipeline(out: &mut String, p: &Value) {
     failed(out, &p["failed_by_message"]);
     graph(out, &p["graph"]);
     out.push_str("</section>\n");
+}
+
+/// The schedule and the sync windows, when the pipeline has them: whether a run may start now,
+/// when that changes, and what a due run waits for.
+fn timing(out: &mut String, t: &Value) {
+    let windows = t["sync_windows"].as_array().cloned().unwrap_or_default();
+    if t["schedule"].is_null() && windows.is_empty() {
+        return;
+    }
+    let mut parts = Vec::new();
+    if let Some(cron) = t["schedule"]["cron"].as_str() {
+        parts.push(format!(
+            "runs start at <code>{}</code> ({}; {})",
+            esc(cron),
+            esc(&text(&t["schedule"]["timezone"])),
+            esc(&text(&t["schedule"]["description"]))
+        ));
+    }
+    for w in &windows {
+        parts.push(format!(
+            "{} <code>{}</code> for {} ({}){}",
+            esc(&text(&w["kind"])),
+            esc(&text(&w["schedule"])),
+            esc(&text(&w["duration"])),
+            esc(&text(&w["timezone"])),
+            if w["open"].as_bool() == Some(true) { ", open now" } else { "" }
+        ));
+    }
+    let open = t["window_open"].as_bool() == Some(true);
+    if !windows.is_empty() {
+        let changes = match t["window_changes_at"].as_str() {
+            Some(at) => format!(" until {}", esc(at)),
+            None => " for at least a year".to_string(),
+        };
+        parts.push(format!(
+            "sync windows {} now ({}){changes}",
+            if open { "open" } else { "closed" },
+            esc(&text(&t["window"]))
+        ));
+    }
+    parts.push(match t["next_start_at"].as_str() {
+        Some(at) => format!("a run may start at {}", esc(at)),
+        None => "no run may start within a year".to_string(),
+    });
+    let _ = writeln!(
+        out,
+        r#"<p class="timing {}">{} · controller time {}</p>"#,
+        if open { "open" } else { "closed" },
+        parts.join(" · "),
+        esc(&text(&t["now"]))
+    );
+    if let Some(blocked) = t["waiting"]["for"].as_str() {
+        let until = t["waiting"]["until"].as_str().map(|u| format!(" until {}", esc(u))).unwrap_or_default();
+        let _ = writeln!(out, r#"<p class="timing waiting">A run is due: waiting for {}{until}</p>"#, esc(blocked));
+    }
 }
 
 /// The stage DAG, drawn here (see `dag`), and its mermaid source for documentation.
@@ -368,6 +424,7 @@ section.pipeline { border: 1px solid #d0d7de; border-radius: 6px; padding: .8rem
 .error { background: #ffebe9; border: 1px solid #ff8182; border-radius: 6px; padding: .4rem .8rem; }
 .error pre { white-space: pre-wrap; margin: 0; }
 .poll.failing { color: #cf222e; }
+.timing.closed, .timing.waiting { color: #9a6700; }
 table { border-collapse: collapse; margin: .2rem 0; } th, td { text-align: left; padding: .15rem .6rem .15rem 0; border-bottom: 1px solid #eaeef2; }
 .status.completed { color: #1a7f37; } .status.error, .status.paused { color: #cf222e; }
 progress { width: 16rem; vertical-align: middle; }

@@ -2,15 +2,18 @@
 //! pipeline × environment, made of what `catsync status` shows (the control files read now,
 //! through `commands::operate::live_status`; the state as its worker last read it, through
 //! `recorded_status`) and what the controller knows (the file's validity, polls, the run's
-//! progress). Reads control files: call it off the async runtime. Holds no secret: pipelines
+//! progress; when the pipeline's schedule and sync windows let a run start). Reads control
+//! files: call it off the async runtime. Holds no secret: pipelines
 //! keep them as references, and diagnostics are shown without source snippets.
 
 use std::time::Instant;
 
+use jiff::Timestamp;
 use serde_json::{json, Value};
 
 use super::controller::{Controller, Entry};
 use crate::control::Control;
+use crate::schedule::Timing;
 
 /// Every pipeline, with the controller's own state.
 pub(super) fn all(c: &Controller) -> Value {
@@ -32,7 +35,7 @@ pub(super) fn all(c: &Controller) -> Value {
 
 /// One pipeline × environment.
 pub(super) fn pipeline(c: &Controller, e: &Entry) -> Value {
-    let (valid, invalid, poll, running, recorded, recorded_error) = {
+    let (valid, invalid, poll, running, recorded, recorded_error, waiting) = {
         let inner = e.inner();
         let next_in_ms = inner.poll.next_at.map(|t| t.saturating_duration_since(Instant::now()).as_millis() as u64);
         let poll = json!({
@@ -51,6 +54,7 @@ pub(super) fn pipeline(c: &Controller, e: &Entry) -> Value {
             inner.running.clone(),
             inner.recorded.clone(),
             inner.recorded_error.clone(),
+            inner.poll.waiting.clone(),
         )
     };
     let env = e.environment_name();
@@ -114,6 +118,20 @@ pub(super) fn pipeline(c: &Controller, e: &Entry) -> Value {
         None => v["recorded_at"] = Value::Null,
     }
     v["recorded_error"] = recorded_error.into();
+    v["timing"] = match &valid {
+        Some(valid) => {
+            let control = Control::new(&c.options.state_dir, &valid.pipeline.name, e.environment.as_deref());
+            let waiting = waiting.map(|w| json!({"for": w.blocked, "until": w.until}));
+            timing(
+                &valid.pipeline.params.timing,
+                &control,
+                c.options.clock.now(),
+                !v["unfinished_run"].is_null(),
+                waiting,
+            )
+        }
+        None => Value::Null,
+    };
     let failed = v["failed_items"].as_array().cloned().unwrap_or_default();
     let by: Vec<Value> = crate::commands::operate::failed_by_message(&failed)
         .into_iter()
@@ -138,6 +156,48 @@ pub(super) fn pipeline(c: &Controller, e: &Entry) -> Value {
         .collect();
     v["failed_by_message"] = by.into();
     v
+}
+
+/// When runs may start: the schedule and the sync windows (each open now or not), whether the
+/// windows are open now and until when, when a run may start next (a paused run waits for the
+/// windows only, a new one for the schedule too), and what the last poll's due run waits for.
+fn timing(timing: &Timing, control: &Control, now: Timestamp, resumes: bool, waiting: Option<Value>) -> Value {
+    let window = timing.window_at(now);
+    let windows: Vec<Value> = timing
+        .windows
+        .iter()
+        .map(|w| {
+            json!({
+                "kind": w.kind.name(),
+                "schedule": w.cron.text(),
+                "duration": humantime::format_duration(w.duration).to_string(),
+                "timezone": w.cron.timezone_name(),
+                "open": w.span_at(now).is_some(),
+            })
+        })
+        .collect();
+    let next_start = if !timing.is_set() {
+        None
+    } else if resumes {
+        timing.next_time(now, true)
+    } else {
+        let used = control.schedule_used().and_then(|t| t.parse().ok()).or(Some(now));
+        timing.next_start(now, used)
+    };
+    json!({
+        "now": now.to_string(),
+        "schedule": timing.schedule.as_ref().map(|s| json!({
+            "cron": s.text(),
+            "timezone": s.timezone_name(),
+            "description": s.describe(),
+        })),
+        "sync_windows": windows,
+        "window_open": window.open,
+        "window": window.why,
+        "window_changes_at": window.until.map(|t| t.to_string()),
+        "next_start_at": next_start.map(|t| t.to_string()),
+        "waiting": waiting,
+    })
 }
 
 /// The stage DAG of a pipeline: its stages in topological order, each with its type, role and

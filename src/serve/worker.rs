@@ -6,12 +6,20 @@
 //! read. A run goes through `executor::execute`, under the run lock the CLI takes too. The
 //! pipeline used is the last valid version the watcher loaded, as it is when the poll starts: an
 //! edit applies at the next poll and never starts a run by itself (R03).
+//!
+//! A pipeline's `schedule` and `sync_windows` (`schedule::Timing`, judged at the controller's
+//! clock) decide when: polls go on regardless (the page shows what is waiting), but a new run
+//! starts only at a scheduled time not used yet, and any run — new, resumed, or a refresh asked
+//! for — only while the windows are open. A run in progress when they close pauses at its next
+//! batch boundary (`Progress::pause`, handled like a deactivation) and resumes, with its pinned
+//! configuration, once they open again.
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use jiff::Timestamp;
 use serde_json::{json, Value};
 
 use crate::config::secret::ProcessEnv;
@@ -22,16 +30,17 @@ use crate::engine::Evaluation;
 use crate::error::{Error, Exit};
 use crate::executor::{execute, source_signature, Proceed, Progress, RunRequest};
 use crate::plan::{plan, Change, PlanOptions};
+use crate::schedule::Timing;
 use crate::stages::CompiledStage;
 use crate::state::{RunMode, RunRecord, RunStatus, State};
 
-use super::controller::{next_delay, Controller, Entry, Recorded, Running, Valid};
+use super::controller::{next_delay, Controller, Entry, Recorded, Running, Valid, Waiting};
 
 /// Starts the worker of `entry`.
 pub(super) fn spawn(c: Arc<Controller>, entry: Arc<Entry>) -> std::io::Result<JoinHandle<()>> {
     std::thread::Builder::new()
         .name("catsync-worker".to_string())
-        .spawn(move || Worker { c, entry, idle: None, last_report: None }.run())
+        .spawn(move || Worker { c, entry, idle: None, waiting: None, last_report: None }.run())
 }
 
 /// What the cheap look compares: when none of it changed since a look that found nothing to
@@ -44,6 +53,15 @@ struct IdleKey {
     control: String,
 }
 
+/// Why a run is due.
+#[derive(Clone)]
+struct Due {
+    why: String,
+    /// A new run (changes planned, exports to read), which waits for the pipeline's schedule;
+    /// not a run already started, nor a refresh an operator asked for.
+    new: bool,
+}
+
 /// What a poll did.
 enum Polled {
     /// The file has no valid version yet.
@@ -54,6 +72,14 @@ enum Polled {
     /// Nothing changed since a look that found nothing to do.
     Idle,
     NothingToDo,
+    /// A run is due, but the schedule or the sync windows say not now.
+    Waiting {
+        why: String,
+        /// What it waits for: `the sync window (…)`, `the next scheduled time`.
+        blocked: String,
+        /// When a run may start, if within a year.
+        until: Option<Timestamp>,
+    },
     Ran {
         line: String,
         failed: bool,
@@ -65,6 +91,9 @@ struct Worker {
     c: Arc<Controller>,
     entry: Arc<Entry>,
     idle: Option<IdleKey>,
+    /// What a look found due while the schedule or windows said not now: while none of it
+    /// changes, the next polls wait without opening the state.
+    waiting: Option<(IdleKey, Due)>,
     /// The last line reported for this entry (a failure repeated at every poll is reported once).
     last_report: Option<String>,
 }
@@ -98,6 +127,15 @@ impl Worker {
             };
             let failures = self.note(polled);
             next = started + next_delay(interval, failures);
+            // A scheduled time or a window opening or closing comes sooner: look then.
+            let event = self.entry.valid().and_then(|v| {
+                let now = self.c.options.clock.now();
+                let at = v.pipeline.params.timing.next_event(now)?;
+                Duration::try_from(at.duration_since(now)).ok()
+            });
+            if let Some(wait) = event.filter(|_| failures == 0) {
+                next = next.min(Instant::now() + wait + Duration::from_millis(5));
+            }
         }
     }
 
@@ -128,17 +166,27 @@ impl Worker {
 
     /// Records what a poll did; returns the failures in a row.
     fn note(&mut self, polled: Polled) -> u32 {
+        let mut waiting = None;
         let (result, failed, report) = match polled {
             Polled::NoPipeline => ("no valid version of the file yet".to_string(), false, false),
             Polled::Deactivated => ("deactivated: nothing is exported until it is activated".to_string(), false, false),
             Polled::Busy(why) => (why, false, true),
             Polled::Idle => ("nothing new since the last look".to_string(), false, false),
             Polled::NothingToDo => ("nothing to do".to_string(), false, false),
+            Polled::Waiting { why, blocked, until } => {
+                let line = match until {
+                    Some(until) => format!("{why}; waiting for {blocked} until {until}"),
+                    None => format!("{why}; waiting for {blocked}, which does not open within a year"),
+                };
+                waiting = Some(Waiting { blocked, until: until.map(|t| t.to_string()) });
+                (line, false, true)
+            }
             Polled::Ran { line, failed } => (line, failed, true),
             Polled::Failed(why) => (why, true, true),
         };
         let mut inner = self.entry.inner();
         let poll = &mut inner.poll;
+        poll.waiting = waiting;
         poll.polls += 1;
         poll.last_at = Some(now_rfc3339());
         poll.failing = failed;
@@ -182,46 +230,68 @@ impl Worker {
             ));
         }
         let key = IdleKey { signature: source_signature(pipeline), config: valid.digest.clone(), control: fingerprint };
+        let timing = &pipeline.params.timing;
+        let now = self.c.options.clock.now();
+        let tick = scheduled_time(timing, &control, now);
         if key.signature.is_some() && self.idle.as_ref() == Some(&key) {
+            // The scheduled time came with nothing to do.
+            use_scheduled_time(&control, tick);
             return Polled::Idle;
         }
         self.idle = None;
-        let why = match self.look(&valid, &control) {
-            Ok(why) => why,
+        if let Some((_, due)) = self.waiting.as_ref().filter(|(k, _)| *k == key) {
+            if let Some(wait) = wait_for(timing, &control, now, tick, due) {
+                return wait;
+            }
+        }
+        self.waiting = None;
+        let due = match self.look(&valid, &control) {
+            Ok(due) => due,
             Err(e @ Error::Refused { exit: Exit::InProgress, .. }) => return Polled::Busy(e.to_string()),
             Err(e) => return Polled::Failed(e.to_string()),
         };
-        let Some(why) = why else {
+        let Some(due) = due else {
             self.idle = Some(key);
+            use_scheduled_time(&control, tick);
             return Polled::NothingToDo;
         };
+        // Judged at the time the look ended (planning takes a while).
+        let now = self.c.options.clock.now();
+        let tick = scheduled_time(timing, &control, now);
+        if let Some(wait) = wait_for(timing, &control, now, tick, &due) {
+            self.waiting = Some((key, due));
+            return wait;
+        }
         if self.c.stopping() {
             return Polled::Idle;
         }
-        self.run_now(&valid, why)
+        use_scheduled_time(&control, tick);
+        self.run_now(&valid, due.why)
     }
 
     /// Opens the state and says why a run is due, if one is (and records what the page shows).
-    fn look(&self, valid: &Valid, control: &Control) -> Result<Option<String>, Error> {
+    fn look(&self, valid: &Valid, control: &Control) -> Result<Option<Due>, Error> {
         let pipeline = &valid.pipeline;
         let state = State::open_or_empty(&self.c.options.state_dir)?;
         let ns = state.namespace(&pipeline.name, pipeline.environment.as_deref());
         let unfinished = ns.run_heads()?.into_iter().rev().find(|r| r.status.unfinished());
+        let started = |why: String| Some(Due { why, new: false });
         let why = if let Some(run) = unfinished {
-            Some(format!("run {} is unfinished ({})", run.id, run.status.name()))
+            started(format!("run {} is unfinished ({})", run.id, run.status.name()))
         } else if control.refresh_requested() {
-            Some("a refresh was asked for".to_string())
+            started("a refresh was asked for".to_string())
         } else {
             let planned = plan(pipeline, &state, &PlanOptions::default())?;
             let n = planned.plan.summary.total.actionable();
-            if n > 0 {
+            let why = if n > 0 {
                 Some(format!("{n} change{} planned", if n == 1 { "" } else { "s" }))
             } else if reads_new_exports(&planned.evaluation) {
                 // Nothing to send, but the cursor moves past them (they are not read again).
                 Some("new source exports to read".to_string())
             } else {
                 None
-            }
+            };
+            why.map(|why| Due { why, new: true })
         };
         record(&self.c, &self.entry, valid, Some(&state));
         Ok(why)
@@ -251,6 +321,45 @@ impl Worker {
             Err(e) => Polled::Failed(format!("{why}, but the run failed: {e}")),
         }
     }
+}
+
+/// The time of the pipeline's schedule a new run may use at `now`, if one is due (none without a
+/// schedule). A pipeline seen with a schedule for the first time starts counting now: it waits
+/// for its first scheduled time.
+fn scheduled_time(timing: &Timing, control: &Control, now: Timestamp) -> Option<Timestamp> {
+    timing.schedule.as_ref()?;
+    let used = control.schedule_used().and_then(|t| t.parse::<Timestamp>().ok());
+    if used.is_none() {
+        let _ = control.set_schedule_used(&now.to_string());
+        return timing.due(now, Some(now));
+    }
+    timing.due(now, used)
+}
+
+/// Records that the scheduled time `tick` was used (a run started for it, or there was nothing
+/// to do): the next new run waits for the one after.
+fn use_scheduled_time(control: &Control, tick: Option<Timestamp>) {
+    if let Some(tick) = tick {
+        let _ = control.set_schedule_used(&tick.to_string());
+    }
+}
+
+/// What a due run waits for at `now`, if the schedule or the windows hold it back: the windows
+/// hold back every run; the schedule only a new one without a scheduled time to use.
+fn wait_for(timing: &Timing, control: &Control, now: Timestamp, tick: Option<Timestamp>, due: &Due) -> Option<Polled> {
+    let window = timing.window_at(now);
+    let (blocked, until) = if let (true, Some(schedule), None) = (due.new, &timing.schedule, tick) {
+        let used = control.schedule_used().and_then(|t| t.parse::<Timestamp>().ok()).or(Some(now));
+        (
+            format!("the next time of schedule `{}` ({})", schedule.text(), schedule.timezone_name()),
+            timing.next_start(now, used),
+        )
+    } else if !window.open {
+        (format!("the sync window ({})", window.why), window.until)
+    } else {
+        return None;
+    };
+    Some(Polled::Waiting { why: due.why.clone(), blocked, until })
 }
 
 /// Whether an evaluation read new source exports or a changed table.
@@ -284,6 +393,22 @@ impl Progress for ServeProgress<'_> {
     }
 
     fn finish(&self) {}
+
+    /// The run pauses when the pipeline's sync windows close (the windows of the version its
+    /// poll used).
+    fn pause(&self) -> Option<String> {
+        let timing = &self.valid.pipeline.params.timing;
+        let now = self.c.options.clock.now();
+        if timing.windows.is_empty() || timing.open_at(now) {
+            return None;
+        }
+        let window = timing.window_at(now);
+        let reopens = match window.until {
+            Some(t) => format!("; it resumes when they open, at {t}"),
+            None => "; they do not open again within a year".to_string(),
+        };
+        Some(format!("the sync windows closed ({}){reopens}", window.why))
+    }
 
     fn at_boundary(&self, _batches: u32, _exported: &[&Change]) -> Proceed {
         let due = {
