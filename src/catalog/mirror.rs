@@ -12,6 +12,13 @@ use crate::stages::saleslayer::page::{Action, Cell, Column, Page};
 /// The cells of one row, aligned to its table's columns.
 pub type Row = Arc<Vec<Cell>>;
 
+/// A row of `cells`, without spare capacity (a decoded list grows by doubling; a mirror keeps
+/// hundreds of thousands of rows).
+pub fn row(mut cells: Vec<Cell>) -> Row {
+    cells.shrink_to_fit();
+    Arc::new(cells)
+}
+
 /// One table of the mirror: columns (a union over all pages seen) and rows aligned to them.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Table {

@@ -14,6 +14,7 @@ use std::sync::Arc;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
+use super::writes::Writes;
 use super::{json, Namespace, StateError};
 use crate::catalog::mirror::{ChangeKind, Mirror, Row, RowChange};
 use crate::stages::ItemKind;
@@ -154,7 +155,7 @@ impl Namespace<'_> {
     /// gets each touched bucket's map and the keys of that bucket being edited.
     fn edit_buckets<V: DeserializeOwned + Serialize>(
         &self,
-        batch: &mut sled::Batch,
+        batch: &mut Writes,
         tree: &str,
         parts: &[&str],
         keys: impl Iterator<Item = String>,
@@ -184,7 +185,7 @@ impl Namespace<'_> {
     /// Applies multimap edits (removals before additions) to the index at `parts`.
     fn edit_multimap(
         &self,
-        batch: &mut sled::Batch,
+        batch: &mut Writes,
         tree: &str,
         parts: &[&str],
         edits: Vec<Edit>,
@@ -210,13 +211,13 @@ impl Namespace<'_> {
     /// Replaces the index at `parts` by `entries` (key → members).
     fn rebuild_multimap(
         &self,
-        batch: &mut sled::Batch,
+        batch: &mut Writes,
         tree: &sled::Tree,
         parts: &[&str],
         entries: BTreeMap<String, BTreeSet<String>>,
     ) -> Result<(), StateError> {
         for key in self.keys_under(tree, parts)? {
-            batch.remove(key);
+            batch.remove(key.to_vec());
         }
         let mut buckets: BTreeMap<String, BTreeMap<String, BTreeSet<String>>> = BTreeMap::new();
         for (k, members) in entries {
@@ -233,8 +234,9 @@ impl Namespace<'_> {
     /// Whether the mirror of `stage` carries its dependency index.
     pub fn has_mirror_index(&self, stage: &str) -> Result<bool, StateError> {
         let tree = self.state.tree("mirror")?;
-        let found = tree.get(self.key(&[stage, MARKER])).map_err(|e| self.state.corrupt(e))?;
-        Ok(found.as_deref() == Some(MIRROR_INDEX_VERSION.as_bytes()))
+        let (key, version) = self.mirror_index_marker(stage);
+        let found = tree.get(key).map_err(|e| self.state.corrupt(e))?;
+        Ok(found.as_deref() == Some(version))
     }
 
     /// The mirror of `stage` with its tables' columns and languages but no rows.
@@ -268,7 +270,7 @@ impl Namespace<'_> {
                     return Ok(None);
                 };
                 let cells = serde_json::from_slice(&bytes).map_err(|e| self.state.corrupt(e))?;
-                Ok(Some((Arc::from(*id), Arc::new(cells))))
+                Ok(Some((Arc::from(*id), crate::catalog::mirror::row(cells))))
             })
             .collect::<Result<Vec<_>, StateError>>()?;
         Ok(rows.into_iter().flatten().collect())
@@ -279,7 +281,7 @@ impl Namespace<'_> {
         Ok(self
             .scan::<Vec<crate::stages::saleslayer::page::Cell>>("mirror", &[stage, table, "row"])?
             .into_iter()
-            .map(|(id, cells)| (Arc::from(id), Arc::new(cells)))
+            .map(|(id, cells)| (Arc::from(id), crate::catalog::mirror::row(cells)))
             .collect())
     }
 
@@ -298,11 +300,12 @@ impl Namespace<'_> {
         Ok(found.into_values().flatten().collect())
     }
 
-    /// Adds the index writes for the rows `changes` touched to `batch`; with `rebuild`, the whole
+    /// Adds the index writes for the rows `changes` touched to `batch` (not the marker: see
+    /// [`Namespace::mirror_index_marker`]); with `rebuild`, the whole
     /// index is written anew from `mirror` (which must then hold every row).
     pub(super) fn index_mirror(
         &self,
-        batch: &mut sled::Batch,
+        batch: &mut Writes,
         stage: &str,
         mirror: &Mirror,
         changes: &[RowChange],
@@ -343,8 +346,14 @@ impl Namespace<'_> {
                 self.edit_multimap(batch, "mirror", &[stage, which], edits)?;
             }
         }
-        batch.insert(self.key(&[stage, MARKER]), MIRROR_INDEX_VERSION.as_bytes());
         Ok(())
+    }
+
+    /// The key and value saying the mirror of `stage` has a complete dependency index of this
+    /// layout, which [`Namespace::save_mirror`] writes once the entries [`Namespace::index_mirror`]
+    /// gave it are written.
+    pub(super) fn mirror_index_marker(&self, stage: &str) -> (Vec<u8>, &'static [u8]) {
+        (self.key(&[stage, MARKER]), MIRROR_INDEX_VERSION.as_bytes())
     }
 
     /// What `map` stage `map` produced for an item at its last stored evaluation (`None`: it
@@ -392,8 +401,9 @@ impl Namespace<'_> {
     }
 
     /// Writes the outputs of the items evaluated (`None`: not in scope, or gone) with their
-    /// handle and SKU index entries, in one batch. `complete`: these are every item, and
-    /// whatever else the stage had stored is removed.
+    /// handle and SKU index entries. `complete`: these are every item, and whatever else the
+    /// stage had stored is removed. Not atomic when large: the caller clears the checkpoint's
+    /// base first and writes the checkpoint that stands for these outputs after.
     pub fn write_outputs<'o>(
         &self,
         map: &str,
@@ -401,7 +411,7 @@ impl Namespace<'_> {
         outputs: impl Iterator<Item = (ItemKind, &'o str, Option<&'o ItemOutput>)>,
     ) -> Result<(), StateError> {
         let tree = self.state.tree("outputs")?;
-        let mut batch = sled::Batch::default();
+        let mut batch = Writes::default();
         let outputs: Vec<(ItemKind, &str, Option<&ItemOutput>)> = outputs.collect();
         let mut handles: BTreeMap<ItemKind, Vec<Edit>> = BTreeMap::new();
         let mut skus: Vec<Edit> = Vec::new();
@@ -420,7 +430,7 @@ impl Namespace<'_> {
                 }
             }
             for key in self.keys_under(&tree, &[map])? {
-                batch.remove(key);
+                batch.remove(key.to_vec());
             }
             for (kind, buckets) in by_kind {
                 for (b, map_) in buckets {
@@ -476,7 +486,10 @@ impl Namespace<'_> {
             }
             self.edit_multimap(&mut batch, "outputs", &[map, SKU], skus)?;
         }
-        tree.apply_batch(batch).map_err(|e| self.state.corrupt(e))
+        // A first run's outputs are every item: written in chunks, which is safe because the
+        // caller cleared the checkpoint's base first (no incremental plan reads them until the
+        // checkpoint that stands for them is written after this).
+        batch.apply_chunked(&tree).map_err(|e| self.state.corrupt(e))
     }
 }
 

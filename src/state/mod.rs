@@ -11,15 +11,17 @@ use serde::{Deserialize, Serialize};
 
 mod index;
 mod shared;
+mod writes;
 
 pub use index::{IndexSpec, ItemOutput};
 
 use crate::catalog::mirror::{ChangeKind, Mirror, RowChange, Table};
 use crate::stages::saleslayer::page::Cell;
 use crate::stages::ItemKind;
+use writes::{Chunks, Writes};
 
 /// The layout version this build reads and writes. Migrations are append-only (see [`migrate`]).
-pub const SCHEMA_VERSION: u32 = 1;
+pub const SCHEMA_VERSION: u32 = 2;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StateError {
@@ -600,13 +602,21 @@ fn migrate(state: &State) -> Result<(), StateError> {
         });
     }
     // Append-only list of migrations: index i migrates from version i to i + 1.
-    let migrations: [Migration; 1] = [|_| Ok(())];
+    // 1 → 2: the queue may live in a second key range (`Namespace::replace_queue`); a layout-1
+    // state has it in the first, where layout 2 looks without a `live` key. The step only stops
+    // an older catsync from reading a queue it would not find.
+    let migrations: [Migration; 2] = [|_| Ok(()), |_| Ok(())];
     for (from, step) in migrations.iter().enumerate().skip(version as usize) {
         step(state)?;
         meta.insert("schema_version", (from as u32 + 1).to_string().as_bytes()).map_err(|e| state.corrupt(e))?;
     }
     Ok(())
 }
+
+/// The queue tree's two key ranges, and the key naming the live one (see
+/// [`Namespace::replace_queue`]).
+const QUEUE_RANGES: [&str; 2] = ["q", "q1"];
+const QUEUE_LIVE: &str = "live";
 
 /// The key of an export's [`RecordsDigest`] in the records tree (beside, not among, the records:
 /// their keys continue with an item kind).
@@ -670,7 +680,7 @@ impl Namespace<'_> {
             table.rows = self
                 .scan::<Vec<Cell>>("mirror", &[stage, &name, "row"])?
                 .into_iter()
-                .map(|(id, cells)| (Arc::from(id), Arc::new(cells)))
+                .map(|(id, cells)| (Arc::from(id), crate::catalog::mirror::row(cells)))
                 .collect();
             table.reindex();
             mirror.tables.insert(name, table);
@@ -678,9 +688,14 @@ impl Namespace<'_> {
         Ok(mirror)
     }
 
-    /// Writes the rows that `changes` touched (and every table layout) in one atomic batch, with
-    /// the dependency index entries of those rows (`index`). `complete`: `mirror` holds every
-    /// row (not only those an incremental evaluation loaded), so a missing index is built whole.
+    /// Writes the rows that `changes` touched (and every table layout) with the dependency
+    /// index entries of those rows (`index`). `complete`: `mirror` holds every row (not only
+    /// those an incremental evaluation loaded), so a missing index is built whole.
+    ///
+    /// A small write is one atomic batch. A large one (a first run, a big delta) goes in chunks
+    /// between removing the index marker and writing it back: a crash in between leaves rows
+    /// old and new, each whole, and no marker, so the next evaluation is a full one (it re-reads
+    /// the exports since the cursor, which this write has not moved) and rebuilds the index.
     pub fn save_mirror(
         &self,
         stage: &str,
@@ -692,36 +707,61 @@ impl Namespace<'_> {
         use rayon::prelude::*;
         let started = std::time::Instant::now();
         let tree = self.state.tree("mirror")?;
-        let mut batch = sled::Batch::default();
-        if let Some(spec) = index {
-            let indexed = self.has_mirror_index(stage)?;
-            if indexed || complete {
-                self.index_mirror(&mut batch, stage, mirror, changes, spec, !indexed)?;
+        let mut writes = Writes::default();
+        let indexed = match index {
+            Some(spec) => {
+                let indexed = self.has_mirror_index(stage)?;
+                if indexed || complete {
+                    self.index_mirror(&mut writes, stage, mirror, changes, spec, !indexed)?;
+                }
+                indexed || complete
             }
-        }
+            None => false,
+        };
         tracing::debug!(elapsed_ms = started.elapsed().as_millis() as u64, "mirror index written");
         for (name, table) in &mirror.tables {
-            batch.insert(self.key(&[stage, name, "columns"]), json(&table.columns));
+            writes.insert(self.key(&[stage, name, "columns"]), json(&table.columns));
         }
-        // Rows are serialized on both cores, then written in one batch.
-        let rows: Vec<(Vec<u8>, Option<Vec<u8>>)> = changes
-            .par_iter()
-            .map(|c| {
-                let key = self.key(&[stage, &c.table, "row", &c.id]);
-                match (c.kind, mirror.tables.get(&c.table).and_then(|t| t.rows.get(&c.id))) {
-                    (ChangeKind::Deleted, _) | (_, None) => (key, None),
-                    (_, Some(cells)) => (key, Some(json(cells.as_ref()))),
+        let row = |c: &RowChange| {
+            let key = self.key(&[stage, &c.table, "row", &c.id]);
+            match (c.kind, mirror.tables.get(&c.table).and_then(|t| t.rows.get(&c.id))) {
+                (ChangeKind::Deleted, _) | (_, None) => (key, None),
+                (_, Some(cells)) => (key, Some(json(cells.as_ref()))),
+            }
+        };
+        let (marker, version) = self.mirror_index_marker(stage);
+        let corrupt = |e: sled::Error| self.state.corrupt(e);
+        if writes.len() + changes.len() <= writes::CHUNK_KEYS {
+            for (key, value) in changes.iter().map(row) {
+                match value {
+                    Some(v) => writes.insert(key, v),
+                    None => writes.remove(key),
                 }
-            })
-            .collect();
-        for (key, value) in rows {
-            match value {
-                Some(v) => batch.insert(key, v),
-                None => batch.remove(key),
+            }
+            if indexed {
+                writes.insert(marker, version);
+            }
+            writes.apply_atomic(&tree).map_err(corrupt)?;
+        } else {
+            tree.remove(&marker).map_err(corrupt)?;
+            writes.apply_chunked(&tree).map_err(corrupt)?;
+            // Rows are serialized on both cores a chunk at a time, and written as they come.
+            let mut chunks = Chunks::new(&tree);
+            for part in changes.chunks(writes::CHUNK_KEYS) {
+                let rows: Vec<(Vec<u8>, Option<Vec<u8>>)> = part.par_iter().map(row).collect();
+                for (key, value) in rows {
+                    match value {
+                        Some(v) => chunks.insert(key, v),
+                        None => chunks.remove(key),
+                    }
+                    .map_err(corrupt)?;
+                }
+            }
+            chunks.finish().map_err(corrupt)?;
+            if indexed {
+                tree.insert(marker, version).map_err(corrupt)?;
             }
         }
-        tracing::debug!(elapsed_ms = started.elapsed().as_millis() as u64, "mirror rows serialized");
-        tree.apply_batch(batch).map_err(|e| self.state.corrupt(e))?;
         tracing::debug!(elapsed_ms = started.elapsed().as_millis() as u64, "mirror saved");
         let meta = self.state.tree("meta")?;
         let tables: Vec<&String> = mirror.tables.keys().collect();
@@ -887,7 +927,7 @@ impl Namespace<'_> {
     /// ways out; the rest of the state stays usable.
     pub fn queue(&self) -> Result<Vec<QueueEntry>, StateError> {
         let tree = self.state.tree("queue")?;
-        let mut prefix = self.key(&["q"]);
+        let mut prefix = self.key(&[self.live_queue()?]);
         prefix.push(0);
         let mut out = Vec::new();
         for entry in tree.scan_prefix(&prefix) {
@@ -906,30 +946,72 @@ impl Namespace<'_> {
         struct Entry {
             change: QueuedHead,
         }
-        Ok(self.scan::<Entry>("queue", &["q"])?.into_iter().map(|(_, e)| e.change).collect())
+        Ok(self.scan::<Entry>("queue", &[self.live_queue()?])?.into_iter().map(|(_, e)| e.change).collect())
     }
 
-    /// Replaces the whole queue.
+    /// Which of the queue's two key ranges holds the live queue (`q` until a large queue was
+    /// first written, layout 2).
+    fn live_queue(&self) -> Result<&'static str, StateError> {
+        let found = self.state.tree("queue")?.get(self.key(&[QUEUE_LIVE])).map_err(|e| self.state.corrupt(e))?;
+        Ok(if found.as_deref() == Some(QUEUE_RANGES[1].as_bytes()) { QUEUE_RANGES[1] } else { QUEUE_RANGES[0] })
+    }
+
+    /// Replaces the whole queue, atomically. A small queue is one batch. A large one (a first
+    /// run's) is written in chunks into the other key range, which then becomes the live one
+    /// with a single write, before the old range is cleared: a crash leaves the old queue or the
+    /// new one whole, never a mix (a merge that withdrew a deletion must not see it come back),
+    /// and sled's memory stays bounded (see [`writes`]).
     pub fn replace_queue(&self, entries: &[QueueEntry]) -> Result<(), StateError> {
+        let corrupt = |e: sled::Error| self.state.corrupt(e);
         let tree = self.state.tree("queue")?;
-        let mut batch = sled::Batch::default();
-        let mut prefix = self.key(&["q"]);
-        prefix.push(0);
-        for k in tree.scan_prefix(&prefix).keys() {
-            batch.remove(k.map_err(|e| self.state.corrupt(e))?);
+        let live = self.live_queue()?;
+        let keys_of = |range: &str| -> Result<Vec<sled::IVec>, StateError> {
+            let mut prefix = self.key(&[range]);
+            prefix.push(0);
+            tree.scan_prefix(&prefix).keys().collect::<Result<_, _>>().map_err(corrupt)
+        };
+        let entry = |range: &str, e: &QueueEntry| -> Result<(Vec<u8>, Vec<u8>), StateError> {
+            Ok((
+                self.key(&[range, &format!("{:020}", e.seq)]),
+                serde_json::to_vec(e).map_err(|e| self.state.corrupt(e))?,
+            ))
+        };
+        let old = keys_of(live)?;
+        if old.len() + entries.len() <= writes::CHUNK_KEYS {
+            let mut writes = Writes::default();
+            for k in old {
+                writes.remove(k.to_vec());
+            }
+            for e in entries {
+                let (k, v) = entry(live, e)?;
+                writes.insert(k, v);
+            }
+            return writes.apply_atomic(&tree).map_err(corrupt);
+        }
+        let next = if live == QUEUE_RANGES[0] { QUEUE_RANGES[1] } else { QUEUE_RANGES[0] };
+        let mut chunks = Chunks::new(&tree);
+        // What a crash left in the other range before it became live, then the new queue.
+        for k in keys_of(next)? {
+            chunks.remove(k.to_vec()).map_err(corrupt)?;
         }
         for e in entries {
-            batch.insert(
-                self.key(&["q", &format!("{:020}", e.seq)]),
-                serde_json::to_vec(e).map_err(|e| self.state.corrupt(e))?,
-            );
+            let (k, v) = entry(next, e)?;
+            chunks.insert(k, v).map_err(corrupt)?;
         }
-        tree.apply_batch(batch).map_err(|e| self.state.corrupt(e))
+        chunks.finish().map_err(corrupt)?;
+        tree.insert(self.key(&[QUEUE_LIVE]), next.as_bytes()).map_err(corrupt)?;
+        let mut chunks = Chunks::new(&tree);
+        for k in old {
+            chunks.remove(k.to_vec()).map_err(corrupt)?;
+        }
+        chunks.finish().map_err(corrupt)
     }
 
     pub fn remove_queued(&self, seq: u64) -> Result<(), StateError> {
         let tree = self.state.tree("queue")?;
-        tree.remove(self.key(&["q", &format!("{seq:020}")])).map(|_| ()).map_err(|e| self.state.corrupt(e))
+        tree.remove(self.key(&[self.live_queue()?, &format!("{seq:020}")]))
+            .map(|_| ())
+            .map_err(|e| self.state.corrupt(e))
     }
 
     /// Every run, oldest first.

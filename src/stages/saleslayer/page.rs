@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::Arc;
 
+use compact_str::CompactString;
 use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde::{Deserialize, Serialize};
 
@@ -16,12 +17,13 @@ use serde::{Deserialize, Serialize};
 pub enum Cell {
     /// Absent or `null`.
     Null,
-    /// A scalar (numbers and booleans are kept as their JSON text).
-    Str(Box<str>),
+    /// A scalar (numbers and booleans are kept as their JSON text). Short texts (ids, prices,
+    /// statuses: most cells) are kept inline, without an allocation of their own.
+    Str(CompactString),
     /// A list of scalars (`ID_catalogue` with grouping, list fields).
-    List(Vec<Box<str>>),
+    List(Box<[Box<str>]>),
     /// An image or file field: `[[status, id, url_for_size…], …]`.
-    Media(Vec<Vec<Box<str>>>),
+    Media(Box<[Box<[Box<str>]>]>),
     /// `["U"]`: the media field did not change; keep the previous value.
     Unchanged,
 }
@@ -85,7 +87,11 @@ impl<'de> Deserialize<'de> for Cell {
                         _ => return Err(de::Error::custom("a cell mixes strings and lists")),
                     }
                 }
-                Ok(if media.is_empty() { Cell::List(list) } else { Cell::Media(media) })
+                Ok(if media.is_empty() {
+                    Cell::List(list.into_boxed_slice())
+                } else {
+                    Cell::Media(media.into_iter().map(Vec::into_boxed_slice).collect())
+                })
             }
         }
         d.deserialize_any(CellVisitor)
@@ -96,7 +102,7 @@ impl Cell {
     /// The cell as text: scalars as is, lists joined with `,`, media and null as empty.
     pub fn text(&self) -> std::borrow::Cow<'_, str> {
         match self {
-            Cell::Str(s) => std::borrow::Cow::Borrowed(s),
+            Cell::Str(s) => std::borrow::Cow::Borrowed(s.as_str()),
             Cell::List(items) => std::borrow::Cow::Owned(items.join(",")),
             _ => std::borrow::Cow::Borrowed(""),
         }
@@ -106,7 +112,7 @@ impl Cell {
     pub fn ids(&self) -> Vec<&str> {
         match self {
             Cell::Str(s) if s.is_empty() => Vec::new(),
-            Cell::Str(s) => vec![s],
+            Cell::Str(s) => vec![s.as_str()],
             Cell::List(items) => items.iter().map(|s| &**s).collect(),
             _ => Vec::new(),
         }
@@ -317,7 +323,7 @@ fn row(mut cells: Vec<Cell>, columns: &[Column]) -> Result<Row, String> {
         _ => return Err("the first cell must be the row status (`M` or `D`)".to_string()),
     };
     let id = match cells.get(1) {
-        Some(Cell::Str(s)) if !s.is_empty() => s.clone(),
+        Some(Cell::Str(s)) if !s.is_empty() => Box::<str>::from(s.as_str()),
         _ => return Err("the second cell must be the row `ID`".to_string()),
     };
     if status == "D" {
@@ -331,6 +337,8 @@ fn row(mut cells: Vec<Cell>, columns: &[Column]) -> Result<Row, String> {
         ));
     }
     cells.drain(..2);
+    // The mirror keeps the row: no spare capacity (shrinking by two cells stays in place).
+    cells.shrink_to_fit();
     Ok(Row { id, deleted: false, cells })
 }
 
@@ -426,7 +434,10 @@ impl<'de> Deserialize<'de> for Rows {
             }
             fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Rows, A::Error> {
                 let mut rows = Vec::with_capacity(seq.size_hint().unwrap_or(0));
-                while let Some(row) = seq.next_element_seed(RowSeed)? {
+                // Rows of a table have one width: the first row's sizes the others.
+                let mut width = None;
+                while let Some(row) = seq.next_element_seed(RowSeed(width.unwrap_or(16)))? {
+                    width.get_or_insert(row.len());
                     rows.push(row);
                 }
                 Ok(Rows(rows))
@@ -436,26 +447,27 @@ impl<'de> Deserialize<'de> for Rows {
     }
 }
 
-struct RowSeed;
+/// A row's cells; `.0` is the capacity to start with.
+struct RowSeed(usize);
 
 impl<'de> DeserializeSeed<'de> for RowSeed {
     type Value = Vec<Cell>;
     fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Vec<Cell>, D::Error> {
-        struct RowVisitor;
+        struct RowVisitor(usize);
         impl<'de> Visitor<'de> for RowVisitor {
             type Value = Vec<Cell>;
             fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
                 f.write_str("a row (a list of cells)")
             }
             fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Vec<Cell>, A::Error> {
-                let mut cells = Vec::with_capacity(seq.size_hint().unwrap_or(16));
+                let mut cells = Vec::with_capacity(seq.size_hint().unwrap_or(self.0));
                 while let Some(cell) = seq.next_element_seed(CellSeed)? {
                     cells.push(cell);
                 }
                 Ok(cells)
             }
         }
-        d.deserialize_seq(RowVisitor)
+        d.deserialize_seq(RowVisitor(self.0))
     }
 }
 
@@ -479,7 +491,7 @@ impl<'de> Visitor<'de> for CellVisitor {
         Ok(Cell::Str(v.into()))
     }
     fn visit_string<E: de::Error>(self, v: String) -> Result<Cell, E> {
-        Ok(Cell::Str(v.into_boxed_str()))
+        Ok(Cell::Str(v.into()))
     }
     fn visit_i64<E: de::Error>(self, v: i64) -> Result<Cell, E> {
         Ok(Cell::Str(v.to_string().into()))
@@ -518,11 +530,10 @@ impl<'de> Visitor<'de> for CellVisitor {
             }
         }
         Ok(match (scalars.len(), media.is_empty()) {
-            (0, false) => Cell::Media(media),
+            (0, false) => Cell::Media(media.into_iter().map(Vec::into_boxed_slice).collect()),
             (1, true) if &*scalars[0] == "U" => Cell::Unchanged,
-            (_, true) => Cell::List(scalars),
             // Mixed lists do not occur; keep the scalars.
-            (_, false) => Cell::List(scalars),
+            (_, _) => Cell::List(scalars.into_boxed_slice()),
         })
     }
 }
@@ -535,9 +546,9 @@ enum ListItem {
 impl<'de> Deserialize<'de> for ListItem {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         match CellSeed.deserialize(d)? {
-            Cell::Str(s) => Ok(ListItem::Scalar(s)),
+            Cell::Str(s) => Ok(ListItem::Scalar(s.as_str().into())),
             Cell::Null => Ok(ListItem::Scalar("".into())),
-            Cell::List(items) => Ok(ListItem::Entry(items)),
+            Cell::List(items) => Ok(ListItem::Entry(items.into_vec())),
             Cell::Unchanged => Ok(ListItem::Entry(vec!["U".into()])),
             Cell::Media(_) => Err(de::Error::custom("lists nested more than two levels deep")),
         }
@@ -553,9 +564,9 @@ mod tests {
             Cell::Null,
             Cell::Str("19.90".into()),
             Cell::Str("".into()),
-            Cell::List(vec!["1001".into(), "1002".into()]),
-            Cell::List(Vec::new()),
-            Cell::Media(vec![vec!["M".into(), "42".into(), "https://cdn/x.jpg".into()], vec![]]),
+            Cell::List(["1001".into(), "1002".into()].into()),
+            Cell::List([].into()),
+            Cell::Media([["M".into(), "42".into(), "https://cdn/x.jpg".into()].into(), [].into()].into()),
         ];
         let json = serde_json::to_string(&cells).unwrap();
         assert_eq!(json, r#"[null,"19.90","",["1001","1002"],[],[["M","42","https://cdn/x.jpg"],[]]]"#);
