@@ -21,6 +21,7 @@ pub mod last_sent;
 pub mod plan;
 /// The sandbox store: the `catsync-sandbox` crate (`crates/sandbox/`).
 pub use catsync_sandbox as sandbox;
+pub mod retry;
 pub mod sandbox_host;
 pub mod scenario;
 pub mod schedule;

@@ -19,6 +19,8 @@ enum Behaviour {
     Normal,
     Truncated,
     Http500,
+    /// The second request (the second page) answers 503 once, then pages are served again.
+    Busy503Once,
 }
 
 /// A fake Connector API. `exports[n]` answers the call whose `last_update` is the time of
@@ -41,7 +43,7 @@ impl FakeApi {
         let log = requests.clone();
         std::thread::spawn(move || {
             // Bounded: a test makes a handful of calls.
-            for stream in listener.incoming().take(50) {
+            for (n, stream) in listener.incoming().take(50).enumerate() {
                 let Ok(mut stream) = stream else { continue };
                 let mut reader = BufReader::new(stream.try_clone().unwrap());
                 let mut line = String::new();
@@ -56,7 +58,11 @@ impl FakeApi {
                 log.lock().unwrap().push(target.clone());
                 let body = answer(&target, &exports, port);
                 let body = if behaviour == Behaviour::Truncated { body[..body.len() / 2].to_string() } else { body };
-                let status = if behaviour == Behaviour::Http500 { "500 Internal Server Error" } else { "200 OK" };
+                let status = match behaviour {
+                    Behaviour::Http500 => "500 Internal Server Error",
+                    Behaviour::Busy503Once if n == 1 => "503 Service Unavailable\r\nRetry-After: 0",
+                    _ => "200 OK",
+                };
                 let _ = write!(
                     stream,
                     "HTTP/1.1 {status}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
@@ -153,7 +159,12 @@ fn project(api: &FakeApi) -> Test {
 }
 
 fn run_in(t: &Test, args: &[&str]) -> crate::support::Output {
-    Test::at(t.path()).env("SL_CODE", "CN1234").env("SL_SECRET", SECRET).args(args).run()
+    Test::at(t.path())
+        .env("SL_CODE", "CN1234")
+        .env("SL_SECRET", SECRET)
+        .env("CATSYNC_RETRY_SCALE", "0.01")
+        .args(args)
+        .run()
 }
 
 #[test]
@@ -212,6 +223,26 @@ fn truncated_json_and_http_errors_are_clear_and_change_nothing() {
     let out = run_in(&t, &["run", "p.yaml"]);
     assert_eq!(out.code, 1);
     assert!(out.stderr.contains("the Sales Layer API answered HTTP 500 Internal Server Error"), "{}", out.stderr);
+    assert!(out.stderr.contains("(after 8 attempts)"), "{}", out.stderr);
+    assert_eq!(api.requests().len(), 8, "the page was asked for again before giving up");
+}
+
+#[test]
+fn a_page_the_api_fails_to_serve_once_is_asked_for_again() {
+    let api = FakeApi::start(vec![full_in_two_pages()], Behaviour::Busy503Once);
+    let t = project(&api);
+    let out = run_in(&t, &["run", "p.yaml"]);
+    assert_eq!(out.code, 0, "{}\n{}", out.stderr, out.stdout);
+    assert!(out.stdout.contains("COMPLETED: 16 created"), "{}", out.stdout);
+    assert!(
+        out.stderr.contains("the Sales Layer API answered HTTP 503 Service Unavailable for")
+            && out.stderr.contains("retry 1/7"),
+        "{}",
+        out.stderr
+    );
+    let requests = api.requests();
+    assert_eq!(requests.len(), 3, "{requests:?}");
+    assert_eq!(requests[1..], ["/page/0/1", "/page/0/1"], "the second page, asked for again");
 }
 
 #[test]
@@ -225,4 +256,5 @@ fn an_unreachable_api_is_a_clear_error() {
     let out = run_in(&t, &["plan", "p.yaml"]);
     assert_eq!(out.code, 1);
     assert!(out.stderr.contains("cannot reach the Sales Layer API"), "{}", out.stderr);
+    assert!(out.stderr.contains("(after 8 attempts)"), "{}", out.stderr);
 }

@@ -2,17 +2,18 @@
 //! (`stagedUploadsCreate` + a form upload), run by `bulkOperationRunMutation`, polled with
 //! `bulkOperation(id)`, and its result file is read back and matched line by line
 //! (`__lineNumber`, 0-based), so each item is recorded exactly as a single call would be. Bulk
-//! queries (`run_query`), the fast path for reading a large store, are polled the same way.
+//! queries (`run_query`), the fast path for reading a large store, are polled the same way, by
+//! [`crate::retry`]'s polling policy.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use serde_json::{json, Value};
 
 use super::client::{Client, GqlError};
 use super::export::user_errors;
 use super::operations as ops;
+use crate::retry::{retry, GaveUp, Policy, Verdict, Wait};
 
 /// The largest JSONL file Shopify accepts for one bulk mutation.
 pub const MAX_FILE_BYTES: usize = 100 * 1024 * 1024;
@@ -56,12 +57,6 @@ impl BulkResult {
             None => format!("the bulk operation ended {} before this item ran", self.status),
         }
     }
-}
-
-/// Polling starts fast (the sandbox finishes small files in well under a second) and backs off
-/// to a few seconds, which is what Shopify suggests for long operations.
-fn next_poll(current: Duration) -> Duration {
-    (current.mul_f64(1.5)).min(Duration::from_secs(5))
 }
 
 /// Runs one bulk mutation over `lines` (JSON objects of variables, one per line) and returns each
@@ -170,38 +165,54 @@ pub async fn run_query(client: &Client, query: &str) -> Result<Vec<Value>, GqlEr
 /// operations (another app's, an earlier run's) hold the shop's slots. Its GID, or the store's
 /// refusal (`userErrors`) as text.
 async fn start(client: &Client, document: &str, field: &str, vars: Value) -> Result<Result<String, String>, GqlError> {
-    let mut wait = Duration::from_millis(250);
-    loop {
-        let data = client.execute(document, vars.clone(), 10.0).await?;
+    let attempt = |_| async {
+        let data = match client.execute(document, vars.clone(), 10.0).await {
+            Ok(data) => data,
+            Err(e) => return Verdict::Fail(e),
+        };
         let payload = &data[field];
-        let errors = payload.get("userErrors").and_then(Value::as_array).cloned().unwrap_or_default();
+        let errors = payload.get("userErrors").and_then(Value::as_array).map_or(&[][..], Vec::as_slice);
         if errors.iter().any(|e| e.get("code").and_then(Value::as_str) == Some("OPERATION_IN_PROGRESS")) {
-            tokio::time::sleep(wait).await;
-            wait = next_poll(wait);
-            continue;
+            return Verdict::Retry((), Wait::Backoff);
         }
         if let Some(message) = user_errors(payload) {
-            return Ok(Err(message));
+            return Verdict::Done(Err(message));
         }
-        return match payload.pointer("/bulkOperation/id").and_then(Value::as_str) {
-            Some(id) => Ok(Ok(id.to_string())),
-            None => Err(GqlError::Garbage(format!("{field} returned no operation"))),
-        };
-    }
+        match payload.pointer("/bulkOperation/id").and_then(Value::as_str) {
+            Some(id) => Verdict::Done(Ok(id.to_string())),
+            None => Verdict::Fail(GqlError::Garbage(format!("{field} returned no operation"))),
+        }
+    };
+    retry(Policy::POLL, attempt, |_, _, _| {}).await.map_err(|gave_up| waited_too_long(gave_up, field))
 }
 
 /// Polls a bulk operation until it ends; returns its last `bulkOperation` object.
 async fn wait_for_end(client: &Client, id: &str) -> Result<Value, GqlError> {
-    let mut wait = Duration::from_millis(100);
-    loop {
-        tokio::time::sleep(wait).await;
-        wait = next_poll(wait);
-        let data = client.execute(ops::BULK_STATUS, json!({ "id": id }), 1.0).await?;
+    let poll = |n| async move {
+        if n == 1 {
+            // The operation has just been started: give it a moment first.
+            tokio::time::sleep(Policy::POLL.first).await;
+        }
+        let data = match client.execute(ops::BULK_STATUS, json!({ "id": id }), 1.0).await {
+            Ok(data) => data,
+            Err(e) => return Verdict::Fail(e),
+        };
         let op = &data["bulkOperation"];
         match op.get("status").and_then(Value::as_str) {
-            Some("CREATED" | "RUNNING" | "CANCELING") => continue,
-            Some(_) => return Ok(op.clone()),
-            None => return Err(GqlError::Garbage(format!("bulk operation {id} vanished"))),
+            Some("CREATED" | "RUNNING" | "CANCELING") => Verdict::Retry((), Wait::Backoff),
+            Some(_) => Verdict::Done(op.clone()),
+            None => Verdict::Fail(GqlError::Garbage(format!("bulk operation {id} vanished"))),
+        }
+    };
+    retry(Policy::POLL, poll, |_, _, _| {}).await.map_err(|gave_up| waited_too_long(gave_up, id))
+}
+
+/// The error of a poll: the request's own, or (after `u32::MAX` polls) that it never ended.
+fn waited_too_long(gave_up: GaveUp<GqlError, ()>, what: &str) -> GqlError {
+    match gave_up {
+        GaveUp::Failed(e) => e,
+        GaveUp::Exhausted { attempts, .. } => {
+            GqlError::Exhausted { attempts, message: format!("{what} did not end after {attempts} polls") }
         }
     }
 }
@@ -244,14 +255,5 @@ mod tests {
         assert_eq!(files(&lines), vec![0..2, 2..4]);
         assert_eq!(files(&["a".to_string()]), vec![0..1]);
         assert!(files(&[]).is_empty());
-    }
-
-    #[test]
-    fn polling_backs_off_to_five_seconds() {
-        let mut d = Duration::from_millis(100);
-        for _ in 0..20 {
-            d = next_poll(d);
-        }
-        assert_eq!(d, Duration::from_secs(5));
     }
 }

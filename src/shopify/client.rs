@@ -1,18 +1,19 @@
 //! The Admin GraphQL client: one POST per operation, paced from `extensions.cost.throttleStatus`
 //! so it is almost never throttled while using the budget fully, and retrying what can be retried
-//! (`THROTTLED`, HTTP 429/5xx honouring `Retry-After`, timeouts, connection errors) with jittered
-//! backoff — never `MAX_COST_EXCEEDED`, `MAX_INPUT_SIZE_EXCEEDED` or validation errors.
+//! (`THROTTLED`, HTTP 429/5xx honouring `Retry-After`, timeouts, connection errors) through
+//! [`crate::retry`] — never `MAX_COST_EXCEEDED`, `MAX_INPUT_SIZE_EXCEEDED` or validation errors.
+//! Requests sent at once share the bucket: each reserves its cost before it is sent, and a pause
+//! the store asks for (HTTP 429) holds them all.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
+use tracing::Instrument;
 
 use crate::config::secret::Secret;
-
-/// Attempts for one operation before its error is final.
-const MAX_ATTEMPTS: u32 = 8;
+use crate::retry::{retry, GaveUp, Policy, Verdict, Wait};
 
 /// Why an operation failed.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -75,6 +76,32 @@ impl Bucket {
     }
 }
 
+/// What every request of a client paces itself by; requests in flight at once share it.
+#[derive(Debug, Default)]
+struct Pacing {
+    bucket: Option<Bucket>,
+    /// Points reserved by requests whose answers have not come back yet: an answer's
+    /// `currentlyAvailable` may not count them, so they are taken off what it says.
+    pending: f64,
+    /// No request starts before then: the store asked for a pause (HTTP 429, `Retry-After`),
+    /// which holds every request of the client, not only the one it answered.
+    hold_until: Option<Instant>,
+}
+
+/// Points a request reserved from the bucket, given back to the pending count when its answer
+/// is in (or the request is dropped).
+struct Reservation<'c> {
+    pacing: &'c Mutex<Pacing>,
+    points: f64,
+}
+
+impl Drop for Reservation<'_> {
+    fn drop(&mut self) {
+        let mut p = self.pacing.lock().expect("pacing lock");
+        p.pending = (p.pending - self.points).max(0.0);
+    }
+}
+
 /// Counters for reports and benchmarks.
 #[derive(Debug, Default)]
 pub struct Stats {
@@ -85,13 +112,35 @@ pub struct Stats {
     pub cost_milli: AtomicU64,
 }
 
-/// A client for one store and API version.
+/// A client for one store and API version. Requests may be sent from several tasks at once: they
+/// share one bucket, so together they never ask for more than it holds.
 pub struct Client {
     http: reqwest::Client,
     endpoint: String,
     token: Option<Secret>,
-    bucket: Mutex<Option<Bucket>>,
+    pacing: Mutex<Pacing>,
     pub stats: Stats,
+}
+
+/// Why one attempt of a request is worth another.
+#[derive(Debug)]
+struct Transient {
+    message: String,
+    /// The request may have reached the store (anything but a refused connection).
+    reached: bool,
+    /// The store asked for a pause (HTTP 429, `Retry-After`): every request of the client waits.
+    hold: bool,
+    kind: Again,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Again {
+    /// No answer, or a server error.
+    Unanswered,
+    /// HTTP 429.
+    TooMany,
+    /// `THROTTLED`: the bucket is empty; pacing waits for it to restore.
+    Throttled,
 }
 
 impl Client {
@@ -106,7 +155,7 @@ impl Client {
             http,
             endpoint: format!("{}/admin/api/{api_version}/graphql.json", store_url.trim_end_matches('/')),
             token,
-            bucket: Mutex::new(None),
+            pacing: Mutex::new(Pacing::default()),
             stats: Stats::default(),
         })
     }
@@ -118,16 +167,24 @@ impl Client {
     /// The store's budget as its last answer said (none before one did): the bucket's size in
     /// cost points, and the points it restores per second.
     pub fn budget(&self) -> Option<(f64, f64)> {
-        self.bucket.lock().ok().and_then(|b| b.as_ref().map(|b| (b.maximum, b.restore_rate)))
+        self.pacing.lock().ok().and_then(|p| p.bucket.as_ref().map(|b| (b.maximum, b.restore_rate)))
     }
 
-    /// Waits until the bucket should hold `cost` points, then reserves them. An estimate above
-    /// the bucket's size waits for a full bucket, no longer (the store judges the real cost).
-    async fn pace(&self, cost: f64) {
-        let wait = {
-            let mut guard = self.bucket.lock().expect("bucket lock");
-            match guard.as_mut() {
-                None => Duration::ZERO,
+    /// Waits out a pause the store asked for, then until the bucket should hold `cost` points,
+    /// and reserves them. An estimate above the bucket's size waits for a full bucket, no longer
+    /// (the store judges the real cost).
+    async fn pace(&self, cost: f64) -> Reservation<'_> {
+        loop {
+            let hold = self.pacing.lock().expect("pacing lock").hold_until.filter(|t| *t > Instant::now());
+            match hold {
+                Some(until) => tokio::time::sleep_until(until.into()).await,
+                None => break,
+            }
+        }
+        let (wait, points) = {
+            let mut p = self.pacing.lock().expect("pacing lock");
+            let (wait, points) = match p.bucket.as_mut() {
+                None => (Duration::ZERO, cost),
                 Some(b) => {
                     let cost = cost.min(b.maximum);
                     let now = b.now();
@@ -135,142 +192,150 @@ impl Client {
                     // Reserve: the next caller sees what this one will spend.
                     b.available = now - cost;
                     b.at = Instant::now();
-                    Duration::from_secs_f64(wait)
+                    (Duration::from_secs_f64(wait), cost)
                 }
-            }
+            };
+            p.pending += points;
+            (wait, points)
         };
+        let reservation = Reservation { pacing: &self.pacing, points };
         if !wait.is_zero() {
             tokio::time::sleep(wait).await;
         }
+        reservation
     }
 
-    fn observe(&self, status: &Value) {
+    /// Takes the store's word for the bucket, less what the other requests in flight reserved.
+    fn observe(&self, status: &Value, own: &Reservation) {
         let get = |k: &str| status.get(k).and_then(Value::as_f64);
         if let (Some(maximum), Some(available), Some(restore_rate)) =
             (get("maximumAvailable"), get("currentlyAvailable"), get("restoreRate"))
         {
-            *self.bucket.lock().expect("bucket lock") =
-                Some(Bucket { maximum, available, restore_rate, at: Instant::now() });
+            let mut p = self.pacing.lock().expect("pacing lock");
+            let others = (p.pending - own.points).max(0.0);
+            p.bucket = Some(Bucket { maximum, available: available - others, restore_rate, at: Instant::now() });
         }
     }
 
-    /// Runs one operation; returns its `data`. `cost` is the expected requested cost.
+    /// Holds every request of this client for `wait`.
+    fn hold(&self, wait: Duration) {
+        let until = Instant::now() + wait;
+        let mut p = self.pacing.lock().expect("pacing lock");
+        p.hold_until = Some(p.hold_until.map_or(until, |t| t.max(until)));
+    }
+
+    /// Runs one operation; returns its `data`. `cost` is the expected requested cost. Retried
+    /// by [`Policy::REQUEST`] in a `request` span (the operation's name, its cost, the attempt).
     pub async fn execute(&self, query: &str, variables: Value, cost: f64) -> Result<Value, GqlError> {
+        let span =
+            tracing::info_span!("request", operation = operation_name(query), cost, attempt = tracing::field::Empty);
         let body = json!({ "query": query, "variables": variables });
-        let mut last_error = String::new();
         let mut reached = false;
-        for attempt in 1..=MAX_ATTEMPTS {
-            if attempt > 1 {
+        let result = retry(
+            Policy::REQUEST,
+            |attempt| self.attempt(&body, cost, attempt),
+            |attempt, again, wait| {
+                reached |= again.reached;
                 self.stats.retried.fetch_add(1, Ordering::Relaxed);
-            }
-            self.pace(cost).await;
-            self.stats.requests.fetch_add(1, Ordering::Relaxed);
-            let mut request = self.http.post(&self.endpoint).json(&body);
-            if let Some(token) = &self.token {
-                request = request.header("X-Shopify-Access-Token", token.expose());
-            }
-            let response = match request.send().await {
-                Ok(r) => r,
-                Err(e) => {
-                    // A request that may have been sent (timeout, reset mid-answer) reached the store.
-                    reached |= !e.is_connect();
-                    last_error = describe(&e);
-                    let wait = backoff(attempt, None);
-                    self.retrying(attempt, &last_error, wait);
-                    tokio::time::sleep(wait).await;
-                    continue;
+                if again.hold {
+                    self.hold(wait);
                 }
-            };
-            reached = true;
-            let status = response.status().as_u16();
-            let retry_after = response
-                .headers()
-                .get("retry-after")
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.parse::<f64>().ok())
-                .map(Duration::from_secs_f64);
-            let bytes = match response.bytes().await {
-                Ok(b) => b,
-                Err(e) => {
-                    last_error = describe(&e);
-                    tokio::time::sleep(backoff(attempt, None)).await;
-                    continue;
-                }
-            };
-            if status == 401 || status == 403 || status == 404 {
-                let text = String::from_utf8_lossy(&bytes).chars().take(200).collect::<String>();
-                return Err(GqlError::Refused { status, message: refused_hint(status, &text) });
-            }
-            if status == 429 || status >= 500 {
-                if status == 429 {
-                    self.stats.throttled.fetch_add(1, Ordering::Relaxed);
-                }
-                last_error = format!("HTTP {status}");
-                let wait = backoff(attempt, retry_after);
-                if status == 429 {
-                    tracing::info!(attempt, wait_ms = wait.as_millis() as u64, "throttled (HTTP 429); waiting");
-                } else {
-                    self.retrying(attempt, &last_error, wait);
-                }
-                tokio::time::sleep(wait).await;
-                continue;
-            }
-            let value: Value = match serde_json::from_slice(&bytes) {
-                Ok(v) => v,
-                Err(e) => return Err(GqlError::Garbage(format!("HTTP {status}, {e}"))),
-            };
-            if let Some(cost) = value.pointer("/extensions/cost") {
-                if let Some(ts) = cost.get("throttleStatus") {
-                    self.observe(ts);
-                }
-                if let Some(actual) = cost.get("actualQueryCost").and_then(Value::as_f64) {
-                    self.stats.cost_milli.fetch_add((actual * 1000.0) as u64, Ordering::Relaxed);
-                }
-            }
-            if let Some(errors) = value.get("errors").and_then(Value::as_array).filter(|e| !e.is_empty()) {
-                let code = errors[0].pointer("/extensions/code").and_then(Value::as_str).map(str::to_string);
-                let message = errors
-                    .iter()
-                    .filter_map(|e| e.get("message").and_then(Value::as_str))
-                    .collect::<Vec<_>>()
-                    .join("; ");
-                if code.as_deref() == Some("THROTTLED") {
-                    self.stats.throttled.fetch_add(1, Ordering::Relaxed);
-                    last_error = "throttled".to_string();
+                match again.kind {
+                    Again::TooMany => {
+                        tracing::info!(attempt, wait_ms = wait.as_millis() as u64, "throttled (HTTP 429); waiting");
+                    }
+                    Again::Unanswered => self.retrying(attempt, &again.message, wait),
                     // The bucket was just observed; pacing waits for the cost on the next attempt.
-                    continue;
+                    Again::Throttled => {}
                 }
-                return Err(GqlError::Rejected { code, message });
+            },
+        )
+        .instrument(span)
+        .await;
+        result.map_err(|gave_up| match gave_up {
+            GaveUp::Failed(e) => e,
+            GaveUp::Exhausted { attempts, last } if reached || last.reached => {
+                GqlError::Exhausted { attempts, message: last.message }
             }
-            return match value.get("data") {
-                Some(data) if !data.is_null() => Ok(data.clone()),
-                _ => Err(GqlError::Garbage("no `data` in the response".to_string())),
-            };
-        }
-        if !reached {
-            return Err(GqlError::Unreachable {
-                endpoint: self.endpoint.clone(),
-                attempts: MAX_ATTEMPTS,
-                message: last_error,
-            });
-        }
-        Err(GqlError::Exhausted { attempts: MAX_ATTEMPTS, message: last_error })
+            GaveUp::Exhausted { attempts, last } => {
+                GqlError::Unreachable { endpoint: self.endpoint.clone(), attempts, message: last.message }
+            }
+        })
     }
-}
 
-impl Client {
+    /// One attempt of a request: paced, sent, and its answer judged.
+    async fn attempt(&self, body: &Value, cost: f64, attempt: u32) -> Verdict<Value, GqlError, Transient> {
+        tracing::Span::current().record("attempt", attempt);
+        let reservation = self.pace(cost).await;
+        self.stats.requests.fetch_add(1, Ordering::Relaxed);
+        let mut request = self.http.post(&self.endpoint).json(body);
+        if let Some(token) = &self.token {
+            request = request.header("X-Shopify-Access-Token", token.expose());
+        }
+        let unanswered = |message, reached| Transient { message, reached, hold: false, kind: Again::Unanswered };
+        let response = match request.send().await {
+            Ok(r) => r,
+            // A request that may have been sent (timeout, reset mid-answer) reached the store.
+            Err(e) => return Verdict::Retry(unanswered(describe(&e), !e.is_connect()), Wait::Backoff),
+        };
+        let status = response.status().as_u16();
+        let wait = Wait::asked_by(response.headers());
+        let bytes = match response.bytes().await {
+            Ok(b) => b,
+            Err(e) => return Verdict::Retry(unanswered(describe(&e), true), Wait::Backoff),
+        };
+        if status == 401 || status == 403 || status == 404 {
+            let text = String::from_utf8_lossy(&bytes).chars().take(200).collect::<String>();
+            return Verdict::Fail(GqlError::Refused { status, message: refused_hint(status, &text) });
+        }
+        if status == 429 || status >= 500 {
+            let kind = if status == 429 { Again::TooMany } else { Again::Unanswered };
+            if kind == Again::TooMany {
+                self.stats.throttled.fetch_add(1, Ordering::Relaxed);
+            }
+            let hold = status == 429 || wait != Wait::Backoff;
+            return Verdict::Retry(Transient { message: format!("HTTP {status}"), reached: true, hold, kind }, wait);
+        }
+        let value: Value = match serde_json::from_slice(&bytes) {
+            Ok(v) => v,
+            Err(e) => return Verdict::Fail(GqlError::Garbage(format!("HTTP {status}, {e}"))),
+        };
+        let actual = value.pointer("/extensions/cost/actualQueryCost").and_then(Value::as_f64);
+        if let Some(ts) = value.pointer("/extensions/cost/throttleStatus") {
+            self.observe(ts, &reservation);
+        }
+        if let Some(actual) = actual {
+            self.stats.cost_milli.fetch_add((actual * 1000.0) as u64, Ordering::Relaxed);
+        }
+        tracing::debug!(status, actual_cost = actual, "answered");
+        if let Some(errors) = value.get("errors").and_then(Value::as_array).filter(|e| !e.is_empty()) {
+            let code = errors[0].pointer("/extensions/code").and_then(Value::as_str).map(str::to_string);
+            let message =
+                errors.iter().filter_map(|e| e.get("message").and_then(Value::as_str)).collect::<Vec<_>>().join("; ");
+            if code.as_deref() == Some("THROTTLED") {
+                self.stats.throttled.fetch_add(1, Ordering::Relaxed);
+                let again =
+                    Transient { message: "throttled".to_string(), reached: true, hold: false, kind: Again::Throttled };
+                return Verdict::Retry(again, Wait::Paced);
+            }
+            return Verdict::Fail(GqlError::Rejected { code, message });
+        }
+        match value.get("data") {
+            Some(data) if !data.is_null() => Verdict::Done(data.clone()),
+            _ => Verdict::Fail(GqlError::Garbage("no `data` in the response".to_string())),
+        }
+    }
+
     /// Says that a request failed and is tried again: an unreachable or failing store is never
     /// silent for the minute its retries can take.
     fn retrying(&self, attempt: u32, error: &str, wait: Duration) {
-        if attempt < MAX_ATTEMPTS {
-            tracing::warn!(
-                "the store at {} did not answer ({error}); retry {}/{} in {:.1} s",
-                self.endpoint,
-                attempt,
-                MAX_ATTEMPTS - 1,
-                wait.as_secs_f64()
-            );
-        }
+        tracing::warn!(
+            "the store at {} did not answer ({error}); retry {}/{} in {:.1} s",
+            self.endpoint,
+            attempt,
+            Policy::REQUEST.attempts - 1,
+            wait.as_secs_f64()
+        );
     }
 
     /// Uploads a file to a staged-upload target (a form POST: the target's parameters, then the
@@ -282,48 +347,76 @@ impl Client {
         filename: &str,
         bytes: Vec<u8>,
     ) -> Result<(), GqlError> {
-        let mut last_error = String::new();
-        for attempt in 1..=MAX_ATTEMPTS {
+        let upload = |_| async {
             let mut form = reqwest::multipart::Form::new();
             for (name, value) in parameters {
                 form = form.text(name.clone(), value.clone());
             }
-            let part = reqwest::multipart::Part::bytes(bytes.clone())
+            let part = match reqwest::multipart::Part::bytes(bytes.clone())
                 .file_name(filename.to_string())
                 .mime_str("text/jsonl")
-                .map_err(|e| GqlError::Garbage(e.to_string()))?;
+            {
+                Ok(part) => part,
+                Err(e) => return Verdict::Fail(GqlError::Garbage(e.to_string())),
+            };
             form = form.part("file", part);
             match self.http.post(url).multipart(form).timeout(Duration::from_secs(600)).send().await {
-                Ok(r) if r.status().is_success() => return Ok(()),
+                Ok(r) if r.status().is_success() => Verdict::Done(()),
                 Ok(r) if r.status().is_client_error() => {
                     let status = r.status().as_u16();
                     let text: String = r.text().await.unwrap_or_default().chars().take(300).collect();
-                    return Err(GqlError::Staging(format!("the staged upload was refused (HTTP {status}): {text}")));
+                    Verdict::Fail(GqlError::Staging(format!("the staged upload was refused (HTTP {status}): {text}")))
                 }
-                Ok(r) => last_error = format!("HTTP {}", r.status().as_u16()),
-                Err(e) => last_error = describe(&e),
+                Ok(r) => Verdict::Retry(format!("HTTP {}", r.status().as_u16()), Wait::Backoff),
+                Err(e) => Verdict::Retry(describe(&e), Wait::Backoff),
             }
+        };
+        retry(Policy::REQUEST, upload, |_, _, _| {
             self.stats.retried.fetch_add(1, Ordering::Relaxed);
-            tokio::time::sleep(backoff(attempt, None)).await;
-        }
-        Err(GqlError::Staging(format!("gave up after {MAX_ATTEMPTS} attempts: {last_error}")))
+        })
+        .await
+        .map_err(|gave_up| match gave_up {
+            GaveUp::Failed(e) => e,
+            GaveUp::Exhausted { attempts, last } => {
+                GqlError::Staging(format!("gave up after {attempts} attempts: {last}"))
+            }
+        })
     }
 
     /// Downloads a result file (a bulk operation's JSONL); the URL is signed, so no token is sent.
     pub async fn download(&self, url: &str) -> Result<String, GqlError> {
-        let mut last_error = String::new();
-        for attempt in 1..=MAX_ATTEMPTS {
+        let download = |_| async {
             match self.http.get(url).timeout(Duration::from_secs(600)).send().await {
                 Ok(r) if r.status().is_success() => match r.text().await {
-                    Ok(t) => return Ok(t),
-                    Err(e) => last_error = describe(&e),
+                    Ok(t) => Verdict::Done(t),
+                    Err(e) => Verdict::Retry(describe(&e), Wait::Backoff),
                 },
-                Ok(r) => last_error = format!("HTTP {}", r.status().as_u16()),
-                Err(e) => last_error = describe(&e),
+                Ok(r) => Verdict::Retry(format!("HTTP {}", r.status().as_u16()), Wait::Backoff),
+                Err(e) => Verdict::Retry(describe(&e), Wait::Backoff),
             }
-            tokio::time::sleep(backoff(attempt, None)).await;
-        }
-        Err(GqlError::Exhausted { attempts: MAX_ATTEMPTS, message: format!("bulk result file: {last_error}") })
+        };
+        retry(Policy::REQUEST, download, |_, _: &String, _| {
+            self.stats.retried.fetch_add(1, Ordering::Relaxed);
+        })
+        .await
+        .map_err(|gave_up: GaveUp<std::convert::Infallible, String>| match gave_up {
+            GaveUp::Failed(never) => match never {},
+            GaveUp::Exhausted { attempts, last } => {
+                GqlError::Exhausted { attempts, message: format!("bulk result file: {last}") }
+            }
+        })
+    }
+}
+
+/// An operation's name as its document declares it (`mutation CatsyncProductSet(…)` →
+/// `CatsyncProductSet`), for logs.
+fn operation_name(query: &str) -> &str {
+    let rest = query.trim_start();
+    let rest = rest.split_once(char::is_whitespace).map_or("", |(_, r)| r.trim_start());
+    let end = rest.find(|c: char| !(c.is_ascii_alphanumeric() || c == '_')).unwrap_or(rest.len());
+    match &rest[..end] {
+        "" => "anonymous",
+        name => name,
     }
 }
 
@@ -333,21 +426,6 @@ fn refused_hint(status: u16, body: &str) -> String {
         403 => format!("{body}; the access token lacks a scope catsync needs (write_products, write_translations)"),
         _ => format!("{body}; check the store `url` and `api_version`"),
     }
-}
-
-/// Exponential backoff with jitter (0.25 s doubling to 16 s), or the server's `Retry-After`.
-/// `CATSYNC_RETRY_SCALE` (a factor up to 1, default 1) shortens every wait: for tests and demos.
-fn backoff(attempt: u32, retry_after: Option<Duration>) -> Duration {
-    let scale =
-        std::env::var("CATSYNC_RETRY_SCALE").ok().and_then(|s| s.parse::<f64>().ok()).unwrap_or(1.0).clamp(0.0, 1.0);
-    if let Some(d) = retry_after {
-        return d.min(Duration::from_secs(60)).mul_f64(scale);
-    }
-    let base = 0.25 * f64::from(1u32 << attempt.min(6));
-    let nanos =
-        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0);
-    let jitter = 0.5 + f64::from(nanos % 1000) / 1000.0;
-    Duration::from_secs_f64((base * jitter).min(16.0) * scale)
 }
 
 fn describe(e: &reqwest::Error) -> String {

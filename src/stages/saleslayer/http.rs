@@ -1,5 +1,6 @@
 //! Reading the Sales Layer Connector API over HTTP: the signed call (`key256`), `ver=1.18`,
-//! pagination through `next_page`, the `last_update` cursor and the flags the official plugins set.
+//! pagination through `next_page`, the `last_update` cursor and the flags the official plugins set;
+//! a page that fails on the way (no connection, HTTP 429 or 5xx) is asked for again.
 
 use std::time::Duration;
 
@@ -8,6 +9,7 @@ use sha2::{Digest, Sha256};
 use super::page::{self, Layouts, Page};
 use super::{Export, SourceError};
 use crate::config::secret::Secret;
+use crate::retry::{retry, GaveUp, Policy, Verdict, Wait};
 
 /// API version whose pagination catsync reads.
 pub const API_VERSION: &str = "1.18";
@@ -74,26 +76,12 @@ impl ApiCall<'_> {
             .user_agent(concat!("catsync/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(|e| SourceError::Api(format!("cannot start the HTTP client: {e}")))?;
-        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
-        let unique = unique_token();
-        let mut request = client.get(self.url).query(&self.query(now, &unique));
         let mut layouts = Layouts::new();
         let mut pages: Vec<Page> = Vec::new();
+        let mut next: Option<String> = None;
         for n in 1..=MAX_PAGES {
             let shown = format!("{} (page {n})", self.url);
-            let response = request.send().await.map_err(|e| {
-                SourceError::Api(format!("cannot reach the Sales Layer API at {shown}: {}", error_chain(&e)))
-            })?;
-            let status = response.status();
-            let body = response
-                .bytes()
-                .await
-                .map_err(|e| SourceError::Api(format!("reading {shown}: {}", error_chain(&e))))?;
-            if !status.is_success() {
-                return Err(SourceError::Api(format!(
-                    "the Sales Layer API answered HTTP {status} for {shown}; check `url` and try again later"
-                )));
-            }
+            let body = self.fetch(&client, next.as_deref(), &shown).await?;
             let page = page::decode(&body, &mut layouts).map_err(|error| match error {
                 page::PageError::Api { code, message } => SourceError::Api(format!(
                     "the Sales Layer API at {} answered error {code}: {message}; check the connector's `code` and `secret`",
@@ -109,11 +97,10 @@ impl ApiCall<'_> {
                     )));
                 }
             }
-            let next = page.next_page.clone();
+            next = page.next_page.clone();
             pages.push(page);
-            match next {
-                Some(url) => request = client.get(url),
-                None => break,
+            if next.is_none() {
+                break;
             }
         }
         let Some(first) = pages.first() else { return Ok(Vec::new()) };
@@ -123,6 +110,56 @@ impl ApiCall<'_> {
         let (time, action) = (first.time, first.action);
         let origin = vec![format!("{} ({} page{})", self.url, pages.len(), if pages.len() == 1 { "" } else { "s" })];
         Ok(vec![Export { time, action, pages, origin }])
+    }
+}
+
+impl ApiCall<'_> {
+    /// One page's body: the first page signed afresh for each attempt, a next page by the URL the
+    /// previous one gave. Connection failures, HTTP 429 and 5xx are tried again
+    /// ([`Policy::REQUEST`], honouring `Retry-After`); other HTTP errors are not.
+    async fn fetch(&self, client: &reqwest::Client, next: Option<&str>, shown: &str) -> Result<Vec<u8>, SourceError> {
+        let attempt = |_| async {
+            let request = match next {
+                Some(url) => client.get(url),
+                None => {
+                    let now = std::time::SystemTime::now()
+                        .duration_since(std::time::UNIX_EPOCH)
+                        .map(|d| d.as_secs())
+                        .unwrap_or(0);
+                    client.get(self.url).query(&self.query(now, &unique_token()))
+                }
+            };
+            let response = match request.send().await {
+                Ok(r) => r,
+                Err(e) => {
+                    return Verdict::Retry(
+                        format!("cannot reach the Sales Layer API at {shown}: {}", error_chain(&e)),
+                        Wait::Backoff,
+                    )
+                }
+            };
+            let status = response.status();
+            let wait = Wait::asked_by(response.headers());
+            let body = match response.bytes().await {
+                Ok(b) => b,
+                Err(e) => return Verdict::Retry(format!("reading {shown}: {}", error_chain(&e)), Wait::Backoff),
+            };
+            let failed = format!("the Sales Layer API answered HTTP {status} for {shown}");
+            match status.as_u16() {
+                200..=299 => Verdict::Done(body.to_vec()),
+                429 | 500..=599 => Verdict::Retry(failed, wait),
+                _ => Verdict::Fail(SourceError::Api(format!("{failed}; check `url` and try again later"))),
+            }
+        };
+        let before_retry = |attempt, why: &String, wait: Duration| {
+            tracing::warn!("{why}; retry {attempt}/{} in {:.1} s", Policy::REQUEST.attempts - 1, wait.as_secs_f64());
+        };
+        retry(Policy::REQUEST, attempt, before_retry).await.map_err(|gave_up| match gave_up {
+            GaveUp::Failed(e) => e,
+            GaveUp::Exhausted { attempts, last } => {
+                SourceError::Api(format!("{last} (after {attempts} attempts); check `url` and try again later"))
+            }
+        })
     }
 }
 
