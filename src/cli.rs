@@ -387,15 +387,37 @@ fn init_logging(cli: &Cli, color: bool) {
     };
     let filter = tracing_subscriber::EnvFilter::try_from_env("CATSYNC_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_target(false)
-        .with_ansi(color);
-    let _ = match cli.log_format {
-        LogFormat::Json => builder.json().try_init(),
-        LogFormat::Text => builder.without_time().try_init(),
-    };
+    match cli.log_format {
+        LogFormat::Json => {
+            // Every line carries the spans it was logged in (`run`, `batch`, `request`, the
+            // controller's `poll`): catsync's spans are kept whatever the level, so a warning
+            // says which run, batch and request it is about.
+            use tracing_subscriber::filter::{filter_fn, FilterExt};
+            use tracing_subscriber::layer::SubscriberExt;
+            use tracing_subscriber::util::SubscriberInitExt;
+            use tracing_subscriber::Layer;
+            let spans = filter_fn(|meta| {
+                meta.is_span() && meta.target().starts_with("catsync") && *meta.level() <= tracing::Level::INFO
+            });
+            let layer = tracing_subscriber::fmt::layer()
+                .json()
+                .with_current_span(true)
+                .with_span_list(true)
+                .with_writer(std::io::stderr)
+                .with_target(false)
+                .with_filter(filter.or(spans));
+            let _ = tracing_subscriber::registry().with(layer).try_init();
+        }
+        LogFormat::Text => {
+            let _ = tracing_subscriber::fmt()
+                .with_env_filter(filter)
+                .with_writer(std::io::stderr)
+                .with_target(false)
+                .with_ansi(color)
+                .without_time()
+                .try_init();
+        }
+    }
 }
 
 #[cfg(test)]

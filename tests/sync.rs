@@ -126,15 +126,17 @@ pub(crate) fn finish(child: Child) -> Output {
     }
 }
 
-/// Products in the store by handle: (title, status, collections handles, variant SKUs).
+/// Products in the store by handle: (title, status, collections handles — a set, sorted —,
+/// variant SKUs).
 pub(crate) fn products(s: &Sandbox) -> BTreeMap<String, (String, String, Vec<String>, Vec<String>)> {
     let store = s.snapshot();
     store
         .products
         .values()
         .map(|p| {
-            let collections: Vec<String> =
+            let mut collections: Vec<String> =
                 store.collections.values().filter(|c| c.products.contains(&p.id)).map(|c| c.handle.clone()).collect();
+            collections.sort();
             let skus = p.variants.iter().filter_map(|v| v.sku.clone()).collect();
             (p.handle.clone(), (p.title.clone(), p.status.clone(), collections, skus))
         })
@@ -649,4 +651,62 @@ fn only_an_out_of_scope_product_brings_no_collection_along() {
     let store = s.snapshot();
     assert_eq!(store.products.len(), 1);
     assert!(store.collections.values().any(|c| c.handle == "cat-tshirts"));
+}
+
+/// `--log-format json`: each line logged during a run carries the spans it was logged in — the
+/// run (pipeline, environment, run id), the batch (export, index, size) and the request
+/// (operation, cost, attempt) — and never the token.
+#[test]
+fn json_logs_carry_the_run_batch_and_request_they_are_about() {
+    let s = sandbox("seed=5,503=0.25,retry_after=0".parse().unwrap(), 2000.0, 100.0);
+    let p = Project::new(&s.url(), PARAMS);
+    p.source("00-full.json");
+    let out = Test::at(p.dir())
+        .env("SHOPIFY_TOKEN", TOKEN)
+        .env("CATSYNC_RETRY_SCALE", "0.01")
+        .args(["--log-format", "json", "-vv", "run", "p.yaml"])
+        .run();
+    assert_eq!(out.code, 0, "{}\n{}", out.stderr, out.stdout);
+    assert!(!out.stderr.contains(TOKEN), "the token is never logged");
+    let lines: Vec<Value> = out
+        .stderr
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not a JSON log line ({e}): {l}")))
+        .collect();
+    let span = |line: &Value, name: &str| -> Option<Value> {
+        line["spans"].as_array()?.iter().find(|s| s["name"] == name).cloned()
+    };
+    let run_id = p.log().pop().unwrap()["id"].clone();
+    let requests: Vec<&Value> = lines.iter().filter(|l| span(l, "request").is_some()).collect();
+    assert!(requests.len() > 20, "{} lines logged in requests:\n{}", requests.len(), out.stderr);
+    for line in &requests {
+        let run = span(line, "run").unwrap_or_else(|| panic!("a request logged outside its run: {line}"));
+        assert_eq!(
+            (&run["pipeline"], &run["environment"], &run["run_id"]),
+            (&"acme".into(), &"default".into(), &run_id)
+        );
+        let request = span(line, "request").unwrap();
+        assert!(request["operation"].as_str().is_some_and(|o| o.starts_with("Catsync")), "{line}");
+        assert!(request["cost"].as_f64().is_some() && request["attempt"].as_u64().is_some(), "{line}");
+    }
+    let sets: Vec<&&Value> =
+        requests.iter().filter(|l| span(l, "request").unwrap()["operation"] == "CatsyncProductSet").collect();
+    assert!(!sets.is_empty(), "productSet requests are logged");
+    for line in sets {
+        let batch = span(line, "batch").unwrap_or_else(|| panic!("a productSet logged outside a batch: {line}"));
+        assert_eq!(batch["export"], "store", "{line}");
+        assert!(
+            batch["index"].as_u64().is_some_and(|i| i >= 1) && batch["size"].as_u64().is_some_and(|n| n <= 5),
+            "{line}"
+        );
+    }
+    // A failed request is retried, and its lines say which attempt they are about.
+    let retried = requests
+        .iter()
+        .find(|l| l["fields"]["message"].as_str().is_some_and(|m| m.contains("did not answer (HTTP 503)")))
+        .unwrap_or_else(|| panic!("no retry logged:\n{}", out.stderr));
+    assert_eq!(span(retried, "request").unwrap()["attempt"], 1, "{retried}");
+    assert!(requests.iter().any(|l| span(l, "request").unwrap()["attempt"].as_u64() >= Some(2)), "{}", out.stderr);
+    let recorded = lines.iter().filter(|l| l["fields"]["message"] == "batch recorded").count();
+    assert!(recorded >= 4, "each batch says it was recorded:\n{}", out.stderr);
 }

@@ -14,6 +14,8 @@ use std::path::Path;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Instant;
 
+use tracing::Instrument;
+
 use crate::config::secret::ProcessEnv;
 use crate::config::{compile_pinned, scope_diff, CompiledPipeline};
 use crate::control::{now_rfc3339, Control, LockError};
@@ -121,7 +123,32 @@ fn stop_reason(control: &Control, progress: &dyn Progress) -> Option<(RunStatus,
 }
 
 /// Runs a pipeline (see the module docs). `current` is the pipeline as the files say now.
+///
+/// Everything here but the requests is blocking work — sled reads and writes, plans, the embedded
+/// store's saves — so this future must be driven by `block_on` on a thread of its own (the
+/// command's main thread, a controller worker's thread), never spawned on a runtime's workers;
+/// what it spawns there (bulk files) only waits for the store. Its logs carry a `run` span
+/// (pipeline, environment, run id), each batch a `batch` span and each request a `request` span.
 pub async fn execute(
+    current: CompiledPipeline,
+    state_dir: &Path,
+    req: RunRequest,
+    progress: &dyn Progress,
+) -> Result<RunOutcome, Error> {
+    debug_assert!(
+        tokio::task::try_id().is_none(),
+        "executor::execute blocks: drive it with block_on on a thread of its own, not as a task"
+    );
+    let span = tracing::info_span!(
+        "run",
+        pipeline = %current.name,
+        environment = current.environment.as_deref().unwrap_or("default"),
+        run_id = tracing::field::Empty,
+    );
+    run_pipeline(current, state_dir, req, progress).instrument(span).await
+}
+
+async fn run_pipeline(
     current: CompiledPipeline,
     state_dir: &Path,
     req: RunRequest,
@@ -231,6 +258,7 @@ pub async fn execute(
             (current, started.run, Some(started.queue), started.signature)
         }
     };
+    tracing::Span::current().record("run_id", run.id.as_str());
     let mut exporter = Exporter::new(connections.apply(pipeline), &state, &ns, &control, progress);
     exporter.signature = signature;
     let mut queue = match queue {
@@ -259,6 +287,7 @@ pub async fn execute(
                 exporter.signature = started.signature;
                 first_note = 0;
                 run = started.run;
+                tracing::Span::current().record("run_id", run.id.as_str());
                 queue = started.queue;
             }
         }
@@ -813,11 +842,23 @@ impl<'a> Exporter<'a> {
                     break;
                 }
             }
-            let Some((batch, outcomes, records)) = self.send_next(run, &queue, &mut f).await? else { break };
-            let done = self.record(run, &batch, outcomes, &records, &mut f)?;
-            dequeue(&mut queue, &batch);
-            self.ns.put_run(run)?;
-            self.state.flush()?;
+            let span = tracing::info_span!(
+                "batch",
+                export = tracing::field::Empty,
+                index = f.n_batches + 1,
+                size = tracing::field::Empty
+            );
+            let sent = self.send_next(run, &queue, &mut f).instrument(span.clone()).await?;
+            let Some((batch, outcomes, records)) = sent else { break };
+            let done = span.in_scope(|| -> Result<Vec<usize>, Error> {
+                let errors = f.n_errors;
+                let done = self.record(run, &batch, outcomes, &records, &mut f)?;
+                dequeue(&mut queue, &batch);
+                self.ns.put_run(run)?;
+                self.state.flush()?;
+                tracing::info!(done = done.len(), failed = f.n_errors - errors, queued = queue.len(), "batch recorded");
+                Ok(done)
+            })?;
             self.publish(run, &queue, &f);
             f.n_batches += 1;
             let confirmed: Vec<&Change> = done.iter().map(|&i| &batch[i].change).collect();
@@ -932,6 +973,7 @@ impl<'a> Exporter<'a> {
         let Some(target) = f.targets.get_mut(&export_name) else {
             return Err(Error::failed(format!("export `{export_name}` of the queue is not in the pipeline")));
         };
+        tracing::Span::current().record("export", export_name.as_str());
         let batch_size = self.pipeline.params.batch_size.max(1);
         let (batch, outcomes, records) = if target.next_is_bulk(queue, &export_name) {
             // A merge of new source modifications waits until no file is in flight.
@@ -941,6 +983,7 @@ impl<'a> Exporter<'a> {
             let records = |entries: &[QueueEntry]| batch_records(self.ns, &export_name, entries);
             match target.next_bulk_file(queue, &export_name, top_up, &run.id, &stop, &records).await? {
                 Some((entries, outcomes)) => {
+                    tracing::Span::current().record("size", entries.len());
                     let records = batch_records(self.ns, &export_name, &entries)?;
                     (entries, outcomes, records)
                 }
@@ -964,6 +1007,7 @@ impl<'a> Exporter<'a> {
             }
         } else {
             let batch = target.next_batch(queue, &export_name, batch_size);
+            tracing::Span::current().record("size", batch.len());
             let records = batch_records(self.ns, &export_name, &batch)?;
             let refs: Vec<&QueueEntry> = batch.iter().collect();
             let outcomes = target.apply(&refs, &records).await;
