@@ -12,7 +12,8 @@ use serde_json::Value;
 use crate::support::Test;
 use crate::sync::{finish, products, sandbox, slow, synced_setup, Project, PARAMS, TOKEN};
 
-/// A synced project whose next run has `delta` to export slowly, in batches of 2.
+/// A synced project whose next run has `delta` to export slowly, in batches of 2, one call at a
+/// time.
 fn running_delta(parameters: &str, delta: &str) -> (catsync::sandbox::Sandbox, Project, std::process::Child) {
     running_delta_on(slow(), parameters, delta)
 }
@@ -23,6 +24,8 @@ fn running_delta_on(
     delta: &str,
 ) -> (catsync::sandbox::Sandbox, Project, std::process::Child) {
     let (s, p) = synced_setup(faults, &parameters.replace("batch_size: 5", "batch_size: 2"));
+    // One call at a time: the time left to export when something arrives is what the tests say.
+    p.edit("    token: ${SHOPIFY_TOKEN}\n", "    token: ${SHOPIFY_TOKEN}\n    concurrency: 1\n");
     let out = p.cli(&["run", "p.yaml"]);
     assert_eq!(out.code, 0, "{}\n{}", out.stderr, out.stdout);
     p.source(delta);

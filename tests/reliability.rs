@@ -211,7 +211,7 @@ fn store_faults_are_retried_and_bad_items_isolated_within_the_error_budget() {
 /// `product HANDLE field` / `collection HANDLE field`, in a comparable form: ids and timestamps
 /// (which differ between runs) are left out, lists without a defined order are sorted, lists with
 /// one (media, options, variants) are kept in store order.
-fn normalized(s: &Sandbox) -> BTreeMap<String, String> {
+pub(crate) fn normalized(s: &Sandbox) -> BTreeMap<String, String> {
     normalize(&s.snapshot())
 }
 

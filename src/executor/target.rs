@@ -1,11 +1,14 @@
-//! The export targets a run sends its queue to — a JSONL file, a Shopify store by single calls,
-//! a Shopify store by bulk files — behind one interface: pick the next batch, send it, get one
-//! outcome per change.
+//! The export targets a run sends its queue to — a JSONL file, a Shopify store by single calls
+//! (several at once, paced by the store's bucket), a Shopify store by bulk files — behind one
+//! interface: pick the next batch, send it, get one outcome per change, in queue order.
 
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
+
+use futures_util::stream::{self, StreamExt, TryStreamExt};
+use tracing::Instrument;
 
 use crate::config::CompiledPipeline;
 use crate::error::Error;
@@ -29,6 +32,8 @@ pub(super) enum Target {
         target: Arc<ShopifyTarget>,
         languages: Vec<String>,
         collections: HashMap<String, String>,
+        /// Single calls in flight at once.
+        concurrency: usize,
         flight: Box<BulkFlight>,
     },
 }
@@ -102,6 +107,7 @@ impl Target {
                     target: Arc::new(ShopifyTarget { client }),
                     languages,
                     collections,
+                    concurrency: s.concurrency.max(1),
                     flight: Box::new(BulkFlight::new(s.bulk)),
                 })
             }
@@ -126,29 +132,44 @@ impl Target {
                         .collect(),
                 })
             }
-            Target::Shopify { target, languages, collections, .. } => {
+            Target::Shopify { target, languages, collections, concurrency, .. } => {
                 let mut out = Vec::with_capacity(batch.len());
-                for e in batch {
-                    let c = &e.change;
-                    let record = records.get(&(c.kind, c.source_id.clone()));
-                    let outcome = target.apply(c, record, collections, languages).await?;
-                    if let (ItemKind::Category, Outcome::Done { gid, .. }) = (c.kind, &outcome) {
-                        match (c.action, gid) {
-                            (Action::Delete, _) => {
-                                collections.remove(&c.handle);
+                for phase in batch.chunk_by(|a, b| phase(a) == phase(b)) {
+                    let (shop, known) = (&**target, &*collections);
+                    let calls = phase.iter().map(|e| {
+                        let record = records.get(&(e.change.kind, e.change.source_id.clone()));
+                        shop.apply(&e.change, record, known, languages)
+                    });
+                    // In queue order, up to `concurrency` at once; the first transport failure
+                    // drops the others (the batch stays queued, as after a crash).
+                    let outcomes: Vec<Outcome> = stream::iter(calls).buffered(*concurrency).try_collect().await?;
+                    for (e, outcome) in phase.iter().zip(&outcomes) {
+                        let c = &e.change;
+                        if let (ItemKind::Category, Outcome::Done { gid, .. }) = (c.kind, outcome) {
+                            match (c.action, gid) {
+                                (Action::Delete, _) => {
+                                    collections.remove(&c.handle);
+                                }
+                                (_, Some(g)) => {
+                                    collections.insert(c.handle.clone(), g.clone());
+                                }
+                                _ => {}
                             }
-                            (_, Some(g)) => {
-                                collections.insert(c.handle.clone(), g.clone());
-                            }
-                            _ => {}
                         }
                     }
-                    out.push(outcome);
+                    out.extend(outcomes);
                 }
                 Ok(out)
             }
         }
     }
+}
+
+/// The changes of a batch that may be sent at once: consecutive ones of one kind, all deletions
+/// and archives or all writes. A product waits for the collections before it (it names their ids),
+/// and a write for the deletions before it (a deleted item's handle may be taken by a new one).
+fn phase(e: &QueueEntry) -> (bool, ItemKind) {
+    (matches!(e.change.action, Action::Delete | Action::Archive), e.change.kind)
 }
 
 impl Target {
@@ -183,7 +204,7 @@ impl Target {
         stop: &dyn Fn() -> bool,
         records: &dyn Fn(&[QueueEntry]) -> Result<Records, Error>,
     ) -> Result<Option<BulkJob>, Error> {
-        let Target::Shopify { target, languages, collections, flight } = self else {
+        let Target::Shopify { target, languages, collections, flight, .. } = self else {
             return Err(Error::failed("bulk files are only for Shopify exports"));
         };
         if top_up || flight.jobs.is_empty() {
@@ -205,12 +226,17 @@ impl Target {
                 let label = format!("catsync-{run_id}-{}", flight.files);
                 let (target, collections, languages, running) =
                     (Arc::clone(target), collections.clone(), languages.clone(), Arc::clone(&flight.running));
-                flight.jobs.spawn(async move {
-                    let changes: Vec<&Change> = entries.iter().map(|e| &e.change).collect();
-                    let result =
-                        target.apply_bulk(&changes, &records, &collections, &languages, &label, &running).await;
-                    (entries, result)
-                });
+                // Its requests log in a span of its own, under the batch that started it.
+                let span = tracing::info_span!("bulk_file", file = %label, items = entries.len());
+                flight.jobs.spawn(
+                    async move {
+                        let changes: Vec<&Change> = entries.iter().map(|e| &e.change).collect();
+                        let result =
+                            target.apply_bulk(&changes, &records, &collections, &languages, &label, &running).await;
+                        (entries, result)
+                    }
+                    .instrument(span),
+                );
             }
         }
         let joined = loop {

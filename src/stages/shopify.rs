@@ -20,11 +20,17 @@ pub struct ShopifyConfig {
     pub token: Option<String>,
     #[serde(default = "default_api_version")]
     pub api_version: String,
+    /// Changes sent at once by single calls (not bulk files); the store's bucket still paces them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub concurrency: Option<usize>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub bulk: Option<BulkConfig>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub drift: Option<DriftConfig>,
 }
+
+/// Changes a Shopify export sends at once by single calls unless its `concurrency` says otherwise.
+pub const DEFAULT_CONCURRENCY: usize = 4;
 
 /// `drift:` — whether plans read the store back, and what a run does with what it finds.
 #[derive(Debug, Clone, Copy, Default, Deserialize, Serialize, PartialEq)]
@@ -104,6 +110,8 @@ pub struct ShopifyExport {
     pub store: Store,
     pub token: Option<Secret>,
     pub api_version: String,
+    /// Changes sent at once by single calls.
+    pub concurrency: usize,
     pub bulk: BulkSettings,
     /// `drift.refresh`: every plan reads the store.
     pub drift_refresh: bool,
@@ -161,6 +169,7 @@ pub fn compile(cfg: &ShopifyConfig, inputs: &[(&str, &Output)], cx: &mut StageCx
         store,
         token,
         api_version: cfg.api_version.clone(),
+        concurrency: cfg.concurrency.unwrap_or(DEFAULT_CONCURRENCY).max(1),
         bulk,
         drift_refresh: drift.refresh.unwrap_or(false),
         drift_policy: drift.policy.unwrap_or_default(),
