@@ -38,8 +38,18 @@ fn pipeline(url: &str, parameters: &str, with_prices: bool) -> String {
 const PARAMS: &str = "  export_status: visible\n  deletions: enabled\n  languages: [en, es]\n  batch_size: 5";
 
 fn cli(dir: &Path, args: &[&str]) -> Output {
-    Test::at(dir).env("SHOPIFY_TOKEN", TOKEN).env("CATSYNC_RETRY_SCALE", "0.02").args(args).run()
+    Test::at(dir)
+        .env("SHOPIFY_TOKEN", TOKEN)
+        .env("CATSYNC_RETRY_SCALE", "0.02")
+        .env("CATSYNC_STATE_CHUNK_KEYS", SMALL_CHUNKS)
+        .args(args)
+        .run()
 }
+
+/// The state's big writes (mirror, outputs, queue) go in chunks of this many keys here, instead
+/// of 2,048: every write of these small catalogs that could be chunked is, so the kills land
+/// between chunks too.
+const SMALL_CHUNKS: &str = "3";
 
 fn mutations(s: &Sandbox) -> usize {
     s.requests().iter().filter(|r| r.kind == "mutation").count()
@@ -149,11 +159,11 @@ fn state_backups_round_trip_and_corrupt_or_newer_state_fails_closed() {
 
     // A backup from a newer catsync is refused, and the state it leaves fails closed.
     let text = std::fs::read_to_string(t.path().join("backup.jsonl")).unwrap();
-    let newer = text.replacen("{\"catsync_state\":1}", "{\"catsync_state\":99}", 1);
+    let newer = text.replacen("{\"catsync_state\":2}", "{\"catsync_state\":99}", 1);
     std::fs::write(t.path().join("newer.jsonl"), newer).unwrap();
     let out = cli(t.path(), &["--state", "newer", "state", "import", "newer.jsonl"]);
     assert_eq!(out.code, 1);
-    assert!(out.stderr.contains("layout version 99, newer than this catsync understands (1)"), "{}", out.stderr);
+    assert!(out.stderr.contains("layout version 99, newer than this catsync understands (2)"), "{}", out.stderr);
 
     // Corrupt database files: an error that says so, never a silent first run.
     let db = t.path().join(".catsync/db");
@@ -388,6 +398,7 @@ fn attempt(dir: &Path, command: &str, kill_after: Option<u64>, during: &mut dyn 
         .current_dir(dir)
         .env_clear()
         .env("SHOPIFY_TOKEN", TOKEN)
+        .env("CATSYNC_STATE_CHUNK_KEYS", SMALL_CHUNKS)
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()

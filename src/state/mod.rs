@@ -731,7 +731,7 @@ impl Namespace<'_> {
         };
         let (marker, version) = self.mirror_index_marker(stage);
         let corrupt = |e: sled::Error| self.state.corrupt(e);
-        if writes.len() + changes.len() <= writes::CHUNK_KEYS {
+        if writes.len() + changes.len() <= writes::chunk_keys() {
             for (key, value) in changes.iter().map(row) {
                 match value {
                     Some(v) => writes.insert(key, v),
@@ -747,7 +747,7 @@ impl Namespace<'_> {
             writes.apply_chunked(&tree).map_err(corrupt)?;
             // Rows are serialized on both cores a chunk at a time, and written as they come.
             let mut chunks = Chunks::new(&tree);
-            for part in changes.chunks(writes::CHUNK_KEYS) {
+            for part in changes.chunks(writes::chunk_keys()) {
                 let rows: Vec<(Vec<u8>, Option<Vec<u8>>)> = part.par_iter().map(row).collect();
                 for (key, value) in rows {
                     match value {
@@ -977,7 +977,7 @@ impl Namespace<'_> {
             ))
         };
         let old = keys_of(live)?;
-        if old.len() + entries.len() <= writes::CHUNK_KEYS {
+        if old.len() + entries.len() <= writes::chunk_keys() {
             let mut writes = Writes::default();
             for k in old {
                 writes.remove(k.to_vec());

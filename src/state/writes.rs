@@ -10,10 +10,18 @@
 
 use std::collections::BTreeMap;
 
-/// Keys per chunk, and bytes per chunk: whichever comes first. Also what counts as small enough
-/// for one atomic batch.
-pub const CHUNK_KEYS: usize = 2048;
+/// Bytes per chunk (or [`chunk_keys`] keys, whichever comes first).
 const CHUNK_BYTES: usize = 4 * 1024 * 1024;
+
+/// Keys per chunk, and what counts as small enough for one atomic batch: 2,048, or
+/// `CATSYNC_STATE_CHUNK_KEYS` (the crash trials set a tiny one, so that their kills land
+/// between the chunks of catalogs that fit in a test).
+pub fn chunk_keys() -> usize {
+    static KEYS: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *KEYS.get_or_init(|| {
+        std::env::var("CATSYNC_STATE_CHUNK_KEYS").ok().and_then(|v| v.parse().ok()).filter(|&n| n > 0).unwrap_or(2048)
+    })
+}
 
 /// Key → new value (`None`: remove). A later write to a key replaces an earlier one, as in a
 /// `sled::Batch`.
@@ -47,7 +55,7 @@ impl Writes {
         tree.apply_batch(batch)
     }
 
-    /// Applies the writes in key order, in batches of at most [`CHUNK_KEYS`] keys or
+    /// Applies the writes in key order, in batches of at most [`chunk_keys`] keys or
     /// [`CHUNK_BYTES`] (see [`Chunks`]).
     pub fn apply_chunked(self, tree: &sled::Tree) -> sled::Result<()> {
         let mut chunks = Chunks::new(tree);
@@ -61,7 +69,7 @@ impl Writes {
     }
 }
 
-/// Writes streamed into a tree in batches of at most [`CHUNK_KEYS`] keys or [`CHUNK_BYTES`],
+/// Writes streamed into a tree in batches of at most [`chunk_keys`] keys or [`CHUNK_BYTES`],
 /// applied in the order they were given (a write to a key in a later chunk wins).
 ///
 /// Not atomic: a crash can leave any prefix of the chunks. The caller first writes something
@@ -95,7 +103,7 @@ impl<'t> Chunks<'t> {
 
     fn wrote(&mut self) -> sled::Result<()> {
         self.keys += 1;
-        if self.keys >= CHUNK_KEYS || self.bytes >= CHUNK_BYTES {
+        if self.keys >= chunk_keys() || self.bytes >= CHUNK_BYTES {
             self.flush()?;
         }
         Ok(())
@@ -150,11 +158,11 @@ mod tests {
     fn a_chunked_write_lands_every_key_of_many_chunks() {
         let t = tree();
         let mut w = Writes::default();
-        let n = CHUNK_KEYS * 3 + 7;
+        let n = chunk_keys() * 3 + 7;
         for i in 0..n {
             w.insert(format!("k{i:06}"), vec![b'v'; 10]);
         }
-        assert!(w.len() > CHUNK_KEYS);
+        assert!(w.len() > chunk_keys());
         w.apply_chunked(&t).unwrap();
         assert_eq!(t.len(), n);
     }
