@@ -415,18 +415,23 @@ impl Namespace<'_> {
         let outputs: Vec<(ItemKind, &str, Option<&ItemOutput>)> = outputs.collect();
         let mut handles: BTreeMap<ItemKind, Vec<Edit>> = BTreeMap::new();
         let mut skus: Vec<Edit> = Vec::new();
-        let mut index = |kind: ItemKind, id: &str, out: &ItemOutput, add: bool| {
-            if let Some(h) = &out.handle {
+        // Adds (`add`) or removes an item's handle and some of its SKUs in the indexes.
+        let mut index = |kind: ItemKind,
+                         id: &str,
+                         handle: Option<&String>,
+                         some_skus: &mut dyn Iterator<Item = &String>,
+                         add: bool| {
+            if let Some(h) = handle {
                 handles.entry(kind).or_default().push(Edit { key: h.clone(), member: id.to_string(), add });
             }
-            skus.extend(out.skus.iter().map(|s| Edit { key: s.clone(), member: id.to_string(), add }));
+            skus.extend(some_skus.map(|s| Edit { key: s.clone(), member: id.to_string(), add }));
         };
         if complete {
             let mut by_kind: BTreeMap<ItemKind, BTreeMap<String, BTreeMap<String, &ItemOutput>>> = BTreeMap::new();
             for (kind, id, out) in &outputs {
                 if let Some(out) = out {
                     by_kind.entry(*kind).or_default().entry(bucket_of(id)).or_default().insert(id.to_string(), out);
-                    index(*kind, id, out, true);
+                    index(*kind, id, out.handle.as_ref(), &mut out.skus.iter(), true);
                 }
             }
             for key in self.keys_under(&tree, &[map])? {
@@ -456,13 +461,20 @@ impl Namespace<'_> {
                 let ids = outputs.iter().filter(|(k, _, _)| *k == kind).map(|(_, id, _)| *id);
                 old.insert(kind, self.item_outputs_of(map, kind, ids)?);
             }
+            // Only what changed: a price edit leaves the handle and SKU buckets unread.
             for (kind, id, out) in &outputs {
-                if let Some(old) = old[kind].get(*id) {
-                    index(*kind, id, old, false);
+                let before = old[kind].get(*id);
+                let (was, is) = (before.and_then(|o| o.handle.as_ref()), out.and_then(|o| o.handle.as_ref()));
+                if was != is {
+                    index(*kind, id, was, &mut std::iter::empty(), false);
+                    index(*kind, id, is, &mut std::iter::empty(), true);
                 }
-                if let Some(out) = out {
-                    index(*kind, id, out, true);
-                }
+                let skus = |o: Option<&ItemOutput>| -> BTreeSet<String> {
+                    o.map(|o| o.skus.iter().cloned().collect()).unwrap_or_default()
+                };
+                let (was, is) = (skus(before), skus(*out));
+                index(*kind, id, None, &mut was.difference(&is), false);
+                index(*kind, id, None, &mut is.difference(&was), true);
                 by_kind.entry(*kind).or_default().insert(id.to_string(), *out);
             }
             for (kind, items) in &by_kind {
