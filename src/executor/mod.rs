@@ -1101,9 +1101,7 @@ impl<'a> Exporter<'a> {
             }
         }
         record(ns, &export_name, &confirmed, gids, records)?;
-        for entry in batch {
-            ns.remove_queued(entry.seq)?;
-        }
+        ns.remove_queued(batch.iter().map(|entry| entry.seq))?;
         Ok(done)
     }
 

@@ -1007,11 +1007,15 @@ impl Namespace<'_> {
         chunks.finish().map_err(corrupt)
     }
 
-    pub fn remove_queued(&self, seq: u64) -> Result<(), StateError> {
+    /// Removes sent changes from the queue, in one batch.
+    pub fn remove_queued(&self, seqs: impl IntoIterator<Item = u64>) -> Result<(), StateError> {
         let tree = self.state.tree("queue")?;
-        tree.remove(self.key(&[self.live_queue()?, &format!("{seq:020}")]))
-            .map(|_| ())
-            .map_err(|e| self.state.corrupt(e))
+        let live = self.live_queue()?;
+        let mut writes = Writes::default();
+        for seq in seqs {
+            writes.remove(self.key(&[live, &format!("{seq:020}")]));
+        }
+        writes.apply_atomic(&tree).map_err(|e| self.state.corrupt(e))
     }
 
     /// Every run, oldest first.
