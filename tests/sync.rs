@@ -743,3 +743,39 @@ fn json_logs_carry_the_run_batch_and_request_they_are_about() {
     let recorded = lines.iter().filter(|l| l["fields"]["message"] == "batch recorded").count();
     assert!(recorded >= 4, "each batch says it was recorded:\n{}", out.stderr);
 }
+
+/// One delta renames a product's handle away (`acme-ts-003` → `acme-ts-103`) and brings a new
+/// product with that handle, whose id sorts first. A create is a `productSet` by handle: sent
+/// before the rename, it would land on the renamed product, and the new one would never exist
+/// in the store while its record said it did. Updates go before creates, so both exist, each
+/// with its own id.
+#[test]
+fn a_handle_a_rename_frees_is_taken_by_a_new_product_without_overwriting_the_renamed_one() {
+    let (s, p) = synced_setup(FaultSpec::default(), PARAMS);
+    assert_eq!(p.cli(&["run", "p.yaml"]).code, 0);
+    let before = products(&s).len();
+    let fixture = |name: &str| -> Value {
+        let path = repo().join("fixtures/saleslayer/acme").join(name);
+        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+    };
+    let full = fixture("00-full.json");
+    let mut delta = fixture("09-new-product.json");
+    let mut renamed = full["data"]["products"].as_array().unwrap().iter().find(|r| r[1] == "2003").unwrap().clone();
+    renamed[3] = "ACME-TS-103".into();
+    let mut new = delta["data"]["products"][0].clone();
+    (new[1], new[3], new[4]) = ("999".into(), "ACME-TS-003".into(), "Brand New Shirt".into());
+    let mut variant = delta["data"]["product_formats"][0].clone();
+    (variant[1], variant[2], variant[3]) = ("3999".into(), "999".into(), "ACME-NEW-999".into());
+    delta["data"]["products"] = Value::Array(vec![renamed, new]);
+    delta["data"]["product_formats"] = Value::Array(vec![variant]);
+    std::fs::write(p.dir().join("exports/11-handle-swap.json"), delta.to_string()).unwrap();
+
+    let run = p.cli(&["run", "p.yaml"]);
+    assert_eq!(run.code, 0, "{}{}", run.stdout, run.stderr);
+    let store = products(&s);
+    assert_eq!(store["acme-ts-103"].0, "Quick-Dry Hiking Shirt", "{store:?}");
+    assert_eq!(store["acme-ts-003"].0, "Brand New Shirt", "{store:?}");
+    assert_eq!(store.len(), before + 1, "one product more: {store:?}");
+    let plan = p.cli(&["plan", "p.yaml", "--detailed-exitcode"]);
+    assert_eq!(plan.code, 0, "nothing left to do:\n{}", plan.stdout);
+}

@@ -165,11 +165,19 @@ impl Target {
     }
 }
 
-/// The changes of a batch that may be sent at once: consecutive ones of one kind, all deletions
-/// and archives or all writes. A product waits for the collections before it (it names their ids),
-/// and a write for the deletions before it (a deleted item's handle may be taken by a new one).
-fn phase(e: &QueueEntry) -> (bool, ItemKind) {
-    (matches!(e.change.action, Action::Delete | Action::Archive), e.change.kind)
+/// The changes of a batch that may be sent at once: consecutive ones of one kind and one sort —
+/// deletions and archives, updates, or creates. A product waits for the collections before it
+/// (it names their ids), a write for the deletions before it (a deleted item's handle may be
+/// taken by a new one), and a create for the updates before it and the other way round: a create
+/// is a `productSet` by handle, which would land on a product whose update renames it away from
+/// that handle if the two raced (sent one at a time, they keep the queue's order).
+fn phase(e: &QueueEntry) -> (ItemKind, u8) {
+    let sort = match e.change.action {
+        Action::Delete | Action::Archive => 0,
+        Action::Update => 1,
+        Action::Create => 2,
+    };
+    (e.change.kind, sort)
 }
 
 impl Target {

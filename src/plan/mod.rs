@@ -621,14 +621,18 @@ fn resolve_only(only: &[(ItemKind, String)], evaluation: &Evaluation) -> Selecte
     out
 }
 
-/// Within an export: deletes and archives first, then collections before products; numeric ids
-/// in numeric order.
-fn order_key(c: &Change) -> (u8, ItemKind, usize, &str) {
+/// Within an export: deletes and archives first, then collections before products, updates
+/// before creates; numeric ids in numeric order.
+fn order_key(c: &Change) -> (u8, ItemKind, u8, usize, &str) {
     let group = match c.action {
         Action::Delete | Action::Archive => 0,
         _ => 1,
     };
-    (group, c.kind, c.source_id.len(), &c.source_id)
+    // Within a kind, updates before creates: a create is a `productSet` by handle, and a handle
+    // an update renames away is free only once that update is sent (sent first, the create
+    // would land on the renamed product and the new one would never exist).
+    let create = u8::from(c.action == Action::Create);
+    (group, c.kind, create, c.source_id.len(), &c.source_id)
 }
 
 /// Plans one export stage.
