@@ -9,7 +9,7 @@ use std::path::Path;
 use catsync::config::secret::ProcessEnv;
 use catsync::config::{load, LoadOptions};
 use catsync::executor::{execute, RunRequest, Silent};
-use catsync::plan::{plan, Action, Change, Plan, PlanOptions};
+use catsync::plan::{plan, Action, Change, KeepDocuments, Plan, PlanOptions};
 use catsync::stages::ItemKind;
 use catsync::state::{RunMode, State};
 use proptest::collection::vec;
@@ -866,6 +866,24 @@ fn plan_equals_full_evaluation(dir: &Path, step: usize) -> Result<(), TestCaseEr
         step,
         differences.join("\n")
     );
+    // A full evaluation that keeps only the documents a plan needs makes the same plan, and a
+    // run's (`Changed`) carries the document of every change it sends.
+    for documents in [KeepDocuments::Compared, KeepDocuments::Changed] {
+        let kept = planned(&PlanOptions { ignore_checkpoints: true, documents, ..PlanOptions::default() })
+            .map_err(|e| TestCaseError::fail(e.to_string()))?;
+        let differences = plan_differences(&kept, &full);
+        prop_assert!(differences.is_empty(), "step {step}, {documents:?}: {}", differences.join("\n"));
+        if documents == KeepDocuments::Changed {
+            for c in &kept.changes {
+                prop_assert!(
+                    c.document.is_some() || !matches!(c.action, Action::Create | Action::Update),
+                    "step {step}: {} {} has no document",
+                    c.kind.singular(),
+                    c.source_id
+                );
+            }
+        }
+    }
     Ok(())
 }
 

@@ -8,7 +8,7 @@ use crate::config::CompiledPipeline;
 use crate::engine::Data;
 use crate::error::{Error, Exit};
 use crate::plan::format::{render, PlanFormat};
-use crate::plan::{plan, PlanOptions, Planned};
+use crate::plan::{plan, KeepDocuments, PlanOptions, Planned};
 use crate::stages::ItemKind;
 use crate::state::{Namespace, State};
 
@@ -88,7 +88,10 @@ pub fn exec(args: &PlanArgs, g: &Globals) -> Result<Exit, Error> {
     }
     let pipeline = load_pipeline(&file, g)?;
     let state = State::open_or_empty(&g.state)?;
-    let planned = planned(&pipeline, &state, args.refresh, args.full, args.refresh_store, &args.selection)?;
+    // A plan that is only shown needs no document but those it compares; a saved one holds the
+    // documents of every change.
+    let documents = if args.out.is_some() { KeepDocuments::Changed } else { KeepDocuments::Compared };
+    let planned = planned(&pipeline, &state, args.refresh, args.full, args.refresh_store, &args.selection, documents)?;
     if let Some(out) = &args.out {
         save(&planned.plan, out)?;
     }
@@ -142,6 +145,7 @@ pub fn planned(
     full: bool,
     refresh_store: bool,
     selection: &Selection,
+    documents: KeepDocuments,
 ) -> Result<Planned, Error> {
     let only = &selection.only;
     let opts = PlanOptions {
@@ -152,6 +156,7 @@ pub fn planned(
         // `--only` is checked against the catalog, which the no-op fast path does not read.
         ignore_checkpoints: !only.is_empty() || full,
         refresh_store,
+        documents,
     };
     let planned = plan(pipeline, state, &opts)?;
     let ns = state.namespace(&pipeline.name, pipeline.environment.as_deref());

@@ -278,7 +278,7 @@ fn evaluate_loaded(
                         false
                     })
                 };
-                let docs = map_output(&stage.name, m, data, pipeline, Some(&has_products), &mut errors);
+                let docs = map_output(&stage.name, m, data, pipeline, Some(&has_products), None, &mut errors);
                 if let Some(e) = problem.borrow_mut().take() {
                     return Err(e.into());
                 }

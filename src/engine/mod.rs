@@ -12,7 +12,7 @@ use crate::catalog::view::CatalogData;
 use crate::catalog::{reference_columns, CatalogTables, ItemError, Relations, Table};
 use crate::config::CompiledPipeline;
 use crate::file_stamp::FileStamp;
-use crate::stages::map::render::{Rendered, Renderer};
+use crate::stages::map::render::{Keep, Rendered, Renderer};
 use crate::stages::map::MapFields;
 use crate::stages::saleslayer::page::Action;
 use crate::stages::saleslayer::{Export, SalesLayerSource, Skims};
@@ -217,24 +217,17 @@ fn map_output(
     data: Arc<CatalogData>,
     pipeline: &CompiledPipeline,
     has_products: Option<&HasProducts<'_>>,
+    keep: Option<&Keep<'_>>,
     errors: &mut Vec<ItemError>,
 ) -> DocSet {
     let started = std::time::Instant::now();
     let scope = Arc::new(decide_with(&data, &pipeline.params, has_products));
     tracing::debug!(elapsed_ms = started.elapsed().as_millis() as u64, "scope decided");
     let renderer = Renderer::new(m, &data, &scope, &pipeline.templates, &pipeline.params);
-    let rendered = renderer.render_all();
+    let mut rendered = renderer.render_all(keep);
     tracing::debug!(elapsed_ms = started.elapsed().as_millis() as u64, "documents rendered");
     errors.extend(rendered.errors.iter().cloned());
-    let hashes: BTreeMap<(ItemKind, Arc<str>), String> = {
-        use rayon::prelude::*;
-        let docs: Vec<_> = rendered.docs.iter().collect();
-        docs.par_iter()
-            .map(|(k, d)| ((*k).clone(), crate::document::hash::item_hash(&***d)))
-            .collect::<Vec<_>>()
-            .into_iter()
-            .collect()
-    };
+    let hashes = std::mem::take(&mut rendered.hashes);
     let mut outputs = BTreeMap::new();
     for kind in [ItemKind::Category, ItemKind::Product] {
         for id in scope.in_scope(kind) {
@@ -264,6 +257,17 @@ pub enum Read {
 
 /// Evaluates every stage of `pipeline` against the state in `ns`, over what `read` says.
 pub fn evaluate(pipeline: &CompiledPipeline, ns: &Namespace, read: Read) -> Result<Evaluation, EngineError> {
+    evaluate_keeping(pipeline, ns, read, None)
+}
+
+/// [`evaluate`], keeping only the documents `keep` asks for (every one without it): a plan
+/// that is shown, or a run, needs those of the items it changes, not the whole catalog's.
+pub fn evaluate_keeping(
+    pipeline: &CompiledPipeline,
+    ns: &Namespace,
+    read: Read,
+    keep: Option<&Keep<'_>>,
+) -> Result<Evaluation, EngineError> {
     let mut outputs: Vec<Data> = vec![Data::Nothing; pipeline.stages.len()];
     let mut updates = Vec::new();
     let mut errors = Vec::new();
@@ -339,7 +343,7 @@ pub fn evaluate(pipeline: &CompiledPipeline, ns: &Namespace, read: Read) -> Resu
             CompiledStage::Filter(f) => filter_output(&stage.name, f, &inputs, pipeline, &mut errors)?,
             CompiledStage::Map(m) => {
                 let data = Arc::new(catalog_of(&inputs).ok_or_else(|| fail("the input is not a catalog".into()))?);
-                Data::Documents(Arc::new(map_output(&stage.name, m, data, pipeline, None, &mut errors)))
+                Data::Documents(Arc::new(map_output(&stage.name, m, data, pipeline, None, keep, &mut errors)))
             }
             CompiledStage::Shopify(_) | CompiledStage::JsonlExport(_) => Data::Nothing,
         };

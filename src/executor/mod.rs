@@ -22,7 +22,7 @@ use crate::control::{now_rfc3339, Control, LockError};
 use crate::engine::{Data, Evaluation};
 use crate::error::{Error, Exit};
 use crate::plan::diff::Fingerprint;
-use crate::plan::{config_digest, plan, Action, Change, Counts, Plan, PlanOptions};
+use crate::plan::{config_digest, plan, Action, Change, Counts, KeepDocuments, Plan, PlanOptions};
 use crate::shopify::export::{bulk_eligible, Outcome};
 use crate::stages::{CompiledStage, ItemKind};
 use crate::state::{
@@ -490,7 +490,8 @@ fn start_run(
     // What the sources hold before the plan reads them: a checkpoint must not cover a file that
     // arrives while the plan runs (it would stand for inputs this run never read).
     let before = source_signature(pipeline);
-    let planned = plan(pipeline, state, opts)?;
+    // A run needs the documents of what it sends, not the whole catalog's.
+    let planned = plan(pipeline, state, &PlanOptions { documents: KeepDocuments::Changed, ..opts.clone() })?;
     if let Some(saved) = plan_file {
         check_plan_file(pipeline, saved, &planned.plan)?;
     }
@@ -1121,8 +1122,12 @@ impl<'a> Exporter<'a> {
         }
         let pipeline = &self.pipeline;
         // A run of `--only` items merges changes of those items (and their collections) only.
-        let options =
-            PlanOptions { ignore_checkpoints: true, only: run.selection.only.clone(), ..PlanOptions::default() };
+        let options = PlanOptions {
+            ignore_checkpoints: true,
+            only: run.selection.only.clone(),
+            documents: KeepDocuments::Changed,
+            ..PlanOptions::default()
+        };
         let planned = plan(pipeline, self.state, &options)?;
         let exports: Vec<i64> = planned.evaluation.updates.iter().flat_map(|u| u.exports.iter().map(|e| e.0)).collect();
         let tables_changed = planned.evaluation.updates.iter().any(|u| u.exports.is_empty() && !u.changes.is_empty());

@@ -65,8 +65,7 @@ fn apply(
         let policy = export.drift_policy;
         let docs = planned.evaluation.documents_for(pipeline, idx).cloned();
         if let Some(docs) = &docs {
-            docs_totals
-                .insert(drift.export.clone(), docs.partial.as_ref().map_or(docs.rendered.docs.len(), |p| p.docs_total));
+            docs_totals.insert(drift.export.clone(), docs.partial.as_ref().map_or(docs.hashes.len(), |p| p.docs_total));
         }
         let errored: Vec<(ItemKind, String)> =
             planned.evaluation.errors.iter().map(|e| (e.kind, e.source_id.clone())).collect();

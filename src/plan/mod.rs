@@ -217,6 +217,21 @@ pub struct PlanOptions {
     /// Read the store and include its drift (`--refresh-store`); an export's `drift.refresh`
     /// does it without this.
     pub refresh_store: bool,
+    /// Which documents a full evaluation keeps (an incremental one renders few and keeps them).
+    pub documents: KeepDocuments,
+}
+
+/// Which rendered documents a plan keeps once each is hashed and compared with its record: the
+/// others are dropped as they are made, so the whole catalog's documents are never all in memory.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum KeepDocuments {
+    /// Every one (what `explain`, drift and adoption look at: unchanged items too).
+    #[default]
+    All,
+    /// Those of the items the plan creates or updates: what a run sends, or a saved plan holds.
+    Changed,
+    /// Only those a plan compares field by field (updates): a plan that is shown, not run.
+    Compared,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -264,7 +279,7 @@ pub fn plan(pipeline: &CompiledPipeline, state: &State, opts: &PlanOptions) -> R
     if drift::wanted(pipeline, opts.refresh_store) {
         // Drift concerns items the catalog did not change: every item is evaluated, so each has
         // its document at hand (no checkpoint fast path, no incremental evaluation).
-        let whole = PlanOptions { ignore_checkpoints: true, ..opts.clone() };
+        let whole = PlanOptions { ignore_checkpoints: true, documents: KeepDocuments::All, ..opts.clone() };
         let mut planned = plan_catalog(pipeline, state, &whole)?;
         drift::add_drift(pipeline, state, opts, &mut planned)?;
         return Ok(planned);
@@ -285,9 +300,27 @@ fn plan_catalog(pipeline: &CompiledPipeline, state: &State, opts: &PlanOptions) 
     }
     let started = std::time::Instant::now();
     let incremental = !opts.refresh && !config_changed && !opts.ignore_checkpoints && opts.only.is_empty();
+    // A full evaluation compares every item with its export's records: read first, so that
+    // only the documents the plan needs are kept as they are rendered.
+    let mut heads: BTreeMap<String, BTreeMap<(ItemKind, String), ExportRecord>> = BTreeMap::new();
     let evaluation = match incremental.then(|| delta_evaluation(pipeline, &ns, &digest)).transpose()?.flatten() {
         Some(evaluation) => evaluation,
-        None => evaluate(pipeline, &ns, crate::engine::Read::Since)?,
+        None if opts.documents == KeepDocuments::All => evaluate(pipeline, &ns, crate::engine::Read::Since)?,
+        None => {
+            for stage in pipeline.stages.iter().filter(|s| s.compiled.is_export()) {
+                heads.insert(stage.name.clone(), ns.record_heads(&stage.name)?);
+            }
+            // What `ExportPlanner::changes` does with each item: no record, a create; a record
+            // with another hash (or a forced refresh), an update compared field by field.
+            let keep = |kind: ItemKind, id: &str, hash: &str| {
+                let key = (kind, id.to_string());
+                heads.values().any(|records| match records.get(&key) {
+                    None => opts.documents == KeepDocuments::Changed,
+                    Some(record) => opts.refresh || record.hash != hash,
+                })
+            };
+            crate::engine::evaluate_keeping(pipeline, &ns, crate::engine::Read::Since, Some(&keep))?
+        }
     };
     tracing::debug!(elapsed_ms = started.elapsed().as_millis() as u64, "pipeline evaluated");
 
@@ -304,9 +337,12 @@ fn plan_catalog(pipeline: &CompiledPipeline, state: &State, opts: &PlanOptions) 
         // construction, as their records say.
         let (records, total_records, docs_total) = match &docs.partial {
             None => {
-                let heads = ns.record_heads(&stage.name)?;
+                let heads = match heads.remove(&stage.name) {
+                    Some(heads) => heads,
+                    None => ns.record_heads(&stage.name)?,
+                };
                 let n = heads.len();
-                (heads, n, docs.rendered.docs.len())
+                (heads, n, docs.hashes.len())
             }
             Some(partial) => {
                 let records = ns.records_at(&stage.name, partial.evaluated.iter().map(|(k, id)| (*k, &**id)))?;
@@ -654,13 +690,14 @@ impl ExportPlanner<'_> {
     fn changes(&self) -> Vec<Change> {
         let mut out = Vec::new();
         let index = ChangeIndex::new(&self.docs.data);
-        for ((kind, id), doc) in &self.docs.rendered.docs {
-            // Every rendered document was hashed with it (`engine::evaluate`).
-            let hash = self.docs.hashes[&(*kind, id.clone())].clone();
+        for ((kind, id), hash) in &self.docs.hashes {
+            // Kept when the plan needs it (`KeepDocuments`).
+            let doc = self.docs.rendered.docs.get(&(*kind, id.clone()));
+            let hash = hash.clone();
             let record = self.records.get(&(*kind, id.to_string()));
             let (action, fields_changed, reasons) = match record {
                 None => (Action::Create, Vec::new(), self.create_reasons(*kind, id, &index)),
-                Some(r) => match (self.refresh, self.diff_with(*kind, id, r, &hash, doc)) {
+                Some(r) => match (self.refresh, self.diff_with(*kind, id, r, &hash, doc.map(|d| &**d))) {
                     (true, d) => {
                         let fields = match d {
                             Difference::Changed(f) => f,
@@ -678,14 +715,14 @@ impl ExportPlanner<'_> {
                 export: self.export.to_string(),
                 kind: *kind,
                 source_id: id.to_string(),
-                handle: doc.handle().to_string(),
+                handle: self.docs.rendered.identities[&(*kind, id.clone())].0.clone(),
                 action,
                 skipped: None,
                 reasons,
                 fields_changed,
                 hash_before: record.map(|r| r.hash.clone()),
                 hash_after: Some(hash),
-                document: Some(Arc::clone(doc)),
+                document: doc.cloned(),
             });
         }
         if self.refresh {
@@ -694,7 +731,7 @@ impl ExportPlanner<'_> {
         }
         for ((kind, id), record) in self.records {
             let key = (*kind, Arc::<str>::from(id.as_str()));
-            if self.docs.rendered.docs.contains_key(&key) || self.errored.contains(&(*kind, id.clone())) {
+            if self.docs.hashes.contains_key(&key) || self.errored.contains(&(*kind, id.clone())) {
                 continue;
             }
             let decision = self.docs.scope.decision(*kind, id);
@@ -733,7 +770,7 @@ impl ExportPlanner<'_> {
                     action: Action::Archive,
                     skipped,
                     reasons: vec![format!("product {id} left scope: {why}")],
-                    fields_changed: match self.diff_with(*kind, id, record, &hash, &doc) {
+                    fields_changed: match self.diff_with(*kind, id, record, &hash, Some(&doc)) {
                         Difference::Changed(f) => f,
                         Difference::Unchanged => Vec::new(),
                     },
@@ -771,10 +808,22 @@ impl ExportPlanner<'_> {
 
     /// The diff of an item against its record; the record's field hashes are read only when
     /// the item hash differs.
-    fn diff_with(&self, kind: ItemKind, id: &str, head: &ExportRecord, hash: &str, doc: &Document) -> Difference {
+    fn diff_with(
+        &self,
+        kind: ItemKind,
+        id: &str,
+        head: &ExportRecord,
+        hash: &str,
+        doc: Option<&Document>,
+    ) -> Difference {
         if head.hash == hash {
             return Difference::Unchanged;
         }
+        // `KeepDocuments` keeps the document of every item whose hash differs from its record.
+        let Some(doc) = doc else {
+            debug_assert!(false, "{} {id}: changed, and its document was not kept", kind.singular());
+            return Difference::Changed(Vec::new());
+        };
         match (self.full_record)(kind, id) {
             Some(full) => self.diff.diff(&full, hash, doc),
             None => self.diff.diff(head, hash, doc),

@@ -363,6 +363,7 @@ impl<'a> Runner<'a> {
             allow_mass_delete: false,
             ignore_checkpoints: false,
             refresh_store: false,
+            documents: Default::default(),
         };
         let Some(planned) = self.plan_now(pipeline, &opts, obs)? else { return Ok(()) };
         obs.exit = Some(if options.detailed_exitcode && planned.has_changes() { 2 } else { 0 });

@@ -208,7 +208,15 @@ pub(super) fn plan(c: &Controller, q: &PlanQuery, format: PlanFormat, body: &[u8
         }
     };
     let selection = q.selection.clone().unwrap_or(Selection { only: Vec::new(), limit: None });
-    match crate::commands::plan::planned(&pipeline, &state, q.refresh, q.full, false, &selection) {
+    match crate::commands::plan::planned(
+        &pipeline,
+        &state,
+        q.refresh,
+        q.full,
+        false,
+        &selection,
+        crate::plan::KeepDocuments::Compared,
+    ) {
         Ok(planned) => {
             let mut plan = planned.plan;
             plan.pipeline_file = shown;

@@ -19,13 +19,30 @@ use crate::stages::saleslayer::page::Cell;
 use crate::stages::{template_error, ItemKind};
 use crate::template::{slug, TemplateSet};
 
-/// Every in-scope item's document, and the items that could not be rendered.
+/// Which documents a rendering keeps once it has hashed them: `keep(kind, id, item hash)`. The
+/// others are dropped as they are made, so a catalog's documents are not all held at once.
+pub type Keep<'k> = dyn Fn(ItemKind, &str, &str) -> bool + Sync + 'k;
+
+/// Every in-scope item's hash and (unless told otherwise) document, and the items that could not
+/// be rendered.
 #[derive(Debug, Default)]
 pub struct Rendered {
+    /// The documents kept: every one, or those [`Keep`] asked for.
     pub docs: BTreeMap<(ItemKind, Arc<str>), Arc<Document>>,
+    /// The item hash (R06) of every document that rendered and passed the cross-item checks.
+    pub hashes: BTreeMap<(ItemKind, Arc<str>), String>,
     pub errors: Vec<ItemError>,
     /// The handle and SKUs of every item that rendered, including those a clash then removed.
     pub identities: BTreeMap<(ItemKind, Arc<str>), (String, Vec<String>)>,
+}
+
+/// One rendered item on its way into [`Rendered`]: its hash, its identity, its variants'
+/// (SKU, source id) for the SKU check, and its document when kept.
+struct Made {
+    hash: String,
+    handle: String,
+    skus: Vec<(String, String)>,
+    doc: Option<Arc<Document>>,
 }
 
 /// Renders documents of one `map` stage over one catalog.
@@ -61,92 +78,101 @@ impl<'a> Renderer<'a> {
         self.languages.first().map(String::as_str)
     }
 
-    /// Renders every in-scope category and product and checks cross-item rules (unique handles
-    /// and SKUs).
-    pub fn render_all(&self) -> Rendered {
-        let mut out = Rendered::default();
+    /// Renders every in-scope category and product, hashes each document, keeps those `keep`
+    /// asks for (all without it) and checks cross-item rules (unique handles and SKUs).
+    pub fn render_all(&self, keep: Option<&Keep<'_>>) -> Rendered {
+        let made = |kind: ItemKind, id: &Arc<str>, doc: Document| {
+            let hash = crate::document::hash::item_hash(&doc);
+            let skus = match &doc {
+                Document::Product(p) => {
+                    p.variants.iter().filter_map(|v| Some((v.sku.clone()?, v.source_id.clone()))).collect()
+                }
+                Document::Collection(_) => Vec::new(),
+            };
+            let handle = doc.handle().to_string();
+            let doc = keep.is_none_or(|keep| keep(kind, id, &hash)).then(|| Arc::new(doc));
+            Made { hash, handle, skus, doc }
+        };
+        let mut all: Vec<((ItemKind, Arc<str>), std::result::Result<Made, String>)> = Vec::new();
         if self.map.categories.is_some() {
             for id in self.scope.in_scope(ItemKind::Category) {
-                match self.render_category(id) {
-                    Ok(doc) => {
-                        out.docs.insert((ItemKind::Category, id.clone()), Arc::new(Document::Collection(doc)));
-                    }
-                    Err(e) => out.errors.push(item_error(ItemKind::Category, id, e)),
-                }
+                let result =
+                    self.render_category(id).map(|doc| made(ItemKind::Category, id, Document::Collection(doc)));
+                all.push(((ItemKind::Category, id.clone()), result));
             }
         }
-        // Products are independent: rendered on every core, collected in id order.
+        // Products are independent: rendered and hashed on every core, collected in id order.
         use rayon::prelude::*;
         let ids: Vec<&Arc<str>> = self.scope.in_scope(ItemKind::Product).collect();
-        let rendered: Vec<(&Arc<str>, Result<ProductDoc>)> =
-            ids.par_iter().map(|id| (*id, self.render_product(id, false))).collect();
-        for (id, result) in rendered {
+        all.par_extend(ids.par_iter().map(|id| {
+            let result = self.render_product(id, false).map(|doc| made(ItemKind::Product, id, Document::Product(doc)));
+            ((ItemKind::Product, (*id).clone()), result)
+        }));
+        let mut out = Rendered::default();
+        let mut skus = BTreeMap::new();
+        for ((kind, id), result) in all {
             match result {
-                Ok(doc) => {
-                    out.docs.insert((ItemKind::Product, id.clone()), Arc::new(Document::Product(doc)));
+                Ok(m) => {
+                    if let Some(doc) = m.doc {
+                        out.docs.insert((kind, id.clone()), doc);
+                    }
+                    out.hashes.insert((kind, id.clone()), m.hash);
+                    out.identities
+                        .insert((kind, id.clone()), (m.handle, m.skus.iter().map(|(s, _)| s.clone()).collect()));
+                    if !m.skus.is_empty() {
+                        skus.insert(id, m.skus);
+                    }
                 }
-                Err(e) => out.errors.push(item_error(ItemKind::Product, id, e)),
+                Err(e) => out.errors.push(item_error(kind, &id, e)),
             }
         }
-        out.identities = out
-            .docs
-            .iter()
-            .map(|(key, doc)| {
-                let skus = match &**doc {
-                    Document::Product(p) => p.variants.iter().filter_map(|v| v.sku.clone()).collect(),
-                    _ => Vec::new(),
-                };
-                (key.clone(), (doc.handle().to_string(), skus))
-            })
-            .collect();
-        self.check_unique(&mut out);
+        self.check_unique(&mut out, &skus);
         out
     }
 
     /// Two items with one handle (or two variants with one SKU) would overwrite each other in
-    /// the store: both are errors, reported with both ids.
-    fn check_unique(&self, out: &mut Rendered) {
+    /// the store: both are errors, reported with both ids. `skus`: each product's variants'
+    /// (SKU, source id).
+    fn check_unique(&self, out: &mut Rendered, skus: &BTreeMap<Arc<str>, Vec<(String, String)>>) {
         let mut clashes: Vec<(ItemKind, Arc<str>, String)> = Vec::new();
         for kind in [ItemKind::Category, ItemKind::Product] {
             let mut seen: HashMap<&str, &Arc<str>> = HashMap::new();
-            for ((k, id), doc) in &out.docs {
+            for ((k, id), (handle, _)) in &out.identities {
                 if *k != kind {
                     continue;
                 }
-                if let Some(first) = seen.insert(doc.handle(), id) {
+                if let Some(first) = seen.insert(handle, id) {
                     let what = if kind == ItemKind::Category { "category" } else { "product" };
                     clashes.push((
                         kind,
                         id.clone(),
-                        format!("its handle `{}` is also the handle of {what} `{first}`", doc.handle()),
+                        format!("its handle `{handle}` is also the handle of {what} `{first}`"),
                     ));
                     clashes.push((
                         kind,
                         first.clone(),
-                        format!("its handle `{}` is also the handle of {what} `{id}`", doc.handle()),
+                        format!("its handle `{handle}` is also the handle of {what} `{id}`"),
                     ));
                 }
             }
         }
-        let mut skus: HashMap<&str, (&Arc<str>, &str)> = HashMap::new();
-        for ((kind, id), doc) in &out.docs {
-            let Document::Product(p) = &**doc else { continue };
-            debug_assert_eq!(*kind, ItemKind::Product);
-            for v in &p.variants {
-                let Some(sku) = v.sku.as_deref() else { continue };
-                if let Some((other_product, other_variant)) = skus.insert(sku, (id, &v.source_id)) {
+        let mut seen: HashMap<&str, (&Arc<str>, &str)> = HashMap::new();
+        for (id, variants) in skus {
+            for (sku, variant) in variants {
+                if let Some((other_product, other_variant)) = seen.insert(sku, (id, variant)) {
                     let msg = |mine: &str, theirs: &str| {
                         format!("duplicate SKU `{sku}`: variants `{mine}` and `{theirs}` would overwrite each other in Shopify")
                     };
-                    clashes.push((ItemKind::Product, id.clone(), msg(&v.source_id, other_variant)));
+                    clashes.push((ItemKind::Product, id.clone(), msg(variant, other_variant)));
                     if other_product != id {
-                        clashes.push((ItemKind::Product, other_product.clone(), msg(other_variant, &v.source_id)));
+                        clashes.push((ItemKind::Product, other_product.clone(), msg(other_variant, variant)));
                     }
                 }
             }
         }
         for (kind, id, message) in clashes {
             out.docs.remove(&(kind, id.clone()));
+            out.hashes.remove(&(kind, id.clone()));
             out.errors.push(ItemError {
                 kind,
                 source_id: id.to_string(),
