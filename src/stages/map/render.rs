@@ -36,6 +36,9 @@ pub struct Rendered {
     pub identities: BTreeMap<(ItemKind, Arc<str>), (String, Vec<String>)>,
 }
 
+/// An item: its kind and source id.
+type ItemKey = (ItemKind, Arc<str>);
+
 /// One rendered item on its way into [`Rendered`]: its hash, its identity, its variants'
 /// (SKU, source id) for the SKU check, and its document when kept.
 struct Made {
@@ -93,7 +96,7 @@ impl<'a> Renderer<'a> {
             let doc = keep.is_none_or(|keep| keep(kind, id, &hash)).then(|| Arc::new(doc));
             Made { hash, handle, skus, doc }
         };
-        let mut all: Vec<((ItemKind, Arc<str>), std::result::Result<Made, String>)> = Vec::new();
+        let mut all: Vec<(ItemKey, Result<Made>)> = Vec::new();
         if self.map.categories.is_some() {
             for id in self.scope.in_scope(ItemKind::Category) {
                 let result =
