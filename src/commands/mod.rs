@@ -95,4 +95,29 @@ impl Printer {
     pub fn outln(&mut self, text: impl std::fmt::Display) -> Result<(), Error> {
         self.out(format_args!("{text}\n"))
     }
+
+    /// `value` as pretty JSON and a newline, written as it is serialized (the JSON of a
+    /// 100,000-change plan is tens of megabytes: never built as one string).
+    pub fn json(&mut self, value: &impl serde::Serialize) -> Result<(), Error> {
+        use std::io::Write;
+        if !self.open {
+            return Ok(());
+        }
+        let mut out = std::io::BufWriter::with_capacity(1 << 16, std::io::stdout().lock());
+        let written = serde_json::to_writer_pretty(&mut out, value)
+            .map_err(|e| match e.io_error_kind() {
+                Some(kind) => std::io::Error::from(kind),
+                None => std::io::Error::other(e),
+            })
+            .and_then(|()| out.write_all(b"\n"))
+            .and_then(|()| out.flush());
+        match written {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {
+                self.open = false;
+                Ok(())
+            }
+            Err(e) => Err(Error::failed(format!("cannot write the output: {e}"))),
+        }
+    }
 }

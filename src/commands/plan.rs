@@ -98,8 +98,12 @@ pub fn exec(args: &PlanArgs, g: &Globals) -> Result<Exit, Error> {
     let exit = if args.detailed_exitcode && planned.plan.has_changes() { Exit::Changes } else { Exit::Success };
     // A closed stdout (`catsync plan … | head`) ends the output, not the status.
     let mut printer = Printer::default();
-    let text = render(&planned.plan, args.format);
-    printer.out(if args.format == PlanFormat::Text && g.stdout_color { colored(&text) } else { text })?;
+    if args.format == PlanFormat::Json {
+        printer.json(&planned.plan.without_documents())?;
+    } else {
+        let text = render(&planned.plan, args.format);
+        printer.out(if args.format == PlanFormat::Text && g.stdout_color { colored(&text) } else { text })?;
+    }
     if let Some(out) = &args.out {
         if args.format == PlanFormat::Text && !g.quiet {
             printer.outln(format_args!("Saved the plan to {}.", out.display()))?;
