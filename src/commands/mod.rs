@@ -55,8 +55,13 @@ fn loaded<T>(report: LoadReport<T>, g: &Globals) -> Result<T, Error> {
 /// reader has gone (`catsync plan … | head`), this is [`Error::StdoutClosed`], which ends the
 /// command quietly with status 0.
 pub fn out(text: impl std::fmt::Display) -> Result<(), Error> {
-    let mut out = std::io::stdout().lock();
-    write!(out, "{text}").and_then(|()| out.flush()).map_err(|e| match e.kind() {
+    to_stdout(|out| write!(out, "{text}"))
+}
+
+/// Runs `write` on stdout (buffered) and flushes it, with [`out`]'s errors.
+fn to_stdout(write: impl FnOnce(&mut dyn std::io::Write) -> std::io::Result<()>) -> Result<(), Error> {
+    let mut out = std::io::BufWriter::with_capacity(1 << 16, std::io::stdout().lock());
+    write(&mut out).and_then(|()| out.flush()).map_err(|e| match e.kind() {
         std::io::ErrorKind::BrokenPipe => Error::StdoutClosed,
         _ => Error::failed(format!("cannot write the output: {e}")),
     })
@@ -83,8 +88,13 @@ impl Default for Printer {
 
 impl Printer {
     pub fn out(&mut self, text: impl std::fmt::Display) -> Result<(), Error> {
+        self.write(|out| write!(out, "{text}"))
+    }
+
+    /// [`to_stdout`] until the reader has gone, then nothing.
+    fn write(&mut self, write: impl FnOnce(&mut dyn std::io::Write) -> std::io::Result<()>) -> Result<(), Error> {
         if self.open {
-            match out(text) {
+            match to_stdout(write) {
                 Err(Error::StdoutClosed) => self.open = false,
                 other => other?,
             }
@@ -99,25 +109,9 @@ impl Printer {
     /// `value` as pretty JSON and a newline, written as it is serialized (the JSON of a
     /// 100,000-change plan is tens of megabytes: never built as one string).
     pub fn json(&mut self, value: &impl serde::Serialize) -> Result<(), Error> {
-        use std::io::Write;
-        if !self.open {
-            return Ok(());
-        }
-        let mut out = std::io::BufWriter::with_capacity(1 << 16, std::io::stdout().lock());
-        let written = serde_json::to_writer_pretty(&mut out, value)
-            .map_err(|e| match e.io_error_kind() {
-                Some(kind) => std::io::Error::from(kind),
-                None => std::io::Error::other(e),
-            })
-            .and_then(|()| out.write_all(b"\n"))
-            .and_then(|()| out.flush());
-        match written {
-            Ok(()) => Ok(()),
-            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {
-                self.open = false;
-                Ok(())
-            }
-            Err(e) => Err(Error::failed(format!("cannot write the output: {e}"))),
-        }
+        self.write(|out| {
+            serde_json::to_writer_pretty(&mut *out, value).map_err(std::io::Error::from)?;
+            out.write_all(b"\n")
+        })
     }
 }

@@ -97,7 +97,7 @@ struct Edit {
 
 impl Namespace<'_> {
     /// Every key under `parts` (with the separator after the last part).
-    fn keys_under(&self, tree: &sled::Tree, parts: &[&str]) -> Result<Vec<sled::IVec>, StateError> {
+    pub(super) fn keys_under(&self, tree: &sled::Tree, parts: &[&str]) -> Result<Vec<sled::IVec>, StateError> {
         let mut prefix = self.key(parts);
         prefix.push(0);
         tree.scan_prefix(&prefix).keys().collect::<Result<Vec<_>, _>>().map_err(|e| self.state.corrupt(e))

@@ -965,18 +965,13 @@ impl Namespace<'_> {
         let corrupt = |e: sled::Error| self.state.corrupt(e);
         let tree = self.state.tree("queue")?;
         let live = self.live_queue()?;
-        let keys_of = |range: &str| -> Result<Vec<sled::IVec>, StateError> {
-            let mut prefix = self.key(&[range]);
-            prefix.push(0);
-            tree.scan_prefix(&prefix).keys().collect::<Result<_, _>>().map_err(corrupt)
-        };
         let entry = |range: &str, e: &QueueEntry| -> Result<(Vec<u8>, Vec<u8>), StateError> {
             Ok((
                 self.key(&[range, &format!("{:020}", e.seq)]),
                 serde_json::to_vec(e).map_err(|e| self.state.corrupt(e))?,
             ))
         };
-        let old = keys_of(live)?;
+        let old = self.keys_under(&tree, &[live])?;
         if old.len() + entries.len() <= writes::chunk_keys() {
             let mut writes = Writes::default();
             for k in old {
@@ -991,7 +986,7 @@ impl Namespace<'_> {
         let next = if live == QUEUE_RANGES[0] { QUEUE_RANGES[1] } else { QUEUE_RANGES[0] };
         let mut chunks = Chunks::new(&tree);
         // What a crash left in the other range before it became live, then the new queue.
-        for k in keys_of(next)? {
+        for k in self.keys_under(&tree, &[next])? {
             chunks.remove(k.to_vec()).map_err(corrupt)?;
         }
         for e in entries {

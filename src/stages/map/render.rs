@@ -39,12 +39,14 @@ pub struct Rendered {
 /// An item: its kind and source id.
 type ItemKey = (ItemKind, Arc<str>);
 
-/// One rendered item on its way into [`Rendered`]: its hash, its identity, its variants'
-/// (SKU, source id) for the SKU check, and its document when kept.
+/// One rendered item on its way into [`Rendered`]: its hash, its identity (handle and SKUs),
+/// the source ids of the variants those SKUs belong to (for the SKU check's messages), and its
+/// document when kept.
 struct Made {
     hash: String,
     handle: String,
-    skus: Vec<(String, String)>,
+    skus: Vec<String>,
+    variants: Vec<String>,
     doc: Option<Arc<Document>>,
 }
 
@@ -86,15 +88,15 @@ impl<'a> Renderer<'a> {
     pub fn render_all(&self, keep: Option<&Keep<'_>>) -> Rendered {
         let made = |kind: ItemKind, id: &Arc<str>, doc: Document| {
             let hash = crate::document::hash::item_hash(&doc);
-            let skus = match &doc {
+            let (skus, variants) = match &doc {
                 Document::Product(p) => {
-                    p.variants.iter().filter_map(|v| Some((v.sku.clone()?, v.source_id.clone()))).collect()
+                    p.variants.iter().filter_map(|v| Some((v.sku.clone()?, v.source_id.clone()))).unzip()
                 }
-                Document::Collection(_) => Vec::new(),
+                Document::Collection(_) => (Vec::new(), Vec::new()),
             };
             let handle = doc.handle().to_string();
             let doc = keep.is_none_or(|keep| keep(kind, id, &hash)).then(|| Arc::new(doc));
-            Made { hash, handle, skus, doc }
+            Made { hash, handle, skus, variants, doc }
         };
         let mut all: Vec<(ItemKey, Result<Made>)> = Vec::new();
         if self.map.categories.is_some() {
@@ -112,7 +114,7 @@ impl<'a> Renderer<'a> {
             ((ItemKind::Product, (*id).clone()), result)
         }));
         let mut out = Rendered::default();
-        let mut skus = BTreeMap::new();
+        let mut variants = BTreeMap::new();
         for ((kind, id), result) in all {
             match result {
                 Ok(m) => {
@@ -120,23 +122,22 @@ impl<'a> Renderer<'a> {
                         out.docs.insert((kind, id.clone()), doc);
                     }
                     out.hashes.insert((kind, id.clone()), m.hash);
-                    out.identities
-                        .insert((kind, id.clone()), (m.handle, m.skus.iter().map(|(s, _)| s.clone()).collect()));
-                    if !m.skus.is_empty() {
-                        skus.insert(id, m.skus);
+                    if !m.variants.is_empty() {
+                        variants.insert(id.clone(), m.variants);
                     }
+                    out.identities.insert((kind, id), (m.handle, m.skus));
                 }
                 Err(e) => out.errors.push(item_error(kind, &id, e)),
             }
         }
-        self.check_unique(&mut out, &skus);
+        self.check_unique(&mut out, &variants);
         out
     }
 
     /// Two items with one handle (or two variants with one SKU) would overwrite each other in
-    /// the store: both are errors, reported with both ids. `skus`: each product's variants'
-    /// (SKU, source id).
-    fn check_unique(&self, out: &mut Rendered, skus: &BTreeMap<Arc<str>, Vec<(String, String)>>) {
+    /// the store: both are errors, reported with both ids. `variants`: the source ids of each
+    /// product's variants with a SKU, in the order of its SKUs in `out.identities`.
+    fn check_unique(&self, out: &mut Rendered, variants: &BTreeMap<Arc<str>, Vec<String>>) {
         let mut clashes: Vec<(ItemKind, Arc<str>, String)> = Vec::new();
         for kind in [ItemKind::Category, ItemKind::Product] {
             let mut seen: HashMap<&str, &Arc<str>> = HashMap::new();
@@ -160,8 +161,9 @@ impl<'a> Renderer<'a> {
             }
         }
         let mut seen: HashMap<&str, (&Arc<str>, &str)> = HashMap::new();
-        for (id, variants) in skus {
-            for (sku, variant) in variants {
+        for (id, ids) in variants {
+            let skus = &out.identities[&(ItemKind::Product, id.clone())].1;
+            for (sku, variant) in skus.iter().zip(ids) {
                 if let Some((other_product, other_variant)) = seen.insert(sku, (id, variant)) {
                     let msg = |mine: &str, theirs: &str| {
                         format!("duplicate SKU `{sku}`: variants `{mine}` and `{theirs}` would overwrite each other in Shopify")
