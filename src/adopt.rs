@@ -660,7 +660,7 @@ pub fn adopt(pipeline: &CompiledPipeline, state_dir: &Path, by: MatchBy, writing
     if write {
         for e in report.exports.iter().filter(|e| !e.adopted.is_empty()) {
             let writes = e.adopted.iter().map(|a| (a.item, a.source_id.clone(), Some(a.record.clone()))).collect();
-            ns.write_records(&e.export, writes)?;
+            ns.write_records(&e.export, writes, None)?;
         }
         state.flush()?;
         report.written = true;

@@ -120,6 +120,42 @@ impl Evaluation {
             _ => None,
         }
     }
+
+    /// Frees the documents the evaluation kept (their hashes, identities and catalog stay).
+    pub fn drop_documents(&mut self) {
+        for out in &mut self.outputs {
+            if let Data::Documents(docs) = out {
+                if let Some(docs) = Arc::get_mut(docs) {
+                    docs.rendered.docs = BTreeMap::new();
+                }
+            }
+        }
+    }
+
+    /// Renders again the document of an item this evaluation rendered and did not keep (a run
+    /// plans its creates without their documents and renders each as it is queued: see
+    /// `KeepDocuments::Compared`). The evaluation still holds the catalog and scope it rendered
+    /// from, so the document is the one whose hash the plan holds. `None`: export `export` has
+    /// no rendered item `(kind, id)`.
+    pub fn render_again(
+        &self,
+        pipeline: &CompiledPipeline,
+        export: &str,
+        kind: ItemKind,
+        id: &str,
+    ) -> Option<Result<crate::document::Document, String>> {
+        use crate::document::Document;
+        let idx = pipeline.stages.iter().position(|s| s.name == export)?;
+        let docs = self.documents_for(pipeline, idx)?;
+        let (id, _) = docs.hashes.get_key_value(&(kind, Arc::from(id)))?;
+        let CompiledStage::Map(m) = &pipeline.stage(&docs.map_stage)?.compiled else { return None };
+        let renderer = Renderer::new(m, &docs.data, &docs.scope, &pipeline.templates, &pipeline.params);
+        Some(match kind {
+            ItemKind::Category => renderer.render_category(&id.1).map(Document::Collection),
+            ItemKind::Product => renderer.render_product(&id.1, false).map(Document::Product),
+            ItemKind::Variant => return None,
+        })
+    }
 }
 
 /// Errors that stop an evaluation (unlike item errors, which are reported per item).

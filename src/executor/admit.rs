@@ -134,7 +134,8 @@ pub(super) fn admit(
         match wanted.get(&k) {
             Some(c) if c.skipped.is_none() => {
                 if entry.change.hash_after != c.hash_after || entry.change.action != c.action {
-                    entry.change = (*c).clone();
+                    // The new change replaces the stored one as it is (`stored` no longer holds).
+                    entry = QueueEntry::new(entry.seq, (*c).clone());
                     admitted.replaced += 1;
                 }
                 kept.push_back(entry);
@@ -151,7 +152,7 @@ pub(super) fn admit(
             continue;
         }
         seen.insert(k);
-        kept.push_back(QueueEntry { seq: *next_seq, change: c.clone() });
+        kept.push_back(QueueEntry::new(*next_seq, c.clone()));
         *next_seq += 1;
         admitted.added += 1;
     }
@@ -234,7 +235,7 @@ mod tests {
         let mut queue: Queue = [change("1", Action::Create, "a"), change("2", Action::Update, "b")]
             .into_iter()
             .enumerate()
-            .map(|(i, change)| QueueEntry { seq: i as u64, change })
+            .map(|(i, change)| QueueEntry::new(i as u64, change))
             .collect();
         let mut next = 2;
         let later = [change("2", Action::Update, "c"), change("3", Action::Create, "d")];

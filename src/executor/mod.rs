@@ -12,6 +12,7 @@ mod target;
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::path::Path;
 use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Arc;
 use std::time::Instant;
 
 use tracing::Instrument;
@@ -23,11 +24,11 @@ use crate::engine::{Data, Evaluation};
 use crate::error::{Error, Exit};
 use crate::plan::diff::Fingerprint;
 use crate::plan::{config_digest, plan, Action, Change, Counts, KeepDocuments, Plan, PlanOptions};
-use crate::shopify::export::{bulk_eligible, Outcome};
+use crate::shopify::export::Outcome;
 use crate::stages::{CompiledStage, ItemKind};
 use crate::state::{
-    ExportRecord, Failure, Namespace, PinnedConfig, QueueEntry, RunError, RunMode, RunRecord, RunStatus, State,
-    MAX_ATTEMPTS,
+    ExportRecord, Failure, Namespace, PinnedConfig, QueueEntry, RenderQueued, RunError, RunMode, RunRecord, RunStatus,
+    State, MAX_ATTEMPTS,
 };
 use admit::{admit, Admitted, Refused, Rules};
 use target::{Records, Target};
@@ -263,7 +264,12 @@ async fn run_pipeline(
     exporter.signature = signature;
     let mut queue = match queue {
         Some(q) => q,
-        None => ns.queue()?.into(),
+        None => {
+            // Held as heads: each batch reads its documents back.
+            let mut queue: Queue = ns.queue()?.into();
+            queue.iter_mut().for_each(QueueEntry::keep_as_stored);
+            queue
+        }
     };
     let outcome = loop {
         match exporter.export(&mut run, queue).await? {
@@ -357,7 +363,7 @@ pub fn discard(current: &CompiledPipeline, state_dir: &Path) -> Result<String, E
         now_rfc3339(),
         if queued == 1 { "" } else { "s" }
     ));
-    ns.replace_queue(&[])?;
+    ns.replace_queue(&[], None)?;
     ns.put_run(&run)?;
     state.flush()?;
     tracing::info!(run = %run.id, queued, "run discarded");
@@ -490,8 +496,9 @@ fn start_run(
     // What the sources hold before the plan reads them: a checkpoint must not cover a file that
     // arrives while the plan runs (it would stand for inputs this run never read).
     let before = source_signature(pipeline);
-    // A run needs the documents of what it sends, not the whole catalog's.
-    let planned = plan(pipeline, state, &PlanOptions { documents: KeepDocuments::Changed, ..opts.clone() })?;
+    // A run needs the documents of what it sends, not the whole catalog's; those of its creates
+    // are rendered again as they are queued, a chunk at a time (see `store_queue`).
+    let mut planned = plan(pipeline, state, &PlanOptions { documents: KeepDocuments::Compared, ..opts.clone() })?;
     if let Some(saved) = plan_file {
         check_plan_file(pipeline, saved, &planned.plan)?;
     }
@@ -545,7 +552,11 @@ fn start_run(
         selection: crate::state::RunSelection { only: opts.only.clone(), limit: opts.limit },
     };
     let started_at = Instant::now();
-    ns.replace_queue(queue.make_contiguous())?;
+    {
+        let render = render_queued(pipeline, &planned.evaluation);
+        store_queue(ns, &mut queue, plan_file.is_none().then_some(&render as &RenderQueued))?;
+    }
+    planned.drop_documents();
     tracing::debug!(elapsed_ms = started_at.elapsed().as_millis() as u64, "queue stored");
     for export in pipeline.exports() {
         ns.keep_records_digest(&export.name)?;
@@ -566,6 +577,28 @@ fn start_run(
         tracing::debug!(elapsed_ms = started_at.elapsed().as_millis() as u64, "checkpoints stored");
     }
     Ok(Started { run, queue, signature: before })
+}
+
+/// Writes `queue` whole into the state (see [`Namespace::replace_queue`]; `render` makes the
+/// documents of changes planned without one), then holds it in memory as heads: each batch reads
+/// its documents back, so a run's memory does not grow with what it has to send.
+fn store_queue(ns: &Namespace, queue: &mut Queue, render: Option<&RenderQueued>) -> Result<(), Error> {
+    ns.replace_queue(queue.make_contiguous(), render)?;
+    queue.iter_mut().for_each(QueueEntry::keep_as_stored);
+    Ok(())
+}
+
+/// Renders, for [`store_queue`], the document of a create or update its plan did not keep.
+fn render_queued<'e>(
+    pipeline: &'e CompiledPipeline,
+    evaluation: &'e Evaluation,
+) -> impl Fn(&Change) -> Option<Result<Arc<crate::document::Document>, String>> + Sync + 'e {
+    move |c: &Change| match c.action {
+        Action::Create | Action::Update => {
+            evaluation.render_again(pipeline, &c.export, c.kind, &c.source_id).map(|r| r.map(Arc::new))
+        }
+        Action::Archive | Action::Delete => None,
+    }
 }
 
 /// A cheap signature of what the sources hold now: each source file's path, size and
@@ -830,7 +863,7 @@ impl<'a> Exporter<'a> {
         // Big queues of product writes go through bulk files (decided per export when it starts).
         for (name, target) in f.targets.iter_mut() {
             if let Target::Shopify { flight, .. } = target {
-                let writes = queue.iter().filter(|e| &e.change.export == name && bulk_eligible(&e.change)).count();
+                let writes = queue.iter().filter(|e| &e.change.export == name && target::bulk_entry(e)).count();
                 flight.active = flight.settings.enabled && writes >= flight.settings.threshold.max(1);
             }
         }
@@ -981,8 +1014,11 @@ impl<'a> Exporter<'a> {
             let top_up = f.last_poll.elapsed() < self.pipeline.params.poll_interval;
             let (control, progress) = (self.control, self.progress);
             let stop = || stop_reason(control, progress).is_some() || control.refresh_requested();
-            let records = |entries: &[QueueEntry]| batch_records(self.ns, &export_name, entries);
-            match target.next_bulk_file(queue, &export_name, top_up, &run.id, &stop, &records).await? {
+            let load = |entries: &mut [QueueEntry]| {
+                self.ns.load_queued(entries)?;
+                batch_records(self.ns, &export_name, entries)
+            };
+            match target.next_bulk_file(queue, &export_name, top_up, &run.id, &stop, &load).await? {
                 Some((entries, outcomes)) => {
                     tracing::Span::current().record("size", entries.len());
                     let records = batch_records(self.ns, &export_name, &entries)?;
@@ -1007,7 +1043,8 @@ impl<'a> Exporter<'a> {
                 }
             }
         } else {
-            let batch = target.next_batch(queue, &export_name, batch_size);
+            let mut batch = target.next_batch(queue, &export_name, batch_size);
+            self.ns.load_queued(&mut batch)?;
             tracing::Span::current().record("size", batch.len());
             let records = batch_records(self.ns, &export_name, &batch)?;
             let refs: Vec<&QueueEntry> = batch.iter().collect();
@@ -1068,7 +1105,9 @@ impl<'a> Exporter<'a> {
             match outcome {
                 Outcome::Done { gid, images } => {
                     gids.push((gid, images));
-                    ns.remove_failure(&c.export, c.kind, &c.source_id)?;
+                    if failures.contains_key(&(c.kind, c.source_id.clone())) {
+                        ns.remove_failure(&c.export, c.kind, &c.source_id)?;
+                    }
                     run.counts.entry(c.export.clone()).or_default().add(c);
                     run.exported.push(item);
                     confirmed.push(c);
@@ -1125,7 +1164,7 @@ impl<'a> Exporter<'a> {
         let options = PlanOptions {
             ignore_checkpoints: true,
             only: run.selection.only.clone(),
-            documents: KeepDocuments::Changed,
+            documents: KeepDocuments::Compared,
             ..PlanOptions::default()
         };
         let planned = plan(pipeline, self.state, &options)?;
@@ -1163,7 +1202,8 @@ impl<'a> Exporter<'a> {
                 return Ok(false);
             }
         };
-        self.ns.replace_queue(queue.make_contiguous())?;
+        let render = render_queued(pipeline, &planned.evaluation);
+        store_queue(self.ns, queue, Some(&render))?;
         persist_sources(self.ns, &planned.evaluation)?;
         self.signature = signature;
         let merged = admitted.added + admitted.replaced;
@@ -1368,7 +1408,7 @@ fn record(
             Some((c.kind, c.source_id.clone(), record))
         })
         .collect();
-    ns.write_records(export, writes)?;
+    ns.write_records(export, writes, Some(before))?;
     Ok(())
 }
 

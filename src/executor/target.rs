@@ -69,6 +69,18 @@ impl BulkFlight {
     }
 }
 
+/// Whether a queued change goes in a bulk file ([`bulk_eligible`]). An entry held without its
+/// document ([`QueueEntry::stored`]) is a product write whose document is a product's.
+pub(super) fn bulk_entry(e: &QueueEntry) -> bool {
+    match e.stored {
+        true => {
+            e.change.kind == ItemKind::Product
+                && matches!(e.change.action, Action::Create | Action::Update | Action::Archive)
+        }
+        false => bulk_eligible(&e.change),
+    }
+}
+
 /// The queued changes of `export` not already in a bulk file, in queue order.
 fn pending<'q>(
     queue: &'q Queue,
@@ -194,15 +206,16 @@ impl Target {
     pub(super) fn next_is_bulk(&mut self, queue: &Queue, export: &str) -> bool {
         let Some(flight) = self.flight() else { return false };
         match pending(queue, export, &flight.in_flight).next() {
-            Some(e) => bulk_eligible(&e.change),
+            Some(e) => bulk_entry(e),
             None => !flight.in_flight.is_empty(),
         }
     }
 
     /// Starts bulk files (up to the concurrency) when `top_up`, then waits for the first to
     /// finish and returns its changes and outcomes; `None` when `stop()` turns true meanwhile
-    /// (a pause does not wait for files that may take minutes). `records` reads the records of
-    /// a file's changes before it is sent (their products' media ids).
+    /// (a pause does not wait for files that may take minutes). `load` reads a file's changes
+    /// back whole (see [`QueueEntry::stored`]) and returns their records, before it is sent
+    /// (their products' media ids).
     pub(super) async fn next_bulk_file(
         &mut self,
         queue: &Queue,
@@ -210,22 +223,22 @@ impl Target {
         top_up: bool,
         run_id: &str,
         stop: &dyn Fn() -> bool,
-        records: &dyn Fn(&[QueueEntry]) -> Result<Records, Error>,
+        load: &dyn Fn(&mut [QueueEntry]) -> Result<Records, Error>,
     ) -> Result<Option<BulkJob>, Error> {
         let Target::Shopify { target, languages, collections, flight, .. } = self else {
             return Err(Error::failed("bulk files are only for Shopify exports"));
         };
         if top_up || flight.jobs.is_empty() {
             while flight.jobs.len() < flight.settings.concurrency.clamp(1, bulk::MAX_CONCURRENT) {
-                let entries: Vec<QueueEntry> = pending(queue, export, &flight.in_flight)
-                    .take_while(|e| bulk_eligible(&e.change))
+                let mut entries: Vec<QueueEntry> = pending(queue, export, &flight.in_flight)
+                    .take_while(|e| bulk_entry(e))
                     .take(flight.settings.file_items.max(1))
                     .cloned()
                     .collect();
                 if entries.is_empty() {
                     break;
                 }
-                let found = records(&entries)?;
+                let found = load(&mut entries)?;
                 let records: Vec<Option<ExportRecord>> =
                     entries.iter().map(|e| found.get(&(e.change.kind, e.change.source_id.clone())).cloned()).collect();
                 flight.in_flight.extend(entries.iter().map(|e| e.seq));
@@ -287,11 +300,7 @@ impl Target {
             Some(f) => (&f.in_flight, true),
             None => (&none, false),
         };
-        pending(queue, export, in_flight)
-            .filter(|e| !(bulk_mode && bulk_eligible(&e.change)))
-            .take(size)
-            .cloned()
-            .collect()
+        pending(queue, export, in_flight).filter(|e| !(bulk_mode && bulk_entry(e))).take(size).cloned().collect()
     }
 
     /// No bulk file in flight.

@@ -254,6 +254,14 @@ pub struct Planned {
     pub drift: Vec<String>,
 }
 
+impl Planned {
+    /// Frees the documents the plan and its evaluation hold (a run has queued them).
+    pub fn drop_documents(&mut self) {
+        self.plan.changes.iter_mut().for_each(|c| c.document = None);
+        self.evaluation.drop_documents();
+    }
+}
+
 /// Digest of the configuration: the raw pipeline with the environment applied; secrets are
 /// references in it, plus their digests so a rotated secret shows as a change.
 pub fn config_digest(p: &CompiledPipeline) -> String {

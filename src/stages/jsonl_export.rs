@@ -38,15 +38,25 @@ impl JsonlExport {
         }
         let file = std::fs::OpenOptions::new().create(true).append(true).open(&self.path)?;
         let mut w = std::io::BufWriter::new(file);
+        /// One line, serialized from the change as it is (no copy of the document).
+        #[derive(Serialize)]
+        struct Line<'c> {
+            action: crate::plan::Action,
+            document: &'c Option<std::sync::Arc<crate::document::Document>>,
+            handle: &'c str,
+            hash: &'c Option<String>,
+            kind: crate::stages::ItemKind,
+            source_id: &'c str,
+        }
         for c in changes {
-            let line = serde_json::json!({
-                "action": c.action,
-                "kind": c.kind,
-                "source_id": c.source_id,
-                "handle": c.handle,
-                "hash": c.hash_after,
-                "document": c.document,
-            });
+            let line = Line {
+                action: c.action,
+                document: &c.document,
+                handle: &c.handle,
+                hash: &c.hash_after,
+                kind: c.kind,
+                source_id: &c.source_id,
+            };
             serde_json::to_writer(&mut w, &line)?;
             w.write_all(b"\n")?;
         }

@@ -4,7 +4,6 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -15,13 +14,12 @@ mod writes;
 
 pub use index::{IndexSpec, ItemOutput};
 
-use crate::catalog::mirror::{ChangeKind, Mirror, RowChange, Table};
-use crate::stages::saleslayer::page::Cell;
+use crate::catalog::mirror::{Mirror, RowChange, Table};
 use crate::stages::ItemKind;
 use writes::{Chunks, Writes};
 
 /// The layout version this build reads and writes. Migrations are append-only (see [`migrate`]).
-pub const SCHEMA_VERSION: u32 = 2;
+pub const SCHEMA_VERSION: u32 = 3;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StateError {
@@ -35,7 +33,14 @@ pub enum StateError {
     QueueUnreadable { dir: String, detail: String },
     #[error("cannot open the state in `{dir}`: {detail}")]
     Open { dir: String, detail: String },
+    #[error("cannot queue {item}: its document did not render again as it did in the plan ({detail}); nothing was queued or sent, so plan again (`catsync plan`) and report this if it repeats")]
+    Unrendered { item: String, detail: String },
 }
+
+/// Renders the document of a change planned without one, as it is queued (a run plans its
+/// creates without their documents: see [`Namespace::replace_queue`]). `None`: nothing to render.
+pub type RenderQueued<'a> =
+    dyn Fn(&crate::plan::Change) -> Option<Result<std::sync::Arc<crate::document::Document>, String>> + Sync + 'a;
 
 /// What catsync remembers about one item it exported to one export stage.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -158,6 +163,24 @@ impl RecordsDigest {
 pub struct QueueEntry {
     pub seq: u64,
     pub change: crate::plan::Change,
+    /// This entry is held in memory without its document, which is in the state (a run's queue
+    /// is kept in memory as heads: [`Namespace::load_queued`] reads a batch's documents back,
+    /// and [`Namespace::replace_queue`] copies the stored entry).
+    #[serde(skip)]
+    pub stored: bool,
+}
+
+impl QueueEntry {
+    pub fn new(seq: u64, change: crate::plan::Change) -> QueueEntry {
+        QueueEntry { seq, change, stored: false }
+    }
+
+    /// Drops the document from memory; the state has the whole entry (it was written by
+    /// [`Namespace::replace_queue`] or read by [`Namespace::queue`]).
+    pub fn keep_as_stored(&mut self) {
+        self.change.document = None;
+        self.stored = true;
+    }
 }
 
 /// What the state itself needs of a queued change — which export, item and action — read without
@@ -605,7 +628,8 @@ fn migrate(state: &State) -> Result<(), StateError> {
     // 1 → 2: the queue may live in a second key range (`Namespace::replace_queue`); a layout-1
     // state has it in the first, where layout 2 looks without a `live` key. The step only stops
     // an older catsync from reading a queue it would not find.
-    let migrations: [Migration; 2] = [|_| Ok(()), |_| Ok(())];
+    // 2 → 3: mirror rows move into buckets (`index::rows_into_buckets`).
+    let migrations: [Migration; 3] = [|_| Ok(()), |_| Ok(()), index::rows_into_buckets];
     for (from, step) in migrations.iter().enumerate().skip(version as usize) {
         step(state)?;
         meta.insert("schema_version", (from as u32 + 1).to_string().as_bytes()).map_err(|e| state.corrupt(e))?;
@@ -624,7 +648,7 @@ const DIGEST_KEY: &str = "~digest";
 
 /// sled's page cache (its default is 1 GiB): catsync reads most of what it needs in bulk (mirrors,
 /// records) and keeps it in its own structures, so a large cache mostly adds memory.
-const CACHE_BYTES: u64 = 128 * 1024 * 1024;
+const CACHE_BYTES: u64 = 32 * 1024 * 1024;
 
 /// One pipeline × environment inside the state.
 pub struct Namespace<'s> {
@@ -676,12 +700,8 @@ impl Namespace<'_> {
         let tables: Vec<String> = self.get("meta", &["tables", stage])?.unwrap_or_default();
         for name in tables {
             let mut table = Table::new(self.get("mirror", &[stage, &name, "columns"])?.unwrap_or_default());
-            // Keys come sorted: the map is built from a sorted sequence.
-            table.rows = self
-                .scan::<Vec<Cell>>("mirror", &[stage, &name, "row"])?
-                .into_iter()
-                .map(|(id, cells)| (Arc::from(id), crate::catalog::mirror::row(cells)))
-                .collect();
+            // Sorted by id: the map is built from a sorted sequence.
+            table.rows = self.mirror_table_rows(stage, &name)?.into_iter().collect();
             table.reindex();
             mirror.tables.insert(name, table);
         }
@@ -704,7 +724,6 @@ impl Namespace<'_> {
         index: Option<&IndexSpec>,
         complete: bool,
     ) -> Result<(), StateError> {
-        use rayon::prelude::*;
         let started = std::time::Instant::now();
         let tree = self.state.tree("mirror")?;
         let mut writes = Writes::default();
@@ -722,17 +741,11 @@ impl Namespace<'_> {
         for (name, table) in &mirror.tables {
             writes.insert(self.key(&[stage, name, "columns"]), json(&table.columns));
         }
-        let row = |c: &RowChange| {
-            let key = self.key(&[stage, &c.table, "row", &c.id]);
-            match (c.kind, mirror.tables.get(&c.table).and_then(|t| t.rows.get(&c.id))) {
-                (ChangeKind::Deleted, _) | (_, None) => (key, None),
-                (_, Some(cells)) => (key, Some(json(cells.as_ref()))),
-            }
-        };
         let (marker, version) = self.mirror_index_marker(stage);
         let corrupt = |e: sled::Error| self.state.corrupt(e);
-        if writes.len() + changes.len() <= writes::chunk_keys() {
-            for (key, value) in changes.iter().map(row) {
+        let buckets = Self::mirror_buckets(changes);
+        if writes.len() + buckets.len() <= writes::chunk_keys() {
+            for (key, value) in self.mirror_bucket_values(stage, mirror, &buckets)? {
                 match value {
                     Some(v) => writes.insert(key, v),
                     None => writes.remove(key),
@@ -745,11 +758,10 @@ impl Namespace<'_> {
         } else {
             tree.remove(&marker).map_err(corrupt)?;
             writes.apply_chunked(&tree).map_err(corrupt)?;
-            // Rows are serialized on both cores a chunk at a time, and written as they come.
+            // Buckets are made a chunk at a time, and written as they come.
             let mut chunks = Chunks::new(&tree);
-            for part in changes.chunks(writes::chunk_keys()) {
-                let rows: Vec<(Vec<u8>, Option<Vec<u8>>)> = part.par_iter().map(row).collect();
-                for (key, value) in rows {
+            for part in buckets.chunks(writes::chunk_keys()) {
+                for (key, value) in self.mirror_bucket_values(stage, mirror, part)? {
                     match value {
                         Some(v) => chunks.insert(key, v),
                         None => chunks.remove(key),
@@ -882,20 +894,23 @@ impl Namespace<'_> {
     }
 
     /// Writes (`Some`) or removes (`None`) records of one export and updates the digest, in one
-    /// atomic batch.
+    /// atomic batch. `known`: the records of every item written, as the caller already read them
+    /// (absent: none), so they are not read again.
     pub fn write_records(
         &self,
         export: &str,
         writes: Vec<(ItemKind, String, Option<ExportRecord>)>,
+        known: Option<&BTreeMap<(ItemKind, String), ExportRecord>>,
     ) -> Result<(), StateError> {
         let mut digest = self.records_digest(export)?;
         // What this batch already wrote, for an item written twice.
         let mut written: HashMap<(ItemKind, String), Option<ExportRecord>> = HashMap::new();
         let mut batch = sled::Batch::default();
         for (kind, id, record) in writes {
-            let old = match written.remove(&(kind, id.clone())) {
-                Some(w) => w,
-                None => self.record(export, kind, &id)?,
+            let old = match (written.remove(&(kind, id.clone())), known) {
+                (Some(w), _) => w,
+                (None, Some(known)) => known.get(&(kind, id.clone())).cloned(),
+                (None, None) => self.record(export, kind, &id)?,
             };
             if let Some(old) = old {
                 digest.remove(kind, &id, &old.hash, old.archived);
@@ -915,11 +930,11 @@ impl Namespace<'_> {
     }
 
     pub fn put_record(&self, export: &str, kind: ItemKind, id: &str, record: &ExportRecord) -> Result<(), StateError> {
-        self.write_records(export, vec![(kind, id.to_string(), Some(record.clone()))])
+        self.write_records(export, vec![(kind, id.to_string(), Some(record.clone()))], None)
     }
 
     pub fn remove_record(&self, export: &str, kind: ItemKind, id: &str) -> Result<(), StateError> {
-        self.write_records(export, vec![(kind, id.to_string(), None)])
+        self.write_records(export, vec![(kind, id.to_string(), None)], None)
     }
 
     /// The queue of the current run, in order, whole (to resume it). A change this catsync cannot
@@ -961,24 +976,53 @@ impl Namespace<'_> {
     /// with a single write, before the old range is cleared: a crash leaves the old queue or the
     /// new one whole, never a mix (a merge that withdrew a deletion must not see it come back),
     /// and sled's memory stays bounded (see [`writes`]).
-    pub fn replace_queue(&self, entries: &[QueueEntry]) -> Result<(), StateError> {
+    ///
+    /// An entry held as [`QueueEntry::stored`] is copied from the live queue as it is there. An
+    /// entry without a document gets the one `render` makes for it (a run's creates are planned
+    /// without theirs and rendered here, a chunk at a time on both cores, so a first run never
+    /// holds every document at once).
+    pub fn replace_queue(&self, entries: &[QueueEntry], render: Option<&RenderQueued>) -> Result<(), StateError> {
+        use rayon::prelude::*;
         let corrupt = |e: sled::Error| self.state.corrupt(e);
         let tree = self.state.tree("queue")?;
         let live = self.live_queue()?;
-        let entry = |range: &str, e: &QueueEntry| -> Result<(Vec<u8>, Vec<u8>), StateError> {
-            Ok((
-                self.key(&[range, &format!("{:020}", e.seq)]),
-                serde_json::to_vec(e).map_err(|e| self.state.corrupt(e))?,
-            ))
+        let seq = |n: u64| format!("{n:020}");
+        let value = |e: &QueueEntry| -> Result<Vec<u8>, StateError> {
+            if e.stored {
+                return match tree.get(self.key(&[live, &seq(e.seq)])).map_err(corrupt)? {
+                    Some(bytes) => Ok(bytes.to_vec()),
+                    None => Err(self.state.corrupt(format!("queued change {} is missing", e.seq))),
+                };
+            }
+            let rendered = match render {
+                Some(render) if e.change.document.is_none() => render(&e.change),
+                _ => None,
+            };
+            let bytes = match rendered {
+                None => serde_json::to_vec(e),
+                // Rendering is deterministic: the document is the one the plan hashed.
+                Some(Ok(doc)) => {
+                    let change = crate::plan::Change { document: Some(doc), ..e.change.clone() };
+                    serde_json::to_vec(&QueueEntry::new(e.seq, change))
+                }
+                Some(Err(detail)) => {
+                    let item = format!("{} {}", e.change.kind.singular(), e.change.source_id);
+                    return Err(StateError::Unrendered { item, detail });
+                }
+            };
+            bytes.map_err(|e| self.state.corrupt(e))
+        };
+        let encode = |range: &str, part: &[QueueEntry]| -> Result<Vec<writes::Entry>, StateError> {
+            part.par_iter().map(|e| Ok((self.key(&[range, &seq(e.seq)]), value(e)?))).collect()
         };
         let old = self.keys_under(&tree, &[live])?;
         if old.len() + entries.len() <= writes::chunk_keys() {
+            let new = encode(live, entries)?;
             let mut writes = Writes::default();
             for k in old {
                 writes.remove(k.to_vec());
             }
-            for e in entries {
-                let (k, v) = entry(live, e)?;
+            for (k, v) in new {
                 writes.insert(k, v);
             }
             return writes.apply_atomic(&tree).map_err(corrupt);
@@ -989,9 +1033,10 @@ impl Namespace<'_> {
         for k in self.keys_under(&tree, &[next])? {
             chunks.remove(k.to_vec()).map_err(corrupt)?;
         }
-        for e in entries {
-            let (k, v) = entry(next, e)?;
-            chunks.insert(k, v).map_err(corrupt)?;
+        for part in entries.chunks(writes::chunk_keys()) {
+            for (k, v) in encode(next, part)? {
+                chunks.insert(k, v).map_err(corrupt)?;
+            }
         }
         chunks.finish().map_err(corrupt)?;
         tree.insert(self.key(&[QUEUE_LIVE]), next.as_bytes()).map_err(corrupt)?;
@@ -1000,6 +1045,26 @@ impl Namespace<'_> {
             chunks.remove(k.to_vec()).map_err(corrupt)?;
         }
         chunks.finish().map_err(corrupt)
+    }
+
+    /// Reads back the whole change of each [`QueueEntry::stored`] entry (a batch about to be
+    /// sent).
+    pub fn load_queued(&self, entries: &mut [QueueEntry]) -> Result<(), StateError> {
+        let tree = self.state.tree("queue")?;
+        let live = self.live_queue()?;
+        for e in entries.iter_mut().filter(|e| e.stored) {
+            let key = self.key(&[live, &format!("{:020}", e.seq)]);
+            let Some(bytes) = tree.get(key).map_err(|e| self.state.corrupt(e))? else {
+                return Err(self.state.corrupt(format!("queued change {} is missing", e.seq)));
+            };
+            let whole: QueueEntry = serde_json::from_slice(&bytes).map_err(|e| StateError::QueueUnreadable {
+                dir: self.state.dir.display().to_string(),
+                detail: e.to_string(),
+            })?;
+            e.change = whole.change;
+            e.stored = false;
+        }
+        Ok(())
     }
 
     /// Removes sent changes from the queue, in one batch.
@@ -1279,5 +1344,56 @@ mod tests {
         }
         let err = State::open(dir.path()).err().unwrap();
         assert!(matches!(err, StateError::Corrupt { .. }), "{err}");
+    }
+
+    #[test]
+    fn layout_2_mirror_rows_move_into_buckets_and_an_interrupted_move_ends_the_same() {
+        let dir = tempfile::tempdir().unwrap();
+        let cells = |i: usize| serde_json::json!([format!("id{i}"), format!("name {i}")]).to_string();
+        {
+            let state = State::open(dir.path()).unwrap();
+            let ns = state.namespace("shop", None);
+            let meta = state.tree("meta").unwrap();
+            meta.insert(ns.key(&["tables", "pim"]), br#"["products"]"#.as_slice()).unwrap();
+            let mirror = state.tree("mirror").unwrap();
+            mirror
+                .insert(ns.key(&["pim", "products", "columns"]), br#"[{"name":"ID"},{"name":"name"}]"#.as_slice())
+                .unwrap();
+            for i in 0..300 {
+                mirror.insert(ns.key(&["pim", "products", "row", &format!("{i}")]), cells(i).as_bytes()).unwrap();
+            }
+            // As if a first migration had moved half the rows and been killed before removing
+            // their old keys (and before the version moved).
+            let half: Vec<(sled::IVec, sled::IVec)> = mirror.iter().map(Result::unwrap).take(150).collect();
+            let mut buckets: BTreeMap<String, BTreeMap<String, serde_json::Value>> = BTreeMap::new();
+            for (k, v) in half {
+                let id = String::from_utf8_lossy(k.rsplit(|b| *b == 0).next().unwrap()).into_owned();
+                if k.windows(5).any(|w| w == b"\0row\0") {
+                    let b = index::bucket_in(&id, index::MIRROR_BUCKETS);
+                    buckets.entry(b).or_default().insert(id, serde_json::from_slice(&v).unwrap());
+                }
+            }
+            for (b, rows) in buckets {
+                mirror.insert(ns.key(&["pim", "products", index::ROWS, &b]), json(&rows)).unwrap();
+            }
+            meta.insert("schema_version", b"2".as_slice()).unwrap();
+            state.flush().unwrap();
+        }
+        let state = State::open(dir.path()).unwrap();
+        let ns = state.namespace("shop", None);
+        let mirror = ns.mirror("pim").unwrap();
+        let rows = &mirror.tables["products"].rows;
+        assert_eq!(rows.len(), 300);
+        assert_eq!(serde_json::to_string(rows["7"].as_ref()).unwrap(), cells(7));
+        let point = ns.mirror_rows("pim", "products", ["12", "299", "missing"]).unwrap();
+        assert_eq!(point.iter().map(|(id, _)| id.to_string()).collect::<Vec<_>>(), ["12", "299"]);
+        let tree = state.tree("mirror").unwrap();
+        assert!(
+            !tree.iter().keys().map(Result::unwrap).any(|k| k.windows(5).any(|w| w == b"\0row\0")),
+            "no row is left under its old key"
+        );
+        let buckets: std::collections::BTreeSet<String> =
+            (0..300).map(|i| index::bucket_in(&i.to_string(), index::MIRROR_BUCKETS)).collect();
+        assert_eq!(tree.len(), buckets.len() + 1, "one value per bucket, and the columns");
     }
 }

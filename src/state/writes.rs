@@ -23,6 +23,12 @@ pub fn chunk_keys() -> usize {
     })
 }
 
+/// A key and its new value (`None`: remove it).
+pub type Write = (Vec<u8>, Option<Vec<u8>>);
+
+/// A key and its value.
+pub type Entry = (Vec<u8>, Vec<u8>);
+
 /// Key → new value (`None`: remove). A later write to a key replaces an earlier one, as in a
 /// `sled::Batch`.
 #[derive(Default)]
