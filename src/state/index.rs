@@ -9,7 +9,6 @@
 //! (sled's cost, in time and memory, is per key), and a change rewrites only its buckets.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::Arc;
 
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -17,7 +16,6 @@ use serde::{Deserialize, Serialize};
 use super::writes::Writes;
 use super::{json, Namespace, StateError};
 use crate::catalog::mirror::{ChangeKind, Mirror, Row, RowChange};
-use crate::stages::saleslayer::page::Cell;
 use crate::stages::ItemKind;
 
 /// Version of the mirror index layout; a mirror without this marker is indexed anew by the next
@@ -26,23 +24,6 @@ const MIRROR_INDEX_VERSION: &str = "2";
 const MARKER: &str = "~index";
 const BY_CATEGORY: &str = "~cat";
 const BY_PRODUCT: &str = "~var";
-/// Where a mirror table's rows are: `[stage, table, ROWS, bucket]`, each bucket a JSON object
-/// of row id → cells.
-pub(super) const ROWS: &str = "rows";
-
-/// One mirror bucket a save rewrites, and the ids of the rows it changes there.
-pub(super) struct MirrorBucket<'c> {
-    table: &'c str,
-    bucket: String,
-    ids: Vec<&'c str>,
-}
-
-/// How many sled values each mirror table's rows are spread over. sled's cost, in time and
-/// memory, is per key: 500,500 rows as one key each took 7.8 s and most of a first run's 1.6 GB
-/// to write at L; in buckets of ~6 products or ~12 variants they are 65,000 values. A point read
-/// reads one bucket (a few kB at L) and decodes only the rows asked for.
-pub(super) const MIRROR_BUCKETS: u16 = 32768;
-
 /// How many sled values each index is spread over.
 pub const BUCKETS: u16 = 4096;
 
@@ -284,80 +265,6 @@ impl Namespace<'_> {
             mirror.tables.insert(name, table);
         }
         Ok(mirror)
-    }
-
-    /// Rows of one mirror table by id (absent ids are skipped), reading each bucket once and
-    /// decoding only the rows asked for.
-    pub fn mirror_rows<'i>(
-        &self,
-        stage: &str,
-        table: &str,
-        ids: impl IntoIterator<Item = &'i str>,
-    ) -> Result<Vec<(Arc<str>, Row)>, StateError> {
-        let found: BTreeMap<String, Vec<Cell>> =
-            self.bucketed_many("mirror", &[stage, table, ROWS], ids, MIRROR_BUCKETS)?;
-        Ok(found.into_iter().map(|(id, cells)| (Arc::from(id), crate::catalog::mirror::row(cells))).collect())
-    }
-
-    /// Every row of one mirror table, sorted by id.
-    pub fn mirror_table_rows(&self, stage: &str, table: &str) -> Result<Vec<(Arc<str>, Row)>, StateError> {
-        use rayon::prelude::*;
-        let buckets = self.scan::<BTreeMap<String, Vec<Cell>>>("mirror", &[stage, table, ROWS])?;
-        let mut rows: Vec<(Arc<str>, Row)> = buckets
-            .into_par_iter()
-            .flat_map_iter(|(_, rows)| {
-                rows.into_iter().map(|(id, cells)| (Arc::from(id), crate::catalog::mirror::row(cells)))
-            })
-            .collect();
-        rows.par_sort_unstable_by(|a, b| a.0.cmp(&b.0));
-        Ok(rows)
-    }
-
-    /// The mirror buckets holding the rows `changes` touched, with those rows' ids, in key order.
-    pub(super) fn mirror_buckets<'c>(changes: &'c [RowChange]) -> Vec<MirrorBucket<'c>> {
-        let mut by_bucket: BTreeMap<(&str, String), Vec<&str>> = BTreeMap::new();
-        for c in changes {
-            by_bucket.entry((c.table.as_str(), bucket_in(&c.id, MIRROR_BUCKETS))).or_default().push(&c.id);
-        }
-        by_bucket.into_iter().map(|((table, bucket), ids)| MirrorBucket { table, bucket, ids }).collect()
-    }
-
-    /// The new value of each of `buckets` (`None`: now empty), with the rows as `mirror` has them
-    /// now (a deleted row, or one `mirror` lacks, is removed). Buckets are read, edited and
-    /// serialized on both cores; a bucket's other rows are copied unparsed.
-    pub(super) fn mirror_bucket_values(
-        &self,
-        stage: &str,
-        mirror: &Mirror,
-        buckets: &[MirrorBucket],
-    ) -> Result<Vec<super::writes::Write>, StateError> {
-        use rayon::prelude::*;
-        let tree = self.state.tree("mirror")?;
-        buckets
-            .par_iter()
-            .map(|b| {
-                let key = self.key(&[stage, b.table, ROWS, &b.bucket]);
-                let mut rows: BTreeMap<String, Box<serde_json::value::RawValue>> =
-                    match tree.get(&key).map_err(|e| self.state.corrupt(e))? {
-                        Some(bytes) => serde_json::from_slice(&bytes).map_err(|e| self.state.corrupt(e))?,
-                        None => BTreeMap::new(),
-                    };
-                let now = mirror.tables.get(b.table);
-                for id in &b.ids {
-                    match now.and_then(|t| t.rows.get(*id)) {
-                        Some(cells) => {
-                            let raw =
-                                serde_json::value::to_raw_value(cells.as_ref()).map_err(|e| self.state.corrupt(e))?;
-                            rows.insert(id.to_string(), raw);
-                        }
-                        None => {
-                            rows.remove(*id);
-                        }
-                    }
-                }
-                Ok((key, (!rows.is_empty()).then(|| json(&rows))))
-            })
-            .collect()
     }
 
     /// The products whose row names `category`, from the mirror index.
@@ -613,65 +520,4 @@ impl<'de, V: Deserialize<'de>> serde::de::Visitor<'de> for Pick<'_, V> {
         }
         Ok(self.found)
     }
-}
-
-/// Layout 2 → 3: mirror rows move from one sled key each (`…\0table\0row\0id`) into
-/// [`MIRROR_BUCKETS`] buckets per table. A table at a time: its rows are merged into whatever
-/// its buckets hold, then its old keys are removed, so a migration interrupted and run again
-/// ends the same.
-pub(super) fn rows_into_buckets(state: &super::State) -> Result<(), StateError> {
-    use serde_json::value::RawValue;
-    let tree = state.tree("mirror")?;
-    let corrupt = |e: &dyn std::fmt::Display| state.corrupt(e);
-    // Keys of one table's rows are contiguous: pipeline, environment, stage, table, "row", id.
-    let mut table: Option<Vec<u8>> = None;
-    let mut rows: Vec<(sled::IVec, String, sled::IVec)> = Vec::new();
-    let flush = |prefix: &[u8], rows: &mut Vec<(sled::IVec, String, sled::IVec)>| -> Result<(), StateError> {
-        let mut buckets: BTreeMap<String, BTreeMap<String, Box<RawValue>>> = BTreeMap::new();
-        for (_, id, value) in rows.iter() {
-            let raw = RawValue::from_string(String::from_utf8_lossy(value).into_owned()).map_err(|e| corrupt(&e))?;
-            buckets.entry(bucket_in(id, MIRROR_BUCKETS)).or_default().insert(id.clone(), raw);
-        }
-        let mut writes = Writes::default();
-        for (bucket, new) in buckets {
-            let mut key = prefix.to_vec();
-            key.extend_from_slice(ROWS.as_bytes());
-            key.push(0);
-            key.extend_from_slice(bucket.as_bytes());
-            let mut merged: BTreeMap<String, Box<RawValue>> = match tree.get(&key).map_err(|e| corrupt(&e))? {
-                Some(bytes) => serde_json::from_slice(&bytes).map_err(|e| corrupt(&e))?,
-                None => BTreeMap::new(),
-            };
-            merged.extend(new);
-            writes.insert(key, json(&merged));
-        }
-        writes.apply_chunked(&tree).map_err(|e| corrupt(&e))?;
-        let mut removals = Writes::default();
-        for (key, _, _) in rows.drain(..) {
-            removals.remove(key.to_vec());
-        }
-        removals.apply_chunked(&tree).map_err(|e| corrupt(&e))
-    };
-    for entry in tree.iter() {
-        let (key, value) = entry.map_err(|e| corrupt(&e))?;
-        let parts: Vec<&[u8]> = key.split(|b| *b == 0).collect();
-        if parts.len() != 6 || parts[4] != b"row" {
-            continue;
-        }
-        // pipeline\0environment\0stage\0table\0
-        let prefix_len = parts[..4].iter().map(|p| p.len() + 1).sum::<usize>();
-        let prefix = key[..prefix_len].to_vec();
-        if table.as_deref() != Some(&prefix[..]) {
-            if let Some(done) = table.take() {
-                flush(&done, &mut rows)?;
-            }
-            table = Some(prefix);
-        }
-        let id = String::from_utf8_lossy(parts[5]).into_owned();
-        rows.push((key, id, value));
-    }
-    if let Some(done) = table {
-        flush(&done, &mut rows)?;
-    }
-    Ok(())
 }
