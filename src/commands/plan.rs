@@ -91,7 +91,8 @@ pub fn exec(args: &PlanArgs, g: &Globals) -> Result<Exit, Error> {
     // A plan that is only shown needs no document but those it compares; a saved one holds the
     // documents of every change.
     let documents = if args.out.is_some() { KeepDocuments::Changed } else { KeepDocuments::Compared };
-    let planned = planned(&pipeline, &state, args.refresh, args.full, args.refresh_store, &args.selection, documents)?;
+    let mut planned =
+        planned(&pipeline, &state, args.refresh, args.full, args.refresh_store, &args.selection, documents)?;
     if let Some(out) = &args.out {
         save(&planned.plan, out)?;
     }
@@ -99,7 +100,9 @@ pub fn exec(args: &PlanArgs, g: &Globals) -> Result<Exit, Error> {
     // A closed stdout (`catsync plan … | head`) ends the output, not the status.
     let mut printer = Printer::default();
     if args.format == PlanFormat::Json {
-        printer.json(&planned.plan.without_documents())?;
+        // In place, not on a copy: at XL a copy of the plan is a million changes.
+        planned.plan.changes.iter_mut().for_each(|c| c.document = None);
+        printer.json(&planned.plan)?;
     } else {
         let text = render(&planned.plan, args.format);
         printer.out(if args.format == PlanFormat::Text && g.stdout_color { colored(&text) } else { text })?;

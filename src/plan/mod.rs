@@ -396,7 +396,12 @@ fn plan_catalog(pipeline: &CompiledPipeline, state: &State, opts: &PlanOptions) 
             ));
         }
         summary.by_export.insert(stage.name.clone(), counts);
-        changes.append(&mut export_changes);
+        if changes.is_empty() {
+            // Moved, not copied (one export: the whole plan's changes).
+            changes = export_changes;
+        } else {
+            changes.append(&mut export_changes);
+        }
     }
 
     summary.total = summary.by_export.values().fold(Counts::default(), |mut t, c| {
@@ -948,7 +953,10 @@ impl ExportPlanner<'_> {
 
 /// Row changes by table and id, and deleted variants by the product their last row named.
 struct ChangeIndex<'a> {
-    by_row: HashMap<(&'a str, &'a str), &'a RowChange>,
+    changes: &'a [RowChange],
+    /// `None` when `changes` are sorted by table and id, each once (as a source's net changes are): they
+    /// are searched in place, without a map of 500,000 entries at L.
+    by_row: Option<HashMap<(&'a str, &'a str), &'a RowChange>>,
     deleted_variants: HashMap<String, Vec<&'a str>>,
 }
 
@@ -967,10 +975,18 @@ impl<'a> ChangeIndex<'a> {
                 }
             }
         }
-        ChangeIndex { by_row: changes.iter().map(|c| ((c.table.as_str(), &*c.id), c)).collect(), deleted_variants }
+        let sorted = changes.is_sorted_by(|a, b| (a.table.as_str(), &*a.id) < (b.table.as_str(), &*b.id));
+        let by_row = (!sorted).then(|| changes.iter().map(|c| ((c.table.as_str(), &*c.id), c)).collect());
+        ChangeIndex { changes, by_row, deleted_variants }
     }
 
     fn get(&self, table: &str, id: &str) -> Option<&'a RowChange> {
-        self.by_row.get(&(table, id)).copied()
+        match &self.by_row {
+            Some(map) => map.get(&(table, id)).copied(),
+            None => {
+                let changes = self.changes;
+                changes.binary_search_by(|c| (c.table.as_str(), &*c.id).cmp(&(table, id))).ok().map(|i| &changes[i])
+            }
+        }
     }
 }

@@ -1402,4 +1402,80 @@ mod tests {
             (0..300).map(|i| index::bucket_in(&i.to_string(), rows::MIRROR_BUCKETS)).collect();
         assert_eq!(tree.len(), buckets.len() + 1, "one value per bucket, and the columns");
     }
+
+    /// A queued collection create of category `id` titled `title` (its document `None` when
+    /// `title` is).
+    fn queued(seq: u64, id: &str, title: Option<&str>) -> QueueEntry {
+        use crate::document::{CollectionDoc, Document};
+        let doc = title.map(|t| {
+            std::sync::Arc::new(Document::Collection(CollectionDoc {
+                handle: format!("c-{id}"),
+                title: t.to_string(),
+                description_html: None,
+                image: None,
+                seo: None,
+                translations: BTreeMap::new(),
+            }))
+        });
+        QueueEntry::new(
+            seq,
+            crate::plan::Change {
+                export: "store".into(),
+                kind: ItemKind::Category,
+                source_id: id.into(),
+                handle: format!("c-{id}"),
+                action: crate::plan::Action::Create,
+                skipped: None,
+                reasons: Vec::new(),
+                fields_changed: Vec::new(),
+                hash_before: None,
+                hash_after: Some(format!("hash-{id}")),
+                document: doc,
+            },
+        )
+    }
+
+    fn title(e: &QueueEntry) -> Option<String> {
+        match e.change.document.as_deref() {
+            Some(crate::document::Document::Collection(c)) => Some(c.title.clone()),
+            _ => None,
+        }
+    }
+
+    #[test]
+    fn a_queue_held_as_heads_keeps_the_stored_documents_and_takes_new_ones_on_every_rewrite() {
+        for small in [true, false] {
+            let dir = tempfile::tempdir().unwrap();
+            let state = State::open(dir.path()).unwrap();
+            let ns = state.namespace("shop", None);
+            // Enough entries to go through the chunked path (two key ranges) in the large case.
+            let n = if small { 3 } else { writes::chunk_keys() as u64 + 5 };
+            let rendered = |c: &crate::plan::Change| {
+                let doc = queued(0, &c.source_id, Some(&format!("rendered {}", c.source_id))).change.document;
+                Some(Ok(doc.unwrap()))
+            };
+            // Entry 0 comes with its document; the others are rendered as they are queued.
+            let mut queue: Vec<QueueEntry> =
+                (0..n).map(|i| queued(i, &i.to_string(), (i == 0).then_some("planned 0"))).collect();
+            ns.replace_queue(&queue, Some(&rendered)).unwrap();
+            queue.iter_mut().for_each(QueueEntry::keep_as_stored);
+            assert!(queue.iter().all(|e| e.change.document.is_none()));
+
+            // A merge replaces entry 1 with a newer change; the rest stay as stored.
+            queue[1] = queued(1, "1", Some("renamed 1"));
+            ns.replace_queue(&queue, Some(&rendered)).unwrap();
+            queue.iter_mut().for_each(QueueEntry::keep_as_stored);
+
+            let mut batch = queue[..3].to_vec();
+            ns.load_queued(&mut batch).unwrap();
+            let titles: Vec<Option<String>> = batch.iter().map(title).collect();
+            assert_eq!(
+                titles,
+                [Some("planned 0".into()), Some("renamed 1".into()), Some("rendered 2".into())],
+                "small: {small}"
+            );
+            assert!(batch.iter().all(|e| !e.stored));
+            assert_eq!(ns.queue().unwrap().len() as u64, n);
+        }
+    }
 }
