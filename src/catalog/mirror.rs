@@ -73,7 +73,7 @@ impl Table {
 /// What applying pages did to one row.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RowChange {
-    pub table: String,
+    pub table: Arc<str>,
     pub id: Arc<str>,
     pub kind: ChangeKind,
     /// Column names whose value changed (empty for creations and deletions).
@@ -177,6 +177,8 @@ impl Mirror {
         }
         for (name, rows) in touched {
             let table = &self.tables[&name];
+            // One name shared by the table's changes (500,000 of them at L).
+            let shared: Arc<str> = Arc::from(name.as_str());
             for (id, old) in rows {
                 let new = table.rows.get(&id);
                 let (kind, fields, previous) = match (old, new) {
@@ -197,7 +199,7 @@ impl Mirror {
                         (ChangeKind::Modified, fields, Some(old))
                     }
                 };
-                changes.push(RowChange { table: name.clone(), id, kind, fields, previous });
+                changes.push(RowChange { table: shared.clone(), id, kind, fields, previous });
             }
         }
         changes
@@ -211,7 +213,7 @@ impl Mirror {
         // Deleted and still gone (several exports may delete and re-create a row).
         let deleted: std::collections::HashSet<&str> = changes
             .iter()
-            .filter(|c| c.table == parent && c.kind == ChangeKind::Deleted)
+            .filter(|c| &*c.table == parent && c.kind == ChangeKind::Deleted)
             .filter(|c| !parents.is_some_and(|t| t.rows.contains_key(&c.id)))
             .map(|c| c.id.as_ref())
             .collect();
@@ -230,7 +232,7 @@ impl Mirror {
         for id in orphans {
             if let Some(previous) = table.rows.remove(&id) {
                 cascaded.push(RowChange {
-                    table: child.to_string(),
+                    table: Arc::from(child),
                     id,
                     kind: ChangeKind::Deleted,
                     fields: BTreeSet::new(),
@@ -248,10 +250,11 @@ impl Mirror {
         let old = self.tables.insert(name.to_string(), table).unwrap_or_default();
         let new = &self.tables[name];
         let mut changes = Vec::new();
+        let shared: Arc<str> = Arc::from(name);
         for (id, row) in &new.rows {
             match old.rows.get(id) {
                 None => changes.push(RowChange {
-                    table: name.to_string(),
+                    table: shared.clone(),
                     id: id.clone(),
                     kind: ChangeKind::Created,
                     fields: BTreeSet::new(),
@@ -270,7 +273,7 @@ impl Mirror {
                         .collect();
                     if !fields.is_empty() {
                         changes.push(RowChange {
-                            table: name.to_string(),
+                            table: shared.clone(),
                             id: id.clone(),
                             kind: ChangeKind::Modified,
                             fields,
@@ -282,7 +285,7 @@ impl Mirror {
         }
         for (id, prev) in old.rows.iter().filter(|(id, _)| !new.rows.contains_key(*id)) {
             changes.push(RowChange {
-                table: name.to_string(),
+                table: shared.clone(),
                 id: id.clone(),
                 kind: ChangeKind::Deleted,
                 fields: BTreeSet::new(),

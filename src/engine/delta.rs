@@ -98,9 +98,9 @@ pub fn evaluate_delta(
     let mut affected: BTreeSet<Arc<str>> = BTreeSet::new();
     let mut changed_categories: BTreeSet<Arc<str>> = BTreeSet::new();
     for c in &changes {
-        if c.table == products {
+        if *c.table == *products {
             affected.insert(c.id.clone());
-        } else if c.table == variants {
+        } else if *c.table == *variants {
             let now = loader.mirror.tables.get(&variants).and_then(|t| t.rows.get(&c.id)).cloned();
             // The fault injected by the `break-dependency-index` feature: forget the product a
             // moved or deleted variant belonged to.
@@ -108,7 +108,7 @@ pub fn evaluate_delta(
             for row in now.iter().chain(previous) {
                 affected.extend(loader.product_of(row));
             }
-        } else if c.table == categories {
+        } else if *c.table == *categories {
             changed_categories.insert(c.id.clone());
         }
     }
@@ -176,15 +176,14 @@ pub fn evaluate_delta(
             // the checkpoint put both in its errors, and so among the affected. The others are
             // looked up together (each index bucket read once).
             let changed: Vec<(&Arc<str>, &String, &Vec<String>)> = docs
-                .rendered
-                .identities
+                .outputs
                 .iter()
                 .filter(|((kind, _), _)| *kind == ItemKind::Product)
-                .filter(|((_, id), (handle, skus))| {
-                    let before = stored.products.get(&**id).and_then(Option::as_ref);
-                    !before.is_some_and(|b| b.handle.as_ref() == Some(handle) && b.skus == *skus)
+                .filter_map(|((_, id), out)| Some((id, out.handle.as_ref()?, &out.skus)))
+                .filter(|(id, handle, skus)| {
+                    let before = stored.products.get(&***id).and_then(Option::as_ref);
+                    !before.is_some_and(|b| b.handle.as_ref() == Some(*handle) && b.skus == **skus)
                 })
-                .map(|((_, id), (handle, skus))| (id, handle, skus))
                 .collect();
             let handles = ns.handle_holders(map, ItemKind::Product, changed.iter().map(|(_, h, _)| h.as_str()))?;
             let skus = ns.sku_holders(map, changed.iter().flat_map(|(_, _, s)| s.iter().map(String::as_str)))?;
@@ -324,7 +323,7 @@ fn finish(
         // but has no stored output: its record must be compared, and deleted, too).
         evaluated.extend(docs.data.ids(ItemKind::Category).into_iter().map(|id| (ItemKind::Category, id)));
         let category_table = docs.data.table_name(ItemKind::Category);
-        let deleted = docs.data.changes.iter().filter(|c| c.table == category_table && c.kind == ChangeKind::Deleted);
+        let deleted = docs.data.changes.iter().filter(|c| &*c.table == category_table && c.kind == ChangeKind::Deleted);
         evaluated.extend(deleted.map(|c| (ItemKind::Category, c.id.clone())));
         for (p, out) in &stored.products {
             evaluated.insert((ItemKind::Product, Arc::from(p.as_str())));

@@ -39,7 +39,9 @@ pub struct DocSet {
     pub rendered: Rendered,
     /// Item hash of each document (field hashes are computed only for documents that changed).
     pub hashes: BTreeMap<(ItemKind, Arc<str>), String>,
-    /// What each in-scope category and product produced (stored for incremental plans).
+    /// What each in-scope category and product produced (stored for incremental plans): its
+    /// handle and SKUs are those the rendering found, including for an item a handle or SKU
+    /// clash then removed (`rendered.identities` is moved here).
     pub outputs: BTreeMap<(ItemKind, Arc<str>), ItemOutput>,
     /// Set when only the items a change touches were evaluated ([`delta`]).
     pub partial: Option<Partial>,
@@ -264,13 +266,15 @@ fn map_output(
     tracing::debug!(elapsed_ms = started.elapsed().as_millis() as u64, "documents rendered");
     errors.extend(rendered.errors.iter().cloned());
     let hashes = std::mem::take(&mut rendered.hashes);
+    // Moved into the outputs (a copy of every handle and SKU is 250 MB at XL).
+    let mut identities = std::mem::take(&mut rendered.identities);
     let mut outputs = BTreeMap::new();
     for kind in [ItemKind::Category, ItemKind::Product] {
         for id in scope.in_scope(kind) {
             let key = (kind, id.clone());
             // A category that fails to render still lends its handle to its products' collections.
-            let (handle, skus) = match rendered.identities.get(&key) {
-                Some((h, s)) => (Some(h.clone()), s.clone()),
+            let (handle, skus) = match identities.remove(&key) {
+                Some((h, s)) => (Some(h), s),
                 None if kind == ItemKind::Category => (renderer.category_handle(id), Vec::new()),
                 None => (None, Vec::new()),
             };
@@ -415,7 +419,7 @@ fn catalog_of(inputs: &[(&str, &Data)]) -> Option<CatalogData> {
 /// Several exports applied in a row: keep one change per row (first creation or last state).
 fn net_changes(changes: Vec<RowChange>) -> Vec<RowChange> {
     use crate::catalog::mirror::ChangeKind;
-    let mut by_row: BTreeMap<(String, Arc<str>), RowChange> = BTreeMap::new();
+    let mut by_row: BTreeMap<(Arc<str>, Arc<str>), RowChange> = BTreeMap::new();
     for c in changes {
         let key = (c.table.clone(), c.id.clone());
         match by_row.get_mut(&key) {

@@ -728,7 +728,7 @@ impl ExportPlanner<'_> {
                 export: self.export.to_string(),
                 kind: *kind,
                 source_id: id.to_string(),
-                handle: self.docs.rendered.identities[&(*kind, id.clone())].0.clone(),
+                handle: self.docs.outputs.get(&(*kind, id.clone())).and_then(|o| o.handle.clone()).unwrap_or_default(),
                 action,
                 skipped: None,
                 reasons,
@@ -968,15 +968,15 @@ impl<'a> ChangeIndex<'a> {
             crate::catalog::reference_columns(data.table_name(ItemKind::Category), data.table_name(ItemKind::Product));
         let column = data.table(ItemKind::Variant).and_then(|t| t.column_index(&product_column));
         let mut deleted_variants: HashMap<String, Vec<&'a str>> = HashMap::new();
-        for c in changes.iter().filter(|c| c.table == variant_table && c.kind == ChangeKind::Deleted) {
+        for c in changes.iter().filter(|c| &*c.table == variant_table && c.kind == ChangeKind::Deleted) {
             if let (Some(col), Some(prev)) = (column, &c.previous) {
                 if let Some(cell) = prev.get(col) {
                     deleted_variants.entry(cell.text().into_owned()).or_default().push(&c.id);
                 }
             }
         }
-        let sorted = changes.is_sorted_by(|a, b| (a.table.as_str(), &*a.id) < (b.table.as_str(), &*b.id));
-        let by_row = (!sorted).then(|| changes.iter().map(|c| ((c.table.as_str(), &*c.id), c)).collect());
+        let sorted = changes.is_sorted_by(|a, b| (a.table.as_ref(), &*a.id) < (b.table.as_ref(), &*b.id));
+        let by_row = (!sorted).then(|| changes.iter().map(|c| ((c.table.as_ref(), &*c.id), c)).collect());
         ChangeIndex { changes, by_row, deleted_variants }
     }
 
@@ -985,7 +985,7 @@ impl<'a> ChangeIndex<'a> {
             Some(map) => map.get(&(table, id)).copied(),
             None => {
                 let changes = self.changes;
-                changes.binary_search_by(|c| (c.table.as_str(), &*c.id).cmp(&(table, id))).ok().map(|i| &changes[i])
+                changes.binary_search_by(|c| (c.table.as_ref(), &*c.id).cmp(&(table, id))).ok().map(|i| &changes[i])
             }
         }
     }

@@ -319,7 +319,7 @@ impl Namespace<'_> {
                     put(&c.table, &c.id, previous, false);
                 }
                 if c.kind != ChangeKind::Deleted {
-                    if let Some(row) = mirror.tables.get(&c.table).and_then(|t| t.rows.get(&c.id)) {
+                    if let Some(row) = mirror.tables.get(&*c.table).and_then(|t| t.rows.get(&c.id)) {
                         put(&c.table, &c.id, row, true);
                     }
                 }

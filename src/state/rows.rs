@@ -131,7 +131,7 @@ impl Namespace<'_> {
     pub(super) fn mirror_buckets<'c>(changes: &'c [RowChange]) -> Vec<MirrorBucket<'c>> {
         let mut by_bucket: BTreeMap<(&str, String), Vec<&str>> = BTreeMap::new();
         for c in changes {
-            by_bucket.entry((c.table.as_str(), bucket_in(&c.id, MIRROR_BUCKETS))).or_default().push(&c.id);
+            by_bucket.entry((c.table.as_ref(), bucket_in(&c.id, MIRROR_BUCKETS))).or_default().push(&c.id);
         }
         by_bucket.into_iter().map(|((table, bucket), ids)| MirrorBucket { table, bucket, ids }).collect()
     }
