@@ -554,7 +554,10 @@ fn start_run(
     let started_at = Instant::now();
     {
         let render = render_queued(pipeline, &planned.evaluation);
-        store_queue(ns, &mut queue, plan_file.is_none().then_some(&render as &RenderQueued))?;
+        // A saved plan carries its documents; one without (`--format json` is not a plan file,
+        // but `apply` reads it) gets them from this evaluation, which `check_plan_file` found
+        // to make the same hashes.
+        store_queue(ns, &mut queue, Some(&render as &RenderQueued))?;
     }
     planned.drop_documents();
     tracing::debug!(elapsed_ms = started_at.elapsed().as_millis() as u64, "queue stored");

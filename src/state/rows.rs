@@ -22,6 +22,9 @@ pub(super) const ROWS: &str = "rows";
 /// How many buckets each mirror table's rows are spread over.
 pub(super) const MIRROR_BUCKETS: u16 = 32768;
 
+/// Rows the migration to buckets moves at once.
+const MIGRATE_ROWS: usize = 65_536;
+
 /// The first byte of a bucket: its layout.
 const FORMAT: u8 = 1;
 
@@ -179,8 +182,9 @@ impl Namespace<'_> {
 }
 
 /// Layout 2 → 3: mirror rows move from one sled key each (`…\0table\0row\0id`) into buckets.
-/// A table at a time: its rows are merged into whatever its buckets hold, then its old keys are
-/// removed, so a migration interrupted and run again ends the same.
+/// A table at a time, in parts of [`MIGRATE_ROWS`] rows: they are merged into whatever their
+/// buckets hold, then their old keys are removed, so a migration interrupted and run again ends
+/// the same, and its memory is a part's, not a table's.
 pub(super) fn rows_into_buckets(state: &State) -> Result<(), StateError> {
     let tree = state.tree("mirror")?;
     let corrupt = |e: &dyn std::fmt::Display| state.corrupt(e);
@@ -215,7 +219,8 @@ pub(super) fn rows_into_buckets(state: &State) -> Result<(), StateError> {
     };
     for entry in tree.iter() {
         let (key, value) = entry.map_err(|e| corrupt(&e))?;
-        let parts: Vec<&[u8]> = key.split(|b| *b == 0).collect();
+        // The id is everything after `row` (a table source's key may hold any character).
+        let parts: Vec<&[u8]> = key.splitn(6, |b| *b == 0).collect();
         if parts.len() != 6 || parts[4] != b"row" {
             continue;
         }
@@ -227,6 +232,8 @@ pub(super) fn rows_into_buckets(state: &State) -> Result<(), StateError> {
                 flush(&done, &mut rows)?;
             }
             table = Some(prefix);
+        } else if rows.len() >= MIGRATE_ROWS {
+            flush(&prefix, &mut rows)?;
         }
         let id = String::from_utf8_lossy(parts[5]).into_owned();
         rows.push((key, id, value));
