@@ -264,12 +264,8 @@ async fn run_pipeline(
     exporter.signature = signature;
     let mut queue = match queue {
         Some(q) => q,
-        None => {
-            // Held as heads: each batch reads its documents back.
-            let mut queue: Queue = ns.queue()?.into();
-            queue.iter_mut().for_each(QueueEntry::keep_as_stored);
-            queue
-        }
+        // Held as heads: each batch reads its documents back.
+        None => ns.queue()?.into(),
     };
     let outcome = loop {
         match exporter.export(&mut run, queue).await? {

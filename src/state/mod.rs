@@ -940,9 +940,11 @@ impl Namespace<'_> {
         self.write_records(export, vec![(kind, id.to_string(), None)], None)
     }
 
-    /// The queue of the current run, in order, whole (to resume it). A change this catsync cannot
-    /// decode — written by another version — is [`StateError::QueueUnreadable`], which names the
-    /// ways out; the rest of the state stays usable.
+    /// The queue of the current run, in order, to resume it: each change is decoded whole (one
+    /// this catsync cannot decode — written by another version — is
+    /// [`StateError::QueueUnreadable`], which names the ways out; the rest of the state stays
+    /// usable), then held as a head ([`QueueEntry::keep_as_stored`]), so a resumed run does not
+    /// hold every document either.
     pub fn queue(&self) -> Result<Vec<QueueEntry>, StateError> {
         let tree = self.state.tree("queue")?;
         let mut prefix = self.key(&[self.live_queue()?]);
@@ -950,10 +952,12 @@ impl Namespace<'_> {
         let mut out = Vec::new();
         for entry in tree.scan_prefix(&prefix) {
             let (_, v) = entry.map_err(|e| self.state.corrupt(e))?;
-            out.push(serde_json::from_slice::<QueueEntry>(&v).map_err(|e| StateError::QueueUnreadable {
+            let mut entry = serde_json::from_slice::<QueueEntry>(&v).map_err(|e| StateError::QueueUnreadable {
                 dir: self.state.dir.display().to_string(),
                 detail: e.to_string(),
-            })?);
+            })?;
+            entry.keep_as_stored();
+            out.push(entry);
         }
         Ok(out)
     }
