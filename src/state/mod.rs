@@ -993,10 +993,9 @@ impl Namespace<'_> {
         let corrupt = |e: sled::Error| self.state.corrupt(e);
         let tree = self.state.tree("queue")?;
         let live = self.live_queue()?;
-        let seq = |n: u64| format!("{n:020}");
         let value = |e: &QueueEntry| -> Result<Vec<u8>, StateError> {
             if e.stored {
-                return match tree.get(self.key(&[live, &seq(e.seq)])).map_err(corrupt)? {
+                return match tree.get(self.queue_key(live, e.seq)).map_err(corrupt)? {
                     Some(bytes) => Ok(bytes.to_vec()),
                     None => Err(self.state.corrupt(format!("queued change {} is missing", e.seq))),
                 };
@@ -1020,7 +1019,7 @@ impl Namespace<'_> {
             bytes.map_err(|e| self.state.corrupt(e))
         };
         let encode = |range: &str, part: &[QueueEntry]| -> Result<Vec<writes::Entry>, StateError> {
-            part.par_iter().map(|e| Ok((self.key(&[range, &seq(e.seq)]), value(e)?))).collect()
+            part.par_iter().map(|e| Ok((self.queue_key(range, e.seq), value(e)?))).collect()
         };
         let old = self.keys_under(&tree, &[live])?;
         if old.len() + entries.len() <= writes::chunk_keys() {
@@ -1054,13 +1053,18 @@ impl Namespace<'_> {
         chunks.finish().map_err(corrupt)
     }
 
+    /// The key of queued change `seq` in key range `range` (zero-padded: key order is queue order).
+    fn queue_key(&self, range: &str, seq: u64) -> Vec<u8> {
+        self.key(&[range, &format!("{seq:020}")])
+    }
+
     /// Reads back the whole change of each [`QueueEntry::stored`] entry (a batch about to be
     /// sent).
     pub fn load_queued(&self, entries: &mut [QueueEntry]) -> Result<(), StateError> {
         let tree = self.state.tree("queue")?;
         let live = self.live_queue()?;
         for e in entries.iter_mut().filter(|e| e.stored) {
-            let key = self.key(&[live, &format!("{:020}", e.seq)]);
+            let key = self.queue_key(live, e.seq);
             let Some(bytes) = tree.get(key).map_err(|e| self.state.corrupt(e))? else {
                 return Err(self.state.corrupt(format!("queued change {} is missing", e.seq)));
             };
@@ -1080,7 +1084,7 @@ impl Namespace<'_> {
         let live = self.live_queue()?;
         let mut writes = Writes::default();
         for seq in seqs {
-            writes.remove(self.key(&[live, &format!("{seq:020}")]));
+            writes.remove(self.queue_key(live, seq));
         }
         writes.apply_atomic(&tree).map_err(|e| self.state.corrupt(e))
     }
