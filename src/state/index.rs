@@ -131,21 +131,10 @@ impl Namespace<'_> {
         parts: &[&str],
         keys: impl IntoIterator<Item = &'k str>,
     ) -> Result<BTreeMap<String, V>, StateError> {
-        self.bucketed_many(tree, parts, keys, BUCKETS)
-    }
-
-    /// [`Namespace::indexed_many`] for a map spread over `count` buckets.
-    pub(super) fn bucketed_many<'k, V: DeserializeOwned + Send>(
-        &self,
-        tree: &str,
-        parts: &[&str],
-        keys: impl IntoIterator<Item = &'k str>,
-        count: u16,
-    ) -> Result<BTreeMap<String, V>, StateError> {
         use rayon::prelude::*;
         let mut by_bucket: BTreeMap<String, BTreeSet<&str>> = BTreeMap::new();
         for k in keys {
-            by_bucket.entry(bucket_in(k, count)).or_default().insert(k);
+            by_bucket.entry(bucket_of(k)).or_default().insert(k);
         }
         let mut raw = Vec::with_capacity(by_bucket.len());
         for (b, keys) in &by_bucket {

@@ -7,6 +7,7 @@
 //! each at L) they are 65,000 values and 2 s. Why a container rather than a JSON object: a
 //! point read of one row would otherwise parse the whole bucket.
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
@@ -59,6 +60,25 @@ fn entries(bytes: &[u8]) -> Result<Vec<(&str, &[u8])>, String> {
         out.push((id, take(&mut rest)?));
     }
     Ok(out)
+}
+
+/// A bucket's new value: the rows stored in it (`old`) with `edits` applied (`None`: the row is
+/// removed), or `None` when no row is left. The rows an edit leaves alone are copied unparsed.
+fn rewrite<'a>(
+    old: Option<&'a [u8]>,
+    edits: impl IntoIterator<Item = (&'a str, Option<Cow<'a, [u8]>>)>,
+) -> Result<Option<Vec<u8>>, String> {
+    let mut rows: BTreeMap<&str, Cow<[u8]>> = match old {
+        Some(bytes) => entries(bytes)?.into_iter().map(|(id, row)| (id, Cow::Borrowed(row))).collect(),
+        None => BTreeMap::new(),
+    };
+    for (id, row) in edits {
+        match row {
+            Some(row) => rows.insert(id, row),
+            None => rows.remove(id),
+        };
+    }
+    Ok((!rows.is_empty()).then(|| encode(rows.iter().map(|(id, row)| (*id, &row[..])))))
 }
 
 fn decode_row(id: &str, raw: &[u8]) -> Result<(Arc<str>, Row), String> {
@@ -155,26 +175,12 @@ impl Namespace<'_> {
             .map(|b| {
                 let key = self.key(&[stage, b.table, ROWS, &b.bucket]);
                 let old = tree.get(&key).map_err(|e| self.state.corrupt(e))?;
-                let mut rows: BTreeMap<&str, Vec<u8>> = match &old {
-                    Some(bytes) => entries(bytes)
-                        .map_err(|e| self.state.corrupt(e))?
-                        .into_iter()
-                        .map(|(id, row)| (id, row.to_vec()))
-                        .collect(),
-                    None => BTreeMap::new(),
-                };
                 let now = mirror.tables.get(b.table);
-                for id in &b.ids {
-                    match now.and_then(|t| t.rows.get(*id)) {
-                        Some(cells) => {
-                            rows.insert(id, super::json(cells.as_ref()));
-                        }
-                        None => {
-                            rows.remove(id);
-                        }
-                    }
-                }
-                let value = (!rows.is_empty()).then(|| encode(rows.iter().map(|(id, row)| (*id, &row[..]))));
+                let edits = b.ids.iter().map(|id| {
+                    let row = now.and_then(|t| t.rows.get(*id)).map(|cells| Cow::Owned(super::json(cells.as_ref())));
+                    (*id, row)
+                });
+                let value = rewrite(old.as_deref(), edits).map_err(|e| self.state.corrupt(e))?;
                 Ok((key, value))
             })
             .collect()
@@ -203,12 +209,10 @@ pub(super) fn rows_into_buckets(state: &State) -> Result<(), StateError> {
             key.push(0);
             key.extend_from_slice(bucket.as_bytes());
             let old = tree.get(&key).map_err(|e| corrupt(&e))?;
-            let mut merged: BTreeMap<&str, &[u8]> = match &old {
-                Some(bytes) => entries(bytes).map_err(|e| corrupt(&e))?.into_iter().collect(),
-                None => BTreeMap::new(),
-            };
-            merged.extend(new);
-            writes.insert(key, encode(merged.into_iter()));
+            let edits = new.into_iter().map(|(id, row)| (id, Some(Cow::Borrowed(row))));
+            if let Some(value) = rewrite(old.as_deref(), edits).map_err(|e| corrupt(&e))? {
+                writes.insert(key, value);
+            }
         }
         writes.apply_chunked(&tree).map_err(|e| corrupt(&e))?;
         let mut removals = Writes::default();
