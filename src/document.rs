@@ -7,8 +7,11 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-/// A target document.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// A target document. Serialized as its fields plus a first `"type"` key, `collection` or
+/// `product`. Read by hand ([`Deserialize`] below): serde's derived internally tagged enums buffer
+/// every document into a tree of their own first, which was nine tenths of reading a run's queue
+/// back.
+#[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum Document {
     Collection(CollectionDoc),
@@ -21,6 +24,60 @@ impl Document {
             Document::Collection(c) => &c.handle,
             Document::Product(p) => &p.handle,
         }
+    }
+}
+
+impl<'de> Deserialize<'de> for Document {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Document, D::Error> {
+        deserializer.deserialize_map(DocumentVisitor)
+    }
+}
+
+/// The `type` of a [`Document`].
+#[derive(Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum DocumentType {
+    Collection,
+    Product,
+}
+
+struct DocumentVisitor;
+
+impl<'de> serde::de::Visitor<'de> for DocumentVisitor {
+    type Value = Document;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a document: a map with a `type` of `collection` or `product`")
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Document, A::Error> {
+        use serde::de::{value::MapAccessDeserializer, Error};
+        let Some(first) = map.next_key::<String>()? else {
+            return Err(A::Error::missing_field("type"));
+        };
+        if first == "type" {
+            // As catsync writes it: the rest of the map is read straight into the document.
+            let kind: DocumentType = map.next_value()?;
+            let rest = MapAccessDeserializer::new(map);
+            return match kind {
+                DocumentType::Collection => CollectionDoc::deserialize(rest).map(Document::Collection),
+                DocumentType::Product => ProductDoc::deserialize(rest).map(Document::Product),
+            };
+        }
+        // `type` elsewhere (a hand-edited plan file): gather the map, then read it.
+        let mut fields = serde_json::Map::new();
+        fields.insert(first, map.next_value()?);
+        while let Some((key, value)) = map.next_entry::<String, serde_json::Value>()? {
+            fields.insert(key, value);
+        }
+        let kind = fields.remove("type").ok_or_else(|| A::Error::missing_field("type"))?;
+        let kind = DocumentType::deserialize(kind).map_err(A::Error::custom)?;
+        let fields = serde_json::Value::Object(fields);
+        match kind {
+            DocumentType::Collection => CollectionDoc::deserialize(fields).map(Document::Collection),
+            DocumentType::Product => ProductDoc::deserialize(fields).map(Document::Product),
+        }
+        .map_err(A::Error::custom)
     }
 }
 
@@ -243,6 +300,42 @@ mod tests {
         let b =
             blake3::Hasher::new_derive_key("catsync item v1").update(&serde_jcs::to_vec(&v["b"]).unwrap()).finalize();
         assert_eq!(fields["b"], b.to_hex()[..16]);
+    }
+
+    /// Documents read back (a run's queue, plan files) are the documents written, whether `type`
+    /// comes first, as catsync writes it, or anywhere else; a wrong `type` says what is expected.
+    #[test]
+    fn documents_read_back_whatever_the_place_of_their_type() {
+        let collection = Document::Collection(CollectionDoc {
+            handle: "t-shirts".into(),
+            title: "T-shirts".into(),
+            description_html: None,
+            image: None,
+            seo: None,
+            translations: Translations::from([("es".into(), BTreeMap::from([("title".into(), "Camisetas".into())]))]),
+        });
+        for doc in [sample(), collection] {
+            let json = serde_json::to_string(&doc).unwrap();
+            assert!(json.starts_with(r#"{"type":"#), "{json}");
+            assert_eq!(serde_json::from_str::<Document>(&json).unwrap(), doc);
+            assert_eq!(serde_json::from_slice::<Document>(json.as_bytes()).unwrap(), doc);
+            assert_eq!(serde_json::from_reader::<_, Document>(json.as_bytes()).unwrap(), doc);
+            let mut value = serde_json::to_value(&doc).unwrap();
+            let kind = value.as_object_mut().unwrap().remove("type").unwrap();
+            value.as_object_mut().unwrap().insert("type".into(), kind);
+            let moved = serde_json::to_string(&value).unwrap();
+            assert!(!moved.starts_with(r#"{"type":"#), "{moved}");
+            assert_eq!(serde_json::from_str::<Document>(&moved).unwrap(), doc);
+            assert_eq!(serde_json::from_value::<Document>(value).unwrap(), doc);
+        }
+        let wrong = serde_json::from_str::<Document>(r#"{"type":"page","handle":"x","title":"y"}"#).unwrap_err();
+        assert!(wrong.to_string().contains("unknown variant `page`, expected `collection` or `product`"), "{wrong}");
+        let wrong = serde_json::from_str::<Document>(r#"{"handle":"x","title":"y","type":"page"}"#).unwrap_err();
+        assert!(wrong.to_string().contains("unknown variant `page`, expected `collection` or `product`"), "{wrong}");
+        let missing = serde_json::from_str::<Document>(r#"{"handle":"x","title":"y"}"#).unwrap_err();
+        assert!(missing.to_string().contains("missing field `type`"), "{missing}");
+        let not_a_map = serde_json::from_str::<Document>("[1]").unwrap_err();
+        assert!(not_a_map.to_string().contains("a document"), "{not_a_map}");
     }
 
     #[test]

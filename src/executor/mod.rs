@@ -701,6 +701,7 @@ fn store_checkpoints(
     plan: &Plan,
     whole: bool,
 ) -> Result<(), Error> {
+    let t0 = Instant::now();
     let mut files: crate::engine::FileHashes = ns.meta("file_hashes")?.unwrap_or_default();
     let fps = crate::engine::fingerprints(pipeline, ns, &mut files).map_err(Error::failed)?;
     if files.changed {
@@ -726,6 +727,7 @@ fn store_checkpoints(
                 }
             }
         }
+        tracing::debug!(elapsed_ms = t0.elapsed().as_millis() as u64, "map outputs written");
         let checkpoint = crate::state::Checkpoint {
             // Without one (an API source) the checkpoint serves incremental plans only.
             fingerprint: fps[idx].clone().unwrap_or_default(),

@@ -343,26 +343,32 @@ fn plan_catalog(pipeline: &CompiledPipeline, state: &State, opts: &PlanOptions) 
         let Some(docs) = evaluation.documents_for(pipeline, idx) else { continue };
         // An incremental evaluation compares only the items it evaluated: the others are, by
         // construction, as their records say.
-        let (records, total_records, docs_total) = match &docs.partial {
+        // `whole`: the records were read with their field hashes (no second read per change).
+        let (records, total_records, docs_total, whole) = match &docs.partial {
             None => {
                 let heads = match heads.remove(&stage.name) {
                     Some(heads) => heads,
                     None => ns.record_heads(&stage.name)?,
                 };
                 let n = heads.len();
-                (heads, n, docs.hashes.len())
+                (heads, n, docs.hashes.len(), false)
             }
             Some(partial) => {
                 let records = ns.records_at(&stage.name, partial.evaluated.iter().map(|(k, id)| (*k, &**id)))?;
-                (records, ns.records_digest(&stage.name)?.count as usize, partial.docs_total)
+                (records, ns.records_digest(&stage.name)?.count as usize, partial.docs_total, true)
             }
+        };
+        tracing::debug!(elapsed_ms = started.elapsed().as_millis() as u64, "records read");
+        let full_record = |kind: ItemKind, id: &str| match whole {
+            true => records.get(&(kind, id.to_string())).cloned(),
+            false => ns.record(&stage.name, kind, id).ok().flatten(),
         };
         let mut export_changes = ExportPlanner {
             pipeline,
             export: &stage.name,
             docs,
             records: &records,
-            full_record: &|kind: ItemKind, id: &str| ns.record(&stage.name, kind, id).ok().flatten(),
+            full_record: &full_record,
             refresh: opts.refresh,
             config_changed,
             errored: evaluation.errors.iter().map(|e| (e.kind, e.source_id.clone())).collect(),

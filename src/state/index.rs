@@ -118,10 +118,6 @@ impl Namespace<'_> {
         Ok(self.indexed_many(tree, parts, [key])?.remove(key))
     }
 
-    fn get_bytes(&self, tree: &str, parts: &[&str]) -> Result<Option<sled::IVec>, StateError> {
-        self.state.tree(tree)?.get(self.key(parts)).map_err(|e| self.state.corrupt(e))
-    }
-
     /// The values of `keys` in the index at `parts`, reading each bucket once and decoding, on
     /// both cores, only the entries asked for (a bucket holds a few dozen; the rest are skipped
     /// unparsed into values).
@@ -136,52 +132,65 @@ impl Namespace<'_> {
         for k in keys {
             by_bucket.entry(bucket_of(k)).or_default().insert(k);
         }
-        let mut raw = Vec::with_capacity(by_bucket.len());
-        for (b, keys) in &by_bucket {
-            let mut full = parts.to_vec();
-            full.push(b);
-            if let Some(bytes) = self.get_bytes(tree, &full)? {
-                raw.push((bytes, keys));
-            }
-        }
-        let found = raw
+        let sled_tree = self.state.tree(tree)?;
+        // Read on both cores too: a cold point read is mostly sled pulling its page from disk.
+        let by_bucket: Vec<_> = by_bucket.into_iter().collect();
+        let found = by_bucket
             .par_iter()
-            .map(|(bytes, keys)| {
-                let mut de = serde_json::Deserializer::from_slice(bytes);
-                let picked = serde::de::DeserializeSeed::deserialize(Pick { keys, found: Vec::new() }, &mut de)?;
-                de.end().map(|()| picked)
+            .map(|(b, keys)| {
+                let mut full = parts.to_vec();
+                full.push(b);
+                let Some(bytes) = sled_tree.get(self.key(&full)).map_err(|e| self.state.corrupt(e))? else {
+                    return Ok(Vec::new());
+                };
+                let mut de = serde_json::Deserializer::from_slice(&bytes);
+                let picked = serde::de::DeserializeSeed::deserialize(Pick { keys, found: Vec::new() }, &mut de)
+                    .and_then(|picked| de.end().map(|()| picked))
+                    .map_err(|e| self.state.corrupt(e))?;
+                Ok(picked)
             })
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| self.state.corrupt(e))?;
+            .collect::<Result<Vec<_>, StateError>>()?;
         Ok(found.into_iter().flatten().collect())
     }
 
     /// Rewrites, in `batch`, the buckets of the index at `parts` that `edit` changes: `edit`
-    /// gets each touched bucket's map and the keys of that bucket being edited.
-    fn edit_buckets<V: DeserializeOwned + Serialize>(
+    /// gets each touched bucket's map and the keys of that bucket being edited. The buckets are
+    /// read, decoded and encoded again on both cores.
+    fn edit_buckets<V: DeserializeOwned + Serialize + Send>(
         &self,
         batch: &mut Writes,
         tree: &str,
         parts: &[&str],
         keys: impl Iterator<Item = String>,
-        mut edit: impl FnMut(&mut BTreeMap<String, V>, &str),
+        edit: impl Fn(&mut BTreeMap<String, V>, &str) + Sync,
     ) -> Result<(), StateError> {
+        use rayon::prelude::*;
         let mut by_bucket: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
         for k in keys {
             by_bucket.entry(bucket_of(&k)).or_default().insert(k);
         }
-        for (b, keys) in by_bucket {
-            let mut full = parts.to_vec();
-            full.push(&b);
-            let mut map: BTreeMap<String, V> = self.get(tree, &full)?.unwrap_or_default();
-            for k in &keys {
-                edit(&mut map, k);
-            }
-            let key = self.key(&full);
-            if map.is_empty() {
-                batch.remove(key);
-            } else {
-                batch.insert(key, json(&map));
+        let sled_tree = self.state.tree(tree)?;
+        let by_bucket: Vec<_> = by_bucket.into_iter().collect();
+        let rewritten = by_bucket
+            .par_iter()
+            .map(|(b, keys)| {
+                let mut full = parts.to_vec();
+                full.push(b);
+                let key = self.key(&full);
+                let mut map: BTreeMap<String, V> = match sled_tree.get(&key).map_err(|e| self.state.corrupt(e))? {
+                    Some(bytes) => serde_json::from_slice(&bytes).map_err(|e| self.state.corrupt(e))?,
+                    None => BTreeMap::new(),
+                };
+                for k in keys {
+                    edit(&mut map, k);
+                }
+                Ok((key, (!map.is_empty()).then(|| json(&map))))
+            })
+            .collect::<Result<Vec<_>, StateError>>()?;
+        for (key, value) in rewritten {
+            match value {
+                Some(value) => batch.insert(key, value),
+                None => batch.remove(key),
             }
         }
         Ok(())
@@ -446,7 +455,10 @@ impl Namespace<'_> {
                 let (was, is) = (skus(before), skus(*out));
                 index(*kind, id, None, &mut was.difference(&is), false);
                 index(*kind, id, None, &mut is.difference(&was), true);
-                by_kind.entry(*kind).or_default().insert(id.to_string(), *out);
+                // An item evaluated again to the same output leaves its bucket as it is.
+                if before != *out {
+                    by_kind.entry(*kind).or_default().insert(id.to_string(), *out);
+                }
             }
             for (kind, items) in &by_kind {
                 self.edit_buckets::<ItemOutput>(

@@ -846,7 +846,8 @@ impl Namespace<'_> {
         self.get("records", &[export, kind.singular(), id])
     }
 
-    /// The records of some items by key (absent ones are left out), decoded on both cores.
+    /// The records of some items by key (absent ones are left out), read in key order and
+    /// decoded on both cores (a cold point read is mostly sled pulling its page from disk).
     pub fn records_at<'k>(
         &self,
         export: &str,
@@ -854,18 +855,18 @@ impl Namespace<'_> {
     ) -> Result<BTreeMap<(ItemKind, String), ExportRecord>, StateError> {
         use rayon::prelude::*;
         let tree = self.state.tree("records")?;
-        let mut raw = Vec::new();
-        for (kind, id) in keys {
-            if let Some(bytes) =
-                tree.get(self.key(&[export, kind.singular(), id])).map_err(|e| self.state.corrupt(e))?
-            {
-                raw.push(((kind, id.to_string()), bytes));
-            }
-        }
-        raw.into_par_iter()
-            .map(|(key, bytes)| serde_json::from_slice(&bytes).map(|r| (key, r)))
-            .collect::<Result<BTreeMap<_, _>, _>>()
-            .map_err(|e| self.state.corrupt(e))
+        let mut wanted: Vec<(Vec<u8>, ItemKind, &str)> =
+            keys.into_iter().map(|(kind, id)| (self.key(&[export, kind.singular(), id]), kind, id)).collect();
+        wanted.par_sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        let found = wanted
+            .par_iter()
+            .map(|(key, kind, id)| {
+                let Some(bytes) = tree.get(key).map_err(|e| self.state.corrupt(e))? else { return Ok(None) };
+                let record = serde_json::from_slice(&bytes).map_err(|e| self.state.corrupt(e))?;
+                Ok(Some(((*kind, id.to_string()), record)))
+            })
+            .collect::<Result<Vec<_>, StateError>>()?;
+        Ok(found.into_iter().flatten().collect())
     }
 
     /// One item's failure, by key (no scan).
