@@ -1415,11 +1415,5 @@ fn record(
 
 /// The records of a batch's items, looked up by key.
 fn batch_records(ns: &Namespace, export: &str, batch: &[QueueEntry]) -> Result<Records, Error> {
-    let mut records = BTreeMap::new();
-    for e in batch {
-        if let Some(r) = ns.record(export, e.change.kind, &e.change.source_id)? {
-            records.insert((e.change.kind, e.change.source_id.clone()), r);
-        }
-    }
-    Ok(records)
+    Ok(ns.records_at(export, batch.iter().map(|e| (e.change.kind, e.change.source_id.as_str())))?)
 }

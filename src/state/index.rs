@@ -33,11 +33,57 @@ fn bucket_of(key: &str) -> String {
 
 /// The bucket of `key` among `count` (a power of two up to 2^16), as hex of a fixed width.
 pub(super) fn bucket_in(key: &str, count: u16) -> String {
+    bucket_name(bucket_number(key, count), count)
+}
+
+/// The bucket of `key` among `count`, as a number (in the order of its name).
+fn bucket_number(key: &str, count: u16) -> u16 {
     let h = blake3::hash(key.as_bytes());
     let b = h.as_bytes();
-    let n = u32::from(u16::from_le_bytes([b[0], b[1]])) % u32::from(count).max(1);
+    (u32::from(u16::from_le_bytes([b[0], b[1]])) % u32::from(count).max(1)) as u16
+}
+
+fn bucket_name(n: u16, count: u16) -> String {
     let width = if count > 4096 { 4 } else { 3 };
     format!("{n:0width$x}")
+}
+
+/// Each key's members from `(key, member)` pairs, sorted and without repeats (as a multimap's
+/// `BTreeSet`s are written).
+fn members_by_key(mut pairs: Vec<(String, String)>) -> Vec<(String, Vec<String>)> {
+    use rayon::prelude::*;
+    pairs.par_sort_unstable();
+    pairs.dedup();
+    let mut members: Vec<(String, Vec<String>)> = Vec::new();
+    for (key, member) in pairs {
+        match members.last_mut() {
+            Some((last, of_it)) if *last == key => of_it.push(member),
+            _ => members.push((key, vec![member])),
+        }
+    }
+    members
+}
+
+/// The buckets of a whole index, `entries` (unique keys) grouped by bucket, each encoded as a
+/// JSON object in key order — as a `BTreeMap<String, V>` bucket is written — and by name.
+/// Sorted and encoded on both cores.
+fn encode_buckets<K, V>(entries: Vec<(K, V)>) -> Vec<(String, Vec<u8>)>
+where
+    K: AsRef<str> + Send + Sync,
+    V: Serialize + Send + Sync,
+{
+    use rayon::prelude::*;
+    /// One bucket's entries, in key order, serialized as an object.
+    struct Bucket<'a, K, V>(&'a [(u16, K, V)]);
+    impl<K: AsRef<str>, V: Serialize> Serialize for Bucket<'_, K, V> {
+        fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+            s.collect_map(self.0.iter().map(|(_, k, v)| (k.as_ref(), v)))
+        }
+    }
+    let mut entries: Vec<(u16, K, V)> =
+        entries.into_par_iter().map(|(k, v)| (bucket_number(k.as_ref(), BUCKETS), k, v)).collect();
+    entries.par_sort_unstable_by(|a, b| (a.0, a.1.as_ref()).cmp(&(b.0, b.1.as_ref())));
+    entries.par_chunk_by(|a, b| a.0 == b.0).map(|b| (bucket_name(b[0].0, BUCKETS), json(&Bucket(b)))).collect()
 }
 
 /// The tables and reference columns the mirror index derives from.
@@ -228,19 +274,15 @@ impl Namespace<'_> {
         batch: &mut Writes,
         tree: &sled::Tree,
         parts: &[&str],
-        entries: BTreeMap<String, BTreeSet<String>>,
+        pairs: Vec<(String, String)>,
     ) -> Result<(), StateError> {
         for key in self.keys_under(tree, parts)? {
             batch.remove(key.to_vec());
         }
-        let mut buckets: BTreeMap<String, BTreeMap<String, BTreeSet<String>>> = BTreeMap::new();
-        for (k, members) in entries {
-            buckets.entry(bucket_of(&k)).or_default().insert(k, members);
-        }
-        for (b, map) in buckets {
+        for (b, value) in encode_buckets(members_by_key(pairs)) {
             let mut full = parts.to_vec();
             full.push(&b);
-            batch.insert(self.key(&full), json(&map));
+            batch.insert(self.key(&full), value);
         }
         Ok(())
     }
@@ -294,11 +336,11 @@ impl Namespace<'_> {
     ) -> Result<(), StateError> {
         if rebuild {
             let tree = self.state.tree("mirror")?;
-            let mut all: BTreeMap<&str, BTreeMap<String, BTreeSet<String>>> = BTreeMap::new();
+            let mut all: BTreeMap<&str, Vec<(String, String)>> = BTreeMap::new();
             for name in [&spec.products, &spec.variants] {
                 for (id, row) in mirror.tables.get(name.as_str()).map(|t| &t.rows).into_iter().flatten() {
                     for (which, parent) in spec.entries(mirror, name, row) {
-                        all.entry(which).or_default().entry(parent).or_default().insert(id.to_string());
+                        all.entry(which).or_default().push((parent, id.to_string()));
                     }
                 }
             }
@@ -407,33 +449,26 @@ impl Namespace<'_> {
             skus.extend(some_skus.map(|s| Edit { key: s.clone(), member: id.to_string(), add }));
         };
         if complete {
-            let mut by_kind: BTreeMap<ItemKind, BTreeMap<String, BTreeMap<String, &ItemOutput>>> = BTreeMap::new();
+            let mut by_kind: BTreeMap<ItemKind, Vec<(&str, &ItemOutput)>> = BTreeMap::new();
             for (kind, id, out) in &outputs {
                 if let Some(out) = out {
-                    by_kind.entry(*kind).or_default().entry(bucket_of(id)).or_default().insert(id.to_string(), out);
+                    by_kind.entry(*kind).or_default().push((id, out));
                     index(*kind, id, out.handle.as_ref(), &mut out.skus.iter(), true);
                 }
             }
             for key in self.keys_under(&tree, &[map])? {
                 batch.remove(key.to_vec());
             }
-            for (kind, buckets) in by_kind {
-                for (b, map_) in buckets {
-                    batch.insert(self.key(&[map, OUTPUT, kind.singular(), &b]), json(&map_));
+            for (kind, items) in by_kind {
+                for (b, value) in encode_buckets(items) {
+                    batch.insert(self.key(&[map, OUTPUT, kind.singular(), &b]), value);
                 }
             }
-            let group = |edits: Vec<Edit>| {
-                let mut all: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
-                for e in edits {
-                    all.entry(e.key).or_default().insert(e.member);
-                }
-                all
-            };
+            let pairs = |edits: Vec<Edit>| edits.into_iter().map(|e| (e.key, e.member)).collect();
             for (kind, edits) in handles {
-                let entries = group(edits);
-                self.rebuild_multimap(&mut batch, &tree, &[map, HANDLE, kind.singular()], entries)?;
+                self.rebuild_multimap(&mut batch, &tree, &[map, HANDLE, kind.singular()], pairs(edits))?;
             }
-            self.rebuild_multimap(&mut batch, &tree, &[map, SKU], group(skus))?;
+            self.rebuild_multimap(&mut batch, &tree, &[map, SKU], pairs(skus))?;
         } else {
             let mut by_kind: BTreeMap<ItemKind, BTreeMap<String, Option<&ItemOutput>>> = BTreeMap::new();
             let mut old: BTreeMap<ItemKind, BTreeMap<String, ItemOutput>> = BTreeMap::new();
@@ -520,5 +555,32 @@ impl<'de, V: Deserialize<'de>> serde::de::Visitor<'de> for Pick<'_, V> {
             }
         }
         Ok(self.found)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A whole index written by sorting (first runs) is, bucket for bucket and byte for byte,
+    /// what the incremental path's `BTreeMap` buckets read and write.
+    #[test]
+    fn buckets_encoded_by_sorting_are_the_buckets_of_a_map() {
+        let mut pairs = Vec::new();
+        for i in 0..20_000u32 {
+            // Repeated keys, repeated members, keys that sort differently as text and as numbers.
+            pairs.push((format!("cat-{}", i % 3_001), format!("p{}", i % 7_919)));
+        }
+        pairs.push(("cat-1".into(), "p1".into()));
+        let mut expected: BTreeMap<String, BTreeMap<String, BTreeSet<String>>> = BTreeMap::new();
+        for (k, m) in &pairs {
+            expected.entry(bucket_of(k)).or_default().entry(k.clone()).or_default().insert(m.clone());
+        }
+        let encoded = encode_buckets(members_by_key(pairs));
+        assert_eq!(encoded.len(), expected.len());
+        for ((name, bytes), (b, map)) in encoded.iter().zip(&expected) {
+            assert_eq!(name, b);
+            assert_eq!(bytes, &json(map));
+        }
     }
 }
