@@ -159,11 +159,22 @@ fn state_backups_round_trip_and_corrupt_or_newer_state_fails_closed() {
 
     // A backup from a newer catsync is refused, and the state it leaves fails closed.
     let text = std::fs::read_to_string(t.path().join("backup.jsonl")).unwrap();
-    let newer = text.replacen("{\"catsync_state\":3}", "{\"catsync_state\":99}", 1);
+    let newer = text.replacen(
+        &format!("{{\"catsync_state\":{}}}", catsync::state::SCHEMA_VERSION),
+        "{\"catsync_state\":99}",
+        1,
+    );
     std::fs::write(t.path().join("newer.jsonl"), newer).unwrap();
     let out = cli(t.path(), &["--state", "newer", "state", "import", "newer.jsonl"]);
     assert_eq!(out.code, 1);
-    assert!(out.stderr.contains("layout version 99, newer than this catsync understands (3)"), "{}", out.stderr);
+    assert!(
+        out.stderr.contains(&format!(
+            "layout version 99, newer than this catsync understands ({})",
+            catsync::state::SCHEMA_VERSION
+        )),
+        "{}",
+        out.stderr
+    );
 
     // Corrupt database files: an error that says so, never a silent first run.
     let db = t.path().join(".catsync/db");

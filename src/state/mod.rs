@@ -20,7 +20,7 @@ use crate::stages::ItemKind;
 use writes::{Chunks, Writes};
 
 /// The layout version this build reads and writes. Migrations are append-only (see [`migrate`]).
-pub const SCHEMA_VERSION: u32 = 3;
+pub const SCHEMA_VERSION: u32 = 4;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StateError {
@@ -630,7 +630,10 @@ fn migrate(state: &State) -> Result<(), StateError> {
     // state has it in the first, where layout 2 looks without a `live` key. The step only stops
     // an older catsync from reading a queue it would not find.
     // 2 → 3: mirror rows move into buckets (`rows::rows_into_buckets`).
-    let migrations: [Migration; 3] = [|_| Ok(()), |_| Ok(()), rows::rows_into_buckets];
+    // 3 → 4: mirror buckets are written compressed (`rows::encode`); plain ones still read and
+    // are compressed when next rewritten. The step only stops an older catsync from reading
+    // buckets it would take for damage.
+    let migrations: [Migration; 4] = [|_| Ok(()), |_| Ok(()), rows::rows_into_buckets, |_| Ok(())];
     for (from, step) in migrations.iter().enumerate().skip(version as usize) {
         step(state)?;
         meta.insert("schema_version", (from as u32 + 1).to_string().as_bytes()).map_err(|e| state.corrupt(e))?;

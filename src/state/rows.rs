@@ -26,27 +26,54 @@ pub(super) const MIRROR_BUCKETS: u16 = 32768;
 /// Rows the migration to buckets moves at once.
 const MIGRATE_ROWS: usize = 65_536;
 
-/// The first byte of a bucket: its layout.
-const FORMAT: u8 = 1;
+/// The first byte of a bucket: its layout. [`PLAIN`]: the container as it is (layout 3);
+/// [`LZ4`]: the container compressed as an LZ4 block, its size first (layout 4 writes these).
+const PLAIN: u8 = 1;
+const LZ4: u8 = 2;
 
-/// A bucket's value: [`FORMAT`], then per row (sorted by id) the id's length (u32 LE), the id,
-/// the row's length (u32 LE) and the row (its cells as JSON).
+/// A bucket's value: per row (sorted by id) the id's length (u32 LE), the id, the row's length
+/// (u32 LE) and the row (its cells as JSON) — the container — compressed behind [`LZ4`], or
+/// behind [`PLAIN`] when compressing would not make it smaller. Compressed, the mirror is a
+/// third of its size (L: 67 → ~25 MB), and sled, which reads a whole leaf of 16 buckets to
+/// return one, reads a third as much for each point read.
 pub(super) fn encode<'a>(rows: impl Iterator<Item = (&'a str, &'a [u8])>) -> Vec<u8> {
-    let mut out = vec![FORMAT];
+    let mut container = Vec::new();
     for (id, row) in rows {
         for part in [id.as_bytes(), row] {
-            out.extend_from_slice(&(part.len() as u32).to_le_bytes());
-            out.extend_from_slice(part);
+            container.extend_from_slice(&(part.len() as u32).to_le_bytes());
+            container.extend_from_slice(part);
         }
     }
+    let compressed = lz4_flex::block::compress_prepend_size(&container);
+    let (format, body) = if compressed.len() < container.len() { (LZ4, compressed) } else { (PLAIN, container) };
+    let mut out = Vec::with_capacity(1 + body.len());
+    out.push(format);
+    out.extend_from_slice(&body);
     out
 }
 
-/// The `(id, row)` entries of a bucket's value, without decoding the rows.
-fn entries(bytes: &[u8]) -> Result<Vec<(&str, &[u8])>, String> {
-    let Some((&FORMAT, mut rest)) = bytes.split_first() else {
-        return Err(format!("a mirror bucket of unknown layout {:?}", bytes.first()));
-    };
+/// The container of a bucket's value, decompressed when it is stored compressed.
+fn container(bytes: &[u8]) -> Result<Cow<'_, [u8]>, String> {
+    match bytes.split_first() {
+        Some((&PLAIN, rest)) => Ok(Cow::Borrowed(rest)),
+        Some((&LZ4, rest)) => {
+            let size =
+                rest.first_chunk::<4>().map(|b| u32::from_le_bytes(*b) as usize).ok_or("a truncated mirror bucket")?;
+            // LZ4 expands at most 255-fold: a larger size is damage, not a bucket to allocate for.
+            if size > rest.len().saturating_mul(255) {
+                return Err(format!("a mirror bucket claiming {size} bytes from {}", rest.len()));
+            }
+            lz4_flex::block::decompress_size_prepended(rest)
+                .map(Cow::Owned)
+                .map_err(|e| format!("a mirror bucket that does not decompress: {e}"))
+        }
+        other => Err(format!("a mirror bucket of unknown layout {:?}", other.map(|(b, _)| b))),
+    }
+}
+
+/// The `(id, row)` entries of a bucket's container, without decoding the rows.
+fn entries(container: &[u8]) -> Result<Vec<(&str, &[u8])>, String> {
+    let mut rest = container;
     fn take<'b>(rest: &mut &'b [u8]) -> Result<&'b [u8], String> {
         let (len, tail) = rest.split_first_chunk::<4>().ok_or("a truncated mirror bucket")?;
         let len = u32::from_le_bytes(*len) as usize;
@@ -68,8 +95,9 @@ fn rewrite<'a>(
     old: Option<&'a [u8]>,
     edits: impl IntoIterator<Item = (&'a str, Option<Cow<'a, [u8]>>)>,
 ) -> Result<Option<Vec<u8>>, String> {
-    let mut rows: BTreeMap<&str, Cow<[u8]>> = match old {
-        Some(bytes) => entries(bytes)?.into_iter().map(|(id, row)| (id, Cow::Borrowed(row))).collect(),
+    let old = old.map(container).transpose()?;
+    let mut rows: BTreeMap<&str, Cow<[u8]>> = match &old {
+        Some(c) => entries(c)?.into_iter().map(|(id, row)| (id, Cow::Borrowed(row))).collect(),
         None => BTreeMap::new(),
     };
     for (id, row) in edits {
@@ -117,7 +145,8 @@ impl Namespace<'_> {
                 else {
                     return Ok(Vec::new());
                 };
-                let entries = entries(&bytes).map_err(|e| self.state.corrupt(e))?;
+                let c = container(&bytes).map_err(|e| self.state.corrupt(e))?;
+                let entries = entries(&c).map_err(|e| self.state.corrupt(e))?;
                 entries
                     .into_iter()
                     .filter(|(id, _)| wanted.contains(id))
@@ -139,7 +168,8 @@ impl Namespace<'_> {
         let buckets = raw
             .par_iter()
             .map(|bytes| {
-                let entries = entries(bytes)?;
+                let c = container(bytes)?;
+                let entries = entries(&c)?;
                 entries.into_iter().map(|(id, row)| decode_row(id, row)).collect::<Result<Vec<_>, String>>()
             })
             .collect::<Result<Vec<_>, String>>()
@@ -252,13 +282,56 @@ pub(super) fn rows_into_buckets(state: &State) -> Result<(), StateError> {
 mod tests {
     use super::*;
 
+    fn rows_of(bytes: &[u8]) -> Result<Vec<(String, Vec<u8>)>, String> {
+        let c = container(bytes)?;
+        Ok(entries(&c)?.into_iter().map(|(id, row)| (id.to_string(), row.to_vec())).collect())
+    }
+
     #[test]
     fn a_bucket_gives_back_its_rows_and_refuses_a_truncated_or_unknown_one() {
-        let rows = [("1", &b"[\"a\"]"[..]), ("22", &b"[]"[..])];
-        let bytes = encode(rows.iter().copied());
-        assert_eq!(entries(&bytes).unwrap(), rows);
-        assert!(entries(&bytes[..bytes.len() - 1]).is_err());
-        assert!(entries(&[9]).is_err());
-        assert_eq!(entries(&encode(std::iter::empty())).unwrap(), []);
+        let owned = |rows: &[(&str, &[u8])]| -> Vec<(String, Vec<u8>)> {
+            rows.iter().map(|(id, row)| (id.to_string(), row.to_vec())).collect()
+        };
+        // Small: stored plain (compressing would not make it smaller).
+        let small = [("1", &b"[\"a\"]"[..]), ("22", &b"[]"[..])];
+        let bytes = encode(small.iter().copied());
+        assert_eq!(bytes[0], PLAIN);
+        assert_eq!(rows_of(&bytes).unwrap(), owned(&small));
+        // As buckets are: a dozen rows much alike, stored compressed and given back whole.
+        let cells: Vec<(String, String)> = (0..12)
+            .map(|i| (format!("{}", 3000 + i), format!(r#"["{}","10{i}","SKU-10{i}-M","19.90","Blue","M"]"#, 3000 + i)))
+            .collect();
+        let big: Vec<(&str, &[u8])> = cells.iter().map(|(id, row)| (id.as_str(), row.as_bytes())).collect();
+        let bytes = encode(big.iter().copied());
+        assert_eq!(bytes[0], LZ4);
+        let plain_len: usize = big.iter().map(|(id, row)| 8 + id.len() + row.len()).sum();
+        assert!(bytes.len() * 2 < plain_len, "{} bytes for {plain_len}", bytes.len());
+        assert_eq!(rows_of(&bytes).unwrap(), owned(&big));
+        // A plain bucket as layout 3 wrote it still reads, and a rewrite of it is compressed.
+        let mut layout_3 = vec![PLAIN];
+        layout_3.extend_from_slice(&bytes_of_container(&big));
+        assert_eq!(rows_of(&layout_3).unwrap(), owned(&big));
+        let rewritten = rewrite(Some(&layout_3), [("3000", None)]).unwrap().unwrap();
+        assert_eq!(rewritten[0], LZ4);
+        assert_eq!(rows_of(&rewritten).unwrap(), owned(&big[1..]));
+        // Damage is refused, never misread.
+        for bad in
+            [&bytes[..bytes.len() - 1], &layout_3[..layout_3.len() - 1], &[9][..], &[LZ4, 255, 255, 255, 127, 0][..]]
+        {
+            assert!(rows_of(bad).is_err(), "{bad:?}");
+        }
+        assert_eq!(rows_of(&encode(std::iter::empty())).unwrap(), []);
+    }
+
+    /// The container of `rows`, uncompressed.
+    fn bytes_of_container(rows: &[(&str, &[u8])]) -> Vec<u8> {
+        let mut out = Vec::new();
+        for (id, row) in rows {
+            for part in [id.as_bytes(), *row] {
+                out.extend_from_slice(&(part.len() as u32).to_le_bytes());
+                out.extend_from_slice(part);
+            }
+        }
+        out
     }
 }
