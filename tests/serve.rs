@@ -141,7 +141,14 @@ impl Serve {
             assert!(start.elapsed() < Duration::from_secs(30), "catsync serve did not start");
             std::thread::sleep(Duration::from_millis(20));
         };
-        let http = reqwest::blocking::Client::builder().timeout(Duration::from_secs(20)).build().unwrap();
+        // The controller closes a connection idle for its header timeout (10 s: hyper's header
+        // read timeout also bounds the wait between requests); a pooled connection is dropped
+        // well before, so a request never races the server's close of the connection it reuses.
+        let http = reqwest::blocking::Client::builder()
+            .timeout(Duration::from_secs(20))
+            .pool_idle_timeout(Duration::from_secs(4))
+            .build()
+            .unwrap();
         Serve { child, base, stdout, http }
     }
 

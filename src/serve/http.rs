@@ -30,7 +30,8 @@ use crate::config::secret::Secret;
 const MAX_BODY_BYTES: u64 = 64 * 1024;
 /// …but for a pipeline file sent to `POST /api/plan`.
 const MAX_PIPELINE_BYTES: u64 = 1024 * 1024;
-/// How long a client may take to send a request's headers.
+/// How long a client may take to send a request's headers; hyper also closes a kept-alive
+/// connection that waits this long for its next request.
 const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long an answer may take.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
