@@ -63,9 +63,14 @@ fn container(bytes: &[u8]) -> Result<Cow<'_, [u8]>, String> {
             if size > rest.len().saturating_mul(255) {
                 return Err(format!("a mirror bucket claiming {size} bytes from {}", rest.len()));
             }
-            lz4_flex::block::decompress_size_prepended(rest)
-                .map(Cow::Owned)
-                .map_err(|e| format!("a mirror bucket that does not decompress: {e}"))
+            let out = lz4_flex::block::decompress_size_prepended(rest)
+                .map_err(|e| format!("a mirror bucket that does not decompress: {e}"))?;
+            // The decoder stops without an error where its input ends after literals: a cut
+            // block gives a shorter container, which must not read as a bucket with fewer rows.
+            if out.len() != size {
+                return Err(format!("a mirror bucket of {} bytes where it claims {size}", out.len()));
+            }
+            Ok(Cow::Owned(out))
         }
         other => Err(format!("a mirror bucket of unknown layout {:?}", other.map(|(b, _)| b))),
     }
@@ -314,10 +319,14 @@ mod tests {
         let rewritten = rewrite(Some(&layout_3), [("3000", None)]).unwrap().unwrap();
         assert_eq!(rewritten[0], LZ4);
         assert_eq!(rows_of(&rewritten).unwrap(), owned(&big[1..]));
-        // Damage is refused, never misread.
-        for bad in
-            [&bytes[..bytes.len() - 1], &layout_3[..layout_3.len() - 1], &[9][..], &[LZ4, 255, 255, 255, 127, 0][..]]
-        {
+        // Damage is refused, never misread: cut anywhere (a cut block can decode without an
+        // error, shorter than it claims), an unknown layout, an absurd size.
+        for cut in 1..bytes.len() {
+            assert!(rows_of(&bytes[..cut]).is_err(), "cut at {cut} of {}", bytes.len());
+        }
+        let (cut_plain, unknown, absurd, short) =
+            (&layout_3[..layout_3.len() - 1], &[9][..], &[LZ4, 255, 255, 255, 127, 0][..], &[LZ4, 10, 0, 0, 0, 0][..]);
+        for bad in [cut_plain, unknown, absurd, short] {
             assert!(rows_of(bad).is_err(), "{bad:?}");
         }
         assert_eq!(rows_of(&encode(std::iter::empty())).unwrap(), []);
