@@ -31,6 +31,15 @@ fn bucket_of(key: &str) -> String {
     bucket_in(key, BUCKETS)
 }
 
+/// `keys` grouped by their index bucket, in bucket order.
+fn by_bucket<K: AsRef<str> + Ord>(keys: impl IntoIterator<Item = K>) -> Vec<(String, BTreeSet<K>)> {
+    let mut out: BTreeMap<String, BTreeSet<K>> = BTreeMap::new();
+    for k in keys {
+        out.entry(bucket_of(k.as_ref())).or_default().insert(k);
+    }
+    out.into_iter().collect()
+}
+
 /// The bucket of `key` among `count` (a power of two up to 2^16), as hex of a fixed width.
 pub(super) fn bucket_in(key: &str, count: u16) -> String {
     bucket_name(bucket_number(key, count), count)
@@ -167,6 +176,13 @@ impl Namespace<'_> {
     /// The values of `keys` in the index at `parts`, reading each bucket once and decoding, on
     /// both cores, only the entries asked for (a bucket holds a few dozen; the rest are skipped
     /// unparsed into values).
+    /// The key of bucket `bucket` of the index at `parts`.
+    fn bucket_key(&self, parts: &[&str], bucket: &str) -> Vec<u8> {
+        let mut full = parts.to_vec();
+        full.push(bucket);
+        self.key(&full)
+    }
+
     fn indexed_many<'k, V: DeserializeOwned + Send>(
         &self,
         tree: &str,
@@ -174,19 +190,12 @@ impl Namespace<'_> {
         keys: impl IntoIterator<Item = &'k str>,
     ) -> Result<BTreeMap<String, V>, StateError> {
         use rayon::prelude::*;
-        let mut by_bucket: BTreeMap<String, BTreeSet<&str>> = BTreeMap::new();
-        for k in keys {
-            by_bucket.entry(bucket_of(k)).or_default().insert(k);
-        }
         let sled_tree = self.state.tree(tree)?;
         // Read on both cores too: a cold point read is mostly sled pulling its page from disk.
-        let by_bucket: Vec<_> = by_bucket.into_iter().collect();
-        let found = by_bucket
+        let found = by_bucket(keys)
             .par_iter()
             .map(|(b, keys)| {
-                let mut full = parts.to_vec();
-                full.push(b);
-                let Some(bytes) = sled_tree.get(self.key(&full)).map_err(|e| self.state.corrupt(e))? else {
+                let Some(bytes) = sled_tree.get(self.bucket_key(parts, b)).map_err(|e| self.state.corrupt(e))? else {
                     return Ok(Vec::new());
                 };
                 let mut de = serde_json::Deserializer::from_slice(&bytes);
@@ -211,18 +220,11 @@ impl Namespace<'_> {
         edit: impl Fn(&mut BTreeMap<String, V>, &str) + Sync,
     ) -> Result<(), StateError> {
         use rayon::prelude::*;
-        let mut by_bucket: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
-        for k in keys {
-            by_bucket.entry(bucket_of(&k)).or_default().insert(k);
-        }
         let sled_tree = self.state.tree(tree)?;
-        let by_bucket: Vec<_> = by_bucket.into_iter().collect();
-        let rewritten = by_bucket
+        let rewritten = by_bucket(keys)
             .par_iter()
             .map(|(b, keys)| {
-                let mut full = parts.to_vec();
-                full.push(b);
-                let key = self.key(&full);
+                let key = self.bucket_key(parts, b);
                 let mut map: BTreeMap<String, V> = match sled_tree.get(&key).map_err(|e| self.state.corrupt(e))? {
                     Some(bytes) => serde_json::from_slice(&bytes).map_err(|e| self.state.corrupt(e))?,
                     None => BTreeMap::new(),
@@ -280,9 +282,7 @@ impl Namespace<'_> {
             batch.remove(key.to_vec());
         }
         for (b, value) in encode_buckets(members_by_key(pairs)) {
-            let mut full = parts.to_vec();
-            full.push(&b);
-            batch.insert(self.key(&full), value);
+            batch.insert(self.bucket_key(parts, &b), value);
         }
         Ok(())
     }
