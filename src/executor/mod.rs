@@ -701,7 +701,6 @@ fn store_checkpoints(
     plan: &Plan,
     whole: bool,
 ) -> Result<(), Error> {
-    let t0 = Instant::now();
     let mut files: crate::engine::FileHashes = ns.meta("file_hashes")?.unwrap_or_default();
     let fps = crate::engine::fingerprints(pipeline, ns, &mut files).map_err(Error::failed)?;
     if files.changed {
@@ -720,14 +719,15 @@ fn store_checkpoints(
             ns.put_checkpoint(map, &crate::state::Checkpoint { base: None, ..old })?;
         }
         if base.is_some() {
+            let started = Instant::now();
             match &docs.partial {
                 None => ns.write_outputs(map, true, docs.outputs.iter().map(|((k, id), o)| (*k, &**id, Some(o))))?,
                 Some(p) => {
                     ns.write_outputs(map, false, p.evaluated.iter().map(|key| (key.0, &*key.1, docs.outputs.get(key))))?
                 }
             }
+            tracing::debug!(elapsed_ms = started.elapsed().as_millis() as u64, "map outputs written");
         }
-        tracing::debug!(elapsed_ms = t0.elapsed().as_millis() as u64, "map outputs written");
         let checkpoint = crate::state::Checkpoint {
             // Without one (an API source) the checkpoint serves incremental plans only.
             fingerprint: fps[idx].clone().unwrap_or_default(),

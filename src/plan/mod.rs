@@ -359,16 +359,13 @@ fn plan_catalog(pipeline: &CompiledPipeline, state: &State, opts: &PlanOptions) 
             }
         };
         tracing::debug!(elapsed_ms = started.elapsed().as_millis() as u64, "records read");
-        let full_record = |kind: ItemKind, id: &str| match whole {
-            true => records.get(&(kind, id.to_string())).cloned(),
-            false => ns.record(&stage.name, kind, id).ok().flatten(),
-        };
+        let full_record = |kind: ItemKind, id: &str| ns.record(&stage.name, kind, id).ok().flatten();
         let mut export_changes = ExportPlanner {
             pipeline,
             export: &stage.name,
             docs,
             records: &records,
-            full_record: &full_record,
+            full_record: (!whole).then_some(&full_record as &ReadRecord),
             refresh: opts.refresh,
             config_changed,
             errored: evaluation.errors.iter().map(|e| (e.kind, e.source_id.clone())).collect(),
@@ -690,15 +687,20 @@ fn order_key(c: &Change) -> (u8, ItemKind, u8, usize, &str) {
     (group, c.kind, create, c.source_id.len(), &c.source_id)
 }
 
+/// Reads an item's whole record from the state.
+type ReadRecord<'a> = dyn Fn(ItemKind, &str) -> Option<ExportRecord> + 'a;
+
 /// Plans one export stage.
 struct ExportPlanner<'a> {
     pipeline: &'a CompiledPipeline,
     export: &'a str,
     docs: &'a Arc<DocSet>,
-    /// Records without their field hashes (see [`Namespace::record_heads`]).
+    /// Records, without their field hashes when `full_record` is given (see
+    /// [`Namespace::record_heads`]).
     records: &'a BTreeMap<(ItemKind, String), ExportRecord>,
-    /// The whole record of an item, field hashes included (read for the items that changed).
-    full_record: &'a dyn Fn(ItemKind, &str) -> Option<ExportRecord>,
+    /// The whole record of an item, field hashes included (read for the items that changed);
+    /// `None`: `records` are whole already.
+    full_record: Option<&'a ReadRecord<'a>>,
     refresh: bool,
     config_changed: bool,
     errored: HashSet<(ItemKind, String)>,
@@ -843,7 +845,7 @@ impl ExportPlanner<'_> {
             debug_assert!(false, "{} {id}: changed, and its document was not kept", kind.singular());
             return Difference::Changed(Vec::new());
         };
-        match (self.full_record)(kind, id) {
+        match self.full_record.and_then(|read| read(kind, id)) {
             Some(full) => self.diff.diff(&full, hash, doc),
             None => self.diff.diff(head, hash, doc),
         }

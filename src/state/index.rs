@@ -173,9 +173,6 @@ impl Namespace<'_> {
         Ok(self.indexed_many(tree, parts, [key])?.remove(key))
     }
 
-    /// The values of `keys` in the index at `parts`, reading each bucket once and decoding, on
-    /// both cores, only the entries asked for (a bucket holds a few dozen; the rest are skipped
-    /// unparsed into values).
     /// The key of bucket `bucket` of the index at `parts`.
     fn bucket_key(&self, parts: &[&str], bucket: &str) -> Vec<u8> {
         let mut full = parts.to_vec();
@@ -183,6 +180,9 @@ impl Namespace<'_> {
         self.key(&full)
     }
 
+    /// The values of `keys` in the index at `parts`, reading each bucket once and decoding, on
+    /// both cores, only the entries asked for (a bucket holds a few dozen; the rest are skipped
+    /// unparsed into values).
     fn indexed_many<'k, V: DeserializeOwned + Send>(
         &self,
         tree: &str,
@@ -461,7 +461,7 @@ impl Namespace<'_> {
             }
             for (kind, items) in by_kind {
                 for (b, value) in encode_buckets(items) {
-                    batch.insert(self.key(&[map, OUTPUT, kind.singular(), &b]), value);
+                    batch.insert(self.bucket_key(&[map, OUTPUT, kind.singular()], &b), value);
                 }
             }
             let pairs = |edits: Vec<Edit>| edits.into_iter().map(|e| (e.key, e.member)).collect();
