@@ -12,3 +12,12 @@ catalog() {
   # that reads them; the pause keeps `gen`'s just-written file from charging that re-read to a plan.
   sleep 2.5
 }
+
+# `bench_catalog NAME SIZE`: builds catsync (`$bin`), then makes `$work` (bench/work/NAME-SIZE)
+# with `catalog`. The preamble of the scripts that measure whole runs.
+bench_catalog() {
+  work="bench/work/$1-$2"
+  cargo build --release --quiet --bin catsync
+  bin=target/release/catsync
+  catalog "$work" "$2"
+}

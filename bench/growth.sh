@@ -8,11 +8,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 size="${1:-L}"
 runs="${2:-20}"
-work="bench/work/growth-$size"
-cargo build --release --quiet --bin catsync
-bin=target/release/catsync
 source bench/catalog.sh
-catalog "$work" "$size"
+bench_catalog growth "$size"
 
 disk() { du -sb "$work/state" | cut -f1; }
 row() { # label

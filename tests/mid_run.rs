@@ -62,6 +62,28 @@ fn a_rename_arriving_mid_run_reaches_the_store() {
     assert!(plan.stdout.contains("No changes"), "{}", plan.stdout);
 }
 
+#[test]
+fn a_merge_evaluates_only_what_the_new_export_touches_and_the_next_plan_stays_incremental() {
+    let params = PARAMS.replace("poll_interval: 0s", "poll_interval: 100ms");
+    let (_s, p, child) = running_delta(&params, "01-rename-category.json");
+    drop_export(&p, "04-status-draft.json", &fixture("04-status-draft.json"));
+    let out = finish(child);
+    assert_eq!(out.code, 0, "{}\n{}", out.stderr, out.stdout);
+    // Product 2012 and the six categories (every category is evaluated), of 16 items.
+    let notes = last_run(&p)["notes"].to_string();
+    assert!(notes.contains("from new source export (1717004000) into the queue (7 items evaluated)"), "{notes}");
+    assert!(p.cli(&["plan", "p.yaml"]).stdout.contains("No changes"), "both exports reached the store");
+    // The merge moved the incremental base: the next export is planned from it, as a full
+    // evaluation plans it.
+    p.source("06-delete-product.json");
+    let plan = p.cli(&["-vv", "plan", "p.yaml"]);
+    assert!(plan.stderr.contains("delta decoded"), "{}", plan.stderr);
+    let full = p.cli(&["plan", "--full", "p.yaml"]);
+    let body = |text: &str| text.lines().skip(1).collect::<Vec<_>>().join("\n");
+    assert_eq!(body(&plan.stdout), body(&full.stdout));
+    assert!(plan.stdout.contains("delete"), "{}", plan.stdout);
+}
+
 /// The full fixture with its rows replaced: `rows` maps a table to its new rows.
 fn export_with(time: i64, action: &str, rows: &[(&str, Value)]) -> String {
     let mut v: Value = serde_json::from_str(&fixture("00-full.json")).unwrap();

@@ -2,13 +2,14 @@
 //! exports a plan, planning again finds nothing to do (R02, R06) — whatever the catalog, the scope
 //! settings and the changes; and before each run, the default plan (which may reuse what earlier
 //! runs stored) equals a full evaluation of every stage, change for change, error for error.
+//! Deltas also arrive while a run exports (R04, merged incrementally), with a crash in between.
 
 use std::collections::BTreeMap;
 use std::path::Path;
 
 use catsync::config::secret::ProcessEnv;
 use catsync::config::{load, LoadOptions};
-use catsync::executor::{execute, RunRequest, Silent};
+use catsync::executor::{execute, Proceed, Progress, RunRequest, Silent};
 use catsync::plan::{plan, Action, Change, KeepDocuments, Plan, PlanOptions};
 use catsync::stages::ItemKind;
 use catsync::state::{RunMode, State};
@@ -790,12 +791,18 @@ impl Project {
 fn run_then_plan_is_empty(dir: &Path) -> Result<(), TestCaseError> {
     let file = dir.join("p.yaml");
     let opts = PlanOptions { allow_mass_delete: true, ..PlanOptions::default() };
-    let request = RunRequest { mode: RunMode::Incremental, options: opts.clone(), resume: false, plan_file: None };
+    let request = RunRequest { mode: RunMode::Incremental, options: opts, resume: false, plan_file: None };
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     runtime
         .block_on(execute(compiled(&file)?, &dir.join(".catsync"), request, &Silent))
         .map_err(|e| TestCaseError::fail(e.to_string()))?;
-    let pipeline = compiled(&file)?;
+    plan_is_empty(dir)
+}
+
+/// The default plan, and a full evaluation, find nothing to do.
+fn plan_is_empty(dir: &Path) -> Result<(), TestCaseError> {
+    let opts = PlanOptions { allow_mass_delete: true, ..PlanOptions::default() };
+    let pipeline = compiled(&dir.join("p.yaml"))?;
     let state = State::open(&dir.join(".catsync")).unwrap();
     let again = plan(&pipeline, &state, &opts).unwrap().plan;
     prop_assert_eq!(again.summary.total.actionable(), 0, "changes after a run: {:#?}", again.changes);
@@ -924,6 +931,100 @@ proptest! {
             plan_equals_full_evaluation(project.path(), n + 1)?;
             run_then_plan_is_empty(project.path())?;
         }
+    }
+}
+
+/// Drops one delta of its list into the project's source at each batch boundary of a run (the
+/// run merges it right there: `poll_interval` is 0), and drops the run as a crash would at
+/// boundary `crash_at`.
+struct DeltasMidRun {
+    project: std::sync::Mutex<Project>,
+    deltas: std::sync::Mutex<std::collections::VecDeque<Delta>>,
+    crash_at: Option<u32>,
+}
+
+impl Progress for DeltasMidRun {
+    fn start(&self, _: u64) {}
+    fn advance(&self, _: u64, _: u64) {}
+    fn finish(&self) {}
+
+    fn at_boundary(&self, batches: u32, _: &[&Change]) -> Proceed {
+        if batches == 0 {
+            return Proceed::Continue;
+        }
+        if self.crash_at == Some(batches) {
+            return Proceed::Abort;
+        }
+        if let Some(d) = self.deltas.lock().unwrap().pop_front() {
+            self.project.lock().unwrap().delta(&d);
+        }
+        Proceed::Continue
+    }
+}
+
+/// Runs the project's pipeline with `progress` (resuming the unfinished run, if any); the notes
+/// of the run.
+fn run_with(dir: &Path, progress: &DeltasMidRun) -> Result<Vec<String>, TestCaseError> {
+    let file = dir.join("p.yaml");
+    let options = PlanOptions { allow_mass_delete: true, ..PlanOptions::default() };
+    let request = RunRequest { mode: RunMode::Incremental, options, resume: false, plan_file: None };
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    match runtime.block_on(execute(compiled(&file)?, &dir.join(".catsync"), request, progress)) {
+        Ok(outcome) => Ok(outcome.run.notes),
+        // The crash `progress` asked for.
+        Err(e) if e.to_string().contains("abort") => Ok(Vec::new()),
+        Err(e) => Err(TestCaseError::fail(e.to_string())),
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 24, failure_persistence: None, ..ProptestConfig::default() })]
+
+    /// R04 merged incrementally: deltas that arrive while a run exports (one per batch), with or
+    /// without a crash and a resume between them, leave what a full evaluation leaves: nothing to
+    /// do once the run ends, and a base the next incremental plan can trust.
+    #[test]
+    fn deltas_merged_while_a_run_exports_leave_what_a_full_evaluation_leaves(
+        c in catalog(),
+        config in config(),
+        first in delta(),
+        arriving in vec(delta(), 1..4),
+        crash_at in prop::option::weighted(0.3, 1u32..4),
+        after in delta(),
+    ) {
+        let mut config = config;
+        // The merges' own guard is not what this is about.
+        config.0.insert(Knob::MaxDeleteFraction, "1");
+        let mut project = Project::new(c, config);
+        let dir = project.path().to_path_buf();
+        // One change per batch, and a poll at every boundary.
+        let text = std::fs::read_to_string(dir.join("p.yaml")).unwrap();
+        let text = text.replacen("parameters:", "parameters:\n  batch_size: 1\n  poll_interval: 0s", 1);
+        std::fs::write(dir.join("p.yaml"), text).unwrap();
+        run_then_plan_is_empty(&dir)?;
+        project.delta(&first);
+        let progress = DeltasMidRun {
+            project: std::sync::Mutex::new(project),
+            deltas: std::sync::Mutex::new(arriving.into_iter().collect()),
+            crash_at,
+        };
+        let mut notes = run_with(&dir, &progress)?;
+        let progress = match crash_at {
+            Some(_) => {
+                let resumed = DeltasMidRun { crash_at: None, ..progress };
+                notes.extend(run_with(&dir, &resumed)?);
+                resumed
+            }
+            None => progress,
+        };
+        let mut project = progress.project.into_inner().unwrap();
+        // Every delta dropped was merged and sent: nothing is left to do, and the plan that
+        // starts from the base the merges moved says so.
+        plan_equals_full_evaluation(&dir, 1)?;
+        plan_is_empty(&dir).map_err(|e| TestCaseError::fail(format!("{e}\nrun notes: {notes:#?}")))?;
+        project.delta(&after);
+        plan_equals_full_evaluation(&dir, 2)?;
+        run_then_plan_is_empty(&dir)?;
     }
 }
 

@@ -164,6 +164,7 @@ pub fn planned(
         ignore_checkpoints: !only.is_empty() || full,
         refresh_store,
         documents,
+        within_run: false,
     };
     let planned = plan(pipeline, state, &opts)?;
     let ns = state.namespace(&pipeline.name, pipeline.environment.as_deref());

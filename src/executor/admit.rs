@@ -28,9 +28,29 @@ pub(super) struct Rules<'a> {
     pub records: &'a dyn Fn(&str) -> u64,
     /// Parked failures by item (incremental runs leave a parked item alone until it changes).
     pub parked: &'a HashMap<Key, Failure>,
-    /// The plan covers every item: queued items it has no change for are withdrawn (a plan made
-    /// with `--only` or `--limit`, or a saved plan, covers only what it lists).
-    pub complete: bool,
+    /// The items the plan speaks for: a queued one it has no change for is withdrawn.
+    pub covers: Covers<'a>,
+}
+
+/// Which items a plan speaks for, the queued ones it has no change for included.
+pub(super) enum Covers<'a> {
+    /// Every item (a whole plan).
+    Everything,
+    /// Only those it lists: a plan made with `--only` or `--limit`, a saved plan, a refresh's.
+    Listed,
+    /// Those an incremental evaluation evaluated (by export, kind and id): every other item is
+    /// as the plan the queue came from left it, and its queued change stays.
+    Evaluated(&'a dyn Fn(&str, ItemKind, &str) -> bool),
+}
+
+impl Covers<'_> {
+    fn includes(&self, (export, kind, id): &Key) -> bool {
+        match self {
+            Covers::Everything => true,
+            Covers::Listed => false,
+            Covers::Evaluated(evaluated) => evaluated(export, *kind, id),
+        }
+    }
 }
 
 /// What an admission did.
@@ -100,7 +120,7 @@ pub(super) struct Refused(pub String);
 /// 2. a change of an item parked with the same document is left out;
 /// 3. a queued item gets the newer change (a create whose item was deleted or left scope at the
 ///    source, or that is `skipped`, is withdrawn; an update becomes the delete or archive);
-///    with a `complete` plan, a queued item the plan has no change for is withdrawn;
+///    a queued item the plan covers (see [`Covers`]) and has no change for is withdrawn;
 /// 4. new changes are appended, and the queue is put back in export order.
 pub(super) fn admit(
     changes: &[Change],
@@ -142,7 +162,7 @@ pub(super) fn admit(
             }
             Some(_) => admitted.withdrawn.push(label(&entry.change)),
             None if left_alone.contains(&k) => {}
-            None if rules.complete => admitted.withdrawn.push(label(&entry.change)),
+            None if rules.covers.includes(&k) => admitted.withdrawn.push(label(&entry.change)),
             None => kept.push_back(entry),
         }
     }
@@ -225,7 +245,7 @@ mod tests {
     }
 
     fn rules<'a>(parked: &'a HashMap<Key, Failure>, records: &'a dyn Fn(&str) -> u64) -> Rules<'a> {
-        Rules { max_delete_fraction: 0.2, allow_mass_delete: false, records, parked, complete: true }
+        Rules { max_delete_fraction: 0.2, allow_mass_delete: false, records, parked, covers: Covers::Everything }
     }
 
     #[test]
@@ -245,6 +265,31 @@ mod tests {
         let ids: Vec<(&str, Option<&str>)> =
             queue.iter().map(|e| (e.change.source_id.as_str(), e.change.hash_after.as_deref())).collect();
         assert_eq!(ids, [("2", Some("c")), ("3", Some("d"))]);
+    }
+
+    #[test]
+    fn an_incremental_plan_withdraws_only_among_the_items_it_evaluated() {
+        let parked = HashMap::new();
+        let records = |_: &str| 100;
+        let mut queue: Queue = ["1", "2", "3"]
+            .into_iter()
+            .enumerate()
+            .map(|(i, id)| QueueEntry::new(i as u64, change(id, Action::Update, "old")))
+            .collect();
+        let mut next = 3;
+        // Items 2 and 3 were evaluated: 2 is back to what the store has (no change), 3 changed
+        // again; item 1 was not evaluated, so its queued update is not the plan's to withdraw.
+        let evaluated = |_: &str, _: ItemKind, id: &str| id != "1";
+        let incremental = Rules { covers: Covers::Evaluated(&evaluated), ..rules(&parked, &records) };
+        let done = admit(&[change("3", Action::Update, "new")], &mut queue, &mut next, &incremental).unwrap();
+        assert_eq!(done.withdrawn, ["product 2"]);
+        let ids: Vec<(&str, Option<&str>)> =
+            queue.iter().map(|e| (e.change.source_id.as_str(), e.change.hash_after.as_deref())).collect();
+        assert_eq!(ids, [("1", Some("old")), ("3", Some("new"))]);
+        // The same plan as a whole plan withdraws item 1 too.
+        let whole = Rules { covers: Covers::Everything, ..incremental };
+        let done = admit(&[change("3", Action::Update, "new")], &mut queue, &mut next, &whole).unwrap();
+        assert_eq!(done.withdrawn, ["product 1"]);
     }
 
     #[test]

@@ -7,6 +7,7 @@
 //! (R05) replaces the queue, also when it is asked for while a run exports.
 
 mod admit;
+mod base;
 mod target;
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
@@ -30,7 +31,8 @@ use crate::state::{
     ExportRecord, Failure, Namespace, PinnedConfig, QueueEntry, RenderQueued, RunError, RunMode, RunRecord, RunStatus,
     State, MAX_ATTEMPTS,
 };
-use admit::{admit, Admitted, Refused, Rules};
+use admit::{admit, Admitted, Covers, Refused, Rules};
+use base::{store_checkpoints, BaseFrom};
 use target::{Records, Target};
 
 /// A run's queue, in export order: deletions first, then collections, then products.
@@ -199,10 +201,10 @@ async fn run_pipeline(
     let mut first_note = 0;
     // A new run hands its queue over in memory; a resumed one reads it from the state.
     // A resumed run has not read the sources yet (no signature): its first poll plans.
-    let (pipeline, mut run, queue, signature) = match (mode, unfinished) {
+    let (pipeline, mut run, queue, signature, base_kept) = match (mode, unfinished) {
         (RunMode::Refresh, previous) => {
             let started = begin_refresh(&current, &state, &ns, previous, &req.options, notes)?;
-            (current, started.run, Some(started.queue), started.signature)
+            (current, started.run, Some(started.queue), started.signature, started.base_kept)
         }
         (mode, Some(run)) => {
             let pinned_raw = run.pinned.raw.read().map_err(|e| {
@@ -246,7 +248,8 @@ async fn run_pipeline(
             run.notes.push(format!("resumed at {} with the configuration it started with", now_rfc3339()));
             ns.put_run(&run)?;
             state.flush()?;
-            (pinned, run, None, None)
+            // Its first merge plans everything (and makes a base for the next ones).
+            (pinned, run, None, None, false)
         }
         (_, None) if req.resume => {
             return Err(Error::failed(format!(
@@ -256,12 +259,13 @@ async fn run_pipeline(
         }
         (mode, None) => {
             let started = start_run(&current, &state, &ns, mode, &req.options, req.plan_file.as_ref(), notes)?;
-            (current, started.run, Some(started.queue), started.signature)
+            (current, started.run, Some(started.queue), started.signature, started.base_kept)
         }
     };
     tracing::Span::current().record("run_id", run.id.as_str());
     let mut exporter = Exporter::new(connections.apply(pipeline), &state, &ns, &control, progress);
     exporter.signature = signature;
+    exporter.base_kept = base_kept;
     let mut queue = match queue {
         Some(q) => q,
         // Held as heads: each batch reads its documents back.
@@ -287,6 +291,7 @@ async fn run_pipeline(
                 let started = begin_refresh(&fresh, &state, &ns, Some(run), &req.options, notes)?;
                 exporter = Exporter::new(fresh, &state, &ns, &control, progress);
                 exporter.signature = started.signature;
+                exporter.base_kept = started.base_kept;
                 first_note = 0;
                 run = started.run;
                 tracing::Span::current().record("run_id", run.id.as_str());
@@ -476,6 +481,8 @@ struct Started {
     run: RunRecord,
     queue: Queue,
     signature: Option<String>,
+    /// The run stored an incremental base its merges can move (see [`base`]).
+    base_kept: bool,
 }
 
 /// Plans, then makes the run durable: queue, record with the pinned configuration, source
@@ -511,7 +518,7 @@ fn start_run(
         allow_mass_delete: opts.allow_mass_delete || mode == RunMode::Refresh,
         records: &records,
         parked: &parked,
-        complete: true,
+        covers: Covers::Everything,
     };
     let admitted = admit(changes, &mut queue, &mut next_seq, &rules)
         .map_err(|Refused(why)| Error::failed(format!("refusing to run: {why}")))?;
@@ -569,13 +576,15 @@ fn start_run(
     if !queue.is_empty() {
         state.flush()?;
     }
+    let mut base_kept = false;
     if before.is_some() && source_signature(pipeline) == before {
         // Only a whole plan, queued as planned, leaves the records an incremental plan can trust.
         let whole = mode == RunMode::Incremental && plan_file.is_none() && opts.only.is_empty() && opts.limit.is_none();
-        store_checkpoints(pipeline, ns, &planned.evaluation, &planned.plan, whole)?;
+        let from = if whole { BaseFrom::Plan(&planned.plan) } else { BaseFrom::Nothing };
+        base_kept = store_checkpoints(pipeline, ns, &planned.evaluation, from)?;
         tracing::debug!(elapsed_ms = started_at.elapsed().as_millis() as u64, "checkpoints stored");
     }
-    Ok(Started { run, queue, signature: before })
+    Ok(Started { run, queue, signature: before, base_kept })
 }
 
 /// Writes `queue` whole into the state (see [`Namespace::replace_queue`]; `render` makes the
@@ -690,92 +699,29 @@ fn persist_sources(ns: &Namespace, evaluation: &Evaluation) -> Result<(), Error>
     Ok(())
 }
 
-/// Stores each evaluated `map` stage's checkpoint against the state as it is now: the
-/// fingerprint of its inputs and configuration, the digest of its documents, its errors, and —
-/// when `plan` is the whole plan this run queued (`whole`) — its per-item outputs and the base an
-/// incremental plan starts from once the queue is sent.
-fn store_checkpoints(
-    pipeline: &CompiledPipeline,
-    ns: &Namespace,
-    evaluation: &Evaluation,
-    plan: &Plan,
-    whole: bool,
-) -> Result<(), Error> {
-    let mut files: crate::engine::FileHashes = ns.meta("file_hashes")?.unwrap_or_default();
-    let fps = crate::engine::fingerprints(pipeline, ns, &mut files).map_err(Error::failed)?;
-    if files.changed {
-        ns.set_meta("file_hashes", &files)?;
-    }
-    let whole = whole && plan.changes.iter().all(|c| c.skipped.is_none());
-    for (idx, out) in evaluation.outputs.iter().enumerate() {
-        let Data::Documents(docs) = out else { continue };
-        let map = &pipeline.stages[idx].name;
-        let base = if whole { delta_base(pipeline, ns, idx, plan)? } else { None };
-        if base.is_none() && fps[idx].is_none() {
-            continue;
-        }
-        // The stored outputs change below: the old base no longer stands for them.
-        if let Some(old) = ns.checkpoint(map)?.filter(|cp| cp.base.is_some()) {
-            ns.put_checkpoint(map, &crate::state::Checkpoint { base: None, ..old })?;
-        }
-        if base.is_some() {
-            let started = Instant::now();
-            match &docs.partial {
-                None => ns.write_outputs(map, true, docs.outputs.iter().map(|((k, id), o)| (*k, &**id, Some(o))))?,
-                Some(p) => {
-                    ns.write_outputs(map, false, p.evaluated.iter().map(|key| (key.0, &*key.1, docs.outputs.get(key))))?
-                }
-            }
-            tracing::debug!(elapsed_ms = started.elapsed().as_millis() as u64, "map outputs written");
-        }
-        let checkpoint = crate::state::Checkpoint {
-            // Without one (an API source) the checkpoint serves incremental plans only.
-            fingerprint: fps[idx].clone().unwrap_or_default(),
-            digest: Some(docs.digest()),
-            errors: evaluation.errors.clone(),
-            base,
-        };
-        ns.put_checkpoint(map, &checkpoint)?;
-    }
-    Ok(())
+/// The categories and products an incremental evaluation evaluated, by the export they feed.
+struct Evaluated<'e> {
+    by_export: HashMap<String, &'e std::collections::BTreeSet<(ItemKind, Arc<str>)>>,
+    /// How many, over every `map` stage.
+    count: usize,
 }
 
-/// The base of `map`'s checkpoint: the configuration, the cursors, and the records each export
-/// it feeds holds once this plan is applied (its digest now, with each change's record swapped).
-fn delta_base(
-    pipeline: &CompiledPipeline,
-    ns: &Namespace,
-    map: usize,
-    plan: &Plan,
-) -> Result<Option<crate::state::DeltaBase>, Error> {
-    let map_name = &pipeline.stages[map].name;
-    let mut records = BTreeMap::new();
-    for (idx, export) in pipeline.stages.iter().enumerate().filter(|(_, s)| s.compiled.is_export()) {
-        if pipeline.inputs_of(idx).first() != Some(&map_name.as_str()) {
-            continue;
-        }
-        let mut digest = ns.records_digest(&export.name)?;
-        for c in plan.changes.iter().filter(|c| c.export == export.name) {
-            if c.hash_before.is_some() {
-                if let Some(old) = ns.record(&export.name, c.kind, &c.source_id)? {
-                    digest.remove(c.kind, &c.source_id, &old.hash, old.archived);
-                }
-            }
-            match (c.action, &c.hash_after) {
-                (Action::Delete, _) => {}
-                (action, Some(hash)) => digest.add(c.kind, &c.source_id, hash, action == Action::Archive),
-                (_, None) => return Ok(None),
-            }
-        }
-        records.insert(export.name.clone(), digest);
+/// What `evaluation` evaluated when it was incremental; `None` when it evaluated everything.
+fn evaluated_items<'e>(pipeline: &CompiledPipeline, evaluation: &'e Evaluation) -> Option<Evaluated<'e>> {
+    let mut by_export = HashMap::new();
+    for (idx, stage) in pipeline.stages.iter().enumerate().filter(|(_, s)| s.compiled.is_export()) {
+        let partial = evaluation.documents_for(pipeline, idx)?.partial.as_ref()?;
+        by_export.insert(stage.name.clone(), &partial.evaluated);
     }
-    let mut cursors = BTreeMap::new();
-    for stage in &pipeline.stages {
-        if matches!(stage.compiled, CompiledStage::SalesLayer(_)) {
-            cursors.insert(stage.name.clone(), ns.cursor(&stage.name)?);
-        }
-    }
-    Ok(Some(crate::state::DeltaBase { config_digest: config_digest(pipeline), cursors, records }))
+    let count = evaluation
+        .outputs
+        .iter()
+        .filter_map(|out| match out {
+            Data::Documents(docs) => docs.partial.as_ref().map(|p| p.evaluated.len()),
+            _ => None,
+        })
+        .sum();
+    Some(Evaluated { by_export, count })
 }
 
 /// The live status a running export publishes.
@@ -802,6 +748,9 @@ struct Exporter<'a> {
     pipeline: CompiledPipeline,
     /// The sources' signature before the last plan (see [`source_signature`]).
     signature: Option<String>,
+    /// This process stored the checkpoints' incremental base and has kept it in step with every
+    /// merge since: the next merge may plan incrementally (a resumed run plans its first one whole).
+    base_kept: bool,
     state: &'a State,
     ns: &'a Namespace<'a>,
     control: &'a Control,
@@ -836,7 +785,7 @@ impl<'a> Exporter<'a> {
         control: &'a Control,
         progress: &'a dyn Progress,
     ) -> Exporter<'a> {
-        Exporter { pipeline, signature: None, state, ns, control, progress }
+        Exporter { pipeline, signature: None, base_kept: false, state, ns, control, progress }
     }
 
     /// Exports the queue until it is empty, paused, stopped by errors, or replaced by a refresh.
@@ -1148,6 +1097,10 @@ impl<'a> Exporter<'a> {
 
     /// R04: new source exports join the queue through the same admission as a run's start.
     /// Returns whether anything was read (also called once more when the queue is empty).
+    ///
+    /// While this process keeps the run's incremental base, the merge evaluates only what the new
+    /// exports touch and withdraws only among those items; the base then moves with it
+    /// ([`base`]), so the next merge, and the next plan once the run is done, are incremental too.
     fn merge(&mut self, run: &mut RunRecord, queue: &mut Queue, f: &mut Flight) -> Result<bool, Error> {
         f.last_poll = Instant::now();
         if run.mode == RunMode::Apply || f.refused_merge || run.selection.limit.is_some() {
@@ -1162,13 +1115,18 @@ impl<'a> Exporter<'a> {
         }
         let pipeline = &self.pipeline;
         // A run of `--only` items merges changes of those items (and their collections) only.
+        let keeps_base = run.mode == RunMode::Incremental && run.selection.only.is_empty();
+        let incremental = keeps_base && self.base_kept;
         let options = PlanOptions {
-            ignore_checkpoints: true,
+            ignore_checkpoints: !incremental,
+            within_run: incremental,
             only: run.selection.only.clone(),
             documents: KeepDocuments::Compared,
             ..PlanOptions::default()
         };
+        let started = Instant::now();
         let planned = plan(pipeline, self.state, &options)?;
+        tracing::debug!(elapsed_ms = started.elapsed().as_millis() as u64, incremental, "merge planned");
         let exports: Vec<i64> = planned.evaluation.updates.iter().flat_map(|u| u.exports.iter().map(|e| e.0)).collect();
         let tables_changed = planned.evaluation.updates.iter().any(|u| u.exports.is_empty() && !u.changes.is_empty());
         if exports.is_empty() && !tables_changed {
@@ -1179,18 +1137,40 @@ impl<'a> Exporter<'a> {
         let refresh = run.mode == RunMode::Refresh;
         let parked = if refresh { HashMap::new() } else { parked_failures(pipeline, self.ns)? };
         let records = |export: &str| self.ns.records_digest(export).map(|d| d.count).unwrap_or(0);
+        let evaluated = evaluated_items(pipeline, &planned.evaluation);
+        let covered = |export: &str, kind: ItemKind, id: &str| {
+            evaluated
+                .as_ref()
+                .is_some_and(|e| e.by_export.get(export).is_some_and(|set| set.contains(&(kind, Arc::from(id)))))
+        };
+        let covers = match (refresh, &evaluated) {
+            (true, _) => Covers::Listed,
+            (false, None) => Covers::Everything,
+            (false, Some(_)) => Covers::Evaluated(&covered),
+        };
+        // What was queued for the items evaluated: where the base moves them from.
+        let queued_before: HashMap<base::Key, base::Pending> = match &evaluated {
+            None => HashMap::new(),
+            Some(_) => queue
+                .iter()
+                .map(|e| &e.change)
+                .filter(|c| covered(&c.export, c.kind, &c.source_id))
+                .map(|c| ((c.export.clone(), c.kind, c.source_id.clone()), (c.action, c.hash_after.clone())))
+                .collect(),
+        };
         let rules = Rules {
             max_delete_fraction: pipeline.params.max_delete_fraction,
             allow_mass_delete: false,
             records: &records,
             parked: &parked,
-            complete: !refresh,
+            covers,
         };
         let what = format!(
             "new source export{} ({})",
             if exports.len() == 1 { "" } else { "s" },
             exports.iter().map(|t| t.to_string()).collect::<Vec<_>>().join(", ")
         );
+        let seqs_before: Vec<u64> = queue.iter().map(|e| e.seq).collect();
         let admitted: Admitted = match admit(&planned.plan.changes, queue, &mut f.next_seq, &rules) {
             Ok(a) => a,
             Err(Refused(why)) => {
@@ -1203,17 +1183,42 @@ impl<'a> Exporter<'a> {
                 return Ok(false);
             }
         };
+        // Only what the admission changed is written: the rest of the queue stays where it is.
+        let kept: std::collections::HashSet<u64> = queue.iter().map(|e| e.seq).collect();
+        let withdrawn: Vec<u64> = seqs_before.into_iter().filter(|seq| !kept.contains(seq)).collect();
         let render = render_queued(pipeline, &planned.evaluation);
-        store_queue(self.ns, queue, Some(&render))?;
+        self.ns.edit_queue(queue.make_contiguous(), &withdrawn, Some(&render))?;
+        queue.iter_mut().for_each(QueueEntry::keep_as_stored);
+        tracing::debug!(elapsed_ms = started.elapsed().as_millis() as u64, "merge queued");
         persist_sources(self.ns, &planned.evaluation)?;
+        tracing::debug!(elapsed_ms = started.elapsed().as_millis() as u64, "merge sources stored");
+        // The base moves with the merge, unless a file arrived while it planned (a checkpoint
+        // would stand for a file this merge never read).
+        let from = match &evaluated {
+            _ if !keeps_base || signature.is_none() || source_signature(pipeline) != signature => BaseFrom::Nothing,
+            None => BaseFrom::Plan(&planned.plan),
+            Some(_) => BaseFrom::Merge { plan: &planned.plan, queued: &queued_before },
+        };
+        self.base_kept =
+            !matches!(from, BaseFrom::Nothing) && store_checkpoints(pipeline, self.ns, &planned.evaluation, from)?;
+        if !self.base_kept {
+            base::drop_bases(pipeline, self.ns)?;
+        }
         self.signature = signature;
         let merged = admitted.added + admitted.replaced;
-        run.notes
-            .push(format!("merged {merged} change{} from {what} into the queue", if merged == 1 { "" } else { "s" },));
+        let how = match &evaluated {
+            Some(e) => format!("{} item{} evaluated", e.count, if e.count == 1 { "" } else { "s" }),
+            None => "every item evaluated".to_string(),
+        };
+        run.notes.push(format!(
+            "merged {merged} change{} from {what} into the queue ({how})",
+            if merged == 1 { "" } else { "s" },
+        ));
         run.notes.extend(admitted.describe());
         f.total += admitted.added as u64;
         self.ns.put_run(run)?;
         self.state.flush()?;
+        tracing::debug!(elapsed_ms = started.elapsed().as_millis() as u64, merged, "merge stored");
         Ok(true)
     }
 

@@ -219,6 +219,11 @@ pub struct PlanOptions {
     pub refresh_store: bool,
     /// Which documents a full evaluation keeps (an incremental one renders few and keeps them).
     pub documents: KeepDocuments,
+    /// Planned by a run for a mid-run merge (R04), from the incremental base the run keeps: its
+    /// queue is still bringing the records in line with that base, so they are not compared with
+    /// it (the run checks what it needs), and the run being unfinished does not stop the
+    /// incremental evaluation.
+    pub within_run: bool,
 }
 
 /// Which rendered documents a plan keeps once each is hashed and compared with its record: the
@@ -301,7 +306,7 @@ fn plan_catalog(pipeline: &CompiledPipeline, state: &State, opts: &PlanOptions) 
     let digest = config_digest(pipeline);
     let last_digest: Option<String> = ns.meta("config_digest")?;
     let config_changed = last_digest.as_ref().is_some_and(|d| *d != digest);
-    if !opts.refresh && !config_changed && !opts.ignore_checkpoints {
+    if !opts.refresh && !config_changed && !opts.ignore_checkpoints && !opts.within_run {
         if let Some(planned) = plan_from_checkpoints(pipeline, &ns, &digest)? {
             return Ok(planned);
         }
@@ -311,25 +316,26 @@ fn plan_catalog(pipeline: &CompiledPipeline, state: &State, opts: &PlanOptions) 
     // A full evaluation compares every item with its export's records: read first, so that
     // only the documents the plan needs are kept as they are rendered.
     let mut heads: BTreeMap<String, BTreeMap<(ItemKind, String), ExportRecord>> = BTreeMap::new();
-    let evaluation = match incremental.then(|| delta_evaluation(pipeline, &ns, &digest)).transpose()?.flatten() {
-        Some(evaluation) => evaluation,
-        None if opts.documents == KeepDocuments::All => evaluate(pipeline, &ns, crate::engine::Read::Since)?,
-        None => {
-            for stage in pipeline.stages.iter().filter(|s| s.compiled.is_export()) {
-                heads.insert(stage.name.clone(), ns.record_heads(&stage.name)?);
+    let evaluation =
+        match incremental.then(|| delta_evaluation(pipeline, &ns, &digest, opts.within_run)).transpose()?.flatten() {
+            Some(evaluation) => evaluation,
+            None if opts.documents == KeepDocuments::All => evaluate(pipeline, &ns, crate::engine::Read::Since)?,
+            None => {
+                for stage in pipeline.stages.iter().filter(|s| s.compiled.is_export()) {
+                    heads.insert(stage.name.clone(), ns.record_heads(&stage.name)?);
+                }
+                // What `ExportPlanner::changes` does with each item: no record, a create; a record
+                // with another hash (or a forced refresh), an update compared field by field.
+                let keep = |kind: ItemKind, id: &str, hash: &str| {
+                    let key = (kind, id.to_string());
+                    heads.values().any(|records| match records.get(&key) {
+                        None => opts.documents == KeepDocuments::Changed,
+                        Some(record) => opts.refresh || record.hash != hash,
+                    })
+                };
+                crate::engine::evaluate_keeping(pipeline, &ns, crate::engine::Read::Since, Some(&keep))?
             }
-            // What `ExportPlanner::changes` does with each item: no record, a create; a record
-            // with another hash (or a forced refresh), an update compared field by field.
-            let keep = |kind: ItemKind, id: &str, hash: &str| {
-                let key = (kind, id.to_string());
-                heads.values().any(|records| match records.get(&key) {
-                    None => opts.documents == KeepDocuments::Changed,
-                    Some(record) => opts.refresh || record.hash != hash,
-                })
-            };
-            crate::engine::evaluate_keeping(pipeline, &ns, crate::engine::Read::Since, Some(&keep))?
-        }
-    };
+        };
     tracing::debug!(elapsed_ms = started.elapsed().as_millis() as u64, "pipeline evaluated");
 
     let mut changes = Vec::new();
@@ -483,12 +489,16 @@ fn plan_catalog(pipeline: &CompiledPipeline, state: &State, opts: &PlanOptions) 
 /// The incremental evaluation, when every `map` stage's checkpoint has a base that still holds:
 /// the same configuration, the sources' cursors where it left them, each export's records as
 /// its run left them, and no run unfinished. `None`: evaluate everything.
+///
+/// `within_run`: the unfinished run plans its own merge; its queue is still sending what the base
+/// stands for, so the records are not compared (the run keeps the base only while it holds).
 fn delta_evaluation(
     pipeline: &CompiledPipeline,
     ns: &Namespace,
     digest: &str,
+    within_run: bool,
 ) -> Result<Option<Evaluation>, PlanError> {
-    if ns.unfinished_run()?.is_some() {
+    if !within_run && ns.unfinished_run()?.is_some() {
         return Ok(None);
     }
     let mut checkpoints = BTreeMap::new();
@@ -513,7 +523,7 @@ fn delta_evaluation(
                 return Ok(None);
             }
         }
-        if base.records.get(&stage.name) != Some(&ns.records_digest(&stage.name)?) {
+        if !within_run && base.records.get(&stage.name) != Some(&ns.records_digest(&stage.name)?) {
             return Ok(None);
         }
         checkpoints.insert(map, cp);

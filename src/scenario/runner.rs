@@ -364,6 +364,7 @@ impl<'a> Runner<'a> {
             ignore_checkpoints: false,
             refresh_store: false,
             documents: Default::default(),
+            within_run: false,
         };
         let Some(planned) = self.plan_now(pipeline, &opts, obs)? else { return Ok(()) };
         obs.exit = Some(if options.detailed_exitcode && planned.has_changes() { 2 } else { 0 });

@@ -997,31 +997,7 @@ impl Namespace<'_> {
         let corrupt = |e: sled::Error| self.state.corrupt(e);
         let tree = self.state.tree("queue")?;
         let live = self.live_queue()?;
-        let value = |e: &QueueEntry| -> Result<Vec<u8>, StateError> {
-            if e.stored {
-                return match tree.get(self.queue_key(live, e.seq)).map_err(corrupt)? {
-                    Some(bytes) => Ok(bytes.to_vec()),
-                    None => Err(self.state.corrupt(format!("queued change {} is missing", e.seq))),
-                };
-            }
-            let rendered = match render {
-                Some(render) if e.change.document.is_none() => render(&e.change),
-                _ => None,
-            };
-            let bytes = match rendered {
-                None => serde_json::to_vec(e),
-                // Rendering is deterministic: the document is the one the plan hashed.
-                Some(Ok(doc)) => {
-                    let change = crate::plan::Change { document: Some(doc), ..e.change.clone() };
-                    serde_json::to_vec(&QueueEntry::new(e.seq, change))
-                }
-                Some(Err(detail)) => {
-                    let item = format!("{} {}", e.change.kind.singular(), e.change.source_id);
-                    return Err(StateError::Unrendered { item, detail });
-                }
-            };
-            bytes.map_err(|e| self.state.corrupt(e))
-        };
+        let value = |e: &QueueEntry| self.queued_value(&tree, live, e, render);
         let encode = |range: &str, part: &[QueueEntry]| -> Result<Vec<writes::Entry>, StateError> {
             part.par_iter().map(|e| Ok((self.queue_key(range, e.seq), value(e)?))).collect()
         };
@@ -1055,6 +1031,72 @@ impl Namespace<'_> {
             chunks.remove(k.to_vec()).map_err(corrupt)?;
         }
         chunks.finish().map_err(corrupt)
+    }
+
+    /// Edits the live queue in place, in one atomic batch: writes each entry not held as
+    /// [`QueueEntry::stored`] (its document made by `render` when it has none, as
+    /// [`Namespace::replace_queue`] does) and removes the changes `removed`. What a merge changes
+    /// in a run's queue, without copying the rest of it; an edit of more than a chunk (a batch is
+    /// held in memory until applied) replaces the queue instead.
+    pub fn edit_queue(
+        &self,
+        entries: &[QueueEntry],
+        removed: &[u64],
+        render: Option<&RenderQueued>,
+    ) -> Result<(), StateError> {
+        use rayon::prelude::*;
+        let written: Vec<&QueueEntry> = entries.iter().filter(|e| !e.stored).collect();
+        if written.len() + removed.len() > writes::chunk_keys() {
+            return self.replace_queue(entries, render);
+        }
+        let tree = self.state.tree("queue")?;
+        let live = self.live_queue()?;
+        let values: Vec<(Vec<u8>, Vec<u8>)> = written
+            .par_iter()
+            .map(|e| Ok((self.queue_key(live, e.seq), self.queued_value(&tree, live, e, render)?)))
+            .collect::<Result<_, StateError>>()?;
+        let mut writes = Writes::default();
+        for seq in removed {
+            writes.remove(self.queue_key(live, *seq));
+        }
+        for (k, v) in values {
+            writes.insert(k, v);
+        }
+        writes.apply_atomic(&tree).map_err(|e| self.state.corrupt(e))
+    }
+
+    /// The stored form of a queued change: copied from the live range when it is held as
+    /// [`QueueEntry::stored`], else serialized (with the document `render` makes, if it has none).
+    fn queued_value(
+        &self,
+        tree: &sled::Tree,
+        live: &str,
+        e: &QueueEntry,
+        render: Option<&RenderQueued>,
+    ) -> Result<Vec<u8>, StateError> {
+        if e.stored {
+            return match tree.get(self.queue_key(live, e.seq)).map_err(|e| self.state.corrupt(e))? {
+                Some(bytes) => Ok(bytes.to_vec()),
+                None => Err(self.state.corrupt(format!("queued change {} is missing", e.seq))),
+            };
+        }
+        let rendered = match render {
+            Some(render) if e.change.document.is_none() => render(&e.change),
+            _ => None,
+        };
+        let bytes = match rendered {
+            None => serde_json::to_vec(e),
+            // Rendering is deterministic: the document is the one the plan hashed.
+            Some(Ok(doc)) => {
+                let change = crate::plan::Change { document: Some(doc), ..e.change.clone() };
+                serde_json::to_vec(&QueueEntry::new(e.seq, change))
+            }
+            Some(Err(detail)) => {
+                let item = format!("{} {}", e.change.kind.singular(), e.change.source_id);
+                return Err(StateError::Unrendered { item, detail });
+            }
+        };
+        bytes.map_err(|e| self.state.corrupt(e))
     }
 
     /// The key of queued change `seq` in key range `range` (zero-padded: key order is queue order).
@@ -1463,7 +1505,7 @@ mod tests {
     }
 
     #[test]
-    fn a_queue_held_as_heads_keeps_the_stored_documents_and_takes_new_ones_on_every_rewrite() {
+    fn a_queue_held_as_heads_keeps_the_stored_documents_and_takes_new_ones_on_every_rewrite_or_edit() {
         for small in [true, false] {
             let dir = tempfile::tempdir().unwrap();
             let state = State::open(dir.path()).unwrap();
@@ -1496,6 +1538,19 @@ mod tests {
             );
             assert!(batch.iter().all(|e| !e.stored));
             assert_eq!(ns.queue().unwrap().len() as u64, n);
+
+            // A merge's edit in place: entry 2 replaced, entry 0 withdrawn, a new one added.
+            queue[2] = queued(2, "2", Some("renamed 2"));
+            queue.remove(0);
+            queue.push(queued(n, "new", None));
+            ns.edit_queue(&queue, &[0], Some(&rendered)).unwrap();
+            queue.iter_mut().for_each(QueueEntry::keep_as_stored);
+            let seqs: Vec<u64> = ns.queue().unwrap().iter().map(|e| e.seq).collect();
+            assert_eq!(seqs, (1..=n).collect::<Vec<u64>>(), "small: {small}");
+            let mut batch = vec![queue[0].clone(), queue[1].clone(), queue[queue.len() - 1].clone()];
+            ns.load_queued(&mut batch).unwrap();
+            let titles: Vec<Option<String>> = batch.iter().map(title).collect();
+            assert_eq!(titles, [Some("renamed 1".into()), Some("renamed 2".into()), Some("rendered new".into())]);
         }
     }
 }

@@ -1,0 +1,287 @@
+//! The incremental base a run leaves behind: each `map` stage's checkpoint, stored when the run
+//! starts and moved by each merge of new source exports (R04), so that merges and the next plan
+//! evaluate only what the new exports touch.
+//!
+//! A base says: with this configuration and these cursors, the stored per-item outputs stand for
+//! the catalog, and once the queue is sent each export holds the records whose digest it keeps.
+//! A whole plan queued as planned gives that digest directly (the records now, each change's
+//! record swapped in). A merge planned incrementally changes the queue of the items it evaluated
+//! only: the digest moves by those items, from the record their queued change would have left to
+//! the record their new change leaves. Wherever this cannot be said exactly (a change skipped, a
+//! file arriving while the merge planned, an item failed and not re-queued), the digest no longer
+//! matches the records the run leaves, and the next plan evaluates everything.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::Instant;
+
+use crate::config::CompiledPipeline;
+use crate::engine::{Data, Evaluation};
+use crate::error::Error;
+use crate::plan::{config_digest, Action, Change, Plan};
+use crate::stages::{CompiledStage, ItemKind};
+use crate::state::{DeltaBase, ExportRecord, Namespace, RecordsDigest};
+
+/// An item of one export: `(export, kind, id)`.
+pub(super) type Key = (String, ItemKind, String);
+
+/// A queued or planned change as the records see it: its action and the hash it sends.
+pub(super) type Pending = (Action, Option<String>);
+
+/// What a checkpoint's incremental base is made from.
+pub(super) enum BaseFrom<'a> {
+    /// No base: what was queued is not the whole plan (a selection, a saved plan, a refresh).
+    Nothing,
+    /// A whole plan, queued as planned: the records now, with each change's record swapped in.
+    Plan(&'a Plan),
+    /// A mid-run merge of an incremental plan: the run's base, moved for each item the merge
+    /// evaluated from the change queued for it before (`queued`) to the plan's change.
+    Merge { plan: &'a Plan, queued: &'a HashMap<Key, Pending> },
+}
+
+/// Stores each evaluated `map` stage's checkpoint against the state as it is now: the
+/// fingerprint of its inputs and configuration, the digest of its documents, its errors, and —
+/// with a base to make — its per-item outputs and the base an incremental plan starts from once
+/// the queue is sent. Returns whether every `map` stage feeding an export got a base.
+pub(super) fn store_checkpoints(
+    pipeline: &CompiledPipeline,
+    ns: &Namespace,
+    evaluation: &Evaluation,
+    from: BaseFrom,
+) -> Result<bool, Error> {
+    let mut files: crate::engine::FileHashes = ns.meta("file_hashes")?.unwrap_or_default();
+    let fps = crate::engine::fingerprints(pipeline, ns, &mut files).map_err(Error::failed)?;
+    if files.changed {
+        ns.set_meta("file_hashes", &files)?;
+    }
+    let from = match from {
+        BaseFrom::Plan(plan) | BaseFrom::Merge { plan, .. } if plan.changes.iter().any(|c| c.skipped.is_some()) => {
+            BaseFrom::Nothing
+        }
+        from => from,
+    };
+    let mut every_base = true;
+    for (idx, out) in evaluation.outputs.iter().enumerate() {
+        let Data::Documents(docs) = out else { continue };
+        let map = &pipeline.stages[idx].name;
+        let base = match from {
+            BaseFrom::Nothing => None,
+            BaseFrom::Plan(plan) => whole_base(pipeline, ns, idx, plan)?,
+            BaseFrom::Merge { plan, queued } => match &docs.partial {
+                Some(partial) => moved_base(pipeline, ns, idx, plan, queued, &|kind, id| {
+                    partial.evaluated.contains(&(kind, Arc::from(id)))
+                })?,
+                None => None,
+            },
+        };
+        every_base &= base.is_some();
+        if base.is_none() && fps[idx].is_none() {
+            continue;
+        }
+        // The stored outputs change below: the old base no longer stands for them.
+        if let Some(old) = ns.checkpoint(map)?.filter(|cp| cp.base.is_some()) {
+            ns.put_checkpoint(map, &crate::state::Checkpoint { base: None, ..old })?;
+        }
+        if base.is_some() {
+            let started = Instant::now();
+            match &docs.partial {
+                None => ns.write_outputs(map, true, docs.outputs.iter().map(|((k, id), o)| (*k, &**id, Some(o))))?,
+                Some(p) => {
+                    ns.write_outputs(map, false, p.evaluated.iter().map(|key| (key.0, &*key.1, docs.outputs.get(key))))?
+                }
+            }
+            tracing::debug!(elapsed_ms = started.elapsed().as_millis() as u64, "map outputs written");
+        }
+        let checkpoint = crate::state::Checkpoint {
+            // Without one (an API source) the checkpoint serves incremental plans only.
+            fingerprint: fps[idx].clone().unwrap_or_default(),
+            digest: Some(docs.digest()),
+            errors: evaluation.errors.clone(),
+            base,
+        };
+        ns.put_checkpoint(map, &checkpoint)?;
+    }
+    Ok(every_base)
+}
+
+/// Removes every base (the stored outputs stay): what a run queued can no longer be described.
+pub(super) fn drop_bases(pipeline: &CompiledPipeline, ns: &Namespace) -> Result<(), Error> {
+    for stage in pipeline.stages.iter().filter(|s| matches!(s.compiled, CompiledStage::Map(_))) {
+        if let Some(old) = ns.checkpoint(&stage.name)?.filter(|cp| cp.base.is_some()) {
+            ns.put_checkpoint(&stage.name, &crate::state::Checkpoint { base: None, ..old })?;
+        }
+    }
+    Ok(())
+}
+
+/// The exports `map` feeds.
+fn exports_of<'p>(pipeline: &'p CompiledPipeline, map: usize) -> impl Iterator<Item = &'p str> + 'p {
+    let map_name = pipeline.stages[map].name.as_str();
+    pipeline.stages.iter().enumerate().filter_map(move |(idx, s)| {
+        (s.compiled.is_export() && pipeline.inputs_of(idx).first() == Some(&map_name)).then_some(s.name.as_str())
+    })
+}
+
+/// The configuration and cursors a base made now stands for.
+fn base_with(
+    pipeline: &CompiledPipeline,
+    ns: &Namespace,
+    records: BTreeMap<String, RecordsDigest>,
+) -> Result<DeltaBase, Error> {
+    let mut cursors = BTreeMap::new();
+    for stage in &pipeline.stages {
+        if matches!(stage.compiled, CompiledStage::SalesLayer(_)) {
+            cursors.insert(stage.name.clone(), ns.cursor(&stage.name)?);
+        }
+    }
+    Ok(DeltaBase { config_digest: config_digest(pipeline), cursors, records })
+}
+
+/// The base of `map` after a whole plan: the records each export it feeds holds once the plan
+/// is applied (its digest now, with each change's record swapped).
+fn whole_base(
+    pipeline: &CompiledPipeline,
+    ns: &Namespace,
+    map: usize,
+    plan: &Plan,
+) -> Result<Option<DeltaBase>, Error> {
+    let mut records = BTreeMap::new();
+    for export in exports_of(pipeline, map) {
+        let mut digest = ns.records_digest(export)?;
+        for c in plan.changes.iter().filter(|c| c.export == export) {
+            // A change planned without a record before it has none to take out.
+            let record = if c.hash_before.is_some() { ns.record(export, c.kind, &c.source_id)? } else { None };
+            if !swap(&mut digest, c.kind, &c.source_id, record.as_ref(), None, Some(pending(c))) {
+                return Ok(None);
+            }
+        }
+        records.insert(export.to_string(), digest);
+    }
+    Ok(Some(base_with(pipeline, ns, records)?))
+}
+
+/// The base of `map` after a mid-run merge of an incremental plan: the run's base, with each
+/// evaluated item's record moved from what its change queued before the merge would have left
+/// to what the plan's change leaves (items whose queued change the plan keeps do not move).
+/// `None` when the run has no base for `map`, or the plan names an item it did not evaluate.
+fn moved_base(
+    pipeline: &CompiledPipeline,
+    ns: &Namespace,
+    map: usize,
+    plan: &Plan,
+    queued: &HashMap<Key, Pending>,
+    evaluated: &dyn Fn(ItemKind, &str) -> bool,
+) -> Result<Option<DeltaBase>, Error> {
+    let Some(old) = ns.checkpoint(&pipeline.stages[map].name)?.and_then(|cp| cp.base) else { return Ok(None) };
+    if old.config_digest != config_digest(pipeline) {
+        return Ok(None);
+    }
+    let mut records = BTreeMap::new();
+    for export in exports_of(pipeline, map) {
+        let Some(mut digest) = old.records.get(export).copied() else { return Ok(None) };
+        // Per item: its change queued before the merge, and the plan's.
+        let mut moves: BTreeMap<(ItemKind, &str), Move> = BTreeMap::new();
+        for ((e, kind, id), before) in queued {
+            if e == export {
+                moves.entry((*kind, id)).or_default().0 = Some(before.clone());
+            }
+        }
+        for c in plan.changes.iter().filter(|c| c.export == export) {
+            if !evaluated(c.kind, &c.source_id) {
+                return Ok(None);
+            }
+            moves.entry((c.kind, &c.source_id)).or_default().1 = Some(pending(c));
+        }
+        for ((kind, id), (before, after)) in moves {
+            if before == after {
+                continue;
+            }
+            let record = ns.record(export, kind, id)?;
+            if !swap(&mut digest, kind, id, record.as_ref(), before, after) {
+                return Ok(None);
+            }
+        }
+        records.insert(export.to_string(), digest);
+    }
+    Ok(Some(base_with(pipeline, ns, records)?))
+}
+
+/// An item's change queued before a merge, and the one its plan has (`None`: none).
+type Move = (Option<Pending>, Option<Pending>);
+
+fn pending(c: &Change) -> Pending {
+    (c.action, c.hash_after.clone())
+}
+
+/// Moves one item's term of `digest` from the record `before` leaves to the one `after` leaves
+/// (`None`: no change, the record stays as it is). `false`: a change without the hash it sends.
+fn swap(
+    digest: &mut RecordsDigest,
+    kind: ItemKind,
+    id: &str,
+    record: Option<&ExportRecord>,
+    before: Option<Pending>,
+    after: Option<Pending>,
+) -> bool {
+    let (Some(before), Some(after)) = (record_after(record, before.as_ref()), record_after(record, after.as_ref()))
+    else {
+        return false;
+    };
+    if let Some((hash, archived)) = before {
+        digest.remove(kind, id, hash, archived);
+    }
+    if let Some((hash, archived)) = after {
+        digest.add(kind, id, hash, archived);
+    }
+    true
+}
+
+/// The record an export holds of an item once `change` is sent: `Some(None)` no record,
+/// `Some(Some((hash, archived)))`, `None` for a create, update or archive without its hash.
+fn record_after<'a>(record: Option<&'a ExportRecord>, change: Option<&'a Pending>) -> Option<Option<(&'a str, bool)>> {
+    match change {
+        None => Some(record.map(|r| (r.hash.as_str(), r.archived))),
+        Some((Action::Delete, _)) => Some(None),
+        Some((action, Some(hash))) => Some(Some((hash.as_str(), *action == Action::Archive))),
+        Some((_, None)) => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(hash: &str, archived: bool) -> ExportRecord {
+        serde_json::from_value(serde_json::json!({ "handle": "h", "hash": hash, "archived": archived })).unwrap()
+    }
+
+    fn digest(terms: &[(&str, &str, bool)]) -> RecordsDigest {
+        let mut d = RecordsDigest::default();
+        for (id, hash, archived) in terms {
+            d.add(ItemKind::Product, id, hash, *archived);
+        }
+        d
+    }
+
+    #[test]
+    fn moving_an_item_from_its_queued_change_to_a_new_one_gives_the_digest_of_the_records_after_both() {
+        // The run's base: item 1 queued to become "b", item 2 already sent as "x".
+        let stored = record("a", false);
+        let mut base = digest(&[("1", "b", false), ("2", "x", false)]);
+        // A merge replaces 1's update by an archive with hash "c".
+        let before = Some((Action::Update, Some("b".to_string())));
+        let after = Some((Action::Archive, Some("c".to_string())));
+        assert!(swap(&mut base, ItemKind::Product, "1", Some(&stored), before, after));
+        assert_eq!(base, digest(&[("1", "c", true), ("2", "x", false)]));
+        // Then withdraws it (no change: the record stays "a").
+        let before = Some((Action::Archive, Some("c".to_string())));
+        assert!(swap(&mut base, ItemKind::Product, "1", Some(&stored), before, None));
+        assert_eq!(base, digest(&[("1", "a", false), ("2", "x", false)]));
+        // Then deletes it.
+        let after = Some((Action::Delete, None));
+        assert!(swap(&mut base, ItemKind::Product, "1", Some(&stored), None, after));
+        assert_eq!(base, digest(&[("2", "x", false)]));
+        // A create without its hash cannot be followed.
+        assert!(!swap(&mut base, ItemKind::Product, "3", None, None, Some((Action::Create, None))));
+    }
+}
