@@ -18,6 +18,7 @@ pub mod file_stamp;
 pub mod gen;
 pub mod graph;
 pub mod last_sent;
+pub mod model;
 pub mod plan;
 /// The sandbox store: the `catsync-sandbox` crate (`crates/sandbox/`).
 pub use catsync_sandbox as sandbox;

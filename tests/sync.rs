@@ -387,6 +387,15 @@ fn an_item_the_store_rejects_fails_alone_and_is_retried_by_the_next_run() {
     assert_eq!(out.code, 6, "item errors exit 6: {}", out.stdout);
     assert!(out.stdout.contains("error: product 2009 (export `store`): `input`: Vendor is too long"), "{}", out.stdout);
     assert_eq!(products(&s).len(), 9, "the others synced");
+    // The run's incremental base counted product 2009 as sent: it went with the failed batch, so
+    // no later merge or plan can take it for the records (a sum of terms can cancel out).
+    let state = catsync::state::State::open(&p.dir().join(".catsync")).unwrap();
+    let checkpoint = state.namespace("acme", None).checkpoint("shopify_docs").unwrap();
+    assert!(
+        checkpoint.as_ref().is_some_and(|cp| cp.base.is_none()),
+        "the failed run's base is dropped: {checkpoint:?}"
+    );
+    drop(state);
     let status = p.cli(&["status", "p.yaml"]).stdout;
     assert!(status.contains("parked   store product:2009"), "{status}");
     // R06: the source did not change, but the store does not have it: still planned (the run's

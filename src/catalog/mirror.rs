@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
-use crate::stages::saleslayer::page::{Action, Cell, Column, Page};
+use crate::model::source::{Action, Cell, Column, Page};
 
 /// The cells of one row, aligned to its table's columns.
 pub type Row = Arc<Vec<Cell>>;

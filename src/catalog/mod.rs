@@ -10,8 +10,8 @@ use std::sync::Arc;
 
 pub use mirror::{Mirror, RowChange, Table};
 
-use crate::stages::saleslayer::page::Cell;
-use crate::stages::ItemKind;
+use crate::model::source::Cell;
+use crate::model::ItemKind;
 
 /// An item identity: its kind and source id.
 pub type ItemKey = (ItemKind, Arc<str>);

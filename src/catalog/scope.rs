@@ -9,7 +9,7 @@ use super::tags_of;
 use super::view::CatalogData;
 use crate::config::raw::ExportStatus;
 use crate::config::Params;
-use crate::stages::ItemKind;
+use crate::model::ItemKind;
 
 /// The scope decision for one item.
 #[derive(Debug, Clone, PartialEq, Eq)]

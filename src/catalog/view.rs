@@ -10,9 +10,9 @@ use minijinja::value::{Enumerator, Object, Value};
 use super::mirror::{Mirror, RowChange, Table};
 use super::scope::Scope;
 use super::Relations;
-use crate::stages::saleslayer::page::{Cell, Column};
+use crate::model::source::{Cell, Column};
+use crate::model::ItemKind;
 use crate::stages::saleslayer::SalesLayerSource;
-use crate::stages::ItemKind;
 
 /// A join of table rows into items of one kind, matched by `by` against the table key.
 #[derive(Debug, Clone)]

@@ -23,21 +23,7 @@ pub struct Selection {
     pub limit: Option<usize>,
 }
 
-/// Parses `KIND:ID`.
-pub fn parse_item(text: &str) -> Result<(ItemKind, String), String> {
-    let (kind, id) =
-        text.split_once(':').ok_or_else(|| format!("`{text}` is not KIND:ID (for example `product:2001`)"))?;
-    let kind = match kind {
-        "category" | "collection" => ItemKind::Category,
-        "product" => ItemKind::Product,
-        "variant" => ItemKind::Variant,
-        other => return Err(format!("unknown kind `{other}`: use `category`, `product` or `variant`")),
-    };
-    if id.is_empty() {
-        return Err(format!("`{text}` has no id"));
-    }
-    Ok((kind, id.to_string()))
-}
+pub use crate::model::parse_item;
 
 #[derive(Debug, clap::Args)]
 pub struct PlanArgs {

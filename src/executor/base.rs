@@ -7,9 +7,12 @@
 //! A whole plan queued as planned gives that digest directly (the records now, each change's
 //! record swapped in). A merge planned incrementally changes the queue of the items it evaluated
 //! only: the digest moves by those items, from the record their queued change would have left to
-//! the record their new change leaves. Wherever this cannot be said exactly (a change skipped, a
-//! file arriving while the merge planned, an item failed and not re-queued), the digest no longer
-//! matches the records the run leaves, and the next plan evaluates everything.
+//! the record their new change leaves. Wherever this cannot be said exactly, there is no base
+//! and the next plan evaluates everything: a change skipped (`deletions: disabled`) or parked and
+//! left out of the queue, a file arriving while the merge planned, a resumed run's first merge,
+//! and any item its target did not confirm (failed or waiting: the run drops the base with that
+//! batch, since a digest is a sum and a later merge of the same item could cancel the missing
+//! term out).
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -76,6 +79,9 @@ pub(super) fn store_checkpoints(
         };
         every_base &= base.is_some();
         if base.is_none() && fps[idx].is_none() {
+            if let Some(old) = ns.checkpoint(map)?.filter(|cp| cp.base.is_some()) {
+                ns.put_checkpoint(map, &crate::state::Checkpoint { base: None, ..old })?;
+            }
             continue;
         }
         // The stored outputs change below: the old base no longer stands for them.

@@ -365,6 +365,8 @@ pub fn discard(current: &CompiledPipeline, state_dir: &Path) -> Result<String, E
         if queued == 1 { "" } else { "s" }
     ));
     ns.replace_queue(&[], None)?;
+    // The dropped changes never reach the store: the base that counted them goes too.
+    base::drop_bases(current, &ns)?;
     ns.put_run(&run)?;
     state.flush()?;
     tracing::info!(run = %run.id, queued, "run discarded");
@@ -523,6 +525,7 @@ fn start_run(
     let admitted = admit(changes, &mut queue, &mut next_seq, &rules)
         .map_err(|Refused(why)| Error::failed(format!("refusing to run: {why}")))?;
     notes.extend(admitted.describe());
+    let admitted_parked = admitted.parked.len();
     notes.extend(planned.drift.iter().cloned());
     let started = now_rfc3339();
     let run = RunRecord {
@@ -579,7 +582,12 @@ fn start_run(
     let mut base_kept = false;
     if before.is_some() && source_signature(pipeline) == before {
         // Only a whole plan, queued as planned, leaves the records an incremental plan can trust.
-        let whole = mode == RunMode::Incremental && plan_file.is_none() && opts.only.is_empty() && opts.limit.is_none();
+        // A parked change left out of the queue would never reach its target.
+        let whole = mode == RunMode::Incremental
+            && plan_file.is_none()
+            && opts.only.is_empty()
+            && opts.limit.is_none()
+            && admitted_parked == 0;
         let from = if whole { BaseFrom::Plan(&planned.plan) } else { BaseFrom::Nothing };
         base_kept = store_checkpoints(pipeline, ns, &planned.evaluation, from)?;
         tracing::debug!(elapsed_ms = started_at.elapsed().as_millis() as u64, "checkpoints stored");
@@ -770,6 +778,8 @@ struct Flight {
     exit: Option<Exit>,
     /// A merge the mass-delete guard refused: the run finishes its queue and exits 1.
     refused_merge: bool,
+    /// An item of this run was not confirmed (failed or waiting): the incremental base was dropped.
+    base_lost: bool,
     /// Items not sent because what they need failed first (a product's collection).
     waiting: Vec<String>,
 }
@@ -801,6 +811,7 @@ impl<'a> Exporter<'a> {
             started: Instant::now(),
             exit: None,
             refused_merge: false,
+            base_lost: false,
             waiting: Vec::new(),
         };
         if let Err((why, exit)) = self.connect(&mut f, run).await {
@@ -1090,6 +1101,13 @@ impl<'a> Exporter<'a> {
                 }
             }
         }
+        if done.len() < batch.len() && !f.base_lost {
+            // The base says every queued item reaches its target. One that does not leaves a
+            // term the records will not have, and later merges of the same item could cancel
+            // it out (the digest is a sum): the base goes now, with this batch.
+            base::drop_bases(&self.pipeline, ns)?;
+            f.base_lost = true;
+        }
         record(ns, &export_name, &confirmed, gids, records)?;
         ns.remove_queued(batch.iter().map(|entry| entry.seq))?;
         Ok(done)
@@ -1115,7 +1133,10 @@ impl<'a> Exporter<'a> {
         }
         let pipeline = &self.pipeline;
         // A run of `--only` items merges changes of those items (and their collections) only.
-        let keeps_base = run.mode == RunMode::Incremental && run.selection.only.is_empty();
+        if f.base_lost {
+            self.base_kept = false;
+        }
+        let keeps_base = run.mode == RunMode::Incremental && run.selection.only.is_empty() && !f.base_lost;
         let incremental = keeps_base && self.base_kept;
         let options = PlanOptions {
             ignore_checkpoints: !incremental,
@@ -1194,8 +1215,10 @@ impl<'a> Exporter<'a> {
         tracing::debug!(elapsed_ms = started.elapsed().as_millis() as u64, "merge sources stored");
         // The base moves with the merge, unless a file arrived while it planned (a checkpoint
         // would stand for a file this merge never read).
+        // A parked change left out of the queue would never reach its target either.
         let from = match &evaluated {
-            _ if !keeps_base || signature.is_none() || source_signature(pipeline) != signature => BaseFrom::Nothing,
+            _ if !keeps_base || !admitted.parked.is_empty() => BaseFrom::Nothing,
+            _ if signature.is_none() || source_signature(pipeline) != signature => BaseFrom::Nothing,
             None => BaseFrom::Plan(&planned.plan),
             Some(_) => BaseFrom::Merge { plan: &planned.plan, queued: &queued_before },
         };

@@ -401,7 +401,7 @@ fn changes_views(matchers: &[ChangeMatcher], changes: &[Change], exact: bool) ->
 /// The catalog items adoption found ambiguous, as `KIND:ID` (`category:`, `collection:` and
 /// `product:` compare alike).
 fn ambiguous_views(want: &[String], report: Option<&crate::adopt::Report>) -> (Value, Value) {
-    let normal = |item: &str| match crate::commands::plan::parse_item(item) {
+    let normal = |item: &str| match crate::model::parse_item(item) {
         Ok((kind, id)) => format!("{}:{id}", kind.singular()),
         Err(_) => item.to_string(),
     };

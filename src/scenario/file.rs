@@ -705,7 +705,7 @@ impl Resolver<'_> {
     fn only(&mut self, pointer: &str, only: &[String]) -> Vec<(ItemKind, String)> {
         let mut out = Vec::new();
         for (i, item) in only.iter().enumerate() {
-            match crate::commands::plan::parse_item(item) {
+            match crate::model::parse_item(item) {
                 Ok(v) => out.push(v),
                 Err(e) => self.error(&format!("{pointer}/{i}"), e, None),
             }

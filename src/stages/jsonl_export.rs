@@ -31,7 +31,7 @@ pub fn compile(cfg: &JsonlExportConfig, inputs: &[(&str, &Output)], cx: &mut Sta
 impl JsonlExport {
     /// Appends one line per change: action, item, hash and the document sent. The file is
     /// flushed and synced before returning, so a recorded change is on disk.
-    pub fn write(&self, changes: &[&crate::plan::Change]) -> std::io::Result<()> {
+    pub fn write(&self, changes: &[&crate::model::change::Change]) -> std::io::Result<()> {
         use std::io::Write;
         if let Some(dir) = self.path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir)?;
@@ -41,7 +41,7 @@ impl JsonlExport {
         /// One line, serialized from the change as it is (no copy of the document).
         #[derive(Serialize)]
         struct Line<'c> {
-            action: crate::plan::Action,
+            action: crate::model::change::Action,
             document: &'c Option<std::sync::Arc<crate::document::Document>>,
             handle: &'c str,
             hash: &'c Option<String>,

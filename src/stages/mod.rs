@@ -19,35 +19,7 @@ use crate::config::yaml::SpanIndex;
 use crate::diagnostics::{did_you_mean, Diagnostic, Diagnostics, Pos};
 use crate::template::{TemplateSet, GLOBALS};
 
-/// The three kinds of catalog items.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum ItemKind {
-    Category,
-    Product,
-    Variant,
-}
-
-impl ItemKind {
-    pub const ALL: [ItemKind; 3] = [ItemKind::Category, ItemKind::Product, ItemKind::Variant];
-
-    /// `categories`, `products`, `variants`: the key of per-kind sections in pipeline files.
-    pub fn plural(self) -> &'static str {
-        match self {
-            ItemKind::Category => "categories",
-            ItemKind::Product => "products",
-            ItemKind::Variant => "variants",
-        }
-    }
-
-    pub fn singular(self) -> &'static str {
-        match self {
-            ItemKind::Category => "category",
-            ItemKind::Product => "product",
-            ItemKind::Variant => "variant",
-        }
-    }
-}
+pub use crate::model::ItemKind;
 
 /// Field names known per item kind at compile time; `None` when the source is only known once
 /// read (an HTTP source), in which case field names are not checked.

@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 use super::writes::Writes;
 use super::{json, Namespace, StateError};
 use crate::catalog::mirror::{ChangeKind, Mirror, Row, RowChange};
-use crate::stages::ItemKind;
+use crate::model::ItemKind;
 
 /// Version of the mirror index layout; a mirror without this marker is indexed anew by the next
 /// full evaluation's save (and incremental plans wait for it).

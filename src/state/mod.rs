@@ -16,7 +16,7 @@ mod writes;
 pub use index::{IndexSpec, ItemOutput};
 
 use crate::catalog::mirror::{Mirror, RowChange, Table};
-use crate::stages::ItemKind;
+use crate::model::ItemKind;
 use writes::{Chunks, Writes};
 
 /// The layout version this build reads and writes. Migrations are append-only (see [`migrate`]).
@@ -40,8 +40,9 @@ pub enum StateError {
 
 /// Renders the document of a change planned without one, as it is queued (a run plans its
 /// creates without their documents: see [`Namespace::replace_queue`]). `None`: nothing to render.
-pub type RenderQueued<'a> =
-    dyn Fn(&crate::plan::Change) -> Option<Result<std::sync::Arc<crate::document::Document>, String>> + Sync + 'a;
+pub type RenderQueued<'a> = dyn Fn(&crate::model::change::Change) -> Option<Result<std::sync::Arc<crate::document::Document>, String>>
+    + Sync
+    + 'a;
 
 /// What catsync remembers about one item it exported to one export stage.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -163,7 +164,7 @@ impl RecordsDigest {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct QueueEntry {
     pub seq: u64,
-    pub change: crate::plan::Change,
+    pub change: crate::model::change::Change,
     /// This entry is held in memory without its document, which is in the state (a run's queue
     /// is kept in memory as heads: [`Namespace::load_queued`] reads a batch's documents back,
     /// and [`Namespace::replace_queue`] copies the stored entry).
@@ -172,7 +173,7 @@ pub struct QueueEntry {
 }
 
 impl QueueEntry {
-    pub fn new(seq: u64, change: crate::plan::Change) -> QueueEntry {
+    pub fn new(seq: u64, change: crate::model::change::Change) -> QueueEntry {
         QueueEntry { seq, change, stored: false }
     }
 
@@ -286,7 +287,7 @@ pub struct RunRecord {
     pub ended_at: Option<String>,
     pub pinned: PinnedConfig,
     /// Changes exported, per export stage.
-    pub counts: BTreeMap<String, crate::plan::Counts>,
+    pub counts: BTreeMap<String, crate::model::change::Counts>,
     /// Items exported by this run, as `export kind:id`. Stored apart from the record, in chunks
     /// appended per batch (a 100,000-item run would otherwise rewrite megabytes per batch).
     #[serde(default)]
@@ -1088,7 +1089,7 @@ impl Namespace<'_> {
             None => serde_json::to_vec(e),
             // Rendering is deterministic: the document is the one the plan hashed.
             Some(Ok(doc)) => {
-                let change = crate::plan::Change { document: Some(doc), ..e.change.clone() };
+                let change = crate::model::change::Change { document: Some(doc), ..e.change.clone() };
                 serde_json::to_vec(&QueueEntry::new(e.seq, change))
             }
             Some(Err(detail)) => {
@@ -1171,7 +1172,7 @@ impl Namespace<'_> {
             started_at: &'a str,
             ended_at: &'a Option<String>,
             pinned: &'a PinnedConfig,
-            counts: &'a BTreeMap<String, crate::plan::Counts>,
+            counts: &'a BTreeMap<String, crate::model::change::Counts>,
             errors: &'a [RunError],
             notes: &'a [String],
             #[serde(skip_serializing_if = "BTreeMap::is_empty")]

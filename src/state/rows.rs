@@ -15,7 +15,7 @@ use super::index::bucket_in;
 use super::writes::{Write, Writes};
 use super::{Namespace, State, StateError};
 use crate::catalog::mirror::{Mirror, Row, RowChange};
-use crate::stages::saleslayer::page::Cell;
+use crate::model::source::Cell;
 
 /// The key part after `[stage, table]` under which a table's buckets are.
 pub(super) const ROWS: &str = "rows";

@@ -409,7 +409,7 @@ impl SalesLayerSource {
 /// What each export file held when it was last read — its `time` and the column layouts it
 /// declares — by path, with the size and modification time it had: a file the cursor is past is
 /// then not even read (a directory of past exports costs a `stat` each). Trusted like
-/// [`crate::engine::FileHashes`] ([`FileStamp`]).
+/// `engine::FileHashes` ([`FileStamp`]).
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct Skims {
     entries: BTreeMap<String, Skim>,
