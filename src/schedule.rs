@@ -97,7 +97,7 @@ pub fn parse_timezone(name: &str) -> Result<TimeZone, Problem> {
 /// A window's length: `30m`, `6h` (the units of `poll_interval`), more than zero.
 pub fn parse_window_duration(text: &str) -> Result<Duration, Problem> {
     let hint = "write a number with a unit: `30m`, `6h`, `48h`".to_string();
-    match crate::config::compile::parse_duration(text) {
+    match parse_duration(text) {
         Some(d) if d.is_zero() => {
             Err(Problem { message: "a sync window of zero length never opens".to_string(), hint })
         }
@@ -365,6 +365,20 @@ pub fn clock_from_env() -> Arc<dyn Clock> {
         Some(path) if !path.is_empty() => Arc::new(FileClock(path.into())),
         _ => Arc::new(SystemClock),
     }
+}
+
+/// `500ms`, `30s`, `5m`, `1h`.
+pub fn parse_duration(text: &str) -> Option<Duration> {
+    let digits = text.find(|c: char| !c.is_ascii_digit())?;
+    let (n, unit) = text.split_at(digits);
+    let n: u64 = n.parse().ok()?;
+    Some(match unit {
+        "ms" => Duration::from_millis(n),
+        "s" => Duration::from_secs(n),
+        "m" => Duration::from_secs(n.checked_mul(60)?),
+        "h" => Duration::from_secs(n.checked_mul(3600)?),
+        _ => return None,
+    })
 }
 
 #[cfg(test)]

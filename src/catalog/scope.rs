@@ -74,11 +74,11 @@ pub fn decide(data: &CatalogData, params: &Params) -> Scope {
 /// all hold (it is asked only when the catalog's own products do not put the category in scope).
 pub fn decide_with(data: &CatalogData, params: &Params, has_products: Option<&HasProducts<'_>>) -> Scope {
     let mut scope = Scope::default();
-    let src = &data.source;
+    let src = &data.fields;
     let rel = &data.relations;
     let wanted_tags: BTreeSet<&str> = params.tags.iter().map(String::as_str).collect();
     let tags_of_item = |kind: ItemKind, id: &str| -> BTreeSet<String> {
-        data.cell_ref(kind, id, src.tag_fields.get(kind), None).map(tags_of).unwrap_or_default()
+        data.cell_ref(kind, id, src.tag_field(kind), None).map(tags_of).unwrap_or_default()
     };
     let has_tag = |tags: &BTreeSet<String>| tags.iter().any(|t| wanted_tags.contains(t.as_str()));
 
@@ -90,7 +90,7 @@ pub fn decide_with(data: &CatalogData, params: &Params, has_products: Option<&Ha
         if let Some(stage) = data.filtered.get(&(kind, id.clone())) {
             return Decision::Out(format!("filtered out by stage `{stage}`"));
         }
-        let field = src.status_fields.get(kind);
+        let field = src.status_field(kind);
         let status = data.text(kind, id, field);
         if !status_in_scope(&status, params.export_status) {
             return Decision::Out(format!(

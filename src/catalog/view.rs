@@ -12,7 +12,31 @@ use super::scope::Scope;
 use super::Relations;
 use crate::model::source::{Cell, Column};
 use crate::model::ItemKind;
-use crate::stages::saleslayer::SalesLayerSource;
+
+/// Where a source keeps each kind of item: its table, the fields holding an item's status and
+/// connector tags, and a product's family (the names its `saleslayer` stage is configured with).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SourceFields {
+    /// Per kind, in [`ItemKind::ALL`] order.
+    pub tables: [String; 3],
+    pub status_fields: [String; 3],
+    pub tag_fields: [String; 3],
+    pub family_field: String,
+}
+
+impl SourceFields {
+    pub fn table(&self, kind: ItemKind) -> &str {
+        &self.tables[kind as usize]
+    }
+
+    pub fn status_field(&self, kind: ItemKind) -> &str {
+        &self.status_fields[kind as usize]
+    }
+
+    pub fn tag_field(&self, kind: ItemKind) -> &str {
+        &self.tag_fields[kind as usize]
+    }
+}
 
 /// A join of table rows into items of one kind, matched by `by` against the table key.
 #[derive(Debug, Clone)]
@@ -29,7 +53,8 @@ pub struct CatalogData {
     /// The `saleslayer` stage it comes from.
     pub source_stage: String,
     pub mirror: Arc<Mirror>,
-    pub source: Arc<SalesLayerSource>,
+    /// Where the source keeps each kind.
+    pub fields: Arc<SourceFields>,
     pub relations: Arc<Relations>,
     /// Fields joined in from tables, per kind and item.
     pub joined: HashMap<ItemKind, HashMap<Arc<str>, BTreeMap<String, Cell>>>,
@@ -44,11 +69,11 @@ pub struct CatalogData {
 
 impl CatalogData {
     pub fn table(&self, kind: ItemKind) -> Option<&Table> {
-        self.mirror.tables.get(self.source.tables.get(kind))
+        self.mirror.tables.get(self.fields.table(kind))
     }
 
     pub fn table_name(&self, kind: ItemKind) -> &str {
-        self.source.tables.get(kind)
+        self.fields.table(kind)
     }
 
     pub fn row(&self, kind: ItemKind, id: &str) -> Option<&Arc<Vec<Cell>>> {

@@ -333,7 +333,7 @@ fn apply_override(stage: Option<&mut RawStage>, o: &ExportOverride) {
 }
 
 fn compile_params(p: &Parameters, input: &CompileInput, diags: &mut Diagnostics) -> Params {
-    let poll_interval = parse_duration(&p.poll_interval).unwrap_or_else(|| {
+    let poll_interval = schedule::parse_duration(&p.poll_interval).unwrap_or_else(|| {
         diags.push(Diagnostic::error(
             input.file,
             input.spans.value("/parameters/poll_interval"),
@@ -386,20 +386,6 @@ fn checked<T>(result: Result<T, Problem>, pointer: &str, input: &CompileInput, d
     result
         .map_err(|e| diags.push(Diagnostic::error(input.file, input.spans.value(pointer), e.message).with_hint(e.hint)))
         .ok()
-}
-
-/// `500ms`, `30s`, `5m`, `1h`.
-pub fn parse_duration(text: &str) -> Option<Duration> {
-    let digits = text.find(|c: char| !c.is_ascii_digit())?;
-    let (n, unit) = text.split_at(digits);
-    let n: u64 = n.parse().ok()?;
-    Some(match unit {
-        "ms" => Duration::from_millis(n),
-        "s" => Duration::from_secs(n),
-        "m" => Duration::from_secs(n.checked_mul(60)?),
-        "h" => Duration::from_secs(n.checked_mul(3600)?),
-        _ => return None,
-    })
 }
 
 /// Reports each cycle once, as the path of stage names in data-flow order. True if any.

@@ -235,7 +235,7 @@ fn source_output(
     let data = CatalogData {
         source_stage: stage.to_string(),
         mirror,
-        source: Arc::new(src.clone()),
+        fields: Arc::new(src.fields()),
         relations: Arc::new(relations),
         joined: Default::default(),
         joins: Vec::new(),

@@ -524,7 +524,7 @@ impl<'a> Renderer<'a> {
             .flatten()
             .filter(|v| {
                 if archive {
-                    let status = self.data.text(k, v, self.data.source.status_fields.get(k));
+                    let status = self.data.text(k, v, self.data.fields.status_field(k));
                     status_in_scope(&status, self.params.export_status)
                         && !self.data.relations.broken.contains(&(k, (*v).clone()))
                         && !self.data.filtered.contains_key(&(k, (*v).clone()))

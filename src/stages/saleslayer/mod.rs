@@ -140,6 +140,19 @@ pub struct SalesLayerSource {
     pub languages: Vec<String>,
 }
 
+impl SalesLayerSource {
+    /// Where this source keeps each kind, as the catalog reads it.
+    pub fn fields(&self) -> crate::catalog::view::SourceFields {
+        let per_kind = |get: &dyn Fn(ItemKind) -> String| ItemKind::ALL.map(get);
+        crate::catalog::view::SourceFields {
+            tables: per_kind(&|k| self.tables.get(k).to_string()),
+            status_fields: per_kind(&|k| self.status_fields.get(k).to_string()),
+            tag_fields: per_kind(&|k| self.tag_fields.get(k).to_string()),
+            family_field: self.family_field.clone(),
+        }
+    }
+}
+
 /// The header of an export page: enough to know its tables, columns and languages.
 #[derive(Debug, Deserialize)]
 struct PageHeader {
