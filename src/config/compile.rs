@@ -44,6 +44,8 @@ pub struct Stage {
     pub type_name: &'static str,
     pub node: NodeIndex,
     pub compiled: CompiledStage,
+    /// Its inputs, as indices into [`CompiledPipeline::stages`], in declaration order.
+    pub inputs: Vec<usize>,
 }
 
 /// A pipeline ready to run. Only this form reaches the executor.
@@ -72,7 +74,12 @@ impl CompiledPipeline {
 
     /// Names of the inputs of stage `idx`, in declaration order.
     pub fn inputs_of(&self, idx: usize) -> Vec<&str> {
-        self.raw.stages[idx].inputs().iter().map(String::as_str).collect()
+        self.stages[idx].inputs.iter().map(|&i| self.stages[i].name.as_str()).collect()
+    }
+
+    /// The stage an export reads (its first input: a `map` stage), as an index.
+    pub fn export_input(&self, export: usize) -> Option<usize> {
+        self.stages[export].inputs.first().copied()
     }
 
     pub fn exports(&self) -> impl Iterator<Item = &Stage> {
@@ -204,13 +211,19 @@ pub fn compile(mut raw: RawPipeline, input: &CompileInput, diags: &mut Diagnosti
     if diags.count(crate::diagnostics::Severity::Error) > n_errors_before {
         return None;
     }
+    let resolved: Vec<Vec<usize>> = raw
+        .stages
+        .values()
+        .map(|stage| stage.inputs().iter().filter_map(|n| names.iter().position(|x| x == n)).collect())
+        .collect();
     let stages = names
         .into_iter()
         .zip(compiled)
+        .zip(resolved)
         .enumerate()
-        .map(|(idx, (name, c))| {
+        .map(|(idx, ((name, c), inputs))| {
             let type_name = raw.stages[idx].type_name();
-            c.map(|compiled| Stage { name, type_name, node: nodes[idx], compiled })
+            c.map(|compiled| Stage { name, type_name, node: nodes[idx], compiled, inputs })
         })
         .collect::<Option<Vec<_>>>()?;
     Some(CompiledPipeline {

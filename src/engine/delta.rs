@@ -241,11 +241,7 @@ fn evaluate_loaded(
     for &idx in &pipeline.order {
         let stage = &pipeline.stages[idx];
         let fail = |message: String| EngineError::Stage { stage: stage.name.clone(), message };
-        let input = pipeline
-            .inputs_of(idx)
-            .first()
-            .and_then(|n| pipeline.stages.iter().position(|s| s.name == *n))
-            .map(|i| &outputs[i]);
+        let input = stage.inputs.first().map(|&i| &outputs[i]);
         let inputs: Vec<(&str, &Data)> = input.map(|d| ("", d)).into_iter().collect();
         let out = match &stage.compiled {
             CompiledStage::SalesLayer(_) if idx == src_idx => {

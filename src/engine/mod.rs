@@ -115,9 +115,7 @@ pub struct Evaluation {
 impl Evaluation {
     /// The documents an export stage reads.
     pub fn documents_for(&self, pipeline: &CompiledPipeline, export: usize) -> Option<&Arc<DocSet>> {
-        let input = pipeline.inputs_of(export).first().copied()?;
-        let idx = pipeline.stages.iter().position(|s| s.name == input)?;
-        match &self.outputs[idx] {
+        match &self.outputs[pipeline.export_input(export)?] {
             Data::Documents(d) => Some(d),
             _ => None,
         }
@@ -314,11 +312,8 @@ pub fn evaluate_keeping(
     for &idx in &pipeline.order {
         let stage = &pipeline.stages[idx];
         let fail = |message: String| EngineError::Stage { stage: stage.name.clone(), message };
-        let inputs: Vec<(&str, &Data)> = pipeline
-            .inputs_of(idx)
-            .into_iter()
-            .filter_map(|n| pipeline.stages.iter().position(|s| s.name == n).map(|i| (n, &outputs[i])))
-            .collect();
+        let inputs: Vec<(&str, &Data)> =
+            stage.inputs.iter().map(|&i| (pipeline.stages[i].name.as_str(), &outputs[i])).collect();
         let started = std::time::Instant::now();
         let out = match &stage.compiled {
             CompiledStage::SalesLayer(src) => {
@@ -472,8 +467,8 @@ pub fn fingerprints(
             CompiledStage::Table(t) => files.hash_into(&mut h, &t.path),
             _ => {
                 let mut all = true;
-                for input in pipeline.inputs_of(idx) {
-                    match pipeline.stages.iter().position(|s| s.name == input).and_then(|i| fps[i].clone()) {
+                for &input in &pipeline.stages[idx].inputs {
+                    match fps[input].clone() {
                         Some(fp) => {
                             h.update(fp.as_bytes());
                         }

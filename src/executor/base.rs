@@ -121,10 +121,9 @@ pub(super) fn drop_bases(pipeline: &CompiledPipeline, ns: &Namespace) -> Result<
 }
 
 /// The exports `map` feeds.
-fn exports_of<'p>(pipeline: &'p CompiledPipeline, map: usize) -> impl Iterator<Item = &'p str> + 'p {
-    let map_name = pipeline.stages[map].name.as_str();
+fn exports_of(pipeline: &CompiledPipeline, map: usize) -> impl Iterator<Item = &str> {
     pipeline.stages.iter().enumerate().filter_map(move |(idx, s)| {
-        (s.compiled.is_export() && pipeline.inputs_of(idx).first() == Some(&map_name)).then_some(s.name.as_str())
+        (s.compiled.is_export() && pipeline.export_input(idx) == Some(map)).then_some(s.name.as_str())
     })
 }
 

@@ -426,7 +426,7 @@ fn delta_evaluation(
         if !stage.compiled.is_export() {
             continue;
         }
-        let Some(map) = pipeline.inputs_of(idx).first().map(|m| m.to_string()) else { return Ok(None) };
+        let Some(map) = pipeline.export_input(idx).map(|m| pipeline.stages[m].name.clone()) else { return Ok(None) };
         let cp = match checkpoints.remove(&map) {
             Some(cp) => cp,
             None => match ns.checkpoint(&map)? {
@@ -478,11 +478,7 @@ fn plan_from_checkpoints(
     let mut errors: Vec<ItemError> = Vec::new();
     let mut reused: Vec<String> = Vec::new();
     for (idx, stage) in pipeline.stages.iter().enumerate().filter(|(_, s)| s.compiled.is_export()) {
-        let Some(map_idx) =
-            pipeline.inputs_of(idx).first().and_then(|n| pipeline.stages.iter().position(|s| s.name == *n))
-        else {
-            return Ok(None);
-        };
+        let Some(map_idx) = pipeline.export_input(idx) else { return Ok(None) };
         let map = &pipeline.stages[map_idx].name;
         let (Some(fp), Some(cp)) = (&fps[map_idx], ns.checkpoint(map)?) else { return Ok(None) };
         if cp.fingerprint != *fp {
