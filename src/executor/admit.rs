@@ -178,19 +178,25 @@ pub(super) fn admit(
     }
     *queue = kept;
     if before > 0 && (admitted.changed() > 0 || queue.len() != before) {
-        // Exports keep their order (as first queued); within one, deletions stay first, then
-        // collections before products.
-        let mut rank: HashMap<String, usize> = HashMap::new();
-        for e in queue.iter() {
-            let n = rank.len();
-            rank.entry(e.change.export.clone()).or_insert(n);
-        }
-        queue.make_contiguous().sort_by_key(|e| {
-            let (_, removal, kind, seq) = super::queue_order(e);
-            (rank[&e.change.export], removal, kind, seq)
-        });
+        in_export_order(queue);
     }
     Ok(admitted)
+}
+
+/// Puts a queue in the order it is sent: exports keep their order (as first queued); within one,
+/// deletions and archives first, then collections before products, each in queue order. After a
+/// merge, and when a run resumes (the state keeps the queue in the order changes were queued, so
+/// a deletion merged late would otherwise follow the creates that may take its handle).
+pub(super) fn in_export_order(queue: &mut Queue) {
+    let mut rank: HashMap<String, usize> = HashMap::new();
+    for e in queue.iter() {
+        let n = rank.len();
+        rank.entry(e.change.export.clone()).or_insert(n);
+    }
+    queue.make_contiguous().sort_by_key(|e| {
+        let (_, removal, kind, seq) = super::queue_order(e);
+        (rank[&e.change.export], removal, kind, seq)
+    });
 }
 
 /// BP4: refuses when the deletions and archivals these changes add, per export, exceed
@@ -290,6 +296,21 @@ mod tests {
         let whole = Rules { covers: Covers::Everything, ..incremental };
         let done = admit(&[change("3", Action::Update, "new")], &mut queue, &mut next, &whole).unwrap();
         assert_eq!(done.withdrawn, ["product 1"]);
+    }
+
+    #[test]
+    fn a_queue_read_back_in_the_order_it_was_queued_sends_a_deletion_merged_late_first() {
+        // As the state holds it after a merge: product 3 is deleted, and queued last.
+        let mut queue: Queue =
+            [change("1", Action::Create, "a"), change("2", Action::Update, "b"), change("3", Action::Delete, "")]
+                .into_iter()
+                .enumerate()
+                .map(|(i, change)| QueueEntry::new(i as u64, change))
+                .collect();
+        queue[0].change.kind = ItemKind::Category;
+        in_export_order(&mut queue);
+        let order: Vec<&str> = queue.iter().map(|e| e.change.source_id.as_str()).collect();
+        assert_eq!(order, ["3", "1", "2"], "the deletion, then the collection, then the product");
     }
 
     #[test]

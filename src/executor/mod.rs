@@ -269,7 +269,11 @@ async fn run_pipeline(
     let mut queue = match queue {
         Some(q) => q,
         // Held as heads: each batch reads its documents back.
-        None => ns.queue()?.into(),
+        None => {
+            let mut queue: Queue = ns.queue()?.into();
+            admit::in_export_order(&mut queue);
+            queue
+        }
     };
     let outcome = loop {
         match exporter.export(&mut run, queue).await? {
@@ -1151,6 +1155,9 @@ impl<'a> Exporter<'a> {
         let exports: Vec<i64> = planned.evaluation.updates.iter().flat_map(|u| u.exports.iter().map(|e| e.0)).collect();
         let tables_changed = planned.evaluation.updates.iter().any(|u| u.exports.is_empty() && !u.changes.is_empty());
         if exports.is_empty() && !tables_changed {
+            // Nothing to read in what changed (an export still arriving, one the cursor is past):
+            // the next poll plans again only once the files change again.
+            self.signature = signature;
             return Ok(false);
         }
         // A refresh's queue holds items that are unchanged on purpose (R05 re-sends them): a
