@@ -409,6 +409,13 @@ fn an_item_the_store_rejects_fails_alone_and_is_retried_by_the_next_run() {
     assert_eq!(out.code, 0, "{}\n{}", out.stderr, out.stdout);
     assert!(out.stdout.contains("left 1 parked item alone"), "{}", out.stdout);
     assert_eq!(mutations(&s), before, "nothing sent for the parked item");
+    // Left out of the queue, the parked item keeps its record in that run's base: the next export
+    // is planned incrementally again (a parked item does not make every later plan a full one).
+    p.source("02-variant-price.json");
+    let plan = p.cli(&["-vv", "plan", "p.yaml"]);
+    assert!(plan.stderr.contains("delta decoded"), "{}", plan.stderr);
+    assert!(!plan.stdout.contains("product 2009"), "{}", plan.stdout);
+    std::fs::remove_file(p.dir().join("exports/02-variant-price.json")).unwrap();
     // Fixed at the source: the next run sends it.
     brand(&mut v, "Trailhead");
     std::fs::write(p.dir().join("exports/00-full.json"), v.to_string().replace("1717000000", "1717000500")).unwrap();

@@ -11,8 +11,8 @@ use crate::state::{Failure, QueueEntry};
 
 use super::Queue;
 
-/// An item of one export.
-type Key = (String, ItemKind, String);
+/// An item of one export: `(export, kind, id)`.
+pub(super) type Key = (String, ItemKind, String);
 
 fn key(c: &Change) -> Key {
     (c.export.clone(), c.kind, c.source_id.clone())
@@ -61,7 +61,7 @@ pub(super) struct Admitted {
     /// Queued items withdrawn: deleted or out of scope at the source, or back to what the store has.
     pub withdrawn: Vec<String>,
     /// Items left alone because they are parked with this very document.
-    pub parked: Vec<String>,
+    pub parked: HashSet<Key>,
 }
 
 impl Admitted {
@@ -81,12 +81,16 @@ impl Admitted {
             ));
         }
         if !self.parked.is_empty() {
+            let mut parked: Vec<&Key> = self.parked.iter().collect();
+            parked.sort();
+            let parked: Vec<String> =
+                parked.into_iter().map(|(_, kind, id)| format!("{} {id}", kind.singular())).collect();
             notes.push(format!(
                 "left {} parked item{} alone (failed {} times with this very document; it is sent again once it changes, or by `catsync refresh`): {}",
                 self.parked.len(),
                 plural(self.parked.len()),
                 crate::state::MAX_ATTEMPTS,
-                list(&self.parked)
+                list(&parked)
             ));
         }
         notes
@@ -136,11 +140,9 @@ pub(super) fn admit(
         rules.parked.get(&key(c)).is_some_and(|f| f.parked && f.hash == c.hash_after && c.action != Action::Delete)
     };
     let mut wanted: HashMap<Key, &Change> = HashMap::with_capacity(changes.len());
-    let mut left_alone: HashSet<Key> = HashSet::new();
     for c in changes {
         if c.skipped.is_none() && parked(c) {
-            admitted.parked.push(label(c));
-            left_alone.insert(key(c));
+            admitted.parked.insert(key(c));
             continue;
         }
         wanted.insert(key(c), c);
@@ -161,7 +163,7 @@ pub(super) fn admit(
                 kept.push_back(entry);
             }
             Some(_) => admitted.withdrawn.push(label(&entry.change)),
-            None if left_alone.contains(&k) => {}
+            None if admitted.parked.contains(&k) => {}
             None if rules.covers.includes(&k) => admitted.withdrawn.push(label(&entry.change)),
             None => kept.push_back(entry),
         }
@@ -184,7 +186,8 @@ pub(super) fn admit(
 }
 
 /// Puts a queue in the order it is sent: exports keep their order (as first queued); within one,
-/// deletions and archives first, then collections before products, each in queue order. After a
+/// deletions and archives first, then collections before products, updates before creates (as
+/// the plan orders them), each in queue order. After a
 /// merge, and when a run resumes (the state keeps the queue in the order changes were queued, so
 /// a deletion merged late would otherwise follow the creates that may take its handle).
 pub(super) fn in_export_order(queue: &mut Queue) {
@@ -194,8 +197,8 @@ pub(super) fn in_export_order(queue: &mut Queue) {
         rank.entry(e.change.export.clone()).or_insert(n);
     }
     queue.make_contiguous().sort_by_key(|e| {
-        let (_, removal, kind, seq) = super::queue_order(e);
-        (rank[&e.change.export], removal, kind, seq)
+        let (_, removal, kind, create, seq) = super::queue_order(e);
+        (rank[&e.change.export], removal, kind, create, seq)
     });
 }
 
@@ -300,17 +303,22 @@ mod tests {
 
     #[test]
     fn a_queue_read_back_in_the_order_it_was_queued_sends_a_deletion_merged_late_first() {
-        // As the state holds it after a merge: product 3 is deleted, and queued last.
-        let mut queue: Queue =
-            [change("1", Action::Create, "a"), change("2", Action::Update, "b"), change("3", Action::Delete, "")]
-                .into_iter()
-                .enumerate()
-                .map(|(i, change)| QueueEntry::new(i as u64, change))
-                .collect();
+        // As the state holds it after merges: product 5's create was queued before product 2's
+        // update (which may rename 2 away from the handle 5 takes), and 3's deletion came last.
+        let mut queue: Queue = [
+            change("1", Action::Create, "a"),
+            change("5", Action::Create, "e"),
+            change("2", Action::Update, "b"),
+            change("3", Action::Delete, ""),
+        ]
+        .into_iter()
+        .enumerate()
+        .map(|(i, change)| QueueEntry::new(i as u64, change))
+        .collect();
         queue[0].change.kind = ItemKind::Category;
         in_export_order(&mut queue);
         let order: Vec<&str> = queue.iter().map(|e| e.change.source_id.as_str()).collect();
-        assert_eq!(order, ["3", "1", "2"], "the deletion, then the collection, then the product");
+        assert_eq!(order, ["3", "1", "2", "5"], "the deletion, the collection, then updates before creates");
     }
 
     #[test]
@@ -339,7 +347,7 @@ mod tests {
         let mut next = 0;
         let done =
             admit(&[change("1", Action::Create, "a")], &mut queue, &mut next, &rules(&parked, &records)).unwrap();
-        assert_eq!(done.parked, ["product 1"]);
+        assert_eq!(done.describe().concat(), "left 1 parked item alone (failed 3 times with this very document; it is sent again once it changes, or by `catsync refresh`): product 1");
         assert!(queue.is_empty());
         admit(&[change("1", Action::Create, "b")], &mut queue, &mut next, &rules(&parked, &records)).unwrap();
         assert_eq!(queue.len(), 1, "a new document is sent");

@@ -7,14 +7,16 @@
 //! A whole plan queued as planned gives that digest directly (the records now, each change's
 //! record swapped in). A merge planned incrementally changes the queue of the items it evaluated
 //! only: the digest moves by those items, from the record their queued change would have left to
-//! the record their new change leaves. Wherever this cannot be said exactly, there is no base
-//! and the next plan evaluates everything: a change skipped (`deletions: disabled`) or parked and
-//! left out of the queue, a file arriving while the merge planned, a resumed run's first merge,
-//! and any item its target did not confirm (failed or waiting: the run drops the base with that
-//! batch, since a digest is a sum and a later merge of the same item could cancel the missing
-//! term out).
+//! the record their new change leaves; a change parked with this very document, which the
+//! admission leaves out of the queue, keeps its record. Wherever this cannot be said exactly,
+//! there is no base and the next plan evaluates everything: a change skipped (`deletions:
+//! disabled`), a file arriving while the merge planned, a discarded queue, and any item its
+//! target did not confirm (failed or waiting: the run drops the base with that batch, since a
+//! digest is a sum and a later merge of the same item could cancel the missing term out). A
+//! resumed run, which does not know what happened before it, plans its first merge whole and
+//! makes the base from that whole plan.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -25,8 +27,7 @@ use crate::plan::{config_digest, Action, Change, Plan};
 use crate::stages::{CompiledStage, ItemKind};
 use crate::state::{DeltaBase, ExportRecord, Namespace, RecordsDigest};
 
-/// An item of one export: `(export, kind, id)`.
-pub(super) type Key = (String, ItemKind, String);
+pub(super) use super::admit::Key;
 
 /// A queued or planned change as the records see it: its action and the hash it sends.
 pub(super) type Pending = (Action, Option<String>);
@@ -35,11 +36,20 @@ pub(super) type Pending = (Action, Option<String>);
 pub(super) enum BaseFrom<'a> {
     /// No base: what was queued is not the whole plan (a selection, a saved plan, a refresh).
     Nothing,
-    /// A whole plan, queued as planned: the records now, with each change's record swapped in.
-    Plan(&'a Plan),
+    /// A whole plan, queued as planned: the records now, with each change's record swapped in
+    /// (but those `left_out`: parked with this very document, they keep their record).
+    Plan { plan: &'a Plan, left_out: &'a HashSet<Key> },
     /// A mid-run merge of an incremental plan: the run's base, moved for each item the merge
-    /// evaluated from the change queued for it before (`queued`) to the plan's change.
-    Merge { plan: &'a Plan, queued: &'a HashMap<Key, Pending> },
+    /// evaluated from the change queued for it before (`queued`) to the plan's change (none for
+    /// those `left_out`).
+    Merge { plan: &'a Plan, queued: &'a HashMap<Key, Pending>, left_out: &'a HashSet<Key> },
+}
+
+/// The plan's changes of `export` the queue holds: all but those the admission `left_out`.
+fn admitted<'p>(plan: &'p Plan, left_out: &'p HashSet<Key>, export: &'p str) -> impl Iterator<Item = &'p Change> + 'p {
+    plan.changes
+        .iter()
+        .filter(move |c| c.export == export && !left_out.contains(&(c.export.clone(), c.kind, c.source_id.clone())))
 }
 
 /// Stores each evaluated `map` stage's checkpoint against the state as it is now: the
@@ -58,7 +68,9 @@ pub(super) fn store_checkpoints(
         ns.set_meta("file_hashes", &files)?;
     }
     let from = match from {
-        BaseFrom::Plan(plan) | BaseFrom::Merge { plan, .. } if plan.changes.iter().any(|c| c.skipped.is_some()) => {
+        BaseFrom::Plan { plan, .. } | BaseFrom::Merge { plan, .. }
+            if plan.changes.iter().any(|c| c.skipped.is_some()) =>
+        {
             BaseFrom::Nothing
         }
         from => from,
@@ -69,9 +81,9 @@ pub(super) fn store_checkpoints(
         let map = &pipeline.stages[idx].name;
         let base = match from {
             BaseFrom::Nothing => None,
-            BaseFrom::Plan(plan) => whole_base(pipeline, ns, idx, plan)?,
-            BaseFrom::Merge { plan, queued } => match &docs.partial {
-                Some(partial) => moved_base(pipeline, ns, idx, plan, queued, &|kind, id| {
+            BaseFrom::Plan { plan, left_out } => whole_base(pipeline, ns, idx, plan, left_out)?,
+            BaseFrom::Merge { plan, queued, left_out } => match &docs.partial {
+                Some(partial) => moved_base(pipeline, ns, idx, (plan, left_out), queued, &|kind, id| {
                     partial.evaluated.contains(&(kind, Arc::from(id)))
                 })?,
                 None => None,
@@ -112,9 +124,15 @@ pub(super) fn store_checkpoints(
 
 /// Removes every base (the stored outputs stay): what a run queued can no longer be described.
 pub(super) fn drop_bases(pipeline: &CompiledPipeline, ns: &Namespace) -> Result<(), Error> {
-    for stage in pipeline.stages.iter().filter(|s| matches!(s.compiled, CompiledStage::Map(_))) {
-        if let Some(old) = ns.checkpoint(&stage.name)?.filter(|cp| cp.base.is_some()) {
-            ns.put_checkpoint(&stage.name, &crate::state::Checkpoint { base: None, ..old })?;
+    let maps = pipeline.stages.iter().filter(|s| matches!(s.compiled, CompiledStage::Map(_)));
+    drop_bases_of(ns, maps.map(|s| s.name.as_str()))
+}
+
+/// Removes the base of the checkpoints of `map` stages `maps`.
+pub(super) fn drop_bases_of<'m>(ns: &Namespace, maps: impl Iterator<Item = &'m str>) -> Result<(), Error> {
+    for map in maps {
+        if let Some(old) = ns.checkpoint(map)?.filter(|cp| cp.base.is_some()) {
+            ns.put_checkpoint(map, &crate::state::Checkpoint { base: None, ..old })?;
         }
     }
     Ok(())
@@ -149,11 +167,12 @@ fn whole_base(
     ns: &Namespace,
     map: usize,
     plan: &Plan,
+    left_out: &HashSet<Key>,
 ) -> Result<Option<DeltaBase>, Error> {
     let mut records = BTreeMap::new();
     for export in exports_of(pipeline, map) {
         let mut digest = ns.records_digest(export)?;
-        for c in plan.changes.iter().filter(|c| c.export == export) {
+        for c in admitted(plan, left_out, export) {
             // A change planned without a record before it has none to take out.
             let record = if c.hash_before.is_some() { ns.record(export, c.kind, &c.source_id)? } else { None };
             if !swap(&mut digest, c.kind, &c.source_id, record.as_ref(), None, Some(pending(c))) {
@@ -173,7 +192,7 @@ fn moved_base(
     pipeline: &CompiledPipeline,
     ns: &Namespace,
     map: usize,
-    plan: &Plan,
+    (plan, left_out): (&Plan, &HashSet<Key>),
     queued: &HashMap<Key, Pending>,
     evaluated: &dyn Fn(ItemKind, &str) -> bool,
 ) -> Result<Option<DeltaBase>, Error> {
@@ -191,7 +210,7 @@ fn moved_base(
                 moves.entry((*kind, id)).or_default().0 = Some(before.clone());
             }
         }
-        for c in plan.changes.iter().filter(|c| c.export == export) {
+        for c in admitted(plan, left_out, export) {
             if !evaluated(c.kind, &c.source_id) {
                 return Ok(None);
             }

@@ -369,7 +369,11 @@ pub fn discard(current: &CompiledPipeline, state_dir: &Path) -> Result<String, E
         if queued == 1 { "" } else { "s" }
     ));
     ns.replace_queue(&[], None)?;
-    // The dropped changes never reach the store: the base that counted them goes too.
+    // The dropped changes never reach the store: the base that counted them goes too (stored
+    // under the `map` stages of the configuration the run started with, or of the current one).
+    let pinned = run.pinned.raw.read().map(|raw| raw.stages.into_iter().filter(|(_, s)| s.type_name() == "map"));
+    let maps: Vec<String> = pinned.into_iter().flatten().map(|(name, _)| name).collect();
+    base::drop_bases_of(&ns, maps.iter().map(String::as_str))?;
     base::drop_bases(current, &ns)?;
     ns.put_run(&run)?;
     state.flush()?;
@@ -529,7 +533,6 @@ fn start_run(
     let admitted = admit(changes, &mut queue, &mut next_seq, &rules)
         .map_err(|Refused(why)| Error::failed(format!("refusing to run: {why}")))?;
     notes.extend(admitted.describe());
-    let admitted_parked = admitted.parked.len();
     notes.extend(planned.drift.iter().cloned());
     let started = now_rfc3339();
     let run = RunRecord {
@@ -586,13 +589,10 @@ fn start_run(
     let mut base_kept = false;
     if before.is_some() && source_signature(pipeline) == before {
         // Only a whole plan, queued as planned, leaves the records an incremental plan can trust.
-        // A parked change left out of the queue would never reach its target.
-        let whole = mode == RunMode::Incremental
-            && plan_file.is_none()
-            && opts.only.is_empty()
-            && opts.limit.is_none()
-            && admitted_parked == 0;
-        let from = if whole { BaseFrom::Plan(&planned.plan) } else { BaseFrom::Nothing };
+        let whole = mode == RunMode::Incremental && plan_file.is_none() && opts.only.is_empty() && opts.limit.is_none();
+        // A parked change left out of the queue leaves its record as it is.
+        let from =
+            if whole { BaseFrom::Plan { plan: &planned.plan, left_out: &admitted.parked } } else { BaseFrom::Nothing };
         base_kept = store_checkpoints(pipeline, ns, &planned.evaluation, from)?;
         tracing::debug!(elapsed_ms = started_at.elapsed().as_millis() as u64, "checkpoints stored");
     }
@@ -1155,9 +1155,8 @@ impl<'a> Exporter<'a> {
         let exports: Vec<i64> = planned.evaluation.updates.iter().flat_map(|u| u.exports.iter().map(|e| e.0)).collect();
         let tables_changed = planned.evaluation.updates.iter().any(|u| u.exports.is_empty() && !u.changes.is_empty());
         if exports.is_empty() && !tables_changed {
-            // Nothing to read in what changed (an export still arriving, one the cursor is past):
-            // the next poll plans again only once the files change again.
-            self.signature = signature;
+            // The signature is not kept: a file rewritten in place with the same size and time
+            // (a coarse clock, a copy that keeps times) would not change it.
             return Ok(false);
         }
         // A refresh's queue holds items that are unchanged on purpose (R05 re-sends them): a
@@ -1222,12 +1221,11 @@ impl<'a> Exporter<'a> {
         tracing::debug!(elapsed_ms = started.elapsed().as_millis() as u64, "merge sources stored");
         // The base moves with the merge, unless a file arrived while it planned (a checkpoint
         // would stand for a file this merge never read).
-        // A parked change left out of the queue would never reach its target either.
+        let left_out = &admitted.parked;
         let from = match &evaluated {
-            _ if !keeps_base || !admitted.parked.is_empty() => BaseFrom::Nothing,
-            _ if signature.is_none() || source_signature(pipeline) != signature => BaseFrom::Nothing,
-            None => BaseFrom::Plan(&planned.plan),
-            Some(_) => BaseFrom::Merge { plan: &planned.plan, queued: &queued_before },
+            _ if !keeps_base || signature.is_none() || source_signature(pipeline) != signature => BaseFrom::Nothing,
+            None => BaseFrom::Plan { plan: &planned.plan, left_out },
+            Some(_) => BaseFrom::Merge { plan: &planned.plan, queued: &queued_before, left_out },
         };
         self.base_kept =
             !matches!(from, BaseFrom::Nothing) && store_checkpoints(pipeline, self.ns, &planned.evaluation, from)?;
@@ -1410,8 +1408,17 @@ fn aborted(run: &RunRecord, n: u32) -> Error {
 
 /// Queue order within an export: deletions and archives first, then by kind (collections
 /// before products), then as queued.
-fn queue_order(e: &QueueEntry) -> (&str, bool, ItemKind, u64) {
-    (e.change.export.as_str(), !matches!(e.change.action, Action::Delete | Action::Archive), e.change.kind, e.seq)
+fn queue_order(e: &QueueEntry) -> (&str, bool, ItemKind, bool, u64) {
+    let c = &e.change;
+    // Within a kind, updates before creates, as the plan orders them (a create is a `productSet`
+    // by handle, and a handle an update renames away is free only once that update is sent).
+    (
+        c.export.as_str(),
+        !matches!(c.action, Action::Delete | Action::Archive),
+        c.kind,
+        c.action == Action::Create,
+        e.seq,
+    )
 }
 
 /// Records the changes the target confirmed in a batch (R06 hashes, target ids), in one write;

@@ -11,8 +11,8 @@ use super::client::{Client, GqlError};
 use super::images::Images;
 use super::operations as ops;
 use crate::document::{Document, ProductDoc, Translations};
+use crate::model::change::{Action, Change};
 use crate::model::ItemKind;
-use crate::plan::{Action, Change};
 use crate::state::{ExportRecord, ImagesRecord};
 
 /// How `productSet` finds a product: by handle, which makes a retried create idempotent, except
