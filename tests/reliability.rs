@@ -663,6 +663,16 @@ fn crash_trials_during_mid_run_merges_end_in_the_store_of_an_uninterrupted_run()
         assert_eq!(plan.code, 0, "trial {trial}: nothing left to do:\n{}", plan.stdout);
         let merged = runs(dir).iter().any(|r| r["notes"].to_string().contains("merged "));
         merging_trials += usize::from(merged);
+        // Whatever base the killed runs and their merges left, a later export is planned as a
+        // full evaluation plans it.
+        let later = std::fs::read_to_string(repo().join("fixtures/saleslayer/acme/06-delete-product.json")).unwrap();
+        let later = later.replace("1717006000", "1717020000");
+        std::fs::write(dir.join("exports/20-delete-product.json"), later).unwrap();
+        let plan = cli(dir, &["plan", "p.yaml"]);
+        let full = cli(dir, &["plan", "--full", "p.yaml"]);
+        let body = |text: &str| text.lines().skip(1).collect::<Vec<_>>().join("\n");
+        assert_eq!(body(&plan.stdout), body(&full.stdout), "trial {trial}");
+        assert!(plan.stdout.contains("delete"), "trial {trial}: {}", plan.stdout);
     }
     eprintln!(
         "merge crash trials: {trials} trials, {total_kills} kills ({kills_after_drop} after the exports arrived), \
