@@ -49,7 +49,8 @@ pub(super) enum BaseFrom<'a> {
 fn admitted<'p>(plan: &'p Plan, left_out: &'p HashSet<Key>, export: &'p str) -> impl Iterator<Item = &'p Change> + 'p {
     plan.changes
         .iter()
-        .filter(move |c| c.export == export && !left_out.contains(&(c.export.clone(), c.kind, c.source_id.clone())))
+        .filter(move |c| c.export == export)
+        .filter(move |c| left_out.is_empty() || !left_out.contains(&(c.export.clone(), c.kind, c.source_id.clone())))
 }
 
 /// Stores each evaluated `map` stage's checkpoint against the state as it is now: the

@@ -713,17 +713,17 @@ fn persist_sources(ns: &Namespace, evaluation: &Evaluation) -> Result<(), Error>
 
 /// The categories and products an incremental evaluation evaluated, by the export they feed.
 struct Evaluated<'e> {
-    by_export: HashMap<String, &'e std::collections::BTreeSet<(ItemKind, Arc<str>)>>,
+    items: std::collections::HashSet<(&'e str, ItemKind, &'e str)>,
     /// How many, over every `map` stage.
     count: usize,
 }
 
 /// What `evaluation` evaluated when it was incremental; `None` when it evaluated everything.
-fn evaluated_items<'e>(pipeline: &CompiledPipeline, evaluation: &'e Evaluation) -> Option<Evaluated<'e>> {
-    let mut by_export = HashMap::new();
+fn evaluated_items<'e>(pipeline: &'e CompiledPipeline, evaluation: &'e Evaluation) -> Option<Evaluated<'e>> {
+    let mut items = std::collections::HashSet::new();
     for (idx, stage) in pipeline.stages.iter().enumerate().filter(|(_, s)| s.compiled.is_export()) {
         let partial = evaluation.documents_for(pipeline, idx)?.partial.as_ref()?;
-        by_export.insert(stage.name.clone(), &partial.evaluated);
+        items.extend(partial.evaluated.iter().map(|(kind, id)| (stage.name.as_str(), *kind, &**id)));
     }
     let count = evaluation
         .outputs
@@ -733,7 +733,7 @@ fn evaluated_items<'e>(pipeline: &CompiledPipeline, evaluation: &'e Evaluation) 
             _ => None,
         })
         .sum();
-    Some(Evaluated { by_export, count })
+    Some(Evaluated { items, count })
 }
 
 /// The live status a running export publishes.
@@ -1136,15 +1136,17 @@ impl<'a> Exporter<'a> {
             return Ok(false);
         }
         let pipeline = &self.pipeline;
-        // A run of `--only` items merges changes of those items (and their collections) only.
         if f.base_lost {
             self.base_kept = false;
         }
+        // Only a run of every item (not `--only`, not a refresh) whose items were all confirmed
+        // so far keeps an incremental base.
         let keeps_base = run.mode == RunMode::Incremental && run.selection.only.is_empty() && !f.base_lost;
         let incremental = keeps_base && self.base_kept;
         let options = PlanOptions {
             ignore_checkpoints: !incremental,
             within_run: incremental,
+            // A run of `--only` items merges changes of those items (and their collections) only.
             only: run.selection.only.clone(),
             documents: KeepDocuments::Compared,
             ..PlanOptions::default()
@@ -1166,9 +1168,7 @@ impl<'a> Exporter<'a> {
         let records = |export: &str| self.ns.records_digest(export).map(|d| d.count).unwrap_or(0);
         let evaluated = evaluated_items(pipeline, &planned.evaluation);
         let covered = |export: &str, kind: ItemKind, id: &str| {
-            evaluated
-                .as_ref()
-                .is_some_and(|e| e.by_export.get(export).is_some_and(|set| set.contains(&(kind, Arc::from(id)))))
+            evaluated.as_ref().is_some_and(|e| e.items.contains(&(export, kind, id)))
         };
         let covers = match (refresh, &evaluated) {
             (true, _) => Covers::Listed,
