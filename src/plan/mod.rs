@@ -614,7 +614,7 @@ fn order_key(c: &Change) -> (u8, ItemKind, u8, usize, &str) {
 }
 
 /// Reads an item's whole record from the state.
-type ReadRecord<'a> = dyn Fn(ItemKind, &str) -> Option<ExportRecord> + 'a;
+type ReadRecord<'a> = dyn Fn(ItemKind, &str) -> Option<ExportRecord> + Sync + 'a;
 
 /// Plans one export stage.
 struct ExportPlanner<'a> {
@@ -630,48 +630,58 @@ struct ExportPlanner<'a> {
     refresh: bool,
     config_changed: bool,
     errored: HashSet<(ItemKind, String)>,
-    diff: &'a dyn SnapshotDiff,
+    diff: &'a (dyn SnapshotDiff + Sync),
 }
 
 impl ExportPlanner<'_> {
     fn changes(&self) -> Vec<Change> {
-        let mut out = Vec::new();
+        use rayon::prelude::*;
         let index = ChangeIndex::new(&self.docs.data);
-        for ((kind, id), hash) in &self.docs.hashes {
-            // Kept when the plan needs it (`KeepDocuments`).
-            let doc = self.docs.rendered.docs.get(&(*kind, id.clone()));
-            let hash = hash.clone();
-            let record = self.records.get(&(*kind, id.to_string()));
-            let (action, fields_changed, reasons) = match record {
-                None => (Action::Create, Vec::new(), self.create_reasons(*kind, id, &index)),
-                Some(r) => match (self.refresh, self.diff_with(*kind, id, r, &hash, doc.map(|d| &**d))) {
-                    (true, d) => {
-                        let fields = match d {
-                            Difference::Changed(f) => f,
-                            Difference::Unchanged => Vec::new(),
-                        };
-                        (Action::Update, fields, vec!["force refresh".to_string()])
-                    }
-                    (false, Difference::Unchanged) => continue,
-                    (false, Difference::Changed(fields)) => {
-                        (Action::Update, fields, self.update_reasons(*kind, id, &index, r))
-                    }
-                },
-            };
-            out.push(Change {
-                export: self.export.to_string(),
-                kind: *kind,
-                source_id: id.to_string(),
-                handle: self.docs.outputs.get(&(*kind, id.clone())).and_then(|o| o.handle.clone()).unwrap_or_default(),
-                action,
-                skipped: None,
-                reasons,
-                fields_changed,
-                hash_before: record.map(|r| r.hash.clone()),
-                hash_after: Some(hash),
-                document: doc.cloned(),
-            });
-        }
+        // Each rendered item against its record, on both cores (field diffs hash documents).
+        let mut out: Vec<Change> = self
+            .docs
+            .hashes
+            .par_iter()
+            .filter_map(|((kind, id), hash)| {
+                // Kept when the plan needs it (`KeepDocuments`).
+                let doc = self.docs.rendered.docs.get(&(*kind, id.clone()));
+                let record = self.records.get(&(*kind, id.to_string()));
+                let (action, fields_changed, reasons) = match record {
+                    None => (Action::Create, Vec::new(), self.create_reasons(*kind, id, &index)),
+                    Some(r) => match (self.refresh, self.diff_with(*kind, id, r, hash, doc.map(|d| &**d))) {
+                        (true, d) => {
+                            let fields = match d {
+                                Difference::Changed(f) => f,
+                                Difference::Unchanged => Vec::new(),
+                            };
+                            (Action::Update, fields, vec!["force refresh".to_string()])
+                        }
+                        (false, Difference::Unchanged) => return None,
+                        (false, Difference::Changed(fields)) => {
+                            (Action::Update, fields, self.update_reasons(*kind, id, &index, r))
+                        }
+                    },
+                };
+                Some(Change {
+                    export: self.export.to_string(),
+                    kind: *kind,
+                    source_id: id.to_string(),
+                    handle: self
+                        .docs
+                        .outputs
+                        .get(&(*kind, id.clone()))
+                        .and_then(|o| o.handle.clone())
+                        .unwrap_or_default(),
+                    action,
+                    skipped: None,
+                    reasons,
+                    fields_changed,
+                    hash_before: record.map(|r| r.hash.clone()),
+                    hash_after: Some(hash.clone()),
+                    document: doc.cloned(),
+                })
+            })
+            .collect();
         if self.refresh {
             // A force refresh exports no deletions, archivals or deactivations (R05, BP2).
             return out;
