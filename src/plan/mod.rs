@@ -637,12 +637,13 @@ impl ExportPlanner<'_> {
     fn changes(&self) -> Vec<Change> {
         use rayon::prelude::*;
         let index = ChangeIndex::new(&self.docs.data);
-        // Each rendered item against its record, on both cores (field diffs hash documents).
-        let mut out: Vec<Change> = self
-            .docs
-            .hashes
+        // Each rendered item against its record, on both cores (field diffs hash documents). An
+        // indexed collect writes one slot per item into a single buffer, which is then compacted
+        // in place: no second copy of a million changes (an XL first run's plan).
+        let items: Vec<_> = self.docs.hashes.iter().collect();
+        let mut slots: Vec<Option<Change>> = items
             .par_iter()
-            .filter_map(|((kind, id), hash)| {
+            .map(|&((kind, id), hash)| {
                 // Kept when the plan needs it (`KeepDocuments`).
                 let doc = self.docs.rendered.docs.get(&(*kind, id.clone()));
                 let record = self.records.get(&(*kind, id.to_string()));
@@ -682,6 +683,11 @@ impl ExportPlanner<'_> {
                 })
             })
             .collect();
+        drop(items);
+        slots.retain(Option::is_some);
+        // Same layout (`Change` has a niche): the collect reuses the buffer.
+        const _: () = assert!(std::mem::size_of::<Option<Change>>() == std::mem::size_of::<Change>());
+        let mut out: Vec<Change> = slots.into_iter().map(|c| c.expect("kept")).collect();
         if self.refresh {
             // A force refresh exports no deletions, archivals or deactivations (R05, BP2).
             return out;
