@@ -91,15 +91,10 @@ pub(super) fn store_checkpoints(
             },
         };
         every_base &= base.is_some();
-        if base.is_none() && fps[idx].is_none() {
-            if let Some(old) = ns.checkpoint(map)?.filter(|cp| cp.base.is_some()) {
-                ns.put_checkpoint(map, &crate::state::Checkpoint { base: None, ..old })?;
-            }
-            continue;
-        }
         // The stored outputs change below: the old base no longer stands for them.
-        if let Some(old) = ns.checkpoint(map)?.filter(|cp| cp.base.is_some()) {
-            ns.put_checkpoint(map, &crate::state::Checkpoint { base: None, ..old })?;
+        drop_bases_of(ns, std::iter::once(map.as_str()))?;
+        if base.is_none() && fps[idx].is_none() {
+            continue;
         }
         if base.is_some() {
             let started = Instant::now();
