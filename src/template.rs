@@ -237,8 +237,19 @@ const TESTS: &[&str] = &[
 /// directly from a text cell gives exactly what minijinja would, without building a context.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Simple {
+    /// A field of a related item (`{{ category.section_name }}`) rather than of the item.
+    pub via: Option<Via>,
     pub field: String,
     pub filter: Option<SimpleFilter>,
+}
+
+/// The related item a [`Simple`] template reads: `category` (a product's first category, or
+/// its product's for a variant), `parent` (a category's) or `product` (a variant's).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Via {
+    Category,
+    Parent,
+    Product,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -249,8 +260,8 @@ pub enum SimpleFilter {
 }
 
 impl Simple {
-    /// Recognises `{{ field }}` and `{{ field | slug|money|html }}` (surrounding whitespace is
-    /// trimmed from every rendered value anyway).
+    /// Recognises `{{ field }}`, `{{ category.field }}` (see [`Via`]) and `{{ field |
+    /// slug|money|html }}` (surrounding whitespace is trimmed from every rendered value anyway).
     pub fn parse(source: &str) -> Option<Simple> {
         let inner = source.trim().strip_prefix("{{")?.strip_suffix("}}")?;
         if inner.contains("{{") || inner.contains("}}") || inner.starts_with('-') || inner.ends_with('-') {
@@ -259,6 +270,13 @@ impl Simple {
         let (field, filter) = match inner.split_once('|') {
             Some((f, filter)) => (f.trim(), Some(filter.trim())),
             None => (inner.trim(), None),
+        };
+        let (via, field) = match field.split_once('.') {
+            Some(("category", f)) => (Some(Via::Category), f.trim()),
+            Some(("parent", f)) => (Some(Via::Parent), f.trim()),
+            Some(("product", f)) => (Some(Via::Product), f.trim()),
+            Some(_) => return None,
+            None => (None, field),
         };
         let ident = field.chars().next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
             && field.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
@@ -272,7 +290,7 @@ impl Simple {
             Some("html") => Some(SimpleFilter::Html),
             Some(_) => return None,
         };
-        Some(Simple { field: field.to_string(), filter })
+        Some(Simple { via, field: field.to_string(), filter })
     }
 
     /// The rendering of a text value, as the template would give it.
@@ -411,8 +429,12 @@ mod tests {
         set.add("m", "{{ price | money }}").unwrap();
         let via_template = set.render("m", minijinja::context! { price => "free" }).unwrap_err();
         assert_eq!(err.detail(), via_template.detail());
+        let via = Simple::parse("{{ category.section_name | slug }}").expect("a related field is simple");
+        assert_eq!((via.via, via.field.as_str()), (Some(Via::Category), "section_name"));
         for not_simple in [
-            "{{ category.section_name }}",
+            "{{ category.variants }}",
+            "{{ categories.section_name }}",
+            "{{ category.parent.section_name }}",
             "{{ name ~ size }}",
             "{{ name | upper }}",
             "{{ name }} {{ size }}",

@@ -175,6 +175,20 @@ fn r02_a_field_no_mapping_uses_gives_an_empty_plan() {
 }
 
 #[test]
+fn a_related_field_printed_directly_renders_as_the_template_engine_renders_it() {
+    // `{{ category.section_name }}` is read straight from the category's cell; wrapped in
+    // parentheses it goes through minijinja. Every document (both languages) must be the same.
+    let p = Project::new(DEFAULTS);
+    p.source("00-full.json");
+    p.run();
+    assert!(p.exported().iter().any(|d| d.to_string().contains("productType")), "the demo maps productType");
+    p.edit(r#"productType: "{{ category.section_name }}""#, r#"productType: "{{ (category.section_name) }}""#);
+    let plan = p.plan(&[]);
+    assert_eq!(plan["config_changed"], true);
+    assert_eq!(changes(&plan), []);
+}
+
+#[test]
 fn r02_editing_the_vendor_mapping_plans_only_products_whose_vendor_changes() {
     let p = Project::new(DEFAULTS);
     p.source("00-full.json");

@@ -2,7 +2,9 @@
 //! pages in order (a delta upserts and deletes rows; a refresh replaces the table). Applying a
 //! page reports each row change with the fields that changed, which become plan reasons (R01).
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
+
+use rustc_hash::FxHashMap;
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
@@ -25,12 +27,16 @@ pub struct Table {
     pub columns: Vec<Column>,
     pub rows: BTreeMap<Arc<str>, Arc<Vec<Cell>>>,
     #[serde(skip)]
-    index: HashMap<String, usize>,
+    index: FxHashMap<String, usize>,
+    /// Multi-language columns by basename: each language's column.
+    #[serde(skip)]
+    by_language: FxHashMap<String, Vec<(String, usize)>>,
 }
 
 impl Table {
     pub fn new(columns: Vec<Column>) -> Self {
-        let mut t = Table { columns, rows: BTreeMap::new(), index: HashMap::new() };
+        let mut t =
+            Table { columns, rows: BTreeMap::new(), index: Default::default(), by_language: Default::default() };
         t.reindex();
         t
     }
@@ -42,9 +48,34 @@ impl Table {
         self.index.get(name).copied()
     }
 
-    /// Rebuilds the name index (after deserializing).
+    /// The column of a multi-language field in a language.
+    pub fn language_column(&self, basename: &str, language: &str) -> Option<usize> {
+        if self.index.is_empty() && !self.columns.is_empty() {
+            return self
+                .columns
+                .iter()
+                .position(|c| c.basename.as_deref() == Some(basename) && c.language.as_deref() == Some(language));
+        }
+        let columns = self.by_language.get(basename)?;
+        columns.iter().find(|(l, _)| l == language).map(|&(_, i)| i)
+    }
+
+    /// Rebuilds the name indexes (after deserializing).
     pub fn reindex(&mut self) {
-        self.index = self.columns.iter().enumerate().map(|(i, c)| (c.name.clone(), i)).collect();
+        self.index.clear();
+        self.by_language.clear();
+        (0..self.columns.len()).for_each(|i| self.index_column(i));
+    }
+
+    fn index_column(&mut self, i: usize) {
+        let column = &self.columns[i];
+        self.index.insert(column.name.clone(), i);
+        if let (Some(basename), Some(language)) = (&column.basename, &column.language) {
+            let languages = self.by_language.entry(basename.clone()).or_default();
+            if !languages.iter().any(|(l, _)| l == language) {
+                languages.push((language.clone(), i));
+            }
+        }
     }
 
     /// Maps a page's column positions to this table's, adding columns it has not seen.
@@ -56,7 +87,7 @@ impl Table {
                 None => {
                     self.columns.push(col.clone());
                     let i = self.columns.len() - 1;
-                    self.index.insert(col.name.clone(), i);
+                    self.index_column(i);
                     // Existing rows get an empty value for the new column.
                     for row in self.rows.values_mut() {
                         Arc::make_mut(row).push(Cell::Null);
@@ -122,8 +153,10 @@ impl Mirror {
         } else {
             BTreeMap::new()
         };
-        // Every row an export touched, per table, with its value before the export.
-        let mut touched: BTreeMap<String, BTreeMap<Arc<str>, Option<Row>>> = BTreeMap::new();
+        // Every row an export touched, per table, with its value before the export: listed as
+        // the pages come, then sorted by id keeping each row's first entry (pages in id order,
+        // as Sales Layer and `catsync gen` write them, sort in one pass).
+        let mut touched: BTreeMap<String, Touched> = BTreeMap::new();
         for page in pages {
             for (name, tp) in page.tables {
                 let table = self.tables.entry(name.clone()).or_default();
@@ -132,19 +165,26 @@ impl Mirror {
                 let identity = mapping.len() == width && mapping.iter().enumerate().all(|(i, &m)| i == m);
                 let old_rows = before.get(&name);
                 let seen = touched.entry(name).or_default();
+                seen.reserve(tp.rows.len());
+                if table.rows.is_empty() && old_rows.is_none() && identity && fills_whole(&tp.rows) {
+                    // A table's first rows (every first plan): built in one pass, not row by row.
+                    table.rows = fill(tp.rows, seen);
+                    continue;
+                }
                 for row in tp.rows {
                     let id: Arc<str> = Arc::from(&*row.id);
-                    let current = table.rows.get(&id).cloned();
-                    let previous = current.clone().or_else(|| old_rows.and_then(|t| t.get(&id).cloned()));
-                    seen.entry(id.clone()).or_insert_with(|| {
-                        if refresh {
-                            old_rows.and_then(|t| t.get(&id).cloned())
-                        } else {
-                            current
-                        }
-                    });
+                    let entry = table.rows.entry(id.clone());
+                    let current = match &entry {
+                        std::collections::btree_map::Entry::Occupied(o) => Some(o.get().clone()),
+                        std::collections::btree_map::Entry::Vacant(_) => None,
+                    };
+                    let was = if refresh { old_rows.and_then(|t| t.get(&id).cloned()) } else { current.clone() };
+                    let previous = current.or_else(|| old_rows.and_then(|t| t.get(&id).cloned()));
+                    seen.push((id, was));
                     if row.deleted {
-                        table.rows.remove(&id);
+                        if let std::collections::btree_map::Entry::Occupied(o) = entry {
+                            o.remove();
+                        }
                         continue;
                     }
                     // Cells move from the page into the mirror; `["U"]` keeps the previous value.
@@ -162,7 +202,14 @@ impl Mirror {
                         }
                         cells
                     };
-                    table.rows.insert(id, Arc::new(cells));
+                    match entry {
+                        std::collections::btree_map::Entry::Occupied(mut o) => {
+                            o.insert(Arc::new(cells));
+                        }
+                        std::collections::btree_map::Entry::Vacant(v) => {
+                            v.insert(Arc::new(cells));
+                        }
+                    }
                 }
             }
         }
@@ -170,17 +217,29 @@ impl Mirror {
         if refresh {
             for (name, rows) in &before {
                 let seen = touched.entry(name.clone()).or_default();
-                for (id, old) in rows {
-                    seen.entry(id.clone()).or_insert_with(|| Some(old.clone()));
-                }
+                seen.extend(rows.iter().map(|(id, old)| (id.clone(), Some(old.clone()))));
             }
+        }
+        for rows in touched.values_mut() {
+            // Stable: the first entry of a row touched twice is its value before the export.
+            rows.sort_by(|a, b| a.0.cmp(&b.0));
+            rows.dedup_by(|later, first| later.0 == first.0);
         }
         for (name, rows) in touched {
             let table = &self.tables[&name];
             // One name shared by the table's changes (500,000 of them at L).
             let shared: Arc<str> = Arc::from(name.as_str());
+            // Many rows touched (a full export): walked beside the table, both in id order,
+            // instead of searched for one by one.
+            let walk = rows.len() * 4 >= table.rows.len();
+            let mut after = table.rows.iter().peekable();
             for (id, old) in rows {
-                let new = table.rows.get(&id);
+                let new = if walk {
+                    while after.next_if(|(k, _)| **k < id).is_some() {}
+                    after.peek().filter(|(k, _)| **k == id).map(|(_, row)| *row)
+                } else {
+                    table.rows.get(&id)
+                };
                 let (kind, fields, previous) = match (old, new) {
                     (None, None) => continue,
                     (None, Some(_)) => (ChangeKind::Created, BTreeSet::new(), None),
@@ -296,6 +355,32 @@ impl Mirror {
     }
 }
 
+/// The rows of a table an export touched, each with its value before the export.
+type Touched = Vec<(Arc<str>, Option<Row>)>;
+
+/// Whether a page's rows can fill an empty table as they are: no deletions and no `["U"]`
+/// cells, which would read rows before them.
+fn fills_whole(rows: &[crate::model::source::Row]) -> bool {
+    rows.iter().all(|r| !r.deleted && !r.cells.iter().any(|c| matches!(c, Cell::Unchanged)))
+}
+
+/// An empty table's rows from one page (see [`fills_whole`]): sorted by id, a row listed twice
+/// keeping its last value as inserting one by one would; each row is listed as touched, absent
+/// before.
+fn fill(rows: Vec<crate::model::source::Row>, seen: &mut Touched) -> BTreeMap<Arc<str>, Row> {
+    let mut rows: Vec<(Arc<str>, Row)> = rows.into_iter().map(|r| (Arc::from(&*r.id), Arc::new(r.cells))).collect();
+    rows.sort_by(|a, b| a.0.cmp(&b.0));
+    let mut last: Vec<(Arc<str>, Row)> = Vec::with_capacity(rows.len());
+    for (id, cells) in rows {
+        match last.last_mut() {
+            Some((prev, prev_cells)) if *prev == id => *prev_cells = cells,
+            _ => last.push((id, cells)),
+        }
+    }
+    seen.extend(last.iter().map(|(id, _)| (id.clone(), None)));
+    last.into_iter().collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -326,6 +411,68 @@ mod tests {
         let changes = m.apply_export(vec![page("06-delete-product.json", &mut layouts)]);
         assert_eq!(changes.iter().filter(|c| c.kind == ChangeKind::Deleted).count(), 3);
         assert!(!m.tables["products"].rows.contains_key("2013"));
+    }
+
+    /// A page of table `t` (columns `ID`, `name`) with `rows`: (id, name), `None` for a deletion.
+    fn rows_page(rows: &[(&str, Option<&str>)]) -> Page {
+        let column = |name: &str| Column { name: name.into(), basename: None, language: None, media_labels: None };
+        let rows = rows
+            .iter()
+            .map(|(id, name)| crate::model::source::Row {
+                id: (*id).into(),
+                deleted: name.is_none(),
+                cells: vec![Cell::Str((*id).into()), Cell::Str(name.unwrap_or_default().into())],
+            })
+            .collect();
+        let table = crate::model::source::TablePage { columns: Arc::new(vec![column("ID"), column("name")]), rows };
+        Page {
+            time: 1,
+            action: Action::Update,
+            default_language: None,
+            languages: Vec::new(),
+            tables: BTreeMap::from([("t".to_string(), table)]),
+            next_page: None,
+            waiting: false,
+        }
+    }
+
+    fn names(m: &Mirror) -> Vec<(String, String)> {
+        m.tables["t"].rows.iter().map(|(id, row)| (id.to_string(), row[1].text().into_owned())).collect()
+    }
+
+    #[test]
+    fn a_first_export_fills_a_table_as_applying_its_rows_one_by_one_would() {
+        // Out of id order, and one row listed twice: the last value wins, one creation is reported.
+        let rows = [("3", Some("c")), ("1", Some("a")), ("2", Some("b")), ("1", Some("a2"))];
+        let mut filled = Mirror::default();
+        let changes = filled.apply_export(vec![rows_page(&rows)]);
+        let ids: Vec<&str> = changes.iter().map(|c| &*c.id).collect();
+        assert_eq!(ids, ["1", "2", "3"]);
+        assert!(changes.iter().all(|c| c.kind == ChangeKind::Created));
+        assert_eq!(names(&filled), [("1", "a2"), ("2", "b"), ("3", "c")].map(|(i, n)| (i.to_string(), n.to_string())));
+
+        // The same rows applied one by one (the table is not empty, so no filling) leave the same.
+        let mut one_by_one = Mirror::default();
+        one_by_one.apply_export(vec![rows_page(&[("0", Some("z"))])]);
+        one_by_one.apply_export(vec![rows_page(&rows)]);
+        one_by_one.tables.get_mut("t").unwrap().rows.remove("0");
+        assert_eq!(names(&one_by_one), names(&filled));
+
+        // A large export (walked beside the table): a change, a deletion, a creation and rows
+        // sent as they were, which are no changes.
+        let changes =
+            filled.apply_export(vec![rows_page(&[("3", None), ("1", Some("a2")), ("2", Some("B")), ("4", Some("d"))])]);
+        let got: Vec<(&str, ChangeKind, Vec<&str>)> =
+            changes.iter().map(|c| (&*c.id, c.kind, c.fields.iter().map(String::as_str).collect())).collect();
+        assert_eq!(
+            got,
+            [
+                ("2", ChangeKind::Modified, vec!["name"]),
+                ("3", ChangeKind::Deleted, vec![]),
+                ("4", ChangeKind::Created, vec![])
+            ]
+        );
+        assert_eq!(names(&filled), [("1", "a2"), ("2", "B"), ("4", "d")].map(|(i, n)| (i.to_string(), n.to_string())));
     }
 
     #[test]

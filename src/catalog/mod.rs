@@ -5,8 +5,10 @@ pub mod mirror;
 pub mod scope;
 pub mod view;
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
 use std::sync::Arc;
+
+use rustc_hash::FxHashMap as HashMap;
 
 pub use mirror::{Mirror, RowChange, Table};
 
@@ -65,8 +67,9 @@ impl Relations {
                 for (id, row) in &cats.rows {
                     let parent = row[col].text();
                     if !parent.is_empty() && parent != "0" {
-                        if cats.rows.contains_key(&*parent) {
-                            r.parent.insert(id.clone(), Arc::from(&*parent));
+                        // The related items' own ids are shared, not copied (500,000 at L).
+                        if let Some((parent, _)) = cats.rows.get_key_value(&*parent) {
+                            r.parent.insert(id.clone(), parent.clone());
                         } else {
                             r.errors.push(ItemError {
                                 kind: ItemKind::Category,
@@ -80,51 +83,14 @@ impl Relations {
             }
             r.find_cycles();
         }
-        if let Some(products) = t.products {
-            let col = products.column_index(&t.product_category_column);
-            for (id, row) in &products.rows {
-                let mut cats = Vec::new();
-                if let Some(col) = col {
-                    for cat in row[col].ids() {
-                        let known = t.categories.is_some_and(|c| c.rows.contains_key(cat));
-                        if known {
-                            let cat: Arc<str> = Arc::from(cat);
-                            r.category_products.entry(cat.clone()).or_default().push(id.clone());
-                            cats.push(cat);
-                        } else {
-                            r.errors.push(ItemError {
-                                kind: ItemKind::Product,
-                                source_id: id.to_string(),
-                                message: format!("it is in category `{cat}`, which is not in the export"),
-                                hint: Some("the product is exported without that collection".to_string()),
-                            });
-                        }
-                    }
-                }
-                r.product_categories.insert(id.clone(), cats);
-            }
-        }
-        if let Some(variants) = t.variants {
-            let col = variants.column_index(&t.variant_product_column);
-            for (id, row) in &variants.rows {
-                let product = col.map(|c| row[c].text()).unwrap_or_default();
-                if t.products.is_some_and(|p| p.rows.contains_key(&*product)) {
-                    let product: Arc<str> = Arc::from(&*product);
-                    r.product_variants.entry(product.clone()).or_default().push(id.clone());
-                    r.variant_product.insert(id.clone(), product);
-                } else {
-                    r.errors.push(ItemError {
-                        kind: ItemKind::Variant,
-                        source_id: id.to_string(),
-                        message: format!("variant of product `{product}`, which is not in the export"),
-                        hint: Some(
-                            "check the export for a missing or deleted product; the variant is skipped".to_string(),
-                        ),
-                    });
-                    r.broken.insert((ItemKind::Variant, id.clone()));
-                }
-            }
-        }
+        // Products and variants are related on both cores (each reads the tables only).
+        let (products, variants) = rayon::join(|| product_relations(t), || variant_relations(t));
+        (r.product_categories, r.category_products) = (products.0, products.1);
+        (r.product_variants, r.variant_product) = (variants.0, variants.1);
+        // After the category cycles found above.
+        r.broken.extend(variants.2);
+        r.errors.extend(products.2);
+        r.errors.extend(variants.3);
         r
     }
 
@@ -181,6 +147,85 @@ impl Relations {
         }
         out
     }
+}
+
+type ProductRelations = (HashMap<Arc<str>, Vec<Arc<str>>>, HashMap<Arc<str>, Vec<Arc<str>>>, Vec<ItemError>);
+type VariantRelations =
+    (HashMap<Arc<str>, Vec<Arc<str>>>, HashMap<Arc<str>, Arc<str>>, BTreeSet<ItemKey>, Vec<ItemError>);
+
+/// Product → categories and category → products, with the products in unknown categories.
+fn product_relations(t: &CatalogTables) -> ProductRelations {
+    let (mut product_categories, mut category_products) = (HashMap::default(), HashMap::default());
+    let mut errors = Vec::new();
+    if let Some(products) = t.products {
+        let col = products.column_index(&t.product_category_column);
+        product_categories.reserve(products.rows.len());
+        for (id, row) in &products.rows {
+            let mut cats = Vec::new();
+            if let Some(col) = col {
+                for cat in row[col].ids() {
+                    let known = t.categories.and_then(|c| c.rows.get_key_value(cat));
+                    if let Some((cat, _)) = known {
+                        let cat = cat.clone();
+                        category_products.entry(cat.clone()).or_insert_with(Vec::new).push(id.clone());
+                        cats.push(cat);
+                    } else {
+                        errors.push(ItemError {
+                            kind: ItemKind::Product,
+                            source_id: id.to_string(),
+                            message: format!("it is in category `{cat}`, which is not in the export"),
+                            hint: Some("the product is exported without that collection".to_string()),
+                        });
+                    }
+                }
+            }
+            product_categories.insert(id.clone(), cats);
+        }
+    }
+    (product_categories, category_products, errors)
+}
+
+/// Product → variants and variant → product, with the variants of unknown products (broken).
+fn variant_relations(t: &CatalogTables) -> VariantRelations {
+    let (mut product_variants, mut variant_product) = (HashMap::default(), HashMap::default());
+    let (mut broken, mut errors) = (BTreeSet::new(), Vec::new());
+    if let Some(variants) = t.variants {
+        let col = variants.column_index(&t.variant_product_column);
+        variant_product.reserve(variants.rows.len());
+        // A product's variants usually follow each other: the last product found is tried
+        // first, and its variants gathered before they go into the map.
+        let mut last: Option<(Arc<str>, Vec<Arc<str>>)> = None;
+        for (id, row) in &variants.rows {
+            let product = col.map(|c| row[c].text()).unwrap_or_default();
+            let found = match &last {
+                Some((p, _)) if **p == *product => Some(p.clone()),
+                _ => t.products.and_then(|p| p.rows.get_key_value(&*product)).map(|(p, _)| p.clone()),
+            };
+            if let Some(product) = found {
+                match &mut last {
+                    Some((p, ids)) if *p == product => ids.push(id.clone()),
+                    _ => {
+                        if let Some((p, ids)) = last.replace((product.clone(), vec![id.clone()])) {
+                            product_variants.entry(p).or_insert_with(Vec::new).extend(ids);
+                        }
+                    }
+                }
+                variant_product.insert(id.clone(), product);
+            } else {
+                errors.push(ItemError {
+                    kind: ItemKind::Variant,
+                    source_id: id.to_string(),
+                    message: format!("variant of product `{product}`, which is not in the export"),
+                    hint: Some("check the export for a missing or deleted product; the variant is skipped".to_string()),
+                });
+                broken.insert((ItemKind::Variant, id.clone()));
+            }
+        }
+        if let Some((p, ids)) = last {
+            product_variants.entry(p).or_insert_with(Vec::new).extend(ids);
+        }
+    }
+    (product_variants, variant_product, broken, errors)
 }
 
 /// Tags of a cell: a list, or a comma-separated string; trimmed, empty ones dropped.

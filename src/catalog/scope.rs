@@ -5,10 +5,13 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
+use rustc_hash::FxHashMap;
+
 use super::tags_of;
 use super::view::CatalogData;
 use crate::config::raw::ExportStatus;
 use crate::config::Params;
+use crate::model::source::Cell;
 use crate::model::ItemKind;
 
 /// The scope decision for one item.
@@ -21,23 +24,45 @@ pub enum Decision {
     Broken,
 }
 
-/// Scope decisions for every item of a catalog.
+/// Scope decisions for every item of a catalog: one hash map per kind (looked up for every
+/// item a document mentions), and the ids in scope in id order, listed once when deciding ends.
 #[derive(Debug, Clone, Default)]
 pub struct Scope {
-    decisions: BTreeMap<(ItemKind, Arc<str>), Decision>,
+    decisions: [FxHashMap<Arc<str>, Decision>; 3],
+    in_scope: [Vec<Arc<str>>; 3],
+}
+
+fn slot(kind: ItemKind) -> usize {
+    match kind {
+        ItemKind::Category => 0,
+        ItemKind::Product => 1,
+        ItemKind::Variant => 2,
+    }
 }
 
 impl Scope {
     pub fn is_in(&self, kind: ItemKind, id: &str) -> bool {
-        matches!(self.decisions.get(&(kind, Arc::from(id))), Some(Decision::In))
+        matches!(self.decision(kind, id), Some(Decision::In))
     }
 
     pub fn decision(&self, kind: ItemKind, id: &str) -> Option<&Decision> {
-        self.decisions.get(&(kind, Arc::from(id)))
+        self.decisions[slot(kind)].get(id)
     }
 
+    /// The ids of `kind` in scope, in id order.
     pub fn in_scope(&self, kind: ItemKind) -> impl Iterator<Item = &Arc<str>> {
-        self.decisions.iter().filter(move |((k, _), d)| *k == kind && **d == Decision::In).map(|((_, id), _)| id)
+        self.in_scope[slot(kind)].iter()
+    }
+
+    fn set(&mut self, kind: ItemKind, id: Arc<str>, decision: Decision) {
+        self.decisions[slot(kind)].insert(id, decision);
+    }
+
+    /// Lists the ids in scope, in the order of `ids` (each kind's ids, sorted).
+    fn list(&mut self, kind: ItemKind, ids: &[Arc<str>]) {
+        let decisions = &self.decisions[slot(kind)];
+        self.in_scope[slot(kind)] =
+            ids.iter().filter(|id| matches!(decisions.get(&***id), Some(Decision::In))).cloned().collect();
     }
 }
 
@@ -82,28 +107,34 @@ pub fn decide_with(data: &CatalogData, params: &Params, has_products: Option<&Ha
     };
     let has_tag = |tags: &BTreeSet<String>| tags.iter().any(|t| wanted_tags.contains(t.as_str()));
 
-    // Status, filters and integrity, per item.
-    let base = |kind: ItemKind, id: &Arc<str>| -> Decision {
+    // Status, filters and integrity, per item (its row at hand: read in a pass over the table).
+    let base = |kind: ItemKind, id: &Arc<str>, status: Option<&Cell>| -> Decision {
         if rel.broken.contains(&(kind, id.clone())) || data.errored.contains(&(kind, id.clone())) {
             return Decision::Broken;
         }
         if let Some(stage) = data.filtered.get(&(kind, id.clone())) {
             return Decision::Out(format!("filtered out by stage `{stage}`"));
         }
-        let field = src.status_field(kind);
-        let status = data.text(kind, id, field);
+        let status = status.map(Cell::text).unwrap_or_default();
         if !status_in_scope(&status, params.export_status) {
             return Decision::Out(format!(
-                "its status `{field}` is `{status}`, outside `export_status: {}`",
+                "its status `{}` is `{status}`, outside `export_status: {}`",
+                src.status_field(kind),
                 status_name(params.export_status)
             ));
         }
         Decision::In
     };
+    // On every core: 400,000 variants at L.
+    let decide_all = |kind: ItemKind| -> Vec<(Arc<str>, Decision)> {
+        use rayon::prelude::*;
+        let status = data.field(kind, src.status_field(kind), None);
+        let rows: Vec<(&Arc<str>, &[Cell])> = data.rows(kind).collect();
+        rows.par_iter().map(|&(id, row)| (id.clone(), base(kind, id, status.of(id, row)))).collect()
+    };
 
-    let category_ids = data.ids(ItemKind::Category);
-    let category_base: BTreeMap<Arc<str>, Decision> =
-        category_ids.iter().map(|id| (id.clone(), base(ItemKind::Category, id))).collect();
+    let category_base: BTreeMap<Arc<str>, Decision> = decide_all(ItemKind::Category).into_iter().collect();
+    let category_ids: Vec<Arc<str>> = category_base.keys().cloned().collect();
     let category_tagged: BTreeSet<Arc<str>> = if wanted_tags.is_empty() {
         BTreeSet::new()
     } else {
@@ -118,24 +149,26 @@ pub fn decide_with(data: &CatalogData, params: &Params, has_products: Option<&Ha
             .collect()
     };
 
-    for id in data.ids(ItemKind::Variant) {
-        let d = base(ItemKind::Variant, &id);
-        scope.decisions.insert((ItemKind::Variant, id), d);
-    }
+    let variants = decide_all(ItemKind::Variant);
+    let variant_ids: Vec<Arc<str>> = variants.iter().map(|(id, _)| id.clone()).collect();
+    scope.decisions[slot(ItemKind::Variant)] = variants.into_iter().collect();
 
     let wanted_families: BTreeSet<&str> = params.families.iter().map(String::as_str).collect();
-    for id in data.ids(ItemKind::Product) {
-        let mut d = base(ItemKind::Product, &id);
+    let products = decide_all(ItemKind::Product);
+    let product_ids: Vec<Arc<str>> = products.iter().map(|(id, _)| id.clone()).collect();
+    scope.decisions[slot(ItemKind::Product)].reserve(products.len());
+    for (id, mut d) in products {
+        let id = &id;
         if d == Decision::In && !wanted_families.is_empty() {
-            let family = data.text(ItemKind::Product, &id, &src.family_field);
+            let family = data.text(ItemKind::Product, id, &src.family_field);
             if !wanted_families.contains(family.as_str()) {
                 d = Decision::Out(format!("its family `{family}` is not in `families`"));
             }
         }
         if d == Decision::In && !wanted_tags.is_empty() {
-            let variants = rel.product_variants.get(&id).cloned().unwrap_or_default();
-            let tagged = has_tag(&tags_of_item(ItemKind::Product, &id))
-                || rel.product_categories.get(&id).is_some_and(|cs| cs.iter().any(|c| category_tagged.contains(c)))
+            let variants = rel.product_variants.get(id).cloned().unwrap_or_default();
+            let tagged = has_tag(&tags_of_item(ItemKind::Product, id))
+                || rel.product_categories.get(id).is_some_and(|cs| cs.iter().any(|c| category_tagged.contains(c)))
                 || variants.iter().any(|v| has_tag(&tags_of_item(ItemKind::Variant, v)));
             if !tagged {
                 d = Decision::Out(format!(
@@ -146,14 +179,17 @@ pub fn decide_with(data: &CatalogData, params: &Params, has_products: Option<&Ha
         }
         // The variants of a product out of scope are out too.
         if d != Decision::In {
-            for v in rel.product_variants.get(&id).into_iter().flatten() {
-                let key = (ItemKind::Variant, v.clone());
-                if scope.decisions.get(&key) == Some(&Decision::In) {
-                    scope.decisions.insert(key, Decision::Out(format!("its product `{id}` is out of scope")));
+            for v in rel.product_variants.get(id).into_iter().flatten() {
+                if scope.is_in(ItemKind::Variant, v) {
+                    scope.set(
+                        ItemKind::Variant,
+                        v.clone(),
+                        Decision::Out(format!("its product `{id}` is out of scope")),
+                    );
                 }
             }
         }
-        scope.decisions.insert((ItemKind::Product, id), d);
+        scope.set(ItemKind::Product, id.clone(), d);
     }
 
     for (id, mut d) in category_base {
@@ -165,7 +201,10 @@ pub fn decide_with(data: &CatalogData, params: &Params, has_products: Option<&Ha
                 d = Decision::Out("none of its products is in scope (`include_empty_categories` is false)".to_string());
             }
         }
-        scope.decisions.insert((ItemKind::Category, id), d);
+        scope.set(ItemKind::Category, id, d);
     }
+    scope.list(ItemKind::Category, &category_ids);
+    scope.list(ItemKind::Product, &product_ids);
+    scope.list(ItemKind::Variant, &variant_ids);
     scope
 }

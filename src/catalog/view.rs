@@ -92,27 +92,72 @@ impl CatalogData {
     /// A field of an item: joined fields first, then the exact column, then the basename of a
     /// multi-language column in `lang` (falling back to the default language).
     pub fn cell_ref(&self, kind: ItemKind, id: &str, name: &str, lang: Option<&str>) -> Option<&Cell> {
-        if let Some(cell) = self.joined.get(&kind).and_then(|m| m.get(id)).and_then(|f| f.get(name)) {
-            return Some(cell);
+        self.cell_in(kind, id, self.row(kind, id).map(|row| row.as_slice()), name, lang)
+    }
+
+    /// [`CatalogData::cell_ref`] of an item whose `row` (from [`CatalogData::row`]) is at hand:
+    /// a renderer reads a dozen fields of each item.
+    pub fn cell_in<'a>(
+        &'a self,
+        kind: ItemKind,
+        id: &str,
+        row: Option<&'a [Cell]>,
+        name: &str,
+        lang: Option<&str>,
+    ) -> Option<&'a Cell> {
+        if !self.joined.is_empty() {
+            if let Some(cell) = self.joined.get(&kind).and_then(|m| m.get(id)).and_then(|f| f.get(name)) {
+                return Some(cell);
+            }
         }
         let table = self.table(kind)?;
-        let row = table.rows.get(id)?;
+        self.column(table, name, lang).and_then(|i| row?.get(i))
+    }
+
+    /// Where `name` is in `table`: the exact column, else the multi-language column in `lang`
+    /// (falling back to the default language).
+    fn column(&self, table: &Table, name: &str, lang: Option<&str>) -> Option<usize> {
         if let Some(i) = table.column_index(name) {
-            return Some(&row[i]);
+            return Some(i);
         }
-        let by_lang = |l: &str| {
-            table
-                .columns
-                .iter()
-                .position(|c: &Column| c.basename.as_deref() == Some(name) && c.language.as_deref() == Some(l))
-        };
-        let idx = lang.and_then(by_lang).or_else(|| self.default_language().and_then(by_lang))?;
-        Some(&row[idx])
+        let by_lang = |l: &str| table.language_column(name, l);
+        lang.and_then(by_lang).or_else(|| self.default_language().and_then(by_lang))
+    }
+
+    /// A field of every item of `kind`, resolved once for a pass over [`CatalogData::rows`].
+    pub fn field<'a>(&'a self, kind: ItemKind, name: &'a str, lang: Option<&str>) -> Field<'a> {
+        Field {
+            joined: self.joined.get(&kind),
+            name,
+            column: self.table(kind).and_then(|t| self.column(t, name, lang)),
+        }
+    }
+
+    /// The rows of `kind`, in id order.
+    pub fn rows(&self, kind: ItemKind) -> impl Iterator<Item = (&Arc<str>, &[Cell])> {
+        self.table(kind).into_iter().flat_map(|t| t.rows.iter().map(|(id, row)| (id, row.as_slice())))
     }
 
     /// [`CatalogData::cell_ref`] as text (empty when absent).
     pub fn text(&self, kind: ItemKind, id: &str, name: &str) -> String {
         self.cell_ref(kind, id, name, None).map(|c| c.text().into_owned()).unwrap_or_default()
+    }
+}
+
+/// One field of the items of a kind: [`CatalogData::cell_ref`] with the column looked up once.
+pub struct Field<'a> {
+    joined: Option<&'a HashMap<Arc<str>, BTreeMap<String, Cell>>>,
+    name: &'a str,
+    column: Option<usize>,
+}
+
+impl<'a> Field<'a> {
+    /// The field of the item `id`, whose row is `row`.
+    pub fn of(&self, id: &str, row: &'a [Cell]) -> Option<&'a Cell> {
+        if let Some(cell) = self.joined.and_then(|m| m.get(id)).and_then(|f| f.get(self.name)) {
+            return Some(cell);
+        }
+        self.column.and_then(|i| row.get(i))
     }
 }
 

@@ -265,21 +265,27 @@ fn map_output(
     errors.extend(rendered.errors.iter().cloned());
     let hashes = std::mem::take(&mut rendered.hashes);
     // Moved into the outputs (a copy of every handle and SKU is 250 MB at XL).
-    let mut identities = std::mem::take(&mut rendered.identities);
-    let mut outputs = BTreeMap::new();
+    // The items in scope, their identities and their hashes are all in key order (the last two
+    // hold only items that rendered): they are walked side by side.
+    let mut identities = std::mem::take(&mut rendered.identities).into_iter().peekable();
+    let mut hashed = hashes.iter().peekable();
+    let mut outputs = Vec::new();
     for kind in [ItemKind::Category, ItemKind::Product] {
         for id in scope.in_scope(kind) {
             let key = (kind, id.clone());
+            while identities.next_if(|(k, _)| *k < key).is_some() {}
+            while hashed.next_if(|(k, _)| **k < key).is_some() {}
             // A category that fails to render still lends its handle to its products' collections.
-            let (handle, skus) = match identities.remove(&key) {
-                Some((h, s)) => (Some(h), s),
+            let (handle, skus) = match identities.next_if(|(k, _)| *k == key) {
+                Some((_, (h, s))) => (Some(h), s),
                 None if kind == ItemKind::Category => (renderer.category_handle(id), Vec::new()),
                 None => (None, Vec::new()),
             };
-            let hash = hashes.get(&key).cloned();
-            outputs.insert(key, ItemOutput { in_scope: true, hash, handle, skus });
+            let hash = hashed.next_if(|(k, _)| **k == key).map(|(_, h)| h.clone());
+            outputs.push((key, ItemOutput { in_scope: true, hash, handle, skus }));
         }
     }
+    let outputs = outputs.into_iter().collect();
     DocSet { map_stage: stage.to_string(), data, scope, rendered, hashes, outputs, partial: None }
 }
 

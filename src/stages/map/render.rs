@@ -5,6 +5,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use minijinja::value::Value;
+use rustc_hash::FxHashMap;
 
 use super::{MapFields, Mapped, MappedImage, MappedMetafield, PRODUCT_STATUSES};
 use crate::catalog::scope::{status_in_scope, Scope};
@@ -17,7 +18,7 @@ use crate::document::{
 };
 use crate::stages::saleslayer::page::Cell;
 use crate::stages::{template_error, ItemKind};
-use crate::template::{slug, TemplateSet};
+use crate::template::{slug, Simple, TemplateSet, Via};
 
 /// Which documents a rendering keeps once it has hashed them: `keep(kind, id, item hash)`. The
 /// others are dropped as they are made, so a catalog's documents are not all held at once.
@@ -39,6 +40,14 @@ pub struct Rendered {
 /// An item: its kind and source id.
 type ItemKey = (ItemKind, Arc<str>);
 
+/// An item being rendered, with its source row (looked up once for all its fields).
+#[derive(Clone, Copy)]
+struct It<'r> {
+    kind: ItemKind,
+    id: &'r Arc<str>,
+    row: Option<&'r [Cell]>,
+}
+
 /// One rendered item on its way into [`Rendered`]: its hash, its identity (handle and SKUs),
 /// the source ids of the variants those SKUs belong to (for the SKU check's messages), and its
 /// document when kept.
@@ -59,6 +68,8 @@ pub struct Renderer<'a> {
     pub params: &'a Params,
     /// Export languages, the store's default first.
     pub languages: Vec<String>,
+    /// Category handles already rendered: every product in a category lists its handle.
+    category_handles: std::sync::RwLock<FxHashMap<Arc<str>, Option<String>>>,
 }
 
 type Result<T> = std::result::Result<T, String>;
@@ -76,7 +87,7 @@ impl<'a> Renderer<'a> {
         } else {
             params.languages.clone()
         };
-        Renderer { map, data, scope, templates, params, languages }
+        Renderer { map, data, scope, templates, params, languages, category_handles: Default::default() }
     }
 
     fn default_lang(&self) -> Option<&str> {
@@ -113,24 +124,32 @@ impl<'a> Renderer<'a> {
             let result = self.render_product(id, false).map(|doc| made(ItemKind::Product, id, Document::Product(doc)));
             ((ItemKind::Product, (*id).clone()), result)
         }));
-        let mut out = Rendered::default();
-        let mut variants = BTreeMap::new();
+        // `all` is in key order: the maps are built from sorted lists, not by searching for
+        // each of 100,000 keys.
+        let (mut docs, mut hashes, mut identities, mut variants) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        let mut errors = Vec::new();
         for ((kind, id), result) in all {
             match result {
                 Ok(m) => {
                     if let Some(doc) = m.doc {
-                        out.docs.insert((kind, id.clone()), doc);
+                        docs.push(((kind, id.clone()), doc));
                     }
-                    out.hashes.insert((kind, id.clone()), m.hash);
+                    hashes.push(((kind, id.clone()), m.hash));
                     if !m.variants.is_empty() {
-                        variants.insert(id.clone(), m.variants);
+                        variants.push((id.clone(), m.variants));
                     }
-                    out.identities.insert((kind, id), (m.handle, m.skus));
+                    identities.push(((kind, id), (m.handle, m.skus)));
                 }
-                Err(e) => out.errors.push(item_error(kind, &id, e)),
+                Err(e) => errors.push(item_error(kind, &id, e)),
             }
         }
-        self.check_unique(&mut out, &variants);
+        let mut out = Rendered {
+            docs: docs.into_iter().collect(),
+            hashes: hashes.into_iter().collect(),
+            errors,
+            identities: identities.into_iter().collect(),
+        };
+        self.check_unique(&mut out, &variants.into_iter().collect());
         out
     }
 
@@ -189,23 +208,46 @@ impl<'a> Renderer<'a> {
         out.errors.dedup();
     }
 
-    fn object(&self, kind: ItemKind, id: &Arc<str>, lang: Option<&str>) -> Value {
+    /// `id` with its row, looked up once for all its fields.
+    fn it<'r>(&'r self, kind: ItemKind, id: &'r Arc<str>) -> It<'r> {
+        It { kind, id, row: self.data.row(kind, id).map(|row| row.as_slice()) }
+    }
+
+    fn object(&self, it: It<'_>, lang: Option<&str>) -> Value {
         Value::from_object(ItemObject {
             data: self.data.clone(),
             scope: Some(self.scope.clone()),
-            kind,
-            id: id.clone(),
+            kind: it.kind,
+            id: it.id.clone(),
             lang: lang.map(Arc::from),
         })
     }
 
+    /// The cell a [`Simple`] template prints: the item's, or its related item's (`None` when
+    /// there is no such item: the template itself then says what that renders to).
+    fn simple_cell<'s>(&'s self, it: It<'s>, simple: &Simple, lang: Option<&str>) -> Option<&'s Cell> {
+        let rel = &self.data.relations;
+        let first_category = |product: &str| rel.product_categories.get(product).and_then(|c| c.first());
+        let (kind, id) = match (it.kind, simple.via) {
+            (_, None) => return self.data.cell_in(it.kind, it.id, it.row, &simple.field, lang),
+            (ItemKind::Category, Some(Via::Parent)) => (ItemKind::Category, rel.parent.get(it.id)?),
+            (ItemKind::Product, Some(Via::Category)) => (ItemKind::Category, first_category(it.id)?),
+            (ItemKind::Variant, Some(Via::Product)) => (ItemKind::Product, rel.variant_product.get(it.id)?),
+            (ItemKind::Variant, Some(Via::Category)) => {
+                (ItemKind::Category, first_category(rel.variant_product.get(it.id)?)?)
+            }
+            _ => return None,
+        };
+        self.data.cell_ref(kind, id, &simple.field, lang)
+    }
+
     /// One mapped value of an item in a language.
-    fn value(&self, kind: ItemKind, id: &Arc<str>, mapped: &Mapped, lang: Option<&str>, what: &str) -> Result<String> {
+    fn value(&self, it: It<'_>, mapped: &Mapped, lang: Option<&str>, what: &str) -> Result<String> {
         match mapped {
             Mapped::Constant(c) => Ok(c.clone()),
             Mapped::Template(name, simple) => {
                 if let Some(simple) = simple {
-                    if let Some(Cell::Str(text)) = self.data.cell_ref(kind, id, &simple.field, lang) {
+                    if let Some(Cell::Str(text)) = self.simple_cell(it, simple, lang) {
                         return simple
                             .apply(text)
                             .map(|s| s.trim().to_string())
@@ -213,15 +255,21 @@ impl<'a> Renderer<'a> {
                     }
                 }
                 self.templates
-                    .render(name, self.object(kind, id, lang))
+                    .render(name, self.object(it, lang))
                     .map(|s| s.trim().to_string())
                     .map_err(|e| format!("`{what}`: {}", template_error(&e)))
             }
-            Mapped::Field(field) => {
-                Ok(self.data.cell_ref(kind, id, field, lang).map(|c| c.text().trim().to_string()).unwrap_or_default())
-            }
+            Mapped::Field(field) => Ok(self
+                .data
+                .cell_in(it.kind, it.id, it.row, field, lang)
+                .map(|c| c.text().trim().to_string())
+                .unwrap_or_default()),
             Mapped::Lookup { from, map, default } => {
-                let key = self.data.cell_ref(kind, id, from, lang).map(|c| c.text().into_owned()).unwrap_or_default();
+                let key = self
+                    .data
+                    .cell_in(it.kind, it.id, it.row, from, lang)
+                    .map(|c| c.text().into_owned())
+                    .unwrap_or_default();
                 match (map.get(&key), default) {
                     (Some(v), _) => Ok(v.clone()),
                     (None, Some(d)) => Ok(d.clone()),
@@ -236,51 +284,37 @@ impl<'a> Renderer<'a> {
     /// A mapped value where the target expects a list (`tags`): a template whose whole output is
     /// one list value (`{{ product_tags }}` over a Sales Layer list field) gives its items; any
     /// other value is text, split on commas.
-    fn items(
-        &self,
-        kind: ItemKind,
-        id: &Arc<str>,
-        mapped: &Mapped,
-        lang: Option<&str>,
-        what: &str,
-    ) -> Result<Vec<String>> {
+    fn items(&self, it: It<'_>, mapped: &Mapped, lang: Option<&str>, what: &str) -> Result<Vec<String>> {
         if let Mapped::Template(name, simple) = mapped {
             // A template that prints one field gives a list only when the field is one.
-            if let Some(simple) = simple {
+            if let Some(simple) = simple.as_ref().filter(|s| s.via.is_none()) {
                 if let (None, Some(Cell::List(items))) =
-                    (simple.filter, self.data.cell_ref(kind, id, &simple.field, lang))
+                    (simple.filter, self.data.cell_in(it.kind, it.id, it.row, &simple.field, lang))
                 {
                     return Ok(items.iter().map(|i| i.to_string()).collect());
                 }
-                return Ok(self.value(kind, id, mapped, lang, what)?.split(',').map(str::to_string).collect());
+                return Ok(self.value(it, mapped, lang, what)?.split(',').map(str::to_string).collect());
             }
             let list = self
                 .templates
-                .render_list(name, self.object(kind, id, lang))
+                .render_list(name, self.object(it, lang))
                 .map_err(|e| format!("`{what}`: {}", template_error(&e)))?;
             if let Some(items) = list {
                 return Ok(items);
             }
         }
-        Ok(self.value(kind, id, mapped, lang, what)?.split(',').map(str::to_string).collect())
+        Ok(self.value(it, mapped, lang, what)?.split(',').map(str::to_string).collect())
     }
 
-    fn optional(
-        &self,
-        kind: ItemKind,
-        id: &Arc<str>,
-        mapped: &Option<Mapped>,
-        lang: Option<&str>,
-        what: &str,
-    ) -> Result<Option<String>> {
+    fn optional(&self, it: It<'_>, mapped: &Option<Mapped>, lang: Option<&str>, what: &str) -> Result<Option<String>> {
         match mapped {
             None => Ok(None),
-            Some(m) => self.value(kind, id, m, lang, what).map(|v| Some(v).filter(|v| !v.is_empty())),
+            Some(m) => self.value(it, m, lang, what).map(|v| Some(v).filter(|v| !v.is_empty())),
         }
     }
 
-    fn handle(&self, kind: ItemKind, id: &Arc<str>, mapped: &Mapped) -> Result<String> {
-        let handle = self.value(kind, id, mapped, self.default_lang(), "handle")?;
+    fn handle(&self, it: It<'_>, mapped: &Mapped) -> Result<String> {
+        let handle = self.value(it, mapped, self.default_lang(), "handle")?;
         if handle.is_empty() {
             return Err("`handle` is empty".to_string());
         }
@@ -296,8 +330,8 @@ impl<'a> Renderer<'a> {
         Ok(handle)
     }
 
-    fn title(&self, kind: ItemKind, id: &Arc<str>, mapped: &Mapped) -> Result<String> {
-        let title = self.value(kind, id, mapped, self.default_lang(), "title")?;
+    fn title(&self, it: It<'_>, mapped: &Mapped) -> Result<String> {
+        let title = self.value(it, mapped, self.default_lang(), "title")?;
         if title.is_empty() {
             return Err("`title` is empty".to_string());
         }
@@ -307,12 +341,14 @@ impl<'a> Renderer<'a> {
         Ok(title)
     }
 
-    fn images(&self, kind: ItemKind, id: &Arc<str>, image: &MappedImage) -> Result<Vec<ImageDoc>> {
-        let Some(cell) = self.data.cell_ref(kind, id, &image.field, self.default_lang()) else { return Ok(Vec::new()) };
+    fn images(&self, it: It<'_>, image: &MappedImage) -> Result<Vec<ImageDoc>> {
+        let Some(cell) = self.data.cell_in(it.kind, it.id, it.row, &image.field, self.default_lang()) else {
+            return Ok(Vec::new());
+        };
         let Cell::Media(entries) = cell else { return Ok(Vec::new()) };
         let labels = self
             .data
-            .table(kind)
+            .table(it.kind)
             .and_then(|t| t.column_index(&image.field).map(|i| t.columns[i].media_labels.clone()))
             .flatten()
             .unwrap_or_default();
@@ -326,7 +362,7 @@ impl<'a> Renderer<'a> {
             ));
         };
         let alt = match &image.alt {
-            Some(a) => self.value(kind, id, a, self.default_lang(), "alt")?,
+            Some(a) => self.value(it, a, self.default_lang(), "alt")?,
             None => String::new(),
         };
         Ok(entries
@@ -338,11 +374,11 @@ impl<'a> Renderer<'a> {
             .collect())
     }
 
-    fn metafields(&self, kind: ItemKind, id: &Arc<str>, specs: &[MappedMetafield]) -> Result<Vec<Metafield>> {
+    fn metafields(&self, it: It<'_>, specs: &[MappedMetafield]) -> Result<Vec<Metafield>> {
         let mut out = Vec::new();
         for m in specs {
             let value =
-                self.value(kind, id, &m.value, self.default_lang(), &format!("metafield {}.{}", m.namespace, m.key))?;
+                self.value(it, &m.value, self.default_lang(), &format!("metafield {}.{}", m.namespace, m.key))?;
             if !value.is_empty() {
                 out.push(Metafield {
                     namespace: m.namespace.clone(),
@@ -358,8 +394,7 @@ impl<'a> Renderer<'a> {
     /// Per non-default language, the translatable values that differ from the default language.
     fn translations(
         &self,
-        kind: ItemKind,
-        id: &Arc<str>,
+        it: It<'_>,
         fields: &[(&str, Option<&Mapped>)],
         defaults: &[Option<String>],
     ) -> Result<Translations> {
@@ -368,7 +403,7 @@ impl<'a> Renderer<'a> {
             let mut values = BTreeMap::new();
             for ((key, mapped), default) in fields.iter().zip(defaults) {
                 let Some(mapped) = mapped else { continue };
-                let value = self.value(kind, id, mapped, Some(lang), key)?;
+                let value = self.value(it, mapped, Some(lang), key)?;
                 if !value.is_empty() && Some(&value) != default.as_ref() {
                     values.insert(key.to_string(), value);
                 }
@@ -383,19 +418,19 @@ impl<'a> Renderer<'a> {
     pub fn render_category(&self, id: &Arc<str>) -> Result<CollectionDoc> {
         let Some(m) = &self.map.categories else { return Err("the map has no `categories` section".to_string()) };
         let k = ItemKind::Category;
+        let it = self.it(k, id);
         let lang = self.default_lang();
-        let title = self.title(k, id, &m.title)?;
-        let handle = self.handle(k, id, &m.handle)?;
-        let description_html = self.optional(k, id, &m.description_html, lang, "descriptionHtml")?;
-        let seo_title = self.optional(k, id, &m.seo_title, lang, "seo.title")?;
-        let seo_description = self.optional(k, id, &m.seo_description, lang, "seo.description")?;
+        let title = self.title(it, &m.title)?;
+        let handle = self.handle(it, &m.handle)?;
+        let description_html = self.optional(it, &m.description_html, lang, "descriptionHtml")?;
+        let seo_title = self.optional(it, &m.seo_title, lang, "seo.title")?;
+        let seo_description = self.optional(it, &m.seo_description, lang, "seo.description")?;
         let image = match &m.image {
-            Some(img) => self.images(k, id, img)?.into_iter().next(),
+            Some(img) => self.images(it, img)?.into_iter().next(),
             None => None,
         };
         let translations = self.translations(
-            k,
-            id,
+            it,
             &[
                 ("title", Some(&m.title)),
                 ("body_html", m.description_html.as_ref()),
@@ -410,7 +445,12 @@ impl<'a> Renderer<'a> {
     /// The handle a category would have, if it renders.
     pub fn category_handle(&self, id: &Arc<str>) -> Option<String> {
         let m = self.map.categories.as_ref()?;
-        self.handle(ItemKind::Category, id, &m.handle).ok()
+        if let Some(handle) = self.category_handles.read().unwrap_or_else(|e| e.into_inner()).get(id) {
+            return handle.clone();
+        }
+        let handle = self.handle(self.it(ItemKind::Category, id), &m.handle).ok();
+        self.category_handles.write().unwrap_or_else(|e| e.into_inner()).insert(id.clone(), handle.clone());
+        handle
     }
 
     /// A product with its variants. `archive` renders the document that archives a product that
@@ -418,15 +458,16 @@ impl<'a> Renderer<'a> {
     pub fn render_product(&self, id: &Arc<str>, archive: bool) -> Result<ProductDoc> {
         let m = &self.map.products;
         let k = ItemKind::Product;
+        let it = self.it(k, id);
         let lang = self.default_lang();
-        let title = self.title(k, id, &m.title)?;
-        let handle = self.handle(k, id, &m.handle)?;
-        let description_html = self.optional(k, id, &m.description_html, lang, "descriptionHtml")?;
-        let vendor = self.optional(k, id, &m.vendor, lang, "vendor")?;
-        let product_type = self.optional(k, id, &m.product_type, lang, "productType")?;
+        let title = self.title(it, &m.title)?;
+        let handle = self.handle(it, &m.handle)?;
+        let description_html = self.optional(it, &m.description_html, lang, "descriptionHtml")?;
+        let vendor = self.optional(it, &m.vendor, lang, "vendor")?;
+        let product_type = self.optional(it, &m.product_type, lang, "productType")?;
         let mut tags: Vec<String> = Vec::new();
         for t in &m.tags {
-            for tag in self.items(k, id, t, lang, "tags")? {
+            for tag in self.items(it, t, lang, "tags")? {
                 let tag = tag.trim();
                 if !tag.is_empty() && !tags.iter().any(|x| x == tag) {
                     tags.push(tag.to_string());
@@ -440,7 +481,7 @@ impl<'a> Renderer<'a> {
             (_, true) => "ARCHIVED".to_string(),
             (None, false) => "ACTIVE".to_string(),
             (Some(s), false) => {
-                let status = self.value(k, id, s, lang, "status")?.to_uppercase();
+                let status = self.value(it, s, lang, "status")?.to_uppercase();
                 if !PRODUCT_STATUSES.contains(&status.as_str()) {
                     return Err(format!(
                         "`status` is `{status}`, not a Shopify status (ACTIVE, DRAFT, ARCHIVED, UNLISTED)"
@@ -449,13 +490,13 @@ impl<'a> Renderer<'a> {
                 status
             }
         };
-        let seo_title = self.optional(k, id, &m.seo_title, lang, "seo.title")?;
-        let seo_description = self.optional(k, id, &m.seo_description, lang, "seo.description")?;
+        let seo_title = self.optional(it, &m.seo_title, lang, "seo.title")?;
+        let seo_description = self.optional(it, &m.seo_description, lang, "seo.description")?;
         let files = match &m.images {
-            Some(img) => self.images(k, id, img)?,
+            Some(img) => self.images(it, img)?,
             None => Vec::new(),
         };
-        let metafields = self.metafields(k, id, &m.metafields)?;
+        let metafields = self.metafields(it, &m.metafields)?;
         let (product_options, variants) = self.variants(id, archive)?;
         let collections = if archive {
             Vec::new()
@@ -474,8 +515,7 @@ impl<'a> Renderer<'a> {
             handles
         };
         let translations = self.translations(
-            k,
-            id,
+            it,
             &[
                 ("title", Some(&m.title)),
                 ("body_html", m.description_html.as_ref()),
@@ -558,12 +598,12 @@ impl<'a> Renderer<'a> {
             m.options.iter().map(|(name, _)| ProductOption { name: name.clone(), values: Vec::new() }).collect();
         let mut tuples: HashMap<Vec<String>, &str> = HashMap::new();
         let mut docs = Vec::with_capacity(ids.len());
+        let what: Vec<String> = m.options.iter().map(|(name, _)| format!("options.{name}")).collect();
         for v in ids {
+            let it = self.it(k, v);
             let mut option_values = Vec::new();
             for (i, (name, mapped)) in m.options.iter().enumerate() {
-                let value = self
-                    .value(k, v, mapped, lang, &format!("options.{name}"))
-                    .map_err(|e| format!("variant `{v}`: {e}"))?;
+                let value = self.value(it, mapped, lang, &what[i]).map_err(|e| format!("variant `{v}`: {e}"))?;
                 if value.is_empty() {
                     return Err(format!("variant `{v}`: option `{name}` is empty"));
                 }
@@ -582,16 +622,16 @@ impl<'a> Renderer<'a> {
             let ctx = |e: String| format!("variant `{v}`: {e}");
             docs.push(VariantDoc {
                 source_id: v.to_string(),
-                sku: Some(self.value(k, v, &m.sku, lang, "sku").map_err(ctx)?).filter(|s| !s.is_empty()),
-                price: self.optional(k, v, &m.price, lang, "price").map_err(ctx)?,
-                compare_at_price: self.optional(k, v, &m.compare_at_price, lang, "compareAtPrice").map_err(ctx)?,
-                barcode: self.optional(k, v, &m.barcode, lang, "barcode").map_err(ctx)?,
+                sku: Some(self.value(it, &m.sku, lang, "sku").map_err(ctx)?).filter(|s| !s.is_empty()),
+                price: self.optional(it, &m.price, lang, "price").map_err(ctx)?,
+                compare_at_price: self.optional(it, &m.compare_at_price, lang, "compareAtPrice").map_err(ctx)?,
+                barcode: self.optional(it, &m.barcode, lang, "barcode").map_err(ctx)?,
                 option_values,
                 file: match &m.image {
-                    Some(img) => self.images(k, v, img).map_err(ctx)?.into_iter().next(),
+                    Some(img) => self.images(it, img).map_err(ctx)?.into_iter().next(),
                     None => None,
                 },
-                metafields: self.metafields(k, v, &m.metafields).map_err(ctx)?,
+                metafields: self.metafields(it, &m.metafields).map_err(ctx)?,
             });
         }
         Ok((options, docs))
