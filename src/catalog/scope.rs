@@ -192,6 +192,9 @@ pub fn decide_with(data: &CatalogData, params: &Params, has_products: Option<&Ha
         scope.set(ItemKind::Product, id.clone(), d);
     }
 
+    // Products and variants are decided: listed before the categories, which ask about them.
+    scope.list(ItemKind::Product, &product_ids);
+    scope.list(ItemKind::Variant, &variant_ids);
     for (id, mut d) in category_base {
         if d == Decision::In && !params.include_empty_categories {
             let has_products =
@@ -204,7 +207,5 @@ pub fn decide_with(data: &CatalogData, params: &Params, has_products: Option<&Ha
         scope.set(ItemKind::Category, id, d);
     }
     scope.list(ItemKind::Category, &category_ids);
-    scope.list(ItemKind::Product, &product_ids);
-    scope.list(ItemKind::Variant, &variant_ids);
     scope
 }
