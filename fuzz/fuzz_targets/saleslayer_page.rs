@@ -10,7 +10,7 @@ fuzz_target!(|data: &[u8]| {
     let mut layouts = Layouts::new();
     if let Ok(page) = decode(data, &mut layouts) {
         let mut mirror = Mirror::default();
-        let _ = mirror.apply_export(std::slice::from_ref(&page));
-        let _ = mirror.apply_export(&[page]);
+        let _ = mirror.apply_export(vec![page.clone()]);
+        let _ = mirror.apply_export(vec![page]);
     }
 });
