@@ -539,6 +539,8 @@ impl Knob {
             ],
             Knob::ProductType => &[
                 (2, "{{ category.section_name if category else '' }}"),
+                // Read straight from the category's cell (a product without one: an item error).
+                (1, "{{ category.section_name }}"),
                 (1, "{{ categories[0].parent.section_name if categories and categories[0].parent else '' }}"),
             ],
             Knob::ProductDescription => &[
@@ -550,6 +552,8 @@ impl Knob {
             ],
             Knob::CategoryHandle => &[
                 (3, "{{ section_name | slug }}"),
+                // The parent's cell, read directly (a root category: an item error).
+                (1, "{{ parent.section_reference | slug }}"),
                 (1, "{{ section_reference | slug }}"),
                 (1, "{{ (((parent.section_name ~ ' ') if parent else '') ~ section_name) | slug }}"),
             ],
