@@ -2,11 +2,11 @@
 //! pages in order (a delta upserts and deletes rows; a refresh replaces the table). Applying a
 //! page reports each row change with the fields that changed, which become plan reasons (R01).
 
+use std::collections::btree_map::Entry;
 use std::collections::{BTreeMap, BTreeSet};
-
-use rustc_hash::FxHashMap;
 use std::sync::Arc;
 
+use rustc_hash::FxHashMap;
 use serde::{Deserialize, Serialize};
 
 use crate::model::source::{Action, Cell, Column, Page};
@@ -175,14 +175,15 @@ impl Mirror {
                     let id: Arc<str> = Arc::from(&*row.id);
                     let entry = table.rows.entry(id.clone());
                     let current = match &entry {
-                        std::collections::btree_map::Entry::Occupied(o) => Some(o.get().clone()),
-                        std::collections::btree_map::Entry::Vacant(_) => None,
+                        Entry::Occupied(o) => Some(o.get().clone()),
+                        Entry::Vacant(_) => None,
                     };
-                    let was = if refresh { old_rows.and_then(|t| t.get(&id).cloned()) } else { current.clone() };
-                    let previous = current.or_else(|| old_rows.and_then(|t| t.get(&id).cloned()));
-                    seen.push((id, was));
+                    // Only a refresh has rows from before it: its tables were emptied.
+                    let before_export = old_rows.and_then(|t| t.get(&id).cloned());
+                    seen.push((id, if refresh { before_export.clone() } else { current.clone() }));
+                    let previous = current.or(before_export);
                     if row.deleted {
-                        if let std::collections::btree_map::Entry::Occupied(o) = entry {
+                        if let Entry::Occupied(o) = entry {
                             o.remove();
                         }
                         continue;
@@ -203,12 +204,8 @@ impl Mirror {
                         cells
                     };
                     match entry {
-                        std::collections::btree_map::Entry::Occupied(mut o) => {
-                            o.insert(Arc::new(cells));
-                        }
-                        std::collections::btree_map::Entry::Vacant(v) => {
-                            v.insert(Arc::new(cells));
-                        }
+                        Entry::Occupied(mut o) => *o.get_mut() = Arc::new(cells),
+                        Entry::Vacant(v) => _ = v.insert(Arc::new(cells)),
                     }
                 }
             }
@@ -370,15 +367,16 @@ fn fills_whole(rows: &[crate::model::source::Row]) -> bool {
 fn fill(rows: Vec<crate::model::source::Row>, seen: &mut Touched) -> BTreeMap<Arc<str>, Row> {
     let mut rows: Vec<(Arc<str>, Row)> = rows.into_iter().map(|r| (Arc::from(&*r.id), Arc::new(r.cells))).collect();
     rows.sort_by(|a, b| a.0.cmp(&b.0));
-    let mut last: Vec<(Arc<str>, Row)> = Vec::with_capacity(rows.len());
-    for (id, cells) in rows {
-        match last.last_mut() {
-            Some((prev, prev_cells)) if *prev == id => *prev_cells = cells,
-            _ => last.push((id, cells)),
+    // Stable, so of a row listed twice the entry kept (the first) takes the later cells.
+    rows.dedup_by(|later, kept| {
+        let same = later.0 == kept.0;
+        if same {
+            std::mem::swap(&mut later.1, &mut kept.1);
         }
-    }
-    seen.extend(last.iter().map(|(id, _)| (id.clone(), None)));
-    last.into_iter().collect()
+        same
+    });
+    seen.extend(rows.iter().map(|(id, _)| (id.clone(), None)));
+    rows.into_iter().collect()
 }
 
 #[cfg(test)]

@@ -83,14 +83,15 @@ impl Relations {
             }
             r.find_cycles();
         }
-        // Products and variants are related on both cores (each reads the tables only).
-        let (products, variants) = rayon::join(|| product_relations(t), || variant_relations(t));
-        (r.product_categories, r.category_products) = (products.0, products.1);
-        (r.product_variants, r.variant_product) = (variants.0, variants.1);
-        // After the category cycles found above.
-        r.broken.extend(variants.2);
-        r.errors.extend(products.2);
-        r.errors.extend(variants.3);
+        // Products and variants are related on both cores: each side reads the tables and
+        // fills its own fields (`broken` already holds the category cycles found above).
+        let Relations { product_categories, category_products, product_variants, variant_product, broken, .. } = &mut r;
+        let (product_errors, variant_errors) = rayon::join(
+            || relate_products(t, product_categories, category_products),
+            || relate_variants(t, product_variants, variant_product, broken),
+        );
+        r.errors.extend(product_errors);
+        r.errors.extend(variant_errors);
         r
     }
 
@@ -149,69 +150,56 @@ impl Relations {
     }
 }
 
-type ProductRelations = (HashMap<Arc<str>, Vec<Arc<str>>>, HashMap<Arc<str>, Vec<Arc<str>>>, Vec<ItemError>);
-type VariantRelations =
-    (HashMap<Arc<str>, Vec<Arc<str>>>, HashMap<Arc<str>, Arc<str>>, BTreeSet<ItemKey>, Vec<ItemError>);
-
-/// Product → categories and category → products, with the products in unknown categories.
-fn product_relations(t: &CatalogTables) -> ProductRelations {
-    let (mut product_categories, mut category_products) = (HashMap::default(), HashMap::default());
+/// Product → categories and category → products; the errors of products in unknown categories.
+fn relate_products(
+    t: &CatalogTables,
+    product_categories: &mut HashMap<Arc<str>, Vec<Arc<str>>>,
+    category_products: &mut HashMap<Arc<str>, Vec<Arc<str>>>,
+) -> Vec<ItemError> {
     let mut errors = Vec::new();
-    if let Some(products) = t.products {
-        let col = products.column_index(&t.product_category_column);
-        product_categories.reserve(products.rows.len());
-        for (id, row) in &products.rows {
-            let mut cats = Vec::new();
-            if let Some(col) = col {
-                for cat in row[col].ids() {
-                    let known = t.categories.and_then(|c| c.rows.get_key_value(cat));
-                    if let Some((cat, _)) = known {
-                        let cat = cat.clone();
-                        category_products.entry(cat.clone()).or_insert_with(Vec::new).push(id.clone());
-                        cats.push(cat);
-                    } else {
-                        errors.push(ItemError {
-                            kind: ItemKind::Product,
-                            source_id: id.to_string(),
-                            message: format!("it is in category `{cat}`, which is not in the export"),
-                            hint: Some("the product is exported without that collection".to_string()),
-                        });
-                    }
+    let Some(products) = t.products else { return errors };
+    let col = products.column_index(&t.product_category_column);
+    product_categories.reserve(products.rows.len());
+    for (id, row) in &products.rows {
+        let mut cats = Vec::new();
+        for cat in col.map(|col| row[col].ids()).into_iter().flatten() {
+            match t.categories.and_then(|c| c.rows.get_key_value(cat)) {
+                Some((cat, _)) => {
+                    category_products.entry(cat.clone()).or_default().push(id.clone());
+                    cats.push(cat.clone());
                 }
+                None => errors.push(ItemError {
+                    kind: ItemKind::Product,
+                    source_id: id.to_string(),
+                    message: format!("it is in category `{cat}`, which is not in the export"),
+                    hint: Some("the product is exported without that collection".to_string()),
+                }),
             }
-            product_categories.insert(id.clone(), cats);
         }
+        product_categories.insert(id.clone(), cats);
     }
-    (product_categories, category_products, errors)
+    errors
 }
 
-/// Product → variants and variant → product, with the variants of unknown products (broken).
-fn variant_relations(t: &CatalogTables) -> VariantRelations {
-    let (mut product_variants, mut variant_product) = (HashMap::default(), HashMap::default());
-    let (mut broken, mut errors) = (BTreeSet::new(), Vec::new());
-    if let Some(variants) = t.variants {
-        let col = variants.column_index(&t.variant_product_column);
-        variant_product.reserve(variants.rows.len());
-        // A product's variants usually follow each other: the last product found is tried
-        // first, and its variants gathered before they go into the map.
-        let mut last: Option<(Arc<str>, Vec<Arc<str>>)> = None;
-        for (id, row) in &variants.rows {
-            let product = col.map(|c| row[c].text()).unwrap_or_default();
-            let found = match &last {
-                Some((p, _)) if **p == *product => Some(p.clone()),
-                _ => t.products.and_then(|p| p.rows.get_key_value(&*product)).map(|(p, _)| p.clone()),
-            };
-            if let Some(product) = found {
-                match &mut last {
-                    Some((p, ids)) if *p == product => ids.push(id.clone()),
-                    _ => {
-                        if let Some((p, ids)) = last.replace((product.clone(), vec![id.clone()])) {
-                            product_variants.entry(p).or_insert_with(Vec::new).extend(ids);
-                        }
-                    }
-                }
-                variant_product.insert(id.clone(), product);
-            } else {
+/// Product → variants and variant → product; the variants of unknown products are `broken`,
+/// with their errors.
+fn relate_variants(
+    t: &CatalogTables,
+    product_variants: &mut HashMap<Arc<str>, Vec<Arc<str>>>,
+    variant_product: &mut HashMap<Arc<str>, Arc<str>>,
+    broken: &mut BTreeSet<ItemKey>,
+) -> Vec<ItemError> {
+    let mut errors = Vec::new();
+    let Some(variants) = t.variants else { return errors };
+    let col = variants.column_index(&t.variant_product_column);
+    variant_product.reserve(variants.rows.len());
+    // A product's variants usually follow each other: the current product is compared first,
+    // and its variants gathered before they go into the map.
+    let mut current: Option<(Arc<str>, Vec<Arc<str>>)> = None;
+    for (id, row) in &variants.rows {
+        let product = col.map(|c| row[c].text()).unwrap_or_default();
+        if current.as_ref().is_none_or(|(p, _)| **p != *product) {
+            let Some((found, _)) = t.products.and_then(|p| p.rows.get_key_value(&*product)) else {
                 errors.push(ItemError {
                     kind: ItemKind::Variant,
                     source_id: id.to_string(),
@@ -219,13 +207,20 @@ fn variant_relations(t: &CatalogTables) -> VariantRelations {
                     hint: Some("check the export for a missing or deleted product; the variant is skipped".to_string()),
                 });
                 broken.insert((ItemKind::Variant, id.clone()));
+                continue;
+            };
+            if let Some((p, ids)) = current.replace((found.clone(), Vec::new())) {
+                product_variants.entry(p).or_default().extend(ids);
             }
         }
-        if let Some((p, ids)) = last {
-            product_variants.entry(p).or_insert_with(Vec::new).extend(ids);
-        }
+        let (p, ids) = current.as_mut().expect("the current product was just set");
+        ids.push(id.clone());
+        variant_product.insert(id.clone(), p.clone());
     }
-    (product_variants, variant_product, broken, errors)
+    if let Some((p, ids)) = current {
+        product_variants.entry(p).or_default().extend(ids);
+    }
+    errors
 }
 
 /// Tags of a cell: a list, or a comma-separated string; trimmed, empty ones dropped.

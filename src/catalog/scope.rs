@@ -130,7 +130,7 @@ pub fn decide_with(data: &CatalogData, params: &Params, has_products: Option<&Ha
         use rayon::prelude::*;
         let status = data.field(kind, src.status_field(kind), None);
         let rows: Vec<(&Arc<str>, &[Cell])> = data.rows(kind).collect();
-        rows.par_iter().map(|&(id, row)| (id.clone(), base(kind, id, status.of(id, row)))).collect()
+        rows.par_iter().map(|&(id, row)| (id.clone(), base(kind, id, status.of(id, Some(row))))).collect()
     };
 
     let category_base: BTreeMap<Arc<str>, Decision> = decide_all(ItemKind::Category).into_iter().collect();

@@ -105,13 +105,7 @@ impl CatalogData {
         name: &str,
         lang: Option<&str>,
     ) -> Option<&'a Cell> {
-        if !self.joined.is_empty() {
-            if let Some(cell) = self.joined.get(&kind).and_then(|m| m.get(id)).and_then(|f| f.get(name)) {
-                return Some(cell);
-            }
-        }
-        let table = self.table(kind)?;
-        self.column(table, name, lang).and_then(|i| row?.get(i))
+        self.field(kind, name, lang).of(id, row)
     }
 
     /// Where `name` is in `table`: the exact column, else the multi-language column in `lang`
@@ -125,7 +119,7 @@ impl CatalogData {
     }
 
     /// A field of every item of `kind`, resolved once for a pass over [`CatalogData::rows`].
-    pub fn field<'a>(&'a self, kind: ItemKind, name: &'a str, lang: Option<&str>) -> Field<'a> {
+    pub fn field<'a, 'n>(&'a self, kind: ItemKind, name: &'n str, lang: Option<&str>) -> Field<'a, 'n> {
         Field {
             joined: self.joined.get(&kind),
             name,
@@ -145,19 +139,20 @@ impl CatalogData {
 }
 
 /// One field of the items of a kind: [`CatalogData::cell_ref`] with the column looked up once.
-pub struct Field<'a> {
+pub struct Field<'a, 'n> {
     joined: Option<&'a HashMap<Arc<str>, BTreeMap<String, Cell>>>,
-    name: &'a str,
+    name: &'n str,
     column: Option<usize>,
 }
 
-impl<'a> Field<'a> {
-    /// The field of the item `id`, whose row is `row`.
-    pub fn of(&self, id: &str, row: &'a [Cell]) -> Option<&'a Cell> {
+impl<'a> Field<'a, '_> {
+    /// The field of the item `id`, whose row is `row` (`None`: the item has no row; a joined
+    /// field may still give it a value).
+    pub fn of(&self, id: &str, row: Option<&'a [Cell]>) -> Option<&'a Cell> {
         if let Some(cell) = self.joined.and_then(|m| m.get(id)).and_then(|f| f.get(self.name)) {
             return Some(cell);
         }
-        self.column.and_then(|i| row.get(i))
+        self.column.and_then(|i| row?.get(i))
     }
 }
 

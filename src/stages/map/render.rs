@@ -223,13 +223,18 @@ impl<'a> Renderer<'a> {
         })
     }
 
+    /// A field of the item being rendered.
+    fn cell<'s>(&'s self, it: It<'s>, name: &str, lang: Option<&str>) -> Option<&'s Cell> {
+        self.data.cell_in(it.kind, it.id, it.row, name, lang)
+    }
+
     /// The cell a [`Simple`] template prints: the item's, or its related item's (`None` when
     /// there is no such item: the template itself then says what that renders to).
     fn simple_cell<'s>(&'s self, it: It<'s>, simple: &Simple, lang: Option<&str>) -> Option<&'s Cell> {
         let rel = &self.data.relations;
         let first_category = |product: &str| rel.product_categories.get(product).and_then(|c| c.first());
         let (kind, id) = match (it.kind, simple.via) {
-            (_, None) => return self.data.cell_in(it.kind, it.id, it.row, &simple.field, lang),
+            (_, None) => return self.cell(it, &simple.field, lang),
             (ItemKind::Category, Some(Via::Parent)) => (ItemKind::Category, rel.parent.get(it.id)?),
             (ItemKind::Product, Some(Via::Category)) => (ItemKind::Category, first_category(it.id)?),
             (ItemKind::Variant, Some(Via::Product)) => (ItemKind::Product, rel.variant_product.get(it.id)?),
@@ -259,17 +264,11 @@ impl<'a> Renderer<'a> {
                     .map(|s| s.trim().to_string())
                     .map_err(|e| format!("`{what}`: {}", template_error(&e)))
             }
-            Mapped::Field(field) => Ok(self
-                .data
-                .cell_in(it.kind, it.id, it.row, field, lang)
-                .map(|c| c.text().trim().to_string())
-                .unwrap_or_default()),
+            Mapped::Field(field) => {
+                Ok(self.cell(it, field, lang).map(|c| c.text().trim().to_string()).unwrap_or_default())
+            }
             Mapped::Lookup { from, map, default } => {
-                let key = self
-                    .data
-                    .cell_in(it.kind, it.id, it.row, from, lang)
-                    .map(|c| c.text().into_owned())
-                    .unwrap_or_default();
+                let key = self.cell(it, from, lang).map(|c| c.text().into_owned()).unwrap_or_default();
                 match (map.get(&key), default) {
                     (Some(v), _) => Ok(v.clone()),
                     (None, Some(d)) => Ok(d.clone()),
@@ -288,9 +287,7 @@ impl<'a> Renderer<'a> {
         if let Mapped::Template(name, simple) = mapped {
             // A template that prints one field gives a list only when the field is one.
             if let Some(simple) = simple.as_ref().filter(|s| s.via.is_none()) {
-                if let (None, Some(Cell::List(items))) =
-                    (simple.filter, self.data.cell_in(it.kind, it.id, it.row, &simple.field, lang))
-                {
+                if let (None, Some(Cell::List(items))) = (simple.filter, self.cell(it, &simple.field, lang)) {
                     return Ok(items.iter().map(|i| i.to_string()).collect());
                 }
                 return Ok(self.value(it, mapped, lang, what)?.split(',').map(str::to_string).collect());
@@ -342,7 +339,7 @@ impl<'a> Renderer<'a> {
     }
 
     fn images(&self, it: It<'_>, image: &MappedImage) -> Result<Vec<ImageDoc>> {
-        let Some(cell) = self.data.cell_in(it.kind, it.id, it.row, &image.field, self.default_lang()) else {
+        let Some(cell) = self.cell(it, &image.field, self.default_lang()) else {
             return Ok(Vec::new());
         };
         let Cell::Media(entries) = cell else { return Ok(Vec::new()) };
