@@ -229,6 +229,50 @@ pub mod hash {
     /// The item hash and the field hashes together: the document is serialized once, canonically
     /// (`crate::canonical`), and each top-level field's bytes are hashed from that output.
     pub fn item_and_field_hashes<T: Serialize>(doc: &T) -> (String, BTreeMap<String, String>) {
+        let Encoded { hash, fields, .. } = encode(doc);
+        (hash, fields)
+    }
+
+    /// A document as a run stores and writes it: its canonical JSON, and the item and field
+    /// hashes of exactly those bytes (one serialization for all three). A run's queue holds
+    /// this form, so sending and recording a change neither re-renders nor re-serializes its
+    /// document; a JSONL export writes `json` as it is, so each line's `hash` can be checked
+    /// against its `document` (`b3sum --derive-key "catsync item v1"`).
+    #[derive(Debug, Clone, PartialEq, Eq)]
+    pub struct Encoded {
+        /// The canonical JSON (`crate::canonical`): valid JSON, members sorted by key.
+        pub json: Box<str>,
+        pub hash: String,
+        pub fields: BTreeMap<String, String>,
+    }
+
+    impl Encoded {
+        /// From a document's canonical JSON and item hash ([`canonical`]): the field hashes are
+        /// those of its top-level members' bytes, as [`encode`] hashes them.
+        pub fn of_canonical(json: Box<str>, hash: String) -> Encoded {
+            let members: BTreeMap<std::borrow::Cow<'_, str>, &serde_json::value::RawValue> =
+                serde_json::from_str(&json).expect("canonical JSON of a document is an object");
+            let fields = members
+                .into_iter()
+                .map(|(k, v)| {
+                    (k.into_owned(), hasher().update(v.get().as_bytes()).finalize().to_hex()[..16].to_string())
+                })
+                .collect();
+            Encoded { json, hash, fields }
+        }
+    }
+
+    /// The canonical JSON of `doc` and its item hash, without field hashes (what a plan keeps
+    /// of a document it will queue: see [`Encoded::of_canonical`]).
+    pub fn canonical<T: Serialize>(doc: &T) -> (Box<str>, String) {
+        let mut out = Vec::with_capacity(2048);
+        crate::canonical::write(doc, &mut out, None).expect("documents serialize to JSON");
+        let hash = hasher().update(&out).finalize().to_hex().to_string();
+        (String::from_utf8(out).expect("canonical JSON is UTF-8").into_boxed_str(), hash)
+    }
+
+    /// [`Encoded`] of `doc`.
+    pub fn encode<T: Serialize>(doc: &T) -> Encoded {
         let mut out = Vec::with_capacity(2048);
         let mut members = Vec::new();
         crate::canonical::write(doc, &mut out, Some(&mut members)).expect("documents serialize to JSON");
@@ -236,8 +280,9 @@ pub mod hash {
             .into_iter()
             .map(|(k, range)| (k, hasher().update(&out[range]).finalize().to_hex()[..16].to_string()))
             .collect();
-        let item = hasher().update(&out).finalize().to_hex().to_string();
-        (item, fields)
+        let hash = hasher().update(&out).finalize().to_hex().to_string();
+        let json = String::from_utf8(out).expect("canonical JSON is UTF-8").into_boxed_str();
+        Encoded { json, hash, fields }
     }
 
     /// Per top-level field, a short hash (16 hex characters): enough to tell which fields changed.
@@ -249,6 +294,19 @@ pub mod hash {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_document_encoded_at_once_or_from_its_canonical_json_has_the_same_hashes() {
+        let doc = sample();
+        let whole = hash::encode(&doc);
+        let (json, item) = hash::canonical(&doc);
+        assert_eq!(hash::Encoded::of_canonical(json, item), whole);
+        assert_eq!((whole.hash.clone(), whole.fields.clone()), hash::item_and_field_hashes(&doc));
+        assert_eq!(whole.hash, hash::item_hash(&doc));
+        // The canonical JSON reads back as the document.
+        let back: Document = serde_json::from_str(&whole.json).unwrap();
+        assert_eq!(back, doc);
+    }
 
     fn sample() -> Document {
         Document::Product(ProductDoc {

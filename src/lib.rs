@@ -17,6 +17,7 @@ pub mod executor;
 pub mod file_stamp;
 pub mod gen;
 pub mod graph;
+pub mod json_object;
 pub mod last_sent;
 pub mod model;
 pub mod plan;

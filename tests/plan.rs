@@ -128,6 +128,46 @@ fn first_plan_creates_every_visible_item_and_a_second_run_sends_nothing() {
 }
 
 #[test]
+fn each_exported_line_carries_the_hash_of_its_document_as_written() {
+    // The JSONL export writes each document as the queue stores it (canonical JSON), so a line's
+    // `hash` is the item hash of exactly its `document` text: creates (queued from the plan's
+    // encoded documents) and updates (queued from the documents the plan compared) alike.
+    #[derive(serde::Deserialize)]
+    struct Line<'a> {
+        #[serde(borrow)]
+        document: &'a serde_json::value::RawValue,
+        hash: String,
+        action: String,
+    }
+    let p = Project::new(DEFAULTS);
+    p.source("00-full.json");
+    p.run();
+    p.source("01-rename-category.json");
+    let planned = p.plan(&[]);
+    p.run();
+    let text = std::fs::read_to_string(p.test.path().join("out/audit.jsonl")).unwrap();
+    let lines: Vec<Line> = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(lines.iter().filter(|l| l.action == "update").count(), 4, "{text}");
+    for line in &lines {
+        let hash = blake3::Hasher::new_derive_key("catsync item v1").update(line.document.get().as_bytes()).finalize();
+        assert_eq!(line.hash, hash.to_hex().as_str(), "{}", line.document);
+    }
+    let after: Vec<&str> =
+        planned["changes"].as_array().unwrap().iter().map(|c| c["hash_after"].as_str().unwrap()).collect();
+    let sent: Vec<&str> = lines[lines.len() - 4..].iter().map(|l| l.hash.as_str()).collect();
+    assert_eq!(sent, after);
+
+    // A run whose plan may keep no document (`CATSYNC_ENCODED_BUDGET`) renders them again as it
+    // queues them: the same lines, byte for byte.
+    let again = Project::new(DEFAULTS);
+    again.source("00-full.json");
+    let out = Test::at(again.test.path()).env("CATSYNC_ENCODED_BUDGET", "0").args(["run", "p.yaml"]).run();
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let first_run = text.lines().take(16).collect::<Vec<_>>().join("\n") + "\n";
+    assert_eq!(std::fs::read_to_string(again.test.path().join("out/audit.jsonl")).unwrap(), first_run);
+}
+
+#[test]
 fn r01_a_category_rename_updates_exactly_its_products() {
     let p = Project::new(DEFAULTS);
     p.source("00-full.json");

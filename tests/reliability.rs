@@ -42,9 +42,14 @@ fn cli(dir: &Path, args: &[&str]) -> Output {
         .env("SHOPIFY_TOKEN", TOKEN)
         .env("CATSYNC_RETRY_SCALE", "0.02")
         .env("CATSYNC_STATE_CHUNK_KEYS", SMALL_CHUNKS)
+        .env("CATSYNC_ENCODED_BUDGET", ENCODED_BUDGET)
         .args(args)
         .run()
 }
+
+/// A run keeps this many bytes of its creates' documents from the plan, and renders the rest
+/// again as it queues them: kills land in both ways of queueing.
+const ENCODED_BUDGET: &str = "2000";
 
 /// The state's big writes (mirror, outputs, queue) go in chunks of this many keys here, instead
 /// of 2,048: every write of these small catalogs that could be chunked is, so the kills land

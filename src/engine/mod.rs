@@ -11,6 +11,7 @@ use crate::catalog::scope::{decide_with, HasProducts, Scope};
 use crate::catalog::view::CatalogData;
 use crate::catalog::{reference_columns, CatalogTables, ItemError, Relations, Table};
 use crate::config::CompiledPipeline;
+use crate::document::hash::Encoded;
 use crate::file_stamp::FileStamp;
 use crate::stages::map::render::{Keep, Rendered, Renderer};
 use crate::stages::map::MapFields;
@@ -127,34 +128,39 @@ impl Evaluation {
             if let Data::Documents(docs) = out {
                 if let Some(docs) = Arc::get_mut(docs) {
                     docs.rendered.docs = BTreeMap::new();
+                    docs.rendered.encoded = BTreeMap::new();
                 }
             }
         }
     }
 
-    /// Renders again the document of an item this evaluation rendered and did not keep (a run
-    /// plans its creates without their documents and renders each as it is queued: see
-    /// `KeepDocuments::Compared`). The evaluation still holds the catalog and scope it rendered
-    /// from, so the document is the one whose hash the plan holds. `None`: export `export` has
-    /// no rendered item `(kind, id)`.
-    pub fn render_again(
+    /// The encoded document ([`Encoded`]) of an item this evaluation rendered without keeping
+    /// the document itself, for a run's queue: the one the rendering kept encoded
+    /// (`KeepDocuments::Queued`), or else rendered again. The evaluation still holds the catalog
+    /// and scope it rendered from, so either is the document whose hash the plan holds. `None`:
+    /// export `export` has no rendered item `(kind, id)`.
+    pub fn queued_document(
         &self,
         pipeline: &CompiledPipeline,
         export: &str,
         kind: ItemKind,
         id: &str,
-    ) -> Option<Result<crate::document::Document, String>> {
+    ) -> Option<Result<Arc<Encoded>, String>> {
         use crate::document::Document;
         let idx = pipeline.stages.iter().position(|s| s.name == export)?;
         let docs = self.documents_for(pipeline, idx)?;
-        let (id, _) = docs.hashes.get_key_value(&(kind, Arc::from(id)))?;
+        let (id, hash) = docs.hashes.get_key_value(&(kind, Arc::from(id)))?;
+        if let Some(json) = docs.rendered.encoded.get(id) {
+            return Some(Ok(Arc::new(Encoded::of_canonical(json.clone(), hash.clone()))));
+        }
         let CompiledStage::Map(m) = &pipeline.stage(&docs.map_stage)?.compiled else { return None };
         let renderer = Renderer::new(m, &docs.data, &docs.scope, &pipeline.templates, &pipeline.params);
-        Some(match kind {
+        let doc = match kind {
             ItemKind::Category => renderer.render_category(&id.1).map(Document::Collection),
             ItemKind::Product => renderer.render_product(&id.1, false).map(Document::Product),
             ItemKind::Variant => return None,
-        })
+        };
+        Some(doc.map(|doc| Arc::new(crate::document::hash::encode(&doc))))
     }
 }
 

@@ -21,15 +21,15 @@ use tracing::Instrument;
 use crate::config::secret::ProcessEnv;
 use crate::config::{compile_pinned, scope_diff, CompiledPipeline};
 use crate::control::{now_rfc3339, Control, LockError};
+use crate::document::hash::Encoded;
 use crate::engine::{Data, Evaluation};
 use crate::error::{Error, Exit};
-use crate::plan::diff::Fingerprint;
 use crate::plan::{config_digest, plan, Action, Change, Counts, KeepDocuments, Plan, PlanOptions};
 use crate::shopify::export::Outcome;
 use crate::stages::{CompiledStage, ItemKind};
 use crate::state::{
-    ExportRecord, Failure, Namespace, PinnedConfig, QueueEntry, RenderQueued, RunError, RunMode, RunRecord, RunStatus,
-    State, MAX_ATTEMPTS,
+    ExportRecord, Failure, Load, Namespace, PinnedConfig, QueueEntry, RenderQueued, RunError, RunMode, RunRecord,
+    RunStatus, State, MAX_ATTEMPTS,
 };
 use admit::{admit, Admitted, Covers, Refused, Rules};
 use base::{store_checkpoints, BaseFrom};
@@ -511,7 +511,7 @@ fn start_run(
     let before = source_signature(pipeline);
     // A run needs the documents of what it sends, not the whole catalog's; those of its creates
     // are rendered again as they are queued, a chunk at a time (see `store_queue`).
-    let mut planned = plan(pipeline, state, &PlanOptions { documents: KeepDocuments::Compared, ..opts.clone() })?;
+    let mut planned = plan(pipeline, state, &PlanOptions { documents: KeepDocuments::Queued, ..opts.clone() })?;
     if let Some(saved) = plan_file {
         check_plan_file(pipeline, saved, &planned.plan)?;
     }
@@ -608,15 +608,14 @@ fn store_queue(ns: &Namespace, queue: &mut Queue, render: Option<&RenderQueued>)
     Ok(())
 }
 
-/// Renders, for [`store_queue`], the document of a create or update its plan did not keep.
+/// The encoded document, for [`store_queue`], of a create or update its plan did not keep as a
+/// document ([`Evaluation::queued_document`]).
 fn render_queued<'e>(
     pipeline: &'e CompiledPipeline,
     evaluation: &'e Evaluation,
-) -> impl Fn(&Change) -> Option<Result<Arc<crate::document::Document>, String>> + Sync + 'e {
+) -> impl Fn(&Change) -> Option<Result<Arc<Encoded>, String>> + Sync + 'e {
     move |c: &Change| match c.action {
-        Action::Create | Action::Update => {
-            evaluation.render_again(pipeline, &c.export, c.kind, &c.source_id).map(|r| r.map(Arc::new))
-        }
+        Action::Create | Action::Update => evaluation.queued_document(pipeline, &c.export, c.kind, &c.source_id),
         Action::Archive | Action::Delete => None,
     }
 }
@@ -980,7 +979,7 @@ impl<'a> Exporter<'a> {
             let (control, progress) = (self.control, self.progress);
             let stop = || stop_reason(control, progress).is_some() || control.refresh_requested();
             let load = |entries: &mut [QueueEntry]| {
-                self.ns.load_queued(entries)?;
+                self.ns.load_queued(entries, Load::Decoded)?;
                 batch_records(self.ns, &export_name, entries)
             };
             match target.next_bulk_file(queue, &export_name, top_up, &run.id, &stop, &load).await? {
@@ -1009,7 +1008,7 @@ impl<'a> Exporter<'a> {
             }
         } else {
             let mut batch = target.next_batch(queue, &export_name, batch_size);
-            self.ns.load_queued(&mut batch)?;
+            self.ns.load_queued(&mut batch, target.load())?;
             tracing::Span::current().record("size", batch.len());
             let records = batch_records(self.ns, &export_name, &batch)?;
             let refs: Vec<&QueueEntry> = batch.iter().collect();
@@ -1061,7 +1060,7 @@ impl<'a> Exporter<'a> {
                 failures.insert((e.change.kind, e.change.source_id.clone()), fl);
             }
         }
-        let mut confirmed = Vec::new();
+        let mut confirmed: Vec<&QueueEntry> = Vec::new();
         let mut done = Vec::new();
         let mut gids = Vec::new();
         for (i, (entry, outcome)) in batch.iter().zip(outcomes).enumerate() {
@@ -1075,7 +1074,7 @@ impl<'a> Exporter<'a> {
                     }
                     run.counts.entry(c.export.clone()).or_default().add(c);
                     run.exported.push(item);
-                    confirmed.push(c);
+                    confirmed.push(entry);
                     done.push(i);
                 }
                 Outcome::Waiting { message } => {
@@ -1148,7 +1147,7 @@ impl<'a> Exporter<'a> {
             within_run: incremental,
             // A run of `--only` items merges changes of those items (and their collections) only.
             only: run.selection.only.clone(),
-            documents: KeepDocuments::Compared,
+            documents: KeepDocuments::Queued,
             ..PlanOptions::default()
         };
         let started = Instant::now();
@@ -1426,7 +1425,7 @@ fn queue_order(e: &QueueEntry) -> (&str, bool, ItemKind, bool, u64) {
 fn record(
     ns: &Namespace,
     export: &str,
-    confirmed: &[&Change],
+    confirmed: &[&QueueEntry],
     gids: Vec<(Option<String>, Option<crate::state::ImagesRecord>)>,
     before: &Records,
 ) -> Result<(), Error> {
@@ -1434,14 +1433,15 @@ fn record(
     let writes = confirmed
         .par_iter()
         .zip(gids)
-        .filter_map(|(c, (gid, images))| {
-            let record = match (c.action, &c.document, &c.hash_after) {
+        .filter_map(|(entry, (gid, images))| {
+            let c = &entry.change;
+            let record = match (c.action, entry.encoded(), &c.hash_after) {
                 (Action::Delete, _, _) => None,
                 (_, Some(doc), Some(hash)) => Some(ExportRecord {
                     handle: c.handle.clone(),
                     gid: gid.or_else(|| before.get(&(c.kind, c.source_id.clone())).and_then(|p| p.gid.clone())),
                     hash: hash.clone(),
-                    fields: Fingerprint::of(doc).fields,
+                    fields: doc.fields.clone(),
                     archived: c.action == Action::Archive,
                     images,
                     adopted: false,

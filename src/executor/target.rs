@@ -18,7 +18,7 @@ use crate::shopify::client::{Client, GqlError};
 use crate::shopify::export::{bulk_eligible, collection_ids, Outcome, ShopifyTarget};
 use crate::stages::shopify::Store;
 use crate::stages::{CompiledStage, ItemKind};
-use crate::state::{ExportRecord, Namespace, QueueEntry};
+use crate::state::{ExportRecord, Load, Namespace, QueueEntry};
 
 use super::Queue;
 
@@ -129,21 +129,27 @@ impl Target {
 
     /// Applies a batch of changes of this export; one outcome per change. `Err` stops the run
     /// (the store refuses everything: bad token, unreachable, garbage).
+    /// What this target reads of a batch's documents ([`Namespace::load_queued`]): a file
+    /// writes the stored JSON; a store builds its requests from the document.
+    pub(super) fn load(&self) -> Load {
+        match self {
+            Target::Jsonl(_) => Load::Encoded,
+            Target::Shopify { .. } => Load::Decoded,
+        }
+    }
+
     pub(super) async fn apply(&mut self, batch: &[&QueueEntry], records: &Records) -> Result<Vec<Outcome>, GqlError> {
         match self {
-            Target::Jsonl(j) => {
-                let changes: Vec<&Change> = batch.iter().map(|e| &e.change).collect();
-                Ok(match j.write(&changes) {
-                    Ok(()) => batch.iter().map(|_| Outcome::done(None)).collect(),
-                    Err(e) => batch
-                        .iter()
-                        .map(|_| Outcome::Failed {
-                            message: format!("cannot write `{}`: {e}", j.path.display()),
-                            retryable: true,
-                        })
-                        .collect(),
-                })
-            }
+            Target::Jsonl(j) => Ok(match j.write(batch) {
+                Ok(()) => batch.iter().map(|_| Outcome::done(None)).collect(),
+                Err(e) => batch
+                    .iter()
+                    .map(|_| Outcome::Failed {
+                        message: format!("cannot write `{}`: {e}", j.path.display()),
+                        retryable: true,
+                    })
+                    .collect(),
+            }),
             Target::Shopify { target, languages, collections, concurrency, .. } => {
                 let mut out = Vec::with_capacity(batch.len());
                 for phase in batch.chunk_by(|a, b| phase(a) == phase(b)) {

@@ -18,7 +18,7 @@ use crate::config::raw::Deletions;
 use crate::config::CompiledPipeline;
 use crate::document::Document;
 use crate::engine::{evaluate, DocSet, EngineError, Evaluation};
-use crate::stages::map::render::Renderer;
+use crate::stages::map::render::{Keep, Kept, Renderer};
 use crate::stages::{CompiledStage, ItemKind};
 use crate::state::{ExportRecord, Namespace, State, StateError};
 use diff::{Difference, FieldDiff, SnapshotDiff};
@@ -157,6 +157,9 @@ pub enum KeepDocuments {
     Changed,
     /// Only those a plan compares field by field (updates): a plan that is shown, not run.
     Compared,
+    /// What a run queues: the updates' documents (compared field by field), and the creates'
+    /// encoded (`Kept::Encoded`, within its budget), so that queueing them renders nothing again.
+    Queued,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -246,13 +249,21 @@ fn plan_catalog(pipeline: &CompiledPipeline, state: &State, opts: &PlanOptions) 
                 }
                 // What `ExportPlanner::changes` does with each item: no record, a create; a record
                 // with another hash (or a forced refresh), an update compared field by field.
-                let keep = |kind: ItemKind, id: &str, hash: &str| {
-                    let key = (kind, id.to_string());
-                    heads.values().any(|records| match records.get(&key) {
-                        None => opts.documents == KeepDocuments::Changed,
-                        Some(record) => opts.refresh || record.hash != hash,
-                    })
+                let created = match opts.documents {
+                    KeepDocuments::Changed => Kept::Document,
+                    KeepDocuments::Queued => Kept::Encoded,
+                    KeepDocuments::All | KeepDocuments::Compared => Kept::Nothing,
                 };
+                let choose = |kind: ItemKind, id: &str, hash: &str| {
+                    let key = (kind, id.to_string());
+                    let kept = heads.values().map(|records| match records.get(&key) {
+                        None => created,
+                        Some(record) if opts.refresh || record.hash != hash => Kept::Document,
+                        Some(_) => Kept::Nothing,
+                    });
+                    kept.max().unwrap_or(Kept::Nothing)
+                };
+                let keep = Keep { choose: &choose, encoded: created == Kept::Encoded };
                 crate::engine::evaluate_keeping(pipeline, &ns, crate::engine::Read::Since, Some(&keep))?
             }
         };

@@ -8,6 +8,8 @@ use serde::{Deserialize, Serialize};
 
 use super::shopify::documents_input;
 use super::{Output, StageCx};
+use crate::json_object::ObjectWriter;
+use crate::state::QueueEntry;
 
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
@@ -29,36 +31,34 @@ pub fn compile(cfg: &JsonlExportConfig, inputs: &[(&str, &Output)], cx: &mut Sta
 }
 
 impl JsonlExport {
-    /// Appends one line per change: action, item, hash and the document sent. The file is
-    /// flushed and synced before returning, so a recorded change is on disk.
-    pub fn write(&self, changes: &[&crate::model::change::Change]) -> std::io::Result<()> {
+    /// Appends one line per queued change: action, item, hash and the document sent, as the
+    /// queue holds it (canonical JSON, so `hash` is the hash of exactly the `document` written).
+    /// The file is flushed and synced before returning, so a recorded change is on disk.
+    pub fn write(&self, entries: &[&QueueEntry]) -> std::io::Result<()> {
         use std::io::Write;
         if let Some(dir) = self.path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir)?;
         }
         let file = std::fs::OpenOptions::new().create(true).append(true).open(&self.path)?;
         let mut w = std::io::BufWriter::new(file);
-        /// One line, serialized from the change as it is (no copy of the document).
-        #[derive(Serialize)]
-        struct Line<'c> {
-            action: crate::model::change::Action,
-            document: &'c Option<std::sync::Arc<crate::document::Document>>,
-            handle: &'c str,
-            hash: &'c Option<String>,
-            kind: crate::stages::ItemKind,
-            source_id: &'c str,
-        }
-        for c in changes {
-            let line = Line {
-                action: c.action,
-                document: &c.document,
-                handle: &c.handle,
-                hash: &c.hash_after,
-                kind: c.kind,
-                source_id: &c.source_id,
-            };
-            serde_json::to_writer(&mut w, &line)?;
-            w.write_all(b"\n")?;
+        let mut line = Vec::with_capacity(4096);
+        for e in entries {
+            let (c, encoded) = (&e.change, e.encoded());
+            // Keys in order; the document is written as the queue holds it.
+            line.clear();
+            let mut o = ObjectWriter::new(&mut line);
+            o.value("action", &c.action)?;
+            match &encoded {
+                Some(doc) => o.json("document", &doc.json),
+                None => o.value("document", &())?,
+            }
+            o.value("handle", &c.handle)?;
+            o.value("hash", &c.hash_after)?;
+            o.value("kind", &c.kind)?;
+            o.value("source_id", &c.source_id)?;
+            o.end();
+            line.push(b'\n');
+            w.write_all(&line)?;
         }
         let file = w.into_inner().map_err(|e| e.into_error())?;
         file.sync_data()

@@ -4,6 +4,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -16,6 +17,7 @@ mod writes;
 pub use index::{IndexSpec, ItemOutput};
 
 use crate::catalog::mirror::{Mirror, RowChange, Table};
+use crate::document::hash::Encoded;
 use crate::model::ItemKind;
 use writes::{Chunks, Writes};
 
@@ -38,11 +40,9 @@ pub enum StateError {
     Unrendered { item: String, detail: String },
 }
 
-/// Renders the document of a change planned without one, as it is queued (a run plans its
-/// creates without their documents: see [`Namespace::replace_queue`]). `None`: nothing to render.
-pub type RenderQueued<'a> = dyn Fn(&crate::model::change::Change) -> Option<Result<std::sync::Arc<crate::document::Document>, String>>
-    + Sync
-    + 'a;
+/// The encoded document of a change planned without its document, as it is queued (a run plans
+/// its creates without them: see [`Namespace::replace_queue`]). `None`: it has none.
+pub type RenderQueued<'a> = dyn Fn(&crate::model::change::Change) -> Option<Result<Arc<Encoded>, String>> + Sync + 'a;
 
 /// What catsync remembers about one item it exported to one export stage.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -170,19 +170,64 @@ pub struct QueueEntry {
     /// and [`Namespace::replace_queue`] copies the stored entry).
     #[serde(skip)]
     pub stored: bool,
+    /// The document as the queue stores it (canonical JSON, item and field hashes), read back
+    /// by [`Namespace::load_queued`]: a JSONL export writes it as it is, and the record of a
+    /// sent change takes its field hashes from it.
+    #[serde(skip)]
+    pub encoded: Option<Arc<Encoded>>,
 }
 
 impl QueueEntry {
     pub fn new(seq: u64, change: crate::model::change::Change) -> QueueEntry {
-        QueueEntry { seq, change, stored: false }
+        QueueEntry { seq, change, stored: false, encoded: None }
     }
 
     /// Drops the document from memory; the state has the whole entry (it was written by
     /// [`Namespace::replace_queue`] or read by [`Namespace::queue`]).
     pub fn keep_as_stored(&mut self) {
         self.change.document = None;
+        self.encoded = None;
         self.stored = true;
     }
+
+    /// The change's document encoded: the one loaded or given, else its document's encoding.
+    pub fn encoded(&self) -> Option<Arc<Encoded>> {
+        match (&self.encoded, &self.change.document) {
+            (Some(encoded), _) => Some(encoded.clone()),
+            (None, Some(doc)) => Some(Arc::new(crate::document::hash::encode(&**doc))),
+            (None, None) => None,
+        }
+    }
+}
+
+/// How [`Namespace::load_queued`] reads a batch's documents back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Load {
+    /// Encoded only ([`QueueEntry::encoded`]): what a target that writes the JSON needs.
+    Encoded,
+    /// Encoded, and decoded into the change (a target that builds requests from it).
+    Decoded,
+}
+
+/// A stored queued change read back for its document only (the change is in memory already).
+/// The queue stores `{"seq", "change", "document", "fields"}`: the change without its document,
+/// the document as canonical JSON, and the document's field hashes. A queue written before
+/// documents were stored apart has the document inside the change (in field order) and no field
+/// hashes (they are computed again when the change is sent); both read back.
+#[derive(Deserialize)]
+struct LoadedEntry<'a> {
+    #[serde(borrow, default)]
+    document: Option<&'a serde_json::value::RawValue>,
+    #[serde(borrow)]
+    change: LoadedChange<'a>,
+    #[serde(default)]
+    fields: Option<BTreeMap<String, String>>,
+}
+
+#[derive(Deserialize)]
+struct LoadedChange<'a> {
+    #[serde(borrow, default)]
+    document: Option<&'a serde_json::value::RawValue>,
 }
 
 /// What the state itself needs of a queued change — which export, item and action — read without
@@ -1081,23 +1126,38 @@ impl Namespace<'_> {
                 None => Err(self.state.corrupt(format!("queued change {} is missing", e.seq))),
             };
         }
-        let rendered = match render {
-            Some(render) if e.change.document.is_none() => render(&e.change),
-            _ => None,
+        let encoded = match (e.encoded(), render) {
+            (Some(encoded), _) => Some(encoded),
+            (None, Some(render)) => match render(&e.change) {
+                None => None,
+                Some(Ok(encoded)) => Some(encoded),
+                Some(Err(detail)) => {
+                    let item = format!("{} {}", e.change.kind.singular(), e.change.source_id);
+                    return Err(StateError::Unrendered { item, detail });
+                }
+            },
+            (None, None) => None,
         };
-        let bytes = match rendered {
-            None => serde_json::to_vec(e),
-            // Rendering is deterministic: the document is the one the plan hashed.
-            Some(Ok(doc)) => {
-                let change = crate::model::change::Change { document: Some(doc), ..e.change.clone() };
-                serde_json::to_vec(&QueueEntry::new(e.seq, change))
-            }
-            Some(Err(detail)) => {
-                let item = format!("{} {}", e.change.kind.singular(), e.change.source_id);
-                return Err(StateError::Unrendered { item, detail });
+        // Rendering is deterministic: a document rendered again is the one the plan hashed.
+        let without_document;
+        let change = match e.change.document {
+            None => &e.change,
+            Some(_) => {
+                without_document = crate::model::change::Change { document: None, ..e.change.clone() };
+                &without_document
             }
         };
-        bytes.map_err(|e| self.state.corrupt(e))
+        // The layout `LoadedEntry` reads.
+        let mut out = Vec::with_capacity(encoded.as_ref().map_or(0, |d| d.json.len()) + 512);
+        let mut entry = crate::json_object::ObjectWriter::new(&mut out);
+        let written = entry.value("seq", &e.seq).and_then(|()| entry.value("change", change));
+        written.map_err(|e| self.state.corrupt(e))?;
+        if let Some(encoded) = &encoded {
+            entry.json("document", &encoded.json);
+            entry.value("fields", &encoded.fields).map_err(|e| self.state.corrupt(e))?;
+        }
+        entry.end();
+        Ok(out)
     }
 
     /// The key of queued change `seq` in key range `range` (zero-padded: key order is queue order).
@@ -1105,23 +1165,71 @@ impl Namespace<'_> {
         self.key(&[range, &format!("{seq:020}")])
     }
 
-    /// Reads back the whole change of each [`QueueEntry::stored`] entry (a batch about to be
-    /// sent).
-    pub fn load_queued(&self, entries: &mut [QueueEntry]) -> Result<(), StateError> {
+    /// Reads back the document of each [`QueueEntry::stored`] entry (a batch about to be sent),
+    /// as `load` asks. Its change is in memory already: only the document is read.
+    pub fn load_queued(&self, entries: &mut [QueueEntry], load: Load) -> Result<(), StateError> {
+        use crate::document::Document;
         use rayon::prelude::*;
         let tree = self.state.tree("queue")?;
         let live = self.live_queue()?;
-        // Decoded on both cores: a batch's documents are most of a file export's work per item.
+        let unreadable = |e: serde_json::Error| StateError::QueueUnreadable {
+            dir: self.state.dir.display().to_string(),
+            detail: e.to_string(),
+        };
+        let corrupt = |e: sled::Error| self.state.corrupt(e);
+        let mut wanted: Vec<(u64, Option<sled::IVec>)> =
+            entries.iter().filter(|e| e.stored).map(|e| (e.seq, None)).collect();
+        wanted.sort_unstable_by_key(|(seq, _)| *seq);
+        match (wanted.first(), wanted.last()) {
+            // A batch is mostly a run of consecutive changes: one scan of their key range reads
+            // each of sled's leaves once instead of searching the tree for every change.
+            (Some(&(first, _)), Some(&(last, _))) if last - first < 2 * wanted.len() as u64 => {
+                let range = self.queue_key(live, first)..=self.queue_key(live, last);
+                let mut at = 0;
+                for kv in tree.range(range) {
+                    let (k, v) = kv.map_err(corrupt)?;
+                    let digits = &k[k.len().saturating_sub(20)..];
+                    let seq = std::str::from_utf8(digits).ok().and_then(|s| s.parse::<u64>().ok());
+                    while at < wanted.len() && Some(wanted[at].0) < seq {
+                        at += 1;
+                    }
+                    if at < wanted.len() && Some(wanted[at].0) == seq {
+                        wanted[at].1 = Some(v);
+                    }
+                }
+            }
+            _ => {
+                for (seq, bytes) in &mut wanted {
+                    *bytes = tree.get(self.queue_key(live, *seq)).map_err(corrupt)?;
+                }
+            }
+        }
+        let found: HashMap<u64, sled::IVec> = wanted.into_iter().filter_map(|(seq, v)| Some((seq, v?))).collect();
+        // On both cores: a batch's documents are most of a file export's work per item.
         entries.par_iter_mut().filter(|e| e.stored).try_for_each(|e| {
-            let key = self.queue_key(live, e.seq);
-            let Some(bytes) = tree.get(key).map_err(|e| self.state.corrupt(e))? else {
+            let Some(bytes) = found.get(&e.seq) else {
                 return Err(self.state.corrupt(format!("queued change {} is missing", e.seq)));
             };
-            let whole: QueueEntry = serde_json::from_slice(&bytes).map_err(|e| StateError::QueueUnreadable {
-                dir: self.state.dir.display().to_string(),
-                detail: e.to_string(),
-            })?;
-            e.change = whole.change;
+            let stored: LoadedEntry = serde_json::from_slice(bytes).map_err(unreadable)?;
+            if let Some(raw) = stored.document.or(stored.change.document) {
+                let decode = || serde_json::from_str::<Document>(raw.get()).map(Arc::new).map_err(unreadable);
+                let (encoded, decoded) = match stored.fields {
+                    Some(fields) => {
+                        let hash = e.change.hash_after.clone().unwrap_or_default();
+                        let decoded = if load == Load::Decoded { Some(decode()?) } else { None };
+                        (Encoded { json: raw.get().into(), hash, fields }, decoded)
+                    }
+                    // Queued by a catsync that did not store the field hashes.
+                    None => {
+                        let doc = decode()?;
+                        (crate::document::hash::encode(&*doc), Some(doc))
+                    }
+                };
+                e.encoded = Some(Arc::new(encoded));
+                if load == Load::Decoded {
+                    e.change.document = decoded;
+                }
+            }
             e.stored = false;
             Ok(())
         })
@@ -1506,6 +1614,27 @@ mod tests {
     }
 
     #[test]
+    fn a_change_queued_by_an_older_catsync_reads_back_with_its_field_hashes() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = State::open(dir.path()).unwrap();
+        let ns = state.namespace("shop", None);
+        // The layout before documents were stored apart from their change: the document inside
+        // the change, in field order, and no field hashes.
+        let old = queued(0, "7", Some("older 7"));
+        let key = ns.queue_key(ns.live_queue().unwrap(), 0);
+        state.tree("queue").unwrap().insert(key, serde_json::to_vec(&old).unwrap()).unwrap();
+        let heads = ns.queue().unwrap();
+        let expected = crate::document::hash::encode(&**old.change.document.as_ref().unwrap());
+        for load in [Load::Encoded, Load::Decoded] {
+            let mut batch = heads.clone();
+            ns.load_queued(&mut batch, load).unwrap();
+            assert_eq!(batch[0].encoded.as_deref(), Some(&expected));
+            assert_eq!(batch[0].change.document.is_some(), load == Load::Decoded);
+            assert_eq!(title(&batch[0]).is_some(), load == Load::Decoded);
+        }
+    }
+
+    #[test]
     fn a_queue_held_as_heads_keeps_the_stored_documents_and_takes_new_ones_on_every_rewrite_or_edit() {
         for small in [true, false] {
             let dir = tempfile::tempdir().unwrap();
@@ -1515,7 +1644,7 @@ mod tests {
             let n = if small { 3 } else { writes::chunk_keys() as u64 + 5 };
             let rendered = |c: &crate::plan::Change| {
                 let doc = queued(0, &c.source_id, Some(&format!("rendered {}", c.source_id))).change.document;
-                Some(Ok(doc.unwrap()))
+                Some(Ok(Arc::new(crate::document::hash::encode(&*doc.unwrap()))))
             };
             // Entry 0 comes with its document; the others are rendered as they are queued.
             let mut queue: Vec<QueueEntry> =
@@ -1530,7 +1659,7 @@ mod tests {
             queue.iter_mut().for_each(QueueEntry::keep_as_stored);
 
             let mut batch = queue[..3].to_vec();
-            ns.load_queued(&mut batch).unwrap();
+            ns.load_queued(&mut batch, Load::Decoded).unwrap();
             let titles: Vec<Option<String>> = batch.iter().map(title).collect();
             assert_eq!(
                 titles,
@@ -1538,6 +1667,16 @@ mod tests {
                 "small: {small}"
             );
             assert!(batch.iter().all(|e| !e.stored));
+            // Read back encoded only: the same canonical JSON and field hashes the document
+            // encodes to, and no document decoded.
+            let mut encoded = queue[..3].to_vec();
+            ns.load_queued(&mut encoded, Load::Encoded).unwrap();
+            for (e, whole) in encoded.iter().zip(&batch) {
+                assert!(e.change.document.is_none() && !e.stored);
+                let expected = crate::document::hash::encode(&**whole.change.document.as_ref().unwrap());
+                let got = e.encoded.as_deref().unwrap();
+                assert_eq!((&got.json, &got.fields), (&expected.json, &expected.fields));
+            }
             assert_eq!(ns.queue().unwrap().len() as u64, n);
 
             // A merge's edit in place: entry 2 replaced, entry 0 withdrawn, a new one added.
@@ -1549,7 +1688,7 @@ mod tests {
             let seqs: Vec<u64> = ns.queue().unwrap().iter().map(|e| e.seq).collect();
             assert_eq!(seqs, (1..=n).collect::<Vec<u64>>(), "small: {small}");
             let mut batch = vec![queue[0].clone(), queue[1].clone(), queue[queue.len() - 1].clone()];
-            ns.load_queued(&mut batch).unwrap();
+            ns.load_queued(&mut batch, Load::Decoded).unwrap();
             let titles: Vec<Option<String>> = batch.iter().map(title).collect();
             assert_eq!(titles, [Some("renamed 1".into()), Some("renamed 2".into()), Some("rendered new".into())]);
         }

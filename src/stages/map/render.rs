@@ -20,9 +20,39 @@ use crate::stages::saleslayer::page::Cell;
 use crate::stages::{template_error, ItemKind};
 use crate::template::{slug, Simple, TemplateSet, Via};
 
-/// Which documents a rendering keeps once it has hashed them: `keep(kind, id, item hash)`. The
-/// others are dropped as they are made, so a catalog's documents are not all held at once.
-pub type Keep<'k> = dyn Fn(ItemKind, &str, &str) -> bool + Sync + 'k;
+/// Which documents a rendering keeps once it has hashed them, and in which form. The others
+/// are dropped as they are made, so a catalog's documents are not all held at once.
+pub struct Keep<'k> {
+    /// What to keep of each document: `choose(kind, id, item hash)`.
+    pub choose: &'k (dyn Fn(ItemKind, &str, &str) -> Kept + Sync + 'k),
+    /// `choose` may answer [`Kept::Encoded`]: documents are encoded as they are hashed (the
+    /// same serialization, with field hashes and the bytes kept).
+    pub encoded: bool,
+}
+
+/// What [`Renderer::render_all`] keeps of one document (ordered: a later form serves every use
+/// of an earlier one, so an item two exports want differently gets the later).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Kept {
+    Nothing,
+    /// Its canonical JSON ([`crate::document::hash::Encoded`]), what a run queues: about a
+    /// tenth of the document's memory. Within [`ENCODED_BUDGET`]; past it, nothing is kept and the run
+    /// renders the document again as it queues it.
+    Encoded,
+    /// The document itself (what a field diff, `explain` or a saved plan reads).
+    Document,
+}
+
+/// How many bytes of [`Kept::Encoded`] documents one rendering holds at most: 256 MiB, or
+/// `CATSYNC_ENCODED_BUDGET` (tests set a tiny one, so that a run's queue takes documents both
+/// ways). An L catalog's first run (90,000 documents, about 110 MB) fits; an XL one keeps its
+/// first quarter million and renders the rest again as it queues them, so its memory stays
+/// bounded.
+pub fn encoded_budget() -> usize {
+    static BYTES: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *BYTES
+        .get_or_init(|| std::env::var("CATSYNC_ENCODED_BUDGET").ok().and_then(|v| v.parse().ok()).unwrap_or(256 << 20))
+}
 
 /// Every in-scope item's hash and (unless told otherwise) document, and the items that could not
 /// be rendered.
@@ -30,6 +60,9 @@ pub type Keep<'k> = dyn Fn(ItemKind, &str, &str) -> bool + Sync + 'k;
 pub struct Rendered {
     /// The documents kept: every one, or those [`Keep`] asked for.
     pub docs: BTreeMap<(ItemKind, Arc<str>), Arc<Document>>,
+    /// The documents kept encoded ([`Kept::Encoded`]): their canonical JSON (their hashes are
+    /// in `hashes`).
+    pub encoded: BTreeMap<(ItemKind, Arc<str>), Box<str>>,
     /// The item hash (R06) of every document that rendered and passed the cross-item checks.
     pub hashes: BTreeMap<(ItemKind, Arc<str>), String>,
     pub errors: Vec<ItemError>,
@@ -57,6 +90,7 @@ struct Made {
     skus: Vec<String>,
     variants: Vec<String>,
     doc: Option<Arc<Document>>,
+    encoded: Option<Box<str>>,
 }
 
 /// Renders documents of one `map` stage over one catalog.
@@ -97,8 +131,9 @@ impl<'a> Renderer<'a> {
     /// Renders every in-scope category and product, hashes each document, keeps those `keep`
     /// asks for (all without it) and checks cross-item rules (unique handles and SKUs).
     pub fn render_all(&self, keep: Option<&Keep<'_>>) -> Rendered {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        let encoded_bytes = AtomicUsize::new(0);
         let made = |kind: ItemKind, id: &Arc<str>, doc: Document| {
-            let hash = crate::document::hash::item_hash(&doc);
             let (skus, variants) = match &doc {
                 Document::Product(p) => {
                     p.variants.iter().filter_map(|v| Some((v.sku.clone()?, v.source_id.clone()))).unzip()
@@ -106,8 +141,26 @@ impl<'a> Renderer<'a> {
                 Document::Collection(_) => (Vec::new(), Vec::new()),
             };
             let handle = doc.handle().to_string();
-            let doc = keep.is_none_or(|keep| keep(kind, id, &hash)).then(|| Arc::new(doc));
-            Made { hash, handle, skus, variants, doc }
+            // Whether the document may be kept encoded is known before it is hashed (the
+            // budget); what is kept, after (it depends on the hash).
+            let budget_left = encoded_bytes.load(Ordering::Relaxed) < encoded_budget();
+            let (hash, json) = match keep {
+                Some(keep) if keep.encoded && budget_left => {
+                    let (json, hash) = crate::document::hash::canonical(&doc);
+                    (hash, Some(json))
+                }
+                _ => (crate::document::hash::item_hash(&doc), None),
+            };
+            let kept = keep.map_or(Kept::Document, |keep| (keep.choose)(kind, id, &hash));
+            let encoded = json.filter(|json| {
+                let keep = kept == Kept::Encoded;
+                if keep {
+                    encoded_bytes.fetch_add(json.len(), Ordering::Relaxed);
+                }
+                keep
+            });
+            let doc = (kept == Kept::Document).then(|| Arc::new(doc));
+            Made { hash, handle, skus, variants, doc, encoded }
         };
         let mut all: Vec<(ItemKey, Result<Made>)> = Vec::new();
         if self.map.categories.is_some() {
@@ -127,12 +180,15 @@ impl<'a> Renderer<'a> {
         // `all` is in key order: the maps are built from sorted lists, not by searching for
         // each of 100,000 keys.
         let (mut docs, mut hashes, mut identities, mut variants) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
-        let mut errors = Vec::new();
+        let (mut encoded, mut errors) = (Vec::new(), Vec::new());
         for ((kind, id), result) in all {
             match result {
                 Ok(m) => {
                     if let Some(doc) = m.doc {
                         docs.push(((kind, id.clone()), doc));
+                    }
+                    if let Some(e) = m.encoded {
+                        encoded.push(((kind, id.clone()), e));
                     }
                     hashes.push(((kind, id.clone()), m.hash));
                     if !m.variants.is_empty() {
@@ -145,6 +201,7 @@ impl<'a> Renderer<'a> {
         }
         let mut out = Rendered {
             docs: docs.into_iter().collect(),
+            encoded: encoded.into_iter().collect(),
             hashes: hashes.into_iter().collect(),
             errors,
             identities: identities.into_iter().collect(),
