@@ -25,6 +25,19 @@ impl Document {
             Document::Product(p) => &p.handle,
         }
     }
+
+    /// Reads the document of an item of `kind` (a category's collection, a product's product)
+    /// straight into its struct, wherever its `type` stands: in canonical JSON, as a run's queue
+    /// stores documents, `type` comes after most fields, which [`Deserialize`] would gather
+    /// first. A variant has no document of its own: read as any document.
+    pub fn from_json_of(kind: crate::model::ItemKind, json: &str) -> serde_json::Result<Document> {
+        use crate::model::ItemKind;
+        match kind {
+            ItemKind::Category => serde_json::from_str(json).map(Document::Collection),
+            ItemKind::Product => serde_json::from_str(json).map(Document::Product),
+            ItemKind::Variant => serde_json::from_str(json),
+        }
+    }
 }
 
 impl<'de> Deserialize<'de> for Document {
@@ -303,9 +316,10 @@ mod tests {
         assert_eq!(hash::Encoded::of_canonical(json, item), whole);
         assert_eq!((whole.hash.clone(), whole.fields.clone()), hash::item_and_field_hashes(&doc));
         assert_eq!(whole.hash, hash::item_hash(&doc));
-        // The canonical JSON reads back as the document.
+        // The canonical JSON reads back as the document, `type` wherever it stands.
         let back: Document = serde_json::from_str(&whole.json).unwrap();
         assert_eq!(back, doc);
+        assert_eq!(Document::from_json_of(crate::model::ItemKind::Product, &whole.json).unwrap(), doc);
     }
 
     fn sample() -> Document {

@@ -1212,7 +1212,8 @@ impl Namespace<'_> {
             };
             let stored: LoadedEntry = serde_json::from_slice(bytes).map_err(unreadable)?;
             if let Some(raw) = stored.document.or(stored.change.document) {
-                let decode = || serde_json::from_str::<Document>(raw.get()).map(Arc::new).map_err(unreadable);
+                let kind = e.change.kind;
+                let decode = || Document::from_json_of(kind, raw.get()).map(Arc::new).map_err(unreadable);
                 let (encoded, decoded) = match stored.fields {
                     Some(fields) => {
                         let hash = e.change.hash_after.clone().unwrap_or_default();
