@@ -127,8 +127,6 @@ impl Target {
         })
     }
 
-    /// Applies a batch of changes of this export; one outcome per change. `Err` stops the run
-    /// (the store refuses everything: bad token, unreachable, garbage).
     /// What this target reads of a batch's documents ([`Namespace::load_queued`]): a file
     /// writes the stored JSON; a store builds its requests from the document.
     pub(super) fn load(&self) -> Load {
@@ -138,6 +136,8 @@ impl Target {
         }
     }
 
+    /// Applies a batch of changes of this export; one outcome per change. `Err` stops the run
+    /// (the store refuses everything: bad token, unreachable, garbage).
     pub(super) async fn apply(&mut self, batch: &[&QueueEntry], records: &Records) -> Result<Vec<Outcome>, GqlError> {
         match self {
             Target::Jsonl(j) => Ok(match j.write(batch) {

@@ -22,7 +22,7 @@ use crate::model::ItemKind;
 use writes::{Chunks, Writes};
 
 /// The layout version this build reads and writes. Migrations are append-only (see [`migrate`]).
-pub const SCHEMA_VERSION: u32 = 4;
+pub const SCHEMA_VERSION: u32 = 5;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StateError {
@@ -679,7 +679,11 @@ fn migrate(state: &State) -> Result<(), StateError> {
     // 3 → 4: mirror buckets are written compressed (`rows::encode`); plain ones still read and
     // are compressed when next rewritten. The step only stops an older catsync from reading
     // buckets it would take for damage.
-    let migrations: [Migration; 4] = [|_| Ok(()), |_| Ok(()), rows::rows_into_buckets, |_| Ok(())];
+    // 4 → 5: a queued change is stored with its document beside it, as canonical JSON, and its
+    // field hashes (`StoredEntry`, read by `load_queued`); entries stored inside the change still
+    // read. The step only stops an older catsync from reading a queue whose documents it would
+    // not find (it would send changes without them).
+    let migrations: [Migration; 5] = [|_| Ok(()), |_| Ok(()), rows::rows_into_buckets, |_| Ok(()), |_| Ok(())];
     for (from, step) in migrations.iter().enumerate().skip(version as usize) {
         step(state)?;
         meta.insert("schema_version", (from as u32 + 1).to_string().as_bytes()).map_err(|e| state.corrupt(e))?;
@@ -1138,7 +1142,16 @@ impl Namespace<'_> {
             },
             (None, None) => None,
         };
-        // Rendering is deterministic: a document rendered again is the one the plan hashed.
+        // Rendering is deterministic: a document rendered again is the one the plan hashed. One
+        // that is not (a saved plan's document edited by hand) is not queued under the plan's
+        // hash: the record would claim what was not sent.
+        if let (Some(encoded), Some(planned)) = (&encoded, &e.change.hash_after) {
+            if encoded.hash != *planned {
+                let item = format!("{} {}", e.change.kind.singular(), e.change.source_id);
+                let detail = format!("its document hashes to {}, the plan's hash is {planned}", encoded.hash);
+                return Err(StateError::Unrendered { item, detail });
+            }
+        }
         let without_document;
         let change = match e.change.document {
             None => &e.change,
@@ -1577,18 +1590,22 @@ mod tests {
 
     /// A queued collection create of category `id` titled `title` (its document `None` when
     /// `title` is).
+    /// A queued create of category `id`, with its document titled `title`, or without one:
+    /// then its hash is that of the document `rendered` (below) makes, titled `rendered ID`.
     fn queued(seq: u64, id: &str, title: Option<&str>) -> QueueEntry {
         use crate::document::{CollectionDoc, Document};
-        let doc = title.map(|t| {
-            std::sync::Arc::new(Document::Collection(CollectionDoc {
+        let make = |t: &str| {
+            Document::Collection(CollectionDoc {
                 handle: format!("c-{id}"),
                 title: t.to_string(),
                 description_html: None,
                 image: None,
                 seo: None,
                 translations: BTreeMap::new(),
-            }))
-        });
+            })
+        };
+        let hash = crate::document::hash::item_hash(&make(title.unwrap_or(&format!("rendered {id}"))));
+        let doc = title.map(|t| Arc::new(make(t)));
         QueueEntry::new(
             seq,
             crate::plan::Change {
@@ -1601,7 +1618,7 @@ mod tests {
                 reasons: Vec::new(),
                 fields_changed: Vec::new(),
                 hash_before: None,
-                hash_after: Some(format!("hash-{id}")),
+                hash_after: Some(hash),
                 document: doc,
             },
         )
@@ -1612,6 +1629,19 @@ mod tests {
             Some(crate::document::Document::Collection(c)) => Some(c.title.clone()),
             _ => None,
         }
+    }
+
+    #[test]
+    fn a_document_that_does_not_hash_to_its_planned_hash_is_not_queued() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = State::open(dir.path()).unwrap();
+        let ns = state.namespace("shop", None);
+        // A saved plan's document edited by hand: the plan's hash is another document's.
+        let mut edited = queued(0, "7", Some("edited 7"));
+        edited.change.hash_after = queued(0, "7", Some("planned 7")).change.hash_after;
+        let err = ns.replace_queue(&[edited], None).unwrap_err();
+        assert!(matches!(&err, StateError::Unrendered { item, .. } if item == "category 7"), "{err}");
+        assert!(ns.queue().unwrap().is_empty());
     }
 
     #[test]

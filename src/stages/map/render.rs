@@ -36,7 +36,7 @@ pub struct Keep<'k> {
 pub enum Kept {
     Nothing,
     /// Its canonical JSON ([`crate::document::hash::Encoded`]), what a run queues: about a
-    /// tenth of the document's memory. Within [`ENCODED_BUDGET`]; past it, nothing is kept and the run
+    /// tenth of the document's memory. Within [`encoded_budget`]; past it, nothing is kept and the run
     /// renders the document again as it queues it.
     Encoded,
     /// The document itself (what a field diff, `explain` or a saved plan reads).
@@ -253,6 +253,7 @@ impl<'a> Renderer<'a> {
         }
         for (kind, id, message) in clashes {
             out.docs.remove(&(kind, id.clone()));
+            out.encoded.remove(&(kind, id.clone()));
             out.hashes.remove(&(kind, id.clone()));
             out.errors.push(ItemError {
                 kind,
