@@ -41,6 +41,20 @@ fn a_state_written_by_layout_1_is_read_whole_by_this_catsync() {
     let plan: serde_json::Value = serde_json::from_str(&plan.stdout).unwrap();
     assert_eq!(plan["summary"]["create"], 10, "the items the paused run has not sent yet");
     assert!(s.requests().is_empty(), "reading the state asks nothing of the store");
+
+    // The run resumes and sends its queue as layout 1 stored it (each document inside its
+    // change, no field hashes): every queued product reaches the store with its document. This
+    // sandbox is not the store the run began with, which has the collections the products name,
+    // so the store refuses each for its collections, which the documents carry.
+    let run = cli(&["run", "p.yaml"]);
+    let said = format!("{}{}", run.stdout, run.stderr);
+    assert!(said.contains("COMPLETED"), "{said}");
+    let sets = s.requests().iter().filter(|r| r.root_fields.iter().any(|f| f == "productSet")).count();
+    assert_eq!(sets, 10, "{said}");
+    for id in ["2001", "2002", "2003", "2005", "2006", "2008", "2009", "2012", "2013", "2014"] {
+        let refused = format!("product {id} (export `store`): `input.collections.0`: Collection does not exist");
+        assert!(said.contains(&refused), "{said}");
+    }
 }
 
 /// The golden state as a later catsync could have left it: the run's pinned pipeline has a key
