@@ -785,6 +785,9 @@ struct Flight {
     base_lost: bool,
     /// Items not sent because what they need failed first (a product's collection).
     waiting: Vec<String>,
+    /// The next batch, read back while the last one was recorded (see [`Exporter::record_and_read_ahead`]);
+    /// dropped by anything that edits the queue other than dequeueing (a merge).
+    read_ahead: Option<Vec<QueueEntry>>,
 }
 
 /// One batch's changes, their outcomes, and their records before it.
@@ -816,6 +819,7 @@ impl<'a> Exporter<'a> {
             refused_merge: false,
             base_lost: false,
             waiting: Vec::new(),
+            read_ahead: None,
         };
         if let Err((why, exit)) = self.connect(&mut f, run).await {
             return Err(self.stopped(run, &queue, why, exit));
@@ -850,10 +854,7 @@ impl<'a> Exporter<'a> {
             let Some((batch, outcomes, records)) = sent else { break };
             let done = span.in_scope(|| -> Result<Vec<usize>, Error> {
                 let errors = f.n_errors;
-                let done = self.record(run, &batch, outcomes, &records, &mut f)?;
-                dequeue(&mut queue, &batch);
-                self.ns.put_run(run)?;
-                self.state.flush()?;
+                let done = self.record_and_read_ahead(run, &batch, outcomes, &records, &mut queue, &mut f)?;
                 tracing::info!(done = done.len(), failed = f.n_errors - errors, queued = queue.len(), "batch recorded");
                 Ok(done)
             })?;
@@ -1008,7 +1009,10 @@ impl<'a> Exporter<'a> {
             }
         } else {
             let mut batch = target.next_batch(queue, &export_name, batch_size);
-            self.ns.load_queued(&mut batch, target.load())?;
+            match f.read_ahead.take() {
+                Some(ahead) if ahead.iter().map(|e| e.seq).eq(batch.iter().map(|e| e.seq)) => batch = ahead,
+                _ => self.ns.load_queued(&mut batch, target.load())?,
+            }
             tracing::Span::current().record("size", batch.len());
             let records = batch_records(self.ns, &export_name, &batch)?;
             let refs: Vec<&QueueEntry> = batch.iter().collect();
@@ -1039,6 +1043,40 @@ impl<'a> Exporter<'a> {
             hosted.save()?;
         }
         Ok(Some((batch, outcomes, records)))
+    }
+
+    /// Records a sent batch ([`Exporter::record`]), takes it off the queue and makes that
+    /// durable; meanwhile, on another thread, reads back the documents of the batch that comes
+    /// next when it goes by single batches ([`Flight::read_ahead`]): reading is most of a file
+    /// export's work per item, recording most of the rest, and neither needs the other. What
+    /// is read ahead is only used if that batch is still next when it is sent.
+    fn record_and_read_ahead(
+        &self,
+        run: &mut RunRecord,
+        batch: &[QueueEntry],
+        outcomes: Vec<Outcome>,
+        records: &Records,
+        queue: &mut Queue,
+        f: &mut Flight,
+    ) -> Result<Vec<usize>, Error> {
+        dequeue(queue, batch);
+        let next = queue.front().map(|e| e.change.export.clone()).and_then(|export| {
+            let batch_size = self.pipeline.params.batch_size.max(1);
+            let target = f.targets.get_mut(&export)?;
+            let next = (!target.next_is_bulk(queue, &export)).then(|| target.next_batch(queue, &export, batch_size))?;
+            Some((next, target.load()))
+        });
+        let ns = self.ns;
+        std::thread::scope(|scope| {
+            let ahead =
+                next.map(|(mut next, load)| scope.spawn(move || ns.load_queued(&mut next, load).ok().map(|()| next)));
+            let done = self.record(run, batch, outcomes, records, f)?;
+            self.ns.put_run(run)?;
+            self.state.flush()?;
+            // A batch that cannot be read ahead is read again when sent, which reports why.
+            f.read_ahead = ahead.and_then(|h| h.join().ok().flatten());
+            Ok(done)
+        })
     }
 
     /// Records a batch's outcomes: failures (R06 attempts, parking) and confirmed changes
@@ -1124,6 +1162,8 @@ impl<'a> Exporter<'a> {
     /// ([`base`]), so the next merge, and the next plan once the run is done, are incremental too.
     fn merge(&mut self, run: &mut RunRecord, queue: &mut Queue, f: &mut Flight) -> Result<bool, Error> {
         f.last_poll = Instant::now();
+        // A merge may replace queued changes under their sequence numbers.
+        f.read_ahead = None;
         if run.mode == RunMode::Apply || f.refused_merge || run.selection.limit.is_some() {
             // `apply` sends exactly its plan, a `--limit` run its first items (R12: start small);
             // a refused export waits for the operator.
