@@ -234,9 +234,7 @@ pub mod hash {
 
     /// The item hash of `doc`, as 64 hex characters.
     pub fn item_hash<T: Serialize>(doc: &T) -> String {
-        let mut out = Vec::with_capacity(2048);
-        crate::canonical::write(doc, &mut out, None).expect("documents serialize to JSON");
-        hasher().update(&out).finalize().to_hex().to_string()
+        canonical(doc).1
     }
 
     /// The item hash and the field hashes together: the document is serialized once, canonically
@@ -276,12 +274,17 @@ pub mod hash {
     }
 
     /// The canonical JSON of `doc` and its item hash, without field hashes (what a plan keeps
-    /// of a document it will queue: see [`Encoded::of_canonical`]).
-    pub fn canonical<T: Serialize>(doc: &T) -> (Box<str>, String) {
+    /// of a document it will queue, as [`canonical_text`]: see [`Encoded::of_canonical`]).
+    pub fn canonical<T: Serialize>(doc: &T) -> (Vec<u8>, String) {
         let mut out = Vec::with_capacity(2048);
         crate::canonical::write(doc, &mut out, None).expect("documents serialize to JSON");
         let hash = hasher().update(&out).finalize().to_hex().to_string();
-        (String::from_utf8(out).expect("canonical JSON is UTF-8").into_boxed_str(), hash)
+        (out, hash)
+    }
+
+    /// The bytes [`canonical`] wrote, as text held at its size.
+    pub fn canonical_text(json: Vec<u8>) -> Box<str> {
+        String::from_utf8(json).expect("canonical JSON is UTF-8").into_boxed_str()
     }
 
     /// [`Encoded`] of `doc`.
@@ -313,7 +316,7 @@ mod tests {
         let doc = sample();
         let whole = hash::encode(&doc);
         let (json, item) = hash::canonical(&doc);
-        assert_eq!(hash::Encoded::of_canonical(json, item), whole);
+        assert_eq!(hash::Encoded::of_canonical(hash::canonical_text(json), item), whole);
         assert_eq!((whole.hash.clone(), whole.fields.clone()), hash::item_and_field_hashes(&doc));
         assert_eq!(whole.hash, hash::item_hash(&doc));
         // The canonical JSON reads back as the document, `type` wherever it stands.

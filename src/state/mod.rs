@@ -680,8 +680,8 @@ fn migrate(state: &State) -> Result<(), StateError> {
     // are compressed when next rewritten. The step only stops an older catsync from reading
     // buckets it would take for damage.
     // 4 → 5: a queued change is stored with its document beside it, as canonical JSON, and its
-    // field hashes (`StoredEntry`, read by `load_queued`); entries stored inside the change still
-    // read. The step only stops an older catsync from reading a queue whose documents it would
+    // field hashes (written by `queued_value`, read by `load_queued`); entries stored inside the
+    // change still read. The step only stops an older catsync from reading a queue whose documents it would
     // not find (it would send changes without them).
     let migrations: [Migration; 5] = [|_| Ok(()), |_| Ok(()), rows::rows_into_buckets, |_| Ok(()), |_| Ok(())];
     for (from, step) in migrations.iter().enumerate().skip(version as usize) {

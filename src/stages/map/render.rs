@@ -152,12 +152,9 @@ impl<'a> Renderer<'a> {
                 _ => (crate::document::hash::item_hash(&doc), None),
             };
             let kept = keep.map_or(Kept::Document, |keep| (keep.choose)(kind, id, &hash));
-            let encoded = json.filter(|json| {
-                let keep = kept == Kept::Encoded;
-                if keep {
-                    encoded_bytes.fetch_add(json.len(), Ordering::Relaxed);
-                }
-                keep
+            let encoded = json.filter(|_| kept == Kept::Encoded).map(|json| {
+                encoded_bytes.fetch_add(json.len(), Ordering::Relaxed);
+                crate::document::hash::canonical_text(json)
             });
             let doc = (kept == Kept::Document).then(|| Arc::new(doc));
             Made { hash, handle, skus, variants, doc, encoded }
