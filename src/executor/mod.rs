@@ -509,8 +509,9 @@ fn start_run(
     // What the sources hold before the plan reads them: a checkpoint must not cover a file that
     // arrives while the plan runs (it would stand for inputs this run never read).
     let before = source_signature(pipeline);
-    // A run needs the documents of what it sends, not the whole catalog's; those of its creates
-    // are rendered again as they are queued, a chunk at a time (see `store_queue`).
+    // A run needs the documents of what it sends, not the whole catalog's: its updates keep
+    // theirs, its creates their canonical JSON (within a budget; the rest are rendered again as
+    // they are queued, a chunk at a time: see `store_queue`).
     let mut planned = plan(pipeline, state, &PlanOptions { documents: KeepDocuments::Queued, ..opts.clone() })?;
     if let Some(saved) = plan_file {
         check_plan_file(pipeline, saved, &planned.plan)?;
@@ -599,8 +600,8 @@ fn start_run(
     Ok(Started { run, queue, signature: before, base_kept })
 }
 
-/// Writes `queue` whole into the state (see [`Namespace::replace_queue`]; `render` makes the
-/// documents of changes planned without one), then holds it in memory as heads: each batch reads
+/// Writes `queue` whole into the state (see [`Namespace::replace_queue`]; `render` gives the
+/// encoded documents of changes planned without one), then holds it in memory as heads: each batch reads
 /// its documents back, so a run's memory does not grow with what it has to send.
 fn store_queue(ns: &Namespace, queue: &mut Queue, render: Option<&RenderQueued>) -> Result<(), Error> {
     ns.replace_queue(queue.make_contiguous(), render)?;

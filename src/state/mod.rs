@@ -1039,9 +1039,9 @@ impl Namespace<'_> {
     /// and sled's memory stays bounded (see [`writes`]).
     ///
     /// An entry held as [`QueueEntry::stored`] is copied from the live queue as it is there. An
-    /// entry without a document gets the one `render` makes for it (a run's creates are planned
-    /// without theirs and rendered here, a chunk at a time on both cores, so a first run never
-    /// holds every document at once).
+    /// entry without a document gets the one `render` gives for it (a run's creates are planned
+    /// without theirs: their canonical JSON kept by the plan, or rendered here past its budget, a
+    /// chunk at a time on both cores, so a first run never holds every document at once).
     pub fn replace_queue(&self, entries: &[QueueEntry], render: Option<&RenderQueued>) -> Result<(), StateError> {
         use rayon::prelude::*;
         let corrupt = |e: sled::Error| self.state.corrupt(e);

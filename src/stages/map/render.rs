@@ -25,8 +25,8 @@ use crate::template::{slug, Simple, TemplateSet, Via};
 pub struct Keep<'k> {
     /// What to keep of each document: `choose(kind, id, item hash)`.
     pub choose: &'k (dyn Fn(ItemKind, &str, &str) -> Kept + Sync + 'k),
-    /// `choose` may answer [`Kept::Encoded`]: documents are encoded as they are hashed (the
-    /// same serialization, with field hashes and the bytes kept).
+    /// `choose` may answer [`Kept::Encoded`]: the canonical JSON each document is hashed from
+    /// is held until `choose` has answered (its field hashes are computed when it is queued).
     pub encoded: bool,
 }
 
