@@ -10,6 +10,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 mod index;
+mod queue;
 mod rows;
 mod shared;
 mod writes;
@@ -22,7 +23,7 @@ use crate::model::ItemKind;
 use writes::{Chunks, Writes};
 
 /// The layout version this build reads and writes. Migrations are append-only (see [`migrate`]).
-pub const SCHEMA_VERSION: u32 = 5;
+pub const SCHEMA_VERSION: u32 = 6;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StateError {
@@ -207,27 +208,6 @@ pub enum Load {
     Encoded,
     /// Encoded, and decoded into the change (a target that builds requests from it).
     Decoded,
-}
-
-/// A stored queued change read back for its document only (the change is in memory already).
-/// The queue stores `{"seq", "change", "document", "fields"}`: the change without its document,
-/// the document as canonical JSON, and the document's field hashes. A queue written before
-/// documents were stored apart has the document inside the change (in field order) and no field
-/// hashes (they are computed again when the change is sent); both read back.
-#[derive(Deserialize)]
-struct LoadedEntry<'a> {
-    #[serde(borrow, default)]
-    document: Option<&'a serde_json::value::RawValue>,
-    #[serde(borrow)]
-    change: LoadedChange<'a>,
-    #[serde(default)]
-    fields: Option<BTreeMap<String, String>>,
-}
-
-#[derive(Deserialize)]
-struct LoadedChange<'a> {
-    #[serde(borrow, default)]
-    document: Option<&'a serde_json::value::RawValue>,
 }
 
 /// What the state itself needs of a queued change — which export, item and action — read without
@@ -683,18 +663,17 @@ fn migrate(state: &State) -> Result<(), StateError> {
     // field hashes (written by `queued_value`, read by `load_queued`); entries stored inside the
     // change still read. The step only stops an older catsync from reading a queue whose documents it would
     // not find (it would send changes without them).
-    let migrations: [Migration; 5] = [|_| Ok(()), |_| Ok(()), rows::rows_into_buckets, |_| Ok(()), |_| Ok(())];
+    // 5 → 6: queued changes are stored a few to a value (`queue.rs`); entries stored alone still
+    // read, and become chunks when edited. The step only stops an older catsync from taking a
+    // chunk for an entry it cannot read.
+    let migrations: [Migration; 6] =
+        [|_| Ok(()), |_| Ok(()), rows::rows_into_buckets, |_| Ok(()), |_| Ok(()), |_| Ok(())];
     for (from, step) in migrations.iter().enumerate().skip(version as usize) {
         step(state)?;
         meta.insert("schema_version", (from as u32 + 1).to_string().as_bytes()).map_err(|e| state.corrupt(e))?;
     }
     Ok(())
 }
-
-/// The queue tree's two key ranges, and the key naming the live one (see
-/// [`Namespace::replace_queue`]).
-const QUEUE_RANGES: [&str; 2] = ["q", "q1"];
-const QUEUE_LIVE: &str = "live";
 
 /// The key of an export's [`RecordsDigest`] in the records tree (beside, not among, the records:
 /// their keys continue with an item kind).
@@ -992,272 +971,6 @@ impl Namespace<'_> {
 
     pub fn remove_record(&self, export: &str, kind: ItemKind, id: &str) -> Result<(), StateError> {
         self.write_records(export, vec![(kind, id.to_string(), None)], None)
-    }
-
-    /// The queue of the current run, in order, to resume it: each change is decoded whole (one
-    /// this catsync cannot decode — written by another version — is
-    /// [`StateError::QueueUnreadable`], which names the ways out; the rest of the state stays
-    /// usable), then held as a head ([`QueueEntry::keep_as_stored`]), so a resumed run does not
-    /// hold every document either.
-    pub fn queue(&self) -> Result<Vec<QueueEntry>, StateError> {
-        let tree = self.state.tree("queue")?;
-        let mut prefix = self.key(&[self.live_queue()?]);
-        prefix.push(0);
-        let mut out = Vec::new();
-        for entry in tree.scan_prefix(&prefix) {
-            let (_, v) = entry.map_err(|e| self.state.corrupt(e))?;
-            let mut entry = serde_json::from_slice::<QueueEntry>(&v).map_err(|e| StateError::QueueUnreadable {
-                dir: self.state.dir.display().to_string(),
-                detail: e.to_string(),
-            })?;
-            entry.keep_as_stored();
-            out.push(entry);
-        }
-        Ok(out)
-    }
-
-    /// Export, item and action of each queued change, in order (see [`QueuedHead`]).
-    pub fn queue_heads(&self) -> Result<Vec<QueuedHead>, StateError> {
-        #[derive(Deserialize)]
-        struct Entry {
-            change: QueuedHead,
-        }
-        Ok(self.scan::<Entry>("queue", &[self.live_queue()?])?.into_iter().map(|(_, e)| e.change).collect())
-    }
-
-    /// Which of the queue's two key ranges holds the live queue (`q` until a large queue was
-    /// first written, layout 2).
-    fn live_queue(&self) -> Result<&'static str, StateError> {
-        let found = self.state.tree("queue")?.get(self.key(&[QUEUE_LIVE])).map_err(|e| self.state.corrupt(e))?;
-        Ok(if found.as_deref() == Some(QUEUE_RANGES[1].as_bytes()) { QUEUE_RANGES[1] } else { QUEUE_RANGES[0] })
-    }
-
-    /// Replaces the whole queue, atomically. A small queue is one batch. A large one (a first
-    /// run's) is written in chunks into the other key range, which then becomes the live one
-    /// with a single write, before the old range is cleared: a crash leaves the old queue or the
-    /// new one whole, never a mix (a merge that withdrew a deletion must not see it come back),
-    /// and sled's memory stays bounded (see [`writes`]).
-    ///
-    /// An entry held as [`QueueEntry::stored`] is copied from the live queue as it is there. An
-    /// entry without a document gets the one `render` gives for it (a run's creates are planned
-    /// without theirs: their canonical JSON kept by the plan, or rendered here past its budget, a
-    /// chunk at a time on both cores, so a first run never holds every document at once).
-    pub fn replace_queue(&self, entries: &[QueueEntry], render: Option<&RenderQueued>) -> Result<(), StateError> {
-        use rayon::prelude::*;
-        let corrupt = |e: sled::Error| self.state.corrupt(e);
-        let tree = self.state.tree("queue")?;
-        let live = self.live_queue()?;
-        let value = |e: &QueueEntry| self.queued_value(&tree, live, e, render);
-        let encode = |range: &str, part: &[QueueEntry]| -> Result<Vec<writes::Entry>, StateError> {
-            part.par_iter().map(|e| Ok((self.queue_key(range, e.seq), value(e)?))).collect()
-        };
-        let old = self.keys_under(&tree, &[live])?;
-        if old.len() + entries.len() <= writes::chunk_keys() {
-            let new = encode(live, entries)?;
-            let mut writes = Writes::default();
-            for k in old {
-                writes.remove(k.to_vec());
-            }
-            for (k, v) in new {
-                writes.insert(k, v);
-            }
-            return writes.apply_atomic(&tree).map_err(corrupt);
-        }
-        let next = if live == QUEUE_RANGES[0] { QUEUE_RANGES[1] } else { QUEUE_RANGES[0] };
-        let mut chunks = Chunks::new(&tree);
-        // What a crash left in the other range before it became live, then the new queue.
-        for k in self.keys_under(&tree, &[next])? {
-            chunks.remove(k.to_vec()).map_err(corrupt)?;
-        }
-        for part in entries.chunks(writes::chunk_keys()) {
-            for (k, v) in encode(next, part)? {
-                chunks.insert(k, v).map_err(corrupt)?;
-            }
-        }
-        chunks.finish().map_err(corrupt)?;
-        tree.insert(self.key(&[QUEUE_LIVE]), next.as_bytes()).map_err(corrupt)?;
-        let mut chunks = Chunks::new(&tree);
-        for k in old {
-            chunks.remove(k.to_vec()).map_err(corrupt)?;
-        }
-        chunks.finish().map_err(corrupt)
-    }
-
-    /// Edits the live queue in place, in one atomic batch: writes each entry not held as
-    /// [`QueueEntry::stored`] (its document made by `render` when it has none, as
-    /// [`Namespace::replace_queue`] does) and removes the changes `removed`. What a merge changes
-    /// in a run's queue, without copying the rest of it; an edit of more than a chunk (a batch is
-    /// held in memory until applied) replaces the queue instead.
-    pub fn edit_queue(
-        &self,
-        entries: &[QueueEntry],
-        removed: &[u64],
-        render: Option<&RenderQueued>,
-    ) -> Result<(), StateError> {
-        use rayon::prelude::*;
-        let written: Vec<&QueueEntry> = entries.iter().filter(|e| !e.stored).collect();
-        if written.len() + removed.len() > writes::chunk_keys() {
-            return self.replace_queue(entries, render);
-        }
-        let tree = self.state.tree("queue")?;
-        let live = self.live_queue()?;
-        let values: Vec<(Vec<u8>, Vec<u8>)> = written
-            .par_iter()
-            .map(|e| Ok((self.queue_key(live, e.seq), self.queued_value(&tree, live, e, render)?)))
-            .collect::<Result<_, StateError>>()?;
-        let mut writes = Writes::default();
-        for seq in removed {
-            writes.remove(self.queue_key(live, *seq));
-        }
-        for (k, v) in values {
-            writes.insert(k, v);
-        }
-        writes.apply_atomic(&tree).map_err(|e| self.state.corrupt(e))
-    }
-
-    /// The stored form of a queued change: copied from the live range when it is held as
-    /// [`QueueEntry::stored`], else serialized (with the document `render` makes, if it has none).
-    fn queued_value(
-        &self,
-        tree: &sled::Tree,
-        live: &str,
-        e: &QueueEntry,
-        render: Option<&RenderQueued>,
-    ) -> Result<Vec<u8>, StateError> {
-        if e.stored {
-            return match tree.get(self.queue_key(live, e.seq)).map_err(|e| self.state.corrupt(e))? {
-                Some(bytes) => Ok(bytes.to_vec()),
-                None => Err(self.state.corrupt(format!("queued change {} is missing", e.seq))),
-            };
-        }
-        let encoded = match (e.encoded(), render) {
-            (Some(encoded), _) => Some(encoded),
-            (None, Some(render)) => match render(&e.change) {
-                None => None,
-                Some(Ok(encoded)) => Some(encoded),
-                Some(Err(detail)) => {
-                    let item = format!("{} {}", e.change.kind.singular(), e.change.source_id);
-                    return Err(StateError::Unrendered { item, detail });
-                }
-            },
-            (None, None) => None,
-        };
-        // Rendering is deterministic: a document rendered again is the one the plan hashed. One
-        // that is not (a saved plan's document edited by hand) is not queued under the plan's
-        // hash: the record would claim what was not sent.
-        if let (Some(encoded), Some(planned)) = (&encoded, &e.change.hash_after) {
-            if encoded.hash != *planned {
-                let item = format!("{} {}", e.change.kind.singular(), e.change.source_id);
-                let detail = format!("its document hashes to {}, the plan's hash is {planned}", encoded.hash);
-                return Err(StateError::Unrendered { item, detail });
-            }
-        }
-        let without_document;
-        let change = match e.change.document {
-            None => &e.change,
-            Some(_) => {
-                without_document = crate::model::change::Change { document: None, ..e.change.clone() };
-                &without_document
-            }
-        };
-        // The layout `LoadedEntry` reads.
-        let mut out = Vec::with_capacity(encoded.as_ref().map_or(0, |d| d.json.len()) + 512);
-        let mut entry = crate::json_object::ObjectWriter::new(&mut out);
-        let written = entry.value("seq", &e.seq).and_then(|()| entry.value("change", change));
-        written.map_err(|e| self.state.corrupt(e))?;
-        if let Some(encoded) = &encoded {
-            entry.json("document", &encoded.json);
-            entry.value("fields", &encoded.fields).map_err(|e| self.state.corrupt(e))?;
-        }
-        entry.end();
-        Ok(out)
-    }
-
-    /// The key of queued change `seq` in key range `range` (zero-padded: key order is queue order).
-    fn queue_key(&self, range: &str, seq: u64) -> Vec<u8> {
-        self.key(&[range, &format!("{seq:020}")])
-    }
-
-    /// Reads back the document of each [`QueueEntry::stored`] entry (a batch about to be sent),
-    /// as `load` asks. Its change is in memory already: only the document is read.
-    pub fn load_queued(&self, entries: &mut [QueueEntry], load: Load) -> Result<(), StateError> {
-        use crate::document::Document;
-        use rayon::prelude::*;
-        let tree = self.state.tree("queue")?;
-        let live = self.live_queue()?;
-        let unreadable = |e: serde_json::Error| StateError::QueueUnreadable {
-            dir: self.state.dir.display().to_string(),
-            detail: e.to_string(),
-        };
-        let corrupt = |e: sled::Error| self.state.corrupt(e);
-        let mut wanted: Vec<(u64, Option<sled::IVec>)> =
-            entries.iter().filter(|e| e.stored).map(|e| (e.seq, None)).collect();
-        wanted.sort_unstable_by_key(|(seq, _)| *seq);
-        match (wanted.first(), wanted.last()) {
-            // A batch is mostly a run of consecutive changes: one scan of their key range reads
-            // each of sled's leaves once instead of searching the tree for every change.
-            (Some(&(first, _)), Some(&(last, _))) if last - first < 2 * wanted.len() as u64 => {
-                let range = self.queue_key(live, first)..=self.queue_key(live, last);
-                let mut at = 0;
-                for kv in tree.range(range) {
-                    let (k, v) = kv.map_err(corrupt)?;
-                    let digits = &k[k.len().saturating_sub(20)..];
-                    let seq = std::str::from_utf8(digits).ok().and_then(|s| s.parse::<u64>().ok());
-                    while at < wanted.len() && Some(wanted[at].0) < seq {
-                        at += 1;
-                    }
-                    if at < wanted.len() && Some(wanted[at].0) == seq {
-                        wanted[at].1 = Some(v);
-                    }
-                }
-            }
-            _ => {
-                for (seq, bytes) in &mut wanted {
-                    *bytes = tree.get(self.queue_key(live, *seq)).map_err(corrupt)?;
-                }
-            }
-        }
-        let found: HashMap<u64, sled::IVec> = wanted.into_iter().filter_map(|(seq, v)| Some((seq, v?))).collect();
-        // On both cores: a batch's documents are most of a file export's work per item.
-        entries.par_iter_mut().filter(|e| e.stored).try_for_each(|e| {
-            let Some(bytes) = found.get(&e.seq) else {
-                return Err(self.state.corrupt(format!("queued change {} is missing", e.seq)));
-            };
-            let stored: LoadedEntry = serde_json::from_slice(bytes).map_err(unreadable)?;
-            if let Some(raw) = stored.document.or(stored.change.document) {
-                let kind = e.change.kind;
-                let decode = || Document::from_json_of(kind, raw.get()).map(Arc::new).map_err(unreadable);
-                let (encoded, decoded) = match stored.fields {
-                    Some(fields) => {
-                        let hash = e.change.hash_after.clone().unwrap_or_default();
-                        let decoded = if load == Load::Decoded { Some(decode()?) } else { None };
-                        (Encoded { json: raw.get().into(), hash, fields }, decoded)
-                    }
-                    // Queued by a catsync that did not store the field hashes.
-                    None => {
-                        let doc = decode()?;
-                        (crate::document::hash::encode(&*doc), Some(doc))
-                    }
-                };
-                e.encoded = Some(Arc::new(encoded));
-                if load == Load::Decoded {
-                    e.change.document = decoded;
-                }
-            }
-            e.stored = false;
-            Ok(())
-        })
-    }
-
-    /// Removes sent changes from the queue, in one batch.
-    pub fn remove_queued(&self, seqs: impl IntoIterator<Item = u64>) -> Result<(), StateError> {
-        let tree = self.state.tree("queue")?;
-        let live = self.live_queue()?;
-        let mut writes = Writes::default();
-        for seq in seqs {
-            writes.remove(self.queue_key(live, seq));
-        }
-        writes.apply_atomic(&tree).map_err(|e| self.state.corrupt(e))
     }
 
     /// Every run, oldest first.
@@ -1663,6 +1376,71 @@ mod tests {
             assert_eq!(batch[0].change.document.is_some(), load == Load::Decoded);
             assert_eq!(title(&batch[0]).is_some(), load == Load::Decoded);
         }
+    }
+
+    #[test]
+    fn queue_edits_and_removals_in_chunks_keep_every_other_change_as_it_was() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = State::open(dir.path()).unwrap();
+        let ns = state.namespace("shop", None);
+        let tree = state.tree("queue").unwrap();
+        let entry = |seq: u64, title: &str| queued(seq, &seq.to_string(), Some(title));
+        let mut model: BTreeMap<u64, String> = BTreeMap::new();
+        let check = |model: &BTreeMap<u64, String>, when: &str| {
+            let mut all = ns.queue().unwrap();
+            assert_eq!(
+                all.iter().map(|e| e.seq).collect::<Vec<_>>(),
+                model.keys().copied().collect::<Vec<_>>(),
+                "{when}"
+            );
+            ns.load_queued(&mut all, Load::Decoded).unwrap();
+            let titles: BTreeMap<u64, String> = all.iter().map(|e| (e.seq, title(e).unwrap())).collect();
+            assert_eq!(&titles, model, "{when}");
+        };
+        let queue: Vec<QueueEntry> = (0..100).map(|i| entry(i, &format!("t{i}"))).collect();
+        model.extend((0..100).map(|i| (i, format!("t{i}"))));
+        ns.replace_queue(&queue, None).unwrap();
+        check(&model, "written");
+        let keys = ns.keys_under(&tree, &[ns.live_queue().unwrap()]).unwrap().len();
+        assert!(keys < 100 / 4, "a value holds several changes: {keys} keys for 100");
+
+        // A sent batch ending inside a chunk.
+        ns.remove_queued(0..20).unwrap();
+        model.retain(|seq, _| *seq >= 20);
+        check(&model, "first batch sent");
+
+        // A merge: a change below every chunk, one inside a chunk replaced, others removed, and
+        // new ones after the last.
+        let written = [entry(5, "new 5"), entry(50, "renamed 50"), entry(150, "new 150"), entry(151, "new 151")];
+        ns.edit_queue(&written, &[60, 61, 99], None).unwrap();
+        for e in &written {
+            model.insert(e.seq, title(e).unwrap());
+        }
+        model.retain(|seq, _| ![60, 61, 99].contains(seq));
+        check(&model, "merged");
+
+        // Entries stored alone, as layouts 1–5 did, among chunks: read, edited and removed alike.
+        for seq in [200, 201] {
+            let key = ns.queue_key(ns.live_queue().unwrap(), seq);
+            tree.insert(key, serde_json::to_vec(&entry(seq, &format!("old {seq}"))).unwrap()).unwrap();
+            model.insert(seq, format!("old {seq}"));
+        }
+        check(&model, "older entries");
+        ns.edit_queue(&[entry(202, "new 202"), entry(201, "renamed 201")], &[200], None).unwrap();
+        model.insert(202, "new 202".into());
+        model.insert(201, "renamed 201".into());
+        model.remove(&200);
+        check(&model, "older entries edited");
+
+        // Sparse removals, and removals of what is not there.
+        ns.remove_queued([5, 22, 77, 151, 300]).unwrap();
+        model.retain(|seq, _| ![5, 22, 77, 151].contains(seq));
+        check(&model, "sparse removals");
+        let rest: Vec<u64> = model.keys().copied().collect();
+        ns.remove_queued(rest).unwrap();
+        model.clear();
+        check(&model, "all sent");
+        assert!(ns.keys_under(&tree, &[ns.live_queue().unwrap()]).unwrap().is_empty());
     }
 
     #[test]

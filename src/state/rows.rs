@@ -46,8 +46,8 @@ pub(super) fn encode<'a>(rows: impl Iterator<Item = (&'a str, &'a [u8])>) -> Vec
     out
 }
 
-/// The container of `rows`, uncompressed.
-fn container_of<'a>(rows: impl Iterator<Item = (&'a str, &'a [u8])>) -> Vec<u8> {
+/// The container of `rows`, uncompressed (a queue chunk is one too: see `queue.rs`).
+pub(super) fn container_of<'a>(rows: impl Iterator<Item = (&'a str, &'a [u8])>) -> Vec<u8> {
     let mut out = Vec::new();
     for (id, row) in rows {
         for part in [id.as_bytes(), row] {
@@ -82,13 +82,15 @@ fn container(bytes: &[u8]) -> Result<Cow<'_, [u8]>, String> {
     }
 }
 
-/// The `(id, row)` entries of a bucket's container, without decoding the rows.
-fn entries(container: &[u8]) -> Result<Vec<(&str, &[u8])>, String> {
+/// The `(id, row)` entries of a bucket's container, without decoding the rows (or the `(seq,
+/// entry)` pairs of a queue chunk).
+pub(super) fn entries(container: &[u8]) -> Result<Vec<(&str, &[u8])>, String> {
     let mut rest = container;
     fn take<'b>(rest: &mut &'b [u8]) -> Result<&'b [u8], String> {
-        let (len, tail) = rest.split_first_chunk::<4>().ok_or("a truncated mirror bucket")?;
+        let (len, tail) =
+            rest.split_first_chunk::<4>().ok_or("a truncated container (mirror bucket or queue chunk)")?;
         let len = u32::from_le_bytes(*len) as usize;
-        let (part, tail) = tail.split_at_checked(len).ok_or("a truncated mirror bucket")?;
+        let (part, tail) = tail.split_at_checked(len).ok_or("a truncated container (mirror bucket or queue chunk)")?;
         *rest = tail;
         Ok(part)
     }
