@@ -1397,7 +1397,9 @@ mod tests {
             let titles: BTreeMap<u64, String> = all.iter().map(|e| (e.seq, title(e).unwrap())).collect();
             assert_eq!(&titles, model, "{when}");
         };
-        let queue: Vec<QueueEntry> = (0..100).map(|i| entry(i, &format!("t{i}"))).collect();
+        let mut queue: Vec<QueueEntry> = (0..100).map(|i| entry(i, &format!("t{i}"))).collect();
+        // Two entries for one seq: the later one is queued, as a later write to its key was.
+        queue.insert(40, entry(40, "earlier 40"));
         model.extend((0..100).map(|i| (i, format!("t{i}"))));
         ns.replace_queue(&queue, None).unwrap();
         check(&model, "written");

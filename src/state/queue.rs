@@ -6,8 +6,8 @@
 //! 1.2 s to write and as long again to remove batch by batch (`examples/sled_keys.rs` shows the
 //! same per-key cost for mirror rows). Why small ones: sled writes a leaf (up to 17 values) that
 //! no longer fits a quarter of its 512 KiB log segment as a file of its own, and leaves of 16
-//! chunks of 32 KiB made the queue slower to write than one key per change. A chunk is closed at
-//! [`CHUNK_BYTES`] (about four of L's documents) or [`CHUNK_ENTRIES`] changes.
+//! chunks of 32 KiB made the queue slower to write than one key per change. A chunk holds up to
+//! [`CHUNK_BYTES`] (about four of L's documents) and [`CHUNK_ENTRIES`] changes.
 //!
 //! The layout. The queue has two key ranges (`q`, `q1`: see [`Namespace::replace_queue`]); in the
 //! live one, each key is `queue_key(range, s)` and its value is either a chunk — [`CHUNK`], then
@@ -37,9 +37,10 @@ const CHUNK: u8 = 0xC1;
 /// Changes per chunk, at most.
 const CHUNK_ENTRIES: usize = 16;
 
-/// A chunk is closed once its entries reach this many bytes (a queued document is ~1.5 KB at L):
-/// 17 chunks of a little more stay under the 128 KiB past which sled writes a leaf as a file.
-const CHUNK_BYTES: usize = 5 * 1024;
+/// The bytes of a chunk's entries, at most, unless one entry alone is larger (a queued document
+/// is ~1.5 KB at L, so about four): 17 such chunks stay under the 128 KiB past which sled writes a
+/// leaf as a file of its own.
+const CHUNK_BYTES: usize = 6 * 1024;
 
 /// A stored queued change read back for its document only (the change is in memory already).
 /// The queue stores `{"seq", "change", "document", "fields"}`: the change without its document,
@@ -77,7 +78,9 @@ fn entries_of(key_seq: u64, value: &[u8]) -> Result<Vec<(u64, &[u8])>, String> {
     }
 }
 
-/// Consecutive entries (in seq order) grouped into chunks: `(first seq, chunk)`.
+/// Entries (in seq order, each seq once) grouped into chunks: `(first seq, chunk)`. A chunk
+/// takes another entry while it stays within [`CHUNK_BYTES`] (an entry larger than that is a
+/// chunk of its own) and holds at most [`CHUNK_ENTRIES`].
 fn chunked<'a>(entries: impl IntoIterator<Item = (u64, &'a [u8])>) -> Vec<(u64, Vec<u8>)> {
     let mut out = Vec::new();
     let mut open: Vec<(String, &[u8])> = Vec::new();
@@ -92,12 +95,12 @@ fn chunked<'a>(entries: impl IntoIterator<Item = (u64, &'a [u8])>) -> Vec<(u64, 
         }
     };
     for (seq, entry) in entries {
-        open.push((seq.to_string(), entry));
-        bytes += entry.len();
-        if open.len() == CHUNK_ENTRIES || bytes >= CHUNK_BYTES {
+        if open.len() == CHUNK_ENTRIES || (!open.is_empty() && bytes + entry.len() > CHUNK_BYTES) {
             close(&mut open, &mut out);
             bytes = 0;
         }
+        open.push((seq.to_string(), entry));
+        bytes += entry.len();
     }
     close(&mut open, &mut out);
     out
@@ -132,33 +135,52 @@ impl Namespace<'_> {
         Ok(out)
     }
 
-    /// Export, item and action of each queued change, in order (see [`QueuedHead`]).
+    /// Export, item and action of each queued change, in order (see [`QueuedHead`]), decoded on
+    /// both cores.
     pub fn queue_heads(&self) -> Result<Vec<QueuedHead>, StateError> {
+        use rayon::prelude::*;
         #[derive(Deserialize)]
         struct Entry {
             change: QueuedHead,
         }
-        let mut out = Vec::new();
-        self.each_queued(|entry| {
-            out.push(serde_json::from_slice::<Entry>(entry).map_err(|e| self.state.corrupt(e))?.change);
-            Ok(())
-        })?;
-        Ok(out)
+        let values = self.queued_values()?;
+        let heads = values
+            .par_iter()
+            .map(|(key_seq, value)| {
+                let entries = entries_of(*key_seq, value).map_err(|e| self.state.corrupt(e))?;
+                entries
+                    .into_iter()
+                    .map(|(_, entry)| {
+                        Ok(serde_json::from_slice::<Entry>(entry).map_err(|e| self.state.corrupt(e))?.change)
+                    })
+                    .collect::<Result<Vec<_>, StateError>>()
+            })
+            .collect::<Result<Vec<_>, StateError>>()?;
+        Ok(heads.into_iter().flatten().collect())
     }
 
     /// Calls `f` with each entry of the live queue, in order.
     fn each_queued(&self, mut f: impl FnMut(&[u8]) -> Result<(), StateError>) -> Result<(), StateError> {
-        let tree = self.state.tree("queue")?;
-        let mut prefix = self.key(&[self.live_queue()?]);
-        prefix.push(0);
-        for kv in tree.scan_prefix(&prefix) {
-            let (k, v) = kv.map_err(|e| self.state.corrupt(e))?;
-            let key_seq = seq_of_key(&k).ok_or_else(|| self.state.corrupt("a queue key without its seq"))?;
-            for (_, entry) in entries_of(key_seq, &v).map_err(|e| self.state.corrupt(e))? {
+        for (key_seq, value) in self.queued_values()? {
+            for (_, entry) in entries_of(key_seq, &value).map_err(|e| self.state.corrupt(e))? {
                 f(entry)?;
             }
         }
         Ok(())
+    }
+
+    /// The live queue's stored values, in order, with the seq of each one's key.
+    fn queued_values(&self) -> Result<Vec<(u64, sled::IVec)>, StateError> {
+        let tree = self.state.tree("queue")?;
+        let mut prefix = self.key(&[self.live_queue()?]);
+        prefix.push(0);
+        tree.scan_prefix(&prefix)
+            .map(|kv| {
+                let (k, v) = kv.map_err(|e| self.state.corrupt(e))?;
+                let key_seq = seq_of_key(&k).ok_or_else(|| self.state.corrupt("a queue key without its seq"))?;
+                Ok((key_seq, v))
+            })
+            .collect()
     }
 
     fn unreadable(&self, e: serde_json::Error) -> StateError {
@@ -311,18 +333,26 @@ impl Namespace<'_> {
         let mut stored: Vec<u64> = entries.iter().filter(|e| e.stored).map(|e| e.seq).collect();
         stored.sort_unstable();
         let mut copies = self.stored_entries(tree, live, &stored)?;
-        let mut out: Vec<(u64, Vec<u8>)> = entries
+        let made: Vec<Vec<u8>> = entries
             .par_iter()
             .filter(|e| !e.stored)
-            .map(|e| Ok((e.seq, self.queued_value(e, render)?)))
+            .map(|e| self.queued_value(e, render))
             .collect::<Result<_, StateError>>()?;
-        for seq in stored {
-            let copy =
-                copies.remove(&seq).ok_or_else(|| self.state.corrupt(format!("queued change {seq} is missing")))?;
-            out.push((seq, copy));
+        // By seq, in the entries' order: a later entry for a seq replaces an earlier one, as a
+        // later write to a key did when each change had its own.
+        let mut made = made.into_iter();
+        let mut out: BTreeMap<u64, Vec<u8>> = BTreeMap::new();
+        for e in entries {
+            let value = match e.stored {
+                false => made.next().expect("one value made per entry not stored"),
+                true => copies
+                    .remove(&e.seq)
+                    .or_else(|| out.get(&e.seq).cloned())
+                    .ok_or_else(|| self.state.corrupt(format!("queued change {} is missing", e.seq)))?,
+            };
+            out.insert(e.seq, value);
         }
-        out.sort_unstable_by_key(|(seq, _)| *seq);
-        Ok(out)
+        Ok(out.into_iter().collect())
     }
 
     /// Edits the live queue in place, in one atomic batch: writes each entry not held as
@@ -495,5 +525,37 @@ impl Namespace<'_> {
             e.stored = false;
             Ok(())
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn chunks_give_back_their_entries_in_order_within_their_bounds() {
+        // Entries of 1 byte to 9 KiB: small ones share chunks, one past the byte bound is alone.
+        let entries: Vec<(u64, Vec<u8>)> =
+            (0..200u64).map(|seq| (seq * 3 + 7, vec![b'{'; 1 + (seq as usize * 997) % (9 * 1024)])).collect();
+        let chunks = chunked(entries.iter().map(|(seq, e)| (*seq, e.as_slice())));
+        let mut back = Vec::new();
+        for (first, value) in &chunks {
+            let got = entries_of(*first, value).unwrap();
+            assert_eq!(got.first().map(|(seq, _)| *seq), Some(*first), "a chunk's key is its first seq");
+            let bytes: usize = got.iter().map(|(_, e)| e.len()).sum();
+            assert!(
+                got.len() <= CHUNK_ENTRIES && (bytes <= CHUNK_BYTES || got.len() == 1),
+                "{} entries, {bytes} B",
+                got.len()
+            );
+            back.extend(got.into_iter().map(|(seq, e)| (seq, e.to_vec())));
+        }
+        assert_eq!(back, entries);
+        assert!(chunks.len() < entries.len(), "small entries share chunks");
+        // A value stored alone (layouts 1–5) is one entry; anything else is refused.
+        assert_eq!(entries_of(4, b"{\"seq\":4}").unwrap(), [(4, &b"{\"seq\":4}"[..])]);
+        assert!(entries_of(4, b"[1]").is_err());
+        let (first, value) = &chunks[1];
+        assert!(entries_of(first + 1, value).is_err(), "a chunk holding a seq below its key is damage");
     }
 }
