@@ -263,12 +263,7 @@ pub mod hash {
         pub fn of_canonical(json: Box<str>, hash: String) -> Encoded {
             let members: BTreeMap<std::borrow::Cow<'_, str>, &serde_json::value::RawValue> =
                 serde_json::from_str(&json).expect("canonical JSON of a document is an object");
-            let fields = members
-                .into_iter()
-                .map(|(k, v)| {
-                    (k.into_owned(), hasher().update(v.get().as_bytes()).finalize().to_hex()[..16].to_string())
-                })
-                .collect();
+            let fields = members.into_iter().map(|(k, v)| (k.into_owned(), field_hash(v.get().as_bytes()))).collect();
             Encoded { json, hash, fields }
         }
     }
@@ -278,8 +273,18 @@ pub mod hash {
     pub fn canonical<T: Serialize>(doc: &T) -> (Vec<u8>, String) {
         let mut out = Vec::with_capacity(2048);
         crate::canonical::write(doc, &mut out, None).expect("documents serialize to JSON");
-        let hash = hasher().update(&out).finalize().to_hex().to_string();
+        let hash = hash_of(&out);
         (out, hash)
+    }
+
+    /// The item hash of a document's canonical JSON.
+    fn hash_of(canonical: &[u8]) -> String {
+        hasher().update(canonical).finalize().to_hex().to_string()
+    }
+
+    /// The hash of one top-level member's canonical JSON (16 hex characters).
+    fn field_hash(member: &[u8]) -> String {
+        hasher().update(member).finalize().to_hex()[..16].to_string()
     }
 
     /// The bytes [`canonical`] wrote, as text held at its size.
@@ -292,13 +297,9 @@ pub mod hash {
         let mut out = Vec::with_capacity(2048);
         let mut members = Vec::new();
         crate::canonical::write(doc, &mut out, Some(&mut members)).expect("documents serialize to JSON");
-        let fields = members
-            .into_iter()
-            .map(|(k, range)| (k, hasher().update(&out[range]).finalize().to_hex()[..16].to_string()))
-            .collect();
-        let hash = hasher().update(&out).finalize().to_hex().to_string();
-        let json = String::from_utf8(out).expect("canonical JSON is UTF-8").into_boxed_str();
-        Encoded { json, hash, fields }
+        let fields = members.into_iter().map(|(k, range)| (k, field_hash(&out[range]))).collect();
+        let hash = hash_of(&out);
+        Encoded { json: canonical_text(out), hash, fields }
     }
 
     /// Per top-level field, a short hash (16 hex characters): enough to tell which fields changed.

@@ -83,23 +83,22 @@ fn entries_of(key_seq: u64, value: &[u8]) -> Result<Vec<(u64, &[u8])>, String> {
 /// chunk of its own) and holds at most [`CHUNK_ENTRIES`].
 fn chunked<'a>(entries: impl IntoIterator<Item = (u64, &'a [u8])>) -> Vec<(u64, Vec<u8>)> {
     let mut out = Vec::new();
-    let mut open: Vec<(String, &[u8])> = Vec::new();
-    let mut bytes = 0;
-    let close = |open: &mut Vec<(String, &[u8])>, out: &mut Vec<(u64, Vec<u8>)>| {
-        if let Some((first, _)) = open.first() {
-            let first = first.parse().expect("written from a u64");
-            let mut value = vec![CHUNK];
-            value.extend(super::rows::container_of(open.iter().map(|(seq, e)| (seq.as_str(), *e))));
-            out.push((first, value));
-            open.clear();
-        }
+    let mut open: Vec<(u64, &[u8])> = Vec::new();
+    let close = |open: &mut Vec<(u64, &[u8])>, out: &mut Vec<(u64, Vec<u8>)>| {
+        let Some(&(first, _)) = open.first() else { return };
+        let seqs: Vec<String> = open.iter().map(|(seq, _)| seq.to_string()).collect();
+        let mut value = vec![CHUNK];
+        value.extend(super::rows::container_of(seqs.iter().map(String::as_str).zip(open.iter().map(|(_, e)| *e))));
+        out.push((first, value));
+        open.clear();
     };
+    let mut bytes = 0;
     for (seq, entry) in entries {
         if open.len() == CHUNK_ENTRIES || (!open.is_empty() && bytes + entry.len() > CHUNK_BYTES) {
             close(&mut open, &mut out);
             bytes = 0;
         }
-        open.push((seq.to_string(), entry));
+        open.push((seq, entry));
         bytes += entry.len();
     }
     close(&mut open, &mut out);
@@ -402,18 +401,25 @@ impl Namespace<'_> {
         let holders = self.values_holding(tree, live, &touched)?;
         // The change with seq `seq` belongs to the value of the greatest key at or below it
         // (`holders` has that key for every touched seq: see `values_holding`).
-        let group_of = |seq: u64| match holders.partition_point(|(_, key_seq, _)| *key_seq <= seq) {
-            0 => None,
-            i => Some(holders[i - 1].1),
-        };
-        let relevant: std::collections::BTreeSet<Option<u64>> = touched.iter().map(|&seq| group_of(seq)).collect();
-        // Each holder's entries, and those of the changes below every holder, with the edits.
+        let holder_of = |seq: u64| holders.partition_point(|(_, key_seq, _)| *key_seq <= seq).checked_sub(1);
+        // Each value holding a touched change, with its entries (and, under `None`, the changes
+        // below every value), to be edited.
         let mut groups: BTreeMap<Option<u64>, Group> = BTreeMap::new();
-        for (k, key_seq, value) in holders.iter().filter(|(_, key_seq, _)| relevant.contains(&Some(*key_seq))) {
-            let entries = entries_of(*key_seq, value).map_err(corrupt)?;
-            let entries = entries.into_iter().map(|(seq, e)| (seq, Cow::Borrowed(e))).collect();
-            groups.insert(Some(*key_seq), (Some(k), entries));
+        for &seq in &touched {
+            let at = holder_of(seq);
+            if let std::collections::btree_map::Entry::Vacant(v) = groups.entry(at.map(|i| holders[i].1)) {
+                let group = match at {
+                    Some(i) => {
+                        let (k, key_seq, value) = &holders[i];
+                        let entries = entries_of(*key_seq, value).map_err(corrupt)?;
+                        (Some(k), entries.into_iter().map(|(seq, e)| (seq, Cow::Borrowed(e))).collect())
+                    }
+                    None => (None, BTreeMap::new()),
+                };
+                v.insert(group);
+            }
         }
+        let group_of = |seq: u64| holder_of(seq).map(|i| holders[i].1);
         for &seq in removed {
             if let Some((_, entries)) = groups.get_mut(&group_of(seq)) {
                 entries.remove(&seq);
