@@ -456,10 +456,12 @@ fn net_changes(changes: Vec<RowChange>) -> Vec<RowChange> {
 /// covers its cursor and the content of its files. `None`: cannot be known without reading the
 /// source (an HTTP API), and then nothing downstream is reused either. File contents are hashed
 /// unless `files` knows them (same size and modification time, recorded well after that time).
+/// A source's cursor is the one stored, unless `cursors` gives the one it is about to have.
 pub fn fingerprints(
     pipeline: &CompiledPipeline,
     ns: &Namespace,
     files: &mut FileHashes,
+    cursors: &BTreeMap<&str, i64>,
 ) -> Result<Vec<Option<String>>, EngineError> {
     let params = serde_json::to_vec(&pipeline.raw.parameters).unwrap_or_default();
     let mut fps: Vec<Option<String>> = vec![None; pipeline.stages.len()];
@@ -471,7 +473,11 @@ pub fn fingerprints(
         let ok = match &stage.compiled {
             CompiledStage::SalesLayer(src) => match src.files() {
                 Some(paths) => {
-                    h.update(format!("{:?}", ns.cursor(&stage.name)?).as_bytes());
+                    let cursor = match cursors.get(stage.name.as_str()) {
+                        Some(&at) => Some(at),
+                        None => ns.cursor(&stage.name)?,
+                    };
+                    h.update(format!("{cursor:?}").as_bytes());
                     paths.iter().all(|p| files.hash_into(&mut h, p))
                 }
                 None => false,

@@ -32,6 +32,9 @@ pub(super) use super::admit::Key;
 /// A queued or planned change as the records see it: its action and the hash it sends.
 pub(super) type Pending = (Action, Option<String>);
 
+/// The cursors an evaluation moves its sources to (a source it leaves alone keeps the stored one).
+type Cursors<'e> = BTreeMap<&'e str, i64>;
+
 /// What a checkpoint's incremental base is made from.
 pub(super) enum BaseFrom<'a> {
     /// No base: what was queued is not the whole plan (a selection, a saved plan, a refresh).
@@ -63,8 +66,42 @@ pub(super) fn store_checkpoints(
     evaluation: &Evaluation,
     from: BaseFrom,
 ) -> Result<bool, Error> {
+    let prepared = prepare_checkpoints(pipeline, ns, evaluation, from)?;
+    let every_base = prepared.every_base;
+    write_checkpoints(ns, evaluation, prepared)?;
+    Ok(every_base)
+}
+
+/// Each `map` stage's checkpoint, made ready against the records as they are now and the
+/// cursors `evaluation` leaves; [`write_checkpoints`] stores them. Apart, so that a run can
+/// make them before it sends anything (a base is made from the records before the queue is
+/// sent) and store them while it sends.
+pub(super) struct Prepared {
+    maps: Vec<PreparedMap>,
+    /// Every `map` stage feeding an export got a base.
+    pub every_base: bool,
+}
+
+struct PreparedMap {
+    /// The stage's index, and its name.
+    idx: usize,
+    name: String,
+    fingerprint: Option<String>,
+    base: Option<DeltaBase>,
+}
+
+/// The first half of [`store_checkpoints`]: fingerprints (with the cursors `evaluation` moves
+/// its sources to) and bases, read from the state as it is now; it writes nothing but the file
+/// hashes it learned.
+pub(super) fn prepare_checkpoints(
+    pipeline: &CompiledPipeline,
+    ns: &Namespace,
+    evaluation: &Evaluation,
+    from: BaseFrom,
+) -> Result<Prepared, Error> {
     let mut files: crate::engine::FileHashes = ns.meta("file_hashes")?.unwrap_or_default();
-    let fps = crate::engine::fingerprints(pipeline, ns, &mut files).map_err(Error::failed)?;
+    let cursors: Cursors = evaluation.updates.iter().filter_map(|u| Some((u.stage.as_str(), u.cursor?))).collect();
+    let fps = crate::engine::fingerprints(pipeline, ns, &mut files, &cursors).map_err(Error::failed)?;
     if files.changed {
         ns.set_meta("file_hashes", &files)?;
     }
@@ -76,46 +113,153 @@ pub(super) fn store_checkpoints(
         }
         from => from,
     };
-    let mut every_base = true;
+    let mut prepared = Prepared { maps: Vec::new(), every_base: true };
     for (idx, out) in evaluation.outputs.iter().enumerate() {
         let Data::Documents(docs) = out else { continue };
-        let map = &pipeline.stages[idx].name;
         let base = match from {
             BaseFrom::Nothing => None,
-            BaseFrom::Plan { plan, left_out } => whole_base(pipeline, ns, idx, plan, left_out)?,
+            BaseFrom::Plan { plan, left_out } => whole_base(pipeline, ns, &cursors, idx, plan, left_out)?,
             BaseFrom::Merge { plan, queued, left_out } => match &docs.partial {
-                Some(partial) => moved_base(pipeline, ns, idx, (plan, left_out), queued, &|kind, id| {
+                Some(partial) => moved_base(pipeline, ns, &cursors, idx, (plan, left_out), queued, &|kind, id| {
                     partial.evaluated.contains(&(kind, Arc::from(id)))
                 })?,
                 None => None,
             },
         };
-        every_base &= base.is_some();
+        prepared.every_base &= base.is_some();
+        let (name, fingerprint) = (pipeline.stages[idx].name.clone(), fps[idx].clone());
+        prepared.maps.push(PreparedMap { idx, name, fingerprint, base });
+    }
+    Ok(prepared)
+}
+
+/// The second half of [`store_checkpoints`]: each `map` stage's old base goes, then its outputs
+/// (with a base) and its checkpoint are written.
+pub(super) fn write_checkpoints(ns: &Namespace, evaluation: &Evaluation, prepared: Prepared) -> Result<(), Error> {
+    for PreparedMap { idx, name, fingerprint, base } in prepared.maps {
+        let Data::Documents(docs) = &evaluation.outputs[idx] else { continue };
         // The stored outputs change below: the old base no longer stands for them.
-        drop_bases_of(ns, std::iter::once(map.as_str()))?;
-        if base.is_none() && fps[idx].is_none() {
+        drop_bases_of(ns, std::iter::once(name.as_str()))?;
+        if base.is_none() && fingerprint.is_none() {
             continue;
         }
         if base.is_some() {
             let started = Instant::now();
             match &docs.partial {
-                None => ns.write_outputs(map, true, docs.outputs.iter().map(|((k, id), o)| (*k, &**id, Some(o))))?,
-                Some(p) => {
-                    ns.write_outputs(map, false, p.evaluated.iter().map(|key| (key.0, &*key.1, docs.outputs.get(key))))?
-                }
+                None => ns.write_outputs(&name, true, docs.outputs.iter().map(|((k, id), o)| (*k, &**id, Some(o))))?,
+                Some(p) => ns.write_outputs(
+                    &name,
+                    false,
+                    p.evaluated.iter().map(|key| (key.0, &*key.1, docs.outputs.get(key))),
+                )?,
             }
             tracing::debug!(elapsed_ms = started.elapsed().as_millis() as u64, "map outputs written");
         }
         let checkpoint = crate::state::Checkpoint {
             // Without one (an API source) the checkpoint serves incremental plans only.
-            fingerprint: fps[idx].clone().unwrap_or_default(),
+            fingerprint: fingerprint.unwrap_or_default(),
             digest: Some(docs.digest()),
             errors: evaluation.errors.clone(),
             base,
         };
-        ns.put_checkpoint(map, &checkpoint)?;
+        ns.put_checkpoint(&name, &checkpoint)?;
     }
-    Ok(every_base)
+    Ok(())
+}
+
+/// What a run stores of its plan's evaluation once its queue is durable — the source mirrors and
+/// cursors ([`super::persist_sources`]), then each `map` stage's outputs and checkpoint
+/// ([`write_checkpoints`]) — written on a thread of its own while the run sends its first
+/// batches: at L, 2.5 s of sled writes that no longer wait for each other.
+///
+/// Why this is safe: the queue is durable before any of it is written, and each part is safe
+/// to lose in a crash (a large mirror write removes the source's index marker first, so the next
+/// evaluation is a full one — a source without an index is evaluated in full anyway; the old
+/// bases are dropped before the queue is made durable, so nothing trusts a base while the new
+/// one is missing; a cursor is written after its mirror).
+/// What reads these — a merge (R04), the base dropped when an item fails, the run's end —
+/// first waits for them ([`Checkpointing::finish`]).
+pub(super) struct Checkpointing {
+    writing: Option<std::thread::JoinHandle<Result<(), Error>>>,
+    every_base: bool,
+    /// Why the writing failed, said again to every later wait.
+    failed: Option<String>,
+}
+
+impl Checkpointing {
+    /// Starts writing `evaluation`'s sources and the `prepared` checkpoints (none: the sources
+    /// only) into namespace `ns` of another handle on `state`.
+    pub(super) fn start(
+        state: &crate::state::State,
+        ns: &Namespace,
+        evaluation: Evaluation,
+        prepared: Option<Prepared>,
+    ) -> Result<Checkpointing, Error> {
+        let every_base = prepared.as_ref().is_some_and(|p| p.every_base);
+        let (state, id, span) = (state.share(), ns.id(), tracing::Span::current());
+        let write = move || -> Result<(), Error> {
+            let _entered = span.enter();
+            let started = Instant::now();
+            let ns = state.namespace_of(&id);
+            super::persist_sources(&ns, &evaluation)?;
+            tracing::debug!(elapsed_ms = started.elapsed().as_millis() as u64, "sources stored");
+            if let Some(prepared) = prepared {
+                write_checkpoints(&ns, &evaluation, prepared)?;
+                tracing::debug!(elapsed_ms = started.elapsed().as_millis() as u64, "checkpoints stored");
+            }
+            Ok(())
+        };
+        let writing = std::thread::Builder::new()
+            .name("catsync-checkpoints".to_string())
+            .spawn(write)
+            .map_err(|e| Error::failed(format!("cannot start the thread that stores the run's checkpoints: {e}")))?;
+        Ok(Checkpointing { writing: Some(writing), every_base, failed: None })
+    }
+
+    /// Nothing left to write.
+    pub(super) fn written() -> Checkpointing {
+        Checkpointing { writing: None, every_base: false, failed: None }
+    }
+
+    /// Waits until everything is written. `Some(every_base)` — whether every `map` stage feeding
+    /// an export got a base — when this call saw the writing end; `None` when an earlier one did.
+    /// A failure is returned to this wait and every later one.
+    pub(super) fn finish(&mut self) -> Result<Option<bool>, Error> {
+        if let Some(why) = &self.failed {
+            return Err(Error::failed(why));
+        }
+        let Some(writing) = self.writing.take() else { return Ok(None) };
+        let written = writing.join().unwrap_or_else(|_| {
+            Err(Error::failed(
+                "the thread storing the run's source mirrors and checkpoints stopped unexpectedly; the run stays unfinished: `catsync run` resumes it",
+            ))
+        });
+        match written {
+            Ok(()) => Ok(Some(self.every_base)),
+            Err(e) => {
+                self.failed = Some(e.to_string());
+                Err(e)
+            }
+        }
+    }
+}
+
+impl Drop for Checkpointing {
+    /// A run that ends by an error still leaves no writer behind it.
+    fn drop(&mut self) {
+        if self.writing.is_some() {
+            if let Err(e) = self.finish() {
+                tracing::warn!(error = %e, "the run's checkpoints were not stored");
+            }
+        }
+    }
+}
+
+/// Removes the base of each `map` stage `prepared` stores a checkpoint for: what
+/// [`write_checkpoints`] does first, done before a run's queue is made durable, so that nothing
+/// trusts an old base while the run's own is being written.
+pub(super) fn drop_old_bases(ns: &Namespace, prepared: &Prepared) -> Result<(), Error> {
+    drop_bases_of(ns, prepared.maps.iter().map(|m| m.name.as_str()))
 }
 
 /// Removes every base (the stored outputs stay): what a run queued can no longer be described.
@@ -145,12 +289,17 @@ fn exports_of(pipeline: &CompiledPipeline, map: usize) -> impl Iterator<Item = &
 fn base_with(
     pipeline: &CompiledPipeline,
     ns: &Namespace,
+    after: &Cursors,
     records: BTreeMap<String, RecordsDigest>,
 ) -> Result<DeltaBase, Error> {
     let mut cursors = BTreeMap::new();
     for stage in &pipeline.stages {
         if matches!(stage.compiled, CompiledStage::SalesLayer(_)) {
-            cursors.insert(stage.name.clone(), ns.cursor(&stage.name)?);
+            let cursor = match after.get(stage.name.as_str()) {
+                Some(&at) => Some(at),
+                None => ns.cursor(&stage.name)?,
+            };
+            cursors.insert(stage.name.clone(), cursor);
         }
     }
     Ok(DeltaBase { config_digest: config_digest(pipeline), cursors, records })
@@ -161,6 +310,7 @@ fn base_with(
 fn whole_base(
     pipeline: &CompiledPipeline,
     ns: &Namespace,
+    cursors: &Cursors,
     map: usize,
     plan: &Plan,
     left_out: &HashSet<Key>,
@@ -177,7 +327,7 @@ fn whole_base(
         }
         records.insert(export.to_string(), digest);
     }
-    Ok(Some(base_with(pipeline, ns, records)?))
+    Ok(Some(base_with(pipeline, ns, cursors, records)?))
 }
 
 /// The base of `map` after a mid-run merge of an incremental plan: the run's base, with each
@@ -187,6 +337,7 @@ fn whole_base(
 fn moved_base(
     pipeline: &CompiledPipeline,
     ns: &Namespace,
+    cursors: &Cursors,
     map: usize,
     (plan, left_out): (&Plan, &HashSet<Key>),
     queued: &HashMap<Key, Pending>,
@@ -223,7 +374,7 @@ fn moved_base(
         }
         records.insert(export.to_string(), digest);
     }
-    Ok(Some(base_with(pipeline, ns, records)?))
+    Ok(Some(base_with(pipeline, ns, cursors, records)?))
 }
 
 /// An item's change queued before a merge, and the one its plan has (`None`: none).

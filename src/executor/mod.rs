@@ -32,7 +32,7 @@ use crate::state::{
     RunStatus, State, MAX_ATTEMPTS,
 };
 use admit::{admit, Admitted, Covers, Refused, Rules};
-use base::{store_checkpoints, BaseFrom};
+use base::{store_checkpoints, BaseFrom, Checkpointing};
 use target::{Records, Target};
 
 /// A run's queue, in export order: deletions first, then collections, then products.
@@ -201,10 +201,10 @@ async fn run_pipeline(
     let mut first_note = 0;
     // A new run hands its queue over in memory; a resumed one reads it from the state.
     // A resumed run has not read the sources yet (no signature): its first poll plans.
-    let (pipeline, mut run, queue, signature, base_kept) = match (mode, unfinished) {
+    let (pipeline, mut run, queue, signature, checkpointing) = match (mode, unfinished) {
         (RunMode::Refresh, previous) => {
             let started = begin_refresh(&current, &state, &ns, previous, &req.options, notes)?;
-            (current, started.run, Some(started.queue), started.signature, started.base_kept)
+            (current, started.run, Some(started.queue), started.signature, started.checkpointing)
         }
         (mode, Some(run)) => {
             let pinned_raw = run.pinned.raw.read().map_err(|e| {
@@ -249,7 +249,7 @@ async fn run_pipeline(
             ns.put_run(&run)?;
             state.flush()?;
             // Its first merge plans everything (and makes a base for the next ones).
-            (pinned, run, None, None, false)
+            (pinned, run, None, None, Checkpointing::written())
         }
         (_, None) if req.resume => {
             return Err(Error::failed(format!(
@@ -259,13 +259,13 @@ async fn run_pipeline(
         }
         (mode, None) => {
             let started = start_run(&current, &state, &ns, mode, &req.options, req.plan_file.as_ref(), notes)?;
-            (current, started.run, Some(started.queue), started.signature, started.base_kept)
+            (current, started.run, Some(started.queue), started.signature, started.checkpointing)
         }
     };
     tracing::Span::current().record("run_id", run.id.as_str());
     let mut exporter = Exporter::new(connections.apply(pipeline), &state, &ns, &control, progress);
     exporter.signature = signature;
-    exporter.base_kept = base_kept;
+    exporter.checkpointing = std::sync::Mutex::new(checkpointing);
     let mut queue = match queue {
         Some(q) => q,
         // Held as heads: each batch reads its documents back.
@@ -295,7 +295,7 @@ async fn run_pipeline(
                 let started = begin_refresh(&fresh, &state, &ns, Some(run), &req.options, notes)?;
                 exporter = Exporter::new(fresh, &state, &ns, &control, progress);
                 exporter.signature = started.signature;
-                exporter.base_kept = started.base_kept;
+                exporter.checkpointing = std::sync::Mutex::new(started.checkpointing);
                 first_note = 0;
                 run = started.run;
                 tracing::Span::current().record("run_id", run.id.as_str());
@@ -491,12 +491,15 @@ struct Started {
     run: RunRecord,
     queue: Queue,
     signature: Option<String>,
-    /// The run stored an incremental base its merges can move (see [`base`]).
-    base_kept: bool,
+    /// The sources and checkpoints being stored (see [`Checkpointing`]); once written, whether
+    /// they hold an incremental base the run's merges can move (see [`base`]).
+    checkpointing: Checkpointing,
 }
 
-/// Plans, then makes the run durable: queue, record with the pinned configuration, source
-/// mirrors and cursors (only now that every change is queued), config digest.
+/// Plans, then makes the run durable: queue, record with the pinned configuration, config
+/// digest, checkpoints prepared; then starts storing the source mirrors and cursors (only now
+/// that every change is queued) and the checkpoints, which the run's first batches do not wait
+/// for (see [`Checkpointing`]).
 fn start_run(
     pipeline: &CompiledPipeline,
     state: &State,
@@ -579,25 +582,33 @@ fn start_run(
         ns.keep_records_digest(&export.name)?;
     }
     ns.put_run(&run)?;
-    persist_sources(ns, &planned.evaluation)?;
-    tracing::debug!(elapsed_ms = started_at.elapsed().as_millis() as u64, "sources stored");
     ns.set_meta("config_digest", &config_digest(pipeline))?;
+    // The checkpoints are made now, from the records before anything is sent (only a whole plan,
+    // queued as planned, leaves the records an incremental plan can trust; a parked change left
+    // out of the queue leaves its record as it is), unless a file arrived while the plan ran.
+    let prepared = match before.is_some() && source_signature(pipeline) == before {
+        true => {
+            let whole =
+                mode == RunMode::Incremental && plan_file.is_none() && opts.only.is_empty() && opts.limit.is_none();
+            let from = if whole {
+                BaseFrom::Plan { plan: &planned.plan, left_out: &admitted.parked }
+            } else {
+                BaseFrom::Nothing
+            };
+            let prepared = base::prepare_checkpoints(pipeline, ns, &planned.evaluation, from)?;
+            base::drop_old_bases(ns, &prepared)?;
+            Some(prepared)
+        }
+        false => None,
+    };
     // Durable before anything is sent; a run with nothing to send is made durable at its end
     // (a crash before then loses nothing the next plan would not find again).
     if !queue.is_empty() {
         state.flush()?;
     }
-    let mut base_kept = false;
-    if before.is_some() && source_signature(pipeline) == before {
-        // Only a whole plan, queued as planned, leaves the records an incremental plan can trust.
-        let whole = mode == RunMode::Incremental && plan_file.is_none() && opts.only.is_empty() && opts.limit.is_none();
-        // A parked change left out of the queue leaves its record as it is.
-        let from =
-            if whole { BaseFrom::Plan { plan: &planned.plan, left_out: &admitted.parked } } else { BaseFrom::Nothing };
-        base_kept = store_checkpoints(pipeline, ns, &planned.evaluation, from)?;
-        tracing::debug!(elapsed_ms = started_at.elapsed().as_millis() as u64, "checkpoints stored");
-    }
-    Ok(Started { run, queue, signature: before, base_kept })
+    // The mirrors, cursors and checkpoints are written while the first batches are sent.
+    let checkpointing = Checkpointing::start(state, ns, planned.evaluation, prepared)?;
+    Ok(Started { run, queue, signature: before, checkpointing })
 }
 
 /// Writes `queue` whole into the state (see [`Namespace::replace_queue`]; `render` gives the
@@ -763,6 +774,8 @@ struct Exporter<'a> {
     /// This process stored the checkpoints' incremental base and has kept it in step with every
     /// merge since: the next merge may plan incrementally (a resumed run plans its first one whole).
     base_kept: bool,
+    /// What the run's start is still storing (see [`Checkpointing`]).
+    checkpointing: std::sync::Mutex<Checkpointing>,
     state: &'a State,
     ns: &'a Namespace<'a>,
     control: &'a Control,
@@ -802,11 +815,42 @@ impl<'a> Exporter<'a> {
         control: &'a Control,
         progress: &'a dyn Progress,
     ) -> Exporter<'a> {
-        Exporter { pipeline, signature: None, base_kept: false, state, ns, control, progress }
+        Exporter {
+            pipeline,
+            signature: None,
+            base_kept: false,
+            checkpointing: std::sync::Mutex::new(Checkpointing::written()),
+            state,
+            ns,
+            control,
+            progress,
+        }
     }
 
-    /// Exports the queue until it is empty, paused, stopped by errors, or replaced by a refresh.
-    async fn export(&mut self, run: &mut RunRecord, mut queue: Queue) -> Result<Ended, Error> {
+    /// Exports the queue until it is empty, paused, stopped by errors, or replaced by a refresh;
+    /// however it ends, what the run's start was storing is stored before it returns.
+    async fn export(&mut self, run: &mut RunRecord, queue: Queue) -> Result<Ended, Error> {
+        let ended = self.send_queue(run, queue).await;
+        // Durable too when the run stopped before its end (which flushed before this).
+        let stored = self.checkpoints_stored().and_then(|_| Ok(self.state.flush()?));
+        match (ended, stored) {
+            (Ok(ended), Ok(())) => Ok(ended),
+            (Err(e), stored) => {
+                if let Err(also) = stored {
+                    tracing::warn!(error = %also, "the run's checkpoints were not stored either");
+                }
+                Err(e)
+            }
+            (Ok(_), Err(e)) => Err(e),
+        }
+    }
+
+    /// Waits for what the run's start is storing (see [`Checkpointing::finish`]).
+    fn checkpoints_stored(&self) -> Result<Option<bool>, Error> {
+        self.checkpointing.lock().unwrap_or_else(std::sync::PoisonError::into_inner).finish()
+    }
+
+    async fn send_queue(&mut self, run: &mut RunRecord, mut queue: Queue) -> Result<Ended, Error> {
         let mut f = Flight {
             targets: BTreeMap::new(),
             sandboxes: Vec::new(),
@@ -1143,14 +1187,19 @@ impl<'a> Exporter<'a> {
                 }
             }
         }
+        record(ns, &export_name, &confirmed, gids, records)?;
         if done.len() < batch.len() && !f.base_lost {
             // The base says every queued item reaches its target. One that does not leaves a
             // term the records will not have, and later merges of the same item could cancel
-            // it out (the digest is a sum): the base goes now, with this batch.
+            // it out (the digest is a sum): the base goes now, before this batch leaves the
+            // queue, once the run's start has stored it (the records sent are written first:
+            // waiting must not leave them unwritten; a failure to store is reported by `close`).
+            if let Err(e) = self.checkpoints_stored() {
+                tracing::warn!(error = %e, "the run's checkpoints were not stored");
+            }
             base::drop_bases(&self.pipeline, ns)?;
             f.base_lost = true;
         }
-        record(ns, &export_name, &confirmed, gids, records)?;
         ns.remove_queued(batch.iter().map(|entry| entry.seq))?;
         Ok(done)
     }
@@ -1174,6 +1223,10 @@ impl<'a> Exporter<'a> {
         let signature = source_signature(&self.pipeline);
         if signature.is_some() && signature == self.signature {
             return Ok(false);
+        }
+        // The merge plans from the mirrors and the base the run's start stores.
+        if let Some(every_base) = self.checkpoints_stored()? {
+            self.base_kept = every_base;
         }
         let pipeline = &self.pipeline;
         if f.base_lost {
@@ -1372,6 +1425,8 @@ impl<'a> Exporter<'a> {
 
     /// Ends the run: its status, counts and summary.
     fn close(&self, run: &mut RunRecord, f: Flight) -> Result<RunOutcome, Error> {
+        // A run is complete once what its start stores is stored.
+        self.checkpoints_stored()?;
         if !f.waiting.is_empty() {
             let shown: Vec<&str> = f.waiting.iter().take(5).map(String::as_str).collect();
             run.notes.push(format!(

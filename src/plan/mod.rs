@@ -484,7 +484,7 @@ fn plan_from_checkpoints(
     digest: &str,
 ) -> Result<Option<Planned>, PlanError> {
     let mut files: crate::engine::FileHashes = ns.meta("file_hashes")?.unwrap_or_default();
-    let fps = crate::engine::fingerprints(pipeline, ns, &mut files)?;
+    let fps = crate::engine::fingerprints(pipeline, ns, &mut files, &Default::default())?;
     let mut summary = Summary::default();
     let mut errors: Vec<ItemError> = Vec::new();
     let mut reused: Vec<String> = Vec::new();

@@ -23,7 +23,7 @@ use crate::model::ItemKind;
 use writes::{Chunks, Writes};
 
 /// The layout version this build reads and writes. Migrations are append-only (see [`migrate`]).
-pub const SCHEMA_VERSION: u32 = 6;
+pub const SCHEMA_VERSION: u32 = 7;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StateError {
@@ -456,6 +456,16 @@ impl State {
         Namespace { state: self, prefix: format!("{pipeline}\u{0}{}\u{0}", environment.unwrap_or("default")) }
     }
 
+    /// Another handle on this open state, for a thread that outlives a borrow of it: both use
+    /// the same sled database, which closes when the last handle is dropped.
+    pub fn share(&self) -> State {
+        let dir = self.dir.clone();
+        match self.shared.as_ref().and_then(|key| Some((shared::take(&mut shared::registry(), key)?, key))) {
+            Some((db, key)) => State { db, dir, shared: Some(key.clone()) },
+            None => State { db: self.db.clone(), dir, shared: None },
+        }
+    }
+
     /// Makes everything written so far durable (sled writes are durable only after a flush).
     /// Ends the use of the state in a process that exits right after: writes what is pending,
     /// then leaves sled's in-memory pages to the operating system instead of freeing them one by
@@ -666,8 +676,11 @@ fn migrate(state: &State) -> Result<(), StateError> {
     // 5 → 6: queued changes are stored a few to a value (`queue.rs`); entries stored alone still
     // read, and become chunks when edited. The step only stops an older catsync from taking a
     // chunk for an entry it cannot read.
-    let migrations: [Migration; 6] =
-        [|_| Ok(()), |_| Ok(()), rows::rows_into_buckets, |_| Ok(()), |_| Ok(()), |_| Ok(())];
+    // 6 → 7: queue chunks are written compressed where that makes them smaller (`queue.rs`);
+    // plain ones still read. The step only stops an older catsync from taking a compressed chunk
+    // for damage.
+    let migrations: [Migration; 7] =
+        [|_| Ok(()), |_| Ok(()), rows::rows_into_buckets, |_| Ok(()), |_| Ok(()), |_| Ok(()), |_| Ok(())];
     for (from, step) in migrations.iter().enumerate().skip(version as usize) {
         step(state)?;
         meta.insert("schema_version", (from as u32 + 1).to_string().as_bytes()).map_err(|e| state.corrupt(e))?;
@@ -691,7 +704,23 @@ pub struct Namespace<'s> {
     prefix: String,
 }
 
+/// Which namespace a [`Namespace`] is, apart from the handle it was opened in: to open it in
+/// another one ([`State::share`]) on another thread.
+#[derive(Debug, Clone)]
+pub struct NamespaceId(String);
+
+impl State {
+    /// The namespace `id` names.
+    pub fn namespace_of(&self, id: &NamespaceId) -> Namespace<'_> {
+        Namespace { state: self, prefix: id.0.clone() }
+    }
+}
+
 impl Namespace<'_> {
+    pub fn id(&self) -> NamespaceId {
+        NamespaceId(self.prefix.clone())
+    }
+
     fn key(&self, parts: &[&str]) -> Vec<u8> {
         let mut k = self.prefix.clone();
         for (i, p) in parts.iter().enumerate() {

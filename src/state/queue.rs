@@ -7,7 +7,8 @@
 //! same per-key cost for mirror rows). Why small ones: sled writes a leaf (up to 17 values) that
 //! no longer fits a quarter of its 512 KiB log segment as a file of its own, and leaves of 16
 //! chunks of 32 KiB made the queue slower to write than one key per change. A chunk holds up to
-//! [`CHUNK_BYTES`] (about four of L's documents) and [`CHUNK_ENTRIES`] changes.
+//! [`CHUNK_ENTRIES`] changes and is stored in at most [`CHUNK_BYTES`], compressed where that makes
+//! it smaller ([`CHUNK_LZ4`], layout 7: L's documents fit 16 to a chunk) or as it is ([`CHUNK`]).
 //!
 //! The layout. The queue has two key ranges (`q`, `q1`: see [`Namespace::replace_queue`]); in the
 //! live one, each key is `queue_key(range, s)` and its value is either a chunk — [`CHUNK`], then
@@ -31,16 +32,23 @@ use crate::document::hash::Encoded;
 const QUEUE_RANGES: [&str; 2] = ["q", "q1"];
 const QUEUE_LIVE: &str = "live";
 
-/// The first byte of a chunk (a single entry, as layouts 1–5 stored it, starts with `{`).
+/// The first byte of a chunk stored as it is (layout 6 wrote only these), and of one compressed
+/// as an LZ4 block, its size first (layout 7). A single entry, as layouts 1–5 stored it, starts
+/// with `{`.
 const CHUNK: u8 = 0xC1;
+const CHUNK_LZ4: u8 = 0xC2;
 
 /// Changes per chunk, at most.
 const CHUNK_ENTRIES: usize = 16;
 
-/// The bytes of a chunk's entries, at most, unless one entry alone is larger (a queued document
-/// is ~1.5 KB at L, so about four): 17 such chunks stay under the 128 KiB past which sled writes a
-/// leaf as a file of its own.
+/// The stored bytes of a chunk, at most, unless one entry alone is larger: 17 such chunks stay
+/// under the 128 KiB past which sled writes a leaf as a file of its own. Compressed, L's queued
+/// documents (~1.5 KB each) fit 16 to a chunk; incompressible ones about four.
 const CHUNK_BYTES: usize = 6 * 1024;
+
+/// The bytes of entries gathered before a chunk is compressed, at most (a bound on the work of
+/// compressing a chunk again when it comes out larger than [`CHUNK_BYTES`] and is halved).
+const CHUNK_RAW_BYTES: usize = 64 * 1024;
 
 /// A stored queued change read back for its document only (the change is in memory already).
 /// The queue stores `{"seq", "change", "document", "fields"}`: the change without its document,
@@ -63,46 +71,81 @@ struct LoadedChange<'a> {
     document: Option<&'a serde_json::value::RawValue>,
 }
 
-/// The `(seq, entry)` pairs of a stored value found under the key of seq `key_seq`.
-fn entries_of(key_seq: u64, value: &[u8]) -> Result<Vec<(u64, &[u8])>, String> {
+/// What a stored value holds: a chunk's container (decompressed) or a single entry.
+enum Contents<'v> {
+    Chunk(Cow<'v, [u8]>),
+    Single(&'v [u8]),
+}
+
+/// The contents of a stored value found under the key of seq `key_seq`.
+fn contents(key_seq: u64, value: &[u8]) -> Result<Contents<'_>, String> {
     match value.split_first() {
-        Some((&CHUNK, rest)) => super::rows::entries(rest)?
-            .into_iter()
-            .map(|(seq, entry)| match seq.parse() {
-                Ok(seq) if seq >= key_seq => Ok((seq, entry)),
-                _ => Err(format!("a queue chunk at {key_seq} holding change `{seq}`")),
-            })
-            .collect(),
-        Some((b'{', _)) => Ok(vec![(key_seq, value)]),
+        Some((&CHUNK, rest)) => Ok(Contents::Chunk(Cow::Borrowed(rest))),
+        Some((&CHUNK_LZ4, rest)) => Ok(Contents::Chunk(Cow::Owned(super::rows::unpacked(rest, "queue chunk")?))),
+        Some((b'{', _)) => Ok(Contents::Single(value)),
         _ => Err(format!("a queued value of unknown layout at {key_seq}")),
     }
 }
 
-/// Entries (in seq order, each seq once) grouped into chunks: `(first seq, chunk)`. A chunk
-/// takes another entry while it stays within [`CHUNK_BYTES`] (an entry larger than that is a
-/// chunk of its own) and holds at most [`CHUNK_ENTRIES`].
+impl Contents<'_> {
+    /// The `(seq, entry)` pairs, in seq order, of the value under the key of seq `key_seq`.
+    fn entries(&self, key_seq: u64) -> Result<Vec<(u64, &[u8])>, String> {
+        match self {
+            Contents::Chunk(container) => super::rows::entries(container)?
+                .into_iter()
+                .map(|(seq, entry)| match seq.parse() {
+                    Ok(seq) if seq >= key_seq => Ok((seq, entry)),
+                    _ => Err(format!("a queue chunk at {key_seq} holding change `{seq}`")),
+                })
+                .collect(),
+            Contents::Single(entry) => Ok(vec![(key_seq, *entry)]),
+        }
+    }
+}
+
+/// Entries (in seq order, each seq once) grouped into chunks: `(first seq, chunk)`, each at most
+/// [`CHUNK_ENTRIES`] changes and, stored, [`CHUNK_BYTES`] (an entry larger than that alone is a
+/// chunk of its own). Entries are gathered up to [`CHUNK_RAW_BYTES`] and compressed; a chunk that
+/// comes out too large is halved until it fits.
 fn chunked<'a>(entries: impl IntoIterator<Item = (u64, &'a [u8])>) -> Vec<(u64, Vec<u8>)> {
-    let mut out = Vec::new();
-    let mut open: Vec<(u64, &[u8])> = Vec::new();
-    let close = |open: &mut Vec<(u64, &[u8])>, out: &mut Vec<(u64, Vec<u8>)>| {
+    fn close(open: &[(u64, &[u8])], out: &mut Vec<(u64, Vec<u8>)>) {
         let Some(&(first, _)) = open.first() else { return };
         let seqs: Vec<String> = open.iter().map(|(seq, _)| seq.to_string()).collect();
-        let mut value = vec![CHUNK];
-        value.extend(super::rows::container_of(seqs.iter().map(String::as_str).zip(open.iter().map(|(_, e)| *e))));
-        out.push((first, value));
-        open.clear();
-    };
+        let container = super::rows::container_of(seqs.iter().map(String::as_str).zip(open.iter().map(|(_, e)| *e)));
+        let value = super::rows::packed(container, CHUNK, CHUNK_LZ4);
+        if value.len() > CHUNK_BYTES && open.len() > 1 {
+            let (low, high) = open.split_at(open.len() / 2);
+            close(low, out);
+            close(high, out);
+        } else {
+            out.push((first, value));
+        }
+    }
+    use rayon::prelude::*;
+    let mut groups: Vec<Vec<(u64, &[u8])>> = Vec::new();
     let mut bytes = 0;
     for (seq, entry) in entries {
-        if open.len() == CHUNK_ENTRIES || (!open.is_empty() && bytes + entry.len() > CHUNK_BYTES) {
-            close(&mut open, &mut out);
-            bytes = 0;
+        match groups.last_mut() {
+            Some(open) if open.len() < CHUNK_ENTRIES && bytes + entry.len() <= CHUNK_RAW_BYTES => {
+                open.push((seq, entry))
+            }
+            _ => {
+                groups.push(vec![(seq, entry)]);
+                bytes = 0;
+            }
         }
-        open.push((seq, entry));
         bytes += entry.len();
     }
-    close(&mut open, &mut out);
-    out
+    // Compressed on both cores.
+    let chunks: Vec<Vec<(u64, Vec<u8>)>> = groups
+        .par_iter()
+        .map(|group| {
+            let mut out = Vec::new();
+            close(group, &mut out);
+            out
+        })
+        .collect();
+    chunks.into_iter().flatten().collect()
 }
 
 /// The seq a queue key ends with (zero-padded to 20 digits).
@@ -146,7 +189,8 @@ impl Namespace<'_> {
         let heads = values
             .par_iter()
             .map(|(key_seq, value)| {
-                let entries = entries_of(*key_seq, value).map_err(|e| self.state.corrupt(e))?;
+                let contents = contents(*key_seq, value).map_err(|e| self.state.corrupt(e))?;
+                let entries = contents.entries(*key_seq).map_err(|e| self.state.corrupt(e))?;
                 entries
                     .into_iter()
                     .map(|(_, entry)| {
@@ -161,7 +205,8 @@ impl Namespace<'_> {
     /// Calls `f` with each entry of the live queue, in order.
     fn each_queued(&self, mut f: impl FnMut(&[u8]) -> Result<(), StateError>) -> Result<(), StateError> {
         for (key_seq, value) in self.queued_values()? {
-            for (_, entry) in entries_of(key_seq, &value).map_err(|e| self.state.corrupt(e))? {
+            let contents = contents(key_seq, &value).map_err(|e| self.state.corrupt(e))?;
+            for (_, entry) in contents.entries(key_seq).map_err(|e| self.state.corrupt(e))? {
                 f(entry)?;
             }
         }
@@ -245,7 +290,8 @@ impl Namespace<'_> {
     ) -> Result<HashMap<u64, Vec<u8>>, StateError> {
         let mut found = HashMap::new();
         for (_, key_seq, value) in self.values_holding(tree, range, seqs)? {
-            for (seq, entry) in entries_of(key_seq, &value).map_err(|e| self.state.corrupt(e))? {
+            let contents = contents(key_seq, &value).map_err(|e| self.state.corrupt(e))?;
+            for (seq, entry) in contents.entries(key_seq).map_err(|e| self.state.corrupt(e))? {
                 if seqs.binary_search(&seq).is_ok() {
                     found.insert(seq, entry.to_vec());
                 }
@@ -402,22 +448,23 @@ impl Namespace<'_> {
         // The change with seq `seq` belongs to the value of the greatest key at or below it
         // (`holders` has that key for every touched seq: see `values_holding`).
         let holder_of = |seq: u64| holders.partition_point(|(_, key_seq, _)| *key_seq <= seq).checked_sub(1);
+        // The contents of each value holding a touched change, by its index in `holders`.
+        let mut opened: BTreeMap<usize, Contents> = BTreeMap::new();
+        for i in touched.iter().filter_map(|&seq| holder_of(seq)) {
+            if let std::collections::btree_map::Entry::Vacant(v) = opened.entry(i) {
+                v.insert(contents(holders[i].1, &holders[i].2).map_err(corrupt)?);
+            }
+        }
         // Each value holding a touched change, with its entries (and, under `None`, the changes
         // below every value), to be edited.
         let mut groups: BTreeMap<Option<u64>, Group> = BTreeMap::new();
-        for &seq in &touched {
-            let at = holder_of(seq);
-            if let std::collections::btree_map::Entry::Vacant(v) = groups.entry(at.map(|i| holders[i].1)) {
-                let group = match at {
-                    Some(i) => {
-                        let (k, key_seq, value) = &holders[i];
-                        let entries = entries_of(*key_seq, value).map_err(corrupt)?;
-                        (Some(k), entries.into_iter().map(|(seq, e)| (seq, Cow::Borrowed(e))).collect())
-                    }
-                    None => (None, BTreeMap::new()),
-                };
-                v.insert(group);
-            }
+        for (&i, contents) in &opened {
+            let (k, key_seq, _) = &holders[i];
+            let entries = contents.entries(*key_seq).map_err(corrupt)?;
+            groups.insert(
+                Some(*key_seq),
+                (Some(k), entries.into_iter().map(|(seq, e)| (seq, Cow::Borrowed(e))).collect()),
+            );
         }
         let group_of = |seq: u64| holder_of(seq).map(|i| holders[i].1);
         for &seq in removed {
@@ -540,28 +587,57 @@ mod tests {
 
     #[test]
     fn chunks_give_back_their_entries_in_order_within_their_bounds() {
-        // Entries of 1 byte to 9 KiB: small ones share chunks, one past the byte bound is alone.
-        let entries: Vec<(u64, Vec<u8>)> =
-            (0..200u64).map(|seq| (seq * 3 + 7, vec![b'{'; 1 + (seq as usize * 997) % (9 * 1024)])).collect();
+        // Entries of 1 byte to 9 KiB, every other one incompressible: compressible ones share
+        // chunks, incompressible ones a few to a chunk, one past the byte bound is alone.
+        let mut noise = 0x2545_f491_4f6c_dd1du64;
+        let entries: Vec<(u64, Vec<u8>)> = (0..400u64)
+            .map(|seq| {
+                let len = 1 + (seq as usize * 997) % (9 * 1024);
+                let entry = if seq % 2 == 0 {
+                    format!("{{\"seq\":{seq},\"document\":\"{}\"}}", "product title ".repeat(len / 14)).into_bytes()
+                } else {
+                    (0..len)
+                        .map(|_| {
+                            noise ^= noise << 13;
+                            noise ^= noise >> 7;
+                            noise ^= noise << 17;
+                            noise as u8
+                        })
+                        .collect()
+                };
+                (seq * 3 + 7, entry)
+            })
+            .collect();
+        let decoded = |first: u64, value: &[u8]| -> Result<Vec<(u64, Vec<u8>)>, String> {
+            let contents = contents(first, value)?;
+            Ok(contents.entries(first)?.into_iter().map(|(seq, e)| (seq, e.to_vec())).collect())
+        };
         let chunks = chunked(entries.iter().map(|(seq, e)| (*seq, e.as_slice())));
         let mut back = Vec::new();
         for (first, value) in &chunks {
-            let got = entries_of(*first, value).unwrap();
+            let got = decoded(*first, value).unwrap();
             assert_eq!(got.first().map(|(seq, _)| *seq), Some(*first), "a chunk's key is its first seq");
-            let bytes: usize = got.iter().map(|(_, e)| e.len()).sum();
             assert!(
-                got.len() <= CHUNK_ENTRIES && (bytes <= CHUNK_BYTES || got.len() == 1),
-                "{} entries, {bytes} B",
-                got.len()
+                got.len() <= CHUNK_ENTRIES && (value.len() <= CHUNK_BYTES || got.len() == 1),
+                "{} entries stored in {} B",
+                got.len(),
+                value.len()
             );
-            back.extend(got.into_iter().map(|(seq, e)| (seq, e.to_vec())));
+            back.extend(got);
         }
         assert_eq!(back, entries);
         assert!(chunks.len() < entries.len(), "small entries share chunks");
+        assert!(chunks.iter().any(|(_, v)| v[0] == CHUNK_LZ4), "chunks are compressed where that makes them smaller");
+        assert!(chunks.iter().any(|(_, v)| v[0] == CHUNK), "and stored as they are where it does not");
+        let raw: usize = entries.iter().map(|(_, e)| e.len()).sum();
+        let stored: usize = chunks.iter().map(|(_, v)| v.len()).sum();
+        assert!(stored < raw * 3 / 4, "{stored} B stored for {raw} B of entries, half of them compressible");
         // A value stored alone (layouts 1–5) is one entry; anything else is refused.
-        assert_eq!(entries_of(4, b"{\"seq\":4}").unwrap(), [(4, &b"{\"seq\":4}"[..])]);
-        assert!(entries_of(4, b"[1]").is_err());
+        assert_eq!(decoded(4, b"{\"seq\":4}").unwrap(), [(4, b"{\"seq\":4}".to_vec())]);
+        assert!(decoded(4, b"[1]").is_err());
         let (first, value) = &chunks[1];
-        assert!(entries_of(first + 1, value).is_err(), "a chunk holding a seq below its key is damage");
+        assert!(decoded(first + 1, value).is_err(), "a chunk holding a seq below its key is damage");
+        let (first, value) = chunks.iter().find(|(_, v)| v[0] == CHUNK_LZ4).unwrap();
+        assert!(decoded(*first, &value[..value.len() - 3]).is_err(), "a compressed chunk cut short is damage");
     }
 }

@@ -37,13 +37,37 @@ const LZ4: u8 = 2;
 /// 28.5 MB instead of 67.6, and sled, which reads a whole leaf of 16 buckets to return one, reads
 /// that much less for each point read.
 pub(super) fn encode<'a>(rows: impl Iterator<Item = (&'a str, &'a [u8])>) -> Vec<u8> {
-    let container = container_of(rows);
+    packed(container_of(rows), PLAIN, LZ4)
+}
+
+/// `container` behind a format byte: compressed as an LZ4 block, its size first, behind `lz4`,
+/// or as it is behind `plain` when compressing would not make it smaller (mirror buckets and
+/// queue chunks).
+pub(super) fn packed(container: Vec<u8>, plain: u8, lz4: u8) -> Vec<u8> {
     let compressed = lz4_flex::block::compress_prepend_size(&container);
-    let (format, body) = if compressed.len() < container.len() { (LZ4, compressed) } else { (PLAIN, container) };
+    let (format, body) = if compressed.len() < container.len() { (lz4, compressed) } else { (plain, container) };
     let mut out = Vec::with_capacity(1 + body.len());
     out.push(format);
     out.extend_from_slice(&body);
     out
+}
+
+/// An LZ4 block written by [`packed`] (its size first), decompressed; `what` names the value in
+/// errors. A size the block could not hold or a block that gives back fewer bytes is damage.
+pub(super) fn unpacked(rest: &[u8], what: &str) -> Result<Vec<u8>, String> {
+    let size = rest.first_chunk::<4>().map(|b| u32::from_le_bytes(*b) as usize).ok_or(format!("a truncated {what}"))?;
+    // LZ4 expands at most 255-fold: a larger size is damage, not a value to allocate for.
+    if size > rest.len().saturating_mul(255) {
+        return Err(format!("a {what} claiming {size} bytes from {}", rest.len()));
+    }
+    let out = lz4_flex::block::decompress_size_prepended(rest)
+        .map_err(|e| format!("a {what} that does not decompress: {e}"))?;
+    // The decoder stops without an error where its input ends after literals: a cut block gives
+    // a shorter container, which must not read as one with fewer entries.
+    if out.len() != size {
+        return Err(format!("a {what} of {} bytes where it claims {size}", out.len()));
+    }
+    Ok(out)
 }
 
 /// The container of `rows`, uncompressed (a queue chunk is one too: see `queue.rs`).
@@ -62,22 +86,7 @@ pub(super) fn container_of<'a>(rows: impl Iterator<Item = (&'a str, &'a [u8])>) 
 fn container(bytes: &[u8]) -> Result<Cow<'_, [u8]>, String> {
     match bytes.split_first() {
         Some((&PLAIN, rest)) => Ok(Cow::Borrowed(rest)),
-        Some((&LZ4, rest)) => {
-            let size =
-                rest.first_chunk::<4>().map(|b| u32::from_le_bytes(*b) as usize).ok_or("a truncated mirror bucket")?;
-            // LZ4 expands at most 255-fold: a larger size is damage, not a bucket to allocate for.
-            if size > rest.len().saturating_mul(255) {
-                return Err(format!("a mirror bucket claiming {size} bytes from {}", rest.len()));
-            }
-            let out = lz4_flex::block::decompress_size_prepended(rest)
-                .map_err(|e| format!("a mirror bucket that does not decompress: {e}"))?;
-            // The decoder stops without an error where its input ends after literals: a cut
-            // block gives a shorter container, which must not read as a bucket with fewer rows.
-            if out.len() != size {
-                return Err(format!("a mirror bucket of {} bytes where it claims {size}", out.len()));
-            }
-            Ok(Cow::Owned(out))
-        }
+        Some((&LZ4, rest)) => Ok(Cow::Owned(unpacked(rest, "mirror bucket")?)),
         other => Err(format!("a mirror bucket of unknown layout {:?}", other.map(|(b, _)| b))),
     }
 }

@@ -1,21 +1,18 @@
 //! Writes to one sled tree: gathered and applied in one atomic batch, or, for the big ones (a
-//! first run's mirror, outputs and queue), streamed in chunks that keep sled's memory bounded.
+//! first run's mirror, outputs and queue), streamed a key at a time (see [`Chunks`]).
 //!
-//! Why chunks: sled applies a batch under one epoch guard, so every copy of a node it replaces
-//! while applying is kept until the batch ends. A 500,000-row batch made a first run of the L
-//! catalog peak at gigabytes; the same rows in chunks of a few thousand keys free that garbage as
-//! they go (with compact cells: M's first run 487 → 252 MB peak RSS, L's 4.2 → 1.5 GB). A chunked write is not atomic: sled keeps a
-//! prefix of writes, so a crash can leave the first chunks only. Each caller says what makes that
-//! safe (see [`Chunks`]).
+//! Why not one big batch: sled applies a batch under one epoch guard, so every copy of a node it
+//! replaces while applying is kept until the batch ends. A 500,000-row batch made a first run of
+//! the L catalog peak at gigabytes; written in parts, the same rows free that garbage as they go
+//! (with compact cells: M's first run 487 → 252 MB peak RSS, L's 4.2 → 1.5 GB). A streamed
+//! write is not atomic: sled keeps a prefix of writes, so a crash can leave the first ones only.
+//! Each caller says what makes that safe (see [`Chunks`]).
 
 use std::collections::BTreeMap;
 
-/// Bytes per chunk (or [`chunk_keys`] keys, whichever comes first).
-const CHUNK_BYTES: usize = 4 * 1024 * 1024;
-
-/// Keys per chunk, and what counts as small enough for one atomic batch: 2,048, or
-/// `CATSYNC_STATE_CHUNK_KEYS` (the crash trials set a tiny one, so that their kills land
-/// between the chunks of catalogs that fit in a test).
+/// What counts as small enough for one atomic batch, and how many values are made at once for a
+/// larger write: 2,048 keys, or `CATSYNC_STATE_CHUNK_KEYS` (the crash trials set a tiny one, so
+/// that catalogs that fit in a test take the streamed path their kills must land in).
 pub fn chunk_keys() -> usize {
     static KEYS: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
     *KEYS.get_or_init(|| {
@@ -61,8 +58,7 @@ impl Writes {
         tree.apply_batch(batch)
     }
 
-    /// Applies the writes in key order, in batches of at most [`chunk_keys`] keys or
-    /// [`CHUNK_BYTES`] (see [`Chunks`]).
+    /// Applies the writes in key order, a key at a time (see [`Chunks`]).
     pub fn apply_chunked(self, tree: &sled::Tree) -> sled::Result<()> {
         let mut chunks = Chunks::new(tree);
         for (key, value) in self.ops {
@@ -75,57 +71,41 @@ impl Writes {
     }
 }
 
-/// Writes streamed into a tree in batches of at most [`chunk_keys`] keys or [`CHUNK_BYTES`],
-/// applied in the order they were given (a write to a key in a later chunk wins).
+/// Writes streamed into a tree a key at a time, in the order they are given (a later write to
+/// a key wins), for writes too large for one atomic batch.
 ///
-/// Not atomic: a crash can leave any prefix of the chunks. The caller first writes something
+/// Why a key at a time rather than in batches: sled applies a batch under its global write lock,
+/// so a batch of a few thousand keys stops every other writer — a run's start stores its mirrors
+/// and checkpoints on one thread while another records the first batches sent, and with batches
+/// the two took turns (L's first run: 7.5–7.7 s; a key at a time 7.2–7.4 s). Single writes take
+/// that lock shared, and each frees the nodes it replaces as it goes, as chunks of a few thousand
+/// keys did (a 500,000-row batch once made L's first run peak at gigabytes).
+///
+/// Not atomic: a crash can leave any prefix of the writes. The caller first writes something
 /// that makes a partial write harmless and undoes it after [`Chunks::finish`]: the mirror
 /// removes its index marker (the next evaluation is then a full one that rebuilds the index),
 /// `map` outputs clear their checkpoint's base, and the queue writes into the range that is not
 /// live before making it live with one write.
 pub struct Chunks<'t> {
     tree: &'t sled::Tree,
-    batch: sled::Batch,
-    keys: usize,
-    bytes: usize,
 }
 
 impl<'t> Chunks<'t> {
     pub fn new(tree: &'t sled::Tree) -> Self {
-        Chunks { tree, batch: sled::Batch::default(), keys: 0, bytes: 0 }
+        Chunks { tree }
     }
 
     pub fn insert(&mut self, key: Vec<u8>, value: Vec<u8>) -> sled::Result<()> {
-        self.bytes += key.len() + value.len();
-        self.batch.insert(key, value);
-        self.wrote()
+        self.tree.insert(key, value).map(drop)
     }
 
     pub fn remove(&mut self, key: Vec<u8>) -> sled::Result<()> {
-        self.bytes += key.len();
-        self.batch.remove(key);
-        self.wrote()
+        self.tree.remove(key).map(drop)
     }
 
-    fn wrote(&mut self) -> sled::Result<()> {
-        self.keys += 1;
-        if self.keys >= chunk_keys() || self.bytes >= CHUNK_BYTES {
-            self.flush()?;
-        }
+    /// The end of the writes (each is applied as it is given).
+    pub fn finish(self) -> sled::Result<()> {
         Ok(())
-    }
-
-    fn flush(&mut self) -> sled::Result<()> {
-        if self.keys > 0 {
-            self.tree.apply_batch(std::mem::take(&mut self.batch))?;
-            (self.keys, self.bytes) = (0, 0);
-        }
-        Ok(())
-    }
-
-    /// Applies what is left.
-    pub fn finish(mut self) -> sled::Result<()> {
-        self.flush()
     }
 }
 
