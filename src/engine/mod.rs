@@ -461,7 +461,7 @@ pub fn fingerprints(
     pipeline: &CompiledPipeline,
     ns: &Namespace,
     files: &mut FileHashes,
-    cursors: &BTreeMap<&str, i64>,
+    cursors: &Cursors,
 ) -> Result<Vec<Option<String>>, EngineError> {
     let params = serde_json::to_vec(&pipeline.raw.parameters).unwrap_or_default();
     let mut fps: Vec<Option<String>> = vec![None; pipeline.stages.len()];
@@ -473,11 +473,7 @@ pub fn fingerprints(
         let ok = match &stage.compiled {
             CompiledStage::SalesLayer(src) => match src.files() {
                 Some(paths) => {
-                    let cursor = match cursors.get(stage.name.as_str()) {
-                        Some(&at) => Some(at),
-                        None => ns.cursor(&stage.name)?,
-                    };
-                    h.update(format!("{cursor:?}").as_bytes());
+                    h.update(format!("{:?}", cursor_after(ns, &stage.name, cursors)?).as_bytes());
                     paths.iter().all(|p| files.hash_into(&mut h, p))
                 }
                 None => false,
@@ -499,6 +495,18 @@ pub fn fingerprints(
         fps[idx] = ok.then(|| h.finalize().to_hex().to_string());
     }
     Ok(fps)
+}
+
+/// The cursors an evaluation moves its sources to, by source stage (one it leaves alone keeps
+/// the stored cursor): what fingerprints and bases are made with before the cursors are stored.
+pub type Cursors<'e> = BTreeMap<&'e str, i64>;
+
+/// The cursor of source `stage` once `after` is stored.
+pub fn cursor_after(ns: &Namespace, stage: &str, after: &Cursors) -> Result<Option<i64>, StateError> {
+    match after.get(stage) {
+        Some(&at) => Ok(Some(at)),
+        None => ns.cursor(stage),
+    }
 }
 
 /// Content hashes of source files by path, with the size and modification time they had: what

@@ -21,7 +21,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use crate::config::CompiledPipeline;
-use crate::engine::{Data, Evaluation};
+use crate::engine::{Cursors, Data, Evaluation};
 use crate::error::Error;
 use crate::plan::{config_digest, Action, Change, Plan};
 use crate::stages::{CompiledStage, ItemKind};
@@ -31,9 +31,6 @@ pub(super) use super::admit::Key;
 
 /// A queued or planned change as the records see it: its action and the hash it sends.
 pub(super) type Pending = (Action, Option<String>);
-
-/// The cursors an evaluation moves its sources to (a source it leaves alone keeps the stored one).
-type Cursors<'e> = BTreeMap<&'e str, i64>;
 
 /// What a checkpoint's incremental base is made from.
 pub(super) enum BaseFrom<'a> {
@@ -295,11 +292,7 @@ fn base_with(
     let mut cursors = BTreeMap::new();
     for stage in &pipeline.stages {
         if matches!(stage.compiled, CompiledStage::SalesLayer(_)) {
-            let cursor = match after.get(stage.name.as_str()) {
-                Some(&at) => Some(at),
-                None => ns.cursor(&stage.name)?,
-            };
-            cursors.insert(stage.name.clone(), cursor);
+            cursors.insert(stage.name.clone(), crate::engine::cursor_after(ns, &stage.name, after)?);
         }
     }
     Ok(DeltaBase { config_digest: config_digest(pipeline), cursors, records })

@@ -519,11 +519,7 @@ impl Namespace<'_> {
         // A first run's outputs are every item: streamed, which is safe because the caller
         // cleared the checkpoint's base first (no incremental plan reads them until the
         // checkpoint that stands for them is written after this). A small write is one batch.
-        let written = match batch.len() <= super::writes::chunk_keys() {
-            true => batch.apply_atomic(&tree),
-            false => batch.apply_chunked(&tree),
-        };
-        written.map_err(|e| self.state.corrupt(e))
+        batch.apply(&tree).map_err(|e| self.state.corrupt(e))
     }
 }
 

@@ -20,7 +20,7 @@ pub use index::{IndexSpec, ItemOutput};
 use crate::catalog::mirror::{Mirror, RowChange, Table};
 use crate::document::hash::Encoded;
 use crate::model::ItemKind;
-use writes::{Chunks, Writes};
+use writes::{Streamed, Writes};
 
 /// The layout version this build reads and writes. Migrations are append-only (see [`migrate`]).
 pub const SCHEMA_VERSION: u32 = 7;
@@ -821,19 +821,14 @@ impl Namespace<'_> {
             writes.apply_atomic(&tree).map_err(corrupt)?;
         } else {
             tree.remove(&marker).map_err(corrupt)?;
-            writes.apply_chunked(&tree).map_err(corrupt)?;
-            // Buckets are made a chunk at a time, and written as they come.
-            let mut chunks = Chunks::new(&tree);
+            writes.apply_streamed(&tree).map_err(corrupt)?;
+            // Buckets are made a part at a time, and written as they come.
+            let stream = Streamed(&tree);
             for part in buckets.chunks(writes::chunk_keys()) {
                 for (key, value) in self.mirror_bucket_values(stage, mirror, part)? {
-                    match value {
-                        Some(v) => chunks.insert(key, v),
-                        None => chunks.remove(key),
-                    }
-                    .map_err(corrupt)?;
+                    stream.write(key, value).map_err(corrupt)?;
                 }
             }
-            chunks.finish().map_err(corrupt)?;
             if indexed {
                 tree.insert(marker, version).map_err(corrupt)?;
             }

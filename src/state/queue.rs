@@ -23,7 +23,7 @@ use std::sync::Arc;
 
 use serde::Deserialize;
 
-use super::writes::{self, Chunks, Writes};
+use super::writes::{self, Streamed, Writes};
 use super::{Load, Namespace, QueueEntry, QueuedHead, RenderQueued, StateError};
 use crate::document::hash::Encoded;
 
@@ -329,23 +329,18 @@ impl Namespace<'_> {
             return writes.apply_atomic(&tree).map_err(corrupt);
         }
         let next = if live == QUEUE_RANGES[0] { QUEUE_RANGES[1] } else { QUEUE_RANGES[0] };
-        let mut chunks = Chunks::new(&tree);
+        let stream = Streamed(&tree);
         // What a crash left in the other range before it became live, then the new queue.
         for k in self.keys_under(&tree, &[next])? {
-            chunks.remove(k.to_vec()).map_err(corrupt)?;
+            stream.write(k.to_vec(), None).map_err(corrupt)?;
         }
         for part in entries.chunks(writes::chunk_keys()) {
             for (k, v) in self.queue_values(&tree, live, next, part, render)? {
-                chunks.insert(k, v).map_err(corrupt)?;
+                stream.write(k, Some(v)).map_err(corrupt)?;
             }
         }
-        chunks.finish().map_err(corrupt)?;
         tree.insert(self.key(&[QUEUE_LIVE]), next.as_bytes()).map_err(corrupt)?;
-        let mut chunks = Chunks::new(&tree);
-        for k in old {
-            chunks.remove(k.to_vec()).map_err(corrupt)?;
-        }
-        chunks.finish().map_err(corrupt)
+        old.into_iter().try_for_each(|k| stream.write(k.to_vec(), None)).map_err(corrupt)
     }
 
     /// `entries` (in seq order) as the chunks of range `range`: `(key, value)`. Stored entries

@@ -266,12 +266,12 @@ pub(super) fn rows_into_buckets(state: &State) -> Result<(), StateError> {
                 writes.insert(key, value);
             }
         }
-        writes.apply_chunked(&tree).map_err(|e| corrupt(&e))?;
+        writes.apply_streamed(&tree).map_err(|e| corrupt(&e))?;
         let mut removals = Writes::default();
         for (key, _, _) in rows.drain(..) {
             removals.remove(key.to_vec());
         }
-        removals.apply_chunked(&tree).map_err(|e| corrupt(&e))
+        removals.apply_streamed(&tree).map_err(|e| corrupt(&e))
     };
     for entry in tree.iter() {
         let (key, value) = entry.map_err(|e| corrupt(&e))?;

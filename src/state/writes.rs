@@ -1,12 +1,12 @@
 //! Writes to one sled tree: gathered and applied in one atomic batch, or, for the big ones (a
-//! first run's mirror, outputs and queue), streamed a key at a time (see [`Chunks`]).
+//! first run's mirror, outputs and queue), streamed a key at a time (see [`Streamed`]).
 //!
 //! Why not one big batch: sled applies a batch under one epoch guard, so every copy of a node it
 //! replaces while applying is kept until the batch ends. A 500,000-row batch made a first run of
 //! the L catalog peak at gigabytes; written in parts, the same rows free that garbage as they go
 //! (with compact cells: M's first run 487 → 252 MB peak RSS, L's 4.2 → 1.5 GB). A streamed
 //! write is not atomic: sled keeps a prefix of writes, so a crash can leave the first ones only.
-//! Each caller says what makes that safe (see [`Chunks`]).
+//! Each caller says what makes that safe (see [`Streamed`]).
 
 use std::collections::BTreeMap;
 
@@ -58,16 +58,19 @@ impl Writes {
         tree.apply_batch(batch)
     }
 
-    /// Applies the writes in key order, a key at a time (see [`Chunks`]).
-    pub fn apply_chunked(self, tree: &sled::Tree) -> sled::Result<()> {
-        let mut chunks = Chunks::new(tree);
-        for (key, value) in self.ops {
-            match value {
-                Some(v) => chunks.insert(key, v)?,
-                None => chunks.remove(key)?,
-            }
+    /// Applies the writes in key order, a key at a time (see [`Streamed`]).
+    pub fn apply_streamed(self, tree: &sled::Tree) -> sled::Result<()> {
+        let stream = Streamed(tree);
+        self.ops.into_iter().try_for_each(|(key, value)| stream.write(key, value))
+    }
+
+    /// Applies the writes in one atomic batch when they are few ([`chunk_keys`] or fewer), else
+    /// streamed: for a caller to whom a partial write is harmless either way.
+    pub fn apply(self, tree: &sled::Tree) -> sled::Result<()> {
+        match self.len() <= chunk_keys() {
+            true => self.apply_atomic(tree),
+            false => self.apply_streamed(tree),
         }
-        chunks.finish()
     }
 }
 
@@ -82,30 +85,19 @@ impl Writes {
 /// keys did (a 500,000-row batch once made L's first run peak at gigabytes).
 ///
 /// Not atomic: a crash can leave any prefix of the writes. The caller first writes something
-/// that makes a partial write harmless and undoes it after [`Chunks::finish`]: the mirror
+/// that makes a partial write harmless and undoes it once every write is made: the mirror
 /// removes its index marker (the next evaluation is then a full one that rebuilds the index),
 /// `map` outputs clear their checkpoint's base, and the queue writes into the range that is not
 /// live before making it live with one write.
-pub struct Chunks<'t> {
-    tree: &'t sled::Tree,
-}
+pub struct Streamed<'t>(pub &'t sled::Tree);
 
-impl<'t> Chunks<'t> {
-    pub fn new(tree: &'t sled::Tree) -> Self {
-        Chunks { tree }
-    }
-
-    pub fn insert(&mut self, key: Vec<u8>, value: Vec<u8>) -> sled::Result<()> {
-        self.tree.insert(key, value).map(drop)
-    }
-
-    pub fn remove(&mut self, key: Vec<u8>) -> sled::Result<()> {
-        self.tree.remove(key).map(drop)
-    }
-
-    /// The end of the writes (each is applied as it is given).
-    pub fn finish(self) -> sled::Result<()> {
-        Ok(())
+impl Streamed<'_> {
+    /// Writes `value` under `key` (`None`: removes it).
+    pub fn write(&self, key: Vec<u8>, value: Option<Vec<u8>>) -> sled::Result<()> {
+        match value {
+            Some(v) => self.0.insert(key, v).map(drop),
+            None => self.0.remove(key).map(drop),
+        }
     }
 }
 
@@ -130,7 +122,7 @@ mod tests {
             w.insert("gone", "back");
             w.insert("b", "2");
             if chunked {
-                w.apply_chunked(&t).unwrap();
+                w.apply_streamed(&t).unwrap();
             } else {
                 w.apply_atomic(&t).unwrap();
             }
@@ -149,7 +141,7 @@ mod tests {
             w.insert(format!("k{i:06}"), vec![b'v'; 10]);
         }
         assert!(w.len() > chunk_keys());
-        w.apply_chunked(&t).unwrap();
+        w.apply_streamed(&t).unwrap();
         assert_eq!(t.len(), n);
     }
 }
