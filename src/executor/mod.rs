@@ -1529,6 +1529,7 @@ fn record(
     let writes = confirmed
         .par_iter()
         .zip(gids)
+        .with_min_len(crate::state::MIN_PER_TASK)
         .filter_map(|(entry, (gid, images))| {
             let c = &entry.change;
             let record = match (c.action, entry.encoded(), &c.hash_after) {

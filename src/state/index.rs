@@ -46,13 +46,13 @@ pub(super) fn bucket_in(key: &str, count: u16) -> String {
 }
 
 /// The bucket of `key` among `count`, as a number (in the order of its name).
-fn bucket_number(key: &str, count: u16) -> u16 {
+pub(super) fn bucket_number(key: &str, count: u16) -> u16 {
     let h = blake3::hash(key.as_bytes());
     let b = h.as_bytes();
     (u32::from(u16::from_le_bytes([b[0], b[1]])) % u32::from(count).max(1)) as u16
 }
 
-fn bucket_name(n: u16, count: u16) -> String {
+pub(super) fn bucket_name(n: u16, count: u16) -> String {
     let width = if count > 4096 { 4 } else { 3 };
     format!("{n:0width$x}")
 }

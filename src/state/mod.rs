@@ -45,6 +45,12 @@ pub enum StateError {
 /// its creates without them: see [`Namespace::replace_queue`]). `None`: it has none.
 pub type RenderQueued<'a> = dyn Fn(&crate::model::change::Change) -> Option<Result<Arc<Encoded>, String>> + Sync + 'a;
 
+/// The fewest items a parallel loop gives one task. A batch's worth of work (a few hundred
+/// lookups or documents) then stays on the thread that asks for it instead of waking rayon's
+/// pool, whose threads spin before they sleep and, during a run's first batches, are busy with
+/// the checkpoint writer's buckets (`executor/base.rs`); bigger inputs still use both cores.
+pub(crate) const MIN_PER_TASK: usize = 512;
+
 /// What catsync remembers about one item it exported to one export stage.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ExportRecord {
@@ -807,9 +813,9 @@ impl Namespace<'_> {
         }
         let (marker, version) = self.mirror_index_marker(stage);
         let corrupt = |e: sled::Error| self.state.corrupt(e);
-        let buckets = Self::mirror_buckets(changes);
+        let buckets = Self::mirror_buckets(mirror, changes);
         if writes.len() + buckets.len() <= writes::chunk_keys() {
-            for (key, value) in self.mirror_bucket_values(stage, mirror, &buckets)? {
+            for (key, value) in self.mirror_bucket_values(stage, &buckets)? {
                 match value {
                     Some(v) => writes.insert(key, v),
                     None => writes.remove(key),
@@ -825,7 +831,7 @@ impl Namespace<'_> {
             // Buckets are made a part at a time, and written as they come.
             let stream = Streamed(&tree);
             for part in buckets.chunks(writes::chunk_keys()) {
-                for (key, value) in self.mirror_bucket_values(stage, mirror, part)? {
+                for (key, value) in self.mirror_bucket_values(stage, part)? {
                     stream.write(key, value).map_err(corrupt)?;
                 }
             }
@@ -913,9 +919,14 @@ impl Namespace<'_> {
         let tree = self.state.tree("records")?;
         let mut wanted: Vec<(Vec<u8>, ItemKind, &str)> =
             keys.into_iter().map(|(kind, id)| (self.key(&[export, kind.singular(), id]), kind, id)).collect();
-        wanted.par_sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        if wanted.len() <= MIN_PER_TASK {
+            wanted.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        } else {
+            wanted.par_sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        }
         let found = wanted
             .par_iter()
+            .with_min_len(MIN_PER_TASK)
             .map(|(key, kind, id)| {
                 let Some(bytes) = tree.get(key).map_err(|e| self.state.corrupt(e))? else { return Ok(None) };
                 let record = serde_json::from_slice(&bytes).map_err(|e| self.state.corrupt(e))?;

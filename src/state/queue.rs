@@ -544,8 +544,9 @@ impl Namespace<'_> {
         let mut wanted: Vec<u64> = entries.iter().filter(|e| e.stored).map(|e| e.seq).collect();
         wanted.sort_unstable();
         let found = self.stored_entries(&tree, live, &wanted)?;
-        // On both cores: a batch's documents are most of a file export's work per item.
-        entries.par_iter_mut().filter(|e| e.stored).try_for_each(|e| {
+        // A file export's batch (a few hundred documents) is read on the calling thread, which
+        // reads ahead while the run records the batch before (`MIN_PER_TASK`); more, on both cores.
+        entries.par_iter_mut().with_min_len(super::MIN_PER_TASK).filter(|e| e.stored).try_for_each(|e| {
             let Some(bytes) = found.get(&e.seq) else {
                 return Err(self.state.corrupt(format!("queued change {} is missing", e.seq)));
             };

@@ -11,10 +11,10 @@ use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
-use super::index::bucket_in;
+use super::index::{bucket_in, bucket_name, bucket_number};
 use super::writes::{Write, Writes};
 use super::{Namespace, State, StateError};
-use crate::catalog::mirror::{Mirror, Row, RowChange};
+use crate::catalog::mirror::{Mirror, Row, RowChange, Table};
 use crate::model::source::Cell;
 
 /// The key part after `[stage, table]` under which a table's buckets are.
@@ -131,16 +131,33 @@ fn rewrite<'a>(
     Ok((!rows.is_empty()).then(|| encode(rows.iter().map(|(id, row)| (*id, &row[..])))))
 }
 
+/// The rows of `table` (`None`: a table the mirror lacks) with the sorted, distinct `ids`, in
+/// their order: walked beside the table when the ids are many (a tenth of it or more), looked
+/// up one by one when they are few.
+fn rows_now<'t, 'i>(table: Option<&'t Table>, ids: impl ExactSizeIterator<Item = &'i str>) -> Vec<Option<&'t Row>> {
+    let Some(table) = table else { return ids.map(|_| None).collect() };
+    if ids.len().saturating_mul(10) < table.rows.len() {
+        return ids.map(|id| table.rows.get(id)).collect();
+    }
+    let mut walk = table.rows.iter().peekable();
+    ids.map(|id| {
+        while walk.next_if(|(row_id, _)| row_id.as_ref() < id).is_some() {}
+        walk.next_if(|(row_id, _)| row_id.as_ref() == id).map(|(_, row)| row)
+    })
+    .collect()
+}
+
 fn decode_row(id: &str, raw: &[u8]) -> Result<(Arc<str>, Row), String> {
     let cells: Vec<Cell> = serde_json::from_slice(raw).map_err(|e| format!("mirror row `{id}`: {e}"))?;
     Ok((Arc::from(id), crate::catalog::mirror::row(cells)))
 }
 
-/// One bucket a save rewrites, and the ids of the rows it changes there.
+/// One bucket a save rewrites, and the rows it changes there: each id once, in order, with the
+/// row as the mirror has it now (`None`: deleted, or not in the mirror).
 pub(super) struct MirrorBucket<'c> {
     table: &'c str,
     bucket: String,
-    ids: Vec<&'c str>,
+    rows: Vec<(&'c str, Option<&'c Row>)>,
 }
 
 impl Namespace<'_> {
@@ -202,24 +219,43 @@ impl Namespace<'_> {
         Ok(rows)
     }
 
-    /// The buckets holding the rows `changes` touched, with those rows' ids, in key order.
-    pub(super) fn mirror_buckets<'c>(changes: &'c [RowChange]) -> Vec<MirrorBucket<'c>> {
-        let mut by_bucket: BTreeMap<(&str, String), Vec<&str>> = BTreeMap::new();
-        for c in changes {
-            by_bucket.entry((c.table.as_ref(), bucket_in(&c.id, MIRROR_BUCKETS))).or_default().push(&c.id);
+    /// The buckets `changes` touch, in key order, with the rows as `mirror` has them now.
+    ///
+    /// A first run changes every row: each table's rows are then found by walking it beside the
+    /// changed ids, both sorted, rather than by a lookup each (half a million at L), and the
+    /// bucket hashes are taken on both cores; this is the checkpoint writer's part of a first
+    /// run that the sending waits for at its end.
+    pub(super) fn mirror_buckets<'c>(mirror: &'c Mirror, changes: &'c [RowChange]) -> Vec<MirrorBucket<'c>> {
+        use rayon::prelude::*;
+        let mut ids: Vec<(&str, &str)> = changes.iter().map(|c| (c.table.as_ref(), c.id.as_ref())).collect();
+        ids.par_sort_unstable();
+        ids.dedup();
+        let mut rows: Vec<(&str, &str, Option<&Row>)> = Vec::with_capacity(ids.len());
+        for group in ids.chunk_by(|a, b| a.0 == b.0) {
+            let table = group[0].0;
+            let found = rows_now(mirror.tables.get(table), group.iter().map(|(_, id)| *id));
+            rows.extend(group.iter().zip(found).map(|(&(table, id), row)| (table, id, row)));
         }
-        by_bucket.into_iter().map(|((table, bucket), ids)| MirrorBucket { table, bucket, ids }).collect()
+        let mut placed: Vec<(&str, u16, &str, Option<&Row>)> = rows
+            .into_par_iter()
+            .with_min_len(super::MIN_PER_TASK)
+            .map(|(table, id, row)| (table, bucket_number(id, MIRROR_BUCKETS), id, row))
+            .collect();
+        placed.par_sort_unstable_by(|a, b| (a.0, a.1, a.2).cmp(&(b.0, b.1, b.2)));
+        placed
+            .chunk_by(|a, b| (a.0, a.1) == (b.0, b.1))
+            .map(|group| MirrorBucket {
+                table: group[0].0,
+                bucket: bucket_name(group[0].1, MIRROR_BUCKETS),
+                rows: group.iter().map(|&(_, _, id, row)| (id, row)).collect(),
+            })
+            .collect()
     }
 
     /// The new value of each of `buckets` (`None`: now empty), with the rows as `mirror` has them
     /// now (a deleted row, or one `mirror` lacks, is removed). Buckets are read, edited and
     /// encoded on both cores; a bucket's other rows are copied as they are.
-    pub(super) fn mirror_bucket_values(
-        &self,
-        stage: &str,
-        mirror: &Mirror,
-        buckets: &[MirrorBucket],
-    ) -> Result<Vec<Write>, StateError> {
+    pub(super) fn mirror_bucket_values(&self, stage: &str, buckets: &[MirrorBucket]) -> Result<Vec<Write>, StateError> {
         use rayon::prelude::*;
         let tree = self.state.tree("mirror")?;
         buckets
@@ -227,11 +263,8 @@ impl Namespace<'_> {
             .map(|b| {
                 let key = self.key(&[stage, b.table, ROWS, &b.bucket]);
                 let old = tree.get(&key).map_err(|e| self.state.corrupt(e))?;
-                let now = mirror.tables.get(b.table);
-                let edits = b.ids.iter().map(|id| {
-                    let row = now.and_then(|t| t.rows.get(*id)).map(|cells| Cow::Owned(super::json(cells.as_ref())));
-                    (*id, row)
-                });
+                let edits =
+                    b.rows.iter().map(|&(id, row)| (id, row.map(|cells| Cow::Owned(super::json(cells.as_ref())))));
                 let value = rewrite(old.as_deref(), edits).map_err(|e| self.state.corrupt(e))?;
                 Ok((key, value))
             })
@@ -347,5 +380,25 @@ mod tests {
             assert!(rows_of(bad).is_err(), "{bad:?}");
         }
         assert_eq!(rows_of(&encode(std::iter::empty())).unwrap(), []);
+    }
+
+    #[test]
+    fn the_rows_a_save_writes_are_the_mirror_rows_whether_walked_or_looked_up() {
+        let mut table = Table::new(Vec::new());
+        for i in (0..400).step_by(2) {
+            let cells = vec![Cell::Str(format!("row {i}").into())];
+            table.rows.insert(Arc::from(format!("{i:03}").as_str()), crate::catalog::mirror::row(cells));
+        }
+        // Every other id is absent (a deleted row): ids before, among and after the rows, many
+        // (walked beside the table) and few (looked up).
+        let many: Vec<String> = (0..450).map(|i| format!("{i:03}")).collect();
+        let few: Vec<String> = ["000", "013", "100", "398", "449"].map(String::from).to_vec();
+        for ids in [&many, &few] {
+            let found = rows_now(Some(&table), ids.iter().map(String::as_str));
+            let expected: Vec<Option<&Row>> = ids.iter().map(|id| table.rows.get(id.as_str())).collect();
+            assert_eq!(found, expected, "{} ids", ids.len());
+        }
+        assert_eq!(rows_now(Some(&table), many.iter().map(String::as_str)).iter().flatten().count(), 200);
+        assert!(rows_now(None, few.iter().map(String::as_str)).iter().all(Option::is_none));
     }
 }
