@@ -1517,7 +1517,7 @@ fn queue_order(e: &QueueEntry) -> (&str, bool, ItemKind, bool, u64) {
 }
 
 /// Records the changes the target confirmed in a batch (R06 hashes, target ids), in one write;
-/// the field hashes of the documents are computed on both cores.
+/// the records are made on both cores for a batch of 1,024 items or more (`MIN_PER_TASK`).
 fn record(
     ns: &Namespace,
     export: &str,

@@ -48,7 +48,8 @@ pub type RenderQueued<'a> = dyn Fn(&crate::model::change::Change) -> Option<Resu
 /// The fewest items a parallel loop gives one task. A batch's worth of work (a few hundred
 /// lookups or documents) then stays on the thread that asks for it instead of waking rayon's
 /// pool, whose threads spin before they sleep and, during a run's first batches, are busy with
-/// the checkpoint writer's buckets (`executor/base.rs`); bigger inputs still use both cores.
+/// the checkpoint writer's buckets (`executor/base.rs`). rayon splits an input only when each
+/// half keeps the minimum, so both cores take part from twice this many items.
 pub(crate) const MIN_PER_TASK: usize = 512;
 
 /// What catsync remembers about one item it exported to one export stage.
@@ -908,8 +909,9 @@ impl Namespace<'_> {
         self.get("records", &[export, kind.singular(), id])
     }
 
-    /// The records of some items by key (absent ones are left out), read in key order and
-    /// decoded on both cores (a cold point read is mostly sled pulling its page from disk).
+    /// The records of some items by key (absent ones are left out), read in key order and, when
+    /// they are many (`MIN_PER_TASK`), on both cores (a cold point read is mostly sled pulling its
+    /// page from disk); a batch's few hundred on the calling thread.
     pub fn records_at<'k>(
         &self,
         export: &str,

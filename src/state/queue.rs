@@ -545,7 +545,7 @@ impl Namespace<'_> {
         wanted.sort_unstable();
         let found = self.stored_entries(&tree, live, &wanted)?;
         // A file export's batch (a few hundred documents) is read on the calling thread, which
-        // reads ahead while the run records the batch before (`MIN_PER_TASK`); more, on both cores.
+        // reads ahead while the run records the batch before; from 1,024 on both (`MIN_PER_TASK`).
         entries.par_iter_mut().with_min_len(super::MIN_PER_TASK).filter(|e| e.stored).try_for_each(|e| {
             let Some(bytes) = found.get(&e.seq) else {
                 return Err(self.state.corrupt(format!("queued change {} is missing", e.seq)));

@@ -252,8 +252,8 @@ impl Namespace<'_> {
             .collect()
     }
 
-    /// The new value of each of `buckets` (`None`: now empty), with the rows as `mirror` has them
-    /// now (a deleted row, or one `mirror` lacks, is removed). Buckets are read, edited and
+    /// The new value of each of `buckets` (`None`: now empty), with the rows each carries (a
+    /// deleted row, or one the mirror lacks, is removed). Buckets are read, edited and
     /// encoded on both cores; a bucket's other rows are copied as they are.
     pub(super) fn mirror_bucket_values(&self, stage: &str, buckets: &[MirrorBucket]) -> Result<Vec<Write>, StateError> {
         use rayon::prelude::*;
