@@ -9,6 +9,7 @@ use std::sync::Arc;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
+mod cells;
 mod index;
 mod queue;
 mod rows;
@@ -23,7 +24,7 @@ use crate::model::ItemKind;
 use writes::{Streamed, Writes};
 
 /// The layout version this build reads and writes. Migrations are append-only (see [`migrate`]).
-pub const SCHEMA_VERSION: u32 = 7;
+pub const SCHEMA_VERSION: u32 = 8;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StateError {
@@ -686,8 +687,11 @@ fn migrate(state: &State) -> Result<(), StateError> {
     // 6 → 7: queue chunks are written compressed where that makes them smaller (`queue.rs`);
     // plain ones still read. The step only stops an older catsync from taking a compressed chunk
     // for damage.
-    let migrations: [Migration; 7] =
-        [|_| Ok(()), |_| Ok(()), rows::rows_into_buckets, |_| Ok(()), |_| Ok(()), |_| Ok(()), |_| Ok(())];
+    // 7 → 8: mirror rows are written in a compact binary form (`cells.rs`); JSON rows still read,
+    // and a bucket's untouched rows keep their form when it is rewritten. The step only stops an
+    // older catsync from taking a binary row for damage.
+    let migrations: [Migration; 8] =
+        [|_| Ok(()), |_| Ok(()), rows::rows_into_buckets, |_| Ok(()), |_| Ok(()), |_| Ok(()), |_| Ok(()), |_| Ok(())];
     for (from, step) in migrations.iter().enumerate().skip(version as usize) {
         step(state)?;
         meta.insert("schema_version", (from as u32 + 1).to_string().as_bytes()).map_err(|e| state.corrupt(e))?;

@@ -1,6 +1,7 @@
 //! Where the source mirrors' rows live in sled: each table's rows spread over
 //! [`MIRROR_BUCKETS`] values by a hash of the row id, each value a small binary container of
-//! `(id, row as JSON)` entries, so that a point read decodes only the row it asks for.
+//! `(id, row)` entries (a row's cells in `cells.rs`'s form), so that a point read decodes only
+//! the row it asks for.
 //!
 //! Why buckets: sled's cost, in time and memory, is per key. L's 500,500 rows as one key each
 //! took 7.8 s and most of a first run's 1.6 GB to write; in buckets (~3 products or ~12 variants
@@ -15,7 +16,6 @@ use super::index::{bucket_in, bucket_name, bucket_number};
 use super::writes::{Write, Writes};
 use super::{Namespace, State, StateError};
 use crate::catalog::mirror::{Mirror, Row, RowChange, Table};
-use crate::model::source::Cell;
 
 /// The key part after `[stage, table]` under which a table's buckets are.
 pub(super) const ROWS: &str = "rows";
@@ -32,7 +32,7 @@ const PLAIN: u8 = 1;
 const LZ4: u8 = 2;
 
 /// A bucket's value: per row (sorted by id) the id's length (u32 LE), the id, the row's length
-/// (u32 LE) and the row (its cells as JSON) — the container — compressed behind [`LZ4`], or
+/// (u32 LE) and the row (its cells: `cells.rs`) — the container — compressed behind [`LZ4`], or
 /// behind [`PLAIN`] when compressing would not make it smaller. Compressed, L's mirror rows take
 /// 28.5 MB instead of 67.6, and sled, which reads a whole leaf of 16 buckets to return one, reads
 /// that much less for each point read.
@@ -148,7 +148,7 @@ fn rows_now<'t, 'i>(table: Option<&'t Table>, ids: impl ExactSizeIterator<Item =
 }
 
 fn decode_row(id: &str, raw: &[u8]) -> Result<(Arc<str>, Row), String> {
-    let cells: Vec<Cell> = serde_json::from_slice(raw).map_err(|e| format!("mirror row `{id}`: {e}"))?;
+    let cells = super::cells::decode(raw).map_err(|e| format!("mirror row `{id}`: {e}"))?;
     Ok((Arc::from(id), crate::catalog::mirror::row(cells)))
 }
 
@@ -264,7 +264,7 @@ impl Namespace<'_> {
                 let key = self.key(&[stage, b.table, ROWS, &b.bucket]);
                 let old = tree.get(&key).map_err(|e| self.state.corrupt(e))?;
                 let edits =
-                    b.rows.iter().map(|&(id, row)| (id, row.map(|cells| Cow::Owned(super::json(cells.as_ref())))));
+                    b.rows.iter().map(|&(id, row)| (id, row.map(|cells| Cow::Owned(super::cells::encode(cells)))));
                 let value = rewrite(old.as_deref(), edits).map_err(|e| self.state.corrupt(e))?;
                 Ok((key, value))
             })
@@ -336,6 +336,7 @@ pub(super) fn rows_into_buckets(state: &State) -> Result<(), StateError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::source::Cell;
 
     fn rows_of(bytes: &[u8]) -> Result<Vec<(String, Vec<u8>)>, String> {
         let c = container(bytes)?;
