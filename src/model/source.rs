@@ -9,8 +9,9 @@ use compact_str::CompactString;
 use serde::de::{self, Deserializer, SeqAccess, Visitor};
 use serde::{Deserialize, Serialize};
 
-/// One cell of a row. Stored (in the state's mirror) as plain JSON: `null`, a string, a list of
-/// strings, or a list of lists of strings for media.
+/// One cell of a row. Its JSON form — `null`, a string, a list of strings, or a list of lists of
+/// strings for media — is how layouts 3–7 stored mirror rows (still read); layout 8 stores cells
+/// in a binary form of the same shapes (`state/cells.rs`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(untagged)]
 pub enum Cell {

@@ -110,7 +110,7 @@ impl<'b> Reader<'b> {
     /// so a damaged one cannot make a large allocation.
     fn len(&mut self) -> Result<usize, String> {
         let mut n: usize = 0;
-        for shift in (0..64).step_by(7) {
+        for shift in (0..usize::BITS).step_by(7) {
             let b = self.byte().ok_or("a truncated row")?;
             n |= usize::from(b & 0x7f) << shift;
             if b & 0x80 == 0 {
