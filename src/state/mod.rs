@@ -925,11 +925,8 @@ impl Namespace<'_> {
         let tree = self.state.tree("records")?;
         let mut wanted: Vec<(Vec<u8>, ItemKind, &str)> =
             keys.into_iter().map(|(kind, id)| (self.key(&[export, kind.singular(), id]), kind, id)).collect();
-        if wanted.len() <= MIN_PER_TASK {
-            wanted.sort_unstable_by(|a, b| a.0.cmp(&b.0));
-        } else {
-            wanted.par_sort_unstable_by(|a, b| a.0.cmp(&b.0));
-        }
+        // rayon sorts a few thousand or fewer on the calling thread.
+        wanted.par_sort_unstable_by(|a, b| a.0.cmp(&b.0));
         let found = wanted
             .par_iter()
             .with_min_len(MIN_PER_TASK)

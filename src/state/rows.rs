@@ -34,8 +34,8 @@ const LZ4: u8 = 2;
 /// A bucket's value: per row (sorted by id) the id's length (u32 LE), the id, the row's length
 /// (u32 LE) and the row (its cells: `cells.rs`) — the container — compressed behind [`LZ4`], or
 /// behind [`PLAIN`] when compressing would not make it smaller. Compressed, L's mirror rows took
-/// 28.5 MB instead of 67.6 when rows were JSON (layout 4), and sled, which reads a whole leaf of 16 buckets to return one, reads
-/// that much less for each point read.
+/// 28.5 MB instead of 67.6 when rows were JSON (layout 4), and sled, which reads a whole leaf of
+/// 16 buckets to return one, reads that much less for each point read.
 pub(super) fn encode<'a>(rows: impl Iterator<Item = (&'a str, &'a [u8])>) -> Vec<u8> {
     packed(container_of(rows), PLAIN, LZ4)
 }
@@ -230,17 +230,13 @@ impl Namespace<'_> {
         let mut ids: Vec<(&str, &str)> = changes.iter().map(|c| (c.table.as_ref(), c.id.as_ref())).collect();
         ids.par_sort_unstable();
         ids.dedup();
-        let mut rows: Vec<(&str, &str, Option<&Row>)> = Vec::with_capacity(ids.len());
+        // (table, bucket, id, row): the bucket numbers are filled in once every row is found.
+        let mut placed: Vec<(&str, u16, &str, Option<&Row>)> = Vec::with_capacity(ids.len());
         for group in ids.chunk_by(|a, b| a.0 == b.0) {
-            let table = group[0].0;
-            let found = rows_now(mirror.tables.get(table), group.iter().map(|(_, id)| *id));
-            rows.extend(group.iter().zip(found).map(|(&(table, id), row)| (table, id, row)));
+            let found = rows_now(mirror.tables.get(group[0].0), group.iter().map(|(_, id)| *id));
+            placed.extend(group.iter().zip(found).map(|(&(table, id), row)| (table, 0, id, row)));
         }
-        let mut placed: Vec<(&str, u16, &str, Option<&Row>)> = rows
-            .into_par_iter()
-            .with_min_len(super::MIN_PER_TASK)
-            .map(|(table, id, row)| (table, bucket_number(id, MIRROR_BUCKETS), id, row))
-            .collect();
+        placed.par_iter_mut().with_min_len(super::MIN_PER_TASK).for_each(|p| p.1 = bucket_number(p.2, MIRROR_BUCKETS));
         placed.par_sort_unstable_by(|a, b| (a.0, a.1, a.2).cmp(&(b.0, b.1, b.2)));
         placed
             .chunk_by(|a, b| (a.0, a.1) == (b.0, b.1))
