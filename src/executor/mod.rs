@@ -1138,9 +1138,12 @@ impl<'a> Exporter<'a> {
         let Some(export_name) = batch.first().map(|e| e.change.export.clone()) else { return Ok(Vec::new()) };
         let ns = self.ns;
         let mut failures = BTreeMap::new();
-        for e in batch {
-            if let Some(fl) = ns.failure(&export_name, e.change.kind, &e.change.source_id)? {
-                failures.insert((e.change.kind, e.change.source_id.clone()), fl);
+        // Usually none: one seek instead of a lookup per item.
+        if ns.has_failures(&export_name)? {
+            for e in batch {
+                if let Some(fl) = ns.failure(&export_name, e.change.kind, &e.change.source_id)? {
+                    failures.insert((e.change.kind, e.change.source_id.clone()), fl);
+                }
             }
         }
         let mut confirmed: Vec<&QueueEntry> = Vec::new();

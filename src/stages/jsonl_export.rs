@@ -39,14 +39,12 @@ impl JsonlExport {
         if let Some(dir) = self.path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir)?;
         }
-        let file = std::fs::OpenOptions::new().create(true).append(true).open(&self.path)?;
-        let mut w = std::io::BufWriter::new(file);
-        let mut line = Vec::with_capacity(4096);
+        // The batch's lines are made first and appended in one write.
+        let mut lines = Vec::with_capacity(entries.len() * 1024);
         for e in entries {
             let (c, encoded) = (&e.change, e.encoded());
             // Keys in order; the document is written as the queue holds it.
-            line.clear();
-            let mut o = ObjectWriter::new(&mut line);
+            let mut o = ObjectWriter::new(&mut lines);
             o.value("action", &c.action)?;
             match &encoded {
                 Some(doc) => o.json("document", &doc.json),
@@ -57,10 +55,10 @@ impl JsonlExport {
             o.value("kind", &c.kind)?;
             o.value("source_id", &c.source_id)?;
             o.end();
-            line.push(b'\n');
-            w.write_all(&line)?;
+            lines.push(b'\n');
         }
-        let file = w.into_inner().map_err(|e| e.into_error())?;
+        let mut file = std::fs::OpenOptions::new().create(true).append(true).open(&self.path)?;
+        file.write_all(&lines)?;
         file.sync_data()
     }
 }

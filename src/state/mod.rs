@@ -1095,6 +1095,15 @@ impl Namespace<'_> {
         Ok(Some(run))
     }
 
+    /// Whether export `export` has any failure recorded (one seek: a batch asks before looking
+    /// each of its items up).
+    pub fn has_failures(&self, export: &str) -> Result<bool, StateError> {
+        let mut prefix = self.key(&[export]);
+        prefix.push(0);
+        let first = self.state.tree("failures")?.scan_prefix(&prefix).keys().next();
+        first.transpose().map(|k| k.is_some()).map_err(|e| self.state.corrupt(e))
+    }
+
     pub fn failures(&self, export: &str) -> Result<BTreeMap<(ItemKind, String), Failure>, StateError> {
         let mut out = BTreeMap::new();
         for kind in ItemKind::ALL {
