@@ -320,9 +320,12 @@ fn is_list(value: &Value) -> bool {
     matches!(value.kind(), ValueKind::Seq | ValueKind::Iterable)
 }
 
-/// A value as text, lists as their items joined with `, ` (never a Python-like `['a', 'b']`).
+/// A value as text, lists as their items joined with `, ` (never a Python-like `['a', 'b']`),
+/// `none` as nothing (never `None`).
 pub fn list_text(value: &Value) -> String {
-    if is_list(value) {
+    if value.is_none() {
+        String::new()
+    } else if is_list(value) {
         match value.try_iter() {
             Ok(items) => items.map(|item| list_text(&item)).collect::<Vec<_>>().join(", "),
             Err(_) => value.to_string(),
@@ -332,9 +335,12 @@ pub fn list_text(value: &Value) -> String {
     }
 }
 
-/// Prints values as minijinja does, except lists: their items joined with `, `.
+/// Prints values as minijinja does, except lists (their items joined with `, `) and `none`
+/// (nothing: a product field never says `None`).
 fn list_formatter(out: &mut Output, state: &mut State, value: &Value) -> Result<(), Error> {
-    if is_list(value) {
+    if value.is_none() {
+        Ok(())
+    } else if is_list(value) {
         out.write_str(&list_text(value)).map_err(|e| Error::new(ErrorKind::WriteFailure, e.to_string()))
     } else {
         minijinja::escape_formatter(out, state, value)

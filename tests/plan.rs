@@ -831,3 +831,32 @@ fn r01_a_variant_deleted_at_the_source_updates_its_product_with_the_reason() {
     assert_eq!(strings(&change(&plan, "product", "2001")["reasons"]), ["variant 3003 removed"]);
     assert_eq!(strings(&change(&plan, "product", "2001")["fields_changed"]), ["productOptions", "variants"]);
 }
+
+#[test]
+fn a_null_cell_renders_as_nothing_never_as_none() {
+    // Another generator writes `null` for an empty field; it must not reach the store as the
+    // text `None` (a description, a tag, an option value).
+    let p = Project::new(DEFAULTS);
+    let mut full: Value =
+        serde_json::from_str(&std::fs::read_to_string(repo().join("fixtures/saleslayer/acme/00-full.json")).unwrap())
+            .unwrap();
+    let columns = |table: &str| full["data_schema"][table].as_array().unwrap().clone();
+    let at = |cols: &[Value], name: &str| cols.iter().position(|c| c == name).unwrap();
+    let (products, formats) = (columns("products"), columns("product_formats"));
+    let (description, tags, color) =
+        (at(&products, "product_description_en"), at(&products, "product_tags"), at(&formats, "color_es"));
+    let row = full["data"]["products"].as_array_mut().unwrap().iter_mut().find(|r| r[1] == "2001").unwrap();
+    row[description] = Value::Null;
+    row[tags] = Value::Null;
+    let variant = full["data"]["product_formats"].as_array_mut().unwrap().iter_mut().find(|r| r[1] == "3001").unwrap();
+    variant[color] = Value::Null;
+    p.source_text("00-full.json", &full.to_string());
+    p.run();
+    let lines = p.exported();
+    assert_eq!(lines.len(), 16);
+    let text = serde_json::to_string(&lines).unwrap();
+    assert!(!text.contains("None"), "{text}");
+    let doc = &lines.iter().find(|l| l["kind"] == "product" && l["source_id"] == "2001").unwrap()["document"];
+    assert!(doc.get("descriptionHtml").is_none(), "{doc:#}");
+    assert!(doc.get("tags").is_none_or(|t| t == &serde_json::json!([])), "{doc:#}");
+}

@@ -430,6 +430,7 @@ mod tests {
             languages: Vec::new(),
             tables: BTreeMap::from([("t".to_string(), table)]),
             next_page: None,
+            page_count: None,
             waiting: false,
         }
     }

@@ -156,10 +156,11 @@ impl<'a> Field<'a, '_> {
     }
 }
 
-/// Converts a cell to a template value.
+/// Converts a cell to a template value. An empty cell (`null` in the export) is the empty
+/// string: it prints as nothing and goes through every filter, where `none` would print `None`.
 pub fn cell_value(cell: &Cell, column: Option<&Column>) -> Value {
     match cell {
-        Cell::Null | Cell::Unchanged => Value::from(()),
+        Cell::Null | Cell::Unchanged => Value::from(""),
         Cell::Str(s) => Value::from(&**s),
         Cell::List(items) => Value::from(items.iter().map(|s| Value::from(&**s)).collect::<Vec<_>>()),
         Cell::Media(entries) => {

@@ -163,6 +163,8 @@ pub struct Page {
     pub languages: Vec<String>,
     pub tables: BTreeMap<String, TablePage>,
     pub next_page: Option<String>,
+    /// How many pages the export has, when the page says (`page_count`).
+    pub page_count: Option<u64>,
     /// Media still being processed on Sales Layer's side (`waiting.images.partial`), if any.
     pub waiting: bool,
 }

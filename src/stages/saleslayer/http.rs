@@ -104,6 +104,20 @@ impl ApiCall<'_> {
             }
         }
         let Some(first) = pages.first() else { return Ok(Vec::new()) };
+        // Never a part of an export as if it were all of it (a refresh would remove the rest).
+        if next.is_some() {
+            return Err(SourceError::Api(format!(
+                "the export at {} has more than {MAX_PAGES} pages; nothing was read from it. Ask for larger pages (`pagination`) in the connector",
+                self.url
+            )));
+        }
+        if let Some(declared) = pages.iter().filter_map(|p| p.page_count).max().filter(|&n| (pages.len() as u64) < n) {
+            return Err(SourceError::Api(format!(
+                "the export at {} declares {declared} pages but its last page came after {}; nothing was read from it — run again",
+                self.url,
+                pages.len()
+            )));
+        }
         if self.last_update.is_some_and(|c| first.time <= c) {
             return Ok(Vec::new());
         }

@@ -505,18 +505,41 @@ fn read_files(paths: &[PathBuf], cursor: Option<i64>, skims: &mut Skims) -> Resu
         }
     }
     exports.sort_by_key(|e| e.time);
-    // An export whose pages are still arriving (each page names a `next_page`, none is the last)
-    // is not read yet, nor anything after it: the cursor never passes a page not yet applied.
-    if let Some(first_incomplete) = exports.iter().position(|e| e.pages.iter().all(|p| p.next_page.is_some())) {
+    // An export whose pages are still arriving (each page names a `next_page`, none is the last;
+    // or fewer pages than its `page_count`) is not read yet, nor anything after it: the cursor
+    // never passes a page not yet applied, and a refresh missing a page would remove its items.
+    if let Some(first_incomplete) = exports.iter().position(|e| !complete(&e.pages)) {
         let waiting = &exports[first_incomplete];
-        tracing::info!(
-            time = waiting.time,
-            pages = waiting.pages.len(),
-            "an export's last page has not arrived yet; it is read once complete"
-        );
+        let declared = declared_pages(&waiting.pages);
+        if waiting.pages.iter().any(|p| p.next_page.is_none()) {
+            tracing::warn!(
+                time = waiting.time,
+                pages = waiting.pages.len(),
+                page_count = declared,
+                files = %waiting.origin.join(", "),
+                "an export's last page is here but not all of its pages are; it is read once every page has arrived"
+            );
+        } else {
+            tracing::info!(
+                time = waiting.time,
+                pages = waiting.pages.len(),
+                "an export's last page has not arrived yet; it is read once complete"
+            );
+        }
         exports.truncate(first_incomplete);
     }
     Ok(exports)
+}
+
+/// The largest `page_count` an export's pages declare.
+fn declared_pages(pages: &[page::Page]) -> Option<u64> {
+    pages.iter().filter_map(|p| p.page_count).max()
+}
+
+/// Whether an export's pages are all here: its last page (one without a `next_page`) and, when
+/// the pages say how many there are, that many.
+fn complete(pages: &[page::Page]) -> bool {
+    pages.iter().any(|p| p.next_page.is_none()) && declared_pages(pages).is_none_or(|n| pages.len() as u64 >= n)
 }
 
 #[cfg(test)]
@@ -553,5 +576,32 @@ mod skim_tests {
         // Another modification time: read again (and here, found not to be an export).
         write(&path, &garbage, old + Duration::from_secs(1));
         assert!(read_files(std::slice::from_ref(&path), Some(time), &mut skims).is_err());
+    }
+
+    #[test]
+    fn an_export_missing_a_middle_page_is_not_read_until_it_arrives() {
+        let dir = tempfile::tempdir().unwrap();
+        let page = |n: u32, next: bool| {
+            let schema = if n == 1 { r#""data_schema": {"products": ["STATUS", "ID", "name"]},"# } else { "" };
+            let next = if next { format!(r#""next_page": "https://x/{}","#, n + 1) } else { String::new() };
+            format!(
+                r#"{{"time": 7, "action": "refresh", "page_count": 3, {schema} {next} "data": {{"products": [["M", "{n}", "p{n}"]]}}}}"#
+            )
+        };
+        let old = SystemTime::now() - Duration::from_secs(60);
+        write(&dir.path().join("e-1.json"), page(1, true).as_bytes(), old);
+        write(&dir.path().join("e-3.json"), page(3, false).as_bytes(), old);
+        let paths = |dir: &std::path::Path| {
+            let mut p: Vec<_> = std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().path()).collect();
+            p.sort();
+            p
+        };
+        // The last page is here, the second is not: a refresh of two pages would remove p2.
+        let read = read_files(&paths(dir.path()), None, &mut Skims::default()).unwrap();
+        assert!(read.is_empty(), "an export without its second page was read: {} pages", read[0].pages.len());
+        write(&dir.path().join("e-2.json"), page(2, true).as_bytes(), old);
+        let read = read_files(&paths(dir.path()), None, &mut Skims::default()).unwrap();
+        assert_eq!(read.len(), 1);
+        assert_eq!(read[0].pages.len(), 3);
     }
 }

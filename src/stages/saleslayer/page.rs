@@ -24,6 +24,8 @@ pub enum PageError {
     BadRow { table: String, row: usize, problem: String },
     #[error("the export has no `time`; it cannot be used as a cursor")]
     NoTime,
+    #[error("the export's `action` is `{0}`; Sales Layer sends `update` (changes) or `refresh` (everything)")]
+    UnknownAction(String),
 }
 
 /// The layout learned from the first page, reused by later pages that omit `data_schema`.
@@ -54,13 +56,8 @@ fn learn_layouts(
 /// no usable `time` (then it is decoded, and [`decode`] says what is wrong).
 pub fn skim(bytes: &[u8], layouts: &mut Layouts) -> Option<i64> {
     // The rows are scanned as `IgnoredAny`: validated JSON, nothing kept.
-    let raw: RawPage<de::IgnoredAny> = serde_json::from_slice(bytes).ok()?;
-    let mut languages = raw.schema.as_ref().map(|s| s.languages.clone()).unwrap_or_default();
-    if let Some(d) = raw.schema.as_ref().and_then(|s| s.default_language.clone()) {
-        if !languages.contains(&d) {
-            languages.insert(0, d);
-        }
-    }
+    let raw: RawPage<de::IgnoredAny> = serde_json::from_slice(without_bom(bytes)).ok()?;
+    let (_, languages) = raw.schema.map(SchemaInfo::languages).unwrap_or_default();
     learn_layouts(raw.data_schema, raw.data_schema_info, &languages, layouts);
     raw.time
 }
@@ -68,6 +65,7 @@ pub fn skim(bytes: &[u8], layouts: &mut Layouts) -> Option<i64> {
 /// Decodes a page. `layouts` carries the column layouts from earlier pages of the same export and
 /// is updated with this page's `data_schema`.
 pub fn decode(bytes: &[u8], layouts: &mut Layouts) -> Result<Page, PageError> {
+    let bytes = without_bom(bytes);
     // A page is an object; serde would also read a struct from an array, by position.
     let first = bytes.iter().copied().find(|b| !b.is_ascii_whitespace());
     if first.is_some_and(|b| b != b'{') {
@@ -76,8 +74,12 @@ pub fn decode(bytes: &[u8], layouts: &mut Layouts) -> Result<Page, PageError> {
     }
     let raw: RawPage<BTreeMap<String, Rows>> =
         serde_json::from_slice(bytes).map_err(|e| PageError::Json(describe_json_error(&e)))?;
-    if let Some(code) =
-        raw.error.as_ref().filter(|c| !matches!(c, serde_json::Value::Null | serde_json::Value::Bool(false)))
+    if let Some(code) = raw
+        .error
+        .as_ref()
+        .filter(|c| !matches!(c, serde_json::Value::Null | serde_json::Value::Bool(false)))
+        // An empty code is no error (the official SDK tests the code for truth).
+        .filter(|c| c.as_str() != Some(""))
     {
         let code = match code {
             serde_json::Value::String(s) => s.clone(),
@@ -88,15 +90,12 @@ pub fn decode(bytes: &[u8], layouts: &mut Layouts) -> Result<Page, PageError> {
         }
     }
     let time = raw.time.ok_or(PageError::NoTime)?;
-    let (default_language, mut languages) = match raw.schema {
-        Some(s) => (s.default_language, s.languages),
-        None => (None, Vec::new()),
+    let action = match raw.action.as_deref().map(str::to_ascii_lowercase).as_deref() {
+        None | Some("update") => Action::Update,
+        Some("refresh") => Action::Refresh,
+        Some(_) => return Err(PageError::UnknownAction(raw.action.unwrap_or_default())),
     };
-    if let Some(d) = &default_language {
-        if !languages.contains(d) {
-            languages.insert(0, d.clone());
-        }
-    }
+    let (default_language, languages) = raw.schema.map(SchemaInfo::languages).unwrap_or_default();
     learn_layouts(raw.data_schema, raw.data_schema_info, &languages, layouts);
     let mut tables = BTreeMap::new();
     for (table, rows) in raw.data.unwrap_or_default() {
@@ -137,13 +136,19 @@ pub fn decode(bytes: &[u8], layouts: &mut Layouts) -> Result<Page, PageError> {
         .is_some_and(|n| n > 0);
     Ok(Page {
         time,
-        action: if raw.action.as_deref() == Some("refresh") { Action::Refresh } else { Action::Update },
+        action,
         default_language,
         languages,
         tables,
         next_page: raw.next_page.filter(|s| !s.is_empty()),
+        page_count: raw.page_count,
         waiting,
     })
+}
+
+/// `bytes` without a UTF-8 byte order mark in front (the official SDK strips one too).
+fn without_bom(bytes: &[u8]) -> &[u8] {
+    bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes)
 }
 
 fn describe_json_error(e: &serde_json::Error) -> String {
@@ -181,6 +186,13 @@ fn row(mut cells: Vec<Cell>, columns: &[Column]) -> Result<Row, String> {
         ));
     }
     cells.drain(..2);
+    // `["U"]` means "unchanged" in an image or file column only (as the official SDK reads it):
+    // elsewhere it is a list holding `U` (a one-size `size`, say).
+    for (cell, column) in cells.iter_mut().zip(columns) {
+        if *cell == Cell::Unchanged && column.media_labels.is_none() {
+            *cell = Cell::List(["U".into()].into());
+        }
+    }
     // The mirror keeps the row: no spare capacity (shrinking by two cells stays in place).
     cells.shrink_to_fit();
     Ok(Row { id, deleted: false, cells })
@@ -216,16 +228,18 @@ struct RawPage<D> {
     time: Option<i64>,
     #[serde(default)]
     action: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "object_or_empty_list")]
     schema: Option<SchemaInfo>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "object_or_empty_list")]
     data_schema: Option<BTreeMap<String, Vec<ColumnEntry>>>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "object_or_empty_list")]
     data_schema_info: Option<BTreeMap<String, BTreeMap<String, FieldInfo>>>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "object_or_empty_list", bound(deserialize = "D: Deserialize<'de> + Default"))]
     data: Option<D>,
     #[serde(default)]
     next_page: Option<String>,
+    #[serde(default, deserialize_with = "count_value")]
+    page_count: Option<u64>,
     #[serde(default)]
     waiting: Option<serde_json::Value>,
     // Other keys are ignored. (No `#[serde(flatten)]` catch-all: it makes serde buffer the whole
@@ -242,12 +256,63 @@ fn time_value<'de, D: Deserializer<'de>>(d: D) -> Result<Option<i64>, D::Error> 
     })
 }
 
-#[derive(Deserialize)]
+/// `page_count` arrives as a number or a numeric string; anything else is taken as absent.
+fn count_value<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
+    let v = Option::<serde_json::Value>::deserialize(d)?;
+    Ok(match v {
+        Some(serde_json::Value::Number(n)) => n.as_u64(),
+        Some(serde_json::Value::String(s)) => s.trim().parse().ok(),
+        _ => None,
+    })
+}
+
+/// An object, or the empty list PHP encodes an empty array as (`"data": []` in an export
+/// without changes); `null` is absent. Streams: the object is not buffered.
+fn object_or_empty_list<'de, D: Deserializer<'de>, T: Deserialize<'de> + Default>(d: D) -> Result<Option<T>, D::Error> {
+    struct ObjectOrEmpty<T>(std::marker::PhantomData<T>);
+    impl<'de, T: Deserialize<'de> + Default> Visitor<'de> for ObjectOrEmpty<T> {
+        type Value = Option<T>;
+        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            f.write_str("an object (or an empty list)")
+        }
+        fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
+            T::deserialize(de::value::MapAccessDeserializer::new(map)).map(Some)
+        }
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+            match seq.next_element::<de::IgnoredAny>()? {
+                None => Ok(Some(T::default())),
+                Some(_) => Err(de::Error::invalid_type(de::Unexpected::Seq, &self)),
+            }
+        }
+        fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_none<E: de::Error>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+    }
+    d.deserialize_any(ObjectOrEmpty(std::marker::PhantomData))
+}
+
+#[derive(Deserialize, Default)]
 struct SchemaInfo {
     #[serde(default)]
     default_language: Option<String>,
     #[serde(default)]
     languages: Vec<String>,
+}
+
+impl SchemaInfo {
+    /// The default language and the export's languages, the default first (templates and the
+    /// renderer take the first as the default).
+    fn languages(self) -> (Option<String>, Vec<String>) {
+        let mut languages = self.languages;
+        if let Some(d) = &self.default_language {
+            languages.retain(|l| l != d);
+            languages.insert(0, d.clone());
+        }
+        (self.default_language, languages)
+    }
 }
 
 #[derive(Deserialize)]
@@ -473,5 +538,41 @@ mod tests {
         let err =
             decode(br#"{"time": 1, "data": {"mat_colors": [["M", "1", "x"]]}}"#, &mut Layouts::new()).unwrap_err();
         assert_eq!(err, PageError::NoSchema { table: "mat_colors".into() });
+
+        let err = decode(br#"{"time": 1, "action": "replace"}"#, &mut Layouts::new()).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "the export's `action` is `replace`; Sales Layer sends `update` (changes) or `refresh` (everything)"
+        );
+    }
+
+    /// Shapes of an export another generator (or PHP) writes, which the official SDK reads.
+    #[test]
+    fn reads_what_the_official_sdk_reads() {
+        // A byte order mark in front, `[]` for empty objects, an empty `error`, `Refresh` in
+        // capitals, `page_count` as a string.
+        let mut bytes = b"\xEF\xBB\xBF".to_vec();
+        bytes.extend_from_slice(
+            br#"{"time": "5", "action": "Refresh", "error": "", "data_schema": [], "data_schema_info": [], "data": [], "page_count": "3", "next_page": "https://x/2"}"#,
+        );
+        let page = decode(&bytes, &mut Layouts::new()).unwrap();
+        assert_eq!((page.time, page.action, page.page_count), (5, Action::Refresh, Some(3)));
+        assert!(page.tables.is_empty());
+        assert_eq!(skim(&bytes, &mut Layouts::new()), Some(5));
+        // A non-empty list where an object belongs is still an error.
+        let err = decode(br#"{"time": 1, "data": [["M", "1"]]}"#, &mut Layouts::new()).unwrap_err();
+        assert!(err.to_string().contains("an object (or an empty list)"), "{err}");
+    }
+
+    #[test]
+    fn the_default_language_comes_first_and_u_is_unchanged_only_in_media_columns() {
+        let page = br#"{"time": 1, "schema": {"default_language": "en", "languages": ["es", "en"]},
+            "data_schema": {"products": ["STATUS", "ID", "size", {"product_image": ["STATUS", "ID", "ORG"]}]},
+            "data": {"products": [["M", "1", ["U"], ["U"]]]}}"#;
+        let page = decode(page, &mut Layouts::new()).unwrap();
+        assert_eq!(page.languages, ["en", "es"]);
+        let cells = &page.tables["products"].rows[0].cells;
+        assert_eq!(cells[0], Cell::List(["U".into()].into()));
+        assert_eq!(cells[1], Cell::Unchanged);
     }
 }
