@@ -82,6 +82,12 @@ impl Project {
     }
 }
 
+/// The ACME fixture's full export, to edit.
+fn acme_full() -> Value {
+    serde_json::from_str(&std::fs::read_to_string(repo().join("fixtures/saleslayer/acme/00-full.json")).unwrap())
+        .unwrap()
+}
+
 /// `(kind, id, action)` of every change, in plan order.
 fn changes(plan: &Value) -> Vec<(String, String, String)> {
     plan["changes"]
@@ -368,9 +374,7 @@ fn bp4_a_mass_deletion_is_refused_and_changes_nothing() {
     p.source("00-full.json");
     p.run();
     // A broken full export: only one product left.
-    let mut full: Value =
-        serde_json::from_str(&std::fs::read_to_string(repo().join("fixtures/saleslayer/acme/00-full.json")).unwrap())
-            .unwrap();
+    let mut full = acme_full();
     full["time"] = 1717090000.into();
     let products = full["data"]["products"].as_array_mut().unwrap();
     products.retain(|r| r[1] == "2001");
@@ -443,9 +447,7 @@ fn a_refresh_plan_sends_every_in_scope_item_and_no_deletion() {
 #[test]
 fn integrity_problems_are_item_errors_with_both_ids_and_the_rest_syncs() {
     let p = Project::new(DEFAULTS);
-    let mut full: Value =
-        serde_json::from_str(&std::fs::read_to_string(repo().join("fixtures/saleslayer/acme/00-full.json")).unwrap())
-            .unwrap();
+    let mut full = acme_full();
     let formats = full["data"]["product_formats"].as_array_mut().unwrap();
     // A variant of a product that is not in the export.
     let mut orphan = formats[0].clone();
@@ -837,9 +839,7 @@ fn a_null_cell_renders_as_nothing_never_as_none() {
     // Another generator writes `null` for an empty field; it must not reach the store as the
     // text `None` (a description, a tag, an option value).
     let p = Project::new(DEFAULTS);
-    let mut full: Value =
-        serde_json::from_str(&std::fs::read_to_string(repo().join("fixtures/saleslayer/acme/00-full.json")).unwrap())
-            .unwrap();
+    let mut full = acme_full();
     let columns = |table: &str| full["data_schema"][table].as_array().unwrap().clone();
     let at = |cols: &[Value], name: &str| cols.iter().position(|c| c == name).unwrap();
     let (products, formats) = (columns("products"), columns("product_formats"));
