@@ -795,3 +795,22 @@ fn a_handle_a_rename_frees_is_taken_by_a_new_product_without_overwriting_the_ren
     let plan = p.cli(&["plan", "p.yaml", "--detailed-exitcode"]);
     assert_eq!(plan.code, 0, "nothing left to do:\n{}", plan.stdout);
 }
+
+#[test]
+fn a_bulk_operation_that_fails_as_a_whole_stops_the_run_and_charges_no_item() {
+    // `JOB_ERROR`: every bulk operation ends FAILED (INTERNAL_SERVER_ERROR). Which of a file's
+    // lines the store applied is not known: its items stay queued, none is failed or parked.
+    let (s, p) = synced_setup(FaultSpec { job_error: 1.0, ..FaultSpec::default() }, PARAMS);
+    with_bulk(&p, "threshold: 1, file_items: 20, concurrency: 1");
+    let out = p.cli(&["run", "p.yaml"]);
+    assert_eq!(out.code, 1, "a failed operation stops the run as an error: {}\n{}", out.stderr, out.stdout);
+    let said = format!("{}{}", out.stdout, out.stderr);
+    assert!(said.contains("ended FAILED (INTERNAL_SERVER_ERROR)"), "{said}");
+    assert!(said.contains("its items stay queued"), "{said}");
+    assert!(s.snapshot().bulk_operations.values().all(|o| o.status == "FAILED"));
+    let run = p.log().pop().unwrap();
+    assert_eq!(run["errors"], serde_json::json!([]), "no item error: {run:#}");
+    let status = p.cli(&["status", "p.yaml"]).stdout;
+    assert!(!status.contains("parked"), "{status}");
+    assert!(status.contains("10 queued") && status.contains("store: 10 product create"), "{status}");
+}

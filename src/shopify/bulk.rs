@@ -50,12 +50,10 @@ pub struct BulkResult {
 }
 
 impl BulkResult {
-    /// Why a line has no response: the operation ended before it ran.
+    /// Why a line has no response (the operation completed: one that did not is an error of
+    /// [`run`]'s, charged to no item).
     pub fn missing(&self) -> String {
-        match &self.error_code {
-            Some(code) => format!("the bulk operation ended {} ({code}) before this item ran", self.status),
-            None => format!("the bulk operation ended {} before this item ran", self.status),
-        }
+        format!("the bulk operation ended {} without a result for this item", self.status)
     }
 }
 
@@ -78,7 +76,8 @@ pub async fn run(
     let input = json!({ "input": [{
         "filename": filename, "mimeType": "text/jsonl", "resource": "BULK_MUTATION_VARIABLES", "httpMethod": "POST"
     }]});
-    let data = client.execute(ops::STAGED_UPLOADS_CREATE, input, 11.0).await?;
+    let data =
+        client.execute(ops::STAGED_UPLOADS_CREATE, input, 11.0).await.map_err(|e| about_the_operation(e, label))?;
     let payload = &data["stagedUploadsCreate"];
     if let Some(message) = user_errors(payload) {
         return Err(GqlError::Staging(format!("stagedUploadsCreate: {message}")));
@@ -101,7 +100,10 @@ pub async fn run(
     client.upload_form(&url, &parameters, &filename, body).await?;
     // 3. The operation.
     let vars = json!({ "mutation": mutation, "path": path, "client": label });
-    let id = match start(client, ops::BULK_RUN, "bulkOperationRunMutation", vars).await? {
+    let id = match start(client, ops::BULK_RUN, "bulkOperationRunMutation", vars)
+        .await
+        .map_err(|e| about_the_operation(e, label))?
+    {
         Ok(id) => id,
         Err(message) => return Err(GqlError::Staging(format!("bulkOperationRunMutation: {message}"))),
     };
@@ -109,10 +111,22 @@ pub async fn run(
     running.lock().expect("bulk registry").insert(id.clone());
     let status = wait_for_end(client, &id).await;
     running.lock().expect("bulk registry").remove(&id);
-    let status = status?;
+    let status = status.map_err(|e| about_the_operation(e, &id))?;
     // 5. Its results.
     let text = status.get("status").and_then(Value::as_str).unwrap_or_default().to_string();
     let error_code = status.get("errorCode").and_then(Value::as_str).map(str::to_string);
+    // An operation that did not complete failed as a whole (`BulkOperationErrorCode` is about
+    // the operation: ACCESS_DENIED, INTERNAL_SERVER_ERROR, TIMEOUT): which of its lines the
+    // store applied is not known, so none is charged (they stay queued; each one sent again is
+    // a `productSet` by id or handle, which the store applies once).
+    if text != "COMPLETED" {
+        return Err(GqlError::BulkFailed(format!(
+            "bulk operation {id} ({label}, {} items) ended {}{}",
+            lines.len(),
+            if text.is_empty() { "without a status" } else { &text },
+            error_code.as_deref().map(|c| format!(" ({c})")).unwrap_or_default()
+        )));
+    }
     let result_url =
         status.get("url").and_then(Value::as_str).or_else(|| status.get("partialDataUrl").and_then(Value::as_str));
     let mut results = HashMap::new();
@@ -127,6 +141,17 @@ pub async fn run(
         }
     }
     Ok(BulkResult { status: text, error_code, lines: results })
+}
+
+/// An error of a request about a bulk operation itself (starting it, polling it): a GraphQL
+/// error there is not the store's verdict about any of its items.
+fn about_the_operation(e: GqlError, operation: &str) -> GqlError {
+    match e {
+        GqlError::Rejected { message, .. } => {
+            GqlError::BulkFailed(format!("the store refused a request about bulk operation {operation}: {message}"))
+        }
+        other => other,
+    }
 }
 
 /// Runs a bulk query and returns its result lines: one JSON object per node, the nodes of nested

@@ -37,6 +37,11 @@ pub enum GqlError {
     /// bulk operations are unusable, single calls may still work.
     #[error("cannot stage a bulk file: {0}")]
     Staging(String),
+    /// A bulk operation failed as a whole (it ended `FAILED`, `CANCELED` or `EXPIRED`, or a
+    /// request about the operation itself was refused): nothing says which of its items the
+    /// store applied, so none is charged — they stay queued.
+    #[error("{0}")]
+    BulkFailed(String),
 }
 
 impl GqlError {
@@ -57,6 +62,9 @@ impl GqlError {
             GqlError::Garbage(_) => "check the store `url`: it does not look like a Shopify Admin GraphQL endpoint",
             GqlError::Staging(_) => "check that the staged-upload host the store names is reachable from here",
             GqlError::Rejected { .. } => "the store rejected the request",
+            GqlError::BulkFailed(_) => {
+                "its items stay queued and `catsync run` sends them again; if it keeps failing, check the store's status, or set `bulk: { enabled: false }` on the export to send single calls"
+            }
         }
     }
 }

@@ -141,7 +141,8 @@ fn item_failure(e: GqlError) -> Result<Outcome, GqlError> {
         | GqlError::Garbage(_)
         | GqlError::Unreachable { .. }
         | GqlError::Exhausted { .. }
-        | GqlError::Staging(_) => Err(e),
+        | GqlError::Staging(_)
+        | GqlError::BulkFailed(_) => Err(e),
     }
 }
 
