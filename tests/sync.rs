@@ -814,3 +814,52 @@ fn a_bulk_operation_that_fails_as_a_whole_stops_the_run_and_charges_no_item() {
     assert!(!status.contains("parked"), "{status}");
     assert!(status.contains("10 queued") && status.contains("store: 10 product create"), "{status}");
 }
+
+#[test]
+fn a_value_cleared_at_the_source_is_cleared_in_the_store_and_an_unmapped_one_is_left_alone() {
+    // `productSet` leaves a field it is not sent as it is: a mapped field that becomes empty is
+    // sent empty. One the pipeline does not map is never sent.
+    let (s, p) = synced_setup(FaultSpec::default(), PARAMS);
+    p.edit("      productType: \"{{ category.section_name }}\"\n", "");
+    let out = p.cli(&["run", "p.yaml"]);
+    assert_eq!(out.code, 0, "{}\n{}", out.stderr, out.stdout);
+    let find =
+        |s: &Sandbox, handle: &str| s.snapshot().products.values().find(|p| p.handle == handle).cloned().unwrap();
+    let before = find(&s, "acme-ts-002");
+    assert!(!before.description_html.is_empty() && !before.vendor.is_empty());
+    assert_eq!(before.variants.iter().filter_map(|v| v.compare_at_price.as_deref()).next(), Some("49.90"));
+    // The merchant sets a product type by hand: the pipeline does not map it.
+    s.with_store(|store| {
+        store.products.values_mut().find(|p| p.handle == "acme-ts-002").unwrap().product_type = "Tees".into()
+    });
+
+    // The source empties product 2002's description (both languages) and brand, and its
+    // variants' compare-at prices and barcodes.
+    let mut full: Value =
+        serde_json::from_str(&std::fs::read_to_string(repo().join("fixtures/saleslayer/acme/00-full.json")).unwrap())
+            .unwrap();
+    full["time"] = 1717100000.into();
+    full["action"] = "update".into();
+    let column = |full: &Value, table: &str, name: &str| {
+        full["data_schema"][table].as_array().unwrap().iter().position(|c| c == name).unwrap()
+    };
+    let products =
+        ["product_description_en", "product_description_es", "product_brand"].map(|c| column(&full, "products", c));
+    let formats = ["format_compare_price", "format_barcode"].map(|c| column(&full, "product_formats", c));
+    for row in full["data"]["products"].as_array_mut().unwrap().iter_mut().filter(|r| r[1] == "2002") {
+        products.iter().for_each(|&i| row[i] = "".into());
+    }
+    for row in full["data"]["product_formats"].as_array_mut().unwrap().iter_mut().filter(|r| r[2] == "2002") {
+        formats.iter().for_each(|&i| row[i] = "".into());
+    }
+    std::fs::write(p.dir().join("exports/10-cleared.json"), full.to_string()).unwrap();
+    let out = p.cli(&["run", "p.yaml"]);
+    assert_eq!(out.code, 0, "{}\n{}", out.stderr, out.stdout);
+    assert!(out.stdout.contains("0 created, 1 updated"), "{}", out.stdout);
+    let after = find(&s, "acme-ts-002");
+    assert_eq!((after.description_html.as_str(), after.vendor.as_str()), ("", ""));
+    assert!(after.variants.iter().all(|v| v.compare_at_price.is_none()), "{:?}", after.variants);
+    assert!(after.variants.iter().all(|v| v.barcode.as_deref().unwrap_or_default().is_empty()), "{:?}", after.variants);
+    assert_eq!(after.product_type, "Tees", "a field the pipeline does not map is not sent");
+    assert_eq!(after.title, before.title);
+}

@@ -115,7 +115,8 @@ pub async fn create(store: &Sandbox, client: Client, doc: Document) -> Result<()
         hash_after: None,
         document: Some(Arc::new(doc)),
     };
-    match (ShopifyTarget { client }).apply(&change, None, &HashMap::new(), &[]).await {
+    let target = ShopifyTarget { client, mapped: Default::default() };
+    match target.apply(&change, None, &HashMap::new(), &[]).await {
         Ok(Outcome::Done { .. }) => Ok(()),
         Ok(Outcome::Failed { message, .. } | Outcome::Waiting { message }) => {
             Err(format!("the store refused it: {message}"))

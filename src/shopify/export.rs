@@ -49,6 +49,8 @@ pub enum Outcome {
 /// A Shopify store as an export target.
 pub struct ShopifyTarget {
     pub client: Client,
+    /// The optional fields the pipeline maps: sent empty when a document leaves them empty.
+    pub mapped: ops::MappedFields,
 }
 
 /// Translation keys whose default-language value comes from a document field.
@@ -220,7 +222,7 @@ impl ShopifyTarget {
                     Some(_) => (ops::COLLECTION_UPDATE, "collectionUpdate"),
                     None => (ops::COLLECTION_CREATE, "collectionCreate"),
                 };
-                let input = ops::collection_input(c, existing.as_deref());
+                let input = ops::collection_input(c, existing.as_deref(), &self.mapped);
                 let data = match self.client.execute(query, json!({ "input": input }), 10.0).await {
                     Ok(d) => d,
                     // A create whose answer was lost may have happened: look before retrying.
@@ -277,7 +279,7 @@ impl ShopifyTarget {
         mut images: Images<'_>,
     ) -> Result<Outcome, GqlError> {
         loop {
-            let variables = ops::product_set_variables(p, identifier, collections, &images);
+            let variables = ops::product_set_variables(p, identifier, collections, &images, &self.mapped);
             let cost = ops::product_set_cost(p, &images);
             let data = try_item!(self.client.execute(ops::PRODUCT_SET, variables, cost).await);
             let payload = &data["productSet"];
@@ -422,7 +424,7 @@ impl ShopifyTarget {
             let record = records.get(i).and_then(Option::as_ref);
             let identifier = product_identifier(change, p, record);
             let images = Images::plan(p, record, change.document.as_deref(), resent(change));
-            lines.push(ops::product_set_variables(p, identifier, &ids, &images).to_string());
+            lines.push(ops::product_set_variables(p, identifier, &ids, &images, &self.mapped).to_string());
             sent.push((i, identifier, ids));
             plans.push(images);
         }

@@ -121,29 +121,82 @@ fn put(map: &mut Map<String, Value>, key: &str, value: &Option<String>) {
     }
 }
 
+/// The optional fields a pipeline maps. `productSet` and `collectionUpdate` leave a field they are
+/// not sent as it is, so a mapped field that renders empty is sent empty (`""`; `null` for a
+/// price) and the store clears it; a field the pipeline does not map is never sent, and stays as
+/// the store has it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct MappedFields {
+    pub description_html: bool,
+    pub vendor: bool,
+    pub product_type: bool,
+    pub seo_title: bool,
+    pub seo_description: bool,
+    pub compare_at_price: bool,
+    pub barcode: bool,
+    pub collection_description_html: bool,
+    pub collection_seo_title: bool,
+    pub collection_seo_description: bool,
+}
+
+impl MappedFields {
+    /// What the `map` stage `fields` maps.
+    pub fn of(fields: &crate::stages::map::MapFields) -> MappedFields {
+        let (p, v, c) = (&fields.products, &fields.variants, fields.categories.as_ref());
+        MappedFields {
+            description_html: p.description_html.is_some(),
+            vendor: p.vendor.is_some(),
+            product_type: p.product_type.is_some(),
+            seo_title: p.seo_title.is_some(),
+            seo_description: p.seo_description.is_some(),
+            compare_at_price: v.compare_at_price.is_some(),
+            barcode: v.barcode.is_some(),
+            collection_description_html: c.is_some_and(|c| c.description_html.is_some()),
+            collection_seo_title: c.is_some_and(|c| c.seo_title.is_some()),
+            collection_seo_description: c.is_some_and(|c| c.seo_description.is_some()),
+        }
+    }
+}
+
+/// `value` under `key`; when it is empty and the pipeline maps the field, `empty` (the store
+/// clears the field).
+fn put_mapped(map: &mut Map<String, Value>, key: &str, value: &Option<String>, mapped: bool, empty: Value) {
+    match value {
+        Some(v) => {
+            map.insert(key.to_string(), Value::String(v.clone()));
+        }
+        None if mapped => {
+            map.insert(key.to_string(), empty);
+        }
+        None => {}
+    }
+}
+
 fn metafields(list: &[Metafield]) -> Value {
     list.iter().map(|m| json!({ "namespace": m.namespace, "key": m.key, "type": m.type_, "value": m.value })).collect()
 }
 
-fn seo(seo: &Option<Seo>) -> Option<Value> {
-    seo.as_ref().map(|s| {
-        let mut m = Map::new();
-        put(&mut m, "title", &s.title);
-        put(&mut m, "description", &s.description);
-        Value::Object(m)
-    })
+/// The `SEOInput` of `seo`, with the mapped fields it leaves empty sent empty (`title`,
+/// `description`: whether the pipeline maps each).
+fn seo(seo: &Option<Seo>, title: bool, description: bool) -> Option<Value> {
+    let (t, d) = seo.as_ref().map_or((None, None), |s| (s.title.clone(), s.description.clone()));
+    let mut m = Map::new();
+    put_mapped(&mut m, "title", &t, title, Value::String(String::new()));
+    put_mapped(&mut m, "description", &d, description, Value::String(String::new()));
+    (!m.is_empty()).then_some(Value::Object(m))
 }
 
 /// `ProductSetInput` for a product document; `collections` are the collection GIDs. Every list is
 /// sent complete (Shopify deletes what a `productSet` list omits) — `files` too, when it is sent
 /// at all (`images` says when, and by which ids).
-pub fn product_set_input(doc: &ProductDoc, collections: &[String], images: &Images) -> Value {
+pub fn product_set_input(doc: &ProductDoc, collections: &[String], images: &Images, mapped: &MappedFields) -> Value {
+    let empty = || Value::String(String::new());
     let mut m = Map::new();
     m.insert("handle".into(), doc.handle.clone().into());
     m.insert("title".into(), doc.title.clone().into());
-    put(&mut m, "descriptionHtml", &doc.description_html);
-    put(&mut m, "vendor", &doc.vendor);
-    put(&mut m, "productType", &doc.product_type);
+    put_mapped(&mut m, "descriptionHtml", &doc.description_html, mapped.description_html, empty());
+    put_mapped(&mut m, "vendor", &doc.vendor, mapped.vendor, empty());
+    put_mapped(&mut m, "productType", &doc.product_type, mapped.product_type, empty());
     m.insert("tags".into(), json!(doc.tags));
     m.insert("status".into(), doc.status.clone().into());
     m.insert(
@@ -164,10 +217,11 @@ pub fn product_set_input(doc: &ProductDoc, collections: &[String], images: &Imag
                     "optionValues".into(),
                     v.option_values.iter().map(|o| json!({ "optionName": o.option_name, "name": o.name })).collect(),
                 );
-                put(&mut vm, "sku", &v.sku);
+                // `sku` is always mapped.
+                put_mapped(&mut vm, "sku", &v.sku, true, empty());
                 put(&mut vm, "price", &v.price);
-                put(&mut vm, "compareAtPrice", &v.compare_at_price);
-                put(&mut vm, "barcode", &v.barcode);
+                put_mapped(&mut vm, "compareAtPrice", &v.compare_at_price, mapped.compare_at_price, Value::Null);
+                put_mapped(&mut vm, "barcode", &v.barcode, mapped.barcode, empty());
                 if let Some(file) = images.variant_file(i) {
                     vm.insert("file".into(), file);
                 }
@@ -185,7 +239,7 @@ pub fn product_set_input(doc: &ProductDoc, collections: &[String], images: &Imag
     if !doc.metafields.is_empty() {
         m.insert("metafields".into(), metafields(&doc.metafields));
     }
-    if let Some(s) = seo(&doc.seo) {
+    if let Some(s) = seo(&doc.seo, mapped.seo_title, mapped.seo_description) {
         m.insert("seo".into(), s);
     }
     Value::Object(m)
@@ -206,6 +260,7 @@ pub fn product_set_variables(
     identifier: ProductIdentifier,
     collections: &[String],
     images: &Images,
+    mapped: &MappedFields,
 ) -> Value {
     let (with_media, media) = images.media_variables();
     let identifier = match identifier {
@@ -214,7 +269,7 @@ pub fn product_set_variables(
     };
     json!({
         "identifier": identifier,
-        "input": product_set_input(doc, collections, images),
+        "input": product_set_input(doc, collections, images, mapped),
         "withMedia": with_media,
         "media": media,
     })
@@ -240,21 +295,27 @@ pub fn product_set_cost(doc: &ProductDoc, images: &Images) -> f64 {
 }
 
 /// `CollectionInput` for a category document (`id` set for an update).
-pub fn collection_input(doc: &CollectionDoc, id: Option<&str>) -> Value {
+pub fn collection_input(doc: &CollectionDoc, id: Option<&str>, mapped: &MappedFields) -> Value {
     let mut m = Map::new();
     if let Some(id) = id {
         m.insert("id".into(), id.into());
     }
     m.insert("handle".into(), doc.handle.clone().into());
     m.insert("title".into(), doc.title.clone().into());
-    put(&mut m, "descriptionHtml", &doc.description_html);
+    put_mapped(
+        &mut m,
+        "descriptionHtml",
+        &doc.description_html,
+        mapped.collection_description_html,
+        Value::String(String::new()),
+    );
     if let Some(img) = &doc.image {
         let mut im = Map::new();
         im.insert("src".into(), img.original_source.clone().into());
         put(&mut im, "altText", &img.alt);
         m.insert("image".into(), Value::Object(im));
     }
-    if let Some(s) = seo(&doc.seo) {
+    if let Some(s) = seo(&doc.seo, mapped.collection_seo_title, mapped.collection_seo_description) {
         m.insert("seo".into(), s);
     }
     Value::Object(m)
