@@ -233,6 +233,22 @@ fn store_faults_are_retried_and_bad_items_isolated_within_the_error_budget() {
     assert!(out.stdout.contains("ERROR"), "{}", out.stdout);
 }
 
+#[test]
+fn answers_lost_after_the_store_applied_them_create_nothing_twice() {
+    // A third of the answers are lost after the store applied the request: a `collectionCreate`
+    // tried again would make `handle-1`; a `productSet` by handle is an upsert anyway.
+    let s = sandbox("seed=3,lost=0.3".parse().unwrap());
+    let t = synced_project(&s);
+    let store = s.snapshot();
+    let mut collections: Vec<&str> = store.collections.values().map(|c| c.handle.as_str()).collect();
+    collections.sort();
+    assert_eq!(collections.len(), 6, "each collection created once: {collections:?}");
+    assert!(collections.iter().all(|h| !h.ends_with("-1")), "{collections:?}");
+    assert_eq!(store.products.len(), 10);
+    let log = cli(t.path(), &["log", "p.yaml"]).stdout;
+    assert!(log.contains("COMPLETED"), "{log}");
+}
+
 /// Every product and collection of a store, one entry per field the test pipeline maps, keyed
 /// `product HANDLE field` / `collection HANDLE field`, in a comparable form: ids and timestamps
 /// (which differ between runs) are left out, lists without a defined order are sorted, lists with

@@ -235,13 +235,33 @@ impl Client {
     /// Runs one operation; returns its `data`. `cost` is the expected requested cost. Retried
     /// by [`Policy::REQUEST`] in a `request` span (the operation's name, its cost, the attempt).
     pub async fn execute(&self, query: &str, variables: Value, cost: f64) -> Result<Value, GqlError> {
+        self.execute_with(query, variables, cost, true).await
+    }
+
+    /// [`Client::execute`] for an operation that must not be applied twice (`collectionCreate`):
+    /// an attempt the store may have applied (no answer after sending, a server error) is not
+    /// repeated but returned as ambiguous ([`GqlError::is_ambiguous`]), for the caller to look
+    /// before it tries again. Refused connections and throttling, which apply nothing, are retried.
+    pub async fn execute_once(&self, query: &str, variables: Value, cost: f64) -> Result<Value, GqlError> {
+        self.execute_with(query, variables, cost, false).await
+    }
+
+    async fn execute_with(&self, query: &str, variables: Value, cost: f64, repeat: bool) -> Result<Value, GqlError> {
         let span =
             tracing::info_span!("request", operation = operation_name(query), cost, attempt = tracing::field::Empty);
         let body = json!({ "query": query, "variables": variables });
+        let body = &body;
         let mut reached = false;
         let result = retry(
             Policy::REQUEST,
-            |attempt| self.attempt(&body, cost, attempt),
+            |attempt| async move {
+                match self.attempt(body, cost, attempt).await {
+                    Verdict::Retry(again, _) if !repeat && again.reached && again.kind == Again::Unanswered => {
+                        Verdict::Fail(GqlError::Exhausted { attempts: attempt, message: again.message })
+                    }
+                    verdict => verdict,
+                }
+            },
             |attempt, again, wait| {
                 reached |= again.reached;
                 self.stats.retried.fetch_add(1, Ordering::Relaxed);

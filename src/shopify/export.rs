@@ -13,6 +13,7 @@ use super::operations as ops;
 use crate::document::{Document, ProductDoc, Translations};
 use crate::model::change::{Action, Change};
 use crate::model::ItemKind;
+use crate::retry::{retry, GaveUp, Policy, Verdict, Wait};
 use crate::state::{ExportRecord, ImagesRecord};
 
 /// How `productSet` finds a product: by handle, which makes a retried create idempotent, except
@@ -157,7 +158,35 @@ macro_rules! try_item {
     };
 }
 
+/// What a `collectionCreate` came to: the store's answer, or the collection found by its handle
+/// after an attempt whose answer was lost.
+enum Created {
+    Answer(Value),
+    Found(String),
+}
+
 impl ShopifyTarget {
+    /// Creates a collection without ever creating it twice: `collectionCreate` is not an upsert
+    /// (a second one makes `handle-1`), so an attempt the store may have applied is followed by a
+    /// look by handle, and the create is tried again only when the collection is not there.
+    async fn create_collection(&self, input: &Value, handle: &str) -> Result<Created, GqlError> {
+        let attempt = |_| async {
+            match self.client.execute_once(ops::COLLECTION_CREATE, input.clone(), 10.0).await {
+                Ok(data) => Verdict::Done(Created::Answer(data)),
+                Err(e) if e.is_ambiguous() => match self.lookup(ItemKind::Category, handle).await {
+                    Ok(Some(id)) => Verdict::Done(Created::Found(id)),
+                    Ok(None) => Verdict::Retry(e, Wait::Backoff),
+                    Err(e) => Verdict::Fail(e),
+                },
+                Err(e) => Verdict::Fail(e),
+            }
+        };
+        retry(Policy::REQUEST, attempt, |_, _, _| {}).await.map_err(|gave_up| match gave_up {
+            GaveUp::Failed(e) => e,
+            GaveUp::Exhausted { last, .. } => last,
+        })
+    }
+
     /// The shop's identity (`myshopifyDomain`, or its id): what a run checks its records are for.
     /// `None` when the store will not say (the check is skipped, not the run); `Err` when the
     /// store cannot be reached or refuses the token.
@@ -222,17 +251,13 @@ impl ShopifyTarget {
                     Some(_) => (ops::COLLECTION_UPDATE, "collectionUpdate"),
                     None => (ops::COLLECTION_CREATE, "collectionCreate"),
                 };
-                let input = ops::collection_input(c, existing.as_deref(), &self.mapped);
-                let data = match self.client.execute(query, json!({ "input": input }), 10.0).await {
-                    Ok(d) => d,
-                    // A create whose answer was lost may have happened: look before retrying.
-                    Err(e) if existing.is_none() && e.is_ambiguous() => {
-                        match try_item!(self.lookup(ItemKind::Category, &c.handle).await) {
-                            Some(id) => return self.translate(doc, &id, languages).await,
-                            None => return item_failure(e),
-                        }
-                    }
-                    Err(e) => return item_failure(e),
+                let input = json!({ "input": ops::collection_input(c, existing.as_deref(), &self.mapped) });
+                let data = match existing {
+                    Some(_) => try_item!(self.client.execute(query, input, 10.0).await),
+                    None => match try_item!(self.create_collection(&input, &c.handle).await) {
+                        Created::Answer(data) => data,
+                        Created::Found(id) => return self.translate(doc, &id, languages).await,
+                    },
                 };
                 let payload = &data[field];
                 if let Some(message) = user_errors(payload) {

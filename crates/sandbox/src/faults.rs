@@ -15,6 +15,9 @@ pub struct FaultSpec {
     pub http_503: f64,
     /// Close the connection without answering.
     pub reset: f64,
+    /// Apply the request, then close the connection without answering (an answer lost on the
+    /// way back: the client cannot tell whether it was applied).
+    pub lost: f64,
     /// Delay the answer by `slow_by`.
     pub slow: f64,
     pub slow_by: Duration,
@@ -34,6 +37,7 @@ impl Default for FaultSpec {
             http_502: 0.0,
             http_503: 0.0,
             reset: 0.0,
+            lost: 0.0,
             slow: 0.0,
             slow_by: Duration::from_millis(500),
             throttle: 0.0,
@@ -46,13 +50,21 @@ impl Default for FaultSpec {
 impl FaultSpec {
     /// Whether any fault can happen.
     pub fn is_active(&self) -> bool {
-        self.http_500 + self.http_502 + self.http_503 + self.reset + self.slow + self.throttle + self.job_error > 0.0
+        self.http_500
+            + self.http_502
+            + self.http_503
+            + self.reset
+            + self.lost
+            + self.slow
+            + self.throttle
+            + self.job_error
+            > 0.0
     }
 }
 
 /// The syntax of `--faults`, for messages.
 pub const SYNTAX: &str =
-    "comma-separated `key=value` pairs: seed=N, 5xx=P, 500=P, 502=P, 503=P, reset=P, slow=P[:DURATION], throttle=P, job_error=P, retry_after=SECONDS (P between 0 and 1, DURATION like 250ms or 2s)";
+    "comma-separated `key=value` pairs: seed=N, 5xx=P, 500=P, 502=P, 503=P, reset=P, lost=P, slow=P[:DURATION], throttle=P, job_error=P, retry_after=SECONDS (P between 0 and 1, DURATION like 250ms or 2s)";
 
 impl FromStr for FaultSpec {
     type Err = String;
@@ -83,6 +95,7 @@ impl FromStr for FaultSpec {
                 "502" => spec.http_502 = rate(value)?,
                 "503" => spec.http_503 = rate(value)?,
                 "reset" => spec.reset = rate(value)?,
+                "lost" => spec.lost = rate(value)?,
                 "slow" => match value.split_once(':') {
                     Some((r, d)) => {
                         spec.slow = rate(r)?;
@@ -99,8 +112,8 @@ impl FromStr for FaultSpec {
                 other => return Err(format!("unknown fault `{other}`; expected {SYNTAX}")),
             }
         }
-        if spec.http_500 + spec.http_502 + spec.http_503 + spec.reset + spec.throttle > 1.0 {
-            return Err("fault rates of 5xx, reset and throttle add up to more than 1".to_string());
+        if spec.http_500 + spec.http_502 + spec.http_503 + spec.reset + spec.lost + spec.throttle > 1.0 {
+            return Err("fault rates of 5xx, reset, lost and throttle add up to more than 1".to_string());
         }
         Ok(spec)
     }
@@ -128,6 +141,8 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
 pub enum Fault {
     Status(u16),
     Reset,
+    /// Applied, then no answer.
+    Lost,
     Throttle,
 }
 
@@ -172,6 +187,7 @@ impl Faults {
             (s.http_502, Fault::Status(502)),
             (s.http_503, Fault::Status(503)),
             (s.reset, Fault::Reset),
+            (s.lost, Fault::Lost),
             (s.throttle, Fault::Throttle),
         ];
         let mut acc = 0.0;

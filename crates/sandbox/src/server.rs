@@ -83,6 +83,10 @@ pub async fn run(listener: TcpListener, shared: Arc<Shared>, mut shutdown: onesh
                                 }
                                 match fault {
                                     Some(Fault::Reset) => return Err(InjectedReset),
+                                    Some(Fault::Lost) => {
+                                        let _applied = app.call(req).await;
+                                        return Err(InjectedReset);
+                                    }
                                     Some(Fault::Status(code)) => {
                                         let retry_after = lock(&shared.faults).spec().retry_after;
                                         return Ok(server_error(code, retry_after));
