@@ -24,9 +24,17 @@ pub fn data_file(state_dir: &Path, name: &str) -> PathBuf {
 }
 
 /// Enables `languages` in a sandbox the pipeline owns (a real store's languages are its owner's
-/// to enable), so translations can be registered.
+/// to enable), so translations can be registered; while it holds nothing yet, the first of them
+/// becomes its primary language (the one product fields are written in).
 pub fn enable_locales(sandbox: &Sandbox, languages: &[String]) {
-    sandbox.with_store(|store| store.enable_locales(languages));
+    sandbox.with_store(|store| {
+        if let Some(first) = languages.first() {
+            if store.products.is_empty() && store.collections.is_empty() && store.primary_locale() != first {
+                store.set_primary_locale(first);
+            }
+        }
+        store.enable_locales(languages)
+    });
 }
 
 impl Hosted {

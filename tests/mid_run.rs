@@ -288,6 +288,27 @@ fn a_language_the_store_has_not_enabled_stops_the_run_before_anything_is_sent() 
 }
 
 #[test]
+fn a_default_language_other_than_the_stores_primary_stops_the_run_before_anything_is_sent() {
+    // The store's primary language is English; a pipeline whose first language is Spanish would
+    // write Spanish into the product fields and register English as a translation.
+    let (s, p) = synced_setup(catsync::sandbox::FaultSpec::default(), PARAMS);
+    p.edit("languages: [en, es]", "languages: [es, en]");
+    let out = p.cli(&["run", "p.yaml"]);
+    assert_eq!(out.code, 1, "{}\n{}", out.stderr, out.stdout);
+    assert!(out.stderr.contains("default language `es`"), "{}", out.stderr);
+    assert!(out.stderr.contains("which is `en`"), "{}", out.stderr);
+    assert!(out.stderr.contains("Put `en` first in `parameters.languages`"), "{}", out.stderr);
+    assert!(s.requests().iter().all(|r| r.kind != "mutation"), "nothing was sent");
+    // The built-in store is the pipeline's own: new, it takes the pipeline's first language as
+    // its primary one.
+    let built_in = Project::new("sandbox://shop", PARAMS);
+    built_in.edit("languages: [en, es]", "languages: [es, en]");
+    built_in.source("00-full.json");
+    let out = built_in.cli(&["run", "p.yaml"]);
+    assert_eq!(out.code, 0, "{}\n{}", out.stderr, out.stdout);
+}
+
+#[test]
 fn a_lock_file_naming_a_live_process_that_holds_no_lock_is_taken_over() {
     // A pid that is alive (this test process) but holds no lock: a reused pid, or a file left
     // half-written. Only the OS lock decides who runs.

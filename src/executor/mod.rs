@@ -987,7 +987,15 @@ impl<'a> Exporter<'a> {
                         .locales()
                         .await
                         .map_err(|e| (format!("export `{}`: {e}; {}", stage.name, e.hint()), Exit::Error))?;
-                    if let Some(enabled) = locales {
+                    if let Some(crate::shopify::export::ShopLocales { enabled, primary }) = locales {
+                        // The first language fills the product fields, the others become
+                        // translations: the first must be the store's primary language.
+                        if let Some(primary) = primary.filter(|p| !p.eq_ignore_ascii_case(&languages[0])) {
+                            return Err((format!(
+                                "export `{}`: the pipeline's default language `{}` (the first of `parameters.languages`) is not the primary language of the store `{identity}`, which is `{primary}`; nothing was sent: the `{}` texts would go into the store's `{primary}` fields. Put `{primary}` first in `parameters.languages` (if the catalog has it), or change the store's default language",
+                                stage.name, languages[0], languages[0]
+                            ), Exit::Error));
+                        }
                         let missing: Vec<&str> =
                             languages.iter().filter(|l| !enabled.contains(l)).map(String::as_str).collect();
                         if !missing.is_empty() {

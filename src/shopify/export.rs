@@ -158,6 +158,14 @@ macro_rules! try_item {
     };
 }
 
+/// The shop's languages (`shopLocales`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ShopLocales {
+    pub enabled: Vec<String>,
+    /// The language of the product fields themselves; the others are translations.
+    pub primary: Option<String>,
+}
+
 /// What a `collectionCreate` came to: the store's answer, or the collection found by its handle
 /// after an attempt whose answer was lost.
 enum Created {
@@ -204,16 +212,18 @@ impl ShopifyTarget {
         Ok(id.map(str::to_string))
     }
 
-    /// The locales enabled in the shop, or `None` when the token may not read them (then the
-    /// check is left to the store's answers).
-    pub async fn locales(&self) -> Result<Option<Vec<String>>, GqlError> {
+    /// The locales enabled in the shop and its primary one, or `None` when the token may not
+    /// read them (then the check is left to the store's answers).
+    pub async fn locales(&self) -> Result<Option<ShopLocales>, GqlError> {
         match self.client.execute(ops::SHOP_LOCALES, json!({}), 1.0).await {
-            Ok(data) => Ok(Some(
-                data["shopLocales"]
-                    .as_array()
-                    .map(|ls| ls.iter().filter_map(|l| l["locale"].as_str().map(str::to_string)).collect())
-                    .unwrap_or_default(),
-            )),
+            Ok(data) => {
+                let list = data["shopLocales"].as_array().map_or(&[][..], Vec::as_slice);
+                let locale = |l: &Value| l["locale"].as_str().map(str::to_string);
+                Ok(Some(ShopLocales {
+                    enabled: list.iter().filter_map(locale).collect(),
+                    primary: list.iter().find(|l| l["primary"].as_bool() == Some(true)).and_then(locale),
+                }))
+            }
             Err(GqlError::Rejected { .. }) => Ok(None),
             Err(e) => Err(e),
         }

@@ -457,6 +457,15 @@ impl Store {
         }
     }
 
+    /// Makes `lang` the primary locale (enabling it), the former primary one staying enabled:
+    /// what a merchant does in Settings → Languages before the catalog is written.
+    pub fn set_primary_locale(&mut self, lang: &str) {
+        self.enable_locales(&[lang.to_string()]);
+        for l in &mut self.locales {
+            l.primary = l.locale == lang;
+        }
+    }
+
     /// A fresh numeric id (ids are unique across all kinds, like Shopify's are per kind).
     pub fn alloc_id(&mut self) -> u64 {
         self.next_id += 1;
