@@ -538,6 +538,16 @@ pub(crate) fn with_bulk(p: &Project, settings: &str) {
     p.edit("    token: ${SHOPIFY_TOKEN}\n", &format!("    token: ${{SHOPIFY_TOKEN}}\n    bulk: {{ {settings} }}\n"));
 }
 
+/// Waits until the running `child` has started a bulk operation in `s`.
+pub(crate) fn wait_for_a_bulk_file(s: &Sandbox, child: &mut Child) {
+    let start = Instant::now();
+    while s.snapshot().bulk_operations.is_empty() {
+        assert!(child.try_wait().unwrap().is_none(), "the run ended before starting a bulk file");
+        assert!(start.elapsed() < Duration::from_secs(60), "no bulk file was started");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 /// Translations in the store by product handle: (locale, key, value), sorted.
 pub(crate) fn translations(s: &Sandbox) -> BTreeMap<String, Vec<(String, String, String)>> {
     let store = s.snapshot();
@@ -625,12 +635,7 @@ fn deactivation_cancels_the_bulk_files_in_flight_and_the_next_run_sends_them_aga
     with_bulk(&p, "threshold: 1, file_items: 20, concurrency: 1");
     s.hold_bulk_operations(catsync::sandbox::BulkHold::Created);
     let mut child = p.spawn(&["run", "p.yaml"]);
-    let start = Instant::now();
-    while s.snapshot().bulk_operations.is_empty() {
-        assert!(child.try_wait().unwrap().is_none(), "the run ended before starting a bulk file");
-        assert!(start.elapsed() < Duration::from_secs(60), "no bulk file was started");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    wait_for_a_bulk_file(&s, &mut child);
     let out = p.cli(&["deactivate", "p.yaml"]);
     assert_eq!(out.code, 0, "{}", out.stderr);
     let out = finish(child);
@@ -862,4 +867,51 @@ fn a_value_cleared_at_the_source_is_cleared_in_the_store_and_an_unmapped_one_is_
     assert!(after.variants.iter().all(|v| v.barcode.as_deref().unwrap_or_default().is_empty()), "{:?}", after.variants);
     assert_eq!(after.product_type, "Tees", "a field the pipeline does not map is not sent");
     assert_eq!(after.title, before.title);
+}
+
+#[test]
+fn a_product_whose_translations_are_refused_keeps_its_id_and_media_for_the_next_send() {
+    // The store takes the products but refuses their Spanish (the language was disabled while
+    // the run sent them): each product is an item error, yet the store has it — its record keeps
+    // the product's id and media, so the next send updates it without making its images again.
+    let (s, p) = synced_setup(FaultSpec::default(), PARAMS);
+    with_bulk(&p, "threshold: 1, file_items: 20, concurrency: 1");
+    s.hold_bulk_operations(catsync::sandbox::BulkHold::Created);
+    let mut child = p.spawn(&["run", "p.yaml"]);
+    wait_for_a_bulk_file(&s, &mut child);
+    s.with_store(|store| store.locales.retain(|l| l.locale != "es"));
+    s.hold_bulk_operations(catsync::sandbox::BulkHold::None);
+    let out = finish(child);
+    assert_eq!(out.code, 6, "item errors: {}\n{}", out.stderr, out.stdout);
+    assert!(out.stdout.contains("INVALID_LOCALE_FOR_SHOP"), "{}", out.stdout);
+    let media = |s: &Sandbox| -> Vec<u64> {
+        let store = s.snapshot();
+        let product = store.products.values().find(|p| p.handle == "acme-ts-001").unwrap();
+        product.media.iter().map(|m| m.id).collect()
+    };
+    let before = media(&s);
+    assert!(!before.is_empty());
+
+    // Spanish again, and product 2001 renamed at the source: it is sent again (by its id).
+    s.with_store(|store| store.enable_locales(&["es".to_string()]));
+    let mut full: Value =
+        serde_json::from_str(&std::fs::read_to_string(repo().join("fixtures/saleslayer/acme/00-full.json")).unwrap())
+            .unwrap();
+    full["time"] = 1717100000.into();
+    full["action"] = "update".into();
+    let name = full["data_schema"]["products"].as_array().unwrap().iter().position(|c| c == "product_name_en").unwrap();
+    let rows = full["data"]["products"].as_array_mut().unwrap();
+    rows.retain(|r| r[1] == "2001");
+    rows[0][name] = "Basic Cotton Tee".into();
+    full["data"]["product_formats"] = serde_json::json!([]);
+    full["data"]["catalogue"] = serde_json::json!([]);
+    std::fs::write(p.dir().join("exports/10-renamed.json"), full.to_string()).unwrap();
+    let out = p.cli(&["run", "p.yaml"]);
+    assert_eq!(out.code, 0, "{}\n{}", out.stderr, out.stdout);
+    assert!(out.stdout.contains("0 created, 1 updated"), "{}", out.stdout);
+    let store = s.snapshot();
+    let same: Vec<_> = store.products.values().filter(|p| p.handle.starts_with("acme-ts-001")).collect();
+    assert_eq!(same.len(), 1, "updated, not made again");
+    assert_eq!(same[0].title, "Basic Cotton Tee");
+    assert_eq!(media(&s), before, "its images were not made again");
 }

@@ -1157,9 +1157,14 @@ impl<'a> Exporter<'a> {
         let mut confirmed: Vec<&QueueEntry> = Vec::new();
         let mut done = Vec::new();
         let mut gids = Vec::new();
+        // Items the store has but refused in part: their records keep the id and images only.
+        let mut partial: Vec<(&QueueEntry, String, Option<crate::state::ImagesRecord>)> = Vec::new();
         for (i, (entry, outcome)) in batch.iter().zip(outcomes).enumerate() {
             let c = &entry.change;
             let item = format!("{} {}:{}", c.export, c.kind.singular(), c.source_id);
+            if let Outcome::Partial { gid, images, .. } = &outcome {
+                partial.push((entry, gid.clone(), images.clone()));
+            }
             match outcome {
                 Outcome::Done { gid, images } => {
                     gids.push((gid, images));
@@ -1175,7 +1180,7 @@ impl<'a> Exporter<'a> {
                     // Dequeued uncharged: the next run plans it again (it has no new record).
                     f.waiting.push(format!("{} {}: {message}", c.kind.singular(), c.source_id));
                 }
-                Outcome::Failed { message, retryable } => {
+                Outcome::Failed { message, retryable } | Outcome::Partial { message, retryable, .. } => {
                     let previous = failures.get(&(c.kind, c.source_id.clone()));
                     let attempts = match previous {
                         Some(fl) if fl.hash == c.hash_after => fl.attempts + 1,
@@ -1199,6 +1204,9 @@ impl<'a> Exporter<'a> {
             }
         }
         record(ns, &export_name, &confirmed, gids, records)?;
+        if !partial.is_empty() {
+            record_partial(ns, &export_name, partial, records)?;
+        }
         if done.len() < batch.len() && !f.base_lost {
             // The base says every queued item reaches its target. One that does not leaves a
             // term the records will not have, and later merges of the same item could cancel
@@ -1557,6 +1565,36 @@ fn record(
                 _ => return None,
             };
             Some((c.kind, c.source_id.clone(), record))
+        })
+        .collect();
+    ns.write_records(export, writes, Some(before))?;
+    Ok(())
+}
+
+/// Records what the store has of items it refused in part ([`Outcome::Partial`]): their id and
+/// images, under the hash their record had (none: empty), so the next plan sends them again and
+/// the next send finds the product and its media.
+fn record_partial(
+    ns: &Namespace,
+    export: &str,
+    partial: Vec<(&QueueEntry, String, Option<crate::state::ImagesRecord>)>,
+    before: &Records,
+) -> Result<(), Error> {
+    let writes = partial
+        .into_iter()
+        .map(|(entry, gid, images)| {
+            let c = &entry.change;
+            let old = before.get(&(c.kind, c.source_id.clone()));
+            let record = ExportRecord {
+                handle: c.handle.clone(),
+                gid: Some(gid),
+                hash: old.map(|r| r.hash.clone()).unwrap_or_default(),
+                fields: old.map(|r| r.fields.clone()).unwrap_or_default(),
+                archived: old.is_some_and(|r| r.archived),
+                images: images.or_else(|| old.and_then(|r| r.images.clone())),
+                adopted: old.is_some_and(|r| r.adopted),
+            };
+            (c.kind, c.source_id.clone(), Some(record))
         })
         .collect();
     ns.write_records(export, writes, Some(before))?;

@@ -167,7 +167,13 @@ impl Target {
                     let outcomes: Vec<Outcome> = stream::iter(calls).buffered(*concurrency).try_collect().await?;
                     for (e, outcome) in phase.iter().zip(&outcomes) {
                         let c = &e.change;
-                        if let (ItemKind::Category, Outcome::Done { gid, .. }) = (c.kind, outcome) {
+                        // A collection the store has, refused in part or not, takes products.
+                        let gid = match outcome {
+                            Outcome::Done { gid, .. } => Some(gid.as_ref()),
+                            Outcome::Partial { gid, .. } => Some(Some(gid)),
+                            _ => None,
+                        };
+                        if let (ItemKind::Category, Some(gid)) = (c.kind, gid) {
                             match (c.action, gid) {
                                 (Action::Delete, _) => {
                                     collections.remove(&c.handle);

@@ -118,7 +118,7 @@ pub async fn create(store: &Sandbox, client: Client, doc: Document) -> Result<()
     let target = ShopifyTarget { client, mapped: Default::default() };
     match target.apply(&change, None, &HashMap::new(), &[]).await {
         Ok(Outcome::Done { .. }) => Ok(()),
-        Ok(Outcome::Failed { message, .. } | Outcome::Waiting { message }) => {
+        Ok(Outcome::Failed { message, .. } | Outcome::Partial { message, .. } | Outcome::Waiting { message }) => {
             Err(format!("the store refused it: {message}"))
         }
         Err(e) => Err(format!("the store could not be reached: {e}")),

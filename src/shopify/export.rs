@@ -42,6 +42,10 @@ pub enum Outcome {
     Done { gid: Option<String>, images: Option<ImagesRecord> },
     /// The store refused the item (`userErrors`) or could not be reached for it; other items go on.
     Failed { message: String, retryable: bool },
+    /// The store has the item (its id, a product's images) but refused part of it (its
+    /// translations): a failure of the item, whose record keeps the id and images, so that the
+    /// next send finds the product and its media instead of making them again.
+    Partial { gid: String, images: Option<ImagesRecord>, message: String, retryable: bool },
     /// Not sent: it waits for something that failed first (its collection). Not an error of its
     /// own: nothing is charged to it, and the next run plans it again.
     Waiting { message: String },
@@ -105,10 +109,11 @@ impl Outcome {
         Outcome::Done { gid, images: None }
     }
 
-    /// This outcome with a product's images, when it is a confirmation.
+    /// This outcome with a product's images, when the store has the product.
     fn with_images(self, images: Option<ImagesRecord>) -> Outcome {
         match self {
             Outcome::Done { gid, .. } => Outcome::Done { gid, images },
+            Outcome::Partial { gid, message, retryable, .. } => Outcome::Partial { gid, images, message, retryable },
             other => other,
         }
     }
@@ -367,7 +372,8 @@ impl ShopifyTarget {
                     .await
             );
             if let Some(message) = user_errors(&data["translationsRegister"]) {
-                return Ok(translation_failure(&message));
+                let (message, retryable) = translation_failure(&message);
+                return Ok(Outcome::Partial { gid: id.to_string(), images: None, message, retryable });
             }
         }
         Ok(Outcome::done(Some(id.to_string())))
@@ -394,13 +400,14 @@ fn translation_inputs(doc: &Document, languages: &[String]) -> Vec<Value> {
     inputs
 }
 
-fn translation_failure(message: &str) -> Outcome {
+/// The message of the store's refusal of an item's translations, and whether to try again.
+fn translation_failure(message: &str) -> (String, bool) {
     let hint = if message.contains("INVALID_LOCALE_FOR_SHOP") {
         " — enable the pipeline's `languages` in the store (Settings → Languages), or remove them from `parameters.languages`"
     } else {
         ""
     };
-    Outcome::Failed { message: format!("translations: {message}{hint}"), retryable: false }
+    (format!("translations: {message}{hint}"), false)
 }
 
 /// A line's failure in a bulk result (top-level `errors`, or the mutation's `userErrors`).
@@ -520,6 +527,7 @@ impl ShopifyTarget {
             }
         }
         // Translations of the products the store now has.
+        let mut translations_failed: HashMap<usize, (String, bool)> = HashMap::new();
         let mut owners = Vec::new();
         let mut lines = Vec::new();
         let mut ordered: Vec<(&usize, &String)> = gids.iter().collect();
@@ -552,20 +560,27 @@ impl ShopifyTarget {
             };
             for (line, &i) in owners[range.clone()].iter().enumerate() {
                 let failed = match result.lines.get(&line) {
-                    None => Outcome::Failed { message: format!("translations: {}", result.missing()), retryable: true },
+                    None => (format!("translations: {}", result.missing()), true),
                     Some(v) => match bulk_line_failure(v, "translationsRegister") {
                         Some(message) => translation_failure(&message),
                         None => continue,
                     },
                 };
-                outcomes[i].get_or_insert(failed);
+                // The product is in the store: its id and images are kept (`Outcome::Partial`).
+                translations_failed.entry(i).or_insert(failed);
             }
         }
         Ok(outcomes
             .into_iter()
             .enumerate()
             .map(|(i, o)| {
-                o.unwrap_or_else(|| Outcome::Done { gid: gids.get(&i).cloned(), images: confirmed_images.remove(&i) })
+                o.unwrap_or_else(|| {
+                    let (gid, images) = (gids.get(&i).cloned(), confirmed_images.remove(&i));
+                    match (gid, translations_failed.remove(&i)) {
+                        (Some(gid), Some((message, retryable))) => Outcome::Partial { gid, images, message, retryable },
+                        (gid, _) => Outcome::Done { gid, images },
+                    }
+                })
             })
             .collect())
     }

@@ -161,7 +161,7 @@ fn describe_json_error(e: &serde_json::Error) -> String {
             format!("the JSON ends early at line {} column {} (a truncated download?)", e.line(), e.column())
         }
         Category::Syntax => format!("invalid JSON at line {} column {}: {what}", e.line(), e.column()),
-        Category::Data => format!("not a Sales Layer export: {what}"),
+        Category::Data => format!("not a Sales Layer export: {what} (at line {} column {})", e.line(), e.column()),
         Category::Io => format!("read error: {what}"),
     }
 }
@@ -562,6 +562,9 @@ mod tests {
         // A non-empty list where an object belongs is still an error.
         let err = decode(br#"{"time": 1, "data": [["M", "1"]]}"#, &mut Layouts::new()).unwrap_err();
         assert!(err.to_string().contains("an object (or an empty list)"), "{err}");
+        // A value of the wrong type says where it is.
+        let err = decode(b"{\"time\": 1,\n \"schema\": {\"languages\": null}}", &mut Layouts::new()).unwrap_err();
+        assert!(err.to_string().ends_with("expected a sequence (at line 2 column 29)"), "{err}");
     }
 
     #[test]
