@@ -884,6 +884,8 @@ fn a_product_whose_translations_are_refused_keeps_its_id_and_media_for_the_next_
     let out = finish(child);
     assert_eq!(out.code, 6, "item errors: {}\n{}", out.stderr, out.stdout);
     assert!(out.stdout.contains("INVALID_LOCALE_FOR_SHOP"), "{}", out.stdout);
+    let explained = p.cli(&["explain", "p.yaml", "product:2001"]);
+    assert_eq!(explained.code, 0, "{}\n{}", explained.stderr, explained.stdout);
     let media = |s: &Sandbox| -> Vec<u64> {
         let store = s.snapshot();
         let product = store.products.values().find(|p| p.handle == "acme-ts-001").unwrap();
@@ -914,4 +916,41 @@ fn a_product_whose_translations_are_refused_keeps_its_id_and_media_for_the_next_
     assert_eq!(same.len(), 1, "updated, not made again");
     assert_eq!(same[0].title, "Basic Cotton Tee");
     assert_eq!(media(&s), before, "its images were not made again");
+}
+
+#[test]
+fn the_default_variant_of_a_product_without_variants_keeps_what_the_merchant_set() {
+    // A product the catalog gives no variant is sent with Shopify's "Default Title" variant; the
+    // catalog says nothing of its SKU or barcode, so what the merchant sets there stays.
+    let s = sandbox(FaultSpec::default(), 2000.0, 100.0);
+    let p = Project::new(&s.url(), PARAMS);
+    let mut full: Value =
+        serde_json::from_str(&std::fs::read_to_string(repo().join("fixtures/saleslayer/acme/00-full.json")).unwrap())
+            .unwrap();
+    full["data"]["product_formats"].as_array_mut().unwrap().retain(|r| r[2] != "2002");
+    std::fs::create_dir_all(p.dir().join("exports")).unwrap();
+    std::fs::write(p.dir().join("exports/00-full.json"), full.to_string()).unwrap();
+    let out = p.cli(&["run", "p.yaml"]);
+    assert_eq!(out.code, 0, "{}\n{}", out.stderr, out.stdout);
+    s.with_store(|store| {
+        let product = store.products.values_mut().find(|p| p.handle == "acme-ts-002").unwrap();
+        assert_eq!(product.variants.len(), 1);
+        product.variants[0].sku = Some("SHOP-SKU".into());
+        product.variants[0].barcode = Some("123".into());
+    });
+    let name = full["data_schema"]["products"].as_array().unwrap().iter().position(|c| c == "product_name_en").unwrap();
+    full["time"] = 1717100000.into();
+    full["action"] = "update".into();
+    full["data"]["products"].as_array_mut().unwrap().iter_mut().find(|r| r[1] == "2002").unwrap()[name] =
+        "Merino Tee".into();
+    std::fs::write(p.dir().join("exports/10-renamed.json"), full.to_string()).unwrap();
+    let out = p.cli(&["run", "p.yaml"]);
+    assert_eq!(out.code, 0, "{}\n{}", out.stderr, out.stdout);
+    let store = s.snapshot();
+    let product = store.products.values().find(|p| p.handle == "acme-ts-002").unwrap();
+    assert_eq!(product.title, "Merino Tee");
+    assert_eq!(
+        (product.variants[0].sku.as_deref(), product.variants[0].barcode.as_deref()),
+        (Some("SHOP-SKU"), Some("123"))
+    );
 }

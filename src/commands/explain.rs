@@ -88,7 +88,7 @@ pub fn exec(args: &ExplainArgs, g: &Globals) -> Result<Exit, Error> {
             match record {
                 Some(r) => format!(
                     "hash {} (handle `{}`{})",
-                    &r.hash[..16],
+                    r.hash.get(..16).unwrap_or(&r.hash),
                     r.handle,
                     if r.archived { ", archived" } else { "" }
                 ),

@@ -1572,8 +1572,9 @@ fn record(
 }
 
 /// Records what the store has of items it refused in part ([`Outcome::Partial`]): their id and
-/// images, under the hash their record had (none: empty), so the next plan sends them again and
-/// the next send finds the product and its media.
+/// images, under an empty hash that no document has, so the next plan sends them again whatever
+/// the source holds by then (even the document their old record was for), and the next send
+/// finds the product and its media.
 fn record_partial(
     ns: &Namespace,
     export: &str,
@@ -1588,9 +1589,9 @@ fn record_partial(
             let record = ExportRecord {
                 handle: c.handle.clone(),
                 gid: Some(gid),
-                hash: old.map(|r| r.hash.clone()).unwrap_or_default(),
+                hash: String::new(),
                 fields: old.map(|r| r.fields.clone()).unwrap_or_default(),
-                archived: old.is_some_and(|r| r.archived),
+                archived: c.action == Action::Archive,
                 images: images.or_else(|| old.and_then(|r| r.images.clone())),
                 adopted: old.is_some_and(|r| r.adopted),
             };

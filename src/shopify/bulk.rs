@@ -109,9 +109,10 @@ pub async fn run(
     };
     // 4. Its end (registered meanwhile, so a stopping run can cancel it).
     running.lock().expect("bulk registry").insert(id.clone());
-    let status = wait_for_end(client, &id).await;
+    // One that could not be followed to its end stays registered: it may still be running, and
+    // the stopping run cancels it.
+    let status = wait_for_end(client, &id).await.map_err(|e| about_the_operation(e, &id))?;
     running.lock().expect("bulk registry").remove(&id);
-    let status = status.map_err(|e| about_the_operation(e, &id))?;
     // 5. Its results.
     let text = status.get("status").and_then(Value::as_str).unwrap_or_default().to_string();
     let error_code = status.get("errorCode").and_then(Value::as_str).map(str::to_string);

@@ -183,13 +183,26 @@ impl ShopifyTarget {
     /// (a second one makes `handle-1`), so an attempt the store may have applied is followed by a
     /// look by handle, and the create is tried again only when the collection is not there.
     async fn create_collection(&self, input: &Value, handle: &str) -> Result<Created, GqlError> {
-        let attempt = |_| async {
+        let look = || async {
+            match self.lookup(ItemKind::Category, handle).await {
+                Ok(Some(id)) => Some(Verdict::Done(Created::Found(id))),
+                Ok(None) => None,
+                Err(e) => Some(Verdict::Fail(e)),
+            }
+        };
+        let attempt = |n: u32| async move {
+            // After an ambiguous attempt: look again after the backoff too (a create the store
+            // was still applying when first looked for).
+            if n > 1 {
+                if let Some(verdict) = look().await {
+                    return verdict;
+                }
+            }
             match self.client.execute_once(ops::COLLECTION_CREATE, input.clone(), 10.0).await {
                 Ok(data) => Verdict::Done(Created::Answer(data)),
-                Err(e) if e.is_ambiguous() => match self.lookup(ItemKind::Category, handle).await {
-                    Ok(Some(id)) => Verdict::Done(Created::Found(id)),
-                    Ok(None) => Verdict::Retry(e, Wait::Backoff),
-                    Err(e) => Verdict::Fail(e),
+                Err(e) if e.is_ambiguous() => match look().await {
+                    Some(verdict) => verdict,
+                    None => Verdict::Retry(e, Wait::Backoff),
                 },
                 Err(e) => Verdict::Fail(e),
             }
@@ -550,6 +563,15 @@ impl ShopifyTarget {
             .await
             {
                 Ok(r) => r,
+                // The products are in the store (their `productSet` file completed): a failed
+                // translations file keeps their ids and images, and their translations are sent
+                // again by the next run (`Outcome::Partial`, retried, parked only after attempts).
+                Err(GqlError::BulkFailed(why)) => {
+                    for &i in &owners[range] {
+                        translations_failed.entry(i).or_insert((format!("translations: {why}"), true));
+                    }
+                    continue;
+                }
                 Err(e) => {
                     let failed = item_failure(e)?;
                     for &i in &owners[range] {

@@ -217,11 +217,20 @@ pub fn product_set_input(doc: &ProductDoc, collections: &[String], images: &Imag
                     "optionValues".into(),
                     v.option_values.iter().map(|o| json!({ "optionName": o.option_name, "name": o.name })).collect(),
                 );
-                // `sku` is always mapped.
-                put_mapped(&mut vm, "sku", &v.sku, true, empty());
+                // A variant of the catalog's (`sku` is always mapped); not the "Default Title"
+                // variant of a product without any, whose fields the catalog does not give and
+                // the merchant may set in the store.
+                let ours = !v.source_id.is_empty();
+                put_mapped(&mut vm, "sku", &v.sku, ours, empty());
                 put(&mut vm, "price", &v.price);
-                put_mapped(&mut vm, "compareAtPrice", &v.compare_at_price, mapped.compare_at_price, Value::Null);
-                put_mapped(&mut vm, "barcode", &v.barcode, mapped.barcode, empty());
+                put_mapped(
+                    &mut vm,
+                    "compareAtPrice",
+                    &v.compare_at_price,
+                    ours && mapped.compare_at_price,
+                    Value::Null,
+                );
+                put_mapped(&mut vm, "barcode", &v.barcode, ours && mapped.barcode, empty());
                 if let Some(file) = images.variant_file(i) {
                     vm.insert("file".into(), file);
                 }
