@@ -453,6 +453,7 @@ impl Skims {
 fn read_files(paths: &[PathBuf], cursor: Option<i64>, skims: &mut Skims) -> Result<Vec<Export>, SourceError> {
     let mut layouts = page::Layouts::new();
     let mut exports: Vec<Export> = Vec::new();
+    let mut parsed_pages: Vec<(String, Option<std::fs::Metadata>, page::Parsed)> = Vec::new();
     for path in paths {
         let shown = path.display().to_string();
         let meta = std::fs::metadata(path).ok();
@@ -479,9 +480,17 @@ fn read_files(paths: &[PathBuf], cursor: Option<i64>, skims: &mut Skims) -> Resu
                 }
             }
         }
+        let parsed = page::parse(&bytes).map_err(|error| SourceError::Page { path: shown.clone(), error })?;
+        drop(bytes);
+        parsed_pages.push((shown, meta, parsed));
+    }
+    // Each export's pages laid out together, exports in time order and, within one, the pages
+    // that declare the layouts first: a later page (which may leave `data_schema` out) takes its
+    // own export's columns, whatever the file names' order — never another export's.
+    parsed_pages.sort_by_key(|(_, _, p)| (p.time, !p.declares_layouts()));
+    for (shown, meta, parsed) in parsed_pages {
         let before = layouts.clone();
-        let page =
-            page::decode(&bytes, &mut layouts).map_err(|error| SourceError::Page { path: shown.clone(), error })?;
+        let page = parsed.resolve(&mut layouts).map_err(|error| SourceError::Page { path: shown.clone(), error })?;
         if let Some(meta) = &meta {
             // The layouts this file declared: every entry decoding replaced.
             let own: page::Layouts = layouts
@@ -603,5 +612,41 @@ mod skim_tests {
         let read = read_files(&paths(dir.path()), None, &mut Skims::default()).unwrap();
         assert_eq!(read.len(), 1);
         assert_eq!(read[0].pages.len(), 3);
+    }
+
+    #[test]
+    fn a_page_without_a_layout_takes_its_own_exports_whatever_the_file_names_order() {
+        // `b-2.json` sorts before `b.json`: page 2 of export 9 must still be laid out by page 1's
+        // `data_schema` (which swaps the two languages), not by export 8's.
+        let dir = tempfile::tempdir().unwrap();
+        let old = SystemTime::now() - Duration::from_secs(60);
+        let schema = |cols: &str| {
+            format!(
+                r#""data_schema": {{"products": ["STATUS", "ID", {cols}]}}, "schema": {{"default_language": "en", "languages": ["en", "es"]}},"#
+            )
+        };
+        let a = format!(
+            r#"{{"time": 8, {} "data": {{"products": [["M", "1", "one", "uno"]]}}}}"#,
+            schema(r#""name_en", "name_es""#)
+        );
+        let b = format!(
+            r#"{{"time": 9, {} "next_page": "https://x/2", "data": {{"products": [["M", "2", "dos", "two"]]}}}}"#,
+            schema(r#""name_es", "name_en""#)
+        );
+        let b2 = r#"{"time": 9, "data": {"products": [["M", "3", "tres", "three"]]}}"#;
+        write(&dir.path().join("a.json"), a.as_bytes(), old);
+        write(&dir.path().join("b.json"), b.as_bytes(), old);
+        write(&dir.path().join("b-2.json"), b2.as_bytes(), old);
+        let mut paths: Vec<_> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().path()).collect();
+        paths.sort();
+        let read = read_files(&paths, None, &mut Skims::default()).unwrap();
+        assert_eq!(read.len(), 2);
+        for page in &read[1].pages {
+            let t = &page.tables["products"];
+            let en = t.columns.iter().position(|c| c.name == "name_en").unwrap();
+            let row = &t.rows[0];
+            let want = if &*row.id == "2" { "two" } else { "three" };
+            assert_eq!(row.cells[en].text(), want, "row {}", row.id);
+        }
     }
 }

@@ -65,6 +65,26 @@ pub fn skim(bytes: &[u8], layouts: &mut Layouts) -> Option<i64> {
 /// Decodes a page. `layouts` carries the column layouts from earlier pages of the same export and
 /// is updated with this page's `data_schema`.
 pub fn decode(bytes: &[u8], layouts: &mut Layouts) -> Result<Page, PageError> {
+    parse(bytes)?.resolve(layouts)
+}
+
+/// A page read, its rows not yet laid out in columns ([`Parsed::resolve`]): what lets a source
+/// see each page's export (`time`) and whether it declares a layout before laying any out.
+pub struct Parsed {
+    pub time: i64,
+    action: Action,
+    default_language: Option<String>,
+    languages: Vec<String>,
+    data_schema: Option<BTreeMap<String, Vec<ColumnEntry>>>,
+    data_schema_info: Option<BTreeMap<String, BTreeMap<String, FieldInfo>>>,
+    data: BTreeMap<String, Rows>,
+    next_page: Option<String>,
+    page_count: Option<u64>,
+    waiting: bool,
+}
+
+/// Reads a page's envelope and rows (see [`decode`]).
+pub fn parse(bytes: &[u8]) -> Result<Parsed, PageError> {
     let bytes = without_bom(bytes);
     // A page is an object; serde would also read a struct from an array, by position.
     let first = bytes.iter().copied().find(|b| !b.is_ascii_whitespace());
@@ -96,37 +116,6 @@ pub fn decode(bytes: &[u8], layouts: &mut Layouts) -> Result<Page, PageError> {
         Some(_) => return Err(PageError::UnknownAction(raw.action.unwrap_or_default())),
     };
     let (default_language, languages) = raw.schema.map(SchemaInfo::languages).unwrap_or_default();
-    learn_layouts(raw.data_schema, raw.data_schema_info, &languages, layouts);
-    let mut tables = BTreeMap::new();
-    for (table, rows) in raw.data.unwrap_or_default() {
-        let columns = match layouts.get(&table) {
-            Some(c) => c.clone(),
-            None if rows.0.is_empty() => continue,
-            None => return Err(PageError::NoSchema { table }),
-        };
-        let mut decoded = Vec::with_capacity(rows.0.len());
-        for (i, cells) in rows.0.into_iter().enumerate() {
-            let r = row(cells, &columns).map_err(|problem| PageError::BadRow {
-                table: table.clone(),
-                row: i + 1,
-                problem,
-            })?;
-            decoded.push(r);
-        }
-        // Two rows for one id on a page: which one is right cannot be known.
-        let mut seen: std::collections::HashMap<&str, usize> = std::collections::HashMap::with_capacity(decoded.len());
-        for (i, r) in decoded.iter().enumerate() {
-            if let Some(first) = seen.insert(&r.id, i + 1) {
-                return Err(PageError::BadRow {
-                    table: table.clone(),
-                    row: i + 1,
-                    problem: format!("id `{}` already appears in row {first}; an export lists each item once", r.id),
-                });
-            }
-        }
-        drop(seen);
-        tables.insert(table, TablePage { columns, rows: decoded });
-    }
     let waiting = raw
         .waiting
         .as_ref()
@@ -134,16 +123,78 @@ pub fn decode(bytes: &[u8], layouts: &mut Layouts) -> Result<Page, PageError> {
         .and_then(|i| i.get("partial"))
         .and_then(|p| p.as_u64())
         .is_some_and(|n| n > 0);
-    Ok(Page {
+    Ok(Parsed {
         time,
         action,
         default_language,
         languages,
-        tables,
+        data_schema: raw.data_schema,
+        data_schema_info: raw.data_schema_info,
+        data: raw.data.unwrap_or_default(),
         next_page: raw.next_page.filter(|s| !s.is_empty()),
         page_count: raw.page_count,
         waiting,
     })
+}
+
+impl Parsed {
+    /// Whether the page declares column layouts (`data_schema`): the first page of an export does.
+    pub fn declares_layouts(&self) -> bool {
+        self.data_schema.as_ref().is_some_and(|s| !s.is_empty())
+    }
+
+    /// Lays the rows out in columns: this page's `data_schema`, learned into `layouts`, or the
+    /// layouts earlier pages left there.
+    pub fn resolve(self, layouts: &mut Layouts) -> Result<Page, PageError> {
+        let Parsed {
+            time,
+            action,
+            default_language,
+            languages,
+            data_schema,
+            data_schema_info,
+            data,
+            next_page,
+            page_count,
+            waiting,
+        } = self;
+        learn_layouts(data_schema, data_schema_info, &languages, layouts);
+        let mut tables = BTreeMap::new();
+        for (table, rows) in data {
+            let columns = match layouts.get(&table) {
+                Some(c) => c.clone(),
+                None if rows.0.is_empty() => continue,
+                None => return Err(PageError::NoSchema { table }),
+            };
+            let mut decoded = Vec::with_capacity(rows.0.len());
+            for (i, cells) in rows.0.into_iter().enumerate() {
+                let r = row(cells, &columns).map_err(|problem| PageError::BadRow {
+                    table: table.clone(),
+                    row: i + 1,
+                    problem,
+                })?;
+                decoded.push(r);
+            }
+            // Two rows for one id on a page: which one is right cannot be known.
+            let mut seen: std::collections::HashMap<&str, usize> =
+                std::collections::HashMap::with_capacity(decoded.len());
+            for (i, r) in decoded.iter().enumerate() {
+                if let Some(first) = seen.insert(&r.id, i + 1) {
+                    return Err(PageError::BadRow {
+                        table: table.clone(),
+                        row: i + 1,
+                        problem: format!(
+                            "id `{}` already appears in row {first}; an export lists each item once",
+                            r.id
+                        ),
+                    });
+                }
+            }
+            drop(seen);
+            tables.insert(table, TablePage { columns, rows: decoded });
+        }
+        Ok(Page { time, action, default_language, languages, tables, next_page, page_count, waiting })
+    }
 }
 
 /// `bytes` without a UTF-8 byte order mark in front (the official SDK strips one too).
