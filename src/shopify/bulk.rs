@@ -45,7 +45,6 @@ pub type Running = Arc<Mutex<HashSet<String>>>;
 #[derive(Debug)]
 pub struct BulkResult {
     pub status: String,
-    pub error_code: Option<String>,
     pub lines: HashMap<usize, Value>,
 }
 
@@ -141,7 +140,7 @@ pub async fn run(
             }
         }
     }
-    Ok(BulkResult { status: text, error_code, lines: results })
+    Ok(BulkResult { status: text, lines: results })
 }
 
 /// An error of a request about a bulk operation itself (starting it, polling it): a GraphQL

@@ -385,8 +385,8 @@ impl ShopifyTarget {
                     .await
             );
             if let Some(message) = user_errors(&data["translationsRegister"]) {
-                let (message, retryable) = translation_failure(&message);
-                return Ok(Outcome::Partial { gid: id.to_string(), images: None, message, retryable });
+                let message = translation_failure(&message);
+                return Ok(Outcome::Partial { gid: id.to_string(), images: None, message, retryable: false });
             }
         }
         Ok(Outcome::done(Some(id.to_string())))
@@ -413,14 +413,15 @@ fn translation_inputs(doc: &Document, languages: &[String]) -> Vec<Value> {
     inputs
 }
 
-/// The message of the store's refusal of an item's translations, and whether to try again.
-fn translation_failure(message: &str) -> (String, bool) {
+/// The message of the store's refusal of an item's translations (not tried again: the same
+/// translations would be refused the same way).
+fn translation_failure(message: &str) -> String {
     let hint = if message.contains("INVALID_LOCALE_FOR_SHOP") {
         " — enable the pipeline's `languages` in the store (Settings → Languages), or remove them from `parameters.languages`"
     } else {
         ""
     };
-    (format!("translations: {message}{hint}"), false)
+    format!("translations: {message}{hint}")
 }
 
 /// A line's failure in a bulk result (top-level `errors`, or the mutation's `userErrors`).
@@ -584,7 +585,7 @@ impl ShopifyTarget {
                 let failed = match result.lines.get(&line) {
                     None => (format!("translations: {}", result.missing()), true),
                     Some(v) => match bulk_line_failure(v, "translationsRegister") {
-                        Some(message) => translation_failure(&message),
+                        Some(message) => (translation_failure(&message), false),
                         None => continue,
                     },
                 };

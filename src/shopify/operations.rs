@@ -179,10 +179,11 @@ fn metafields(list: &[Metafield]) -> Value {
 /// The `SEOInput` of `seo`, with the mapped fields it leaves empty sent empty (`title`,
 /// `description`: whether the pipeline maps each).
 fn seo(seo: &Option<Seo>, title: bool, description: bool) -> Option<Value> {
-    let (t, d) = seo.as_ref().map_or((None, None), |s| (s.title.clone(), s.description.clone()));
+    let none = None;
+    let (t, d) = seo.as_ref().map_or((&none, &none), |s| (&s.title, &s.description));
     let mut m = Map::new();
-    put_mapped(&mut m, "title", &t, title, Value::String(String::new()));
-    put_mapped(&mut m, "description", &d, description, Value::String(String::new()));
+    put_mapped(&mut m, "title", t, title, Value::String(String::new()));
+    put_mapped(&mut m, "description", d, description, Value::String(String::new()));
     (!m.is_empty()).then_some(Value::Object(m))
 }
 

@@ -111,7 +111,7 @@ impl ApiCall<'_> {
                 self.url
             )));
         }
-        if let Some(declared) = pages.iter().filter_map(|p| p.page_count).max().filter(|&n| (pages.len() as u64) < n) {
+        if let Some(declared) = super::declared_pages(&pages).filter(|&n| (pages.len() as u64) < n) {
             return Err(SourceError::Api(format!(
                 "the export at {} declares {declared} pages but its last page came after {}; nothing was read from it — run again",
                 self.url,
