@@ -261,9 +261,16 @@ pub mod hash {
         /// From a document's canonical JSON and item hash ([`canonical`]): the field hashes are
         /// those of its top-level members' bytes, as [`encode`] hashes them.
         pub fn of_canonical(json: Box<str>, hash: String) -> Encoded {
-            let members: BTreeMap<std::borrow::Cow<'_, str>, &serde_json::value::RawValue> =
-                serde_json::from_str(&json).expect("canonical JSON of a document is an object");
-            let fields = members.into_iter().map(|(k, v)| (k.into_owned(), field_hash(v.get().as_bytes()))).collect();
+            let fields = match crate::canonical::members(json.as_bytes()) {
+                Some(members) => {
+                    members.into_iter().map(|(k, v)| (k.into_owned(), field_hash(&json.as_bytes()[v]))).collect()
+                }
+                None => {
+                    let members: BTreeMap<std::borrow::Cow<'_, str>, &serde_json::value::RawValue> =
+                        serde_json::from_str(&json).expect("canonical JSON of a document is an object");
+                    members.into_iter().map(|(k, v)| (k.into_owned(), field_hash(v.get().as_bytes()))).collect()
+                }
+            };
             Encoded { json, hash, fields }
         }
     }

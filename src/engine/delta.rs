@@ -327,10 +327,19 @@ fn finish(
                 digest.remove(ItemKind::Product, p, hash, false);
             }
         }
+        let mut unchanged = HashSet::new();
         for ((kind, id), hash) in &docs.hashes {
             digest.add(*kind, id, hash, false);
+            let before = match kind {
+                ItemKind::Category => stored.categories.get(&**id),
+                ItemKind::Product => stored.products.get(&**id).and_then(Option::as_ref),
+                ItemKind::Variant => None,
+            };
+            if before.and_then(|o| o.hash.as_ref()) == Some(hash) {
+                unchanged.insert((*kind, id.clone()));
+            }
         }
-        let partial = Partial { evaluated, docs_total: digest.count as usize, digest };
+        let partial = Partial { evaluated, docs_total: digest.count as usize, digest, unchanged };
         let Data::Documents(docs) = std::mem::replace(&mut evaluation.outputs[idx], Data::Nothing) else {
             continue;
         };

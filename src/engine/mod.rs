@@ -3,7 +3,7 @@
 //! stages decide scope and render documents. Nothing here writes to state or to a target: the
 //! result says what a run would persist. [`delta`] evaluates only what a change touches.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::sync::Arc;
 
 use crate::catalog::mirror::{Mirror, RowChange};
@@ -57,6 +57,10 @@ pub struct Partial {
     pub docs_total: usize,
     /// The digest of every document's hash (as a full evaluation's checkpoint has it).
     pub digest: RecordsDigest,
+    /// The evaluated items whose document hash is the one their stored output holds. When the
+    /// records are as the base's run left them (a plan outside a run checks their digest), each
+    /// one's record holds that hash too: a plan need not read it to know the item is unchanged.
+    pub unchanged: HashSet<(ItemKind, Arc<str>)>,
 }
 
 impl DocSet {

@@ -291,10 +291,17 @@ fn plan_catalog(pipeline: &CompiledPipeline, state: &State, opts: &PlanOptions) 
                 (heads, n, docs.hashes.len(), false)
             }
             Some(partial) => {
-                let records = ns.records_at(&stage.name, partial.evaluated.iter().map(|(k, id)| (*k, &**id)))?;
+                // Outside a run the records are as the base's run left them (`delta_evaluation`
+                // checked their digest): an item whose hash is its stored output's is unchanged,
+                // and its record is not read. Within a run they may be halfway: all are read.
+                let wanted =
+                    partial.evaluated.iter().filter(|item| opts.within_run || !partial.unchanged.contains(*item));
+                let records = ns.records_at(&stage.name, wanted.map(|(k, id)| (*k, &**id)))?;
                 (records, ns.records_digest(&stage.name)?.count as usize, partial.docs_total, true)
             }
         };
+        // The items known unchanged without their record (above).
+        let unchanged = docs.partial.as_ref().filter(|_| !opts.within_run).map(|p| &p.unchanged);
         tracing::debug!(elapsed_ms = started.elapsed().as_millis() as u64, "records read");
         let full_record = |kind: ItemKind, id: &str| ns.record(&stage.name, kind, id).ok().flatten();
         let mut export_changes = ExportPlanner {
@@ -303,6 +310,7 @@ fn plan_catalog(pipeline: &CompiledPipeline, state: &State, opts: &PlanOptions) 
             docs,
             records: &records,
             full_record: (!whole).then_some(&full_record as &ReadRecord),
+            unchanged,
             refresh: opts.refresh,
             config_changed,
             errored: evaluation.errors.iter().map(|e| (e.kind, e.source_id.clone())).collect(),
@@ -638,6 +646,8 @@ struct ExportPlanner<'a> {
     /// The whole record of an item, field hashes included (read for the items that changed);
     /// `None`: `records` are whole already.
     full_record: Option<&'a ReadRecord<'a>>,
+    /// Items unchanged although `records` lacks them (`Partial::unchanged`).
+    unchanged: Option<&'a HashSet<(ItemKind, Arc<str>)>>,
     refresh: bool,
     config_changed: bool,
     errored: HashSet<(ItemKind, String)>,
@@ -655,6 +665,9 @@ impl ExportPlanner<'_> {
         let mut slots: Vec<Option<Change>> = items
             .par_iter()
             .map(|&((kind, id), hash)| {
+                if self.unchanged.is_some_and(|u| u.contains(&(*kind, id.clone()))) {
+                    return None;
+                }
                 // Kept when the plan needs it (`KeepDocuments`).
                 let doc = self.docs.rendered.docs.get(&(*kind, id.clone()));
                 let record = self.records.get(&(*kind, id.to_string()));

@@ -11,6 +11,7 @@
 //! is its length (LEB128) and its bytes, and a count is LEB128. An `Unchanged` cell is stored as
 //! `NULL`, as JSON stored it (`null`).
 
+use super::binary::{put_len, put_str, put_strs, Reader};
 use crate::model::source::Cell;
 
 /// The first byte of a row in this form (a JSON row starts with `[`).
@@ -53,7 +54,7 @@ pub(super) fn decode(raw: &[u8]) -> Result<Vec<Cell>, String> {
     let Some((&BINARY, rest)) = raw.split_first() else {
         return serde_json::from_slice(raw).map_err(|e| e.to_string());
     };
-    let mut r = Reader { rest };
+    let mut r = Reader::new(rest);
     let mut cells = Vec::new();
     while let Some(tag) = r.byte() {
         cells.push(match tag {
@@ -72,69 +73,6 @@ pub(super) fn decode(raw: &[u8]) -> Result<Vec<Cell>, String> {
         });
     }
     Ok(cells)
-}
-
-fn put_str(out: &mut Vec<u8>, s: &str) {
-    put_len(out, s.len());
-    out.extend_from_slice(s.as_bytes());
-}
-
-fn put_strs(out: &mut Vec<u8>, items: &[Box<str>]) {
-    put_len(out, items.len());
-    for s in items {
-        put_str(out, s);
-    }
-}
-
-/// A length or count as LEB128 (7 bits a byte, low bits first).
-fn put_len(out: &mut Vec<u8>, mut n: usize) {
-    while n >= 0x80 {
-        out.push((n as u8 & 0x7f) | 0x80);
-        n >>= 7;
-    }
-    out.push(n as u8);
-}
-
-struct Reader<'b> {
-    rest: &'b [u8],
-}
-
-impl<'b> Reader<'b> {
-    fn byte(&mut self) -> Option<u8> {
-        let (&b, rest) = self.rest.split_first()?;
-        self.rest = rest;
-        Some(b)
-    }
-
-    /// A length or count; never more than the bytes left (each counted item takes one at least),
-    /// so a damaged one cannot make a large allocation.
-    fn len(&mut self) -> Result<usize, String> {
-        let mut n: usize = 0;
-        for shift in (0..usize::BITS).step_by(7) {
-            let b = self.byte().ok_or("a truncated row")?;
-            n |= usize::from(b & 0x7f) << shift;
-            if b & 0x80 == 0 {
-                return if n <= self.rest.len() {
-                    Ok(n)
-                } else {
-                    Err(format!("a row claiming {n} bytes or items past its end"))
-                };
-            }
-        }
-        Err("a row with a length too long".into())
-    }
-
-    fn str(&mut self) -> Result<&'b str, String> {
-        let n = self.len()?;
-        let (bytes, rest) = self.rest.split_at(n);
-        self.rest = rest;
-        std::str::from_utf8(bytes).map_err(|e| format!("a row's text: {e}"))
-    }
-
-    fn strs(&mut self) -> Result<Box<[Box<str>]>, String> {
-        let n = self.len()?;
-        (0..n).map(|_| self.str().map(Box::from)).collect()
-    }
 }
 
 #[cfg(test)]

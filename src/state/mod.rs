@@ -9,9 +9,11 @@ use std::sync::Arc;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
+mod binary;
 mod cells;
 mod index;
 mod queue;
+mod record_form;
 mod rows;
 mod shared;
 mod writes;
@@ -24,7 +26,7 @@ use crate::model::ItemKind;
 use writes::{Streamed, Writes};
 
 /// The layout version this build reads and writes. Migrations are append-only (see [`migrate`]).
-pub const SCHEMA_VERSION: u32 = 8;
+pub const SCHEMA_VERSION: u32 = 9;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StateError {
@@ -690,8 +692,20 @@ fn migrate(state: &State) -> Result<(), StateError> {
     // 7 → 8: mirror rows are written in a compact binary form (`cells.rs`); JSON rows still read,
     // and a bucket's untouched rows keep their form when it is rewritten. The step only stops an
     // older catsync from taking a binary row for damage.
-    let migrations: [Migration; 8] =
-        [|_| Ok(()), |_| Ok(()), rows::rows_into_buckets, |_| Ok(()), |_| Ok(()), |_| Ok(()), |_| Ok(()), |_| Ok(())];
+    // 8 → 9: export records are written in a compact binary form (`record_form.rs`); JSON records
+    // still read, and take the new form when next written. The step only stops an older catsync
+    // from taking a binary record for damage.
+    let migrations: [Migration; 9] = [
+        |_| Ok(()),
+        |_| Ok(()),
+        rows::rows_into_buckets,
+        |_| Ok(()),
+        |_| Ok(()),
+        |_| Ok(()),
+        |_| Ok(()),
+        |_| Ok(()),
+        |_| Ok(()),
+    ];
     for (from, step) in migrations.iter().enumerate().skip(version as usize) {
         step(state)?;
         meta.insert("schema_version", (from as u32 + 1).to_string().as_bytes()).map_err(|e| state.corrupt(e))?;
@@ -754,6 +768,16 @@ impl Namespace<'_> {
     /// Every value under a key prefix, in key order, with the rest of its key. Values are read
     /// from sled in order, then decoded on both cores (mirrors and records hold 100,000s).
     fn scan<T: DeserializeOwned + Send>(&self, tree: &str, parts: &[&str]) -> Result<Vec<(String, T)>, StateError> {
+        self.scan_with(tree, parts, |raw| serde_json::from_slice(raw).map_err(|e| e.to_string()))
+    }
+
+    /// [`Namespace::scan`] with values in a form of their own.
+    fn scan_with<T: Send>(
+        &self,
+        tree: &str,
+        parts: &[&str],
+        decode: impl Fn(&[u8]) -> Result<T, String> + Sync,
+    ) -> Result<Vec<(String, T)>, StateError> {
         use rayon::prelude::*;
         let tree = self.state.tree(tree)?;
         let mut prefix = self.key(parts);
@@ -762,7 +786,7 @@ impl Namespace<'_> {
         raw.par_iter()
             .map(|(k, v)| {
                 let rest = String::from_utf8_lossy(&k[prefix.len()..]).into_owned();
-                serde_json::from_slice(v).map(|value| (rest, value))
+                decode(v).map(|value| (rest, value))
             })
             .collect::<Result<Vec<_>, _>>()
             .map_err(|e| self.state.corrupt(e))
@@ -873,44 +897,26 @@ impl Namespace<'_> {
     /// Every export record of `export` without its per-field hashes (what a plan compares; the
     /// field hashes of the few records whose item changed are read with [`Namespace::record`]).
     pub fn record_heads(&self, export: &str) -> Result<BTreeMap<(ItemKind, String), ExportRecord>, StateError> {
-        /// An [`ExportRecord`] read without its `fields` (skipped, not allocated).
-        #[derive(Deserialize)]
-        struct Head {
-            handle: String,
-            #[serde(default)]
-            gid: Option<String>,
-            hash: String,
-            #[serde(default)]
-            archived: bool,
-            #[serde(default)]
-            adopted: bool,
-        }
         let mut out = BTreeMap::new();
         for kind in ItemKind::ALL {
-            for (id, h) in self.scan::<Head>("records", &[export, kind.singular()])? {
-                let record = ExportRecord {
-                    handle: h.handle,
-                    gid: h.gid,
-                    hash: h.hash,
-                    fields: BTreeMap::new(),
-                    archived: h.archived,
-                    images: None,
-                    adopted: h.adopted,
-                };
-                out.insert((kind, id), record);
-            }
+            let heads = self.scan_with("records", &[export, kind.singular()], |raw| record_form::decode(raw, false))?;
+            out.extend(heads.into_iter().map(|(id, record)| ((kind, id), record)));
         }
         Ok(out)
     }
 
     /// The export records of one kind of item, by source id.
     pub fn records_of(&self, export: &str, kind: ItemKind) -> Result<Vec<(String, ExportRecord)>, StateError> {
-        self.scan("records", &[export, kind.singular()])
+        self.scan_with("records", &[export, kind.singular()], |raw| record_form::decode(raw, true))
     }
 
     /// One export record, by key (no scan).
     pub fn record(&self, export: &str, kind: ItemKind, id: &str) -> Result<Option<ExportRecord>, StateError> {
-        self.get("records", &[export, kind.singular(), id])
+        let tree = self.state.tree("records")?;
+        match tree.get(self.key(&[export, kind.singular(), id])).map_err(|e| self.state.corrupt(e))? {
+            Some(raw) => record_form::decode(&raw, true).map(Some).map_err(|e| self.state.corrupt(e)),
+            None => Ok(None),
+        }
     }
 
     /// The records of some items by key (absent ones are left out), read in key order and, when
@@ -932,7 +938,7 @@ impl Namespace<'_> {
             .with_min_len(MIN_PER_TASK)
             .map(|(key, kind, id)| {
                 let Some(bytes) = tree.get(key).map_err(|e| self.state.corrupt(e))? else { return Ok(None) };
-                let record = serde_json::from_slice(&bytes).map_err(|e| self.state.corrupt(e))?;
+                let record = record_form::decode(&bytes, true).map_err(|e| self.state.corrupt(e))?;
                 Ok(Some(((*kind, id.to_string()), record)))
             })
             .collect::<Result<Vec<_>, StateError>>()?;
@@ -993,7 +999,7 @@ impl Namespace<'_> {
             match &record {
                 Some(r) => {
                     digest.add(kind, &id, &r.hash, r.archived);
-                    batch.insert(key, json(r));
+                    batch.insert(key, record_form::encode(r));
                 }
                 None => batch.remove(key),
             }
