@@ -869,6 +869,51 @@ fn a_value_cleared_at_the_source_is_cleared_in_the_store_and_an_unmapped_one_is_
     assert_eq!(after.title, before.title);
 }
 
+/// An export of product 2002 alone whose Spanish name is left empty and whose Spanish description
+/// is the English one: a store that shows Spanish must fall back to the English text for both.
+fn spanish_cleared(p: &Project) {
+    let text = std::fs::read_to_string(repo().join("fixtures/saleslayer/acme/08-vendor-change.json")).unwrap();
+    let mut export: Value = serde_json::from_str(&text).unwrap();
+    let products = export["data"]["products"].as_array_mut().unwrap();
+    products.retain(|row| row[1] == "2002");
+    let row = products[0].as_array_mut().unwrap();
+    assert_eq!(row[5], "Camiseta Merino Trail", "product_name_es");
+    row[5] = Value::from("");
+    row[7] = row[6].clone();
+    std::fs::write(p.dir().join("exports/20-spanish-cleared.json"), export.to_string()).unwrap();
+}
+
+#[test]
+fn a_translation_cleared_in_the_pim_leaves_the_store_by_single_calls_and_in_bulk() {
+    for bulk in [false, true] {
+        let (s, p) = synced_setup(FaultSpec::default(), PARAMS);
+        if bulk {
+            with_bulk(&p, "threshold: 1, file_items: 3, concurrency: 2");
+        }
+        let out = p.cli(&["run", "p.yaml"]);
+        assert_eq!(out.code, 0, "{}\n{}", out.stderr, out.stdout);
+        let spanish = |s: &Sandbox| -> Vec<String> {
+            translations(s)["acme-ts-002"].iter().filter(|(l, ..)| l == "es").map(|(_, k, _)| k.clone()).collect()
+        };
+        assert_eq!(spanish(&s), ["body_html", "meta_title", "product_type", "title"], "bulk: {bulk}");
+        let other = translations(&s)["acme-ts-001"].clone();
+
+        spanish_cleared(&p);
+        let out = p.cli(&["run", "p.yaml"]);
+        assert_eq!(out.code, 0, "{}\n{}", out.stderr, out.stdout);
+        assert!(out.stdout.contains("1 updated"), "bulk: {bulk}: {}", out.stdout);
+        // The SEO title's template still renders a Spanish value (" | ACME Outdoor"), and the
+        // product type comes from the category's name: both stay.
+        assert_eq!(spanish(&s), ["meta_title", "product_type"], "bulk: {bulk}: the cleared translations are gone");
+        assert_eq!(translations(&s)["acme-ts-001"], other, "another product's translations stay");
+        assert_eq!(roots(&s, "translationsRemove"), 1, "bulk: {bulk}: one call for the product's keys");
+        // Nothing more to send, nothing more removed.
+        let out = p.cli(&["run", "p.yaml"]);
+        assert!(out.stdout.contains("COMPLETED: 0 created, 0 updated"), "{}", out.stdout);
+        assert_eq!(roots(&s, "translationsRemove"), 1);
+    }
+}
+
 #[test]
 fn a_product_whose_translations_are_refused_keeps_its_id_and_media_for_the_next_send() {
     // The store takes the products but refuses their Spanish (the language was disabled while

@@ -284,7 +284,7 @@ impl ShopifyTarget {
                     Some(_) => try_item!(self.client.execute(query, input, 10.0).await),
                     None => match try_item!(self.create_collection(&input, &c.handle).await) {
                         Created::Answer(data) => data,
-                        Created::Found(id) => return self.translate(doc, &id, languages).await,
+                        Created::Found(id) => return self.translate(doc, &id, languages, clears(change)).await,
                     },
                 };
                 let payload = &data[field];
@@ -297,7 +297,7 @@ impl ShopifyTarget {
                         retryable: true,
                     });
                 };
-                self.translate(doc, id, languages).await
+                self.translate(doc, id, languages, clears(change)).await
             }
             (ItemKind::Product, _, Some(doc @ Document::Product(p))) => {
                 let mut ids = Vec::with_capacity(p.collections.len());
@@ -315,7 +315,7 @@ impl ShopifyTarget {
                 let images = Images::plan(p, record, Some(doc), resent(change));
                 let outcome = self.set_product(p, identifier, &ids, images).await?;
                 let Outcome::Done { gid: Some(id), images } = outcome else { return Ok(outcome) };
-                Ok(self.translate(doc, &id, languages).await?.with_images(images))
+                Ok(self.translate(doc, &id, languages, clears(change)).await?.with_images(images))
             }
             _ => Ok(Outcome::Failed { message: "the change has no document to send".to_string(), retryable: false }),
         }
@@ -376,8 +376,15 @@ impl ShopifyTarget {
         }
     }
 
-    /// Registers the document's translations (≤ 100 keys per call), then reports success.
-    async fn translate(&self, doc: &Document, id: &str, languages: &[String]) -> Result<Outcome, GqlError> {
+    /// Registers the document's translations (≤ 100 keys per call); with `clear`, then removes
+    /// those it no longer has ([`stale_translations`]); then reports success.
+    async fn translate(
+        &self,
+        doc: &Document,
+        id: &str,
+        languages: &[String],
+        clear: bool,
+    ) -> Result<Outcome, GqlError> {
         for chunk in translation_inputs(doc, languages).chunks(100) {
             let data = try_item!(
                 self.client
@@ -385,6 +392,28 @@ impl ShopifyTarget {
                     .await
             );
             if let Some(message) = user_errors(&data["translationsRegister"]) {
+                let message = translation_failure(&message);
+                return Ok(Outcome::Partial { gid: id.to_string(), images: None, message, retryable: false });
+            }
+        }
+        if clear {
+            return self.remove_stale_translations(doc, id, languages).await;
+        }
+        Ok(Outcome::done(Some(id.to_string())))
+    }
+
+    /// Removes the translations of `doc`'s resource that the document no longer has
+    /// ([`stale_translations`]): one `translationsRemove` per set of keys.
+    async fn remove_stale_translations(
+        &self,
+        doc: &Document,
+        id: &str,
+        languages: &[String],
+    ) -> Result<Outcome, GqlError> {
+        for (keys, locales) in stale_translations(doc, languages, &self.mapped) {
+            let variables = json!({ "resourceId": id, "translationKeys": keys, "locales": locales });
+            let data = try_item!(self.client.execute(ops::TRANSLATIONS_REMOVE, variables, 10.0).await);
+            if let Some(message) = user_errors(&data["translationsRemove"]) {
                 let message = translation_failure(&message);
                 return Ok(Outcome::Partial { gid: id.to_string(), images: None, message, retryable: false });
             }
@@ -411,6 +440,66 @@ fn translation_inputs(doc: &Document, languages: &[String]) -> Vec<Value> {
         }
     }
     inputs
+}
+
+/// Whether sending `change` must also remove translations its document no longer has: an update
+/// whose translations changed (a create has none to remove; an unchanged `translations` field
+/// means the store has exactly the document's).
+fn clears(change: &Change) -> bool {
+    change.action == Action::Update && change.fields_changed.iter().any(|f| f == "translations")
+}
+
+/// The translations the store should not have for `doc`: in each non-default language, the keys
+/// the pipeline translates (title, and each mapped field of `mapped`) whose default-language value
+/// the document has but whose translation it lacks — left empty in the PIM, or the same as the
+/// default, so that the store shows the default. Grouped by set of keys, each with its locales.
+/// Without this, a translation cleared in the PIM would stay in the store for good
+/// (`translationsRegister` only adds or replaces).
+fn stale_translations(
+    doc: &Document,
+    languages: &[String],
+    mapped: &ops::MappedFields,
+) -> Vec<(Vec<&'static str>, Vec<String>)> {
+    let (translations, owned): (&Translations, [(&'static str, bool); 5]) = match doc {
+        Document::Product(p) => (
+            &p.translations,
+            [
+                ("title", true),
+                ("body_html", mapped.description_html),
+                ("product_type", mapped.product_type),
+                ("meta_title", mapped.seo_title),
+                ("meta_description", mapped.seo_description),
+            ],
+        ),
+        Document::Collection(c) => (
+            &c.translations,
+            [
+                ("title", true),
+                ("body_html", mapped.collection_description_html),
+                ("product_type", false),
+                ("meta_title", mapped.collection_seo_title),
+                ("meta_description", mapped.collection_seo_description),
+            ],
+        ),
+    };
+    let mut groups: Vec<(Vec<&'static str>, Vec<String>)> = Vec::new();
+    for locale in languages.iter().skip(1) {
+        let has = translations.get(locale);
+        let keys: Vec<&'static str> = owned
+            .iter()
+            .filter(|(key, owned)| *owned && default_value(doc, key).is_some())
+            .filter(|(key, _)| !has.is_some_and(|values| values.contains_key(*key)))
+            .map(|(key, _)| *key)
+            .collect();
+        if keys.is_empty() {
+            continue;
+        }
+        match groups.iter_mut().find(|(k, _)| *k == keys) {
+            Some((_, locales)) => locales.push(locale.clone()),
+            None => groups.push((keys, vec![locale.clone()])),
+        }
+    }
+    groups
 }
 
 /// The message of the store's refusal of an item's translations (not tried again: the same
@@ -593,6 +682,23 @@ impl ShopifyTarget {
                 translations_failed.entry(i).or_insert(failed);
             }
         }
+        // Translations the updated documents no longer have, by single calls: only updates whose
+        // translations changed need any, and few do.
+        let mut clearing: Vec<(&usize, &String)> =
+            gids.iter().filter(|(i, _)| clears(changes[**i]) && !translations_failed.contains_key(i)).collect();
+        clearing.sort();
+        for (&i, id) in clearing {
+            let Some(doc) = changes[i].document.as_deref() else { continue };
+            match self.remove_stale_translations(doc, id, languages).await? {
+                Outcome::Partial { message, retryable, .. } => {
+                    translations_failed.insert(i, (message, retryable));
+                }
+                Outcome::Failed { message, retryable } => {
+                    translations_failed.insert(i, (format!("translations: {message}"), retryable));
+                }
+                _ => {}
+            }
+        }
         Ok(outcomes
             .into_iter()
             .enumerate()
@@ -612,4 +718,50 @@ impl ShopifyTarget {
 /// Collection handle → id, from the export records of categories.
 pub fn collection_ids(records: &[(String, crate::state::ExportRecord)]) -> HashMap<String, String> {
     records.iter().filter_map(|(_, r)| r.gid.clone().map(|g| (r.handle.clone(), g))).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::document::CollectionDoc;
+
+    fn collection(translations: &[(&str, &[(&str, &str)])]) -> Document {
+        Document::Collection(CollectionDoc {
+            handle: "cat-boots".into(),
+            title: "Boots".into(),
+            description_html: Some("<p>Boots.</p>".into()),
+            image: None,
+            seo: None,
+            translations: translations
+                .iter()
+                .map(|(l, kv)| (l.to_string(), kv.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()))
+                .collect(),
+        })
+    }
+
+    #[test]
+    fn only_translations_the_pipeline_owns_and_the_document_lacks_are_stale() {
+        let languages: Vec<String> = ["en", "es", "fr", "de"].map(String::from).to_vec();
+        let doc = collection(&[
+            ("es", &[("title", "Botas"), ("body_html", "<p>Botas.</p>")]),
+            ("fr", &[("title", "Bottes")]),
+        ]);
+        // The description is not mapped: its translations are the merchant's, never removed; the
+        // SEO fields have no default value to translate.
+        let unmapped = ops::MappedFields::default();
+        assert_eq!(stale_translations(&doc, &languages, &unmapped), [(vec!["title"], vec!["de".to_string()])]);
+        let mapped = ops::MappedFields { collection_description_html: true, collection_seo_title: true, ..unmapped };
+        assert_eq!(
+            stale_translations(&doc, &languages, &mapped),
+            [(vec!["body_html"], vec!["fr".to_string()]), (vec!["title", "body_html"], vec!["de".to_string()])]
+        );
+        // A document translated in every language has nothing stale; one language alone, none.
+        let full = collection(&[
+            ("es", &[("title", "Botas")]),
+            ("fr", &[("title", "Bottes")]),
+            ("de", &[("title", "Stiefel")]),
+        ]);
+        assert!(stale_translations(&full, &languages, &unmapped).is_empty());
+        assert!(stale_translations(&doc, &languages[..1], &mapped).is_empty());
+    }
 }

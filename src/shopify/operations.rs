@@ -72,6 +72,14 @@ pub const TRANSLATIONS_REGISTER: &str =
   }
 }";
 
+pub const TRANSLATIONS_REMOVE: &str =
+    "mutation CatsyncTranslationsRemove($resourceId: ID!, $translationKeys: [String!]!, $locales: [String!]!) {
+  translationsRemove(resourceId: $resourceId, translationKeys: $translationKeys, locales: $locales) {
+    translations { key locale }
+    userErrors { field message code }
+  }
+}";
+
 pub const STAGED_UPLOADS_CREATE: &str = "mutation CatsyncStagedUploadsCreate($input: [StagedUploadInput!]!) {
   stagedUploadsCreate(input: $input) {
     stagedTargets { url resourceUrl parameters { name value } }
@@ -109,6 +117,7 @@ pub const ALL: &[(&str, &str)] = &[
     ("collectionUpdate", COLLECTION_UPDATE),
     ("collectionDelete", COLLECTION_DELETE),
     ("translationsRegister", TRANSLATIONS_REGISTER),
+    ("translationsRemove", TRANSLATIONS_REMOVE),
     ("stagedUploadsCreate", STAGED_UPLOADS_CREATE),
     ("bulkOperationRunMutation", BULK_RUN),
     ("bulkOperation", BULK_STATUS),
