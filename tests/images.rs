@@ -240,3 +240,69 @@ fn a_bulk_run_keeps_media_ids_too() {
     assert_eq!(roots(&s, "productSet"), 0, "all through bulk files");
     assert!(roots(&s, "bulkOperationRunMutation") > bulk_files);
 }
+
+/// An export whose `data_schema` names only the sizes of its image columns (`["ORG", "THM"]`),
+/// while each entry still starts with its status and id, as the official SDK reads them: the
+/// store gets the same images as from the fixture that names all four positions.
+#[test]
+fn image_columns_that_name_only_their_sizes_give_the_same_images() {
+    let (named, a, _) = setup();
+    run(&a, "COMPLETED: 16 created");
+
+    let s = sandbox(FaultSpec::default(), 2000.0, 100.0);
+    let p = Project::new(&s.url(), PARAMS);
+    let text = std::fs::read_to_string(repo().join("fixtures/saleslayer/acme/00-full.json")).unwrap();
+    let mut full: Value = serde_json::from_str(&text).unwrap();
+    let mut renamed = 0;
+    for columns in full["data_schema"].as_object_mut().unwrap().values_mut() {
+        for column in columns.as_array_mut().unwrap() {
+            if let Some(media) = column.as_object_mut() {
+                for labels in media.values_mut() {
+                    labels.as_array_mut().unwrap().retain(|l| l != "STATUS" && l != "ID");
+                    renamed += 1;
+                }
+            }
+        }
+    }
+    assert_eq!(renamed, 3, "the three image columns");
+    std::fs::create_dir_all(p.dir().join("exports")).unwrap();
+    std::fs::write(p.dir().join("exports/00-full.json"), full.to_string()).unwrap();
+    run(&p, "COMPLETED: 16 created");
+    let (with_sizes_only, variants) = media(&s);
+    assert_eq!(sources(&with_sizes_only), sources(&media(&named).0));
+    assert!(with_sizes_only.iter().all(|(_, url)| url.contains("/ORG/")), "{with_sizes_only:?}");
+    assert_eq!(variants, media(&named).1, "each variant shows the same image");
+}
+
+/// A multi-language image column (`product_image_en`, basename `product_image`) whose sizes come
+/// in another order (`THM` before `ORG`): the mapping's `size: ORG` is read by that column's
+/// labels, so the store gets the original images, not the thumbnails.
+#[test]
+fn a_multi_language_image_column_is_read_by_its_own_sizes() {
+    let (named, a, _) = setup();
+    run(&a, "COMPLETED: 16 created");
+
+    let s = sandbox(FaultSpec::default(), 2000.0, 100.0);
+    let p = Project::new(&s.url(), PARAMS);
+    let text = std::fs::read_to_string(repo().join("fixtures/saleslayer/acme/00-full.json")).unwrap();
+    let mut full: Value = serde_json::from_str(&text).unwrap();
+    let columns = full["data_schema"]["products"].as_array_mut().unwrap();
+    let at = columns.iter().position(|c| c.get("product_image").is_some()).unwrap();
+    columns[at] = serde_json::json!({ "product_image_en": ["STATUS", "ID", "THM", "ORG"] });
+    let info = full["data_schema_info"]["products"].as_object_mut().unwrap();
+    let mut field = info.remove("product_image").unwrap();
+    field["basename"] = "product_image".into();
+    field["language_code"] = "en".into();
+    info.insert("product_image_en".into(), field);
+    for row in full["data"]["products"].as_array_mut().unwrap() {
+        for entry in row[at].as_array_mut().into_iter().flatten() {
+            entry.as_array_mut().unwrap().swap(2, 3);
+        }
+    }
+    std::fs::create_dir_all(p.dir().join("exports")).unwrap();
+    std::fs::write(p.dir().join("exports/00-full.json"), full.to_string()).unwrap();
+    run(&p, "COMPLETED: 16 created");
+    let (per_language, _) = media(&s);
+    assert_eq!(sources(&per_language), sources(&media(&named).0));
+    assert!(per_language.iter().all(|(_, url)| url.contains("/ORG/")), "{per_language:?}");
+}

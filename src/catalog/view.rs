@@ -118,6 +118,13 @@ impl CatalogData {
         lang.and_then(by_lang).or_else(|| self.default_language().and_then(by_lang))
     }
 
+    /// The column `name` stands for in the table of `kind`, in `lang` when it is a
+    /// multi-language field (see [`CatalogData::field`]).
+    pub fn column_of(&self, kind: ItemKind, name: &str, lang: Option<&str>) -> Option<&Column> {
+        let table = self.table(kind)?;
+        self.column(table, name, lang).and_then(|i| table.columns.get(i))
+    }
+
     /// A field of every item of `kind`, resolved once for a pass over [`CatalogData::rows`].
     pub fn field<'a, 'n>(&'a self, kind: ItemKind, name: &'n str, lang: Option<&str>) -> Field<'a, 'n> {
         Field {
@@ -163,22 +170,20 @@ pub fn cell_value(cell: &Cell, column: Option<&Column>) -> Value {
         Cell::Null | Cell::Unchanged => Value::from(""),
         Cell::Str(s) => Value::from(&**s),
         Cell::List(items) => Value::from(items.iter().map(|s| Value::from(&**s)).collect::<Vec<_>>()),
-        Cell::Media(entries) => {
-            let labels = column.and_then(|c| c.media_labels.clone()).unwrap_or_default();
-            Value::from(
-                entries
-                    .iter()
-                    .map(|e| {
-                        let map: BTreeMap<String, Value> = e
-                            .iter()
-                            .enumerate()
-                            .map(|(i, v)| (labels.get(i).cloned().unwrap_or_else(|| i.to_string()), Value::from(&**v)))
-                            .collect();
-                        Value::from(map)
-                    })
-                    .collect::<Vec<_>>(),
-            )
-        }
+        Cell::Media(entries) => Value::from(
+            entries
+                .iter()
+                .map(|e| {
+                    let labels = match column {
+                        Some(c) => c.media_entry_labels(e.len()),
+                        None => (0..e.len()).map(|i| i.to_string()).collect(),
+                    };
+                    let map: BTreeMap<String, Value> =
+                        labels.into_iter().zip(e.iter().map(|v| Value::from(&**v))).collect();
+                    Value::from(map)
+                })
+                .collect::<Vec<_>>(),
+        ),
     }
 }
 

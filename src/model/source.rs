@@ -130,6 +130,40 @@ pub struct Column {
     pub media_labels: Option<Vec<String>>,
 }
 
+impl Column {
+    /// Where label `label` stands in a media entry of `len` values. The official SDK's entries
+    /// are the status, the id, then one URL per size; `data_schema` names those positions, but an
+    /// export that names only the sizes (`{"product_image": ["ORG", "THM"]}`) still sends the
+    /// status and id first, which an entry two values longer than its labels shows. `None`: the
+    /// column has no such label, or the entry does not hold it.
+    pub fn media_position(&self, label: &str, len: usize) -> Option<usize> {
+        let labels = self.media_labels.as_deref().unwrap_or_default();
+        let named = labels.iter().position(|l| l == label);
+        let unnamed_head = !labels.iter().any(|l| l == "STATUS" || l == "ID") && len == labels.len() + 2;
+        let pos = match (named, label) {
+            (Some(i), _) if unnamed_head => Some(i + 2),
+            (Some(i), _) => Some(i),
+            (None, "STATUS") if unnamed_head => Some(0),
+            (None, "ID") if unnamed_head => Some(1),
+            (None, _) => None,
+        };
+        pos.filter(|&i| i < len)
+    }
+
+    /// The label of each value of a media entry of `len` values (see [`Column::media_position`]);
+    /// a value no label names is labelled by its position.
+    pub fn media_entry_labels(&self, len: usize) -> Vec<String> {
+        let labels = self.media_labels.as_deref().unwrap_or_default();
+        let head: &[&str] = if !labels.iter().any(|l| l == "STATUS" || l == "ID") && len == labels.len() + 2 {
+            &["STATUS", "ID"]
+        } else {
+            &[]
+        };
+        let named = head.iter().map(|l| l.to_string()).chain(labels.iter().cloned());
+        named.chain((head.len() + labels.len()..len).map(|i| i.to_string())).take(len).collect()
+    }
+}
+
 /// `update` (a delta) or `refresh` (everything; what is absent is gone).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -167,4 +201,36 @@ pub struct Page {
     pub page_count: Option<u64>,
     /// Media still being processed on Sales Layer's side (`waiting.images.partial`), if any.
     pub waiting: bool,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Column;
+
+    fn image(labels: &[&str]) -> Column {
+        Column {
+            name: "product_image".into(),
+            basename: None,
+            language: None,
+            media_labels: Some(labels.iter().map(|l| l.to_string()).collect()),
+        }
+    }
+
+    #[test]
+    fn a_media_entry_is_read_by_its_labels_with_or_without_status_and_id_named() {
+        let all = image(&["STATUS", "ID", "ORG", "THM"]);
+        let sizes = image(&["ORG", "THM"]);
+        for c in [&all, &sizes] {
+            assert_eq!(c.media_position("ORG", 4), Some(2));
+            assert_eq!(c.media_position("STATUS", 4), Some(0));
+            assert_eq!(c.media_entry_labels(4), ["STATUS", "ID", "ORG", "THM"]);
+            assert_eq!(c.media_position("IMD", 4), None);
+        }
+        // An entry of the sizes alone, as its labels say; a longer one's extra values by position.
+        assert_eq!(sizes.media_position("THM", 2), Some(1));
+        assert_eq!(sizes.media_position("STATUS", 2), None);
+        assert_eq!(sizes.media_entry_labels(2), ["ORG", "THM"]);
+        assert_eq!(all.media_entry_labels(5), ["STATUS", "ID", "ORG", "THM", "4"]);
+        assert_eq!(all.media_position("THM", 3), None, "a short entry does not hold it");
+    }
 }

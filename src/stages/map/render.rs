@@ -398,20 +398,25 @@ impl<'a> Renderer<'a> {
             return Ok(Vec::new());
         };
         let Cell::Media(entries) = cell else { return Ok(Vec::new()) };
-        let labels = self
-            .data
-            .table(it.kind)
-            .and_then(|t| t.column_index(&image.field).map(|i| t.columns[i].media_labels.clone()))
-            .flatten()
-            .unwrap_or_default();
-        let pos = labels.iter().position(|l| *l == image.size).or(if labels.is_empty() { Some(2) } else { None });
-        let Some(pos) = pos else {
+        // The column the cell came from: a multi-language image field's, in the language read.
+        // The column the cell came from: a multi-language image field's, in the language read.
+        let column = self.data.column_of(it.kind, &image.field, self.default_lang());
+        let labels = column.and_then(|c| c.media_labels.as_deref()).unwrap_or_default();
+        if !labels.is_empty() && !labels.contains(&image.size) {
             return Err(format!(
                 "image field `{}` has no size `{}` (sizes: {})",
                 image.field,
                 image.size,
                 labels.join(", ")
             ));
+        }
+        // Without labels, the SDK's order: status, id, then the first size.
+        let at = |label: &str, e: &[Box<str>]| match column.filter(|_| !labels.is_empty()) {
+            Some(c) => c.media_position(label, e.len()),
+            None => match label {
+                "STATUS" => Some(0),
+                _ => Some(2),
+            },
         };
         let alt = match &image.alt {
             Some(a) => self.value(it, a, self.default_lang(), "alt")?,
@@ -419,8 +424,8 @@ impl<'a> Renderer<'a> {
         };
         Ok(entries
             .iter()
-            .filter(|e| e.first().map(|s| &**s) != Some("D"))
-            .filter_map(|e| e.get(pos))
+            .filter(|e| at("STATUS", e).and_then(|i| e.get(i)).map(|s| &**s) != Some("D"))
+            .filter_map(|e| at(&image.size, e).and_then(|i| e.get(i)))
             .filter(|url| !url.is_empty())
             .map(|url| ImageDoc { original_source: url.to_string(), alt: Some(alt.clone()).filter(|a| !a.is_empty()) })
             .collect())

@@ -175,26 +175,65 @@ impl Parsed {
                 })?;
                 decoded.push(r);
             }
-            // Two rows for one id on a page: which one is right cannot be known.
-            let mut seen: std::collections::HashMap<&str, usize> =
-                std::collections::HashMap::with_capacity(decoded.len());
-            for (i, r) in decoded.iter().enumerate() {
-                if let Some(first) = seen.insert(&r.id, i + 1) {
-                    return Err(PageError::BadRow {
-                        table: table.clone(),
-                        row: i + 1,
-                        problem: format!(
-                            "id `{}` already appears in row {first}; an export lists each item once",
-                            r.id
-                        ),
-                    });
-                }
-            }
-            drop(seen);
+            let decoded = ungrouped(decoded, &columns).map_err(|(row, problem)| PageError::BadRow {
+                table: table.clone(),
+                row,
+                problem,
+            })?;
             tables.insert(table, TablePage { columns, rows: decoded });
         }
         Ok(Page { time, action, default_language, languages, tables, next_page, page_count, waiting })
     }
+}
+
+/// The rows of a table page with each id once. An export made without `group_category_id=1`
+/// lists a product once per category, the rows the same but for their category reference
+/// (`ID_catalogue`, or another `ID_*` column holding a list): those are one row whose references
+/// are all of theirs, in the order they came. Two rows for one id that differ anywhere else (a
+/// variant under two products, say) are an error (row number, message): which one is right
+/// cannot be known.
+fn ungrouped(rows: Vec<Row>, columns: &[Column]) -> Result<Vec<Row>, (usize, String)> {
+    let mut at: std::collections::HashMap<Box<str>, usize> = std::collections::HashMap::with_capacity(rows.len());
+    let mut out: Vec<Row> = Vec::with_capacity(rows.len());
+    let mut first_row: Vec<usize> = Vec::new();
+    for (i, r) in rows.into_iter().enumerate() {
+        let Some(&k) = at.get(&r.id) else {
+            at.insert(r.id.clone(), out.len());
+            out.push(r);
+            first_row.push(i + 1);
+            continue;
+        };
+        let kept = &mut out[k];
+        let many = |c: usize, a: &Cell, b: &Cell| {
+            let name = columns.get(c).map_or("", |c| c.name.as_str());
+            name == "ID_catalogue"
+                || (name.starts_with("ID_") && (matches!(a, Cell::List(_)) || matches!(b, Cell::List(_))))
+        };
+        let same_but_references = kept.deleted == r.deleted
+            && kept.cells.len() == r.cells.len()
+            && kept.cells.iter().zip(&r.cells).enumerate().all(|(c, (a, b))| a == b || many(c, a, b));
+        if !same_but_references {
+            return Err((
+                i + 1,
+                format!(
+                    "id `{}` already appears in row {} with other values; an export lists each item once",
+                    r.id, first_row[k]
+                ),
+            ));
+        }
+        for (c, cell) in r.cells.into_iter().enumerate() {
+            if kept.cells[c] != cell {
+                let mut ids: Vec<Box<str>> = kept.cells[c].ids().into_iter().map(Box::from).collect();
+                for id in cell.ids() {
+                    if !ids.iter().any(|known| **known == *id) {
+                        ids.push(Box::from(id));
+                    }
+                }
+                kept.cells[c] = Cell::List(ids.into_boxed_slice());
+            }
+        }
+    }
+    Ok(out)
 }
 
 /// `bytes` without a UTF-8 byte order mark in front (the official SDK strips one too).
@@ -595,6 +634,37 @@ mod tests {
             err.to_string(),
             "the export's `action` is `replace`; Sales Layer sends `update` (changes) or `refresh` (everything)"
         );
+    }
+
+    /// An export made without `group_category_id=1`: a product once per category.
+    #[test]
+    fn a_product_listed_once_per_category_is_one_product_in_all_of_them() {
+        let page = |rows: &str| {
+            let text = format!(
+                r#"{{"time": 1, "data_schema": {{"products": ["STATUS", "ID", "ID_catalogue", "name"], "product_formats": ["STATUS", "ID", "ID_products", "sku"]}}, "data": {rows}}}"#
+            );
+            decode(text.as_bytes(), &mut Layouts::new())
+        };
+        let decoded = page(
+            r#"{"products": [["M", "1", "10", "Tee"], ["M", "2", ["10"], "Cap"], ["M", "1", ["11", "10"], "Tee"], ["M", "1", "12", "Tee"], ["D", "3"], ["D", "3"]]}"#,
+        )
+        .unwrap();
+        let rows = &decoded.tables["products"].rows;
+        assert_eq!(rows.len(), 3, "{rows:?}");
+        assert_eq!(rows[0].cells[0], Cell::List(["10".into(), "11".into(), "12".into()].into()));
+        assert_eq!(rows[0].cells[1], Cell::Str("Tee".into()));
+        assert_eq!(rows[1].cells[0], Cell::List(["10".into()].into()), "a product listed once is as it came");
+        assert!(rows[2].deleted);
+        // Rows that differ elsewhere, or a variant under two products, cannot be merged.
+        let err = page(r#"{"products": [["M", "1", "10", "Tee"], ["M", "1", "11", "Tee!"]]}"#).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "table `products`, row 2: id `1` already appears in row 1 with other values; an export lists each item once"
+        );
+        let err = page(r#"{"product_formats": [["M", "5", "1", "S-1"], ["M", "5", "2", "S-1"]]}"#).unwrap_err();
+        assert!(err.to_string().contains("id `5` already appears in row 1"), "{err}");
+        let err = page(r#"{"products": [["M", "1", "10", "Tee"], ["D", "1"]]}"#).unwrap_err();
+        assert!(err.to_string().contains("row 2: id `1`"), "{err}");
     }
 
     /// Shapes of an export another generator (or PHP) writes, which the official SDK reads.
