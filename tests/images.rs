@@ -14,8 +14,11 @@ use crate::sync::{roots, sandbox, with_bulk, Project, PARAMS};
 /// Product 2001's handle: one image of its own, and variant 3002 shows another.
 const HANDLE: &str = "acme-ts-001";
 
-/// The product's media as (id, source URL), in order, and the source of each variant's image.
-fn media(s: &Sandbox) -> (Vec<(u64, String)>, Vec<Option<String>>) {
+/// A product's media as (id, source URL), in order, and the source of each variant's image.
+type Media = (Vec<(u64, String)>, Vec<Option<String>>);
+
+/// Product 2001's media ([`Media`]).
+fn media(s: &Sandbox) -> Media {
     let store = s.snapshot();
     let p = store.products.values().find(|p| p.handle == HANDLE).expect("the product is in the store");
     let media: Vec<(u64, String)> = p.media.iter().map(|m| (m.id, m.source.clone())).collect();
@@ -241,37 +244,44 @@ fn a_bulk_run_keeps_media_ids_too() {
     assert!(roots(&s, "bulkOperationRunMutation") > bulk_files);
 }
 
+/// The store's images of product 2001 (as [`media`]) after a first run of the fixture as it is,
+/// and after one of the fixture as `edit` changes it, in another store.
+fn media_of_the_fixture_and_of(edit: impl FnOnce(&mut Value)) -> (Media, Media) {
+    let (named, a, _) = setup();
+    run(&a, "COMPLETED: 16 created");
+    let s = sandbox(FaultSpec::default(), 2000.0, 100.0);
+    let p = Project::new(&s.url(), PARAMS);
+    let text = std::fs::read_to_string(repo().join("fixtures/saleslayer/acme/00-full.json")).unwrap();
+    let mut full: Value = serde_json::from_str(&text).unwrap();
+    edit(&mut full);
+    std::fs::create_dir_all(p.dir().join("exports")).unwrap();
+    std::fs::write(p.dir().join("exports/00-full.json"), full.to_string()).unwrap();
+    run(&p, "COMPLETED: 16 created");
+    (media(&named), media(&s))
+}
+
 /// An export whose `data_schema` names only the sizes of its image columns (`["ORG", "THM"]`),
 /// while each entry still starts with its status and id, as the official SDK reads them: the
 /// store gets the same images as from the fixture that names all four positions.
 #[test]
 fn image_columns_that_name_only_their_sizes_give_the_same_images() {
-    let (named, a, _) = setup();
-    run(&a, "COMPLETED: 16 created");
-
-    let s = sandbox(FaultSpec::default(), 2000.0, 100.0);
-    let p = Project::new(&s.url(), PARAMS);
-    let text = std::fs::read_to_string(repo().join("fixtures/saleslayer/acme/00-full.json")).unwrap();
-    let mut full: Value = serde_json::from_str(&text).unwrap();
-    let mut renamed = 0;
-    for columns in full["data_schema"].as_object_mut().unwrap().values_mut() {
-        for column in columns.as_array_mut().unwrap() {
-            if let Some(media) = column.as_object_mut() {
-                for labels in media.values_mut() {
-                    labels.as_array_mut().unwrap().retain(|l| l != "STATUS" && l != "ID");
-                    renamed += 1;
+    let (named, (with_sizes_only, variants)) = media_of_the_fixture_and_of(|full| {
+        let mut renamed = 0;
+        for columns in full["data_schema"].as_object_mut().unwrap().values_mut() {
+            for column in columns.as_array_mut().unwrap() {
+                if let Some(media) = column.as_object_mut() {
+                    for labels in media.values_mut() {
+                        labels.as_array_mut().unwrap().retain(|l| l != "STATUS" && l != "ID");
+                        renamed += 1;
+                    }
                 }
             }
         }
-    }
-    assert_eq!(renamed, 3, "the three image columns");
-    std::fs::create_dir_all(p.dir().join("exports")).unwrap();
-    std::fs::write(p.dir().join("exports/00-full.json"), full.to_string()).unwrap();
-    run(&p, "COMPLETED: 16 created");
-    let (with_sizes_only, variants) = media(&s);
-    assert_eq!(sources(&with_sizes_only), sources(&media(&named).0));
+        assert_eq!(renamed, 3, "the three image columns");
+    });
+    assert_eq!(sources(&with_sizes_only), sources(&named.0));
     assert!(with_sizes_only.iter().all(|(_, url)| url.contains("/ORG/")), "{with_sizes_only:?}");
-    assert_eq!(variants, media(&named).1, "each variant shows the same image");
+    assert_eq!(variants, named.1, "each variant shows the same image");
 }
 
 /// A multi-language image column (`product_image_en`, basename `product_image`) whose sizes come
@@ -279,30 +289,21 @@ fn image_columns_that_name_only_their_sizes_give_the_same_images() {
 /// labels, so the store gets the original images, not the thumbnails.
 #[test]
 fn a_multi_language_image_column_is_read_by_its_own_sizes() {
-    let (named, a, _) = setup();
-    run(&a, "COMPLETED: 16 created");
-
-    let s = sandbox(FaultSpec::default(), 2000.0, 100.0);
-    let p = Project::new(&s.url(), PARAMS);
-    let text = std::fs::read_to_string(repo().join("fixtures/saleslayer/acme/00-full.json")).unwrap();
-    let mut full: Value = serde_json::from_str(&text).unwrap();
-    let columns = full["data_schema"]["products"].as_array_mut().unwrap();
-    let at = columns.iter().position(|c| c.get("product_image").is_some()).unwrap();
-    columns[at] = serde_json::json!({ "product_image_en": ["STATUS", "ID", "THM", "ORG"] });
-    let info = full["data_schema_info"]["products"].as_object_mut().unwrap();
-    let mut field = info.remove("product_image").unwrap();
-    field["basename"] = "product_image".into();
-    field["language_code"] = "en".into();
-    info.insert("product_image_en".into(), field);
-    for row in full["data"]["products"].as_array_mut().unwrap() {
-        for entry in row[at].as_array_mut().into_iter().flatten() {
-            entry.as_array_mut().unwrap().swap(2, 3);
+    let (named, (per_language, _)) = media_of_the_fixture_and_of(|full| {
+        let columns = full["data_schema"]["products"].as_array_mut().unwrap();
+        let at = columns.iter().position(|c| c.get("product_image").is_some()).unwrap();
+        columns[at] = serde_json::json!({ "product_image_en": ["STATUS", "ID", "THM", "ORG"] });
+        let info = full["data_schema_info"]["products"].as_object_mut().unwrap();
+        let mut field = info.remove("product_image").unwrap();
+        field["basename"] = "product_image".into();
+        field["language_code"] = "en".into();
+        info.insert("product_image_en".into(), field);
+        for row in full["data"]["products"].as_array_mut().unwrap() {
+            for entry in row[at].as_array_mut().into_iter().flatten() {
+                entry.as_array_mut().unwrap().swap(2, 3);
+            }
         }
-    }
-    std::fs::create_dir_all(p.dir().join("exports")).unwrap();
-    std::fs::write(p.dir().join("exports/00-full.json"), full.to_string()).unwrap();
-    run(&p, "COMPLETED: 16 created");
-    let (per_language, _) = media(&s);
-    assert_eq!(sources(&per_language), sources(&media(&named).0));
+    });
+    assert_eq!(sources(&per_language), sources(&named.0));
     assert!(per_language.iter().all(|(_, url)| url.contains("/ORG/")), "{per_language:?}");
 }
