@@ -403,6 +403,7 @@ pub async fn find(reader: &Reader<'_>, inputs: &Inputs<'_>) -> Result<ExportAdop
                 archived: false,
                 images: None,
                 adopted: true,
+                translated: Vec::new(),
             },
         });
     }

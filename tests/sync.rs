@@ -416,6 +416,20 @@ fn an_item_the_store_rejects_fails_alone_and_is_retried_by_the_next_run() {
     assert!(plan.stderr.contains("delta decoded"), "{}", plan.stderr);
     assert!(!plan.stdout.contains("product 2009"), "{}", plan.stdout);
     std::fs::remove_file(p.dir().join("exports/02-variant-price.json")).unwrap();
+    // An export that sends product 2009 again as it was: evaluated again to the hash its stored
+    // output holds, it is still planned, since its record (kept by the parked failure) is not.
+    let mut again = v.clone();
+    again["action"] = "update".into();
+    again["time"] = 1_717_000_300.into();
+    for table in ["catalogue", "product_formats"] {
+        again["data"][table] = serde_json::json!([]);
+    }
+    again["data"]["products"].as_array_mut().unwrap().retain(|r| r[1] == "2009");
+    std::fs::write(p.dir().join("exports/03-again.json"), again.to_string()).unwrap();
+    let plan = p.cli(&["-vv", "plan", "p.yaml"]);
+    assert!(plan.stderr.contains("delta decoded"), "{}", plan.stderr);
+    assert!(plan.stdout.contains("product 2009"), "{}", plan.stdout);
+    std::fs::remove_file(p.dir().join("exports/03-again.json")).unwrap();
     // Fixed at the source: the next run sends it.
     brand(&mut v, "Trailhead");
     std::fs::write(p.dir().join("exports/00-full.json"), v.to_string().replace("1717000000", "1717000500")).unwrap();
@@ -884,19 +898,36 @@ fn spanish_cleared(p: &Project) {
 }
 
 #[test]
-fn a_translation_cleared_in_the_pim_leaves_the_store_by_single_calls_and_in_bulk() {
+fn a_translation_cleared_in_the_pim_leaves_the_store_by_single_calls_and_in_bulk_and_the_merchants_stay() {
     for bulk in [false, true] {
-        let (s, p) = synced_setup(FaultSpec::default(), PARAMS);
+        // French too, which the PIM never fills: the store's French translations are the
+        // merchant's, whatever the pipeline lists.
+        let (s, p) = synced_setup(FaultSpec::default(), &PARAMS.replace("[en, es]", "[en, es, fr]"));
+        s.with_store(|store| store.enable_locales(&["fr".to_string()]));
         if bulk {
             with_bulk(&p, "threshold: 1, file_items: 3, concurrency: 2");
         }
         let out = p.cli(&["run", "p.yaml"]);
         assert_eq!(out.code, 0, "{}\n{}", out.stderr, out.stdout);
-        let spanish = |s: &Sandbox| -> Vec<String> {
-            translations(s)["acme-ts-002"].iter().filter(|(l, ..)| l == "es").map(|(_, k, _)| k.clone()).collect()
+        let in_locale = |s: &Sandbox, locale: &str| -> Vec<String> {
+            translations(s)["acme-ts-002"].iter().filter(|(l, ..)| l == locale).map(|(_, k, _)| k.clone()).collect()
         };
-        assert_eq!(spanish(&s), ["body_html", "meta_title", "product_type", "title"], "bulk: {bulk}");
+        assert_eq!(in_locale(&s, "es"), ["body_html", "meta_title", "product_type", "title"], "bulk: {bulk}");
+        assert!(in_locale(&s, "fr").is_empty());
         let other = translations(&s)["acme-ts-001"].clone();
+        // The merchant translates the title into French in the store.
+        let id = s.snapshot().products.values().find(|p| p.handle == "acme-ts-002").unwrap().id;
+        s.with_store(|store| {
+            store.translations.entry(format!("gid://shopify/Product/{id}")).or_default().push(
+                catsync::sandbox::store::Translation {
+                    key: "title".into(),
+                    locale: "fr".into(),
+                    value: "T-shirt Merino Trail".into(),
+                    digest: String::new(),
+                    updated_at: Default::default(),
+                },
+            )
+        });
 
         spanish_cleared(&p);
         let out = p.cli(&["run", "p.yaml"]);
@@ -904,7 +935,12 @@ fn a_translation_cleared_in_the_pim_leaves_the_store_by_single_calls_and_in_bulk
         assert!(out.stdout.contains("1 updated"), "bulk: {bulk}: {}", out.stdout);
         // The SEO title's template still renders a Spanish value (" | ACME Outdoor"), and the
         // product type comes from the category's name: both stay.
-        assert_eq!(spanish(&s), ["meta_title", "product_type"], "bulk: {bulk}: the cleared translations are gone");
+        assert_eq!(
+            in_locale(&s, "es"),
+            ["meta_title", "product_type"],
+            "bulk: {bulk}: the cleared translations are gone"
+        );
+        assert_eq!(in_locale(&s, "fr"), ["title"], "bulk: {bulk}: the merchant's translation stays");
         assert_eq!(translations(&s)["acme-ts-001"], other, "another product's translations stay");
         assert_eq!(roots(&s, "translationsRemove"), 1, "bulk: {bulk}: one call for the product's keys");
         // Nothing more to send, nothing more removed.

@@ -59,7 +59,9 @@ pub struct Partial {
     pub digest: RecordsDigest,
     /// The evaluated items whose document hash is the one their stored output holds. When the
     /// records are as the base's run left them (a plan outside a run checks their digest), each
-    /// one's record holds that hash too: a plan need not read it to know the item is unchanged.
+    /// one's record holds that hash too — except an item a failure parked (the run left it out
+    /// and kept its record), which the plan checks — so a plan need not read it to know the item
+    /// is unchanged.
     pub unchanged: HashSet<(ItemKind, Arc<str>)>,
 }
 

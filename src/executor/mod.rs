@@ -1551,16 +1551,24 @@ fn record(
         .with_min_len(crate::state::MIN_PER_TASK)
         .filter_map(|(entry, (gid, images))| {
             let c = &entry.change;
+            let old = before.get(&(c.kind, c.source_id.clone()));
             let record = match (c.action, entry.encoded(), &c.hash_after) {
                 (Action::Delete, _, _) => None,
                 (_, Some(doc), Some(hash)) => Some(ExportRecord {
                     handle: c.handle.clone(),
-                    gid: gid.or_else(|| before.get(&(c.kind, c.source_id.clone())).and_then(|p| p.gid.clone())),
+                    gid: gid.or_else(|| old.and_then(|p| p.gid.clone())),
                     hash: hash.clone(),
                     fields: doc.fields.clone(),
                     archived: c.action == Action::Archive,
                     images,
                     adopted: false,
+                    // A store's translations, from the document it was sent (file exports send
+                    // documents as encoded JSON, and translate nothing).
+                    translated: c
+                        .document
+                        .as_deref()
+                        .map(|d| crate::shopify::export::translated_after(d, old, false))
+                        .unwrap_or_default(),
                 }),
                 _ => return None,
             };
@@ -1594,6 +1602,11 @@ fn record_partial(
                 archived: c.action == Action::Archive,
                 images: images.or_else(|| old.and_then(|r| r.images.clone())),
                 adopted: old.is_some_and(|r| r.adopted),
+                // Which translations the store took is not known: every one tried is kept.
+                translated: match c.document.as_deref() {
+                    Some(d) => crate::shopify::export::translated_after(d, old, true),
+                    None => old.map(|r| r.translated.clone()).unwrap_or_default(),
+                },
             };
             (c.kind, c.source_id.clone(), Some(record))
         })

@@ -134,12 +134,12 @@ impl Column {
     /// Where label `label` stands in a media entry of `len` values. The official SDK's entries
     /// are the status, the id, then one URL per size; `data_schema` names those positions, but an
     /// export that names only the sizes (`{"product_image": ["ORG", "THM"]}`) still sends the
-    /// status and id first, which an entry two values longer than its labels shows. `None`: the
-    /// column has no such label, or the entry does not hold it.
+    /// status and id first, which an entry at least two values longer than its labels shows.
+    /// `None`: the column has no such label, or the entry does not hold it.
     pub fn media_position(&self, label: &str, len: usize) -> Option<usize> {
         let labels = self.media_labels.as_deref().unwrap_or_default();
         let named = labels.iter().position(|l| l == label);
-        let unnamed_head = !labels.iter().any(|l| l == "STATUS" || l == "ID") && len == labels.len() + 2;
+        let unnamed_head = !labels.iter().any(|l| l == "STATUS" || l == "ID") && len >= labels.len() + 2;
         let pos = match (named, label) {
             (Some(i), _) if unnamed_head => Some(i + 2),
             (Some(i), _) => Some(i),
@@ -154,7 +154,7 @@ impl Column {
     /// a value no label names is labelled by its position.
     pub fn media_entry_labels(&self, len: usize) -> Vec<String> {
         let labels = self.media_labels.as_deref().unwrap_or_default();
-        let head: &[&str] = if !labels.iter().any(|l| l == "STATUS" || l == "ID") && len == labels.len() + 2 {
+        let head: &[&str] = if !labels.iter().any(|l| l == "STATUS" || l == "ID") && len >= labels.len() + 2 {
             &["STATUS", "ID"]
         } else {
             &[]

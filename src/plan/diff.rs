@@ -85,6 +85,7 @@ mod tests {
             archived: false,
             images: None,
             adopted: false,
+            translated: Vec::new(),
         }
     }
 

@@ -281,6 +281,27 @@ fn plan_catalog(pipeline: &CompiledPipeline, state: &State, opts: &PlanOptions) 
         // An incremental evaluation compares only the items it evaluated: the others are, by
         // construction, as their records say.
         // `whole`: the records were read with their field hashes (no second read per change).
+        // The items known unchanged without their record: outside a run the records are as the
+        // base's run left them (`delta_evaluation` checked their digest), so an item whose hash
+        // is its stored output's has that hash in its record too — unless a failure parked it
+        // (left out of the run, its record kept the hash before): those are read and compared.
+        // Within a run the records may be halfway through the queue: all are read.
+        let mut unchanged: Option<HashSet<(ItemKind, Arc<str>)>> = None;
+        if let Some(partial) = docs.partial.as_ref().filter(|_| !opts.within_run) {
+            let mut known = partial.unchanged.clone();
+            if ns.has_failures(&stage.name)? {
+                let mut failing = Vec::new();
+                for (kind, id) in &known {
+                    if ns.failure(&stage.name, *kind, id)?.is_some() {
+                        failing.push((*kind, id.clone()));
+                    }
+                }
+                for item in failing {
+                    known.remove(&item);
+                }
+            }
+            unchanged = Some(known);
+        }
         let (records, total_records, docs_total, whole) = match &docs.partial {
             None => {
                 let heads = match heads.remove(&stage.name) {
@@ -291,17 +312,12 @@ fn plan_catalog(pipeline: &CompiledPipeline, state: &State, opts: &PlanOptions) 
                 (heads, n, docs.hashes.len(), false)
             }
             Some(partial) => {
-                // Outside a run the records are as the base's run left them (`delta_evaluation`
-                // checked their digest): an item whose hash is its stored output's is unchanged,
-                // and its record is not read. Within a run they may be halfway: all are read.
                 let wanted =
-                    partial.evaluated.iter().filter(|item| opts.within_run || !partial.unchanged.contains(*item));
+                    partial.evaluated.iter().filter(|item| !unchanged.as_ref().is_some_and(|u| u.contains(*item)));
                 let records = ns.records_at(&stage.name, wanted.map(|(k, id)| (*k, &**id)))?;
                 (records, ns.records_digest(&stage.name)?.count as usize, partial.docs_total, true)
             }
         };
-        // The items known unchanged without their record (above).
-        let unchanged = docs.partial.as_ref().filter(|_| !opts.within_run).map(|p| &p.unchanged);
         tracing::debug!(elapsed_ms = started.elapsed().as_millis() as u64, "records read");
         let full_record = |kind: ItemKind, id: &str| ns.record(&stage.name, kind, id).ok().flatten();
         let mut export_changes = ExportPlanner {
@@ -310,7 +326,7 @@ fn plan_catalog(pipeline: &CompiledPipeline, state: &State, opts: &PlanOptions) 
             docs,
             records: &records,
             full_record: (!whole).then_some(&full_record as &ReadRecord),
-            unchanged,
+            unchanged: unchanged.as_ref(),
             refresh: opts.refresh,
             config_changed,
             errored: evaluation.errors.iter().map(|e| (e.kind, e.source_id.clone())).collect(),

@@ -2,7 +2,7 @@
 //! updated — there is no upsert), products (`productSet` by handle, never without an identifier),
 //! archives, deletions, and translations with their content digests.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use serde_json::{json, Value};
 
@@ -284,7 +284,7 @@ impl ShopifyTarget {
                     Some(_) => try_item!(self.client.execute(query, input, 10.0).await),
                     None => match try_item!(self.create_collection(&input, &c.handle).await) {
                         Created::Answer(data) => data,
-                        Created::Found(id) => return self.translate(doc, &id, languages, clears(change)).await,
+                        Created::Found(id) => return self.translate(doc, &id, languages, record).await,
                     },
                 };
                 let payload = &data[field];
@@ -297,7 +297,7 @@ impl ShopifyTarget {
                         retryable: true,
                     });
                 };
-                self.translate(doc, id, languages, clears(change)).await
+                self.translate(doc, id, languages, record).await
             }
             (ItemKind::Product, _, Some(doc @ Document::Product(p))) => {
                 let mut ids = Vec::with_capacity(p.collections.len());
@@ -315,7 +315,7 @@ impl ShopifyTarget {
                 let images = Images::plan(p, record, Some(doc), resent(change));
                 let outcome = self.set_product(p, identifier, &ids, images).await?;
                 let Outcome::Done { gid: Some(id), images } = outcome else { return Ok(outcome) };
-                Ok(self.translate(doc, &id, languages, clears(change)).await?.with_images(images))
+                Ok(self.translate(doc, &id, languages, record).await?.with_images(images))
             }
             _ => Ok(Outcome::Failed { message: "the change has no document to send".to_string(), retryable: false }),
         }
@@ -376,14 +376,14 @@ impl ShopifyTarget {
         }
     }
 
-    /// Registers the document's translations (≤ 100 keys per call); with `clear`, then removes
-    /// those it no longer has ([`stale_translations`]); then reports success.
+    /// Registers the document's translations (≤ 100 keys per call), then removes those catsync
+    /// registered before that it no longer has ([`stale_translations`]); then reports success.
     async fn translate(
         &self,
         doc: &Document,
         id: &str,
         languages: &[String],
-        clear: bool,
+        record: Option<&ExportRecord>,
     ) -> Result<Outcome, GqlError> {
         for chunk in translation_inputs(doc, languages).chunks(100) {
             let data = try_item!(
@@ -396,21 +396,18 @@ impl ShopifyTarget {
                 return Ok(Outcome::Partial { gid: id.to_string(), images: None, message, retryable: false });
             }
         }
-        if clear {
-            return self.remove_stale_translations(doc, id, languages).await;
-        }
-        Ok(Outcome::done(Some(id.to_string())))
+        self.remove_stale_translations(doc, id, record).await
     }
 
-    /// Removes the translations of `doc`'s resource that the document no longer has
-    /// ([`stale_translations`]): one `translationsRemove` per set of keys.
+    /// Removes the translations catsync registered for `doc`'s resource that the document no
+    /// longer has ([`stale_translations`]): one `translationsRemove` per set of keys.
     async fn remove_stale_translations(
         &self,
         doc: &Document,
         id: &str,
-        languages: &[String],
+        record: Option<&ExportRecord>,
     ) -> Result<Outcome, GqlError> {
-        for (keys, locales) in stale_translations(doc, languages, &self.mapped) {
+        for (keys, locales) in stale_translations(doc, record) {
             let variables = json!({ "resourceId": id, "translationKeys": keys, "locales": locales });
             let data = try_item!(self.client.execute(ops::TRANSLATIONS_REMOVE, variables, 10.0).await);
             if let Some(message) = user_errors(&data["translationsRemove"]) {
@@ -442,64 +439,61 @@ fn translation_inputs(doc: &Document, languages: &[String]) -> Vec<Value> {
     inputs
 }
 
-/// Whether sending `change` must also remove translations its document no longer has: an update
-/// whose translations changed (a create has none to remove; an unchanged `translations` field
-/// means the store has exactly the document's).
-fn clears(change: &Change) -> bool {
-    change.action == Action::Update && change.fields_changed.iter().any(|f| f == "translations")
+/// The translations `doc` registers, as `locale/key` (a key with no default-language value is
+/// not registered: the store has nothing to translate).
+fn registered(doc: &Document) -> BTreeSet<String> {
+    let translations = match doc {
+        Document::Product(p) => &p.translations,
+        Document::Collection(c) => &c.translations,
+    };
+    let mut out = BTreeSet::new();
+    for (locale, values) in translations {
+        for key in values.keys().filter(|key| default_value(doc, key).is_some()) {
+            out.insert(format!("{locale}/{key}"));
+        }
+    }
+    out
 }
 
-/// The translations the store should not have for `doc`: in each non-default language, the keys
-/// the pipeline translates (title, and each mapped field of `mapped`) whose default-language value
-/// the document has but whose translation it lacks — left empty in the PIM, or the same as the
-/// default, so that the store shows the default. Grouped by set of keys, each with its locales.
-/// Without this, a translation cleared in the PIM would stay in the store for good
-/// (`translationsRegister` only adds or replaces).
-fn stale_translations(
-    doc: &Document,
-    languages: &[String],
-    mapped: &ops::MappedFields,
-) -> Vec<(Vec<&'static str>, Vec<String>)> {
-    let (translations, owned): (&Translations, [(&'static str, bool); 5]) = match doc {
-        Document::Product(p) => (
-            &p.translations,
-            [
-                ("title", true),
-                ("body_html", mapped.description_html),
-                ("product_type", mapped.product_type),
-                ("meta_title", mapped.seo_title),
-                ("meta_description", mapped.seo_description),
-            ],
-        ),
-        Document::Collection(c) => (
-            &c.translations,
-            [
-                ("title", true),
-                ("body_html", mapped.collection_description_html),
-                ("product_type", false),
-                ("meta_title", mapped.collection_seo_title),
-                ("meta_description", mapped.collection_seo_description),
-            ],
-        ),
-    };
-    let mut groups: Vec<(Vec<&'static str>, Vec<String>)> = Vec::new();
-    for locale in languages.iter().skip(1) {
-        let has = translations.get(locale);
-        let keys: Vec<&'static str> = owned
-            .iter()
-            .filter(|(key, owned)| *owned && default_value(doc, key).is_some())
-            .filter(|(key, _)| !has.is_some_and(|values| values.contains_key(*key)))
-            .map(|(key, _)| *key)
-            .collect();
-        if keys.is_empty() {
-            continue;
+/// The translations catsync registered for an item (`before`, its record) that `doc` no longer
+/// has — left empty in the PIM, or the same as the default text, so that the store shows the
+/// default — as `translationsRemove` takes them: sets of keys, each with its locales. Only those
+/// catsync registered: a translation the merchant made, or one in a language the PIM never
+/// filled, is never removed. A key whose default-language value `doc` lacks is left for later
+/// (the store has nothing to translate, and may refuse the key).
+fn stale_translations(doc: &Document, before: Option<&ExportRecord>) -> Vec<(Vec<String>, Vec<String>)> {
+    let Some(before) = before.filter(|r| !r.translated.is_empty()) else { return Vec::new() };
+    let now = registered(doc);
+    let mut by_locale: BTreeMap<&str, Vec<String>> = BTreeMap::new();
+    for entry in before.translated.iter().filter(|t| !now.contains(*t)) {
+        let Some((locale, key)) = entry.split_once('/') else { continue };
+        if default_value(doc, key).is_some() {
+            by_locale.entry(locale).or_default().push(key.to_string());
         }
+    }
+    let mut groups: Vec<(Vec<String>, Vec<String>)> = Vec::new();
+    for (locale, keys) in by_locale {
         match groups.iter_mut().find(|(k, _)| *k == keys) {
-            Some((_, locales)) => locales.push(locale.clone()),
-            None => groups.push((keys, vec![locale.clone()])),
+            Some((_, locales)) => locales.push(locale.to_string()),
+            None => groups.push((keys, vec![locale.to_string()])),
         }
     }
     groups
+}
+
+/// The translations an item's record keeps once `doc` is sent ([`ExportRecord::translated`]):
+/// those `doc` registers, and those of `before` that [`stale_translations`] left for later.
+/// `refused`: the store refused some of them, so each one tried may or may not be there, and
+/// every one is kept.
+pub fn translated_after(doc: &Document, before: Option<&ExportRecord>, refused: bool) -> Vec<String> {
+    let mut out = registered(doc);
+    for entry in before.map_or(&[][..], |r| &r.translated[..]) {
+        let removable = entry.split_once('/').is_some_and(|(_, key)| default_value(doc, key).is_some());
+        if refused || !removable {
+            out.insert(entry.clone());
+        }
+    }
+    out.into_iter().collect()
 }
 
 /// The message of the store's refusal of an item's translations (not tried again: the same
@@ -682,14 +676,17 @@ impl ShopifyTarget {
                 translations_failed.entry(i).or_insert(failed);
             }
         }
-        // Translations the updated documents no longer have, by single calls: only updates whose
-        // translations changed need any, and few do.
-        let mut clearing: Vec<(&usize, &String)> =
-            gids.iter().filter(|(i, _)| clears(changes[**i]) && !translations_failed.contains_key(i)).collect();
+        // Translations catsync registered that the documents no longer have, by single calls:
+        // only updates of items it translated before can need any, and few do.
+        let mut clearing: Vec<(&usize, &String)> = gids
+            .iter()
+            .filter(|(i, _)| outcomes[**i].is_none() && !translations_failed.contains_key(i))
+            .filter(|(i, _)| records.get(**i).and_then(Option::as_ref).is_some_and(|r| !r.translated.is_empty()))
+            .collect();
         clearing.sort();
         for (&i, id) in clearing {
             let Some(doc) = changes[i].document.as_deref() else { continue };
-            match self.remove_stale_translations(doc, id, languages).await? {
+            match self.remove_stale_translations(doc, id, records.get(i).and_then(Option::as_ref)).await? {
                 Outcome::Partial { message, retryable, .. } => {
                     translations_failed.insert(i, (message, retryable));
                 }
@@ -739,29 +736,41 @@ mod tests {
         })
     }
 
+    fn record(translated: &[&str]) -> ExportRecord {
+        ExportRecord {
+            handle: "cat-boots".into(),
+            gid: Some("gid://shopify/Collection/1".into()),
+            hash: "00".into(),
+            fields: BTreeMap::new(),
+            archived: false,
+            images: None,
+            adopted: false,
+            translated: translated.iter().map(|t| t.to_string()).collect(),
+        }
+    }
+
     #[test]
-    fn only_translations_the_pipeline_owns_and_the_document_lacks_are_stale() {
-        let languages: Vec<String> = ["en", "es", "fr", "de"].map(String::from).to_vec();
-        let doc = collection(&[
-            ("es", &[("title", "Botas"), ("body_html", "<p>Botas.</p>")]),
-            ("fr", &[("title", "Bottes")]),
-        ]);
-        // The description is not mapped: its translations are the merchant's, never removed; the
-        // SEO fields have no default value to translate.
-        let unmapped = ops::MappedFields::default();
-        assert_eq!(stale_translations(&doc, &languages, &unmapped), [(vec!["title"], vec!["de".to_string()])]);
-        let mapped = ops::MappedFields { collection_description_html: true, collection_seo_title: true, ..unmapped };
+    fn only_translations_catsync_registered_and_the_document_lacks_are_stale() {
+        let doc = collection(&[("es", &[("title", "Botas")]), ("fr", &[("title", "Bottes")])]);
+        // Registered before: es and de titles and descriptions, a SEO title (no default now).
+        let before = record(&["de/body_html", "de/title", "es/body_html", "es/meta_title", "es/title"]);
         assert_eq!(
-            stale_translations(&doc, &languages, &mapped),
-            [(vec!["body_html"], vec!["fr".to_string()]), (vec!["title", "body_html"], vec!["de".to_string()])]
+            stale_translations(&doc, Some(&before)),
+            [
+                (vec!["body_html".to_string(), "title".to_string()], vec!["de".to_string()]),
+                (vec!["body_html".to_string()], vec!["es".to_string()])
+            ]
         );
-        // A document translated in every language has nothing stale; one language alone, none.
-        let full = collection(&[
-            ("es", &[("title", "Botas")]),
-            ("fr", &[("title", "Bottes")]),
-            ("de", &[("title", "Stiefel")]),
-        ]);
-        assert!(stale_translations(&full, &languages, &unmapped).is_empty());
-        assert!(stale_translations(&doc, &languages[..1], &mapped).is_empty());
+        // What the record keeps: what the document registers, and the SEO title left for later.
+        assert_eq!(translated_after(&doc, Some(&before), false), ["es/meta_title", "es/title", "fr/title"]);
+        // Refused: everything tried may be there.
+        assert_eq!(
+            translated_after(&doc, Some(&before), true),
+            ["de/body_html", "de/title", "es/body_html", "es/meta_title", "es/title", "fr/title"]
+        );
+        // Nothing registered before (a new item, an older record, an adopted one): nothing removed.
+        assert!(stale_translations(&doc, Some(&record(&[]))).is_empty());
+        assert!(stale_translations(&doc, None).is_empty());
+        assert_eq!(translated_after(&doc, None, false), ["es/title", "fr/title"]);
     }
 }

@@ -266,6 +266,7 @@ mod tests {
             archived: false,
             images,
             adopted: false,
+            translated: Vec::new(),
         }
     }
 

@@ -44,6 +44,9 @@ impl<'b> Reader<'b> {
         let mut n: usize = 0;
         for shift in (0..usize::BITS).step_by(7) {
             let b = self.byte().ok_or("a truncated value")?;
+            if shift + 7 > usize::BITS && b > 1 {
+                return Err("a value with a length too long".into());
+            }
             n |= usize::from(b & 0x7f) << shift;
             if b & 0x80 == 0 {
                 return if n <= self.rest.len() {

@@ -79,6 +79,11 @@ pub struct ExportRecord {
     /// export writes a plain record again.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub adopted: bool,
+    /// The translations catsync registered in the store for the item, as `locale/key`, sorted:
+    /// what a later send removes when its document no longer has them (never a translation it
+    /// did not register: the merchant's stay). Empty for other targets and older records.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub translated: Vec<String>,
 }
 
 /// A product's images in the store: what lets an update keep its media instead of re-creating
@@ -1170,6 +1175,7 @@ mod tests {
             archived,
             images: None,
             adopted: false,
+            translated: Vec::new(),
         }
     }
 

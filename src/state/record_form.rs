@@ -6,9 +6,10 @@
 //! parsed again by every plan that reads records. Here the hashes are their bytes and the rest
 //! length-prefixed text: about half the size, copied both ways without escaping.
 //!
-//! The form: [`BINARY`], a flags byte ([`ARCHIVED`], [`ADOPTED`], [`GID`], [`IMAGES`]), the
-//! handle, the GID when flagged, the item hash, then a count of fields, each a name and a hash;
-//! with [`IMAGES`], the images' digest and a count of media, each a source hash and a media GID.
+//! The form: [`BINARY`], a flags byte ([`ARCHIVED`], [`ADOPTED`], [`GID`], [`IMAGES`],
+//! [`TRANSLATED`]), the handle, the GID when flagged, the item hash, then a count of fields, each
+//! a name and a hash; with [`IMAGES`], the images' digest and a count of media, each a source
+//! hash and a media GID; with [`TRANSLATED`], a count of `locale/key` texts.
 //! Text is LEB128 length and UTF-8 (`binary.rs`). A hash is one byte: below 0x80, the number of
 //! bytes of lowercase hex that follow as bytes; [`TEXT_HASH`], text that is not such hex (an
 //! adopted or partial record may hold any).
@@ -27,6 +28,7 @@ const ARCHIVED: u8 = 1;
 const ADOPTED: u8 = 2;
 const GID: u8 = 4;
 const IMAGES: u8 = 8;
+const TRANSLATED: u8 = 16;
 
 /// A hash byte announcing text rather than hex bytes.
 const TEXT_HASH: u8 = 0x80;
@@ -62,7 +64,8 @@ pub(super) fn encode(record: &ExportRecord) -> Vec<u8> {
     let flags = (if record.archived { ARCHIVED } else { 0 })
         | (if record.adopted { ADOPTED } else { 0 })
         | (if record.gid.is_some() { GID } else { 0 })
-        | (if record.images.is_some() { IMAGES } else { 0 });
+        | (if record.images.is_some() { IMAGES } else { 0 })
+        | (if record.translated.is_empty() { 0 } else { TRANSLATED });
     out.push(flags);
     put_str(&mut out, &record.handle);
     if let Some(gid) = &record.gid {
@@ -88,6 +91,12 @@ pub(super) fn encode(record: &ExportRecord) -> Vec<u8> {
             put_str(&mut out, &media.id);
         }
     }
+    if !record.translated.is_empty() {
+        put_len(&mut out, record.translated.len());
+        for t in &record.translated {
+            put_str(&mut out, t);
+        }
+    }
     out
 }
 
@@ -99,7 +108,7 @@ pub(super) fn decode(raw: &[u8], fields: bool) -> Result<ExportRecord, String> {
     };
     let mut r = Reader::new(rest);
     let flags = r.byte().ok_or("a truncated record")?;
-    if flags & !(ARCHIVED | ADOPTED | GID | IMAGES) != 0 {
+    if flags & !(ARCHIVED | ADOPTED | GID | IMAGES | TRANSLATED) != 0 {
         return Err(format!("a record with unknown flags {flags:#x}"));
     }
     let handle = r.str()?.to_string();
@@ -129,6 +138,14 @@ pub(super) fn decode(raw: &[u8], fields: bool) -> Result<ExportRecord, String> {
     } else {
         None
     };
+    let mut translated = Vec::new();
+    if flags & TRANSLATED != 0 {
+        let n = r.len()?;
+        translated.reserve(n);
+        for _ in 0..n {
+            translated.push(r.str()?.to_string());
+        }
+    }
     if !r.is_done() {
         return Err("a record with bytes past its end".into());
     }
@@ -140,6 +157,7 @@ pub(super) fn decode(raw: &[u8], fields: bool) -> Result<ExportRecord, String> {
         archived: flags & ARCHIVED != 0,
         images: if fields { images } else { None },
         adopted: flags & ADOPTED != 0,
+        translated: if fields { translated } else { Vec::new() },
     })
 }
 
@@ -169,6 +187,7 @@ fn decode_json(raw: &[u8], fields: bool) -> serde_json::Result<ExportRecord> {
         archived: h.archived,
         images: None,
         adopted: h.adopted,
+        translated: Vec::new(),
     })
 }
 
@@ -224,6 +243,7 @@ mod tests {
                 ],
             }),
             adopted: true,
+            translated: vec!["es/body_html".into(), "es/title".into()],
         }
     }
 
@@ -236,6 +256,7 @@ mod tests {
             archived: false,
             images: None,
             adopted: false,
+            translated: Vec::new(),
         }
     }
 
@@ -244,7 +265,7 @@ mod tests {
         for record in [full(), bare()] {
             let bytes = encode(&record);
             assert_eq!(decode(&bytes, true).unwrap(), record);
-            let head = ExportRecord { fields: BTreeMap::new(), images: None, ..record.clone() };
+            let head = ExportRecord { fields: BTreeMap::new(), images: None, translated: Vec::new(), ..record.clone() };
             assert_eq!(decode(&bytes, false).unwrap(), head);
             let json = serde_json::to_vec(&record).unwrap();
             assert_eq!(decode(&json, true).unwrap(), record);

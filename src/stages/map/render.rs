@@ -399,7 +399,6 @@ impl<'a> Renderer<'a> {
         };
         let Cell::Media(entries) = cell else { return Ok(Vec::new()) };
         // The column the cell came from: a multi-language image field's, in the language read.
-        // The column the cell came from: a multi-language image field's, in the language read.
         let column = self.data.column_of(it.kind, &image.field, self.default_lang());
         let labels = column.and_then(|c| c.media_labels.as_deref()).unwrap_or_default();
         if !labels.is_empty() && !labels.contains(&image.size) {

@@ -123,6 +123,8 @@ impl ApiCall<'_> {
         }
         let (time, action) = (first.time, first.action);
         let origin = vec![format!("{} ({} page{})", self.url, pages.len(), if pages.len() == 1 { "" } else { "s" })];
+        super::page::merge_across_pages(&mut pages)
+            .map_err(|(p, error)| SourceError::Page { path: format!("{} (page {})", self.url, p + 1), error })?;
         Ok(vec![Export { time, action, pages, origin }])
     }
 }

@@ -514,6 +514,10 @@ fn read_files(paths: &[PathBuf], cursor: Option<i64>, skims: &mut Skims) -> Resu
         }
     }
     exports.sort_by_key(|e| e.time);
+    for export in &mut exports {
+        page::merge_across_pages(&mut export.pages)
+            .map_err(|(p, error)| SourceError::Page { path: export.origin[p].clone(), error })?;
+    }
     // An export whose pages are still arriving (each page names a `next_page`, none is the last;
     // or fewer pages than its `page_count`) is not read yet, nor anything after it: the cursor
     // never passes a page not yet applied, and a refresh missing a page would remove its items.
@@ -556,6 +560,7 @@ mod skim_tests {
     use std::time::{Duration, SystemTime};
 
     use super::{read_files, Skims};
+    use crate::model::source::Cell;
 
     fn write(path: &std::path::Path, bytes: &[u8], modified: SystemTime) {
         std::fs::write(path, bytes).unwrap();
@@ -612,6 +617,45 @@ mod skim_tests {
         let read = read_files(&paths(dir.path()), None, &mut Skims::default()).unwrap();
         assert_eq!(read.len(), 1);
         assert_eq!(read[0].pages.len(), 3);
+    }
+
+    /// An export made without `group_category_id=1`, a product once per category, on two pages.
+    #[test]
+    fn a_product_listed_once_per_category_across_pages_is_in_all_of_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let old = SystemTime::now() - Duration::from_secs(60);
+        let page = |n: u32, rows: &str| {
+            let (schema, next) = match n {
+                1 => (
+                    r#""data_schema": {"products": ["STATUS", "ID", "ID_catalogue", "name"]}, "next_page": "https://x/2","#,
+                    "",
+                ),
+                _ => ("", ""),
+            };
+            format!(
+                r#"{{"time": 7, "action": "update", "page_count": 2, {schema} {next} "data": {{"products": {rows}}}}}"#
+            )
+        };
+        write(
+            &dir.path().join("e-1.json"),
+            page(1, r#"[["M", "1", "10", "Tee"], ["M", "2", "10", "Cap"]]"#).as_bytes(),
+            old,
+        );
+        write(
+            &dir.path().join("e-2.json"),
+            page(2, r#"[["M", "1", "11", "Tee"], ["M", "3", "11", "Hat"]]"#).as_bytes(),
+            old,
+        );
+        let paths = [dir.path().join("e-1.json"), dir.path().join("e-2.json")];
+        let read = read_files(&paths, None, &mut Skims::default()).unwrap();
+        let rows: Vec<(&str, &Cell)> =
+            read[0].pages.iter().flat_map(|p| &p.tables["products"].rows).map(|r| (&*r.id, &r.cells[0])).collect();
+        assert_eq!(rows.len(), 3, "{rows:?}");
+        assert_eq!(rows[0], ("1", &Cell::List(["10".into(), "11".into()].into())));
+        // Other values for one id across pages: which is right cannot be known.
+        write(&dir.path().join("e-2.json"), page(2, r#"[["M", "1", "11", "Tee!"]]"#).as_bytes(), old);
+        let err = read_files(&paths, None, &mut Skims::default()).unwrap_err().to_string();
+        assert!(err.contains("e-2.json") && err.contains("id `1` is also on an earlier page"), "{err}");
     }
 
     #[test]

@@ -186,12 +186,15 @@ impl Parsed {
     }
 }
 
+/// The column that lists a product's categories: with `group_category_id=1` a list; without, a
+/// product comes once per category with one id here.
+const CATEGORIES: &str = "ID_catalogue";
+
 /// The rows of a table page with each id once. An export made without `group_category_id=1`
-/// lists a product once per category, the rows the same but for their category reference
-/// (`ID_catalogue`, or another `ID_*` column holding a list): those are one row whose references
-/// are all of theirs, in the order they came. Two rows for one id that differ anywhere else (a
-/// variant under two products, say) are an error (row number, message): which one is right
-/// cannot be known.
+/// lists a product once per category, the rows the same but for their [`CATEGORIES`] cell:
+/// those are one row in all of those categories, in the order they came ([`merge_row`]). Two
+/// rows for one id that differ anywhere else are an error (row number, message): which one is
+/// right cannot be known.
 fn ungrouped(rows: Vec<Row>, columns: &[Column]) -> Result<Vec<Row>, (usize, String)> {
     let mut at: std::collections::HashMap<Box<str>, usize> = std::collections::HashMap::with_capacity(rows.len());
     let mut out: Vec<Row> = Vec::with_capacity(rows.len());
@@ -203,37 +206,86 @@ fn ungrouped(rows: Vec<Row>, columns: &[Column]) -> Result<Vec<Row>, (usize, Str
             first_row.push(i + 1);
             continue;
         };
-        let kept = &mut out[k];
-        let many = |c: usize, a: &Cell, b: &Cell| {
-            let name = columns.get(c).map_or("", |c| c.name.as_str());
-            name == "ID_catalogue"
-                || (name.starts_with("ID_") && (matches!(a, Cell::List(_)) || matches!(b, Cell::List(_))))
-        };
-        let same_but_references = kept.deleted == r.deleted
-            && kept.cells.len() == r.cells.len()
-            && kept.cells.iter().zip(&r.cells).enumerate().all(|(c, (a, b))| a == b || many(c, a, b));
-        if !same_but_references {
-            return Err((
+        let id = r.id.clone();
+        merge_row(&mut out[k], r, columns).map_err(|()| {
+            (
                 i + 1,
                 format!(
-                    "id `{}` already appears in row {} with other values; an export lists each item once",
-                    r.id, first_row[k]
+                    "id `{id}` already appears in row {} with other values; an export lists each item once",
+                    first_row[k]
                 ),
-            ));
-        }
-        for (c, cell) in r.cells.into_iter().enumerate() {
-            if kept.cells[c] != cell {
-                let mut ids: Vec<Box<str>> = kept.cells[c].ids().into_iter().map(Box::from).collect();
-                for id in cell.ids() {
-                    if !ids.iter().any(|known| **known == *id) {
-                        ids.push(Box::from(id));
-                    }
-                }
-                kept.cells[c] = Cell::List(ids.into_boxed_slice());
-            }
-        }
+            )
+        })?;
     }
     Ok(out)
+}
+
+/// Merges `row` into `kept`, a row of the same id: equal but for their [`CATEGORIES`] cell,
+/// which becomes the list of both's categories. `Err` when they differ anywhere else.
+fn merge_row(kept: &mut Row, row: Row, columns: &[Column]) -> Result<(), ()> {
+    let categories = |c: usize| columns.get(c).is_some_and(|c| c.name == CATEGORIES);
+    let same_but_categories = kept.deleted == row.deleted
+        && kept.cells.len() == row.cells.len()
+        && kept.cells.iter().zip(&row.cells).enumerate().all(|(c, (a, b))| a == b || categories(c));
+    if !same_but_categories {
+        return Err(());
+    }
+    for (c, cell) in row.cells.into_iter().enumerate() {
+        if kept.cells[c] != cell {
+            let mut ids: Vec<Box<str>> = kept.cells[c].ids().into_iter().map(Box::from).collect();
+            for id in cell.ids() {
+                if !ids.iter().any(|known| **known == *id) {
+                    ids.push(Box::from(id));
+                }
+            }
+            kept.cells[c] = Cell::List(ids.into_boxed_slice());
+        }
+    }
+    Ok(())
+}
+
+/// [`ungrouped`] across the pages of one export: a product listed once per category may have
+/// its rows on several pages, and applied page by page the last would replace the others (the
+/// product would leave their categories). Only tables with a [`CATEGORIES`] column are looked
+/// at. `Err`: the page (index into `pages`) and what is wrong with it.
+pub fn merge_across_pages(pages: &mut [Page]) -> Result<(), (usize, PageError)> {
+    if pages.len() < 2 {
+        return Ok(());
+    }
+    // Per table, each id's first page and row.
+    let mut first: BTreeMap<String, std::collections::HashMap<Box<str>, (usize, usize)>> = BTreeMap::new();
+    for p in 0..pages.len() {
+        let (earlier, rest) = pages.split_at_mut(p);
+        for (table, tp) in rest[0].tables.iter_mut() {
+            if !tp.columns.iter().any(|c| c.name == CATEGORIES) {
+                continue;
+            }
+            let seen = first.entry(table.clone()).or_default();
+            let rows = std::mem::take(&mut tp.rows);
+            let mut kept = Vec::with_capacity(rows.len());
+            for (i, row) in rows.into_iter().enumerate() {
+                let Some(&(q, j)) = seen.get(&row.id) else {
+                    seen.insert(row.id.clone(), (p, kept.len()));
+                    kept.push(row);
+                    continue;
+                };
+                let id = row.id.clone();
+                let bad = |problem: String| (p, PageError::BadRow { table: table.clone(), row: i + 1, problem });
+                let Some(target) = earlier[q].tables.get_mut(table).filter(|t| t.columns == tp.columns) else {
+                    return Err(bad(format!(
+                        "id `{id}` is also on an earlier page of this export, with other columns"
+                    )));
+                };
+                merge_row(&mut target.rows[j], row, &tp.columns).map_err(|()| {
+                    bad(format!(
+                        "id `{id}` is also on an earlier page of this export with other values; an export lists each item once"
+                    ))
+                })?;
+            }
+            tp.rows = kept;
+        }
+    }
+    Ok(())
 }
 
 /// `bytes` without a UTF-8 byte order mark in front (the official SDK strips one too).
