@@ -943,6 +943,11 @@ fn a_translation_cleared_in_the_pim_leaves_the_store_by_single_calls_and_in_bulk
         assert_eq!(in_locale(&s, "fr"), ["title"], "bulk: {bulk}: the merchant's translation stays");
         assert_eq!(translations(&s)["acme-ts-001"], other, "another product's translations stay");
         assert_eq!(roots(&s, "translationsRemove"), 1, "bulk: {bulk}: one call for the product's keys");
+        // What catsync reserves for each is what the store asks.
+        for r in s.requests().iter().filter(|r| r.root_fields.iter().any(|f| f.starts_with("translations"))) {
+            let reserved = catsync::shopify::operations::TRANSLATIONS_COST as u64;
+            assert_eq!(r.requested_cost, Some(reserved), "{:?}", r.root_fields);
+        }
         // Nothing more to send, nothing more removed.
         let out = p.cli(&["run", "p.yaml"]);
         assert!(out.stdout.contains("COMPLETED: 0 created, 0 updated"), "{}", out.stdout);

@@ -388,7 +388,11 @@ impl ShopifyTarget {
         for chunk in translation_inputs(doc, languages).chunks(100) {
             let data = try_item!(
                 self.client
-                    .execute(ops::TRANSLATIONS_REGISTER, json!({ "resourceId": id, "translations": chunk }), 10.0)
+                    .execute(
+                        ops::TRANSLATIONS_REGISTER,
+                        json!({ "resourceId": id, "translations": chunk }),
+                        ops::TRANSLATIONS_COST
+                    )
                     .await
             );
             if let Some(message) = user_errors(&data["translationsRegister"]) {
@@ -409,7 +413,8 @@ impl ShopifyTarget {
     ) -> Result<Outcome, GqlError> {
         for (keys, locales) in stale_translations(doc, record) {
             let variables = json!({ "resourceId": id, "translationKeys": keys, "locales": locales });
-            let data = try_item!(self.client.execute(ops::TRANSLATIONS_REMOVE, variables, 10.0).await);
+            let data =
+                try_item!(self.client.execute(ops::TRANSLATIONS_REMOVE, variables, ops::TRANSLATIONS_COST).await);
             if let Some(message) = user_errors(&data["translationsRemove"]) {
                 let message = translation_failure(&message);
                 return Ok(Outcome::Partial { gid: id.to_string(), images: None, message, retryable: false });

@@ -72,6 +72,11 @@ pub const TRANSLATIONS_REGISTER: &str =
   }
 }";
 
+/// What a `translationsRegister` or `translationsRemove` with these selections is asked, and so
+/// reserved before sending: a mutation's 10 points (the recorded calls asked 10 or 11 by their
+/// selections; a reservation one point short only risks a throttled answer, which is retried).
+pub const TRANSLATIONS_COST: f64 = 10.0;
+
 pub const TRANSLATIONS_REMOVE: &str =
     "mutation CatsyncTranslationsRemove($resourceId: ID!, $translationKeys: [String!]!, $locales: [String!]!) {
   translationsRemove(resourceId: $resourceId, translationKeys: $translationKeys, locales: $locales) {

@@ -550,9 +550,12 @@ fn declared_pages(pages: &[page::Page]) -> Option<u64> {
 }
 
 /// Whether an export's pages are all here: its last page (one without a `next_page`) and, when
-/// the pages say how many there are, that many.
+/// the pages say how many there are, that many different ones — a page saved twice (the same
+/// `next_page`) counts once, so it cannot stand in for one that is missing.
 fn complete(pages: &[page::Page]) -> bool {
-    pages.iter().any(|p| p.next_page.is_none()) && declared_pages(pages).is_none_or(|n| pages.len() as u64 >= n)
+    let last = pages.iter().any(|p| p.next_page.is_none());
+    let others: std::collections::BTreeSet<&str> = pages.iter().filter_map(|p| p.next_page.as_deref()).collect();
+    last && declared_pages(pages).is_none_or(|n| others.len() as u64 + 1 >= n)
 }
 
 #[cfg(test)]
@@ -613,6 +616,11 @@ mod skim_tests {
         // The last page is here, the second is not: a refresh of two pages would remove p2.
         let read = read_files(&paths(dir.path()), None, &mut Skims::default()).unwrap();
         assert!(read.is_empty(), "an export without its second page was read: {} pages", read[0].pages.len());
+        // The first page saved twice does not stand in for the second.
+        write(&dir.path().join("e-1-copy.json"), page(1, true).as_bytes(), old);
+        let read = read_files(&paths(dir.path()), None, &mut Skims::default()).unwrap();
+        assert!(read.is_empty(), "a page saved twice stood in for a missing one");
+        std::fs::remove_file(dir.path().join("e-1-copy.json")).unwrap();
         write(&dir.path().join("e-2.json"), page(2, true).as_bytes(), old);
         let read = read_files(&paths(dir.path()), None, &mut Skims::default()).unwrap();
         assert_eq!(read.len(), 1);

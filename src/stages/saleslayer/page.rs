@@ -574,16 +574,31 @@ impl<'de> Visitor<'de> for CellVisitor {
         // A list of scalars, a list of media entries (lists), or the `["U"]` marker.
         let mut scalars: Vec<Box<str>> = Vec::new();
         let mut media: Vec<Vec<Box<str>>> = Vec::new();
+        // Both at once (not what Sales Layer sends): every value, in order, as one list.
+        let mut mixed: Option<Vec<Box<str>>> = None;
         while let Some(item) = seq.next_element::<ListItem>()? {
-            match item {
-                ListItem::Scalar(s) => scalars.push(s),
-                ListItem::Entry(e) => media.push(e),
+            match (&mut mixed, item) {
+                (Some(all), ListItem::Scalar(s)) => all.push(s),
+                (Some(all), ListItem::Entry(e)) => all.extend(e),
+                (None, ListItem::Scalar(s)) if media.is_empty() => scalars.push(s),
+                (None, ListItem::Entry(e)) if scalars.is_empty() => media.push(e),
+                // The first of the other kind: those before it are all of one kind, in order.
+                (None, item) => {
+                    let mut all: Vec<Box<str>> = scalars.drain(..).chain(media.drain(..).flatten()).collect();
+                    match item {
+                        ListItem::Scalar(s) => all.push(s),
+                        ListItem::Entry(e) => all.extend(e),
+                    }
+                    mixed = Some(all);
+                }
             }
+        }
+        if let Some(all) = mixed {
+            return Ok(Cell::List(all.into_boxed_slice()));
         }
         Ok(match (scalars.len(), media.is_empty()) {
             (0, false) => Cell::Media(media.into_iter().map(Vec::into_boxed_slice).collect()),
             (1, true) if &*scalars[0] == "U" => Cell::Unchanged,
-            // Mixed lists do not occur; keep the scalars.
             (_, _) => Cell::List(scalars.into_boxed_slice()),
         })
     }
@@ -686,6 +701,17 @@ mod tests {
             err.to_string(),
             "the export's `action` is `replace`; Sales Layer sends `update` (changes) or `refresh` (everything)"
         );
+    }
+
+    /// A list holding both values and lists (not what Sales Layer sends) keeps every value.
+    #[test]
+    fn a_mixed_list_keeps_every_value_in_order() {
+        let text = r#"{"time": 1, "data_schema": {"products": ["STATUS", "ID", "tags"]}, "data": {"products": [["M", "1", ["a", ["b", "c"], "d"]], ["M", "2", [["x"], ["y"]]], ["M", "3", [["x", "y"], "z"]]]}}"#;
+        let page = decode(text.as_bytes(), &mut Layouts::new()).unwrap();
+        let rows = &page.tables["products"].rows;
+        assert_eq!(rows[0].cells[0], Cell::List(["a".into(), "b".into(), "c".into(), "d".into()].into()));
+        assert_eq!(rows[1].cells[0], Cell::Media([["x".into()].into(), ["y".into()].into()].into()));
+        assert_eq!(rows[2].cells[0], Cell::List(["x".into(), "y".into(), "z".into()].into()));
     }
 
     /// An export made without `group_category_id=1`: a product once per category.
