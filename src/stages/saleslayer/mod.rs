@@ -549,13 +549,26 @@ fn declared_pages(pages: &[page::Page]) -> Option<u64> {
     pages.iter().filter_map(|p| p.page_count).max()
 }
 
+/// Where a page leads, and each of its tables' row count and first and last ids.
+type PageIdentity<'p> = (Option<&'p str>, Vec<(&'p str, usize, Option<&'p str>, Option<&'p str>)>);
+
 /// Whether an export's pages are all here: its last page (one without a `next_page`) and, when
 /// the pages say how many there are, that many different ones — a page saved twice (the same
-/// `next_page`) counts once, so it cannot stand in for one that is missing.
+/// `next_page` and rows) counts once, so it cannot stand in for one that is missing.
 fn complete(pages: &[page::Page]) -> bool {
-    let last = pages.iter().any(|p| p.next_page.is_none());
-    let others: std::collections::BTreeSet<&str> = pages.iter().filter_map(|p| p.next_page.as_deref()).collect();
-    last && declared_pages(pages).is_none_or(|n| others.len() as u64 + 1 >= n)
+    // What tells two pages apart, without comparing every row.
+    fn identity(p: &page::Page) -> PageIdentity<'_> {
+        let tables: Vec<(&str, usize, Option<&str>, Option<&str>)> = p
+            .tables
+            .iter()
+            .map(|(name, t)| {
+                (name.as_str(), t.rows.len(), t.rows.first().map(|r| &*r.id), t.rows.last().map(|r| &*r.id))
+            })
+            .collect();
+        (p.next_page.as_deref(), tables)
+    }
+    let distinct: std::collections::BTreeSet<_> = pages.iter().map(identity).collect();
+    pages.iter().any(|p| p.next_page.is_none()) && declared_pages(pages).is_none_or(|n| distinct.len() as u64 >= n)
 }
 
 #[cfg(test)]
@@ -624,6 +637,28 @@ mod skim_tests {
         write(&dir.path().join("e-2.json"), page(2, true).as_bytes(), old);
         let read = read_files(&paths(dir.path()), None, &mut Skims::default()).unwrap();
         assert_eq!(read.len(), 1);
+        assert_eq!(read[0].pages.len(), 3);
+    }
+
+    /// Pages whose `next_page` says only that more follow (the same text on each) are told apart
+    /// by their rows: an export complete by its `page_count` is read.
+    #[test]
+    fn pages_that_share_a_next_page_text_are_still_different_pages() {
+        let dir = tempfile::tempdir().unwrap();
+        let old = SystemTime::now() - Duration::from_secs(60);
+        let page = |n: u32, last: bool| {
+            let schema = if n == 1 { r#""data_schema": {"products": ["STATUS", "ID", "name"]},"# } else { "" };
+            let next = if last { "" } else { r#""next_page": "more","# };
+            format!(
+                r#"{{"time": 7, "action": "update", "page_count": 3, {schema} {next} "data": {{"products": [["M", "{n}", "p{n}"]]}}}}"#
+            )
+        };
+        for n in 1..=3 {
+            write(&dir.path().join(format!("e-{n}.json")), page(n, n == 3).as_bytes(), old);
+        }
+        let paths: Vec<_> = (1..=3).map(|n| dir.path().join(format!("e-{n}.json"))).collect();
+        let read = read_files(&paths, None, &mut Skims::default()).unwrap();
+        assert_eq!(read.len(), 1, "the export is read");
         assert_eq!(read[0].pages.len(), 3);
     }
 
