@@ -30,7 +30,6 @@ use crate::engine::{evaluate, Read};
 use crate::error::{Error, Exit};
 use crate::plan::diff::Fingerprint;
 use crate::shopify::client::GqlError;
-use crate::shopify::operations::MappedFields;
 use crate::shopify::read::{Found, ProductWants, Reader, StoreCollection, StoreMetafield, StoreProduct};
 use crate::stages::ItemKind;
 use crate::state::{ExportRecord, State};
@@ -221,8 +220,6 @@ pub struct Inputs<'a> {
     pub catalog: &'a BTreeMap<(ItemKind, Arc<str>), Arc<Document>>,
     /// The pipeline's languages (translations in others are not sent).
     pub languages: &'a [String],
-    /// The optional fields the pipeline maps (see [`crate::drift::ExportInputs::mapped`]).
-    pub mapped: MappedFields,
     pub by: MatchBy,
 }
 
@@ -374,11 +371,11 @@ pub async fn find(reader: &Reader<'_>, inputs: &Inputs<'_>) -> Result<ExportAdop
     for ((kind, id), doc, c) in chosen {
         let adopted = match doc {
             Document::Product(p) => products.get(&c.gid).and_then(Option::as_ref).map(|s| {
-                let (store, fields) = product_document(p, s, inputs.languages, &inputs.mapped);
+                let (store, fields) = product_document(p, s, inputs.languages);
                 (Document::Product(store), fields, s.handle.clone())
             }),
             Document::Collection(col) => collections.get(&c.gid).and_then(Option::as_ref).map(|s| {
-                let (store, fields) = collection_document(col, s, inputs.languages, &inputs.mapped);
+                let (store, fields) = collection_document(col, s, inputs.languages);
                 (Document::Collection(store), fields, s.handle.clone())
             }),
         };
@@ -448,14 +445,9 @@ fn merged<T: Serialize + DeserializeOwned + Clone>(catalog: &T, store: &T, diffe
 /// from their sources), so `files`, and `variants` when a variant shows an image, count as
 /// differing whenever the catalog has images: the first update sends them. Also the fields that
 /// differ, sorted.
-pub fn product_document(
-    catalog: &ProductDoc,
-    store: &StoreProduct,
-    languages: &[String],
-    mapped: &MappedFields,
-) -> (ProductDoc, Vec<String>) {
+pub fn product_document(catalog: &ProductDoc, store: &StoreProduct, languages: &[String]) -> (ProductDoc, Vec<String>) {
     let mut differing: BTreeSet<String> =
-        compare_product(catalog, store, languages, mapped).iter().map(|c| top_field(&c.field).to_string()).collect();
+        compare_product(catalog, store, languages).iter().map(|c| top_field(&c.field).to_string()).collect();
     if !catalog.files.is_empty() {
         differing.insert("files".to_string());
     }
@@ -472,10 +464,9 @@ pub fn collection_document(
     catalog: &CollectionDoc,
     store: &StoreCollection,
     languages: &[String],
-    mapped: &MappedFields,
 ) -> (CollectionDoc, Vec<String>) {
     let mut differing: BTreeSet<String> =
-        compare_collection(catalog, store, languages, mapped).iter().map(|c| top_field(&c.field).to_string()).collect();
+        compare_collection(catalog, store, languages).iter().map(|c| top_field(&c.field).to_string()).collect();
     if catalog.image.is_some() {
         differing.insert("image".to_string());
     }
@@ -653,14 +644,8 @@ pub fn adopt(pipeline: &CompiledPipeline, state_dir: &Path, by: MatchBy, writing
         let catalog = evaluation.documents_for(pipeline, idx).map(|d| d.rendered.docs.clone()).unwrap_or_default();
         let store = ReadOnlyStore::open(export, state_dir)?;
         let reader = store.reader(export);
-        let inputs = Inputs {
-            export: name,
-            records: &records,
-            catalog: &catalog,
-            languages: &pipeline.params.languages,
-            mapped: MappedFields::of_export(pipeline, &pipeline.stages[idx]),
-            by,
-        };
+        let inputs =
+            Inputs { export: name, records: &records, catalog: &catalog, languages: &pipeline.params.languages, by };
         let mut adoption = rt
             .block_on(find(&reader, &inputs))
             .map_err(|e| Error::failed(format!("cannot read the store of export `{name}`: {e} ({})", e.hint())))?;
@@ -766,7 +751,7 @@ mod tests {
     fn what_only_looks_different_keeps_the_catalogs_spelling_and_hash() {
         // Tags as a set, prices as decimals, variants in another order, JSON metafields by value,
         // fields the document does not send.
-        let (adopted, fields) = product_document(&doc(), &store(), &[], &MappedFields::default());
+        let (adopted, fields) = product_document(&doc(), &store(), &[]);
         assert_eq!(fields, Vec::<String>::new());
         assert_eq!(adopted, doc());
     }
@@ -778,7 +763,7 @@ mod tests {
         s.variants[1].price = Some("15.00".into());
         let mut catalog = doc();
         catalog.files = vec![crate::document::ImageDoc { original_source: "https://img/1.jpg".into(), alt: None }];
-        let (adopted, fields) = product_document(&catalog, &s, &[], &MappedFields::default());
+        let (adopted, fields) = product_document(&catalog, &s, &[]);
         assert_eq!(fields, ["files", "title", "variants"]);
         assert_eq!(adopted.title, "Tee (by hand)");
         let small = adopted.variants.iter().find(|v| v.sku.as_deref() == Some("T-S")).unwrap();

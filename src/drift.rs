@@ -21,7 +21,6 @@ use crate::engine::{evaluate, Evaluation, Read};
 use crate::error::Error;
 use crate::last_sent::LastSent;
 use crate::shopify::client::GqlError;
-use crate::shopify::operations::MappedFields;
 use crate::shopify::read::{Found, ProductWants, Reader, StoreCollection, StoreMetafield, StoreProduct, StoreVariant};
 use crate::stages::ItemKind;
 use crate::state::{ExportRecord, State};
@@ -170,9 +169,6 @@ pub struct ExportInputs<'a> {
     pub catalog: &'a BTreeMap<(ItemKind, Arc<str>), Arc<Document>>,
     /// The pipeline's languages (translations in others are not sent).
     pub languages: &'a [String],
-    /// The optional fields the pipeline maps: one a document leaves empty was sent empty, and
-    /// the store should have none.
-    pub mapped: crate::shopify::operations::MappedFields,
 }
 
 const ADOPTED: &str = "adopted from the store (`catsync import`) and not sent since: there is no document sent to compare it with; only its presence and handle were checked";
@@ -247,7 +243,6 @@ fn inspect_here(
             sent: &sent,
             catalog: &catalog,
             languages: &pipeline.params.languages,
-            mapped: crate::shopify::operations::MappedFields::of_export(pipeline, &pipeline.stages[idx]),
         };
         let mut drift = rt
             .block_on(check(&store.reader(export), &inputs))
@@ -368,9 +363,7 @@ pub async fn check(reader: &Reader<'_>, inputs: &ExportInputs<'_>) -> Result<Exp
                     out.drifted.push(drift(ItemState::Deleted, Vec::new()));
                     continue;
                 }
-                (Some(Some(store)), Some(Document::Product(doc))) => {
-                    compare_product(doc, store, inputs.languages, &inputs.mapped)
-                }
+                (Some(Some(store)), Some(Document::Product(doc))) => compare_product(doc, store, inputs.languages),
                 (Some(Some(store)), _) if record.archived => compare_archived(store),
                 (Some(Some(store)), _) => {
                     out.not_compared.push(not_compared(if record.adopted { ADOPTED } else { NOT_REBUILT }));
@@ -384,7 +377,7 @@ pub async fn check(reader: &Reader<'_>, inputs: &ExportInputs<'_>) -> Result<Exp
                     continue;
                 }
                 (Some(Some(store)), Some(Document::Collection(doc))) => {
-                    compare_collection(doc, store, inputs.languages, &inputs.mapped)
+                    compare_collection(doc, store, inputs.languages)
                 }
                 (Some(Some(store)), _) => {
                     out.not_compared.push(not_compared(if record.adopted { ADOPTED } else { NOT_REBUILT }));
@@ -541,10 +534,11 @@ fn compare_archived(store: &StoreProduct) -> Vec<FieldChange> {
     out
 }
 
-/// The SEO title and description sent (each `None` when not sent) against the store's.
-fn seo(out: &mut Vec<FieldChange>, sent: (Option<&str>, Option<&str>), title: Option<&str>, description: Option<&str>) {
-    text(out, "seo.title", sent.0, title);
-    text(out, "seo.description", sent.1, description);
+fn seo(out: &mut Vec<FieldChange>, sent: &Option<Seo>, title: Option<&str>, description: Option<&str>) {
+    if let Some(s) = sent {
+        text(out, "seo.title", s.title.as_deref(), title);
+        text(out, "seo.description", s.description.as_deref(), description);
+    }
 }
 
 /// Metafield values compared as JSON when their type holds JSON, as text otherwise.
@@ -639,7 +633,7 @@ fn variant_summary_store(v: &StoreVariant) -> Value {
 
 /// Variants matched by SKU, then the rest by their options; each pair compared, the unmatched
 /// reported as removed in the store (sent, no longer there) or added there.
-fn variants(out: &mut Vec<FieldChange>, sent: &[VariantDoc], store: &[StoreVariant], mapped: &MappedFields) {
+fn variants(out: &mut Vec<FieldChange>, sent: &[VariantDoc], store: &[StoreVariant]) {
     let mut taken = vec![false; store.len()];
     let mut pairs: Vec<(&VariantDoc, Option<usize>)> = Vec::new();
     for v in sent {
@@ -672,21 +666,8 @@ fn variants(out: &mut Vec<FieldChange>, sent: &[VariantDoc], store: &[StoreVaria
         let s = &store[i];
         text(out, &format!("{label}.sku"), v.sku.as_deref(), s.sku.as_deref());
         money(out, &format!("{label}.price"), v.price.as_deref(), s.price.as_deref());
-        // A mapped field left empty was sent empty (`null` for a price), except on the "Default
-        // Title" variant of a product the catalog gives none (no source id), which the merchant owns.
-        let own = !v.source_id.is_empty();
-        let compare_at = format!("{label}.compareAtPrice");
-        match v.compare_at_price.as_deref().filter(|p| !p.trim().is_empty()) {
-            Some(price) => money(out, &compare_at, Some(price), s.compare_at_price.as_deref()),
-            None if own && mapped.compare_at_price => {
-                if let Some(kept) = s.compare_at_price.as_deref().filter(|p| !p.trim().is_empty()) {
-                    out.push(FieldChange { field: compare_at, sent: Value::Null, store: text_value(Some(kept)) });
-                }
-            }
-            None => {}
-        }
-        let barcode = sent_or_cleared(v.barcode.as_deref(), own && mapped.barcode);
-        text(out, &format!("{label}.barcode"), barcode, s.barcode.as_deref());
+        money(out, &format!("{label}.compareAtPrice"), v.compare_at_price.as_deref(), s.compare_at_price.as_deref());
+        text(out, &format!("{label}.barcode"), v.barcode.as_deref(), s.barcode.as_deref());
         let (a, b) = (option_map(&options), option_map(&s.options));
         if a != b {
             out.push(FieldChange { field: format!("{label}.options"), sent: json!(a), store: json!(b) });
@@ -699,27 +680,14 @@ fn variants(out: &mut Vec<FieldChange>, sent: &[VariantDoc], store: &[StoreVaria
     }
 }
 
-/// `value`, or the empty text a mapped field leaving it empty was sent as (`None`: not sent).
-fn sent_or_cleared(value: Option<&str>, mapped: bool) -> Option<&str> {
-    value.filter(|v| !v.trim().is_empty()).or(mapped.then_some(""))
-}
-
-/// A product document against the product in the store. `mapped`: the optional fields the
-/// pipeline maps, which a document leaving them empty sent empty (the store should have none).
-pub fn compare_product(
-    doc: &ProductDoc,
-    store: &StoreProduct,
-    languages: &[String],
-    mapped: &MappedFields,
-) -> Vec<FieldChange> {
+/// A product document against the product in the store.
+pub fn compare_product(doc: &ProductDoc, store: &StoreProduct, languages: &[String]) -> Vec<FieldChange> {
     let mut out = Vec::new();
     text(&mut out, "handle", Some(&doc.handle), Some(&store.handle));
     text(&mut out, "title", Some(&doc.title), Some(&store.title));
-    let description = sent_or_cleared(doc.description_html.as_deref(), mapped.description_html);
-    text(&mut out, "descriptionHtml", description, Some(&store.description_html));
-    text(&mut out, "vendor", sent_or_cleared(doc.vendor.as_deref(), mapped.vendor), Some(&store.vendor));
-    let product_type = sent_or_cleared(doc.product_type.as_deref(), mapped.product_type);
-    text(&mut out, "productType", product_type, Some(&store.product_type));
+    text(&mut out, "descriptionHtml", doc.description_html.as_deref(), Some(&store.description_html));
+    text(&mut out, "vendor", doc.vendor.as_deref().filter(|v| !v.trim().is_empty()), Some(&store.vendor));
+    text(&mut out, "productType", doc.product_type.as_deref(), Some(&store.product_type));
     set(&mut out, "tags", &doc.tags, &store.tags);
     text(&mut out, "status", Some(&doc.status.to_uppercase()), Some(&store.status.to_uppercase()));
     let options = |list: Vec<(String, BTreeSet<String>)>| -> Vec<(String, BTreeSet<String>)> {
@@ -744,36 +712,22 @@ pub fn compare_product(
             store: json!(shown(&store_opts)),
         });
     }
-    variants(&mut out, &doc.variants, &store.variants, mapped);
+    variants(&mut out, &doc.variants, &store.variants);
     set(&mut out, "collections", &doc.collections, &store.collections);
     metafields(&mut out, "", &doc.metafields, &store.metafields);
-    let sent_seo = (
-        sent_or_cleared(doc.seo.as_ref().and_then(|s| s.title.as_deref()), mapped.seo_title),
-        sent_or_cleared(doc.seo.as_ref().and_then(|s| s.description.as_deref()), mapped.seo_description),
-    );
-    seo(&mut out, sent_seo, store.seo_title.as_deref(), store.seo_description.as_deref());
+    seo(&mut out, &doc.seo, store.seo_title.as_deref(), store.seo_description.as_deref());
     let keys = |k: &str| translatable(k, &doc.description_html, Some(&doc.product_type), &doc.seo);
     translations(&mut out, &doc.translations, keys, languages, &store.translations);
     out
 }
 
 /// A collection document against the collection in the store.
-pub fn compare_collection(
-    doc: &CollectionDoc,
-    store: &StoreCollection,
-    languages: &[String],
-    mapped: &MappedFields,
-) -> Vec<FieldChange> {
+pub fn compare_collection(doc: &CollectionDoc, store: &StoreCollection, languages: &[String]) -> Vec<FieldChange> {
     let mut out = Vec::new();
     text(&mut out, "handle", Some(&doc.handle), Some(&store.handle));
     text(&mut out, "title", Some(&doc.title), Some(&store.title));
-    let description = sent_or_cleared(doc.description_html.as_deref(), mapped.collection_description_html);
-    text(&mut out, "descriptionHtml", description, Some(&store.description_html));
-    let sent_seo = (
-        sent_or_cleared(doc.seo.as_ref().and_then(|s| s.title.as_deref()), mapped.collection_seo_title),
-        sent_or_cleared(doc.seo.as_ref().and_then(|s| s.description.as_deref()), mapped.collection_seo_description),
-    );
-    seo(&mut out, sent_seo, store.seo_title.as_deref(), store.seo_description.as_deref());
+    text(&mut out, "descriptionHtml", doc.description_html.as_deref(), Some(&store.description_html));
+    seo(&mut out, &doc.seo, store.seo_title.as_deref(), store.seo_description.as_deref());
     let keys = |k: &str| translatable(k, &doc.description_html, None, &doc.seo);
     translations(&mut out, &doc.translations, keys, languages, &store.translations);
     out
@@ -977,44 +931,6 @@ pub(crate) mod tests {
         }
     }
 
-    /// A mapped optional field a document leaves empty was sent empty: a value the store has in
-    /// it is drift. Unmapped, the store's value is the merchant's and is not compared.
-    #[test]
-    fn a_mapped_field_left_empty_is_compared_with_none() {
-        let mut d = doc();
-        d.vendor = None;
-        d.seo = None;
-        let mut s = store();
-        s.seo_description = Some("Kept by hand".into());
-        s.variants[0].compare_at_price = Some("30.00".into());
-        s.variants[0].barcode = Some("123".into());
-        assert_eq!(compare_product(&d, &s, &[], &MappedFields::default()), [], "nothing mapped, nothing compared");
-        let mapped = MappedFields {
-            vendor: true,
-            seo_title: true,
-            seo_description: true,
-            compare_at_price: true,
-            barcode: true,
-            ..MappedFields::default()
-        };
-        let fields: Vec<(String, Value, Value)> =
-            compare_product(&d, &s, &[], &mapped).into_iter().map(|c| (c.field, c.sent, c.store)).collect();
-        assert_eq!(
-            fields,
-            [
-                ("vendor".to_string(), json!(""), json!("my-shop")),
-                ("variants[T-M].compareAtPrice".to_string(), Value::Null, json!("30.00")),
-                ("variants[T-M].barcode".to_string(), json!(""), json!("123")),
-                ("seo.title".to_string(), json!(""), json!("Tee | Shop")),
-                ("seo.description".to_string(), json!(""), json!("Kept by hand")),
-            ]
-        );
-        // The "Default Title" variant of a product the catalog gives none is the merchant's.
-        d.variants[1].source_id = String::new();
-        let fields = compare_product(&d, &s, &[], &mapped);
-        assert!(fields.iter().all(|c| !c.field.starts_with("variants")), "{fields:?}");
-    }
-
     /// The store's product of [`doc`], the same but for how it is written.
     pub(crate) fn store() -> StoreProduct {
         StoreProduct {
@@ -1056,7 +972,7 @@ pub(crate) mod tests {
     fn what_only_looks_different_is_no_drift() {
         // Tags as a set, prices as decimals, an empty vendor as none, variants in another order,
         // option values as a set, JSON metafields by value.
-        assert_eq!(compare_product(&doc(), &store(), &[], &MappedFields::default()), []);
+        assert_eq!(compare_product(&doc(), &store(), &[]), []);
     }
 
     #[test]
@@ -1074,11 +990,10 @@ pub(crate) mod tests {
             options: vec![("Size".into(), "L".into())],
             ..StoreVariant::default()
         });
-        let fields: Vec<(String, Value, Value)> =
-            compare_product(&doc(), &s, &["en".into(), "es".into()], &MappedFields::default())
-                .into_iter()
-                .map(|c| (c.field, c.sent, c.store))
-                .collect();
+        let fields: Vec<(String, Value, Value)> = compare_product(&doc(), &s, &["en".into(), "es".into()])
+            .into_iter()
+            .map(|c| (c.field, c.sent, c.store))
+            .collect();
         assert_eq!(
             fields,
             [

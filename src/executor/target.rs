@@ -115,7 +115,10 @@ impl Target {
                 let client = Client::new(&url, &s.api_version, token).map_err(Error::failed)?;
                 let languages = pipeline.params.languages.clone();
                 let collections = collection_ids(&ns.records_of(&stage.name, ItemKind::Category)?);
-                let mapped = crate::shopify::operations::MappedFields::of_export(pipeline, stage);
+                let mapped = match stage.inputs.first().map(|&i| &pipeline.stages[i].compiled) {
+                    Some(CompiledStage::Map(m)) => crate::shopify::operations::MappedFields::of(m),
+                    _ => Default::default(),
+                };
                 Some(Target::Shopify {
                     target: Arc::new(ShopifyTarget { client, mapped }),
                     languages,

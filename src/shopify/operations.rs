@@ -154,18 +154,6 @@ pub struct MappedFields {
 }
 
 impl MappedFields {
-    /// What the `map` stage feeding export stage `stage` of `pipeline` maps (none when its input
-    /// is not a `map` stage).
-    pub fn of_export(
-        pipeline: &crate::config::CompiledPipeline,
-        stage: &crate::config::compile::Stage,
-    ) -> MappedFields {
-        match stage.inputs.first().map(|&i| &pipeline.stages[i].compiled) {
-            Some(crate::stages::CompiledStage::Map(m)) => MappedFields::of(m),
-            _ => MappedFields::default(),
-        }
-    }
-
     /// What the `map` stage `fields` maps.
     pub fn of(fields: &crate::stages::map::MapFields) -> MappedFields {
         let (p, v, c) = (&fields.products, &fields.variants, fields.categories.as_ref());
