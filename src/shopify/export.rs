@@ -400,7 +400,7 @@ impl ShopifyTarget {
                 return Ok(Outcome::Partial { gid: id.to_string(), images: None, message, retryable: false });
             }
         }
-        self.remove_stale_translations(doc, id, record).await
+        self.remove_stale_translations(doc, id, record, languages).await
     }
 
     /// Removes the translations catsync registered for `doc`'s resource that the document no
@@ -410,8 +410,9 @@ impl ShopifyTarget {
         doc: &Document,
         id: &str,
         record: Option<&ExportRecord>,
+        languages: &[String],
     ) -> Result<Outcome, GqlError> {
-        for (keys, locales) in stale_translations(doc, record) {
+        for (keys, locales) in stale_translations(doc, record, languages) {
             let variables = json!({ "resourceId": id, "translationKeys": keys, "locales": locales });
             let data =
                 try_item!(self.client.execute(ops::TRANSLATIONS_REMOVE, variables, ops::TRANSLATIONS_COST).await);
@@ -466,12 +467,21 @@ fn registered(doc: &Document) -> BTreeSet<String> {
 /// catsync registered: a translation the merchant made, or one in a language the PIM never
 /// filled, is never removed. A key whose default-language value `doc` lacks is left for later
 /// (the store has nothing to translate, and may refuse the key).
-fn stale_translations(doc: &Document, before: Option<&ExportRecord>) -> Vec<(Vec<String>, Vec<String>)> {
+fn stale_translations(
+    doc: &Document,
+    before: Option<&ExportRecord>,
+    languages: &[String],
+) -> Vec<(Vec<String>, Vec<String>)> {
     let Some(before) = before.filter(|r| !r.translated.is_empty()) else { return Vec::new() };
     let now = registered(doc);
     let mut by_locale: BTreeMap<&str, Vec<String>> = BTreeMap::new();
     for entry in before.translated.iter().filter(|t| !now.contains(*t)) {
         let Some((locale, key)) = entry.split_once('/') else { continue };
+        // A language the pipeline no longer lists is no longer catsync's (the store may even have
+        // it disabled): its translations stay as they are.
+        if !languages.iter().skip(1).any(|l| l == locale) {
+            continue;
+        }
         if default_value(doc, key).is_some() {
             by_locale.entry(locale).or_default().push(key.to_string());
         }
@@ -691,7 +701,7 @@ impl ShopifyTarget {
         clearing.sort();
         for (&i, id) in clearing {
             let Some(doc) = changes[i].document.as_deref() else { continue };
-            match self.remove_stale_translations(doc, id, records.get(i).and_then(Option::as_ref)).await? {
+            match self.remove_stale_translations(doc, id, records.get(i).and_then(Option::as_ref), languages).await? {
                 Outcome::Partial { message, retryable, .. } => {
                     translations_failed.insert(i, (message, retryable));
                 }
@@ -758,9 +768,11 @@ mod tests {
     fn only_translations_catsync_registered_and_the_document_lacks_are_stale() {
         let doc = collection(&[("es", &[("title", "Botas")]), ("fr", &[("title", "Bottes")])]);
         // Registered before: es and de titles and descriptions, a SEO title (no default now).
-        let before = record(&["de/body_html", "de/title", "es/body_html", "es/meta_title", "es/title"]);
+        let before = record(&["de/body_html", "de/title", "es/body_html", "es/meta_title", "es/title", "it/title"]);
+        // Italian is no longer among the pipeline's languages: its translation is left alone.
+        let languages: Vec<String> = ["en", "es", "fr", "de"].map(String::from).to_vec();
         assert_eq!(
-            stale_translations(&doc, Some(&before)),
+            stale_translations(&doc, Some(&before), &languages),
             [
                 (vec!["body_html".to_string(), "title".to_string()], vec!["de".to_string()]),
                 (vec!["body_html".to_string()], vec!["es".to_string()])
@@ -768,14 +780,15 @@ mod tests {
         );
         // What the record keeps: what the document registers, and the SEO title left for later.
         assert_eq!(translated_after(&doc, Some(&before), false), ["es/meta_title", "es/title", "fr/title"]);
+        // (The Italian title is forgotten: catsync no longer manages that language.)
         // Refused: everything tried may be there.
         assert_eq!(
             translated_after(&doc, Some(&before), true),
-            ["de/body_html", "de/title", "es/body_html", "es/meta_title", "es/title", "fr/title"]
+            ["de/body_html", "de/title", "es/body_html", "es/meta_title", "es/title", "fr/title", "it/title"]
         );
         // Nothing registered before (a new item, an older record, an adopted one): nothing removed.
-        assert!(stale_translations(&doc, Some(&record(&[]))).is_empty());
-        assert!(stale_translations(&doc, None).is_empty());
+        assert!(stale_translations(&doc, Some(&record(&[])), &languages).is_empty());
+        assert!(stale_translations(&doc, None, &languages).is_empty());
         assert_eq!(translated_after(&doc, None, false), ["es/title", "fr/title"]);
     }
 }

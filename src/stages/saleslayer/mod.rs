@@ -514,10 +514,6 @@ fn read_files(paths: &[PathBuf], cursor: Option<i64>, skims: &mut Skims) -> Resu
         }
     }
     exports.sort_by_key(|e| e.time);
-    for export in &mut exports {
-        page::merge_across_pages(&mut export.pages)
-            .map_err(|(p, error)| SourceError::Page { path: export.origin[p].clone(), error })?;
-    }
     // An export whose pages are still arriving (each page names a `next_page`, none is the last;
     // or fewer pages than its `page_count`) is not read yet, nor anything after it: the cursor
     // never passes a page not yet applied, and a refresh missing a page would remove its items.
@@ -541,6 +537,12 @@ fn read_files(paths: &[PathBuf], cursor: Option<i64>, skims: &mut Skims) -> Resu
         }
         exports.truncate(first_incomplete);
     }
+    // Only once the pages are counted (merged rows would make a page saved twice look like
+    // another page), and only in the exports that are read.
+    for export in &mut exports {
+        page::merge_across_pages(&mut export.pages)
+            .map_err(|(p, error)| SourceError::Page { path: export.origin[p].clone(), error })?;
+    }
     Ok(exports)
 }
 
@@ -549,12 +551,13 @@ fn declared_pages(pages: &[page::Page]) -> Option<u64> {
     pages.iter().filter_map(|p| p.page_count).max()
 }
 
-/// Where a page leads, and each of its tables' row count and first and last ids.
-type PageIdentity<'p> = (Option<&'p str>, Vec<(&'p str, usize, Option<&'p str>, Option<&'p str>)>);
+/// Whether a page is the last, and each of its tables' row count and first and last ids.
+type PageIdentity<'p> = (bool, Vec<(&'p str, usize, Option<&'p str>, Option<&'p str>)>);
 
 /// Whether an export's pages are all here: its last page (one without a `next_page`) and, when
 /// the pages say how many there are, that many different ones — a page saved twice (the same
-/// `next_page` and rows) counts once, so it cannot stand in for one that is missing.
+/// rows; its `next_page` may differ by the request's random parameters) counts once, so it
+/// cannot stand in for one that is missing.
 fn complete(pages: &[page::Page]) -> bool {
     // What tells two pages apart, without comparing every row.
     fn identity(p: &page::Page) -> PageIdentity<'_> {
@@ -565,7 +568,7 @@ fn complete(pages: &[page::Page]) -> bool {
                 (name.as_str(), t.rows.len(), t.rows.first().map(|r| &*r.id), t.rows.last().map(|r| &*r.id))
             })
             .collect();
-        (p.next_page.as_deref(), tables)
+        (p.next_page.is_none(), tables)
     }
     let distinct: std::collections::BTreeSet<_> = pages.iter().map(identity).collect();
     pages.iter().any(|p| p.next_page.is_none()) && declared_pages(pages).is_none_or(|n| distinct.len() as u64 >= n)
@@ -699,6 +702,22 @@ mod skim_tests {
         write(&dir.path().join("e-2.json"), page(2, r#"[["M", "1", "11", "Tee!"]]"#).as_bytes(), old);
         let err = read_files(&paths, None, &mut Skims::default()).unwrap_err().to_string();
         assert!(err.contains("e-2.json") && err.contains("id `1` is also on an earlier page"), "{err}");
+        // The first page saved twice, of an export of three: its rows would merge into the first
+        // copy's, and must not make it look like the missing second page.
+        let three = |n: u32, last: bool| {
+            let schema = r#""data_schema": {"products": ["STATUS", "ID", "ID_catalogue", "name"]},"#;
+            let next = if last { String::new() } else { format!(r#""next_page": "https://x/{}","#, n + 1) };
+            format!(
+                r#"{{"time": 9, "action": "refresh", "page_count": 3, {schema} {next} "data": {{"products": [["M", "{n}", "10", "T{n}"]]}}}}"#
+            )
+        };
+        let dir = tempfile::tempdir().unwrap();
+        write(&dir.path().join("f-1.json"), three(1, false).as_bytes(), old);
+        write(&dir.path().join("f-1-copy.json"), three(1, false).as_bytes(), old);
+        write(&dir.path().join("f-3.json"), three(3, true).as_bytes(), old);
+        let paths: Vec<_> = ["f-1.json", "f-1-copy.json", "f-3.json"].iter().map(|f| dir.path().join(f)).collect();
+        let read = read_files(&paths, None, &mut Skims::default()).unwrap();
+        assert!(read.is_empty(), "a page saved twice stood in for the missing one");
     }
 
     #[test]
