@@ -141,9 +141,11 @@ pub(super) fn decode(raw: &[u8], fields: bool) -> Result<ExportRecord, String> {
     let mut translated = Vec::new();
     if flags & TRANSLATED != 0 {
         let n = r.len()?;
-        translated.reserve(n);
         for _ in 0..n {
-            translated.push(r.str()?.to_string());
+            let t = r.str()?;
+            if fields {
+                translated.push(t.to_string());
+            }
         }
     }
     if !r.is_done() {
@@ -157,7 +159,7 @@ pub(super) fn decode(raw: &[u8], fields: bool) -> Result<ExportRecord, String> {
         archived: flags & ARCHIVED != 0,
         images: if fields { images } else { None },
         adopted: flags & ADOPTED != 0,
-        translated: if fields { translated } else { Vec::new() },
+        translated,
     })
 }
 
