@@ -137,15 +137,10 @@ impl Column {
     /// status and id first, which an entry at least two values longer than its labels shows.
     /// `None`: the column has no such label, or the entry does not hold it.
     pub fn media_position(&self, label: &str, len: usize) -> Option<usize> {
-        let labels = self.media_labels.as_deref().unwrap_or_default();
-        let named = labels.iter().position(|l| l == label);
-        let unnamed_head = !labels.iter().any(|l| l == "STATUS" || l == "ID") && len >= labels.len() + 2;
-        let pos = match (named, label) {
-            (Some(i), _) if unnamed_head => Some(i + 2),
-            (Some(i), _) => Some(i),
-            (None, "STATUS") if unnamed_head => Some(0),
-            (None, "ID") if unnamed_head => Some(1),
-            (None, _) => None,
+        let head = self.unnamed_head(len);
+        let pos = match HEAD[..head].iter().position(|h| *h == label) {
+            Some(i) => Some(i),
+            None => self.labels().iter().position(|l| l == label).map(|i| i + head),
         };
         pos.filter(|&i| i < len)
     }
@@ -153,16 +148,30 @@ impl Column {
     /// The label of each value of a media entry of `len` values (see [`Column::media_position`]);
     /// a value no label names is labelled by its position.
     pub fn media_entry_labels(&self, len: usize) -> Vec<String> {
-        let labels = self.media_labels.as_deref().unwrap_or_default();
-        let head: &[&str] = if !labels.iter().any(|l| l == "STATUS" || l == "ID") && len >= labels.len() + 2 {
-            &["STATUS", "ID"]
+        let head = self.unnamed_head(len);
+        let named = HEAD[..head].iter().map(|l| l.to_string()).chain(self.labels().iter().cloned());
+        named.chain((head + self.labels().len()..len).map(|i| i.to_string())).take(len).collect()
+    }
+
+    fn labels(&self) -> &[String] {
+        self.media_labels.as_deref().unwrap_or_default()
+    }
+
+    /// How many values an entry of `len` has in front that its labels do not name: the status
+    /// and id ([`HEAD`]) when the labels leave them out and the entry is long enough for them.
+    fn unnamed_head(&self, len: usize) -> usize {
+        let labels = self.labels();
+        let named = labels.iter().any(|l| HEAD.contains(&l.as_str()));
+        if !named && len >= labels.len() + HEAD.len() {
+            HEAD.len()
         } else {
-            &[]
-        };
-        let named = head.iter().map(|l| l.to_string()).chain(labels.iter().cloned());
-        named.chain((head.len() + labels.len()..len).map(|i| i.to_string())).take(len).collect()
+            0
+        }
     }
 }
+
+/// What a media entry holds before its URLs, in the official SDK's order.
+const HEAD: [&str; 2] = ["STATUS", "ID"];
 
 /// `update` (a delta) or `refresh` (everything; what is absent is gone).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -290,14 +290,8 @@ fn plan_catalog(pipeline: &CompiledPipeline, state: &State, opts: &PlanOptions) 
         if let Some(partial) = docs.partial.as_ref().filter(|_| !opts.within_run) {
             let mut known = partial.unchanged.clone();
             if ns.has_failures(&stage.name)? {
-                let mut failing = Vec::new();
-                for (kind, id) in &known {
-                    if ns.failure(&stage.name, *kind, id)?.is_some() {
-                        failing.push((*kind, id.clone()));
-                    }
-                }
-                for item in failing {
-                    known.remove(&item);
+                for (kind, id) in ns.failures(&stage.name)?.into_keys() {
+                    known.remove(&(kind, Arc::from(id.as_str())));
                 }
             }
             unchanged = Some(known);

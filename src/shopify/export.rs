@@ -10,7 +10,7 @@ use super::bulk;
 use super::client::{Client, GqlError};
 use super::images::Images;
 use super::operations as ops;
-use crate::document::{Document, ProductDoc, Translations};
+use crate::document::{Document, ProductDoc};
 use crate::model::change::{Action, Change};
 use crate::model::ItemKind;
 use crate::retry::{retry, GaveUp, Policy, Verdict, Wait};
@@ -428,37 +428,31 @@ impl ShopifyTarget {
 /// The `TranslationInput`s of a document's non-default languages (restricted to `languages` when
 /// set), each with the digest of its default-language value.
 fn translation_inputs(doc: &Document, languages: &[String]) -> Vec<Value> {
-    let translations: &Translations = match doc {
-        Document::Product(p) => &p.translations,
-        Document::Collection(c) => &c.translations,
-    };
-    let mut inputs: Vec<Value> = Vec::new();
-    for (locale, values) in translations {
-        if !languages.is_empty() && !languages.contains(locale) {
-            continue;
-        }
-        for (key, value) in values {
-            let Some(default) = default_value(doc, key) else { continue };
-            inputs.push(json!({ "locale": locale, "key": key, "value": value, "translatableContentDigest": ops::digest(default) }));
-        }
-    }
-    inputs
+    registrable(doc)
+        .filter(|(locale, ..)| languages.is_empty() || languages.iter().any(|l| l == locale))
+        .map(|(locale, key, value, default)| {
+            json!({ "locale": locale, "key": key, "value": value, "translatableContentDigest": ops::digest(default) })
+        })
+        .collect()
 }
 
-/// The translations `doc` registers, as `locale/key` (a key with no default-language value is
-/// not registered: the store has nothing to translate).
-fn registered(doc: &Document) -> BTreeSet<String> {
+/// A document's translations the store can take, as (locale, key, value, default-language value):
+/// a key with no default-language value is left out (the store has nothing to translate).
+fn registrable(doc: &Document) -> impl Iterator<Item = (&str, &str, &str, &str)> {
     let translations = match doc {
         Document::Product(p) => &p.translations,
         Document::Collection(c) => &c.translations,
     };
-    let mut out = BTreeSet::new();
-    for (locale, values) in translations {
-        for key in values.keys().filter(|key| default_value(doc, key).is_some()) {
-            out.insert(format!("{locale}/{key}"));
-        }
-    }
-    out
+    translations.iter().flat_map(move |(locale, values)| {
+        values.iter().filter_map(move |(key, value)| {
+            default_value(doc, key).map(|default| (locale.as_str(), key.as_str(), value.as_str(), default))
+        })
+    })
+}
+
+/// The translations `doc` registers ([`registrable`]), as `locale/key`.
+fn registered(doc: &Document) -> BTreeSet<String> {
+    registrable(doc).map(|(locale, key, ..)| format!("{locale}/{key}")).collect()
 }
 
 /// The translations catsync registered for an item (`before`, its record) that `doc` no longer
