@@ -208,7 +208,20 @@ impl Checkpointing {
         };
         let writing = std::thread::Builder::new()
             .name("catsync-checkpoints".to_string())
-            .spawn(write)
+            .spawn(move || {
+                // Background work: the batches being sent are what the run waits for. The writer
+                // and its own pool of workers yield the cores to them (on Linux, where a
+                // thread's nice value is its own), and take whatever the sending leaves idle.
+                lower_priority();
+                let pool = rayon::ThreadPoolBuilder::new()
+                    .thread_name(|i| format!("catsync-checkpoints-{i}"))
+                    .start_handler(|_| lower_priority())
+                    .build();
+                match pool {
+                    Ok(pool) => pool.install(write),
+                    Err(_) => write(),
+                }
+            })
             .map_err(|e| Error::failed(format!("cannot start the thread that stores the run's checkpoints: {e}")))?;
         Ok(Checkpointing { writing: Some(writing), every_base, failed: None })
     }
@@ -411,6 +424,18 @@ fn record_after<'a>(record: Option<&'a ExportRecord>, change: Option<&'a Pending
     }
 }
 
+/// Lowers the calling thread's scheduling priority (nice 10): on Linux a thread's nice value is
+/// its own, so the rest of the process keeps its priority. Elsewhere it would be the whole
+/// process's, so nothing changes there.
+fn lower_priority() {
+    #[cfg(target_os = "linux")]
+    // SAFETY: `setpriority` and `gettid` take plain integers and touch no memory of ours.
+    unsafe {
+        let tid = libc::gettid();
+        libc::setpriority(libc::PRIO_PROCESS, tid as libc::id_t, 10);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -447,5 +472,23 @@ mod tests {
         assert_eq!(base, digest(&[("2", "x", false)]));
         // A create without its hash cannot be followed.
         assert!(!swap(&mut base, ItemKind::Product, "3", None, None, Some((Action::Create, None))));
+    }
+
+    /// The checkpoint writer yields the cores to the sending, and only it: the thread that
+    /// sends keeps its priority.
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn only_the_thread_that_lowers_its_priority_is_lowered() {
+        // SAFETY: plain integer calls, as in `lower_priority`.
+        let nice = || unsafe { libc::getpriority(libc::PRIO_PROCESS, libc::gettid() as libc::id_t) };
+        let before = nice();
+        let lowered = std::thread::spawn(move || {
+            super::lower_priority();
+            nice()
+        })
+        .join()
+        .unwrap();
+        assert_eq!(lowered, (before + 10).min(19));
+        assert_eq!(nice(), before);
     }
 }

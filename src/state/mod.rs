@@ -145,7 +145,10 @@ pub struct RecordsDigest {
 
 impl RecordsDigest {
     fn term(kind: ItemKind, id: &str, hash: &str, archived: bool) -> [u64; 4] {
-        let mut h = blake3::Hasher::new_derive_key("catsync record digest v1");
+        // Deriving the key is a hash of its own: done once, the hasher cloned for each term.
+        static KEYED: std::sync::LazyLock<blake3::Hasher> =
+            std::sync::LazyLock::new(|| blake3::Hasher::new_derive_key("catsync record digest v1"));
+        let mut h = KEYED.clone();
         h.update(kind.singular().as_bytes()).update(b"\0").update(id.as_bytes()).update(b"\0");
         h.update(hash.as_bytes()).update(if archived { b"\0a" } else { b"\0-" });
         let bytes = h.finalize();
@@ -988,27 +991,28 @@ impl Namespace<'_> {
         known: Option<&BTreeMap<(ItemKind, String), ExportRecord>>,
     ) -> Result<(), StateError> {
         let mut digest = self.records_digest(export)?;
-        // What this batch already wrote, for an item written twice.
-        let mut written: HashMap<(ItemKind, String), Option<ExportRecord>> = HashMap::new();
+        // What this batch already wrote (the hash and whether archived; `None`: removed), for
+        // an item written twice. Only what the digest needs is kept of the records replaced.
+        let mut written: HashMap<(ItemKind, &str), Option<(&str, bool)>> = HashMap::new();
         let mut batch = sled::Batch::default();
-        for (kind, id, record) in writes {
-            let old = match (written.remove(&(kind, id.clone())), known) {
-                (Some(w), _) => w,
-                (None, Some(known)) => known.get(&(kind, id.clone())).cloned(),
-                (None, None) => self.record(export, kind, &id)?,
+        for (kind, id, record) in &writes {
+            let old = match (written.get(&(*kind, id.as_str())), known) {
+                (Some(w), _) => w.map(|(hash, archived)| (hash.to_string(), archived)),
+                (None, Some(known)) => known.get(&(*kind, id.clone())).map(|r| (r.hash.clone(), r.archived)),
+                (None, None) => self.record(export, *kind, id)?.map(|r| (r.hash, r.archived)),
             };
-            if let Some(old) = old {
-                digest.remove(kind, &id, &old.hash, old.archived);
+            if let Some((hash, archived)) = old {
+                digest.remove(*kind, id, &hash, archived);
             }
-            let key = self.key(&[export, kind.singular(), &id]);
-            match &record {
+            let key = self.key(&[export, kind.singular(), id]);
+            match record {
                 Some(r) => {
-                    digest.add(kind, &id, &r.hash, r.archived);
+                    digest.add(*kind, id, &r.hash, r.archived);
                     batch.insert(key, record_form::encode(r));
                 }
                 None => batch.remove(key),
             }
-            written.insert((kind, id), record);
+            written.insert((*kind, id), record.as_ref().map(|r| (r.hash.as_str(), r.archived)));
         }
         batch.insert(self.key(&[export, DIGEST_KEY]), json(&digest));
         self.state.tree("records")?.apply_batch(batch).map_err(|e| self.state.corrupt(e))

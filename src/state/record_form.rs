@@ -194,19 +194,31 @@ fn decode_json(raw: &[u8], fields: bool) -> serde_json::Result<ExportRecord> {
 }
 
 fn put_hash(out: &mut Vec<u8>, hash: &str) {
-    let hex = hash.len() % 2 == 0
-        && hash.len() < 2 * usize::from(TEXT_HASH)
-        && hash.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
-    match hex.then(|| hex::decode(hash).ok()).flatten() {
-        Some(bytes) => {
-            out.push(bytes.len() as u8);
-            out.extend_from_slice(&bytes);
+    let hex = hash.len() % 2 == 0 && hash.len() < 2 * usize::from(TEXT_HASH);
+    let start = out.len();
+    if hex {
+        // Decoded in place: a record holds a dozen hashes, written a batch at a time.
+        out.push((hash.len() / 2) as u8);
+        let digit = |b: u8| match b {
+            b'0'..=b'9' => Some(b - b'0'),
+            b'a'..=b'f' => Some(b - b'a' + 10),
+            _ => None,
+        };
+        for pair in hash.as_bytes().chunks_exact(2) {
+            match (digit(pair[0]), digit(pair[1])) {
+                (Some(hi), Some(lo)) => out.push(hi << 4 | lo),
+                _ => {
+                    out.truncate(start);
+                    break;
+                }
+            }
         }
-        None => {
-            out.push(TEXT_HASH);
-            put_str(out, hash);
+        if out.len() > start {
+            return;
         }
     }
+    out.push(TEXT_HASH);
+    put_str(out, hash);
 }
 
 fn read_hash(r: &mut Reader<'_>) -> Result<String, String> {
@@ -230,6 +242,9 @@ mod tests {
                 ("title", "4845eb6ccfe4443f"),
                 ("descriptionHtml", "e490a5aa86fa721c"),
                 ("odd", "ABC"),
+                ("upper", "ABCD"),
+                // Hex up to its last pair: written as text, not as the bytes before it.
+                ("half", "ab0z"),
                 ("e", ""),
                 ("vendor", "00"),
             ]
