@@ -213,10 +213,8 @@ impl Checkpointing {
                 // and its own pool of workers yield the cores to them (on Linux, where a
                 // thread's nice value is its own), and take whatever the sending leaves idle.
                 lower_priority();
-                let pool = rayon::ThreadPoolBuilder::new()
-                    .thread_name(|i| format!("catsync-checkpoints-{i}"))
-                    .start_handler(|_| lower_priority())
-                    .build();
+                // Its threads start with the writer's priority.
+                let pool = rayon::ThreadPoolBuilder::new().thread_name(|i| format!("catsync-checkpoints-{i}")).build();
                 match pool {
                     Ok(pool) => pool.install(write),
                     Err(_) => write(),
@@ -424,15 +422,23 @@ fn record_after<'a>(record: Option<&'a ExportRecord>, change: Option<&'a Pending
     }
 }
 
-/// Lowers the calling thread's scheduling priority (nice 10): on Linux a thread's nice value is
-/// its own, so the rest of the process keeps its priority. Elsewhere it would be the whole
-/// process's, so nothing changes there.
+/// Lowers the calling thread's scheduling priority by 10 nice levels (to at most 19): on Linux a
+/// thread's nice value is its own, so the rest of the process keeps its priority, and threads the
+/// lowered one starts (its rayon pool; an I/O thread sled starts for its writes, idle after a few
+/// seconds) start lowered too. Elsewhere the value is the whole process's, so nothing changes
+/// there. Best effort: a value that cannot be read or set is left as it is.
 fn lower_priority() {
     #[cfg(target_os = "linux")]
-    // SAFETY: `setpriority` and `gettid` take plain integers and touch no memory of ours.
+    // SAFETY: `getpriority`, `setpriority` and `gettid` take plain integers; errno is the calling
+    // thread's own, cleared first because -1 is also a valid nice value.
     unsafe {
-        let tid = libc::gettid();
-        libc::setpriority(libc::PRIO_PROCESS, tid as libc::id_t, 10);
+        let tid = libc::gettid() as libc::id_t;
+        *libc::__errno_location() = 0;
+        let now = libc::getpriority(libc::PRIO_PROCESS, tid);
+        if now == -1 && *libc::__errno_location() != 0 {
+            return;
+        }
+        libc::setpriority(libc::PRIO_PROCESS, tid, (now + 10).min(19));
     }
 }
 
@@ -482,13 +488,15 @@ mod tests {
         // SAFETY: plain integer calls, as in `lower_priority`.
         let nice = || unsafe { libc::getpriority(libc::PRIO_PROCESS, libc::gettid() as libc::id_t) };
         let before = nice();
-        let lowered = std::thread::spawn(move || {
+        let (lowered, started) = std::thread::spawn(move || {
             super::lower_priority();
-            nice()
+            // A thread it starts (its pool's) is as low.
+            (nice(), std::thread::spawn(nice).join().unwrap())
         })
         .join()
         .unwrap();
         assert_eq!(lowered, (before + 10).min(19));
+        assert_eq!(started, lowered);
         assert_eq!(nice(), before);
     }
 }
