@@ -164,41 +164,48 @@ pub(super) fn write_checkpoints(ns: &Namespace, evaluation: &Evaluation, prepare
     Ok(())
 }
 
-/// What a run stores of its plan's evaluation once its queue is durable — the source mirrors and
-/// cursors ([`super::persist_sources`]), then each `map` stage's outputs and checkpoint
-/// ([`write_checkpoints`]) — written on a thread of its own while the run sends its first
-/// batches: at L, 2.5 s of sled writes that no longer wait for each other.
+/// What a run stores of its plan's evaluation — the source mirrors ([`super::save_mirrors`]) while
+/// its queue is written, then, once the queue is durable, the cursors and each `map` stage's
+/// outputs and checkpoint ([`write_checkpoints`]) — on a thread of its own while the run writes
+/// its queue and sends its first batches: at L, 2.5 s of sled writes that no longer wait for
+/// each other.
 ///
-/// Why this is safe: the queue is durable before any of it is written, and each part is safe
-/// to lose in a crash (a large mirror write removes the source's index marker first, so the next
-/// evaluation is a full one — a source without an index is evaluated in full anyway; the old
-/// bases are dropped before the queue is made durable, so nothing trusts a base while the new
-/// one is missing; a cursor is written after its mirror).
-/// What reads these — a merge (R04), the base dropped when an item fails, the run's end —
-/// first waits for them ([`Checkpointing::finish`]).
+/// Why this is safe: every part is safe to lose in a crash. The old bases are dropped before
+/// the writer starts, so no incremental plan trusts a base until the run's own is written, after
+/// the queue is durable; a large mirror write removes the source's index marker first, so a
+/// kill in the middle of it makes the next evaluation a full one; a mirror written while its
+/// cursor has not moved holds rows the next evaluation reads again, which gives the same rows; a
+/// cursor moves only after its mirror and after the queue is durable, so what it says was read
+/// is queued. What reads these — a merge (R04), the base dropped when an item fails, the run's
+/// end — first waits for them ([`Checkpointing::finish`]).
 pub(super) struct Checkpointing {
     writing: Option<std::thread::JoinHandle<Result<(), Error>>>,
+    /// Where the writer is told the queue is durable, with what to store then; dropped
+    /// unsent (a run that did not start), it stops after the mirrors.
+    proceed: Option<std::sync::mpsc::Sender<(Evaluation, Option<Prepared>)>>,
     every_base: bool,
     /// Why the writing failed, said again to every later wait.
     failed: Option<String>,
 }
 
 impl Checkpointing {
-    /// Starts writing `evaluation`'s sources and the `prepared` checkpoints (none: the sources
-    /// only) into namespace `ns` of another handle on `state`.
+    /// Starts storing the sources' mirrors (`updates`) into namespace `ns` of another handle on
+    /// `state`; the rest waits for [`Checkpointing::proceed`].
     pub(super) fn start(
         state: &crate::state::State,
         ns: &Namespace,
-        evaluation: Evaluation,
-        prepared: Option<Prepared>,
+        updates: Vec<crate::engine::SourceUpdate>,
     ) -> Result<Checkpointing, Error> {
-        let every_base = prepared.as_ref().is_some_and(|p| p.every_base);
         let (state, id, span) = (state.share(), ns.id(), tracing::Span::current());
+        let (proceed, proceeding) = std::sync::mpsc::channel::<(Evaluation, Option<Prepared>)>();
         let write = move || -> Result<(), Error> {
             let _entered = span.enter();
             let started = Instant::now();
             let ns = state.namespace_of(&id);
-            super::persist_sources(&ns, &evaluation)?;
+            super::save_mirrors(&ns, &updates)?;
+            tracing::debug!(elapsed_ms = started.elapsed().as_millis() as u64, "mirrors stored");
+            let Ok((evaluation, prepared)) = proceeding.recv() else { return Ok(()) };
+            super::move_cursors(&ns, &updates)?;
             tracing::debug!(elapsed_ms = started.elapsed().as_millis() as u64, "sources stored");
             if let Some(prepared) = prepared {
                 write_checkpoints(&ns, &evaluation, prepared)?;
@@ -209,9 +216,10 @@ impl Checkpointing {
         let writing = std::thread::Builder::new()
             .name("catsync-checkpoints".to_string())
             .spawn(move || {
-                // Background work: the batches being sent are what the run waits for. The writer
-                // and its own pool of workers yield the cores to them (on Linux, where a
-                // thread's nice value is its own), and take whatever the sending leaves idle.
+                // Background work: the queue being written and the batches being sent are what
+                // the run waits for. The writer and its own pool of workers yield the cores to
+                // them (on Linux, where a thread's nice value is its own), and take whatever
+                // they leave idle.
                 lower_priority();
                 // Its threads start with the writer's priority.
                 let pool = rayon::ThreadPoolBuilder::new().thread_name(|i| format!("catsync-checkpoints-{i}")).build();
@@ -221,12 +229,22 @@ impl Checkpointing {
                 }
             })
             .map_err(|e| Error::failed(format!("cannot start the thread that stores the run's checkpoints: {e}")))?;
-        Ok(Checkpointing { writing: Some(writing), every_base, failed: None })
+        Ok(Checkpointing { writing: Some(writing), proceed: Some(proceed), every_base: false, failed: None })
+    }
+
+    /// The queue is durable: the writer goes on to the cursors and, with `prepared`, the
+    /// checkpoints of `evaluation` (none: the sources only).
+    pub(super) fn proceed(&mut self, evaluation: Evaluation, prepared: Option<Prepared>) {
+        self.every_base = prepared.as_ref().is_some_and(|p| p.every_base);
+        if let Some(proceed) = self.proceed.take() {
+            // A writer that already stopped (an error) reports it to `finish`.
+            let _ = proceed.send((evaluation, prepared));
+        }
     }
 
     /// Nothing left to write.
     pub(super) fn written() -> Checkpointing {
-        Checkpointing { writing: None, every_base: false, failed: None }
+        Checkpointing { writing: None, proceed: None, every_base: false, failed: None }
     }
 
     /// Waits until everything is written. `Some(every_base)` — whether every `map` stage feeding
@@ -236,6 +254,8 @@ impl Checkpointing {
         if let Some(why) = &self.failed {
             return Err(Error::failed(why));
         }
+        // Never told to proceed: the writer stops after the mirrors.
+        self.proceed = None;
         let Some(writing) = self.writing.take() else { return Ok(None) };
         let written = writing.join().unwrap_or_else(|_| {
             Err(Error::failed(

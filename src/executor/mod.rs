@@ -569,6 +569,11 @@ fn start_run(
         selection: crate::state::RunSelection { only: opts.only.clone(), limit: opts.limit },
     };
     let started_at = Instant::now();
+    // The mirrors are stored while the queue is written, and the old bases go first: until
+    // the run's own base is written, no plan may trust a base while the mirrors move ahead of
+    // their cursors (see `Checkpointing`).
+    base::drop_bases(pipeline, ns)?;
+    let mut checkpointing = Checkpointing::start(state, ns, planned.evaluation.updates.clone())?;
     {
         let render = render_queued(pipeline, &planned.evaluation);
         // A saved plan carries its documents; one without (`--format json` is not a plan file,
@@ -606,8 +611,8 @@ fn start_run(
     if !queue.is_empty() {
         state.flush()?;
     }
-    // The mirrors, cursors and checkpoints are written while the first batches are sent.
-    let checkpointing = Checkpointing::start(state, ns, planned.evaluation, prepared)?;
+    // The cursors and checkpoints are written while the first batches are sent.
+    checkpointing.proceed(planned.evaluation, prepared);
     Ok(Started { run, queue, signature: before, checkpointing })
 }
 
@@ -710,11 +715,27 @@ fn run_id() -> String {
 }
 
 fn persist_sources(ns: &Namespace, evaluation: &Evaluation) -> Result<(), Error> {
-    for update in &evaluation.updates {
+    save_mirrors(ns, &evaluation.updates)?;
+    move_cursors(ns, &evaluation.updates)
+}
+
+/// The sources' mirrors (with their dependency indexes) and what reading their files learned.
+/// Safe to write ahead of the cursors: a kill in between leaves mirrors that hold rows the
+/// cursors say are unread, which the next evaluation reads again (applying an export twice
+/// gives the same rows), as a full one since no base may stand then (see [`Checkpointing`]).
+fn save_mirrors(ns: &Namespace, updates: &[crate::engine::SourceUpdate]) -> Result<(), Error> {
+    for update in updates {
         ns.save_mirror(&update.stage, &update.mirror, &update.changes, update.index.as_ref(), update.complete)?;
         if let Some(skims) = &update.skims {
             ns.set_meta(&crate::engine::skims_key(&update.stage), skims)?;
         }
+    }
+    Ok(())
+}
+
+/// The sources' cursors: after their mirrors, once what the run read is queued.
+fn move_cursors(ns: &Namespace, updates: &[crate::engine::SourceUpdate]) -> Result<(), Error> {
+    for update in updates {
         if let Some(cursor) = update.cursor {
             ns.set_cursor(&update.stage, cursor)?;
         }
