@@ -170,9 +170,10 @@ pub(super) fn write_checkpoints(ns: &Namespace, evaluation: &Evaluation, prepare
 /// its queue and sends its first batches: at L, 2.5 s of sled writes that no longer wait for
 /// each other.
 ///
-/// Why this is safe: every part is safe to lose in a crash. The old bases are dropped before
-/// the writer starts, so no incremental plan trusts a base until the run's own is written, after
-/// the queue is durable; a large mirror write removes the source's index marker first, so a
+/// Why this is safe: every part is safe to lose in a crash. Every old base of the namespace is
+/// dropped before the writer starts ([`drop_every_base`]; sled recovers a prefix of its log), so
+/// no incremental plan trusts a base until the run's own is written, after the queue is durable
+/// (a plan in the same process checks its bases again after reading rows); a large mirror write removes the source's index marker first, so a
 /// kill in the middle of it makes the next evaluation a full one; a mirror written while its
 /// cursor has not moved holds rows the next evaluation reads again, which gives the same rows; a
 /// cursor moves only after its mirror and after the queue is durable, so what it says was read
@@ -294,6 +295,15 @@ pub(super) fn drop_old_bases(ns: &Namespace, prepared: &Prepared) -> Result<(), 
 pub(super) fn drop_bases(pipeline: &CompiledPipeline, ns: &Namespace) -> Result<(), Error> {
     let maps = pipeline.stages.iter().filter(|s| matches!(s.compiled, CompiledStage::Map(_)));
     drop_bases_of(ns, maps.map(|s| s.name.as_str()))
+}
+
+/// Removes the base of every checkpoint of the namespace, also of `map` stages the pipeline no
+/// longer has (renamed, removed): a run's start does so before it writes its mirrors, so that no
+/// plan — of this configuration or of one the user goes back to — trusts a base while the mirrors
+/// are ahead of their cursors.
+pub(super) fn drop_every_base(ns: &Namespace) -> Result<(), Error> {
+    let stages = ns.checkpointed_stages()?;
+    drop_bases_of(ns, stages.iter().map(String::as_str))
 }
 
 /// Removes the base of the checkpoints of `map` stages `maps`.
@@ -518,5 +528,28 @@ mod tests {
         assert_eq!(lowered, (before + 10).min(19));
         assert_eq!(started, lowered);
         assert_eq!(nice(), before);
+    }
+
+    /// A run's start drops the base of every stage with a checkpoint, also of a `map` stage the
+    /// configuration renamed (going back to the old name must not find a base its mirrors have
+    /// moved past), and only in its own pipeline and environment.
+    #[test]
+    fn every_base_of_the_namespace_is_dropped_and_only_there() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = crate::state::State::open(dir.path()).unwrap();
+        let (ns, other) = (state.namespace("p", None), state.namespace("p", Some("staging")));
+        let base = DeltaBase { config_digest: "d".into(), cursors: BTreeMap::new(), records: BTreeMap::new() };
+        let checkpoint =
+            crate::state::Checkpoint { fingerprint: "f".into(), digest: None, errors: Vec::new(), base: Some(base) };
+        for map in ["docs", "renamed-docs"] {
+            ns.put_checkpoint(map, &checkpoint).unwrap();
+            other.put_checkpoint(map, &checkpoint).unwrap();
+        }
+        drop_every_base(&ns).unwrap();
+        for map in ["docs", "renamed-docs"] {
+            let kept = ns.checkpoint(map).unwrap().unwrap();
+            assert_eq!((kept.base, kept.fingerprint), (None, "f".to_string()), "{map}");
+            assert!(other.checkpoint(map).unwrap().unwrap().base.is_some(), "{map} in another environment");
+        }
     }
 }

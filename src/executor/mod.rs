@@ -569,10 +569,10 @@ fn start_run(
         selection: crate::state::RunSelection { only: opts.only.clone(), limit: opts.limit },
     };
     let started_at = Instant::now();
-    // The mirrors are stored while the queue is written, and the old bases go first: until
-    // the run's own base is written, no plan may trust a base while the mirrors move ahead of
-    // their cursors (see `Checkpointing`).
-    base::drop_bases(pipeline, ns)?;
+    // The mirrors are stored while the queue is written, and every old base goes first (also
+    // those of stages this configuration renamed): until the run's own base is written, no plan
+    // may trust a base while the mirrors move ahead of their cursors (see `Checkpointing`).
+    base::drop_every_base(ns)?;
     let mut checkpointing = Checkpointing::start(state, ns, planned.evaluation.updates.clone())?;
     {
         let render = render_queued(pipeline, &planned.evaluation);

@@ -477,7 +477,16 @@ fn delta_evaluation(
         }
         checkpoints.insert(map, cp);
     }
-    Ok(crate::engine::delta::evaluate_delta(pipeline, ns, &checkpoints)?)
+    let evaluation = crate::engine::delta::evaluate_delta(pipeline, ns, &checkpoints)?;
+    // A run starting in this process (`serve`) drops the bases before it writes its mirrors:
+    // rows read after that may be ahead of the cursors the bases were checked against, so the
+    // bases must still be there once the rows are read.
+    for (map, cp) in &checkpoints {
+        if ns.checkpoint(map)?.and_then(|now| now.base) != cp.base {
+            return Ok(None);
+        }
+    }
+    Ok(evaluation)
 }
 
 /// Digest of every export record and source cursor: what a plan was made against.

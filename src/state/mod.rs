@@ -1142,6 +1142,20 @@ impl Namespace<'_> {
         self.get("checkpoints", &[stage])
     }
 
+    /// The stages with a checkpoint in this namespace, whether or not the pipeline still has
+    /// them (a stage renamed or removed keeps its checkpoint).
+    pub fn checkpointed_stages(&self) -> Result<Vec<String>, StateError> {
+        let tree = self.state.tree("checkpoints")?;
+        let prefix = self.key(&[]);
+        tree.scan_prefix(&prefix)
+            .keys()
+            .map(|k| {
+                let k = k.map_err(|e| self.state.corrupt(e))?;
+                Ok(String::from_utf8_lossy(&k[prefix.len()..]).into_owned())
+            })
+            .collect()
+    }
+
     pub fn put_checkpoint(&self, stage: &str, checkpoint: &Checkpoint) -> Result<(), StateError> {
         self.put("checkpoints", &[stage], checkpoint)
     }
