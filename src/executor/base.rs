@@ -173,11 +173,11 @@ pub(super) fn write_checkpoints(ns: &Namespace, evaluation: &Evaluation, prepare
 /// Why this is safe: every part is safe to lose in a crash. Every old base of the namespace is
 /// dropped before the writer starts ([`drop_every_base`]; sled recovers a prefix of its log), so
 /// no incremental plan trusts a base until the run's own is written, after the queue is durable
-/// (a plan in the same process checks its bases again after reading rows); a large mirror write removes the source's index marker first, so a
-/// kill in the middle of it makes the next evaluation a full one; a mirror written while its
-/// cursor has not moved holds rows the next evaluation reads again, which gives the same rows; a
-/// cursor moves only after its mirror and after the queue is durable, so what it says was read
-/// is queued. What reads these — a merge (R04), the base dropped when an item fails, the run's
+/// (a plan in the same process checks its bases again after reading rows); a large mirror write
+/// removes the source's index marker first, so a kill in the middle of it makes the next
+/// evaluation a full one; a mirror written while its cursor has not moved holds rows the next
+/// evaluation reads again, which gives the same rows; a cursor moves only after its mirror and
+/// after the queue is durable, so what it says was read is queued. What reads these — a merge (R04), the base dropped when an item fails, the run's
 /// end — first waits for them ([`Checkpointing::finish`]).
 pub(super) struct Checkpointing {
     writing: Option<std::thread::JoinHandle<Result<(), Error>>>,
@@ -282,13 +282,6 @@ impl Drop for Checkpointing {
             }
         }
     }
-}
-
-/// Removes the base of each `map` stage `prepared` stores a checkpoint for: what
-/// [`write_checkpoints`] does first, done before a run's queue is made durable, so that nothing
-/// trusts an old base while the run's own is being written.
-pub(super) fn drop_old_bases(ns: &Namespace, prepared: &Prepared) -> Result<(), Error> {
-    drop_bases_of(ns, prepared.maps.iter().map(|m| m.name.as_str()))
 }
 
 /// Removes every base (the stored outputs stay): what a run queued can no longer be described.

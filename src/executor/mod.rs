@@ -600,9 +600,8 @@ fn start_run(
             } else {
                 BaseFrom::Nothing
             };
-            let prepared = base::prepare_checkpoints(pipeline, ns, &planned.evaluation, from)?;
-            base::drop_old_bases(ns, &prepared)?;
-            Some(prepared)
+            // The old bases went before the mirrors were written (`drop_every_base`).
+            Some(base::prepare_checkpoints(pipeline, ns, &planned.evaluation, from)?)
         }
         false => None,
     };
