@@ -194,31 +194,33 @@ fn decode_json(raw: &[u8], fields: bool) -> serde_json::Result<ExportRecord> {
 }
 
 fn put_hash(out: &mut Vec<u8>, hash: &str) {
-    let hex = hash.len() % 2 == 0 && hash.len() < 2 * usize::from(TEXT_HASH);
-    let start = out.len();
-    if hex {
-        // Decoded in place: a record holds a dozen hashes, written a batch at a time.
-        out.push((hash.len() / 2) as u8);
-        let digit = |b: u8| match b {
-            b'0'..=b'9' => Some(b - b'0'),
-            b'a'..=b'f' => Some(b - b'a' + 10),
-            _ => None,
-        };
-        for pair in hash.as_bytes().chunks_exact(2) {
-            match (digit(pair[0]), digit(pair[1])) {
-                (Some(hi), Some(lo)) => out.push(hi << 4 | lo),
-                _ => {
-                    out.truncate(start);
-                    break;
-                }
-            }
-        }
-        if out.len() > start {
-            return;
-        }
+    if hash.len() % 2 == 0 && hash.len() < 2 * usize::from(TEXT_HASH) && put_hex(out, hash) {
+        return;
     }
     out.push(TEXT_HASH);
     put_str(out, hash);
+}
+
+/// Writes lowercase hex as its length in bytes and the bytes, decoded in place (a record holds a
+/// dozen hashes, written a batch at a time); `false`, with nothing written, when it is not.
+fn put_hex(out: &mut Vec<u8>, hash: &str) -> bool {
+    let digit = |b: u8| match b {
+        b'0'..=b'9' => Some(b - b'0'),
+        b'a'..=b'f' => Some(b - b'a' + 10),
+        _ => None,
+    };
+    let start = out.len();
+    out.push((hash.len() / 2) as u8);
+    for pair in hash.as_bytes().chunks_exact(2) {
+        match (digit(pair[0]), digit(pair[1])) {
+            (Some(hi), Some(lo)) => out.push(hi << 4 | lo),
+            _ => {
+                out.truncate(start);
+                return false;
+            }
+        }
+    }
+    true
 }
 
 fn read_hash(r: &mut Reader<'_>) -> Result<String, String> {
