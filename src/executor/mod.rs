@@ -76,6 +76,13 @@ pub trait Progress: Send + Sync {
         Proceed::Continue
     }
 
+    /// Called at two points of a new run's start ([`StartPoint`]): [`Proceed::Abort`] drops the
+    /// run there, as a crash would. How the tests reach the windows where the mirrors are ahead
+    /// of their cursors deterministically (random kills land in them by chance only).
+    fn at_start(&self, _point: StartPoint) -> Proceed {
+        Proceed::Continue
+    }
+
     /// Why the run should pause now, if it should: asked wherever the deactivation flag is
     /// (after each batch, while bulk files are in flight), and handled the same way — the run
     /// stops at the batch boundary, recorded `PAUSED` with its queue, and the next run resumes
@@ -83,6 +90,15 @@ pub trait Progress: Send + Sync {
     fn pause(&self) -> Option<String> {
         None
     }
+}
+
+/// Where [`Progress::at_start`] is called in a new run's start.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StartPoint {
+    /// The sources' mirrors are being stored; nothing is queued, no cursor moved.
+    MirrorsAhead,
+    /// The queue and the run are durable; the cursors have not moved.
+    Queued,
 }
 
 /// What [`Progress::at_boundary`] asks the export to do next.
@@ -203,7 +219,7 @@ async fn run_pipeline(
     // A resumed run has not read the sources yet (no signature): its first poll plans.
     let (pipeline, mut run, queue, signature, checkpointing) = match (mode, unfinished) {
         (RunMode::Refresh, previous) => {
-            let started = begin_refresh(&current, &state, &ns, previous, &req.options, notes)?;
+            let started = begin_refresh(&current, &state, &ns, previous, &req.options, notes, progress)?;
             (current, started.run, Some(started.queue), started.signature, started.checkpointing)
         }
         (mode, Some(run)) => {
@@ -258,7 +274,8 @@ async fn run_pipeline(
             )))
         }
         (mode, None) => {
-            let started = start_run(&current, &state, &ns, mode, &req.options, req.plan_file.as_ref(), notes)?;
+            let asked = Asked { mode, options: &req.options, plan_file: req.plan_file.as_ref() };
+            let started = start_run(&current, &state, &ns, asked, notes, progress)?;
             (current, started.run, Some(started.queue), started.signature, started.checkpointing)
         }
     };
@@ -292,7 +309,7 @@ async fn run_pipeline(
                     )));
                 };
                 let notes = vec![format!("a refresh asked for at {at} replaced run {}'s queue", run.id)];
-                let started = begin_refresh(&fresh, &state, &ns, Some(run), &req.options, notes)?;
+                let started = begin_refresh(&fresh, &state, &ns, Some(run), &req.options, notes, progress)?;
                 exporter = Exporter::new(fresh, &state, &ns, &control, progress);
                 exporter.signature = started.signature;
                 exporter.checkpointing = std::sync::Mutex::new(started.checkpointing);
@@ -459,6 +476,7 @@ fn begin_refresh(
     previous: Option<RunRecord>,
     options: &PlanOptions,
     mut notes: Vec<String>,
+    progress: &dyn Progress,
 ) -> Result<Started, Error> {
     if let Some(mut old) = previous {
         let dropped: Vec<String> = ns
@@ -482,7 +500,15 @@ fn begin_refresh(
         ns.put_run(&old)?;
     }
     let opts = PlanOptions { refresh: true, ignore_checkpoints: true, ..options.clone() };
-    start_run(pipeline, state, ns, RunMode::Refresh, &opts, None, notes)
+    start_run(pipeline, state, ns, Asked { mode: RunMode::Refresh, options: &opts, plan_file: None }, notes, progress)
+}
+
+/// What a new run was asked for: its mode, its plan's options, and the plan it must apply
+/// (`apply PLANFILE`).
+struct Asked<'r> {
+    mode: RunMode,
+    options: &'r PlanOptions,
+    plan_file: Option<&'r Plan>,
 }
 
 /// A run made durable by [`start_run`], and the sources' signature taken before its plan read
@@ -504,11 +530,11 @@ fn start_run(
     pipeline: &CompiledPipeline,
     state: &State,
     ns: &Namespace,
-    mode: RunMode,
-    opts: &PlanOptions,
-    plan_file: Option<&Plan>,
+    asked: Asked<'_>,
     mut notes: Vec<String>,
+    progress: &dyn Progress,
 ) -> Result<Started, Error> {
+    let Asked { mode, options: opts, plan_file } = asked;
     // What the sources hold before the plan reads them: a checkpoint must not cover a file that
     // arrives while the plan runs (it would stand for inputs this run never read).
     let before = source_signature(pipeline);
@@ -574,6 +600,11 @@ fn start_run(
     // may trust a base while the mirrors move ahead of their cursors (see `Checkpointing`).
     base::drop_every_base(ns)?;
     let mut checkpointing = Checkpointing::start(state, ns, planned.evaluation.updates.clone())?;
+    if progress.at_start(StartPoint::MirrorsAhead) == Proceed::Abort {
+        // As a crash there: the writer, never told to proceed, stops after the mirrors.
+        checkpointing.finish()?;
+        return Err(aborted_at_start(&run));
+    }
     {
         let render = render_queued(pipeline, &planned.evaluation);
         // A saved plan carries its documents; one without (`--format json` is not a plan file,
@@ -609,6 +640,11 @@ fn start_run(
     // (a crash before then loses nothing the next plan would not find again).
     if !queue.is_empty() {
         state.flush()?;
+    }
+    if progress.at_start(StartPoint::Queued) == Proceed::Abort {
+        checkpointing.finish()?;
+        state.flush()?;
+        return Err(aborted_at_start(&run));
     }
     // The cursors and checkpoints are written while the first batches are sent.
     checkpointing.proceed(planned.evaluation, prepared);
@@ -1530,6 +1566,10 @@ fn dequeue(queue: &mut Queue, batch: &[QueueEntry]) {
     if left > 0 {
         queue.retain(|e| !done.contains(&e.seq));
     }
+}
+
+fn aborted_at_start(run: &RunRecord) -> Error {
+    Error::failed(format!("run {} was aborted at its start; `catsync run` goes on from what it stored", run.id))
 }
 
 fn aborted(run: &RunRecord, n: u32) -> Error {
