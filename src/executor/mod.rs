@@ -522,10 +522,11 @@ struct Started {
     checkpointing: Checkpointing,
 }
 
-/// Plans, then makes the run durable: queue, record with the pinned configuration, config
-/// digest, checkpoints prepared; then starts storing the source mirrors and cursors (only now
-/// that every change is queued) and the checkpoints, which the run's first batches do not wait
-/// for (see [`Checkpointing`]).
+/// Plans, then makes the run durable: every old base dropped, the source mirrors stored (on the
+/// checkpoint writer, while the queue is written), queue, record with the pinned configuration,
+/// config digest, checkpoints prepared; then lets the writer move the cursors (only now that every
+/// change is queued) and store the checkpoints, which the run's first batches do not wait for
+/// (see [`Checkpointing`]).
 fn start_run(
     pipeline: &CompiledPipeline,
     state: &State,
@@ -643,6 +644,7 @@ fn start_run(
     }
     if progress.at_start(StartPoint::Queued) == Proceed::Abort {
         checkpointing.finish()?;
+        // Durable as `StartPoint::Queued` says, also a run with nothing queued.
         state.flush()?;
         return Err(aborted_at_start(&run));
     }
