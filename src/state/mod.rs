@@ -996,13 +996,17 @@ impl Namespace<'_> {
         let mut written: HashMap<(ItemKind, &str), Option<(&str, bool)>> = HashMap::new();
         let mut batch = sled::Batch::default();
         for (kind, id, record) in &writes {
+            let read;
             let old = match (written.get(&(*kind, id.as_str())), known) {
-                (Some(w), _) => w.map(|(hash, archived)| (hash.to_string(), archived)),
-                (None, Some(known)) => known.get(&(*kind, id.clone())).map(|r| (r.hash.clone(), r.archived)),
-                (None, None) => self.record(export, *kind, id)?.map(|r| (r.hash, r.archived)),
+                (Some(w), _) => *w,
+                (None, Some(known)) => known.get(&(*kind, id.clone())).map(|r| (r.hash.as_str(), r.archived)),
+                (None, None) => {
+                    read = self.record(export, *kind, id)?;
+                    read.as_ref().map(|r| (r.hash.as_str(), r.archived))
+                }
             };
             if let Some((hash, archived)) = old {
-                digest.remove(*kind, id, &hash, archived);
+                digest.remove(*kind, id, hash, archived);
             }
             let key = self.key(&[export, kind.singular(), id]);
             match record {
