@@ -1,5 +1,5 @@
 //! The pieces of catsync's compact binary values in the state (mirror rows, `cells.rs`; export
-//! records, `record_form.rs`): LEB128 lengths and counts, length-prefixed UTF-8, and a reader
+//! records, `record_form.rs`; index buckets, `index_form.rs`): hashes as their bytes, LEB128 lengths and counts, length-prefixed UTF-8, and a reader
 //! that refuses a damaged value instead of reading past it.
 
 pub(super) fn put_str(out: &mut Vec<u8>, s: &str) {
@@ -21,6 +21,49 @@ pub(super) fn put_len(out: &mut Vec<u8>, mut n: usize) {
         n >>= 7;
     }
     out.push(n as u8);
+}
+
+/// A hash byte announcing text rather than hex bytes.
+pub(super) const TEXT_HASH: u8 = 0x80;
+
+/// A hash: below [`TEXT_HASH`], the number of bytes of lowercase hex that follow as bytes, or
+/// [`TEXT_HASH`] and text that is not such hex.
+pub(super) fn put_hash(out: &mut Vec<u8>, hash: &str) {
+    if hash.len() % 2 == 0 && hash.len() < 2 * usize::from(TEXT_HASH) && put_hex(out, hash) {
+        return;
+    }
+    out.push(TEXT_HASH);
+    put_str(out, hash);
+}
+
+/// Writes lowercase hex as its length in bytes and the bytes, decoded in place (a record holds a
+/// dozen hashes, written a batch at a time); `false`, with nothing written, when it is not.
+fn put_hex(out: &mut Vec<u8>, hash: &str) -> bool {
+    let digit = |b: u8| match b {
+        b'0'..=b'9' => Some(b - b'0'),
+        b'a'..=b'f' => Some(b - b'a' + 10),
+        _ => None,
+    };
+    let start = out.len();
+    out.push((hash.len() / 2) as u8);
+    for pair in hash.as_bytes().chunks_exact(2) {
+        match (digit(pair[0]), digit(pair[1])) {
+            (Some(hi), Some(lo)) => out.push(hi << 4 | lo),
+            _ => {
+                out.truncate(start);
+                return false;
+            }
+        }
+    }
+    true
+}
+
+pub(super) fn read_hash(r: &mut Reader<'_>) -> Result<String, String> {
+    match r.byte().ok_or("a truncated value")? {
+        TEXT_HASH => Ok(r.str()?.to_string()),
+        n if n < TEXT_HASH => Ok(hex::encode(r.bytes(usize::from(n))?)),
+        other => Err(format!("a hash of unknown form {other:#x}")),
+    }
 }
 
 pub(super) struct Reader<'b> {

@@ -10,11 +10,11 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
+use super::index_form::{self as form, IndexValue, Put};
 use super::writes::Writes;
-use super::{json, Namespace, StateError};
+use super::{Namespace, StateError};
 use crate::catalog::mirror::{ChangeKind, Mirror, Row, RowChange};
 use crate::model::ItemKind;
 
@@ -73,26 +73,22 @@ fn members_by_key(mut pairs: Vec<(String, String)>) -> Vec<(String, Vec<String>)
     members
 }
 
-/// The buckets of a whole index, `entries` (unique keys) grouped by bucket, each encoded as a
-/// JSON object in key order — as a `BTreeMap<String, V>` bucket is written — and by name.
-/// Sorted and encoded on both cores.
+/// The buckets of a whole index, `entries` (unique keys) grouped by bucket, each encoded in key
+/// order — as a `BTreeMap<String, V>` bucket is written — and by name. Sorted and encoded on
+/// both cores.
 fn encode_buckets<K, V>(entries: Vec<(K, V)>) -> Vec<(String, Vec<u8>)>
 where
     K: AsRef<str> + Send + Sync,
-    V: Serialize + Send + Sync,
+    V: Put + Send + Sync,
 {
     use rayon::prelude::*;
-    /// One bucket's entries, in key order, serialized as an object.
-    struct Bucket<'a, K, V>(&'a [(u16, K, V)]);
-    impl<K: AsRef<str>, V: Serialize> Serialize for Bucket<'_, K, V> {
-        fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-            s.collect_map(self.0.iter().map(|(_, k, v)| (k.as_ref(), v)))
-        }
-    }
     let mut entries: Vec<(u16, K, V)> =
         entries.into_par_iter().map(|(k, v)| (bucket_number(k.as_ref(), BUCKETS), k, v)).collect();
     entries.par_sort_unstable_by(|a, b| (a.0, a.1.as_ref()).cmp(&(b.0, b.1.as_ref())));
-    entries.par_chunk_by(|a, b| a.0 == b.0).map(|b| (bucket_name(b[0].0, BUCKETS), json(&Bucket(b)))).collect()
+    entries
+        .par_chunk_by(|a, b| a.0 == b.0)
+        .map(|b| (bucket_name(b[0].0, BUCKETS), form::encode(b.iter().map(|(_, k, v)| (k.as_ref(), v)))))
+        .collect()
 }
 
 /// The tables and reference columns the mirror index derives from.
@@ -164,12 +160,7 @@ impl Namespace<'_> {
     }
 
     /// The value of `key` in the index at `parts`.
-    fn indexed<V: DeserializeOwned + Send>(
-        &self,
-        tree: &str,
-        parts: &[&str],
-        key: &str,
-    ) -> Result<Option<V>, StateError> {
+    fn indexed<V: IndexValue>(&self, tree: &str, parts: &[&str], key: &str) -> Result<Option<V>, StateError> {
         Ok(self.indexed_many(tree, parts, [key])?.remove(key))
     }
 
@@ -181,9 +172,8 @@ impl Namespace<'_> {
     }
 
     /// The values of `keys` in the index at `parts`, reading each bucket once and decoding, on
-    /// both cores, only the entries asked for (a bucket holds a few dozen; the rest are skipped
-    /// unparsed into values).
-    fn indexed_many<'k, V: DeserializeOwned + Send>(
+    /// both cores, only the entries asked for (a bucket holds a few dozen).
+    fn indexed_many<'k, V: IndexValue>(
         &self,
         tree: &str,
         parts: &[&str],
@@ -198,11 +188,7 @@ impl Namespace<'_> {
                 let Some(bytes) = sled_tree.get(self.bucket_key(parts, b)).map_err(|e| self.state.corrupt(e))? else {
                     return Ok(Vec::new());
                 };
-                let mut de = serde_json::Deserializer::from_slice(&bytes);
-                let picked = serde::de::DeserializeSeed::deserialize(Pick { keys, found: Vec::new() }, &mut de)
-                    .and_then(|picked| de.end().map(|()| picked))
-                    .map_err(|e| self.state.corrupt(e))?;
-                Ok(picked)
+                form::pick(&bytes, |k| keys.contains(k)).map_err(|e| self.state.corrupt(e))
             })
             .collect::<Result<Vec<_>, StateError>>()?;
         Ok(found.into_iter().flatten().collect())
@@ -211,7 +197,7 @@ impl Namespace<'_> {
     /// Rewrites, in `batch`, the buckets of the index at `parts` that `edit` changes: `edit`
     /// gets each touched bucket's map and the keys of that bucket being edited. The buckets are
     /// read, decoded and encoded again on both cores.
-    fn edit_buckets<V: DeserializeOwned + Serialize + Send>(
+    fn edit_buckets<V: IndexValue>(
         &self,
         batch: &mut Writes,
         tree: &str,
@@ -226,13 +212,13 @@ impl Namespace<'_> {
             .map(|(b, keys)| {
                 let key = self.bucket_key(parts, b);
                 let mut map: BTreeMap<String, V> = match sled_tree.get(&key).map_err(|e| self.state.corrupt(e))? {
-                    Some(bytes) => serde_json::from_slice(&bytes).map_err(|e| self.state.corrupt(e))?,
+                    Some(bytes) => form::decode(&bytes).map_err(|e| self.state.corrupt(e))?,
                     None => BTreeMap::new(),
                 };
                 for k in keys {
                     edit(&mut map, k);
                 }
-                Ok((key, (!map.is_empty()).then(|| json(&map))))
+                Ok((key, (!map.is_empty()).then(|| form::encode(map.iter().map(|(k, v)| (k.as_str(), v))))))
             })
             .collect::<Result<Vec<_>, StateError>>()?;
         for (key, value) in rewritten {
@@ -397,7 +383,7 @@ impl Namespace<'_> {
     /// Every stored output of one kind (for categories: there are few).
     pub fn item_outputs(&self, map: &str, kind: ItemKind) -> Result<BTreeMap<String, ItemOutput>, StateError> {
         let mut out = BTreeMap::new();
-        for (_, bucket) in self.scan::<BTreeMap<String, ItemOutput>>("outputs", &[map, OUTPUT, kind.singular()])? {
+        for (_, bucket) in self.scan_with("outputs", &[map, OUTPUT, kind.singular()], form::decode::<ItemOutput>)? {
             out.extend(bucket);
         }
         Ok(out)
@@ -523,41 +509,6 @@ impl Namespace<'_> {
     }
 }
 
-/// Decodes the entries of one index bucket (a JSON object) whose keys are in `keys`, skipping the
-/// others without building them.
-struct Pick<'a, V> {
-    keys: &'a BTreeSet<&'a str>,
-    found: Vec<(String, V)>,
-}
-
-impl<'de, V: Deserialize<'de>> serde::de::DeserializeSeed<'de> for Pick<'_, V> {
-    type Value = Vec<(String, V)>;
-
-    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
-        d.deserialize_map(self)
-    }
-}
-
-impl<'de, V: Deserialize<'de>> serde::de::Visitor<'de> for Pick<'_, V> {
-    type Value = Vec<(String, V)>;
-
-    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-        f.write_str("an index bucket (an object)")
-    }
-
-    fn visit_map<A: serde::de::MapAccess<'de>>(mut self, mut map: A) -> Result<Self::Value, A::Error> {
-        while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
-            if self.keys.contains(key.as_ref()) {
-                let value = map.next_value::<V>()?;
-                self.found.push((key.into_owned(), value));
-            } else {
-                map.next_value::<serde::de::IgnoredAny>()?;
-            }
-        }
-        Ok(self.found)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -580,7 +531,7 @@ mod tests {
         assert_eq!(encoded.len(), expected.len());
         for ((name, bytes), (b, map)) in encoded.iter().zip(&expected) {
             assert_eq!(name, b);
-            assert_eq!(bytes, &json(map));
+            assert_eq!(bytes, &form::encode(map.iter().map(|(k, v)| (k.as_str(), v))));
         }
     }
 }

@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 mod binary;
 mod cells;
 mod index;
+mod index_form;
 mod queue;
 mod record_form;
 mod rows;
@@ -26,7 +27,7 @@ use crate::model::ItemKind;
 use writes::{Streamed, Writes};
 
 /// The layout version this build reads and writes. Migrations are append-only (see [`migrate`]).
-pub const SCHEMA_VERSION: u32 = 9;
+pub const SCHEMA_VERSION: u32 = 10;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StateError {
@@ -703,10 +704,15 @@ fn migrate(state: &State) -> Result<(), StateError> {
     // 8 → 9: export records are written in a compact binary form (`record_form.rs`); JSON records
     // still read, and take the new form when next written. The step only stops an older catsync
     // from taking a binary record for damage.
-    let migrations: [Migration; 9] = [
+    // 9 → 10: index buckets (the mirror's dependency index, the `map` stages' stored outputs
+    // and their handle and SKU indexes) are written in a compact binary form (`index_form.rs`);
+    // JSON buckets still read, and take the new form when next rewritten. The step only stops an
+    // older catsync from taking a binary bucket for damage.
+    let migrations: [Migration; 10] = [
         |_| Ok(()),
         |_| Ok(()),
         rows::rows_into_buckets,
+        |_| Ok(()),
         |_| Ok(()),
         |_| Ok(()),
         |_| Ok(()),

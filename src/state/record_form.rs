@@ -11,14 +11,14 @@
 //! a name and a hash; with [`IMAGES`], the images' digest and a count of media, each a source
 //! hash and a media GID; with [`TRANSLATED`], a count of `locale/key` texts.
 //! Text is LEB128 length and UTF-8 (`binary.rs`). A hash is one byte: below 0x80, the number of
-//! bytes of lowercase hex that follow as bytes; [`TEXT_HASH`], text that is not such hex (an
+//! bytes of lowercase hex that follow as bytes; `TEXT_HASH` (`binary.rs`), text that is not such hex (an
 //! adopted or partial record may hold any).
 
 use std::collections::BTreeMap;
 
 use serde::Deserialize;
 
-use super::binary::{put_len, put_str, Reader};
+use super::binary::{put_hash, put_len, put_str, read_hash, Reader};
 use super::{ExportRecord, ImagesRecord, MediaRecord};
 
 /// The first byte of a record in this form (a JSON record starts with `{`).
@@ -29,9 +29,6 @@ const ADOPTED: u8 = 2;
 const GID: u8 = 4;
 const IMAGES: u8 = 8;
 const TRANSLATED: u8 = 16;
-
-/// A hash byte announcing text rather than hex bytes.
-const TEXT_HASH: u8 = 0x80;
 
 /// The top-level fields of the documents catsync renders (`crate::document`), each stored as its
 /// index here: append only, since stored records name fields by these numbers.
@@ -191,44 +188,6 @@ fn decode_json(raw: &[u8], fields: bool) -> serde_json::Result<ExportRecord> {
         adopted: h.adopted,
         translated: Vec::new(),
     })
-}
-
-fn put_hash(out: &mut Vec<u8>, hash: &str) {
-    if hash.len() % 2 == 0 && hash.len() < 2 * usize::from(TEXT_HASH) && put_hex(out, hash) {
-        return;
-    }
-    out.push(TEXT_HASH);
-    put_str(out, hash);
-}
-
-/// Writes lowercase hex as its length in bytes and the bytes, decoded in place (a record holds a
-/// dozen hashes, written a batch at a time); `false`, with nothing written, when it is not.
-fn put_hex(out: &mut Vec<u8>, hash: &str) -> bool {
-    let digit = |b: u8| match b {
-        b'0'..=b'9' => Some(b - b'0'),
-        b'a'..=b'f' => Some(b - b'a' + 10),
-        _ => None,
-    };
-    let start = out.len();
-    out.push((hash.len() / 2) as u8);
-    for pair in hash.as_bytes().chunks_exact(2) {
-        match (digit(pair[0]), digit(pair[1])) {
-            (Some(hi), Some(lo)) => out.push(hi << 4 | lo),
-            _ => {
-                out.truncate(start);
-                return false;
-            }
-        }
-    }
-    true
-}
-
-fn read_hash(r: &mut Reader<'_>) -> Result<String, String> {
-    match r.byte().ok_or("a truncated record")? {
-        TEXT_HASH => Ok(r.str()?.to_string()),
-        n if n < TEXT_HASH => Ok(hex::encode(r.bytes(usize::from(n))?)),
-        other => Err(format!("a hash of unknown form {other:#x}")),
-    }
 }
 
 #[cfg(test)]
