@@ -21,7 +21,7 @@ use serde::Deserialize;
 
 use super::binary::{put_hash, put_len, put_str, read_hash, Reader};
 use super::index::ItemOutput;
-use super::rows::{container_of, entries, packed, unpacked};
+use super::rows::{container_with, entries, packed, unpacked};
 
 /// The first byte of a bucket in this form, uncompressed or compressed (a JSON bucket starts
 /// with `{`).
@@ -122,14 +122,7 @@ fn done<T>(r: &Reader<'_>, value: T) -> Result<T, String> {
 
 /// A bucket of `entries`, which must be in key order and without repeats.
 pub(super) fn encode<'a, V: Put + 'a>(entries: impl Iterator<Item = (&'a str, &'a V)>) -> Vec<u8> {
-    let encoded: Vec<(&str, Vec<u8>)> = entries
-        .map(|(key, value)| {
-            let mut out = Vec::new();
-            value.put(&mut out);
-            (key, out)
-        })
-        .collect();
-    packed(container_of(encoded.iter().map(|(k, v)| (*k, v.as_slice()))), PLAIN, LZ4)
+    packed(container_with(entries, |out, value| value.put(out)), PLAIN, LZ4)
 }
 
 /// The entries of a bucket in either form whose keys `wanted` accepts, decoding only those.

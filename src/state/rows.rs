@@ -72,12 +72,24 @@ pub(super) fn unpacked(rest: &[u8], what: &str) -> Result<Vec<u8>, String> {
 
 /// The container of `rows`, uncompressed (a queue chunk is one too: see `queue.rs`).
 pub(super) fn container_of<'a>(rows: impl Iterator<Item = (&'a str, &'a [u8])>) -> Vec<u8> {
+    container_with(rows, |out, row| out.extend_from_slice(row))
+}
+
+/// The container of `entries`, each value written by `put` straight into it (no buffer per
+/// entry: an index of 400,000 SKUs is written in one pass).
+pub(super) fn container_with<'a, T>(
+    entries: impl Iterator<Item = (&'a str, T)>,
+    mut put: impl FnMut(&mut Vec<u8>, T),
+) -> Vec<u8> {
     let mut out = Vec::new();
-    for (id, row) in rows {
-        for part in [id.as_bytes(), row] {
-            out.extend_from_slice(&(part.len() as u32).to_le_bytes());
-            out.extend_from_slice(part);
-        }
+    for (id, value) in entries {
+        out.extend_from_slice(&(id.len() as u32).to_le_bytes());
+        out.extend_from_slice(id.as_bytes());
+        let at = out.len();
+        out.extend_from_slice(&[0; 4]);
+        put(&mut out, value);
+        let len = (out.len() - at - 4) as u32;
+        out[at..at + 4].copy_from_slice(&len.to_le_bytes());
     }
     out
 }
