@@ -8,6 +8,8 @@
 # ratio is the median of the rounds' ratios: the machine's pace drifts by a fifth within minutes,
 # and a ratio of two medians taken minutes apart carries that drift.
 set -euo pipefail
+# Decimal points in `$EPOCHREALTIME`, `printf` and `awk`, whatever the caller's locale.
+export LC_ALL=C
 cd "$(dirname "$0")/.."
 size="${1:-L}"
 only_plan="${2:-}"
@@ -56,7 +58,10 @@ once() {
 # last JOB: its latest time. ratio NAME A B: appends A's latest time ÷ B's to R[NAME].
 last() { local t=(${T[$1]}); echo "${t[-1]}"; }
 ratio() { R[$1]+="$(awk -v a="$(last "$2")" -v b="$(last "$3")" 'BEGIN { printf "%.4f", a / b }') "; }
-median() { printf '%s\n' $1 | sort -g | sed -n "$((($(wc -w <<< "$1") + 1) / 2))p"; }
+# median LIST: the middle value (the mean of the two middle ones for an even count).
+median() {
+  printf '%s\n' $1 | sort -g | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
+}
 # row LABEL JOB: the job's median time and largest peak RSS.
 row() { printf '| %s | %.2f s | %d MB |\n' "$1" "$(median "${T[$2]}")" $((P[$2] / 1024)); }
 # ratio_row LABEL NAME SCALE UNIT TARGET: the median of a ratio's rounds, and their range.
@@ -79,6 +84,8 @@ for ((round = 0; round < reps; round++)); do
   [ "$only_plan" = plan ] && continue
   fresh="$work/state $work/out" once first "$bin" -q --state "$work/state" run "$work/p.yaml"
   ratio first_plan first plan
+  # The next round's floor must not share the disk with the writeback of this run's state.
+  sync
 done
 echo "| job | time | peak RSS |"
 echo "|---|---|---|"

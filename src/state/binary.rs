@@ -1,6 +1,7 @@
 //! The pieces of catsync's compact binary values in the state (mirror rows, `cells.rs`; export
-//! records, `record_form.rs`; index buckets, `index_form.rs`): hashes as their bytes, LEB128 lengths and counts, length-prefixed UTF-8, and a reader
-//! that refuses a damaged value instead of reading past it.
+//! records, `record_form.rs`; index buckets, `index_form.rs`): hashes as their bytes, LEB128
+//! lengths and counts, length-prefixed UTF-8, and a reader that refuses a damaged value instead
+//! of reading past it.
 
 pub(super) fn put_str(out: &mut Vec<u8>, s: &str) {
     put_len(out, s.len());
@@ -24,7 +25,7 @@ pub(super) fn put_len(out: &mut Vec<u8>, mut n: usize) {
 }
 
 /// A hash byte announcing text rather than hex bytes.
-pub(super) const TEXT_HASH: u8 = 0x80;
+const TEXT_HASH: u8 = 0x80;
 
 /// A hash: below [`TEXT_HASH`], the number of bytes of lowercase hex that follow as bytes, or
 /// [`TEXT_HASH`] and text that is not such hex.

@@ -513,6 +513,92 @@ impl Namespace<'_> {
 mod tests {
     use super::*;
 
+    /// A state of layout 9 or before holds its index buckets as JSON objects: they read, and an
+    /// incremental save rewrites the buckets it touches in the binary form, keeping the entries
+    /// it does not touch (the other items of those buckets, and the buckets it leaves alone).
+    #[test]
+    fn json_buckets_of_an_older_layout_read_and_are_edited_into_the_binary_form() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = super::super::State::open(dir.path()).unwrap();
+        let ns = state.namespace("shop", None);
+        let output = |i: usize| ItemOutput {
+            in_scope: true,
+            hash: Some(format!("{i:064x}")),
+            handle: Some(format!("h-{i}")),
+            skus: vec![format!("SKU-{i}-a"), format!("SKU-{i}-b")],
+        };
+        // Thirty products, and one more that shares an output bucket with the first.
+        let mut ids: Vec<String> = (0..30).map(|i| format!("p{i}")).collect();
+        let twin = (30..).map(|i| format!("p{i}")).find(|id| bucket_of(id) == bucket_of("p0")).unwrap();
+        ids.push(twin);
+        let (kept, edited) = (0, ids.len() - 1);
+        // Written as layout 9 wrote them: per bucket, a JSON object in key order.
+        let tree = state.tree("outputs").unwrap();
+        let mut outputs: BTreeMap<String, BTreeMap<String, ItemOutput>> = BTreeMap::new();
+        let mut handles: BTreeMap<String, BTreeMap<String, BTreeSet<String>>> = BTreeMap::new();
+        let mut skus: BTreeMap<String, BTreeMap<String, BTreeSet<String>>> = BTreeMap::new();
+        for (i, id) in ids.iter().enumerate() {
+            let out = output(i);
+            outputs.entry(bucket_of(id)).or_default().insert(id.clone(), out.clone());
+            let h = out.handle.clone().unwrap();
+            handles.entry(bucket_of(&h)).or_default().entry(h).or_default().insert(id.clone());
+            for sku in out.skus {
+                skus.entry(bucket_of(&sku)).or_default().entry(sku).or_default().insert(id.clone());
+            }
+        }
+        let put = |parts: &[&str], buckets: Vec<(String, Vec<u8>)>| {
+            for (bucket, value) in buckets {
+                tree.insert(ns.bucket_key(parts, &bucket), value).unwrap();
+            }
+        };
+        put(
+            &["docs", OUTPUT, "product"],
+            outputs.iter().map(|(b, m)| (b.clone(), serde_json::to_vec(m).unwrap())).collect(),
+        );
+        put(
+            &["docs", HANDLE, "product"],
+            handles.iter().map(|(b, m)| (b.clone(), serde_json::to_vec(m).unwrap())).collect(),
+        );
+        put(&["docs", SKU], skus.iter().map(|(b, m)| (b.clone(), serde_json::to_vec(m).unwrap())).collect());
+
+        let read_all = || ns.item_outputs_of("docs", ItemKind::Product, ids.iter().map(String::as_str)).unwrap();
+        let before: BTreeMap<String, ItemOutput> =
+            ids.iter().enumerate().map(|(i, id)| (id.clone(), output(i))).collect();
+        assert_eq!(read_all(), before);
+        assert_eq!(ns.item_outputs("docs", ItemKind::Product).unwrap(), before);
+        let holders = ns.handle_holders("docs", ItemKind::Product, ["h-3"]).unwrap();
+        assert_eq!(holders["h-3"], BTreeSet::from(["p3".to_string()]));
+
+        // One product renamed with new SKUs, one gone out of scope.
+        let renamed = ItemOutput { handle: Some("renamed".into()), skus: vec!["SKU-new".into()], ..output(edited) };
+        let gone = if edited == 1 { 2 } else { 1 };
+        let saved =
+            [(ItemKind::Product, ids[edited].as_str(), Some(&renamed)), (ItemKind::Product, ids[gone].as_str(), None)];
+        ns.write_outputs("docs", false, saved.into_iter()).unwrap();
+
+        let mut expected = before.clone();
+        expected.insert(ids[edited].clone(), renamed.clone());
+        expected.remove(&ids[gone]);
+        assert_eq!(read_all(), expected);
+        assert_eq!(ns.item_outputs("docs", ItemKind::Product).unwrap(), expected);
+        let holders =
+            ns.handle_holders("docs", ItemKind::Product, ["renamed", format!("h-{edited}").as_str()]).unwrap();
+        assert_eq!(holders.get("renamed"), Some(&BTreeSet::from([ids[edited].clone()])));
+        assert!(!holders.contains_key(&format!("h-{edited}")));
+        let found = ns
+            .sku_holders("docs", ["SKU-new", format!("SKU-{kept}-a").as_str(), format!("SKU-{gone}-a").as_str()])
+            .unwrap();
+        assert_eq!(found.get("SKU-new"), Some(&BTreeSet::from([ids[edited].clone()])));
+        assert_eq!(found.get(&format!("SKU-{kept}-a")), Some(&BTreeSet::from([ids[kept].clone()])));
+        assert!(!found.contains_key(&format!("SKU-{gone}-a")));
+        // The edited bucket is binary now; one no edit touched is still JSON.
+        let raw = |id: &str| tree.get(ns.bucket_key(&["docs", OUTPUT, "product"], &bucket_of(id))).unwrap().unwrap();
+        assert_ne!(raw(&ids[edited])[0], b'{');
+        let untouched =
+            ids.iter().find(|id| ![edited, gone].iter().any(|&e| bucket_of(id) == bucket_of(&ids[e]))).unwrap();
+        assert_eq!(raw(untouched)[0], b'{');
+    }
+
     /// A whole index written by sorting (first runs) is, bucket for bucket and byte for byte,
     /// what the incremental path's `BTreeMap` buckets read and write.
     #[test]

@@ -231,7 +231,7 @@ mod tests {
     }
 
     #[test]
-    fn a_damaged_bucket_is_an_error_not_fewer_entries() {
+    fn a_cut_or_unknown_bucket_is_an_error() {
         let map = outputs();
         let bytes = encode(map.iter().map(|(k, v)| (k.as_str(), v)));
         for cut in [1, bytes.len() - 1] {

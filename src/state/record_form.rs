@@ -10,9 +10,9 @@
 //! [`TRANSLATED`]), the handle, the GID when flagged, the item hash, then a count of fields, each
 //! a name and a hash; with [`IMAGES`], the images' digest and a count of media, each a source
 //! hash and a media GID; with [`TRANSLATED`], a count of `locale/key` texts.
-//! Text is LEB128 length and UTF-8 (`binary.rs`). A hash is one byte: below 0x80, the number of
-//! bytes of lowercase hex that follow as bytes; `TEXT_HASH` (`binary.rs`), text that is not such hex (an
-//! adopted or partial record may hold any).
+//! Text is LEB128 length and UTF-8, a hash its form in `binary.rs`: a byte below 0x80, the number
+//! of bytes of lowercase hex that follow as bytes; 0x80, text that is not such hex (an adopted or
+//! partial record may hold any).
 
 use std::collections::BTreeMap;
 

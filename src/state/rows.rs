@@ -41,8 +41,8 @@ pub(super) fn encode<'a>(rows: impl Iterator<Item = (&'a str, &'a [u8])>) -> Vec
 }
 
 /// `container` behind a format byte: compressed as an LZ4 block, its size first, behind `lz4`,
-/// or as it is behind `plain` when compressing would not make it smaller (mirror buckets and
-/// queue chunks).
+/// or as it is behind `plain` when compressing would not make it smaller (mirror buckets, queue
+/// chunks and index buckets).
 pub(super) fn packed(container: Vec<u8>, plain: u8, lz4: u8) -> Vec<u8> {
     let compressed = lz4_flex::block::compress_prepend_size(&container);
     let (format, body) = if compressed.len() < container.len() { (lz4, compressed) } else { (plain, container) };
@@ -104,14 +104,16 @@ fn container(bytes: &[u8]) -> Result<Cow<'_, [u8]>, String> {
 }
 
 /// The `(id, row)` entries of a bucket's container, without decoding the rows (or the `(seq,
-/// entry)` pairs of a queue chunk).
+/// entry)` pairs of a queue chunk, or the `(key, value)` entries of an index bucket).
 pub(super) fn entries(container: &[u8]) -> Result<Vec<(&str, &[u8])>, String> {
     let mut rest = container;
     fn take<'b>(rest: &mut &'b [u8]) -> Result<&'b [u8], String> {
-        let (len, tail) =
-            rest.split_first_chunk::<4>().ok_or("a truncated container (mirror bucket or queue chunk)")?;
+        let (len, tail) = rest
+            .split_first_chunk::<4>()
+            .ok_or("a truncated container (mirror bucket, queue chunk or index bucket)")?;
         let len = u32::from_le_bytes(*len) as usize;
-        let (part, tail) = tail.split_at_checked(len).ok_or("a truncated container (mirror bucket or queue chunk)")?;
+        let (part, tail) =
+            tail.split_at_checked(len).ok_or("a truncated container (mirror bucket, queue chunk or index bucket)")?;
         *rest = tail;
         Ok(part)
     }
