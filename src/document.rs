@@ -261,17 +261,21 @@ pub mod hash {
         /// From a document's canonical JSON and item hash ([`canonical`]): the field hashes are
         /// those of its top-level members' bytes, as [`encode`] hashes them.
         pub fn of_canonical(json: Box<str>, hash: String) -> Encoded {
-            let fields = match crate::canonical::members(json.as_bytes()) {
-                Some(members) => {
-                    members.into_iter().map(|(k, v)| (k.into_owned(), field_hash(&json.as_bytes()[v]))).collect()
-                }
-                None => {
-                    let members: BTreeMap<std::borrow::Cow<'_, str>, &serde_json::value::RawValue> =
-                        serde_json::from_str(&json).expect("canonical JSON of a document is an object");
-                    members.into_iter().map(|(k, v)| (k.into_owned(), field_hash(v.get().as_bytes()))).collect()
-                }
-            };
+            let fields = field_hashes_of_canonical(json.as_bytes());
             Encoded { json, hash, fields }
+        }
+    }
+
+    /// The field hashes of a document from its canonical JSON ([`canonical`]): those of its
+    /// top-level members' bytes, as [`encode`] hashes them, without serializing it again.
+    pub fn field_hashes_of_canonical(json: &[u8]) -> BTreeMap<String, String> {
+        match crate::canonical::members(json) {
+            Some(members) => members.into_iter().map(|(k, v)| (k.into_owned(), field_hash(&json[v]))).collect(),
+            None => {
+                let members: BTreeMap<std::borrow::Cow<'_, str>, &serde_json::value::RawValue> =
+                    serde_json::from_slice(json).expect("canonical JSON of a document is an object");
+                members.into_iter().map(|(k, v)| (k.into_owned(), field_hash(v.get().as_bytes()))).collect()
+            }
         }
     }
 

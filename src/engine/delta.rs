@@ -23,6 +23,7 @@ use super::{
 use crate::catalog::mirror::{ChangeKind, Mirror, Row};
 use crate::catalog::scope::Scope;
 use crate::config::CompiledPipeline;
+use crate::stages::map::render::{Keep, Kept};
 use crate::stages::saleslayer::page::Action;
 use crate::stages::saleslayer::SalesLayerSource;
 use crate::stages::{CompiledStage, ItemKind};
@@ -273,7 +274,10 @@ fn evaluate_loaded(
                         false
                     })
                 };
-                let docs = map_output(&stage.name, m, data, pipeline, Some(&has_products), None, &mut errors);
+                // Every document evaluated is kept, with the text its field hashes are taken from
+                // when the plan compares it with its record (a few thousand at L's 1 %).
+                let keep = Keep { choose: &|_, _, _| Kept::Document, encoded: false, canonical: true };
+                let docs = map_output(&stage.name, m, data, pipeline, Some(&has_products), Some(&keep), &mut errors);
                 if let Some(e) = problem.borrow_mut().take() {
                     return Err(e.into());
                 }

@@ -135,6 +135,7 @@ impl Evaluation {
                 if let Some(docs) = Arc::get_mut(docs) {
                     docs.rendered.docs = BTreeMap::new();
                     docs.rendered.encoded = BTreeMap::new();
+                    docs.rendered.canonical = BTreeMap::new();
                 }
             }
         }

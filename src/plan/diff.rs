@@ -34,6 +34,13 @@ pub enum Difference {
 /// that document's item hash, already known).
 pub trait SnapshotDiff {
     fn diff(&self, before: &ExportRecord, hash: &str, doc: &Document) -> Difference;
+
+    /// [`SnapshotDiff::diff`] with the canonical JSON `doc`'s hash was taken from, when the
+    /// rendering kept it: its field hashes come from those bytes, not from a second serialization.
+    fn diff_canonical(&self, before: &ExportRecord, hash: &str, doc: &Document, canonical: Option<&str>) -> Difference {
+        let _ = canonical;
+        self.diff(before, hash, doc)
+    }
 }
 
 /// R06: equal item hashes mean nothing to send.
@@ -58,18 +65,30 @@ impl SnapshotDiff for FieldDiff {
         if before.hash == hash {
             return Difference::Unchanged;
         }
-        let after = Fingerprint::of(doc);
-        let mut fields: Vec<String> = after
-            .fields
-            .iter()
-            .filter(|(k, h)| before.fields.get(*k) != Some(*h))
-            .map(|(k, _)| k.clone())
-            .chain(before.fields.keys().filter(|k| !after.fields.contains_key(*k)).cloned())
-            .collect();
-        fields.sort();
-        fields.dedup();
-        Difference::Changed(fields)
+        changed_fields(before, &Fingerprint::of(doc).fields)
     }
+
+    fn diff_canonical(&self, before: &ExportRecord, hash: &str, doc: &Document, canonical: Option<&str>) -> Difference {
+        match canonical {
+            Some(json) if before.hash != hash => {
+                changed_fields(before, &crate::document::hash::field_hashes_of_canonical(json.as_bytes()))
+            }
+            _ => self.diff(before, hash, doc),
+        }
+    }
+}
+
+/// The top-level fields whose hashes differ between a record and a document's `after`.
+fn changed_fields(before: &ExportRecord, after: &BTreeMap<String, String>) -> Difference {
+    let mut fields: Vec<String> = after
+        .iter()
+        .filter(|(k, h)| before.fields.get(*k) != Some(*h))
+        .map(|(k, _)| k.clone())
+        .chain(before.fields.keys().filter(|k| !after.contains_key(*k)).cloned())
+        .collect();
+    fields.sort();
+    fields.dedup();
+    Difference::Changed(fields)
 }
 
 #[cfg(test)]

@@ -263,7 +263,9 @@ fn plan_catalog(pipeline: &CompiledPipeline, state: &State, opts: &PlanOptions) 
                     });
                     kept.max().unwrap_or(Kept::Nothing)
                 };
-                let keep = Keep { choose: &choose, encoded: created == Kept::Encoded };
+                // Without the documents' text: a plan where every item changed (a configuration
+                // edit) would hold it beside every document.
+                let keep = Keep { choose: &choose, encoded: created == Kept::Encoded, canonical: false };
                 crate::engine::evaluate_keeping(pipeline, &ns, crate::engine::Read::Since, Some(&keep))?
             }
         };
@@ -689,10 +691,11 @@ impl ExportPlanner<'_> {
                 }
                 // Kept when the plan needs it (`KeepDocuments`).
                 let doc = self.docs.rendered.docs.get(&(*kind, id.clone()));
+                let canonical = self.docs.rendered.canonical.get(&(*kind, id.clone())).map(|t| &**t);
                 let record = self.records.get(&(*kind, id.to_string()));
                 let (action, fields_changed, reasons) = match record {
                     None => (Action::Create, Vec::new(), self.create_reasons(*kind, id, &index)),
-                    Some(r) => match (self.refresh, self.diff_with(*kind, id, r, hash, doc.map(|d| &**d))) {
+                    Some(r) => match (self.refresh, self.diff_with(*kind, id, r, hash, doc.map(|d| &**d), canonical)) {
                         (true, d) => {
                             let fields = match d {
                                 Difference::Changed(f) => f,
@@ -776,7 +779,7 @@ impl ExportPlanner<'_> {
                     action: Action::Archive,
                     skipped,
                     reasons: vec![format!("product {id} left scope: {why}")],
-                    fields_changed: match self.diff_with(*kind, id, record, &hash, Some(&doc)) {
+                    fields_changed: match self.diff_with(*kind, id, record, &hash, Some(&doc), None) {
                         Difference::Changed(f) => f,
                         Difference::Unchanged => Vec::new(),
                     },
@@ -821,6 +824,7 @@ impl ExportPlanner<'_> {
         head: &ExportRecord,
         hash: &str,
         doc: Option<&Document>,
+        canonical: Option<&str>,
     ) -> Difference {
         if head.hash == hash {
             return Difference::Unchanged;
@@ -831,8 +835,8 @@ impl ExportPlanner<'_> {
             return Difference::Changed(Vec::new());
         };
         match self.full_record.and_then(|read| read(kind, id)) {
-            Some(full) => self.diff.diff(&full, hash, doc),
-            None => self.diff.diff(head, hash, doc),
+            Some(full) => self.diff.diff_canonical(&full, hash, doc, canonical),
+            None => self.diff.diff_canonical(head, hash, doc, canonical),
         }
     }
 
