@@ -37,8 +37,13 @@ pub trait SnapshotDiff {
 
     /// [`SnapshotDiff::diff`] with the canonical JSON `doc`'s hash was taken from, when the
     /// rendering kept it: its field hashes come from those bytes, not from a second serialization.
-    fn diff_canonical(&self, before: &ExportRecord, hash: &str, doc: &Document, canonical: Option<&str>) -> Difference {
-        let _ = canonical;
+    fn diff_canonical(
+        &self,
+        before: &ExportRecord,
+        hash: &str,
+        doc: &Document,
+        _canonical: Option<&str>,
+    ) -> Difference {
         self.diff(before, hash, doc)
     }
 }
