@@ -21,22 +21,6 @@ source bench/catalog.sh
 catalog "$work" "$size"
 bytes=$(stat -c %s "$work/exports/00-full.json")
 
-# measure LABEL COMMAND...: COMMAND run $runs times (default $reps), each after $fresh is
-# removed (default nothing); prints the median time and the largest peak RSS.
-measure() {
-  local label=$1; shift
-  local n=${runs:-$reps} times=() peak=0 secs kb
-  for ((i = 0; i < n; i++)); do
-    [ -n "${fresh:-}" ] && rm -rf $fresh
-    /usr/bin/time -f "%e %M" -o "$work/time" "$@" > /dev/null
-    read -r secs kb < "$work/time"
-    times+=("$secs")
-    ((kb > peak)) && peak=$kb
-  done
-  secs=$(printf '%s\n' "${times[@]}" | sort -n | sed -n "$(((n + 1) / 2))p")
-  printf '| %s | %.2f s | %d MB |\n' "$label" "$secs" $((peak / 1024))
-}
-
 # Jobs measured in rounds (`once`): each round runs every job of a ratio back to back, so a
 # ratio compares runs minutes apart on this noisy machine no more; `T[job]` collects a job's
 # times, `P[job]` its peak RSS, `R[ratio]` the ratio of each round.
@@ -71,6 +55,17 @@ ratio_row() {
   awk -v m="$(median "${R[$2]}")" -v lo="$(head -1 <<< "$sorted")" -v hi="$(tail -1 <<< "$sorted")" \
     -v s="$3" -v u="$4" -v l="$1" -v t="$5" -v n="${#r[@]}" \
     'BEGIN { printf "| %s | %.2f%s | %.2f–%.2f%s | %d | %s |\n", l, m * s, u, lo * s, hi * s, u, n, t }'
+}
+
+# measure LABEL COMMAND...: COMMAND run $runs times (default $reps), each after $fresh is
+# removed (default nothing); prints the median time and the largest peak RSS (`once`, `row`).
+measured=0
+measure() {
+  local label=$1 job=measured$((measured += 1)); shift
+  for ((i = 0; i < ${runs:-$reps}; i++)); do
+    once "$job" "$@"
+  done
+  row "$label" "$job"
 }
 
 echo "catsync benchmarks — size $size ($((bytes / 1024 / 1024)) MB export), $(nproc) cores, $(date -u +%Y-%m-%d); median of $reps runs"

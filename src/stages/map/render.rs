@@ -157,15 +157,14 @@ impl<'a> Renderer<'a> {
             // `item_hash` is this hash of these bytes: holding them a moment costs nothing more.
             let (json, hash) = crate::document::hash::canonical(&doc);
             let kept = keep.map_or(Kept::Document, |keep| (keep.choose)(kind, id, &hash));
-            let text = match kept {
+            let (encoded, canonical) = match kept {
                 Kept::Encoded if may_encode => {
                     encoded_bytes.fetch_add(json.len(), Ordering::Relaxed);
-                    Some(crate::document::hash::canonical_text(json))
+                    (Some(crate::document::hash::canonical_text(json)), None)
                 }
-                Kept::Document if with_text => Some(crate::document::hash::canonical_text(json)),
-                _ => None,
+                Kept::Document if with_text => (None, Some(crate::document::hash::canonical_text(json))),
+                _ => (None, None),
             };
-            let (encoded, canonical) = if kept == Kept::Encoded { (text, None) } else { (None, text) };
             let doc = (kept == Kept::Document).then(|| Arc::new(doc));
             Made { hash, handle, skus, variants, doc, encoded, canonical }
         };
