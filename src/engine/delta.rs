@@ -64,9 +64,15 @@ pub fn evaluate_delta(
     let mut skims = super::source_skims(ns, name)?;
     let mut exports = src.read_since(cursor, &mut skims).map_err(|e| fail(e.to_string()))?;
     tracing::debug!(elapsed_ms = started.elapsed().as_millis() as u64, "delta decoded");
-    let mut loader =
-        Loader { ns, stage: name, spec: index_spec(src), known: HashSet::new(), mirror: ns.mirror_layout(name)? };
-    if !loader.follows(&exports) {
+    let mut loader = Loader {
+        ns,
+        stage: name,
+        spec: index_spec(src),
+        known: HashSet::new(),
+        variants_of: HashSet::new(),
+        mirror: ns.mirror_layout(name)?,
+    };
+    if !loader.follows(&exports) || !loader.variants_by_product()? {
         return Ok(None);
     }
     // The rows the exports touch, as they were, and every category.
@@ -80,10 +86,14 @@ pub fn evaluate_delta(
     loader.load_table(&categories)?;
     let (products, variants) = (loader.spec.products.clone(), loader.spec.variants.clone());
     let touched_products = touched.remove(&products).unwrap_or_default();
-    let mut variant_ids = touched.remove(&variants).unwrap_or_default();
-    variant_ids.extend(ns.variants_of_many(name, touched_products.iter().map(String::as_str))?);
+    let touched_variants = touched.remove(&variants).unwrap_or_default();
     loader.load(&products, touched_products.iter().map(String::as_str))?;
-    loader.load(&variants, variant_ids.iter().map(String::as_str))?;
+    // A touched variant is looked for first under the product its new row names.
+    let named = named_products(&exports, &variants, &loader.spec.product_column);
+    loader.load_variants(
+        touched_products.iter().map(String::as_str),
+        touched_variants.iter().map(|v| (v.as_str(), named.get(v.as_str()).copied())),
+    )?;
     for (table, ids) in &touched {
         loader.load(table, ids.iter().map(String::as_str))?;
     }
@@ -140,7 +150,7 @@ pub fn evaluate_delta(
             ItemKind::Category => {}
         }
     }
-    loader.load(&variants, extra_variants.iter().map(String::as_str))?;
+    loader.load_variants(std::iter::empty(), extra_variants.iter().map(|v| (v.as_str(), None)))?;
 
     let maps: Vec<(usize, &str)> = pipeline
         .stages
@@ -372,6 +382,8 @@ struct Loader<'n, 's> {
     spec: IndexSpec,
     /// Rows loaded or touched by the exports (a row the exports deleted must not come back).
     known: HashSet<(String, Arc<str>)>,
+    /// Products whose variants are all loaded.
+    variants_of: HashSet<String>,
     mirror: Mirror,
 }
 
@@ -431,8 +443,7 @@ impl Loader<'_, '_> {
             let new: Vec<Arc<str>> =
                 affected.iter().filter(|p| !self.known.contains(&(products.clone(), (*p).clone()))).cloned().collect();
             self.load(&products, new.iter().map(|p| &**p))?;
-            let of_new = self.ns.variants_of_many(self.stage, new.iter().map(|p| &**p))?;
-            self.load(&variants, of_new.iter().map(String::as_str))?;
+            self.load_variants(new.iter().map(|p| &**p), std::iter::empty())?;
             let missing: Vec<Arc<str>> = self
                 .mirror
                 .tables
@@ -448,6 +459,58 @@ impl Loader<'_, '_> {
             }
             affected.extend(missing);
         }
+    }
+
+    /// Whether the variants are stored by their product (`state::rows::part`), as this
+    /// evaluation finds them; a mirror a full evaluation has not moved yet (one an older catsync
+    /// wrote) is evaluated whole, and its next run moves it.
+    fn variants_by_product(&self) -> Result<bool, StateError> {
+        if !self.mirror.tables.contains_key(&self.spec.variants) {
+            return Ok(true);
+        }
+        Ok(self.ns.mirror_spread(self.stage, &self.spec.variants)?.as_deref()
+            == Some(self.spec.product_column.as_str()))
+    }
+
+    /// Loads every variant of `products` and the variants `ids` — each looked for in the bucket
+    /// of the product its exported row names (`Some`), and where the index says its stored row
+    /// is when not found there (a deletion names no product; a variant may move) — marking all
+    /// of `ids` loaded, found or not (new).
+    fn load_variants<'i>(
+        &mut self,
+        products: impl Iterator<Item = &'i str>,
+        ids: impl Iterator<Item = (&'i str, Option<&'i str>)>,
+    ) -> Result<(), StateError> {
+        let variants = self.spec.variants.clone();
+        let Some(col) = self.mirror.tables.get(&variants).and_then(|t| t.column_index(&self.spec.product_column))
+        else {
+            return Ok(());
+        };
+        let by = (self.spec.product_column.as_str(), col);
+        let keys: BTreeSet<&str> = products.filter(|p| self.variants_of.insert(p.to_string())).collect();
+        let ids: Vec<(&str, Option<&str>)> =
+            ids.filter(|(id, _)| !self.known.contains(&(variants.clone(), Arc::from(*id)))).collect();
+        let named: BTreeMap<&str, &str> =
+            ids.iter().map(|&(id, product)| (id, product.filter(|p| !p.is_empty()).unwrap_or(id))).collect();
+        let mut rows = self.ns.mirror_rows_by(self.stage, &variants, by, &keys, &named)?;
+        let found: HashSet<&str> = rows.iter().map(|(id, _)| &**id).collect();
+        let rest: Vec<&str> = ids.iter().map(|(id, _)| *id).filter(|id| !found.contains(id)).collect();
+        if !rest.is_empty() {
+            let stored = self.ns.products_of_variants(self.stage, rest.iter().copied())?;
+            let at: BTreeMap<&str, &str> = rest
+                .iter()
+                .map(|&id| (id, stored.get(id).map_or(id, String::as_str)))
+                .filter(|(id, at)| named.get(id) != Some(at))
+                .collect();
+            rows.extend(self.ns.mirror_rows_by(self.stage, &variants, by, &BTreeSet::new(), &at)?);
+        }
+        let rows: Vec<(Arc<str>, Row)> =
+            rows.into_iter().filter(|(id, _)| self.known.insert((variants.clone(), id.clone()))).collect();
+        for (id, _) in &ids {
+            self.known.insert((variants.clone(), Arc::from(*id)));
+        }
+        self.insert(&variants, rows);
+        Ok(())
     }
 
     /// The product a variant row names.
@@ -478,4 +541,22 @@ impl Loader<'_, '_> {
         }
         out
     }
+}
+
+/// The product each variant row of the exports names (deleted rows name none).
+fn named_products<'e>(
+    exports: &'e [crate::stages::saleslayer::Export],
+    variants: &str,
+    column: &str,
+) -> BTreeMap<&'e str, &'e str> {
+    let mut named = BTreeMap::new();
+    for tp in exports.iter().flat_map(|e| &e.pages).filter_map(|page| page.tables.get(variants)) {
+        let Some(col) = tp.columns.iter().position(|c| c.name == column) else { continue };
+        for row in tp.rows.iter().filter(|r| !r.deleted) {
+            if let Some(crate::model::source::Cell::Str(product)) = row.cells.get(col) {
+                named.insert(&*row.id, product.as_ref());
+            }
+        }
+    }
+    named
 }

@@ -11,6 +11,8 @@
 //! is its length (LEB128) and its bytes, and a count is LEB128. An `Unchanged` cell is stored as
 //! `NULL`, as JSON stored it (`null`).
 
+use std::borrow::Cow;
+
 use super::binary::{put_len, put_str, put_strs, Reader};
 use crate::model::source::Cell;
 
@@ -75,6 +77,39 @@ pub(super) fn decode(raw: &[u8]) -> Result<Vec<Cell>, String> {
     Ok(cells)
 }
 
+/// The text of a stored row's cell `col` (as [`Cell::text`] gives it; `None`: the row has no
+/// such cell), skipping the cells before it undecoded: a bucket read for some products' variants
+/// looks at each row's product before decoding the few it keeps.
+pub(super) fn text_at(raw: &[u8], col: usize) -> Result<Option<Cow<'_, str>>, String> {
+    let Some((&BINARY, rest)) = raw.split_first() else {
+        let cells = decode(raw)?;
+        return Ok(cells.get(col).map(|c| Cow::Owned(c.text().into_owned())));
+    };
+    let mut r = Reader::new(rest);
+    for at in 0.. {
+        let Some(tag) = r.byte() else { return Ok(None) };
+        let here = at == col;
+        match tag {
+            NULL if here => return Ok(Some(Cow::Borrowed(""))),
+            NULL => {}
+            STR if here => return Ok(Some(Cow::Borrowed(r.str()?))),
+            STR => drop(r.str()?),
+            LIST if here => return Ok(Some(Cow::Owned(r.strs()?.join(",")))),
+            LIST => drop(r.strs()?),
+            MEDIA => {
+                for _ in 0..r.len()? {
+                    r.strs()?;
+                }
+                if here {
+                    return Ok(Some(Cow::Borrowed("")));
+                }
+            }
+            other => return Err(format!("a cell of unknown form {other}")),
+        }
+    }
+    unreachable!("the loop returns")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -109,6 +144,20 @@ mod tests {
         let json = serde_json::to_vec(&cells).unwrap();
         assert_eq!(decode(&json).unwrap(), read);
         assert!(bytes.len() < json.len());
+    }
+
+    /// A cell read on its own is the cell's text as the whole row decodes, in either form.
+    #[test]
+    fn one_cell_reads_as_the_decoded_rows_cell() {
+        let cells = every_kind();
+        for raw in [encode(&cells), serde_json::to_vec(&cells).unwrap()] {
+            let whole = decode(&raw).unwrap();
+            for col in 0..=cells.len() {
+                let expected = whole.get(col).map(|c| c.text().into_owned());
+                assert_eq!(text_at(&raw, col).unwrap().map(Cow::into_owned), expected, "cell {col}");
+            }
+        }
+        assert!(text_at(&[BINARY, 9], 0).is_err());
     }
 
     #[test]

@@ -20,10 +20,15 @@ use crate::model::ItemKind;
 
 /// Version of the mirror index layout; a mirror without this marker is indexed anew by the next
 /// full evaluation's save (and incremental plans wait for it).
-const MIRROR_INDEX_VERSION: &str = "2";
+const MIRROR_INDEX_VERSION: &str = "3";
 const MARKER: &str = "~index";
 const BY_CATEGORY: &str = "~cat";
-const BY_PRODUCT: &str = "~var";
+/// Each variant's product (index version 3). Its products' variants are found in their bucket
+/// (`rows::part`); this finds where a variant was when its row no longer names its product (a
+/// deletion) or names another one.
+const PRODUCT_OF: &str = "~vp";
+/// The variants of each product, which index version 2 kept: removed when the index is rebuilt.
+const BY_PRODUCT_BEFORE: &str = "~var";
 /// How many sled values each index is spread over.
 pub const BUCKETS: u16 = 4096;
 
@@ -103,12 +108,13 @@ pub struct IndexSpec {
 }
 
 impl IndexSpec {
-    /// The index (`~cat`/`~var`) and parents one row of `table` is listed under.
-    fn entries(&self, mirror: &Mirror, table: &str, row: &Row) -> Vec<(&'static str, String)> {
+    /// The entries (index, key, member) row `id` of `table` makes: a product is a member of each
+    /// of its categories (`~cat`), a variant's product is the member of its id (`~vp`).
+    fn entries(&self, mirror: &Mirror, table: &str, id: &str, row: &Row) -> Vec<(&'static str, String, String)> {
         let column = |name: &str| mirror.tables.get(table).and_then(|t| t.column_index(name));
         if table == self.products {
             let Some(cell) = column(&self.category_column).and_then(|col| row.get(col)) else { return Vec::new() };
-            cell.ids().into_iter().map(|c| (BY_CATEGORY, c.to_string())).collect()
+            cell.ids().into_iter().map(|c| (BY_CATEGORY, c.to_string(), id.to_string())).collect()
         } else if table == self.variants {
             let product = column(&self.product_column)
                 .and_then(|col| row.get(col))
@@ -117,7 +123,7 @@ impl IndexSpec {
             if product.is_empty() {
                 return Vec::new();
             }
-            vec![(BY_PRODUCT, product)]
+            vec![(PRODUCT_OF, id.to_string(), product)]
         } else {
             Vec::new()
         }
@@ -298,14 +304,15 @@ impl Namespace<'_> {
         Ok(self.indexed("mirror", &[stage, BY_CATEGORY], category)?.unwrap_or_default())
     }
 
-    /// The variants whose rows name any of `products`, from the mirror index.
-    pub fn variants_of_many<'p>(
+    /// The product each of `variants` names as the mirror stores it (variants without one, or
+    /// not in the mirror, are absent), from the mirror index.
+    pub fn products_of_variants<'v>(
         &self,
         stage: &str,
-        products: impl IntoIterator<Item = &'p str>,
-    ) -> Result<BTreeSet<String>, StateError> {
-        let found: BTreeMap<String, BTreeSet<String>> = self.indexed_many("mirror", &[stage, BY_PRODUCT], products)?;
-        Ok(found.into_values().flatten().collect())
+        variants: impl IntoIterator<Item = &'v str>,
+    ) -> Result<BTreeMap<String, String>, StateError> {
+        let found: BTreeMap<String, BTreeSet<String>> = self.indexed_many("mirror", &[stage, PRODUCT_OF], variants)?;
+        Ok(found.into_iter().filter_map(|(v, products)| Some((v, products.into_iter().next()?))).collect())
     }
 
     /// Adds the index writes for the rows `changes` touched to `batch` (not the marker: see
@@ -325,19 +332,22 @@ impl Namespace<'_> {
             let mut all: BTreeMap<&str, Vec<(String, String)>> = BTreeMap::new();
             for name in [&spec.products, &spec.variants] {
                 for (id, row) in mirror.tables.get(name.as_str()).map(|t| &t.rows).into_iter().flatten() {
-                    for (which, parent) in spec.entries(mirror, name, row) {
-                        all.entry(which).or_default().push((parent, id.to_string()));
+                    for (which, key, member) in spec.entries(mirror, name, id, row) {
+                        all.entry(which).or_default().push((key, member));
                     }
                 }
             }
-            for which in [BY_CATEGORY, BY_PRODUCT] {
+            for which in [BY_CATEGORY, PRODUCT_OF] {
                 self.rebuild_multimap(batch, &tree, &[stage, which], all.remove(which).unwrap_or_default())?;
+            }
+            for key in self.keys_under(&tree, &[stage, BY_PRODUCT_BEFORE])? {
+                batch.remove(key.to_vec());
             }
         } else {
             let mut edits: BTreeMap<&str, Vec<Edit>> = BTreeMap::new();
             let mut put = |table: &str, id: &str, row: &Row, add: bool| {
-                for (which, parent) in spec.entries(mirror, table, row) {
-                    edits.entry(which).or_default().push(Edit { key: parent, member: id.to_string(), add });
+                for (which, key, member) in spec.entries(mirror, table, id, row) {
+                    edits.entry(which).or_default().push(Edit { key, member, add });
                 }
             };
             for c in changes {

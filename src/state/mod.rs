@@ -27,7 +27,7 @@ use crate::model::ItemKind;
 use writes::{Streamed, Writes};
 
 /// The layout version this build reads and writes. Migrations are append-only (see [`migrate`]).
-pub const SCHEMA_VERSION: u32 = 10;
+pub const SCHEMA_VERSION: u32 = 11;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StateError {
@@ -708,10 +708,16 @@ fn migrate(state: &State) -> Result<(), StateError> {
     // and their handle and SKU indexes) are written in a compact binary form (`index_form.rs`);
     // JSON buckets still read, and take the new form when next rewritten. The step only stops an
     // older catsync from taking a binary bucket for damage.
-    let migrations: [Migration; 10] = [
+    // 10 → 11: a mirror's variants are stored by their product, under a key part of their own
+    // (`rows::part`), with an index of each variant's product (`~vp`, mirror index version 3)
+    // instead of each product's variants. A mirror of layout 10 still reads (its variants by
+    // id); its next full evaluation's save moves them, and until then its plans are full ones.
+    // The step stops an older catsync from reading a moved mirror as one without variants.
+    let migrations: [Migration; 11] = [
         |_| Ok(()),
         |_| Ok(()),
         rows::rows_into_buckets,
+        |_| Ok(()),
         |_| Ok(()),
         |_| Ok(()),
         |_| Ok(()),
@@ -856,13 +862,50 @@ impl Namespace<'_> {
         }
         let (marker, version) = self.mirror_index_marker(stage);
         let corrupt = |e: sled::Error| self.state.corrupt(e);
-        let buckets = Self::mirror_buckets(mirror, changes);
-        if writes.len() + buckets.len() <= writes::chunk_keys() {
+        // The variants go by their product (see `rows::part`); a table not spread so yet is
+        // moved by a save that holds all of it, its rows written whole under the new part.
+        let mut spread: BTreeMap<&str, String> = BTreeMap::new();
+        for name in mirror.tables.keys() {
+            if let Some(by) = self.mirror_spread(stage, name)? {
+                spread.insert(name, by);
+            }
+        }
+        let moved = index
+            .filter(|spec| complete && mirror.tables.contains_key(&spec.variants))
+            .filter(|spec| spread.get(spec.variants.as_str()) != Some(&spec.product_column))
+            .map(|spec| (spec.variants.as_str(), spec.product_column.as_str()));
+        let spreading = rows::Spreading { by: spread.iter().map(|(t, by)| (*t, by.as_str())).collect(), moved };
+        // A move's new part may hold buckets of an earlier move that was killed: they go first.
+        // Its old part goes once the switch is made.
+        let (stale, old_part) = match moved {
+            Some((table, by)) => (
+                self.keys_under(&tree, &[stage, table, &rows::part(Some(by))])?,
+                self.keys_under(&tree, &[stage, table, &rows::part(spread.get(table).map(String::as_str))])?,
+            ),
+            // What a move killed after its switch left of the old part.
+            None if complete => {
+                let mut left = Vec::new();
+                for table in spread.keys() {
+                    left.extend(self.keys_under(&tree, &[stage, table, rows::ROWS])?);
+                }
+                (Vec::new(), left)
+            }
+            None => (Vec::new(), Vec::new()),
+        };
+        let switch = moved.map(|(table, by)| (self.key(&[stage, table, rows::SPREAD_BY]), by.as_bytes().to_vec()));
+        let buckets = Self::mirror_buckets(mirror, changes, &spreading);
+        if writes.len() + buckets.len() + stale.len() + old_part.len() <= writes::chunk_keys() {
+            for key in stale.into_iter().chain(old_part) {
+                writes.remove(key.to_vec());
+            }
             for (key, value) in self.mirror_bucket_values(stage, &buckets)? {
                 match value {
                     Some(v) => writes.insert(key, v),
                     None => writes.remove(key),
                 }
+            }
+            if let Some((key, by)) = switch {
+                writes.insert(key, by);
             }
             if indexed {
                 writes.insert(marker, version);
@@ -871,12 +914,21 @@ impl Namespace<'_> {
         } else {
             tree.remove(&marker).map_err(corrupt)?;
             writes.apply_streamed(&tree).map_err(corrupt)?;
-            // Buckets are made a part at a time, and written as they come.
             let stream = Streamed(&tree);
+            for key in stale {
+                stream.write(key.to_vec(), None).map_err(corrupt)?;
+            }
+            // Buckets are made a part at a time, and written as they come.
             for part in buckets.chunks(writes::chunk_keys()) {
                 for (key, value) in self.mirror_bucket_values(stage, part)? {
                     stream.write(key, value).map_err(corrupt)?;
                 }
+            }
+            if let Some((key, by)) = switch {
+                stream.write(key, Some(by)).map_err(corrupt)?;
+            }
+            for key in old_part {
+                stream.write(key.to_vec(), None).map_err(corrupt)?;
             }
             if indexed {
                 tree.insert(marker, version).map_err(corrupt)?;
