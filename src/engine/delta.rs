@@ -70,6 +70,7 @@ pub fn evaluate_delta(
         spec: index_spec(src),
         known: HashSet::new(),
         variants_of: HashSet::new(),
+        variants_spread: None,
         mirror: ns.mirror_layout(name)?,
     };
     if !loader.follows(&exports) || !loader.variants_by_product()? {
@@ -384,6 +385,8 @@ struct Loader<'n, 's> {
     known: HashSet<(String, Arc<str>)>,
     /// Products whose variants are all loaded.
     variants_of: HashSet<String>,
+    /// How the variants are spread (`state::rows::SPREAD_BY`) and their product column's index.
+    variants_spread: Option<(String, usize)>,
     mirror: Mirror,
 }
 
@@ -464,12 +467,15 @@ impl Loader<'_, '_> {
     /// Whether the variants are stored by their product (`state::rows::part`), as this
     /// evaluation finds them; a mirror a full evaluation has not moved yet (one an older catsync
     /// wrote) is evaluated whole, and its next run moves it.
-    fn variants_by_product(&self) -> Result<bool, StateError> {
-        if !self.mirror.tables.contains_key(&self.spec.variants) {
-            return Ok(true);
+    fn variants_by_product(&mut self) -> Result<bool, StateError> {
+        let Some(table) = self.mirror.tables.get(&self.spec.variants) else { return Ok(true) };
+        let Some(col) = table.column_index(&self.spec.product_column) else { return Ok(false) };
+        let Some(spread) = self.ns.mirror_spread(self.stage, &self.spec.variants)? else { return Ok(false) };
+        if crate::state::spread_column(&spread) != self.spec.product_column {
+            return Ok(false);
         }
-        Ok(self.ns.mirror_spread(self.stage, &self.spec.variants)?.as_deref()
-            == Some(self.spec.product_column.as_str()))
+        self.variants_spread = Some((spread, col));
+        Ok(true)
     }
 
     /// Loads every variant of `products` and the variants `ids` — each looked for in the bucket
@@ -482,11 +488,9 @@ impl Loader<'_, '_> {
         ids: impl Iterator<Item = (&'i str, Option<&'i str>)>,
     ) -> Result<(), StateError> {
         let variants = self.spec.variants.clone();
-        let Some(col) = self.mirror.tables.get(&variants).and_then(|t| t.column_index(&self.spec.product_column))
-        else {
-            return Ok(());
-        };
-        let by = (self.spec.product_column.as_str(), col);
+        // No variants table: nothing to load (`variants_by_product` let no other case through).
+        let Some((spread, col)) = self.variants_spread.clone() else { return Ok(()) };
+        let by = (spread.as_str(), col);
         let keys: BTreeSet<&str> = products.filter(|p| self.variants_of.insert(p.to_string())).collect();
         let ids: Vec<(&str, Option<&str>)> =
             ids.filter(|(id, _)| !self.known.contains(&(variants.clone(), Arc::from(*id)))).collect();

@@ -1,6 +1,6 @@
 //! Dependency indexes an incremental plan reads by point lookups instead of loading the whole
-//! catalog: per source, category → products and product → variants, written in the same sled
-//! batch as the mirror rows they derive from; per `map` stage, what its last evaluation produced
+//! catalog: per source, category → products and variant → product (a product's variants are
+//! found in their bucket: `rows::part`), written with the mirror rows they derive from; per `map` stage, what its last evaluation produced
 //! for each category and product (scope, document hash, handle, SKUs) with handle → item and
 //! SKU → product indexes, written with the stage's checkpoint.
 //!

@@ -16,6 +16,7 @@ mod index_form;
 mod queue;
 mod record_form;
 mod rows;
+pub use rows::spread_column;
 mod shared;
 mod writes;
 
@@ -833,8 +834,10 @@ impl Namespace<'_> {
     ///
     /// A small write is one atomic batch. A large one (a first run, a big delta) goes in chunks
     /// between removing the index marker and writing it back: a crash in between leaves rows
-    /// old and new, each whole, and no marker, so the next evaluation is a full one (it re-reads
-    /// the exports since the cursor, which this write has not moved) and rebuilds the index.
+    /// old and new, each whole — a variant whose product changed possibly in both its buckets —
+    /// and no marker, so the next evaluation is a full one (it re-reads the exports since the
+    /// cursor, which this write has not moved, so either copy gives the same row), and its save
+    /// rebuilds the index and writes the variants whole again (`rows::part`).
     pub fn save_mirror(
         &self,
         stage: &str,
@@ -846,6 +849,7 @@ impl Namespace<'_> {
         let started = std::time::Instant::now();
         let tree = self.state.tree("mirror")?;
         let mut writes = Writes::default();
+        let whole_before = self.has_mirror_index(stage)?;
         let indexed = match index {
             Some(spec) => {
                 let indexed = self.has_mirror_index(stage)?;
@@ -862,37 +866,51 @@ impl Namespace<'_> {
         }
         let (marker, version) = self.mirror_index_marker(stage);
         let corrupt = |e: sled::Error| self.state.corrupt(e);
-        // The variants go by their product (see `rows::part`); a table not spread so yet is
-        // moved by a save that holds all of it, its rows written whole under the new part.
+        // The variants go by their product (see `rows::part`). A save that holds the whole
+        // mirror writes them whole, into the slot they are not in, when they are not spread so
+        // yet or the mirror had lost its index marker (a save killed half-way, which may have
+        // left a moved variant in two buckets).
         let mut spread: BTreeMap<&str, String> = BTreeMap::new();
         for name in mirror.tables.keys() {
-            if let Some(by) = self.mirror_spread(stage, name)? {
-                spread.insert(name, by);
+            if let Some(how) = self.mirror_spread(stage, name)? {
+                spread.insert(name, how);
             }
         }
-        let moved = index
-            .filter(|spec| complete && mirror.tables.contains_key(&spec.variants))
-            .filter(|spec| spread.get(spec.variants.as_str()) != Some(&spec.product_column))
-            .map(|spec| (spec.variants.as_str(), spec.product_column.as_str()));
-        let spreading = rows::Spreading { by: spread.iter().map(|(t, by)| (*t, by.as_str())).collect(), moved };
-        // A move's new part may hold buckets of an earlier move that was killed: they go first.
-        // Its old part goes once the switch is made.
+        let wanted = index.filter(|spec| {
+            complete
+                && mirror.tables.get(&spec.variants).is_some_and(|t| t.column_index(&spec.product_column).is_some())
+        });
+        let rewritten = wanted
+            .filter(|spec| {
+                !whole_before
+                    || spread.get(spec.variants.as_str()).map(|s| rows::spread_column(s)) != Some(&spec.product_column)
+            })
+            .map(|spec| {
+                let now = spread.get(spec.variants.as_str()).map(String::as_str);
+                (spec.variants.as_str(), rows::respread(now, &spec.product_column))
+            });
+        let moved = rewritten.as_ref().map(|(table, how)| (*table, how.as_str()));
+        let spreading = rows::Spreading { by: spread.iter().map(|(t, how)| (*t, how.as_str())).collect(), moved };
+        // What a killed earlier rewrite left in the slot written goes first; the part left goes
+        // once the switch is made. A save that holds the whole mirror also removes what a rewrite
+        // killed after its switch left in the other parts.
         let (stale, old_part) = match moved {
-            Some((table, by)) => (
-                self.keys_under(&tree, &[stage, table, &rows::part(Some(by))])?,
+            Some((table, how)) => (
+                self.keys_under(&tree, &[stage, table, &rows::part(Some(how))])?,
                 self.keys_under(&tree, &[stage, table, &rows::part(spread.get(table).map(String::as_str))])?,
             ),
-            // What a move killed after its switch left of the old part.
             None if complete => {
                 let mut left = Vec::new();
-                for table in spread.keys() {
-                    left.extend(self.keys_under(&tree, &[stage, table, rows::ROWS])?);
+                for (table, how) in &spread {
+                    for other in rows::other_parts(how) {
+                        left.extend(self.keys_under(&tree, &[stage, table, &other])?);
+                    }
                 }
                 (Vec::new(), left)
             }
             None => (Vec::new(), Vec::new()),
         };
-        let switch = moved.map(|(table, by)| (self.key(&[stage, table, rows::SPREAD_BY]), by.as_bytes().to_vec()));
+        let switch = moved.map(|(table, how)| (self.key(&[stage, table, rows::SPREAD_BY]), how.as_bytes().to_vec()));
         let buckets = Self::mirror_buckets(mirror, changes, &spreading);
         if writes.len() + buckets.len() + stale.len() + old_part.len() <= writes::chunk_keys() {
             for key in stale.into_iter().chain(old_part) {

@@ -21,26 +21,50 @@ use crate::catalog::mirror::{Mirror, Row, RowChange, Table};
 /// spread by their id.
 pub(super) const ROWS: &str = "rows";
 
-/// The key after `[stage, table]` naming the column a table's rows are spread by instead of their
-/// id (the variants table by its product column: see [`part`]); absent: by id.
+/// The key after `[stage, table]` saying how a table's rows are spread when not by their id: its
+/// value is `SLOT:COLUMN` (see [`part`]); absent: by id.
 pub(super) const SPREAD_BY: &str = "rows-by";
 
-/// The key part of a table's buckets: [`ROWS`] when its rows are spread by id, `rows@COLUMN` when
-/// by the value of `COLUMN` (a row whose cell there is empty goes by its id).
+/// The key part of a table's buckets: [`ROWS`] when its rows are spread by id; `rows@SLOT:COLUMN`
+/// (`spread` is the value of [`SPREAD_BY`]) when by the value of `COLUMN` (a row whose cell there
+/// is empty goes by its id).
 ///
 /// Why the variants by their product: a delta plan loads the variants of every product it
 /// evaluates again. Spread by their own ids, a product's four variants sit in four buckets, and
 /// the 3 % of L's products a 1 % delta touches pulled nearly every sled leaf of the variants
 /// table (~2,700 of ~2,730), besides the index of variants by product that listed them. By their
-/// product, they are one bucket read, found without an index: the L delta plan took 0.204 s
-/// instead of 0.232 (12 alternations, the same plan). A separate key part per spreading means a
-/// table is moved to it by writing the new part whole, then switching [`SPREAD_BY`], then
-/// removing the old part: a kill at any point leaves one complete part that the marker names.
-pub(super) fn part(by: Option<&str>) -> Cow<'static, str> {
-    match by {
+/// product, they are one bucket read, found without an index.
+///
+/// Why two slots: a row whose value changes moves between buckets, two writes that a kill can
+/// split in a save written in parts (a large one), leaving it in both. Such a kill also leaves
+/// the mirror without its index marker, and the save of the full evaluation that follows writes
+/// the table whole again — into the other slot, then switches [`SPREAD_BY`] to it, then removes
+/// the slot it left ([`respread`]); a table moved from its id to a column goes the same way. A
+/// kill at any point of that leaves one complete part, the one the key names.
+pub(super) fn part(spread: Option<&str>) -> Cow<'static, str> {
+    match spread {
         None => Cow::Borrowed(ROWS),
-        Some(column) => Cow::Owned(format!("{ROWS}@{column}")),
+        Some(spread) => Cow::Owned(format!("{ROWS}@{spread}")),
     }
+}
+
+/// The column a table's rows are spread by, from its [`SPREAD_BY`] value.
+pub fn spread_column(spread: &str) -> &str {
+    spread.split_once(':').map_or(spread, |(_, column)| column)
+}
+
+/// The [`SPREAD_BY`] value of a table written whole by `column` when it is spread as `now`: the
+/// slot it is not in.
+pub(super) fn respread(now: Option<&str>, column: &str) -> String {
+    let slot = if now.is_some_and(|s| s.starts_with("1:")) { 2 } else { 1 };
+    format!("{slot}:{column}")
+}
+
+/// The parts a table spread as `spread` keeps no rows in (what a killed rewrite left).
+pub(super) fn other_parts(spread: &str) -> [String; 2] {
+    let column = spread_column(spread);
+    let other = respread(Some(spread), column);
+    [ROWS.to_string(), part(Some(&other)).into_owned()]
 }
 
 /// The value a row is spread by: its cell at `col` when that is not empty, else its id.
@@ -209,8 +233,8 @@ pub(super) struct MirrorBucket<'c> {
     rows: Vec<(&'c str, Option<&'c Row>)>,
 }
 
-/// How a save spreads each table's rows: the column per table spread by one (tables absent here
-/// go by id), and the table it moves to a new spreading (column), writing every row of it.
+/// How a save spreads each table's rows: the [`SPREAD_BY`] value of each table spread by a
+/// column (tables absent here go by id), and the table it writes whole with its new value.
 #[derive(Default)]
 pub(super) struct Spreading<'s> {
     pub by: BTreeMap<&'s str, &'s str>,
@@ -227,7 +251,8 @@ impl Spreading<'_> {
 }
 
 impl Namespace<'_> {
-    /// The column the rows of `table` are spread over buckets by (`None`: by their id).
+    /// How the rows of `table` are spread over buckets: its [`SPREAD_BY`] value, which names
+    /// the column ([`spread_column`]); `None`: by their id.
     pub fn mirror_spread(&self, stage: &str, table: &str) -> Result<Option<String>, StateError> {
         let tree = self.state.tree("mirror")?;
         let found = tree.get(self.key(&[stage, table, SPREAD_BY])).map_err(|e| self.state.corrupt(e))?;
@@ -258,7 +283,7 @@ impl Namespace<'_> {
         })
     }
 
-    /// The rows of `table`, spread by column `by` (at index `col` of its layout), that either
+    /// The rows of `table`, spread as `spread` (by the column at index `col` of its layout), that either
     /// name one of `keys` there or are one of `ids` (each with the value its bucket is found by:
     /// its column's value as the caller knows it, or its id). Each bucket is read once and its
     /// rows decoded on both cores; a row is returned once.
@@ -266,7 +291,7 @@ impl Namespace<'_> {
         &self,
         stage: &str,
         table: &str,
-        (by, col): (&str, usize),
+        (spread, col): (&str, usize),
         keys: &BTreeSet<&str>,
         ids: &BTreeMap<&str, &str>,
     ) -> Result<Vec<(Arc<str>, Row)>, StateError> {
@@ -274,7 +299,7 @@ impl Namespace<'_> {
         for key in keys.iter().chain(ids.values()) {
             by_bucket.entry(bucket_in(key, MIRROR_BUCKETS)).or_default();
         }
-        self.rows_in_buckets(stage, table, &part(Some(by)), by_bucket, |id, raw, _| {
+        self.rows_in_buckets(stage, table, &part(Some(spread)), by_bucket, |id, raw, _| {
             let keep = ids.contains_key(id)
                 || super::cells::text_at(raw, col)
                     .map_err(|e| format!("mirror row `{id}`: {e}"))?
@@ -372,19 +397,22 @@ impl Namespace<'_> {
             let name = group[0].0;
             let table = mirror.tables.get(name);
             let found = rows_now(table, group.iter().map(|(_, id, _)| *id));
-            let col = spreading.column(name).and_then(|by| table?.column_index(by));
+            let col = spreading.column(name).and_then(|spread| table?.column_index(spread_column(spread)));
             let at = placed.len();
             placed.extend(group.iter().zip(found).map(|(&(table, id, _), row)| (table, 0, id, row)));
             placed[at..].par_iter_mut().with_min_len(super::MIN_PER_TASK).for_each(|p| {
                 p.1 = bucket_number(&spread_key(p.2, p.3, col), MIRROR_BUCKETS);
             });
             if col.is_some() {
-                // Rows leaving the bucket of their value before.
+                // A row leaves the bucket of its value before: removed from there when deleted,
+                // also removed from there when it moves to another.
                 let mut left = Vec::new();
-                for (&(_, id, before), now) in group.iter().zip(&placed[at..]) {
+                for (&(_, id, before), now) in group.iter().zip(&mut placed[at..]) {
                     let Some(before) = before else { continue };
                     let was = bucket_number(&spread_key(id, Some(before), col), MIRROR_BUCKETS);
-                    if now.3.is_none() || was != now.1 {
+                    if now.3.is_none() {
+                        now.1 = was;
+                    } else if was != now.1 {
                         left.push((name, was, id, None));
                     }
                 }
@@ -531,7 +559,8 @@ mod tests {
     /// The variants of `products` as the state finds them by their product, sorted.
     fn found_under(ns: &Namespace, products: &[&str]) -> Vec<String> {
         let keys: BTreeSet<&str> = products.iter().copied().collect();
-        let rows = ns.mirror_rows_by("pim", "variants", ("ID_products", 0), &keys, &BTreeMap::new()).unwrap();
+        let spread = ns.mirror_spread("pim", "variants").unwrap().unwrap();
+        let rows = ns.mirror_rows_by("pim", "variants", (&spread, 0), &keys, &BTreeMap::new()).unwrap();
         let mut ids: Vec<String> = rows.iter().map(|(id, _)| id.to_string()).collect();
         ids.sort();
         ids
@@ -540,7 +569,8 @@ mod tests {
     /// Variants stored by id (as layout 10 wrote them) move under their products at the next
     /// save that holds the whole mirror, leaving nothing behind in their old part and nothing a
     /// killed earlier move had written; then a variant that moves to another product or is
-    /// deleted leaves its old product's bucket, and the index says where each variant is.
+    /// deleted leaves its old product's bucket, and the index says where each variant is; and a
+    /// variant a killed save left in two buckets is in one again after the next whole save.
     #[test]
     fn variants_are_moved_under_their_product_and_follow_it() {
         let dir = tempfile::tempdir().unwrap();
@@ -573,11 +603,11 @@ mod tests {
         let gone = (0..).map(|i| format!("gone{i}")).find(|p| !taken.contains(&bucket_in(p, MIRROR_BUCKETS))).unwrap();
         let ghost =
             encode([("ghost", &super::super::cells::encode(&[Cell::Str(gone.as_str().into())])[..])].into_iter());
-        let ghost_key = ns.key(&["pim", "variants", &part(Some("ID_products")), &bucket_in(&gone, MIRROR_BUCKETS)]);
+        let ghost_key = ns.key(&["pim", "variants", &part(Some("1:ID_products")), &bucket_in(&gone, MIRROR_BUCKETS)]);
         tree.insert(ghost_key, ghost).unwrap();
 
         ns.save_mirror("pim", &mirror, &[], Some(&spec()), true).unwrap();
-        assert_eq!(ns.mirror_spread("pim", "variants").unwrap().as_deref(), Some("ID_products"));
+        assert_eq!(ns.mirror_spread("pim", "variants").unwrap().as_deref(), Some("1:ID_products"));
         assert!(ns.keys_under(&tree, &["pim", "variants", ROWS]).unwrap().is_empty(), "the old part is gone");
         let whole = ns.mirror("pim").unwrap();
         assert_eq!(whole.tables["variants"].rows, mirror.tables["variants"].rows, "every variant once, no ghost");
@@ -605,6 +635,28 @@ mod tests {
         assert_eq!(ns.mirror("pim").unwrap().tables["variants"].rows, after.tables["variants"].rows);
         let at = ns.products_of_variants("pim", ["v1", "v2", "v3"]).unwrap();
         assert_eq!(at, BTreeMap::from([("v1".to_string(), "p9".to_string()), ("v3".to_string(), "p0".to_string())]));
+
+        // A save written in parts and killed between a moved variant's two buckets leaves it in
+        // both (here v1 back under p0), and no index marker: the next save that holds the whole
+        // mirror writes the table whole into the other slot, and the copy is gone.
+        let slot1 = part(Some("1:ID_products"));
+        let p0 = ns.key(&["pim", "variants", &slot1, &bucket_in("p0", MIRROR_BUCKETS)]);
+        let old = tree.get(&p0).unwrap().unwrap();
+        let stale_v1 = super::super::cells::encode(&mirror.tables["variants"].rows["v1"]);
+        let doubled = rewrite(Some(&old), [("v1", Some(Cow::Owned(stale_v1)))]).unwrap().unwrap();
+        tree.insert(&p0, doubled).unwrap();
+        tree.remove(ns.mirror_index_marker("pim").0).unwrap();
+        assert_eq!(found_under(&ns, &["p0"]), ["v0", "v1", "v3"]);
+        ns.save_mirror("pim", &after, &[], Some(&spec()), true).unwrap();
+        assert_eq!(ns.mirror_spread("pim", "variants").unwrap().as_deref(), Some("2:ID_products"));
+        assert_eq!(found_under(&ns, &["p0"]), ["v0", "v3"]);
+        assert_eq!(found_under(&ns, &["p9"]), ["v1", "v36", "v37", "v38", "v39"]);
+        assert!(ns.keys_under(&tree, &["pim", "variants", &slot1]).unwrap().is_empty(), "the slot left is gone");
+        assert!(ns.has_mirror_index("pim").unwrap());
+        assert_eq!(ns.mirror("pim").unwrap().tables["variants"].rows, after.tables["variants"].rows);
+        // With its marker, a whole save keeps the slot.
+        ns.save_mirror("pim", &after, &[], Some(&spec()), true).unwrap();
+        assert_eq!(ns.mirror_spread("pim", "variants").unwrap().as_deref(), Some("2:ID_products"));
     }
 
     fn rows_of(bytes: &[u8]) -> Result<Vec<(String, Vec<u8>)>, String> {
