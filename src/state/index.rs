@@ -337,8 +337,15 @@ impl Namespace<'_> {
                     }
                 }
             }
-            for which in [BY_CATEGORY, PRODUCT_OF] {
-                self.rebuild_multimap(batch, &tree, &[stage, which], all.remove(which).unwrap_or_default())?;
+            self.rebuild_multimap(batch, &tree, &[stage, BY_CATEGORY], all.remove(BY_CATEGORY).unwrap_or_default())?;
+            // A variant has one product: its entry is written as it is, without grouping.
+            let parts = [stage, PRODUCT_OF];
+            for key in self.keys_under(&tree, &parts)? {
+                batch.remove(key.to_vec());
+            }
+            let lone = all.remove(PRODUCT_OF).unwrap_or_default().into_iter().map(|(k, m)| (k, form::Lone(m)));
+            for (b, value) in encode_buckets(lone.collect()) {
+                batch.insert(self.bucket_key(&parts, &b), value);
             }
             for key in self.keys_under(&tree, &[stage, BY_PRODUCT_BEFORE])? {
                 batch.remove(key.to_vec());
@@ -610,7 +617,8 @@ mod tests {
     }
 
     /// A whole index written by sorting (first runs) is, bucket for bucket and byte for byte,
-    /// what the incremental path's `BTreeMap` buckets read and write.
+    /// what the incremental path's `BTreeMap` buckets read and write (a key of one member written
+    /// as it is, too).
     #[test]
     fn buckets_encoded_by_sorting_are_the_buckets_of_a_map() {
         let mut pairs = Vec::new();
@@ -624,6 +632,18 @@ mod tests {
             expected.entry(bucket_of(k)).or_default().entry(k.clone()).or_default().insert(m.clone());
         }
         let encoded = encode_buckets(members_by_key(pairs));
+        assert_eq!(encoded.len(), expected.len());
+        for ((name, bytes), (b, map)) in encoded.iter().zip(&expected) {
+            assert_eq!(name, b);
+            assert_eq!(bytes, &form::encode(map.iter().map(|(k, v)| (k.as_str(), v))));
+        }
+        // Unique keys of one member each (variant → product), written without grouping.
+        let lone: Vec<(String, String)> = (0..5_000).map(|i| (format!("v{i}"), format!("p{}", i / 4))).collect();
+        let mut expected: BTreeMap<String, BTreeMap<String, BTreeSet<String>>> = BTreeMap::new();
+        for (k, m) in &lone {
+            expected.entry(bucket_of(k)).or_default().insert(k.clone(), BTreeSet::from([m.clone()]));
+        }
+        let encoded = encode_buckets(lone.into_iter().map(|(k, m)| (k, form::Lone(m))).collect());
         assert_eq!(encoded.len(), expected.len());
         for ((name, bytes), (b, map)) in encoded.iter().zip(&expected) {
             assert_eq!(name, b);

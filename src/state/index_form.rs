@@ -57,6 +57,16 @@ impl Put for BTreeSet<String> {
     }
 }
 
+/// The one member of a multimap key that has exactly one (each variant's product): the bytes of
+/// a set of one, written without making the set.
+pub(super) struct Lone(pub String);
+
+impl Put for Lone {
+    fn put(&self, out: &mut Vec<u8>) {
+        put_strings(out, std::iter::once(&self.0))
+    }
+}
+
 /// A count, then each string as text.
 fn put_strings<'a>(out: &mut Vec<u8>, items: impl ExactSizeIterator<Item = &'a String>) {
     put_len(out, items.len());
