@@ -306,7 +306,13 @@ impl Worker {
             let first = diagnostics.iter().next().map(|d| d.render(None).trim_end().to_string()).unwrap_or_default();
             return Polled::Failed(format!("{why}, but the pipeline no longer compiles: {first}"));
         };
-        self.entry.inner().poll.runs_started += 1;
+        {
+            // A run that starts waits for nothing: the page must not show it waiting (or a run
+            // that finished as waiting) until this poll is noted.
+            let mut inner = self.entry.inner();
+            inner.poll.runs_started += 1;
+            inner.poll.waiting = None;
+        }
         let progress = ServeProgress { c: &self.c, entry: &self.entry, valid, last_read: Mutex::new(Instant::now()) };
         let request =
             RunRequest { mode: RunMode::Incremental, options: PlanOptions::default(), resume: false, plan_file: None };
