@@ -834,7 +834,8 @@ impl Namespace<'_> {
     ///
     /// A small write is one atomic batch. A large one (a first run, a big delta) goes in chunks
     /// between removing the index marker and writing it back: a crash in between leaves rows
-    /// old and new, each whole — a variant whose product changed possibly in both its buckets —
+    /// old and new, each whole — a variant whose product changed possibly in both its buckets
+    /// (it leaves the old one last), never in neither —
     /// and no marker, so the next evaluation is a full one (it re-reads the exports since the
     /// cursor, which this write has not moved, so either copy gives the same row), and its save
     /// rebuilds the index and writes the variants whole again (`rows::part`).
@@ -916,7 +917,8 @@ impl Namespace<'_> {
             for key in stale.into_iter().chain(old_part) {
                 writes.remove(key.to_vec());
             }
-            for (key, value) in self.mirror_bucket_values(stage, &buckets)? {
+            let all: Vec<&rows::MirrorBucket> = buckets.iter().collect();
+            for (key, value) in self.mirror_bucket_values(stage, &all, rows::Edits::All)? {
                 match value {
                     Some(v) => writes.insert(key, v),
                     None => writes.remove(key),
@@ -936,10 +938,14 @@ impl Namespace<'_> {
             for key in stale {
                 stream.write(key.to_vec(), None).map_err(corrupt)?;
             }
-            // Buckets are made a part at a time, and written as they come.
-            for part in buckets.chunks(writes::chunk_keys()) {
-                for (key, value) in self.mirror_bucket_values(stage, part)? {
-                    stream.write(key, value).map_err(corrupt)?;
+            // Buckets are made a part at a time, and written as they come; rows that moved
+            // leave their old bucket only once every bucket has its rows (`rows::Edits`).
+            for which in [rows::Edits::Rows, rows::Edits::Leaving] {
+                let these: Vec<&rows::MirrorBucket> = buckets.iter().filter(|b| b.has(which)).collect();
+                for part in these.chunks(writes::chunk_keys()) {
+                    for (key, value) in self.mirror_bucket_values(stage, part, which)? {
+                        stream.write(key, value).map_err(corrupt)?;
+                    }
                 }
             }
             if let Some((key, by)) = switch {

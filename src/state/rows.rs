@@ -231,6 +231,31 @@ pub(super) struct MirrorBucket<'c> {
     bucket: String,
     fresh: bool,
     rows: Vec<(&'c str, Option<&'c Row>)>,
+    /// Rows that moved to another bucket (their value changed), removed from this one.
+    leaving: Vec<&'c str>,
+}
+
+/// Which edits of a [`MirrorBucket`] a write makes: all of them (one atomic batch), or, for a
+/// save written in parts, first the rows it puts and removes, then — once every bucket has its
+/// rows — the rows that moved away, so that a kill in between leaves a moved row in both buckets
+/// (which the next full evaluation's save repairs) but never in neither (its row before, which
+/// a re-applied export's unchanged cells take their value from, would be lost).
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(super) enum Edits {
+    All,
+    Rows,
+    Leaving,
+}
+
+impl MirrorBucket<'_> {
+    /// Whether `edits` change anything in this bucket.
+    pub(super) fn has(&self, edits: Edits) -> bool {
+        match edits {
+            Edits::All => true,
+            Edits::Rows => !self.rows.is_empty(),
+            Edits::Leaving => !self.leaving.is_empty(),
+        }
+    }
 }
 
 /// How a save spreads each table's rows: the [`SPREAD_BY`] value of each table spread by a
@@ -391,15 +416,16 @@ impl Namespace<'_> {
         }
         ids.par_sort_by(|a, b| (a.0, a.1).cmp(&(b.0, b.1)));
         ids.dedup_by(|later, first| (later.0, later.1) == (first.0, first.1));
-        // (table, bucket, id, row): the bucket numbers are filled in once every row is found.
-        let mut placed: Vec<(&str, u16, &str, Option<&Row>)> = Vec::with_capacity(ids.len());
+        // (table, bucket, id, row, leaving): the bucket numbers are filled in once every row is
+        // found; `leaving`: the row moved out of this bucket.
+        let mut placed: Vec<(&str, u16, &str, Option<&Row>, bool)> = Vec::with_capacity(ids.len());
         for group in ids.chunk_by(|a, b| a.0 == b.0) {
             let name = group[0].0;
             let table = mirror.tables.get(name);
             let found = rows_now(table, group.iter().map(|(_, id, _)| *id));
             let col = spreading.column(name).and_then(|spread| table?.column_index(spread_column(spread)));
             let at = placed.len();
-            placed.extend(group.iter().zip(found).map(|(&(table, id, _), row)| (table, 0, id, row)));
+            placed.extend(group.iter().zip(found).map(|(&(table, id, _), row)| (table, 0, id, row, false)));
             placed[at..].par_iter_mut().with_min_len(super::MIN_PER_TASK).for_each(|p| {
                 p.1 = bucket_number(&spread_key(p.2, p.3, col), MIRROR_BUCKETS);
             });
@@ -413,7 +439,7 @@ impl Namespace<'_> {
                     if now.3.is_none() {
                         now.1 = was;
                     } else if was != now.1 {
-                        left.push((name, was, id, None));
+                        left.push((name, was, id, None, true));
                     }
                 }
                 placed.extend(left);
@@ -433,7 +459,8 @@ impl Namespace<'_> {
                 part: part.clone(),
                 bucket: bucket_name(group[0].1, MIRROR_BUCKETS),
                 fresh,
-                rows: group.iter().map(|&(_, _, id, row)| (id, row)).collect(),
+                rows: group.iter().filter(|p| !p.4).map(|&(_, _, id, row, _)| (id, row)).collect(),
+                leaving: group.iter().filter(|p| p.4).map(|&(_, _, id, _, _)| id).collect(),
             }));
         }
         out
@@ -442,7 +469,12 @@ impl Namespace<'_> {
     /// The new value of each of `buckets` (`None`: now empty), with the rows each carries (a
     /// deleted row, or one the mirror lacks, is removed). Buckets are read, edited and
     /// encoded on both cores; a bucket's other rows are copied as they are.
-    pub(super) fn mirror_bucket_values(&self, stage: &str, buckets: &[MirrorBucket]) -> Result<Vec<Write>, StateError> {
+    pub(super) fn mirror_bucket_values(
+        &self,
+        stage: &str,
+        buckets: &[&MirrorBucket],
+        which: Edits,
+    ) -> Result<Vec<Write>, StateError> {
         use rayon::prelude::*;
         let tree = self.state.tree("mirror")?;
         buckets
@@ -450,9 +482,10 @@ impl Namespace<'_> {
             .map(|b| {
                 let key = self.key(&[stage, b.table, &b.part, &b.bucket]);
                 let old = if b.fresh { None } else { tree.get(&key).map_err(|e| self.state.corrupt(e))? };
-                let edits =
-                    b.rows.iter().map(|&(id, row)| (id, row.map(|cells| Cow::Owned(super::cells::encode(cells)))));
-                let value = rewrite(old.as_deref(), edits).map_err(|e| self.state.corrupt(e))?;
+                let rows = b.rows.iter().filter(|_| which != Edits::Leaving);
+                let put = rows.map(|&(id, row)| (id, row.map(|cells| Cow::Owned(super::cells::encode(cells)))));
+                let leaving = b.leaving.iter().filter(|_| which != Edits::Rows).map(|&id| (id, None));
+                let value = rewrite(old.as_deref(), put.chain(leaving)).map_err(|e| self.state.corrupt(e))?;
                 Ok((key, value))
             })
             .collect()
@@ -564,6 +597,96 @@ mod tests {
         let mut ids: Vec<String> = rows.iter().map(|(id, _)| id.to_string()).collect();
         ids.sort();
         ids
+    }
+
+    /// A save too large for one batch is written in parts, and a kill may stop it after any
+    /// write: after every prefix of its writes, each variant that moved to another product is in
+    /// its old bucket or its new one (in both at worst), never in neither.
+    #[test]
+    fn a_save_in_parts_never_leaves_a_moved_variant_in_no_bucket() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = crate::state::State::open(dir.path()).unwrap();
+        let ns = state.namespace("shop", None);
+        let tree = state.tree("mirror").unwrap();
+        // More buckets than one batch takes (`writes::chunk_keys`, 2,048 unless a test sets less).
+        let n = 3_000;
+        let pairs: Vec<(String, String)> = (0..n).map(|i| (format!("v{i}"), format!("p{i}"))).collect();
+        let refs: Vec<(&str, &str)> = pairs.iter().map(|(v, p)| (v.as_str(), p.as_str())).collect();
+        let mirror = with_variants(&refs);
+        ns.save_mirror("pim", &mirror, &[], Some(&spec()), true).unwrap();
+        let spread = ns.mirror_spread("pim", "variants").unwrap().unwrap();
+        let mut prefix = ns.key(&["pim", "variants", &part(Some(&spread))]);
+        prefix.push(0);
+        let ids_in = |value: &[u8]| -> Vec<String> {
+            let c = container(value).unwrap();
+            entries(&c).unwrap().into_iter().map(|(id, _)| id.to_string()).collect()
+        };
+        let mut buckets: BTreeMap<Vec<u8>, Vec<String>> = BTreeMap::new();
+        for entry in tree.scan_prefix(&prefix) {
+            let (k, v) = entry.unwrap();
+            buckets.insert(k.to_vec(), ids_in(&v));
+        }
+
+        // Every variant moves to a product of its own; the writes are watched in their order.
+        let mut after = mirror.clone();
+        let table = after.tables.get_mut("variants").unwrap();
+        let mut changes = Vec::new();
+        for (v, _) in &pairs {
+            let before = table.rows[v.as_str()].clone();
+            let moved = row(vec![Cell::Str(format!("q{v}").into()), before[1].clone()]);
+            table.rows.insert(Arc::from(v.as_str()), moved);
+            changes.push(RowChange {
+                table: Arc::from("variants"),
+                id: Arc::from(v.as_str()),
+                kind: ChangeKind::Modified,
+                fields: BTreeSet::from(["ID_products".to_string()]),
+                previous: Some(before),
+            });
+        }
+        after.reindex();
+        let mut watched = tree.watch_prefix(&prefix);
+        let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let reader = {
+            let done = done.clone();
+            std::thread::spawn(move || {
+                let mut events = Vec::new();
+                loop {
+                    match watched.next_timeout(std::time::Duration::from_millis(100)) {
+                        Ok(event) => events.push(event),
+                        Err(_) if done.load(std::sync::atomic::Ordering::SeqCst) => return events,
+                        Err(_) => {}
+                    }
+                }
+            })
+        };
+        ns.save_mirror("pim", &after, &changes, Some(&spec()), false).unwrap();
+        done.store(true, std::sync::atomic::Ordering::SeqCst);
+        let events = reader.join().unwrap();
+        assert!(events.len() > 2_048, "the save was written in parts ({} writes)", events.len());
+
+        // Replay the writes one by one: each variant is always in one bucket at least.
+        let mut held: BTreeMap<String, usize> = BTreeMap::new();
+        for ids in buckets.values() {
+            for id in ids {
+                *held.entry(id.clone()).or_default() += 1;
+            }
+        }
+        for (n, event) in events.iter().enumerate() {
+            let (key, now) = match event {
+                sled::Event::Insert { key, value } => (key.to_vec(), ids_in(value)),
+                sled::Event::Remove { key } => (key.to_vec(), Vec::new()),
+            };
+            for id in &now {
+                *held.entry(id.clone()).or_default() += 1;
+            }
+            for id in buckets.insert(key, now).unwrap_or_default() {
+                let count = held.get_mut(&id).unwrap();
+                *count -= 1;
+                assert!(*count > 0, "after write {n} of {}, variant {id} is in no bucket", events.len());
+            }
+        }
+        assert!(held.values().all(|&c| c == 1), "in the end each variant is in one bucket");
+        assert_eq!(ns.mirror("pim").unwrap().tables["variants"].rows, after.tables["variants"].rows);
     }
 
     /// Variants stored by id (as layout 10 wrote them) move under their products at the next
