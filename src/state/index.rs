@@ -262,7 +262,7 @@ impl Namespace<'_> {
         })
     }
 
-    /// Replaces the index at `parts` by `entries` (key → members).
+    /// Replaces the index at `parts` by `pairs` (key, member).
     fn rebuild_multimap(
         &self,
         batch: &mut Writes,
@@ -270,10 +270,21 @@ impl Namespace<'_> {
         parts: &[&str],
         pairs: Vec<(String, String)>,
     ) -> Result<(), StateError> {
+        self.replace_index(batch, tree, parts, encode_buckets(members_by_key(pairs)))
+    }
+
+    /// Replaces the index at `parts` by its buckets `encoded` (none: removes it).
+    fn replace_index(
+        &self,
+        batch: &mut Writes,
+        tree: &sled::Tree,
+        parts: &[&str],
+        encoded: Vec<(String, Vec<u8>)>,
+    ) -> Result<(), StateError> {
         for key in self.keys_under(tree, parts)? {
             batch.remove(key.to_vec());
         }
-        for (b, value) in encode_buckets(members_by_key(pairs)) {
+        for (b, value) in encoded {
             batch.insert(self.bucket_key(parts, &b), value);
         }
         Ok(())
@@ -339,17 +350,9 @@ impl Namespace<'_> {
             }
             self.rebuild_multimap(batch, &tree, &[stage, BY_CATEGORY], all.remove(BY_CATEGORY).unwrap_or_default())?;
             // A variant has one product: its entry is written as it is, without grouping.
-            let parts = [stage, PRODUCT_OF];
-            for key in self.keys_under(&tree, &parts)? {
-                batch.remove(key.to_vec());
-            }
             let lone = all.remove(PRODUCT_OF).unwrap_or_default().into_iter().map(|(k, m)| (k, form::Lone(m)));
-            for (b, value) in encode_buckets(lone.collect()) {
-                batch.insert(self.bucket_key(&parts, &b), value);
-            }
-            for key in self.keys_under(&tree, &[stage, BY_PRODUCT_BEFORE])? {
-                batch.remove(key.to_vec());
-            }
+            self.replace_index(batch, &tree, &[stage, PRODUCT_OF], encode_buckets(lone.collect()))?;
+            self.replace_index(batch, &tree, &[stage, BY_PRODUCT_BEFORE], Vec::new())?;
         } else {
             let mut edits: BTreeMap<&str, Vec<Edit>> = BTreeMap::new();
             let mut put = |table: &str, id: &str, row: &Row, add: bool| {

@@ -850,14 +850,14 @@ impl Namespace<'_> {
         let started = std::time::Instant::now();
         let tree = self.state.tree("mirror")?;
         let mut writes = Writes::default();
+        // Whether the mirror's index is complete as this save starts (not after a killed save).
         let whole_before = self.has_mirror_index(stage)?;
         let indexed = match index {
             Some(spec) => {
-                let indexed = self.has_mirror_index(stage)?;
-                if indexed || complete {
-                    self.index_mirror(&mut writes, stage, mirror, changes, spec, !indexed)?;
+                if whole_before || complete {
+                    self.index_mirror(&mut writes, stage, mirror, changes, spec, !whole_before)?;
                 }
-                indexed || complete
+                whole_before || complete
             }
             None => false,
         };
